@@ -1,0 +1,268 @@
+//! The simulator's whole world: one [`State`] behind one mutex in [`SimHandle`].
+//!
+//! Lock with [`SimHandle::lock`], never across an `.await` (git commands run before or after).
+
+mod access_rules;
+pub mod model;
+mod setup;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chrono::Duration;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+pub use model::*;
+pub use setup::{NewGroup, NewProject, NewUser, SetupError};
+
+use crate::secrets;
+
+/// Everything GitLab would keep in its database. Serialisable for `--state-file`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct State {
+    next_id: u64,
+    /// Simulated time = wall clock + this offset (advanced by tests).
+    pub clock_offset_ms: i64,
+    pub settings: Settings,
+    pub users: BTreeMap<Id, User>,
+    pub groups: BTreeMap<Id, Group>,
+    pub projects: BTreeMap<Id, Project>,
+    pub group_members: BTreeMap<Id, BTreeMap<Id, Member>>,
+    pub project_members: BTreeMap<Id, BTreeMap<Id, Member>>,
+    pub personal_access_tokens: BTreeMap<Id, PersonalAccessToken>,
+    pub project_access_tokens: BTreeMap<Id, ProjectAccessToken>,
+    pub deploy_tokens: BTreeMap<Id, DeployToken>,
+    pub deploy_keys: BTreeMap<Id, DeployKey>,
+    pub deploy_key_links: Vec<DeployKeyLink>,
+    pub hooks: BTreeMap<Id, Hook>,
+    pub merge_requests: BTreeMap<Id, MergeRequest>,
+    pub pipelines: BTreeMap<Id, Pipeline>,
+    pub commit_statuses: BTreeMap<Id, CommitStatus>,
+    pub oauth_applications: BTreeMap<Id, OAuthApplication>,
+    pub oauth_grants: BTreeMap<Id, OAuthGrant>,
+    pub oauth_tokens: BTreeMap<Id, OAuthToken>,
+    /// (user, application) pairs that skip the consent page.
+    pub oauth_approvals: HashSet<(Id, Id)>,
+    /// SHA-256 hex of every token/code → what it is. Plain secrets are never stored (as in GitLab).
+    pub secrets: HashMap<String, SecretRef>,
+    /// Sign-in sessions of the sim's web pages: cookie value digest → user id.
+    pub web_sessions: HashMap<String, Id>,
+    pub faults: Vec<Fault>,
+    /// Fixed-window rate-limit counters: key → (window start in unix seconds, count).
+    #[serde(skip)]
+    pub rate_windows: HashMap<String, (i64, u32)>,
+}
+
+impl State {
+    pub fn next_id(&mut self) -> Id {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    pub fn now(&self) -> Time {
+        chrono::Utc::now() + Duration::milliseconds(self.clock_offset_ms)
+    }
+
+    pub fn advance_clock(&mut self, seconds: i64) -> Time {
+        self.clock_offset_ms += seconds * 1000;
+        self.now()
+    }
+
+    /// Registers a freshly generated secret and returns it in plain text (shown to the caller once).
+    pub fn issue_secret(&mut self, prefix: &str, target: SecretRef) -> String {
+        let secret = secrets::random_token(prefix);
+        self.secrets.insert(secrets::digest(&secret), target);
+        secret
+    }
+
+    pub fn find_secret(&self, secret: &str) -> Option<SecretRef> {
+        self.secrets.get(&secrets::digest(secret)).copied()
+    }
+
+    pub fn user_by_username(&self, username: &str) -> Option<&User> {
+        self.users.values().find(|u| u.username == username)
+    }
+
+    /// `full_path` of a group: its ancestors' paths joined by `/`.
+    pub fn group_full_path(&self, group_id: Id) -> String {
+        let mut parts = Vec::new();
+        let mut current = self.groups.get(&group_id);
+        while let Some(group) = current {
+            parts.push(group.path.as_str());
+            current = group.parent_id.and_then(|p| self.groups.get(&p));
+        }
+        parts.reverse();
+        parts.join("/")
+    }
+
+    pub fn group_full_name(&self, group_id: Id) -> String {
+        let mut parts = Vec::new();
+        let mut current = self.groups.get(&group_id);
+        while let Some(group) = current {
+            parts.push(group.name.as_str());
+            current = group.parent_id.and_then(|p| self.groups.get(&p));
+        }
+        parts.reverse();
+        parts.join(" / ")
+    }
+
+    pub fn namespace_full_path(&self, namespace: Namespace) -> String {
+        match namespace {
+            Namespace::Group(id) => self.group_full_path(id),
+            Namespace::User(id) => self
+                .users
+                .get(&id)
+                .map(|u| u.username.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    pub fn project_full_path(&self, project: &Project) -> String {
+        format!(
+            "{}/{}",
+            self.namespace_full_path(project.namespace),
+            project.path
+        )
+    }
+
+    /// A project by numeric id or full path (what `:id` means in GitLab's API).
+    pub fn find_project(&self, id_or_path: &str) -> Option<&Project> {
+        match id_or_path.parse::<Id>() {
+            Ok(id) => self.projects.get(&id),
+            Err(_) => self
+                .projects
+                .values()
+                .find(|p| self.project_full_path(p) == id_or_path),
+        }
+    }
+
+    pub fn find_group(&self, id_or_path: &str) -> Option<&Group> {
+        match id_or_path.parse::<Id>() {
+            Ok(id) => self.groups.get(&id),
+            Err(_) => self
+                .groups
+                .values()
+                .find(|g| self.group_full_path(g.id) == id_or_path),
+        }
+    }
+
+    pub fn merge_request(&self, project_id: Id, iid: u64) -> Option<&MergeRequest> {
+        self.merge_requests
+            .values()
+            .find(|mr| mr.project_id == project_id && mr.iid == iid)
+    }
+
+    pub fn merge_request_mut(&mut self, project_id: Id, iid: u64) -> Option<&mut MergeRequest> {
+        self.merge_requests
+            .values_mut()
+            .find(|mr| mr.project_id == project_id && mr.iid == iid)
+    }
+
+    pub fn hooks_of(&self, project_id: Id) -> impl Iterator<Item = &Hook> {
+        self.hooks.values().filter(move |h| h.project_id == project_id)
+    }
+}
+
+/// Events other parts of the simulator (webhook delivery) react to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SimEvent {
+    /// A note was created on a merge request through the REST API.
+    MergeRequestNoteCreated {
+        project_id: Id,
+        mr_iid: u64,
+        note_id: Id,
+        user_id: Id,
+    },
+}
+
+struct Inner {
+    state: Mutex<State>,
+    base_url: String,
+    data_dir: PathBuf,
+    state_file: Option<PathBuf>,
+    events: broadcast::Sender<SimEvent>,
+}
+
+/// The shared handle to the running simulator: state, base URL, data directory, event bus.
+#[derive(Clone)]
+pub struct SimHandle {
+    inner: Arc<Inner>,
+}
+
+impl SimHandle {
+    pub(crate) fn new(
+        state: State,
+        base_url: String,
+        data_dir: PathBuf,
+        state_file: Option<PathBuf>,
+    ) -> Self {
+        let (events, _) = broadcast::channel(1024);
+        Self {
+            inner: Arc::new(Inner {
+                state: Mutex::new(state),
+                base_url,
+                data_dir,
+                state_file,
+                events,
+            }),
+        }
+    }
+
+    /// Locks the state. A poisoned lock is recovered: state stays consistent per operation.
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// e.g. `http://127.0.0.1:41234` (no trailing slash).
+    pub fn base_url(&self) -> &str {
+        &self.inner.base_url
+    }
+
+    /// Host part of the base URL, used for bot e-mails (`@noreply.<host>`).
+    pub fn host(&self) -> String {
+        url::Url::parse(&self.inner.base_url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_else(|| "localhost".into())
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.data_dir
+    }
+
+    /// The bare repository of a project: `<data-dir>/repositories/<project id>.git`.
+    pub fn repo_path(&self, project_id: Id) -> PathBuf {
+        self.inner
+            .data_dir
+            .join("repositories")
+            .join(format!("{project_id}.git"))
+    }
+
+    pub fn now(&self) -> Time {
+        self.lock().now()
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<SimEvent> {
+        self.inner.events.subscribe()
+    }
+
+    pub fn emit(&self, event: SimEvent) {
+        // No subscriber is fine: nobody listens for that event yet.
+        let _ = self.inner.events.send(event);
+    }
+
+    /// Writes the state to the `--state-file`, if one was configured.
+    pub fn save(&self) -> std::io::Result<bool> {
+        let Some(path) = &self.inner.state_file else {
+            return Ok(false);
+        };
+        let json = serde_json::to_vec_pretty(&*self.lock()).map_err(std::io::Error::other)?;
+        std::fs::write(path, json)?;
+        Ok(true)
+    }
+}

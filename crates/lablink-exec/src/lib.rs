@@ -1,0 +1,12 @@
+//! Running external programs for lablink: the git CLI driver ([`git`]) and the process runner for
+//! dbt and git ([`process`]), with redaction of secrets from their output ([`redact`]).
+
+mod error;
+pub mod git;
+pub mod process;
+pub mod redact;
+
+pub use error::ExecError;
+pub use git::{Git, GitConfig, GitCredential, Identity};
+pub use process::{LogLine, ProcessSpec, Stream, Termination, run};
+pub use redact::Redactor;

@@ -1,0 +1,313 @@
+//! The process runner used for dbt and git: own process group, explicit environment, line
+//! streaming with redaction, timeout and cancellation that kill the whole group.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::ExecError;
+use crate::redact::Redactor;
+
+/// Variables copied from the parent environment when a caller has no better list: enough to find
+/// programs and decode text, nothing that carries credentials.
+pub const DEFAULT_INHERITED_ENV: &[&str] = &["PATH", "LANG", "LC_ALL", "TZ", "TMPDIR"];
+
+/// Which output stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// One line of process output, already redacted, without its line terminator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    pub stream: Stream,
+    pub line: String,
+}
+
+/// Appended to a line that was cut at [`ProcessSpec::max_line_bytes`].
+pub const LINE_TRUNCATED: &str = " [line truncated]";
+
+/// Everything needed to run one process.
+#[derive(Clone)]
+pub struct ProcessSpec {
+    pub program: OsString,
+    pub args: Vec<OsString>,
+    pub cwd: PathBuf,
+    /// Names of variables copied from this process's environment when set there.
+    pub inherit_env: Vec<String>,
+    /// Variables set explicitly; they win over inherited ones. Values may be secrets.
+    pub env: Vec<(String, String)>,
+    pub timeout: Duration,
+    /// How long the group gets between SIGTERM and SIGKILL.
+    pub kill_grace: Duration,
+    pub max_line_bytes: usize,
+    pub redactor: Arc<Redactor>,
+}
+
+impl std::fmt::Debug for ProcessSpec {
+    // Values of `env` are left out on purpose: they may hold credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessSpec")
+            .field("program", &self.program)
+            .field("args", &self.args)
+            .field("cwd", &self.cwd)
+            .field("inherit_env", &self.inherit_env)
+            .field(
+                "env",
+                &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProcessSpec {
+    /// A spec with the default environment allow-list, a 16 KiB line limit, a 5 s kill grace and
+    /// no secrets to redact.
+    pub fn new(program: impl Into<OsString>, cwd: impl Into<PathBuf>, timeout: Duration) -> Self {
+        Self {
+            program: program.into(),
+            args: Vec::new(),
+            cwd: cwd.into(),
+            inherit_env: DEFAULT_INHERITED_ENV.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
+            timeout,
+            kill_grace: Duration::from_secs(5),
+            max_line_bytes: 16 * 1024,
+            redactor: Arc::new(Redactor::default()),
+        }
+    }
+
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn redactor(mut self, redactor: Arc<Redactor>) -> Self {
+        self.redactor = redactor;
+        self
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args)
+            .current_dir(&self.cwd)
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Leader of a new group: signals to the group reach every descendant that did not
+            // deliberately leave it (dbt threads, git-remote-http, `sleep &` in scripts).
+            .process_group(0);
+        for name in &self.inherit_env {
+            if let Some(value) = std::env::var_os(name) {
+                cmd.env(name, value);
+            }
+        }
+        for (key, value) in &self.env {
+            cmd.env(key, value);
+        }
+        cmd
+    }
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Termination {
+    /// It exited on its own (or by a signal nobody here sent).
+    Exited(ExitStatus),
+    /// It ran past its timeout and its group was killed.
+    TimedOut,
+    /// The cancellation token fired and its group was killed.
+    Cancelled,
+}
+
+impl Termination {
+    pub fn success(&self) -> bool {
+        matches!(self, Self::Exited(status) if status.success())
+    }
+
+    /// The exit code when the process exited normally.
+    pub fn code(&self) -> Option<i32> {
+        match self {
+            Self::Exited(status) => status.code(),
+            Self::TimedOut | Self::Cancelled => None,
+        }
+    }
+}
+
+/// Runs `spec`, sending every output line to `sink`, until it exits, times out or `cancel` fires.
+///
+/// When the leader exits, what is left of its group is killed too, so no stray descendant outlives
+/// the run or keeps its output pipes open. If the returned future is dropped midway, the group is
+/// killed as well. A closed `sink` does not stop the process; its output is then discarded.
+pub async fn run(
+    spec: &ProcessSpec,
+    sink: mpsc::Sender<LogLine>,
+    cancel: &CancellationToken,
+) -> Result<Termination, ExecError> {
+    let mut child = spec.command().spawn().map_err(|source| ExecError::Spawn {
+        program: spec.program.to_string_lossy().into_owned(),
+        source,
+    })?;
+    let group = GroupGuard::new(&child)?;
+    let pumps = [
+        child
+            .stdout
+            .take()
+            .map(|out| tokio::spawn(pump(out, Stream::Stdout, sink.clone(), spec.clone()))),
+        child
+            .stderr
+            .take()
+            .map(|err| tokio::spawn(pump(err, Stream::Stderr, sink, spec.clone()))),
+    ];
+
+    let termination = tokio::select! {
+        status = child.wait() => Termination::Exited(status.map_err(ExecError::Wait)?),
+        () = tokio::time::sleep(spec.timeout) => {
+            terminate(&mut child, &group, spec.kill_grace).await?;
+            Termination::TimedOut
+        }
+        () = cancel.cancelled() => {
+            terminate(&mut child, &group, spec.kill_grace).await?;
+            Termination::Cancelled
+        }
+    };
+    // Whatever the leader left behind in its group goes now, which also closes its pipes.
+    drop(group);
+    for pump in pumps.into_iter().flatten() {
+        // A pump only ends early if its task panicked; the lines it had are already sent.
+        let _ = pump.await;
+    }
+    Ok(termination)
+}
+
+/// SIGTERM to the group, up to `grace` for the leader to exit, then SIGKILL to the group.
+async fn terminate(child: &mut Child, group: &GroupGuard, grace: Duration) -> Result<(), ExecError> {
+    group.signal(libc::SIGTERM);
+    if tokio::time::timeout(grace, child.wait()).await.is_err() {
+        group.signal(libc::SIGKILL);
+    }
+    child.wait().await.map_err(ExecError::Wait)?;
+    Ok(())
+}
+
+/// Reads `reader` line by line, redacts and forwards each line.
+///
+/// Lines are assembled from raw reads before redaction, so a secret split across two reads is
+/// still found. At most `max_line_bytes` plus the longest secret are held per line; the rest of
+/// an overlong line is dropped.
+async fn pump(
+    reader: impl AsyncRead + Unpin,
+    stream: Stream,
+    sink: mpsc::Sender<LogLine>,
+    spec: ProcessSpec,
+) {
+    let mut reader = BufReader::new(reader);
+    let hold = spec
+        .max_line_bytes
+        .saturating_add(spec.redactor.longest_secret());
+    let mut line = Vec::new();
+    let mut overflowed = false;
+    loop {
+        let buf = match reader.fill_buf().await {
+            Ok(buf) => buf,
+            Err(_) => break,
+        };
+        if buf.is_empty() {
+            break;
+        }
+        let newline = buf.iter().position(|&b| b == b'\n');
+        let take = newline.map_or(buf.len(), |at| at + 1);
+        let room = hold.saturating_sub(line.len());
+        let content = &buf[..newline.unwrap_or(buf.len())];
+        line.extend_from_slice(&content[..content.len().min(room)]);
+        overflowed |= content.len() > room;
+        reader.consume(take);
+        if newline.is_some() {
+            send_line(&sink, stream, &spec, &line, overflowed).await;
+            line.clear();
+            overflowed = false;
+        }
+    }
+    if !line.is_empty() || overflowed {
+        send_line(&sink, stream, &spec, &line, overflowed).await;
+    }
+}
+
+async fn send_line(
+    sink: &mpsc::Sender<LogLine>,
+    stream: Stream,
+    spec: &ProcessSpec,
+    raw: &[u8],
+    overflowed: bool,
+) {
+    let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+    let text = String::from_utf8_lossy(raw);
+    let (mut line, cut) = spec.redactor.redact_prefix(&text, spec.max_line_bytes);
+    if cut || overflowed {
+        line.push_str(LINE_TRUNCATED);
+    }
+    // A closed sink means nobody wants the log any more; the process still runs to its end.
+    let _ = sink.send(LogLine { stream, line }).await;
+}
+
+/// The child's process group; SIGKILLed on drop so an abandoned run leaves nothing behind.
+struct GroupGuard {
+    pgid: libc::pid_t,
+}
+
+impl GroupGuard {
+    fn new(child: &Child) -> Result<Self, ExecError> {
+        let pid = child.id().ok_or(ExecError::NoPid)?;
+        let pgid = libc::pid_t::try_from(pid).map_err(|_| ExecError::NoPid)?;
+        Ok(Self { pgid })
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        signal_group(self.pgid, signal);
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.signal(libc::SIGKILL);
+    }
+}
+
+/// Sends `signal` to every process in group `pgid`. Failure (ESRCH: the group is already gone)
+/// is the expected outcome after a clean exit, so it is ignored.
+#[allow(unsafe_code)]
+fn signal_group(pgid: libc::pid_t, signal: libc::c_int) {
+    // The group id comes from a child we spawned as group leader and have not stopped tracking,
+    // so it cannot name an unrelated group while any of its members lives (the kernel does not
+    // reuse a pid that is still some group's id).
+    // SAFETY: killpg takes two plain integers, touches no memory of this process and has no
+    // preconditions; failure is reported through its return value.
+    unsafe {
+        libc::killpg(pgid, signal);
+    }
+}

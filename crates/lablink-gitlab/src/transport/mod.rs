@@ -1,0 +1,265 @@
+//! The HTTP transport to one GitLab instance: URL validation, the network policy, a custom CA,
+//! timeouts, and mapping transport failures to [`GitLabError`].
+
+mod base_url;
+mod policy;
+pub(crate) mod response;
+
+use std::error::Error as StdError;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use reqwest::{Client, RequestBuilder, Response, StatusCode};
+use url::Url;
+
+use crate::error::GitLabError;
+pub use policy::{AddressClass, NetworkPolicy};
+use policy::{PolicyRefusal, PolicyResolver};
+
+/// Largest response body lablink reads; GitLab's pages of 100 items stay far below it.
+const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+/// What lablink needs to talk to one GitLab instance.
+#[derive(Debug, Clone)]
+pub struct InstanceConfig {
+    pub base_url: Url,
+    /// PEM bundle of extra CAs for self-managed GitLab behind a private CA.
+    pub ca_bundle_pem: Option<String>,
+    pub policy: NetworkPolicy,
+    /// Limit for one whole request (connect, send, read).
+    pub timeout: Duration,
+}
+
+/// A validated GitLab instance and the HTTP client that reaches it. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    base_url: Url,
+    client: Client,
+}
+
+impl Instance {
+    pub fn new(cfg: InstanceConfig) -> Result<Instance, GitLabError> {
+        let base = base_url::validate(&cfg.base_url, &cfg.policy)?;
+        let resolver = PolicyResolver {
+            policy: cfg.policy,
+            loopback_only: base.loopback_only,
+        };
+        let mut builder = Client::builder()
+            .dns_resolver(Arc::new(resolver))
+            // A proxy would resolve names itself, out of reach of the policy resolver.
+            .no_proxy()
+            // A redirect could lead anywhere, and reqwest keeps custom headers such as
+            // PRIVATE-TOKEN across hosts; lablink reports redirects instead of following them.
+            .redirect(reqwest::redirect::Policy::none())
+            .https_only(!base.loopback_only)
+            .timeout(cfg.timeout)
+            .connect_timeout(cfg.timeout)
+            .user_agent(concat!("lablink/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = cfg.ca_bundle_pem.as_deref() {
+            let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+                .map_err(|e| GitLabError::InvalidCaBundle(error_chain(&e)))?;
+            if certs.is_empty() {
+                return Err(GitLabError::InvalidCaBundle(
+                    "no `-----BEGIN CERTIFICATE-----` block found".to_owned(),
+                ));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder
+            .build()
+            .map_err(|e| GitLabError::InvalidCaBundle(error_chain(&e)))?;
+        Ok(Instance {
+            base_url: base.url,
+            client,
+        })
+    }
+
+    /// The normalised base URL (always ends with `/`).
+    pub fn base_url(&self) -> &Url {
+        &self.base_url
+    }
+
+    /// Checks that the URL answers like GitLab: `GET /api/v4/user` without a token must give
+    /// GitLab's `401 {"message":"401 Unauthorized"}`.
+    pub async fn probe(&self) -> Result<(), GitLabError> {
+        let url = self.api_url(&["user"]);
+        let response = self.send(self.client.get(url.clone())).await?;
+        let status = response.status();
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .map(str::to_owned);
+        let body = read_body(response).await?;
+        let parsed = response::ErrorBody::parse(&body);
+        let detail = match status {
+            StatusCode::UNAUTHORIZED
+                if parsed
+                    .message
+                    .as_deref()
+                    .is_some_and(|m| m.starts_with("401 Unauthorized")) =>
+            {
+                return Ok(());
+            }
+            s if s.is_redirection() => format!(
+                "it redirects to {} (give that address, or check for a sign-in proxy in front of GitLab)",
+                location.as_deref().unwrap_or("somewhere unnamed")
+            ),
+            StatusCode::NOT_FOUND => {
+                "there is no GitLab API at /api/v4 (is the URL GitLab's root, including any sub-path?)"
+                    .to_owned()
+            }
+            s if s.is_server_error() => {
+                return Err(response::api_error(status, &reqwest::header::HeaderMap::new(), &body));
+            }
+            s => format!(
+                "the API answered HTTP {} where GitLab answers 401 with {{\"message\":\"401 Unauthorized\"}}",
+                s.as_u16()
+            ),
+        };
+        Err(GitLabError::NotGitLab {
+            url: self.base_url.to_string(),
+            detail,
+        })
+    }
+
+    /// `<base>/api/v4/<segments…>`, each segment percent-encoded.
+    pub(crate) fn api_url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base_url.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(["api", "v4"]).extend(segments);
+        }
+        url
+    }
+
+    /// `<base>/<path>` for non-API paths such as `oauth/token`.
+    pub(crate) fn web_url(&self, path: &str) -> Url {
+        let mut url = self.base_url.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.pop_if_empty().extend(path.split('/'));
+        }
+        url
+    }
+
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Sends a request, turning transport failures into plain-words errors.
+    pub(crate) async fn send(&self, request: RequestBuilder) -> Result<Response, GitLabError> {
+        request.send().await.map_err(|e| self.transport_error(&e))
+    }
+
+    fn transport_error(&self, err: &reqwest::Error) -> GitLabError {
+        let host = self.base_url.host_str().unwrap_or_default().to_owned();
+        let mut source: Option<&(dyn StdError + 'static)> = Some(err);
+        while let Some(current) = source {
+            if let Some(refusal) = current.downcast_ref::<PolicyRefusal>() {
+                return GitLabError::NetworkPolicy {
+                    host: refusal.host.clone(),
+                    address: refusal.address.to_string(),
+                    class: refusal.class.describe(),
+                };
+            }
+            source = current.source();
+        }
+        if err.is_timeout() {
+            return GitLabError::Timeout { host };
+        }
+        let cause = error_chain(err);
+        // rustls is not a direct dependency, so its errors are recognised by their text.
+        let lower = cause.to_ascii_lowercase();
+        if ["certificate", "tls", "handshake", "unknownissuer"]
+            .iter()
+            .any(|needle| lower.contains(needle))
+        {
+            GitLabError::Tls { host, cause }
+        } else {
+            GitLabError::Unreachable { host, cause }
+        }
+    }
+}
+
+/// Reads a response body up to [`MAX_BODY_BYTES`].
+pub(crate) async fn read_body(mut response: Response) -> Result<Bytes, GitLabError> {
+    let mut body = BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| GitLabError::Decode {
+        context: "reading the response".to_owned(),
+        cause: error_chain(&e),
+    })? {
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(GitLabError::Decode {
+                context: "reading the response".to_owned(),
+                cause: format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// An error and its causes on one line, without the request URL reqwest adds at the top.
+fn error_chain(err: &(dyn StdError + 'static)) -> String {
+    let mut parts = Vec::new();
+    let mut source = err.source();
+    while let Some(current) = source {
+        parts.push(current.to_string());
+        source = current.source();
+    }
+    if parts.is_empty() {
+        parts.push(err.to_string());
+    }
+    parts.dedup();
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instance(url: &str) -> Instance {
+        Instance::new(InstanceConfig {
+            base_url: Url::parse(url).unwrap(),
+            ca_bundle_pem: None,
+            policy: NetworkPolicy {
+                allow_http_loopback: true,
+                allow_private_networks: false,
+            },
+            timeout: Duration::from_secs(5),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn builds_api_urls_under_sub_paths_with_encoding() {
+        let gl = instance("https://example.org/gitlab");
+        assert_eq!(
+            gl.api_url(&["projects", "group/sub", "hooks"]).as_str(),
+            "https://example.org/gitlab/api/v4/projects/group%2Fsub/hooks"
+        );
+        assert_eq!(
+            gl.web_url("oauth/token").as_str(),
+            "https://example.org/gitlab/oauth/token"
+        );
+        let root = instance("https://gitlab.com/");
+        assert_eq!(
+            root.api_url(&["user"]).as_str(),
+            "https://gitlab.com/api/v4/user"
+        );
+    }
+
+    #[test]
+    fn rejects_a_ca_bundle_without_certificates() {
+        let err = Instance::new(InstanceConfig {
+            base_url: Url::parse("https://gitlab.example.com").unwrap(),
+            ca_bundle_pem: Some("not a certificate".to_owned()),
+            policy: NetworkPolicy::default(),
+            timeout: Duration::from_secs(5),
+        })
+        .unwrap_err();
+        assert!(matches!(err, GitLabError::InvalidCaBundle(_)), "{err:?}");
+    }
+}

@@ -1,0 +1,23 @@
+//! All of lablink's SQL.
+//!
+//! [`Db`] is a concrete enum over the two supported backends, chosen at runtime from the
+//! database URL. Each aggregate lives in its own module and adds `impl Db` methods; statements are
+//! written once in portable SQL and run on either backend through [`on_db!`]. The secret envelope
+//! used for every GitLab credential is in [`crypto`].
+
+pub mod crypto;
+mod db;
+mod error;
+
+pub use db::Db;
+pub use error::StoreError;
+
+/// Current time in Unix milliseconds, the representation of every timestamp column.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A new application-generated primary key (UUIDv7: time-ordered, portable as TEXT).
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
