@@ -1,1 +1,59 @@
-//! gitlab-sim
+//! gitlab-sim: a faithful, stateful GitLab (19.x) for tests and demos.
+//!
+//! # Module layout
+//!
+//! - [`state`]: the whole world in one [`State`] (users, groups, projects, members, tokens,
+//!   hooks with their delivery log, merge requests with notes, pipelines and commit statuses,
+//!   OAuth applications/grants/tokens, settings, faults, clock offset). [`SimHandle`] owns it
+//!   behind one mutex: `handle.lock()` gives `&mut State`; never hold the guard across `.await`.
+//!   Time comes from `State::now()` (wall clock + an offset tests advance). Secrets are stored
+//!   only as SHA-256 digests in `State::secrets` (hook tokens excepted: GitLab must send them).
+//!   `state::setup` holds the set-up operations (also exposed as `SimHandle` methods).
+//!   [`SimHandle::subscribe`] is a broadcast of [`state::SimEvent`]s (e.g. note created) for the
+//!   webhook engine.
+//! - `server`: [`Sim::start`] binds, builds the router (`server::app`) and serves it.
+//! - `api/`: REST API v4 under `/api/v4`, one module per area (`users`, `projects`, `groups`,
+//!   `members`, `hooks`, `access_tokens`, `deploy_tokens`, `deploy_keys`, `statuses`,
+//!   `merge_requests`); routes are listed in `api::router`. Shared helpers: `api::visible_project`
+//!   (404 for invisible projects, effective access level), `auth::Auth` (extractor for
+//!   `PRIVATE-TOKEN` / Bearer / `access_token`, with scope checks), `params::Params` (query,
+//!   form and JSON body, Grape coercions), `error::ApiError` (GitLab's error bodies),
+//!   `paginate` (offset pagination headers), `render` (JSON shapes of every entity).
+//! - `oauth/`: `/oauth/authorize` (sign-in and consent HTML pages), `/oauth/token`,
+//!   `/oauth/token/info`, `/oauth/revoke`, `/users/sign_in`.
+//! - `control/`: the control API under `/-/sim` (see README.md).
+//! - `middleware`: fault injection (latency, 5xx, 429, dropped connection) and rate limiting.
+//! - `repo`: the real bare repositories (`<data-dir>/repositories/<project id>.git`, created with
+//!   `git init --bare` and default branch `main`); `SimHandle::repo_path` gives the path.
+//! - `ssh_key`: SSH public key validation and fingerprints.
+//!
+//! Adding an area (e.g. Git smart HTTP or webhook delivery): write a module exposing
+//! `fn router() -> Router<SimHandle>` and merge it in `server::app` (or nest it in
+//! `api::router`); use `SimHandle` for state and `repo` for git.
+
+#![recursion_limit = "1024"]
+
+pub mod api;
+pub mod auth;
+pub mod changes;
+pub mod commits;
+pub mod control;
+pub mod error;
+pub mod git_http;
+pub mod middleware;
+pub mod oauth;
+pub mod paginate;
+pub mod params;
+pub mod render;
+pub mod repo;
+pub mod secrets;
+pub mod server;
+pub mod ssh_key;
+pub mod state;
+pub mod webhooks;
+
+pub use server::{Sim, SimConfig, StartError};
+pub use state::{SimHandle, State};
+
+/// The GitLab version the simulator models (sent as `User-Agent: GitLab/<version>`).
+pub const GITLAB_VERSION: &str = "19.0.0";

@@ -5,9 +5,10 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
-    #[error("could not start {program}: {source}")]
+    #[error("could not start {program} in {cwd}: {source}")]
     Spawn {
         program: String,
+        cwd: PathBuf,
         source: std::io::Error,
     },
     #[error("the started process has no id")]

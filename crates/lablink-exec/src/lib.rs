@@ -1,12 +1,13 @@
 //! Running external programs for lablink: the git CLI driver ([`git`]) and the process runner for
 //! dbt and git ([`process`]), with redaction of secrets from their output ([`redact`]).
 
+pub mod dbt;
 mod error;
 pub mod git;
 pub mod process;
 pub mod redact;
 
 pub use error::ExecError;
-pub use git::{Git, GitConfig, GitCredential, Identity};
+pub use git::{Git, GitConfig, GitCredential, Identity, Remote, WorktreeState};
 pub use process::{LogLine, ProcessSpec, Stream, Termination, run};
 pub use redact::Redactor;

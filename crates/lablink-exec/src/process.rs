@@ -61,10 +61,7 @@ impl std::fmt::Debug for ProcessSpec {
             .field("args", &self.args)
             .field("cwd", &self.cwd)
             .field("inherit_env", &self.inherit_env)
-            .field(
-                "env",
-                &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>(),
-            )
+            .field("env", &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>())
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
@@ -78,7 +75,10 @@ impl ProcessSpec {
             program: program.into(),
             args: Vec::new(),
             cwd: cwd.into(),
-            inherit_env: DEFAULT_INHERITED_ENV.iter().map(|s| s.to_string()).collect(),
+            inherit_env: DEFAULT_INHERITED_ENV
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             env: Vec::new(),
             timeout,
             kill_grace: Duration::from_secs(5),
@@ -121,7 +121,9 @@ impl ProcessSpec {
             .stderr(Stdio::piped())
             // Leader of a new group: signals to the group reach every descendant that did not
             // deliberately leave it (dbt threads, git-remote-http, `sleep &` in scripts).
-            .process_group(0);
+            .process_group(0)
+            // Lets tokio reap the leader if the run is abandoned (the group guard kills it).
+            .kill_on_drop(true);
         for name in &self.inherit_env {
             if let Some(value) = std::env::var_os(name) {
                 cmd.env(name, value);
@@ -171,6 +173,7 @@ pub async fn run(
 ) -> Result<Termination, ExecError> {
     let mut child = spec.command().spawn().map_err(|source| ExecError::Spawn {
         program: spec.program.to_string_lossy().into_owned(),
+        cwd: spec.cwd.clone(),
         source,
     })?;
     let group = GroupGuard::new(&child)?;
@@ -206,7 +209,11 @@ pub async fn run(
 }
 
 /// SIGTERM to the group, up to `grace` for the leader to exit, then SIGKILL to the group.
-async fn terminate(child: &mut Child, group: &GroupGuard, grace: Duration) -> Result<(), ExecError> {
+async fn terminate(
+    child: &mut Child,
+    group: &GroupGuard,
+    grace: Duration,
+) -> Result<(), ExecError> {
     group.signal(libc::SIGTERM);
     if tokio::time::timeout(grace, child.wait()).await.is_err() {
         group.signal(libc::SIGKILL);
@@ -232,11 +239,8 @@ async fn pump(
         .saturating_add(spec.redactor.longest_secret());
     let mut line = Vec::new();
     let mut overflowed = false;
-    loop {
-        let buf = match reader.fill_buf().await {
-            Ok(buf) => buf,
-            Err(_) => break,
-        };
+    // A read error ends the stream like EOF: the process is gone or its pipe is broken.
+    while let Ok(buf) = reader.fill_buf().await {
         if buf.is_empty() {
             break;
         }

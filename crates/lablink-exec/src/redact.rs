@@ -81,10 +81,7 @@ mod tests {
     #[test]
     fn replaces_every_occurrence_longest_first() {
         let r = Redactor::new(["abc", "abcdef", ""]);
-        assert_eq!(
-            r.redact("x abcdef y abc z"),
-            "x [REDACTED] y [REDACTED] z"
-        );
+        assert_eq!(r.redact("x abcdef y abc z"), "x [REDACTED] y [REDACTED] z");
         assert_eq!(r.redact("nothing here"), "nothing here");
     }
 

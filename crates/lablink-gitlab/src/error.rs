@@ -82,6 +82,7 @@ pub enum TokenProblem {
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitLabError {
+    /// The base URL was refused before any request (scheme, credentials, query, fragment).
     #[error("the GitLab URL is not usable: {0}")]
     InvalidUrl(String),
 
@@ -95,7 +96,9 @@ pub enum GitLabError {
     )]
     Unreachable { host: String, cause: String },
 
-    #[error("GitLab at {host} did not answer in time. Try again later; if it persists, check the server")]
+    #[error(
+        "GitLab at {host} did not answer in time. Try again later; if it persists, check the server"
+    )]
     Timeout { host: String },
 
     #[error(
@@ -112,7 +115,10 @@ pub enum GitLabError {
         class: &'static str,
     },
 
-    #[error("{url} does not answer like GitLab: {detail}. Check that the URL is GitLab's base address")]
+    /// [`crate::Instance::probe`] found something that is not GitLab at the URL.
+    #[error(
+        "{url} does not answer like GitLab: {detail}. Check that the URL is GitLab's base address"
+    )]
     NotGitLab { url: String, detail: String },
 
     #[error("GitLab refused the OAuth request ({code}: {description}). {}", code.advice())]
@@ -139,38 +145,72 @@ pub enum GitLabError {
         required: Option<String>,
     },
 
-    #[error("GitLab forbids this ({message}). The GitLab user or bot needs a higher role (Maintainer)")]
+    /// 403 other than a missing scope (role too low, protected branch).
+    #[error(
+        "GitLab forbids this ({message}). The GitLab user or bot needs a higher role (usually Maintainer), or the branch is protected"
+    )]
     Forbidden { message: String },
 
+    /// 404: missing, or hidden from this token (GitLab answers 404 rather than 403).
     #[error("GitLab says it does not exist or is not visible to this token ({message})")]
     NotFound { message: String },
 
     #[error("GitLab reports a conflict ({message}); retrying later usually succeeds")]
     Conflict { message: String },
 
+    /// 422, e.g. `Invalid url given` for a hook URL GitLab blocks.
     #[error("GitLab rejected the request: {message}")]
     Unprocessable { message: String },
 
+    /// 400 with GitLab's message (for example "User does not have permission to create project
+    /// access token" on gitlab.com Free).
     #[error("GitLab rejected the request as bad: {message}")]
     BadRequest { message: String },
 
-    #[error("GitLab is rate limiting lablink{}; lablink retries later", match retry_after {
+    /// 429; `retry_after` from the `Retry-After` header.
+    #[error("GitLab is rate limiting lablink{}; try again later", match retry_after {
         Some(d) => format!(" (retry after {} s)", d.as_secs()),
         None => String::new(),
     })]
     RateLimited { retry_after: Option<Duration> },
 
-    #[error("GitLab had an internal problem (HTTP {status}: {message}); retrying later usually succeeds")]
+    #[error(
+        "GitLab had an internal problem (HTTP {status}: {message}); retrying later usually succeeds"
+    )]
     Server { status: u16, message: String },
 
+    /// Any other status, including redirects (which lablink never follows).
     #[error("GitLab answered with unexpected HTTP {status}: {message}")]
     UnexpectedStatus { status: u16, message: String },
 
+    /// A 2xx answer whose body does not have the expected shape.
     #[error("GitLab's answer could not be read ({context}): {cause}")]
     Decode { context: String, cause: String },
 }
 
 impl GitLabError {
+    /// A JSON body that does not fit. Only the error's kind and position are kept: serde's text
+    /// can quote the offending value, which may be a token.
+    pub(crate) fn decode(context: &str, err: &serde_json::Error) -> GitLabError {
+        let missing = err.to_string();
+        let cause = match missing.strip_prefix("missing field ") {
+            Some(rest) => format!(
+                "missing field {}",
+                rest.split(' ').next().unwrap_or_default()
+            ),
+            None => format!(
+                "{:?} error at line {} column {}",
+                err.classify(),
+                err.line(),
+                err.column()
+            ),
+        };
+        GitLabError::Decode {
+            context: context.to_owned(),
+            cause,
+        }
+    }
+
     /// True when the same request may succeed if sent again later (network trouble, 409, 429, 5xx).
     pub fn is_retryable(&self) -> bool {
         matches!(
@@ -189,6 +229,12 @@ impl GitLabError {
             GitLabError::RateLimited { retry_after } => *retry_after,
             _ => None,
         }
+    }
+
+    /// gitlab.com Free (or a group setting) does not allow project access tokens (§4.1).
+    pub fn is_project_access_token_unavailable(&self) -> bool {
+        matches!(self, GitLabError::BadRequest { message }
+            if message.contains("does not have permission to create project access token"))
     }
 
     pub fn is_not_found(&self) -> bool {

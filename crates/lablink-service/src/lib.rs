@@ -1,1 +1,60 @@
-//! lablink-service
+//! Use cases of lablink, one module per flow, over the store, GitLab and processes.
+//!
+//! [`Services`] is the context every use case runs in; web handlers and the CLI hold one and call
+//! a single use case per request. Authorization is checked here (from the [`Principal`]), so every
+//! face (pages, JSON API, CLI) applies the same rules.
+
+pub mod accounts;
+pub mod api_tokens;
+pub mod ci;
+mod error;
+pub mod integration;
+pub mod links;
+pub mod projects;
+pub mod repositories;
+pub mod secrets;
+pub mod sessions;
+pub mod settings;
+pub mod setup;
+
+use std::sync::Arc;
+
+pub use error::ServiceError;
+use lablink_store::Db;
+pub use lablink_store::Principal;
+use lablink_store::crypto::KeyRing;
+pub use settings::{OperatorGitlabApp, ServiceSettings};
+
+/// The context of every use case: the database, the master keys and the settings.
+#[derive(Clone, Debug)]
+pub struct Services {
+    pub db: Db,
+    pub keys: Arc<KeyRing>,
+    pub settings: Arc<ServiceSettings>,
+    /// Per-process GitLab state (HTTP clients, the token-refresh single-flight table).
+    pub gitlab: Arc<integration::GitLabRuntime>,
+}
+
+impl Services {
+    pub fn new(db: Db, keys: KeyRing, settings: ServiceSettings) -> Services {
+        Services {
+            db,
+            keys: Arc::new(keys),
+            settings: Arc::new(settings),
+            gitlab: Arc::default(),
+        }
+    }
+}
+
+impl Services {
+    /// Ready to serve: the database answers and every migration is applied.
+    pub async fn readiness(&self) -> Result<(), ServiceError> {
+        self.db.ping().await?;
+        if self.db.pending_migrations().await? > 0 {
+            return Err(ServiceError::Internal(
+                "database migrations are pending; run `lablink migrate`".into(),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -67,6 +67,20 @@ impl Db {
         Ok(())
     }
 
+    /// How many known migrations are not applied yet (0 when the schema is current).
+    pub async fn pending_migrations(&self) -> Result<usize, StoreError> {
+        let applied: Vec<i64> = on_db!(self, |pool| {
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success = TRUE")
+                .fetch_all(pool)
+                .await
+        })
+        .unwrap_or_default();
+        Ok(MIGRATOR
+            .iter()
+            .filter(|m| !applied.contains(&m.version))
+            .count())
+    }
+
     /// A cheap round trip, for readiness checks.
     pub async fn ping(&self) -> Result<(), StoreError> {
         on_db!(self, |pool| sqlx::query("SELECT 1").execute(pool).await.map(drop))?;

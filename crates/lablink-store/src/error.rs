@@ -13,6 +13,8 @@ pub enum StoreError {
     Crypto(#[from] crate::crypto::CryptoError),
     #[error("{0}")]
     Conflict(String),
+    #[error("a stored value is not valid: {0}")]
+    Corrupt(String),
     #[error("{0} not found")]
     NotFound(&'static str),
 }

@@ -5,12 +5,29 @@
 //! written once in portable SQL and run on either backend through [`on_db!`]. The secret envelope
 //! used for every GitLab credential is in [`crypto`].
 
+pub mod accounts;
+pub mod api_tokens;
+pub mod audit;
+pub mod ci_jobs;
 pub mod crypto;
 mod db;
+pub mod deliveries;
 mod error;
+pub mod integrations;
+pub mod jobs;
+pub mod links;
+pub mod login_throttle;
+pub mod projects;
+pub mod repositories;
+pub mod runs;
+pub mod sessions;
+pub mod setup;
+pub mod status_outbox;
+pub mod users;
 
 pub use db::Db;
 pub use error::StoreError;
+pub use sessions::Principal;
 
 /// Current time in Unix milliseconds, the representation of every timestamp column.
 pub fn now_ms() -> i64 {

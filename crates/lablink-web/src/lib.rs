@@ -1,1 +1,57 @@
-//! lablink-web
+//! All of lablink's HTTP: server-rendered pages, the JSON API under `/api/v1` with its OpenAPI
+//! document, sessions and CSRF, health checks. Handlers are thin: parse, call one use case on
+//! [`Services`](lablink_service::Services), render.
+//!
+//! # How to add a page
+//!
+//! 1. Write a module under `pages/` (e.g. `pages/linked_accounts.rs`) with a
+//!    `pub fn routes() -> Router<AppState>` and register it in [`pages::routes`] (one line).
+//! 2. Take [`CurrentUser`] as an argument: it signs the visitor in from the session cookie
+//!    (anonymous visitors are sent to `/login`) and carries `principal` (user id, role, account id,
+//!    plan) and the CSRF token. Check the role with `user.require(Role::can_write, "why")?` or let
+//!    the use case refuse.
+//! 3. Write a template in `templates/` that `{% extends "base.html" %}` and puts its content in
+//!    `{% block content %}`; give its struct a `chrome: Chrome` field (`Chrome::for_user(&user)`)
+//!    so the layout shows navigation. Every `<form method="post">` includes
+//!    `<input type="hidden" name="csrf_token" value="{{ chrome.csrf_token }}">`, and the POST
+//!    handler calls `user.check_csrf(&form.csrf_token)?` first.
+//! 4. Return `Result<impl IntoResponse, HtmlError>`; a `ServiceError` converts with `?` into the
+//!    error page with the right status. JSON handlers return `Result<_, ApiError>` and take
+//!    [`ApiUser`] (a personal API token or the session), and get a `#[utoipa::path]` plus an entry in
+//!    [`api::ApiDoc`].
+//!
+//! Navigation targets reserved for the GitLab integration pages: `/settings/integrations/gitlab`
+//! (admins) and `/profile/linked-accounts` (everyone).
+
+pub mod api;
+mod csrf;
+mod error;
+mod extract;
+mod hooks_intake;
+mod layout;
+mod middleware;
+pub mod pages;
+mod render;
+mod state;
+
+use axum::Router;
+use axum::routing::get;
+
+pub use csrf::{PreSession, check_csrf};
+pub use error::{ApiError, HtmlError};
+pub use extract::{ApiUser, ClientIp, CurrentUser};
+pub use layout::Chrome;
+pub use render::render;
+pub use state::AppState;
+
+/// The whole HTTP application: pages, API, health checks and the protective layers.
+pub fn router(state: AppState) -> Router {
+    let routes = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(pages::health::readyz))
+        .merge(pages::routes())
+        .merge(hooks_intake::routes())
+        .nest("/api/v1", api::routes())
+        .fallback(pages::not_found);
+    middleware::apply(routes).with_state(state)
+}

@@ -58,16 +58,18 @@ impl State {
 
     /// Whether the user (or an anonymous caller for `None`) may see the project at all.
     pub fn can_read_project(&self, user_id: Option<Id>, project: &Project) -> bool {
+        let member = || user_id.is_some_and(|uid| self.project_access(uid, project) >= access::GUEST);
+        // Bots (project access tokens) see only what they are members of.
         match (project.visibility, user_id) {
             (Visibility::Public, _) => true,
             (_, None) => false,
-            (Visibility::Internal, Some(uid)) => self.users.get(&uid).is_some_and(|u| !u.bot),
+            (Visibility::Internal, Some(uid)) => {
+                self.users.get(&uid).is_some_and(|u| !u.bot) || member()
+            }
             (Visibility::Private, Some(uid)) => {
-                self.users.get(&uid).is_some_and(|u| u.is_admin)
-                    || self.project_access(uid, project) >= access::GUEST
+                self.users.get(&uid).is_some_and(|u| u.is_admin) || member()
             }
         }
-        || user_id.is_some_and(|uid| self.project_access(uid, project) >= access::GUEST)
     }
 
     pub fn can_read_group(&self, user_id: Option<Id>, group_id: Id) -> bool {

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 pub use model::*;
-pub use setup::{NewGroup, NewProject, NewUser, SetupError};
+pub use setup::{NewGroup, NewMergeRequest, NewProject, NewUser, SetupError, is_draft_title};
 
 use crate::secrets;
 
@@ -50,6 +50,9 @@ pub struct State {
     /// Sign-in sessions of the sim's web pages: cookie value digest → user id.
     pub web_sessions: HashMap<String, Id>,
     pub faults: Vec<Fault>,
+    /// Push rules per project (Premium in GitLab); absent means none.
+    #[serde(default)]
+    pub push_rules: BTreeMap<Id, PushRule>,
     /// Fixed-window rate-limit counters: key → (window start in unix seconds, count).
     #[serde(skip)]
     pub rate_windows: HashMap<String, (i64, u32)>,
@@ -79,6 +82,16 @@ impl State {
 
     pub fn find_secret(&self, secret: &str) -> Option<SecretRef> {
         self.secrets.get(&secrets::digest(secret)).copied()
+    }
+
+    /// The user a presented token belongs to (for per-user rate limiting).
+    pub fn user_of_secret(&self, secret: &str) -> Option<Id> {
+        match self.find_secret(secret)? {
+            SecretRef::PersonalAccessToken(id) => self.personal_access_tokens.get(&id).map(|t| t.user_id),
+            SecretRef::ProjectAccessToken(id) => self.project_access_tokens.get(&id).map(|t| t.user_id),
+            SecretRef::OAuthAccess(id) => self.oauth_tokens.get(&id).map(|t| t.user_id),
+            SecretRef::DeployToken(_) | SecretRef::OAuthRefresh(_) | SecretRef::OAuthCode(_) => None,
+        }
     }
 
     pub fn user_by_username(&self, username: &str) -> Option<&User> {

@@ -463,6 +463,9 @@ pub struct Settings {
     pub access_token_lifetime_secs: i64,
     pub rate_limit: Option<RateLimit>,
     pub max_access_token_lifetime_days: i64,
+    /// GitLab's "Allow requests to the local network from webhooks"; on by default in the sim
+    /// because test receivers listen on 127.0.0.1.
+    pub allow_local_webhooks: bool,
 }
 
 impl Default for Settings {
@@ -472,6 +475,14 @@ impl Default for Settings {
             access_token_lifetime_secs: 7200,
             rate_limit: None,
             max_access_token_lifetime_days: 365,
+            allow_local_webhooks: true,
         }
     }
+}
+
+/// A project's push rules (gitlab-api.md §2.1); the simulator has the one lablink meets.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PushRule {
+    /// "Reject unverified users": every pushed commit's committer email must be the pusher's.
+    pub reject_unverified_users: bool,
 }

@@ -119,9 +119,21 @@ mod tests {
             check("http://127.0.0.1:8080", STRICT),
             Err(GitLabError::InvalidUrl(_))
         ));
-        assert!(check("http://127.0.0.1:8080", LOCAL_HTTP).unwrap().loopback_only);
-        assert!(check("http://localhost:8080", LOCAL_HTTP).unwrap().loopback_only);
-        assert!(check("http://[::1]:8080", LOCAL_HTTP).unwrap().loopback_only);
+        assert!(
+            check("http://127.0.0.1:8080", LOCAL_HTTP)
+                .unwrap()
+                .loopback_only
+        );
+        assert!(
+            check("http://localhost:8080", LOCAL_HTTP)
+                .unwrap()
+                .loopback_only
+        );
+        assert!(
+            check("http://[::1]:8080", LOCAL_HTTP)
+                .unwrap()
+                .loopback_only
+        );
         assert!(matches!(
             check("http://gitlab.com", LOCAL_HTTP),
             Err(GitLabError::InvalidUrl(_))

@@ -85,38 +85,33 @@ impl Instance {
     /// Checks that the URL answers like GitLab: `GET /api/v4/user` without a token must give
     /// GitLab's `401 {"message":"401 Unauthorized"}`.
     pub async fn probe(&self) -> Result<(), GitLabError> {
-        let url = self.api_url(&["user"]);
-        let response = self.send(self.client.get(url.clone())).await?;
+        let response = self.send(self.client.get(self.api_url(&["user"]))).await?;
         let status = response.status();
-        let location = response
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .and_then(|l| l.to_str().ok())
-            .map(str::to_owned);
+        let headers = response.headers().clone();
         let body = read_body(response).await?;
-        let parsed = response::ErrorBody::parse(&body);
+        let is_gitlab_401 = response::ErrorBody::parse(&body)
+            .message
+            .is_some_and(|m| m.starts_with("401 Unauthorized"));
         let detail = match status {
-            StatusCode::UNAUTHORIZED
-                if parsed
-                    .message
-                    .as_deref()
-                    .is_some_and(|m| m.starts_with("401 Unauthorized")) =>
-            {
-                return Ok(());
-            }
+            StatusCode::UNAUTHORIZED if is_gitlab_401 => return Ok(()),
             s if s.is_redirection() => format!(
-                "it redirects to {} (give that address, or check for a sign-in proxy in front of GitLab)",
-                location.as_deref().unwrap_or("somewhere unnamed")
+                "it redirects to {} (enter that address, or check for a sign-in proxy in front \
+                 of GitLab)",
+                headers
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|l| l.to_str().ok())
+                    .unwrap_or("somewhere unnamed")
             ),
-            StatusCode::NOT_FOUND => {
-                "there is no GitLab API at /api/v4 (is the URL GitLab's root, including any sub-path?)"
-                    .to_owned()
-            }
-            s if s.is_server_error() => {
-                return Err(response::api_error(status, &reqwest::header::HeaderMap::new(), &body));
+            StatusCode::NOT_FOUND => "there is no GitLab API under /api/v4 (is the URL GitLab's \
+                                      root, including any sub-path?)"
+                .to_owned(),
+            // Busy or broken, but possibly GitLab: say so instead of "not GitLab".
+            s if s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error() => {
+                return Err(response::api_error(status, &headers, &body));
             }
             s => format!(
-                "the API answered HTTP {} where GitLab answers 401 with {{\"message\":\"401 Unauthorized\"}}",
+                "/api/v4/user answered HTTP {} where GitLab answers 401 \
+                 {{\"message\":\"401 Unauthorized\"}}",
                 s.as_u16()
             ),
         };
@@ -155,6 +150,8 @@ impl Instance {
 
     fn transport_error(&self, err: &reqwest::Error) -> GitLabError {
         let host = self.base_url.host_str().unwrap_or_default().to_owned();
+        let https = self.base_url.scheme() == "https";
+        let mut is_tls = false;
         let mut source: Option<&(dyn StdError + 'static)> = Some(err);
         while let Some(current) = source {
             if let Some(refusal) = current.downcast_ref::<PolicyRefusal>() {
@@ -164,18 +161,24 @@ impl Instance {
                     class: refusal.class.describe(),
                 };
             }
+            // tokio-rustls wraps every TLS failure in an I/O error of kind `Other` (handshake)
+            // or `InvalidData` (later) carrying the rustls error; OS socket errors carry none.
+            // rustls is not a direct dependency, so its error type cannot be named here.
+            is_tls |= https
+                && current.downcast_ref::<std::io::Error>().is_some_and(|io| {
+                    io.get_ref().is_some()
+                        && matches!(
+                            io.kind(),
+                            std::io::ErrorKind::Other | std::io::ErrorKind::InvalidData
+                        )
+                });
             source = current.source();
         }
         if err.is_timeout() {
             return GitLabError::Timeout { host };
         }
         let cause = error_chain(err);
-        // rustls is not a direct dependency, so its errors are recognised by their text.
-        let lower = cause.to_ascii_lowercase();
-        if ["certificate", "tls", "handshake", "unknownissuer"]
-            .iter()
-            .any(|needle| lower.contains(needle))
-        {
+        if is_tls || cause.to_ascii_lowercase().contains("certificate") {
             GitLabError::Tls { host, cause }
         } else {
             GitLabError::Unreachable { host, cause }

@@ -34,7 +34,7 @@ impl AddressClass {
     pub fn of(ip: IpAddr) -> AddressClass {
         match ip {
             IpAddr::V4(v4) => classify_v4(v4),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped().or_else(|| nat64_embedded(v6)) {
                 Some(v4) => classify_v4(v4),
                 None => classify_v6(v6),
             },
@@ -53,6 +53,16 @@ impl AddressClass {
     }
 }
 
+/// `64:ff9b::/96` reaches the embedded IPv4 address through a NAT64 gateway.
+fn nat64_embedded(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    (s[..6] == [0x64, 0xff9b, 0, 0, 0, 0]).then(|| {
+        let [a, b] = s[6].to_be_bytes();
+        let [c, d] = s[7].to_be_bytes();
+        Ipv4Addr::new(a, b, c, d)
+    })
+}
+
 fn classify_v4(ip: Ipv4Addr) -> AddressClass {
     let [a, b, ..] = ip.octets();
     if ip.is_loopback() {
@@ -63,7 +73,13 @@ fn classify_v4(ip: Ipv4Addr) -> AddressClass {
         AddressClass::LinkLocal
     } else if a == 0 {
         AddressClass::Unspecified
-    } else if ip.is_multicast() || ip.is_broadcast() || ip.is_documentation() || a >= 240 {
+    } else if ip.is_multicast()
+        || ip.is_broadcast()
+        || ip.is_documentation()
+        || a >= 240
+        || (a == 198 && (18..20).contains(&b))
+        || (a == 192 && b == 0 && ip.octets()[2] == 0)
+    {
         AddressClass::Reserved
     } else {
         AddressClass::Public
@@ -105,7 +121,7 @@ impl NetworkPolicy {
 
 /// The refusal the resolver returns; found again in reqwest's error chain to report it plainly.
 #[derive(Debug, thiserror::Error)]
-#[error("{host} resolves only to addresses the network policy refuses ({address}, {class})")]
+#[error("{host} resolves only to addresses the network policy refuses ({address}, {})", class.describe())]
 pub(crate) struct PolicyRefusal {
     pub(crate) host: String,
     pub(crate) address: IpAddr,
@@ -124,9 +140,8 @@ impl Resolve for PolicyResolver {
         let loopback_only = self.loopback_only;
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let (allowed, refused): (Vec<SocketAddr>, Vec<SocketAddr>) = resolved
                 .into_iter()
                 .partition(|addr| policy.permits(addr.ip(), loopback_only));
@@ -135,7 +150,8 @@ impl Resolve for PolicyResolver {
                     host,
                     address: first.ip(),
                     class: AddressClass::of(first.ip()),
-                }) as Box<dyn std::error::Error + Send + Sync>),
+                })
+                    as Box<dyn std::error::Error + Send + Sync>),
                 _ => Ok(Box::new(allowed.into_iter()) as Addrs),
             }
         })
@@ -171,6 +187,9 @@ mod tests {
             ("fe80::1", AddressClass::LinkLocal),
             ("::ffff:10.0.0.1", AddressClass::Private),
             ("::ffff:169.254.169.254", AddressClass::LinkLocal),
+            ("64:ff9b::a9fe:a9fe", AddressClass::LinkLocal),
+            ("64:ff9b::a00:1", AddressClass::Private),
+            ("198.18.0.1", AddressClass::Reserved),
             ("224.0.0.1", AddressClass::Reserved),
             ("255.255.255.255", AddressClass::Reserved),
         ] {
@@ -197,7 +216,14 @@ mod tests {
     fn default_policy_allows_only_public() {
         let policy = NetworkPolicy::default();
         assert!(policy.permits("8.8.8.8".parse().unwrap(), false));
-        for addr in ["127.0.0.1", "10.0.0.1", "169.254.169.254", "::1", "fe80::1", "0.0.0.0"] {
+        for addr in [
+            "127.0.0.1",
+            "10.0.0.1",
+            "169.254.169.254",
+            "::1",
+            "fe80::1",
+            "0.0.0.0",
+        ] {
             assert!(!policy.permits(addr.parse().unwrap(), false), "{addr}");
         }
     }
@@ -236,7 +262,9 @@ mod tests {
             Ok(_) => panic!("localhost must be refused"),
             Err(err) => err,
         };
-        let refusal = err.downcast_ref::<PolicyRefusal>().expect("a policy refusal");
+        let refusal = err
+            .downcast_ref::<PolicyRefusal>()
+            .expect("a policy refusal");
         assert_eq!(refusal.class, AddressClass::Loopback);
     }
 

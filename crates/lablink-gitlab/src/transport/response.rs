@@ -226,12 +226,26 @@ mod tests {
             GitLabError::Unprocessable { message } => assert_eq!(message, "Invalid url given"),
             other => panic!("unexpected {other:?}"),
         }
-        match api(400, r#"{"message":{"name":["has already been taken"],"scopes":["can't be blank"]}}"#) {
+        match api(
+            400,
+            r#"{"message":{"name":["has already been taken"],"scopes":["can't be blank"]}}"#,
+        ) {
             GitLabError::BadRequest { message } => {
-                assert_eq!(message, "name has already been taken; scopes can't be blank")
+                assert_eq!(
+                    message,
+                    "name has already been taken; scopes can't be blank"
+                )
             }
             other => panic!("unexpected {other:?}"),
         }
+        let free = api(
+            400,
+            r#"{"message":"400 Bad request - User does not have permission to create project access token"}"#,
+        );
+        assert!(free.is_project_access_token_unavailable());
+        assert!(
+            !api(400, r#"{"message":"400 Bad request"}"#).is_project_access_token_unavailable()
+        );
         match api(400, r#"{"error":"scopes is missing"}"#) {
             GitLabError::BadRequest { message } => assert_eq!(message, "scopes is missing"),
             other => panic!("unexpected {other:?}"),
@@ -281,14 +295,13 @@ mod tests {
 
     #[test]
     fn oauth_errors_keep_code_and_description() {
-        let body = std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/gitlab/fixtures/api.oauth.error.invalid_grant.json"
-        ))
-        .unwrap();
+        let body = crate::test_support::fixture("api.oauth.error.invalid_grant.json");
         let err = oauth_error(StatusCode::BAD_REQUEST, &HeaderMap::new(), &body);
         assert_eq!(err.oauth_code(), Some(&OAuthErrorCode::InvalidGrant));
-        assert!(err.to_string().contains("The provided authorization grant is invalid"));
+        assert!(
+            err.to_string()
+                .contains("The provided authorization grant is invalid")
+        );
         let err = oauth_error(
             StatusCode::UNAUTHORIZED,
             &HeaderMap::new(),

@@ -1,0 +1,700 @@
+//! Changes to repositories and merge requests, and the webhooks GitLab fires for them.
+//!
+//! Used by Git pushes over HTTP ([`SimHandle::after_push`]) and by the control API (seed a
+//! project, commit files, open / edit / draft / close / reopen / merge merge requests).
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use crate::commits::{self, CommitInfo, FileChange, NewCommit, Signature, ZERO_SHA};
+use crate::repo::{self, RepoError};
+use crate::state::{
+    Id, MergeRequest, MrState, NewMergeRequest, SetupError, SimHandle, is_draft_title,
+};
+use crate::webhooks::{self, EventKind, payload};
+
+/// GitLab sends no push or tag push hooks at all for a push that changes more refs than this
+/// (`push_event_hooks_limit`).
+const PUSH_EVENT_HOOKS_LIMIT: usize = 3;
+/// Push payloads list at most this many commits (`total_commits_count` has the real number).
+const PUSH_COMMITS_LIMIT: usize = 20;
+
+/// One ref a push moved; `old` or `new` is [`ZERO_SHA`] for creation or deletion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefUpdate {
+    pub old: String,
+    pub new: String,
+    pub git_ref: String,
+}
+
+/// A commit for [`SimHandle::commit_files`].
+#[derive(Debug, Clone)]
+pub struct CommitRequest {
+    pub branch: String,
+    /// Where a new branch starts; the default branch when absent.
+    pub start_branch: Option<String>,
+    pub message: String,
+    pub files: Vec<FileChange>,
+    /// The user who commits and pushes (author and committer unless `author` is given).
+    pub user_id: Id,
+    pub author: Option<Signature>,
+}
+
+/// A title/description edit for [`SimHandle::edit_merge_request`].
+#[derive(Debug, Clone, Default)]
+pub struct MergeRequestEdit {
+    pub title: Option<String>,
+    pub description: Option<String>,
+}
+
+/// `changes` entries of a merge request payload: attribute, previous value, current value.
+type Changes = Vec<(&'static str, Value, Value)>;
+
+fn repo_error(e: RepoError) -> SetupError {
+    SetupError::Repository(e.to_string())
+}
+
+/// `Draft: ` prefix handling as GitLab's "Mark as draft" / "Mark as ready" do it.
+fn toggle_draft_title(title: &str, draft: bool) -> String {
+    if draft == is_draft_title(title) {
+        return title.to_owned();
+    }
+    if draft {
+        return format!("Draft: {title}");
+    }
+    let trimmed = title.trim_start();
+    let lower = trimmed.to_ascii_lowercase();
+    ["draft:", "[draft]", "(draft)"]
+        .iter()
+        .find(|p| lower.starts_with(*p))
+        .map_or(trimmed, |p| &trimmed[p.len()..])
+        .trim_start()
+        .to_owned()
+}
+
+impl SimHandle {
+    fn signature_of(&self, user_id: Id) -> Result<Signature, SetupError> {
+        let state = self.lock();
+        let user = state
+            .users
+            .get(&user_id)
+            .ok_or(SetupError::NotFound("User"))?;
+        Ok(Signature {
+            name: user.name.clone(),
+            email: user.email.clone(),
+        })
+    }
+
+    fn default_branch(&self, project_id: Id) -> Result<String, SetupError> {
+        self.lock()
+            .projects
+            .get(&project_id)
+            .map(|p| p.default_branch.clone())
+            .ok_or(SetupError::NotFound("Project"))
+    }
+
+    /// Commits every file under `dir` as the first commit of the default branch, like the first
+    /// push of an existing project; returns the commit SHA.
+    pub async fn seed_project(
+        &self,
+        project_id: Id,
+        dir: &Path,
+        user_id: Id,
+    ) -> Result<String, SetupError> {
+        let files = commits::read_tree_dir(dir)
+            .map_err(|e| SetupError::Invalid(format!("cannot read {}: {e}", dir.display())))?;
+        if files.is_empty() {
+            return Err(SetupError::Invalid(format!(
+                "{} has no files",
+                dir.display()
+            )));
+        }
+        let branch = self.default_branch(project_id)?;
+        self.commit_files(
+            project_id,
+            CommitRequest {
+                branch,
+                start_branch: None,
+                message: "Initial commit".into(),
+                files,
+                user_id,
+                author: None,
+            },
+        )
+        .await
+    }
+
+    /// Writes one commit to a branch (creating the branch from `start_branch` or the default
+    /// branch when it does not exist) and fires what a push of it fires; returns the SHA.
+    pub async fn commit_files(
+        &self,
+        project_id: Id,
+        request: CommitRequest,
+    ) -> Result<String, SetupError> {
+        let committer = self.signature_of(request.user_id)?;
+        let author = request.author.clone().unwrap_or_else(|| committer.clone());
+        let repo = self.repo_path(project_id);
+        let old = commits::branch_head(&repo, &request.branch)
+            .await
+            .map_err(repo_error)?;
+        let parent = match &old {
+            Some(sha) => Some(sha.clone()),
+            None => {
+                let start = match &request.start_branch {
+                    Some(start) => start.clone(),
+                    None => self.default_branch(project_id)?,
+                };
+                let head = commits::branch_head(&repo, &start)
+                    .await
+                    .map_err(repo_error)?;
+                if head.is_none() && request.start_branch.is_some() {
+                    return Err(SetupError::NotFound("Start branch"));
+                }
+                head
+            }
+        };
+        let parents: Vec<&str> = parent.iter().map(String::as_str).collect();
+        let sha = commits::write_commit(
+            &repo,
+            &NewCommit {
+                branch: &request.branch,
+                expected_old: old.as_deref(),
+                parents: &parents,
+                changes: &request.files,
+                message: &request.message,
+                author: &author,
+                committer: &committer,
+            },
+        )
+        .await
+        .map_err(repo_error)?;
+        let update = RefUpdate {
+            old: old.unwrap_or_else(|| ZERO_SHA.to_owned()),
+            new: sha.clone(),
+            git_ref: format!("refs/heads/{}", request.branch),
+        };
+        self.after_push(project_id, request.user_id, &[update])
+            .await?;
+        Ok(sha)
+    }
+
+    /// What GitLab does after refs moved: Push Hooks and Tag Push Hooks (none when more than
+    /// three refs moved), and an `update` with `oldrev` for each open merge request whose source
+    /// branch got new commits.
+    pub async fn after_push(
+        &self,
+        project_id: Id,
+        pusher_id: Id,
+        updates: &[RefUpdate],
+    ) -> Result<(), SetupError> {
+        let repo = self.repo_path(project_id);
+        if updates.len() <= PUSH_EVENT_HOOKS_LIMIT {
+            for update in updates {
+                self.fire_push_hook(project_id, pusher_id, &repo, update)
+                    .await?;
+            }
+        }
+        for update in updates {
+            let Some(branch) = update.git_ref.strip_prefix("refs/heads/") else {
+                continue;
+            };
+            if update.new != ZERO_SHA {
+                self.source_branch_moved(project_id, pusher_id, branch, &update.new)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn fire_push_hook(
+        &self,
+        project_id: Id,
+        pusher_id: Id,
+        repo: &Path,
+        update: &RefUpdate,
+    ) -> Result<(), SetupError> {
+        let is_tag = update.git_ref.starts_with("refs/tags/");
+        let (commits, total, message, checkout_sha) = if update.new == ZERO_SHA {
+            (Vec::new(), 0, None, None)
+        } else if is_tag {
+            let (peeled, message) = commits::tag_target(repo, &update.new)
+                .await
+                .map_err(repo_error)?;
+            let commit = commits::commit_info(repo, &peeled)
+                .await
+                .map_err(repo_error)?;
+            (vec![commit], 1, message, Some(peeled))
+        } else {
+            let (commits, total) = commits::new_commits(
+                repo,
+                &update.old,
+                &update.new,
+                &update.git_ref,
+                PUSH_COMMITS_LIMIT,
+            )
+            .await
+            .map_err(repo_error)?;
+            (commits, total, None, Some(update.new.clone()))
+        };
+        let branch = update.git_ref.strip_prefix("refs/heads/");
+        let body = {
+            let state = self.lock();
+            let project = state
+                .projects
+                .get(&project_id)
+                .ok_or(SetupError::NotFound("Project"))?;
+            let pusher = state
+                .users
+                .get(&pusher_id)
+                .ok_or(SetupError::NotFound("User"))?;
+            let facts = payload::PushFacts {
+                before: &update.old,
+                after: &update.new,
+                checkout_sha: checkout_sha.as_deref(),
+                git_ref: &update.git_ref,
+                commits: &commits,
+                total_commits_count: total,
+                message: message.as_deref(),
+                ref_protected: branch
+                    .is_some_and(|b| project.protected_branches.iter().any(|p| p == b)),
+            };
+            payload::push(&state, self.base_url(), project, pusher, &facts)
+        };
+        let kind = if is_tag {
+            EventKind::TagPush
+        } else {
+            EventKind::Push
+        };
+        webhooks::fire(self, project_id, kind, branch, &body);
+        Ok(())
+    }
+
+    async fn source_branch_moved(
+        &self,
+        project_id: Id,
+        user_id: Id,
+        branch: &str,
+        new: &str,
+    ) -> Result<(), SetupError> {
+        let moved: Vec<MergeRequest> = self
+            .lock()
+            .merge_requests
+            .values()
+            .filter(|mr| {
+                mr.project_id == project_id
+                    && mr.state == MrState::Opened
+                    && mr.source_branch == branch
+                    && mr.sha != new
+            })
+            .cloned()
+            .collect();
+        for mr in moved {
+            let (base_sha, start_sha) = self.diff_base(project_id, &mr.target_branch, new).await?;
+            let oldrev = mr.sha.clone();
+            let updated = self.change_merge_request(project_id, mr.iid, |mr, now| {
+                let previous = mr.updated_at;
+                mr.sha = new.to_owned();
+                mr.base_sha = base_sha.clone();
+                mr.start_sha = start_sha.clone();
+                mr.updated_at = now;
+                Ok(vec![(
+                    "updated_at",
+                    json!(payload::hook_time(previous)),
+                    json!(payload::hook_time(now)),
+                )])
+            })?;
+            self.send_merge_request_hook(user_id, &updated.0, "update", Some(&oldrev), updated.1)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// `(base_sha, start_sha)` of a diff of `head` against `target`.
+    async fn diff_base(
+        &self,
+        project_id: Id,
+        target: &str,
+        head: &str,
+    ) -> Result<(String, String), SetupError> {
+        let repo = self.repo_path(project_id);
+        let start = commits::branch_head(&repo, target)
+            .await
+            .map_err(repo_error)?
+            .ok_or(SetupError::NotFound("Target branch"))?;
+        let base = repo::merge_base(&repo, &start, head)
+            .await
+            .map_err(repo_error)?
+            .unwrap_or_else(|| start.clone());
+        Ok((base, start))
+    }
+
+    /// Applies `edit` to an MR under the lock; returns the MR after it and the `changes` entries.
+    fn change_merge_request<F>(
+        &self,
+        project_id: Id,
+        iid: u64,
+        edit: F,
+    ) -> Result<(MergeRequest, Changes), SetupError>
+    where
+        F: FnOnce(&mut MergeRequest, crate::state::Time) -> Result<Changes, SetupError>,
+    {
+        let mut state = self.lock();
+        let now = state.now();
+        let mr = state
+            .merge_request_mut(project_id, iid)
+            .ok_or(SetupError::NotFound("Merge request"))?;
+        let changes = edit(mr, now)?;
+        Ok((mr.clone(), changes))
+    }
+
+    async fn send_merge_request_hook(
+        &self,
+        actor_id: Id,
+        mr: &MergeRequest,
+        action: &str,
+        oldrev: Option<&str>,
+        changes: Vec<(&str, Value, Value)>,
+    ) -> Result<(), SetupError> {
+        let repo = self.repo_path(mr.project_id);
+        commits::set_merge_request_ref(&repo, mr.iid, &mr.sha)
+            .await
+            .map_err(repo_error)?;
+        let last_commit: CommitInfo = commits::commit_info(&repo, &mr.sha)
+            .await
+            .map_err(repo_error)?;
+        let body = {
+            let state = self.lock();
+            let project = state
+                .projects
+                .get(&mr.project_id)
+                .ok_or(SetupError::NotFound("Project"))?;
+            let actor = state
+                .users
+                .get(&actor_id)
+                .ok_or(SetupError::NotFound("User"))?;
+            let change = payload::MergeRequestChange {
+                action,
+                oldrev,
+                changes,
+            };
+            payload::merge_request(
+                &state,
+                self.base_url(),
+                project,
+                mr,
+                actor,
+                &last_commit,
+                &change,
+            )
+        };
+        webhooks::fire(self, mr.project_id, EventKind::MergeRequest, None, &body);
+        Ok(())
+    }
+
+    /// Opens a merge request from `source` into `target` and fires its `open` hook.
+    pub async fn open_merge_request(
+        &self,
+        project_id: Id,
+        author_id: Id,
+        source: &str,
+        target: &str,
+        title: &str,
+        description: &str,
+    ) -> Result<MergeRequest, SetupError> {
+        if title.trim().is_empty() {
+            return Err(SetupError::Invalid("title can't be blank".into()));
+        }
+        if source == target {
+            return Err(SetupError::Invalid(
+                "source branch and target branch must differ".into(),
+            ));
+        }
+        let repo = self.repo_path(project_id);
+        let sha = commits::branch_head(&repo, source)
+            .await
+            .map_err(repo_error)?
+            .ok_or(SetupError::NotFound("Source branch"))?;
+        let (base_sha, start_sha) = self.diff_base(project_id, target, &sha).await?;
+        let mr = {
+            let mut state = self.lock();
+            let open_duplicate = state.merge_requests.values().any(|mr| {
+                mr.project_id == project_id
+                    && mr.state == MrState::Opened
+                    && mr.source_branch == source
+                    && mr.target_branch == target
+            });
+            if open_duplicate {
+                return Err(SetupError::Conflict(format!(
+                    "Another open merge request already exists for this source branch: {source}"
+                )));
+            }
+            state.insert_merge_request(NewMergeRequest {
+                project_id,
+                author_id,
+                title: title.to_owned(),
+                description: description.to_owned(),
+                source_branch: source.to_owned(),
+                target_branch: target.to_owned(),
+                sha,
+                base_sha,
+                start_sha,
+            })?
+        };
+        let now = json!(payload::hook_time(mr.created_at));
+        let changes = vec![
+            ("merge_status", json!("preparing"), json!("checking")),
+            ("updated_at", now.clone(), now.clone()),
+            ("prepared_at", Value::Null, now),
+        ];
+        self.send_merge_request_hook(author_id, &mr, "open", None, changes)
+            .await?;
+        Ok(mr)
+    }
+
+    /// Edits title and/or description: an `update` without `oldrev` (no code changed).
+    pub async fn edit_merge_request(
+        &self,
+        project_id: Id,
+        iid: u64,
+        user_id: Id,
+        edit: MergeRequestEdit,
+    ) -> Result<MergeRequest, SetupError> {
+        if edit.title.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            return Err(SetupError::Invalid("title can't be blank".into()));
+        }
+        let (mr, changes) = self.change_merge_request(project_id, iid, |mr, now| {
+            let mut changes = Vec::new();
+            if let Some(title) = edit.title.filter(|t| *t != mr.title) {
+                let draft = is_draft_title(&title);
+                if draft != mr.draft {
+                    changes.push(("draft", json!(mr.draft), json!(draft)));
+                    mr.draft = draft;
+                }
+                changes.push(("title", json!(mr.title), json!(title)));
+                mr.title = title;
+            }
+            if let Some(description) = edit.description.filter(|d| *d != mr.description) {
+                changes.push(("description", json!(mr.description), json!(description)));
+                mr.description = description;
+            }
+            // The simulator keeps no edit history: the previous editor is unknown.
+            changes.push((
+                "last_edited_at",
+                Value::Null,
+                json!(payload::hook_time(now)),
+            ));
+            changes.push(("last_edited_by_id", Value::Null, json!(user_id)));
+            changes.push(("updated_by_id", Value::Null, json!(user_id)));
+            changes.push((
+                "updated_at",
+                json!(payload::hook_time(mr.updated_at)),
+                json!(payload::hook_time(now)),
+            ));
+            mr.updated_at = now;
+            Ok(changes)
+        })?;
+        self.send_merge_request_hook(user_id, &mr, "update", None, changes)
+            .await?;
+        Ok(mr)
+    }
+
+    /// "Mark as draft" / "Mark as ready": the title prefix changes, `changes.draft` says so.
+    pub async fn set_merge_request_draft(
+        &self,
+        project_id: Id,
+        iid: u64,
+        user_id: Id,
+        draft: bool,
+    ) -> Result<MergeRequest, SetupError> {
+        let title = self
+            .lock()
+            .merge_request(project_id, iid)
+            .map(|mr| toggle_draft_title(&mr.title, draft))
+            .ok_or(SetupError::NotFound("Merge request"))?;
+        self.edit_merge_request(
+            project_id,
+            iid,
+            user_id,
+            MergeRequestEdit {
+                title: Some(title),
+                description: None,
+            },
+        )
+        .await
+    }
+
+    /// Closes an open merge request (`close`).
+    pub async fn close_merge_request(
+        &self,
+        project_id: Id,
+        iid: u64,
+        user_id: Id,
+    ) -> Result<MergeRequest, SetupError> {
+        let (mr, changes) = self.change_merge_request(project_id, iid, |mr, now| {
+            if mr.state != MrState::Opened {
+                return Err(SetupError::Conflict("merge request is not open".into()));
+            }
+            let changes = vec![
+                ("state_id", json!(1), json!(2)),
+                (
+                    "updated_at",
+                    json!(payload::hook_time(mr.updated_at)),
+                    json!(payload::hook_time(now)),
+                ),
+            ];
+            mr.state = MrState::Closed;
+            mr.closed_by = Some(user_id);
+            mr.closed_at = Some(now);
+            mr.updated_at = now;
+            Ok(changes)
+        })?;
+        self.send_merge_request_hook(user_id, &mr, "close", None, changes)
+            .await?;
+        Ok(mr)
+    }
+
+    /// Reopens a closed merge request (`reopen`), refreshed to its source branch's head.
+    pub async fn reopen_merge_request(
+        &self,
+        project_id: Id,
+        iid: u64,
+        user_id: Id,
+    ) -> Result<MergeRequest, SetupError> {
+        let (source, target) = self
+            .lock()
+            .merge_request(project_id, iid)
+            .map(|mr| (mr.source_branch.clone(), mr.target_branch.clone()))
+            .ok_or(SetupError::NotFound("Merge request"))?;
+        let repo = self.repo_path(project_id);
+        let head = commits::branch_head(&repo, &source)
+            .await
+            .map_err(repo_error)?
+            .ok_or(SetupError::NotFound("Source branch"))?;
+        let (base_sha, start_sha) = self.diff_base(project_id, &target, &head).await?;
+        let (mr, changes) = self.change_merge_request(project_id, iid, |mr, now| {
+            if mr.state != MrState::Closed {
+                return Err(SetupError::Conflict("merge request is not closed".into()));
+            }
+            let changes = vec![
+                ("state_id", json!(2), json!(1)),
+                (
+                    "updated_at",
+                    json!(payload::hook_time(mr.updated_at)),
+                    json!(payload::hook_time(now)),
+                ),
+            ];
+            mr.state = MrState::Opened;
+            mr.closed_by = None;
+            mr.closed_at = None;
+            mr.sha = head;
+            mr.base_sha = base_sha;
+            mr.start_sha = start_sha;
+            mr.updated_at = now;
+            Ok(changes)
+        })?;
+        self.send_merge_request_hook(user_id, &mr, "reopen", None, changes)
+            .await?;
+        Ok(mr)
+    }
+
+    /// Merges with a merge commit on the target branch: a Push Hook for the target, then the
+    /// MR's `merge` hook. Drafts and conflicts are refused.
+    pub async fn merge_merge_request(
+        &self,
+        project_id: Id,
+        iid: u64,
+        user_id: Id,
+    ) -> Result<MergeRequest, SetupError> {
+        let mr = self
+            .lock()
+            .merge_request(project_id, iid)
+            .cloned()
+            .ok_or(SetupError::NotFound("Merge request"))?;
+        if mr.state != MrState::Opened {
+            return Err(SetupError::Conflict("merge request is not open".into()));
+        }
+        if mr.draft {
+            return Err(SetupError::Conflict(
+                "draft merge requests cannot be merged".into(),
+            ));
+        }
+        let merger = self.signature_of(user_id)?;
+        let repo = self.repo_path(project_id);
+        let target_head = commits::branch_head(&repo, &mr.target_branch)
+            .await
+            .map_err(repo_error)?
+            .ok_or(SetupError::NotFound("Target branch"))?;
+        let tree = commits::merge_tree(&repo, &target_head, &mr.sha)
+            .await
+            .map_err(repo_error)?
+            .ok_or_else(|| SetupError::Conflict("merge request has conflicts".into()))?;
+        let full_path = {
+            let state = self.lock();
+            state
+                .projects
+                .get(&project_id)
+                .map(|p| state.project_full_path(p))
+                .unwrap_or_default()
+        };
+        let message = format!(
+            "Merge branch '{}' into '{}'\n\n{}\n\nSee merge request {full_path}!{}\n",
+            mr.source_branch, mr.target_branch, mr.title, mr.iid
+        );
+        let merge_sha = commits::commit_tree(
+            &repo,
+            &tree,
+            &[&target_head, &mr.sha],
+            &message,
+            &merger,
+            &merger,
+        )
+        .await
+        .map_err(repo_error)?;
+        commits::update_branch(&repo, &mr.target_branch, &merge_sha, Some(&target_head))
+            .await
+            .map_err(repo_error)?;
+        let (merged, changes) = self.change_merge_request(project_id, iid, |mr, now| {
+            let changes = vec![
+                ("state_id", json!(1), json!(3)),
+                (
+                    "updated_at",
+                    json!(payload::hook_time(mr.updated_at)),
+                    json!(payload::hook_time(now)),
+                ),
+            ];
+            mr.state = MrState::Merged;
+            mr.merge_commit_sha = Some(merge_sha.clone());
+            mr.merged_by = Some(user_id);
+            mr.merged_at = Some(now);
+            mr.updated_at = now;
+            Ok(changes)
+        })?;
+        let update = RefUpdate {
+            old: target_head,
+            new: merge_sha,
+            git_ref: format!("refs/heads/{}", mr.target_branch),
+        };
+        self.after_push(project_id, user_id, &[update]).await?;
+        self.send_merge_request_hook(user_id, &merged, "merge", None, changes)
+            .await?;
+        Ok(merged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::toggle_draft_title;
+
+    #[test]
+    fn draft_prefix_is_added_and_removed() {
+        assert_eq!(toggle_draft_title("Add model", true), "Draft: Add model");
+        assert_eq!(toggle_draft_title("Draft: Add model", false), "Add model");
+        assert_eq!(toggle_draft_title("[Draft] Add model", false), "Add model");
+        assert_eq!(
+            toggle_draft_title("Draft: Add model", true),
+            "Draft: Add model"
+        );
+        assert_eq!(toggle_draft_title("Add model", false), "Add model");
+    }
+}

@@ -1,0 +1,160 @@
+//! Starting and stopping the simulator: [`Sim::start`] binds, serves and returns a handle.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::state::{SimHandle, State};
+use crate::{api, control, git_http, middleware, oauth, webhooks};
+
+/// How to start a simulator.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Where bare repositories live; a fresh temporary directory when `None`.
+    pub data_dir: Option<PathBuf>,
+    /// Loaded at start when it exists; written by `SimHandle::save` and on binary shutdown.
+    pub state_file: Option<PathBuf>,
+}
+
+impl SimConfig {
+    pub fn new(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            data_dir: None,
+            state_file: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot prepare data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot load state file {path}: {reason}")]
+    StateFile { path: PathBuf, reason: String },
+}
+
+/// A running simulator. Dropping it stops the server.
+pub struct Sim {
+    handle: SimHandle,
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+fn load_state(path: &PathBuf) -> Result<State, StartError> {
+    if !path.exists() {
+        return Ok(State::default());
+    }
+    let bytes = std::fs::read(path).map_err(|e| StartError::StateFile {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| StartError::StateFile {
+        path: path.clone(),
+        reason: e.to_string(),
+    })
+}
+
+/// All routes of the simulator.
+pub fn app(handle: SimHandle) -> Router {
+    Router::new()
+        .nest("/api/v4", api::router().merge(webhooks::api::router()))
+        .merge(oauth::router())
+        .nest(middleware::CONTROL_PREFIX, control::router())
+        .merge(git_http::router())
+        .layer(axum::middleware::from_fn_with_state(
+            handle.clone(),
+            middleware::faults_and_limits,
+        ))
+        .with_state(handle)
+}
+
+impl Sim {
+    pub async fn start(config: SimConfig) -> Result<Self, StartError> {
+        let data_dir = config.data_dir.clone().unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("gitlab-sim-{}", uuid::Uuid::new_v4()))
+        });
+        std::fs::create_dir_all(&data_dir).map_err(|source| StartError::DataDir {
+            path: data_dir.clone(),
+            source,
+        })?;
+        let state = match &config.state_file {
+            Some(path) => load_state(path)?,
+            None => State::default(),
+        };
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let handle = SimHandle::new(
+            state,
+            format!("http://{addr}"),
+            data_dir,
+            config.state_file,
+        );
+        let shutdown = CancellationToken::new();
+        webhooks::spawn_note_listener(&handle, shutdown.clone());
+        let service = app(handle.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let stop = shutdown.clone();
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, service)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+            {
+                tracing::error!(error = %e, "gitlab-sim server stopped");
+            }
+        });
+        Ok(Self {
+            handle,
+            addr,
+            shutdown,
+            task: Some(task),
+        })
+    }
+
+    pub fn base_url(&self) -> &str {
+        self.handle.base_url()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn handle(&self) -> &SimHandle {
+        &self.handle
+    }
+
+    /// Stops accepting connections and waits for in-flight requests.
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}

@@ -1,0 +1,19 @@
+//! gitlab-sim over real HTTP: every rule it simulates, checked with reqwest, real git and
+//! the fixtures in `shared/gitlab/fixtures/`.
+
+mod access_tokens;
+mod auth;
+mod binary;
+mod common;
+mod control;
+mod deploy;
+mod fixtures;
+mod git_http;
+mod hooks;
+mod merge_requests;
+mod oauth;
+mod projects;
+mod receiver;
+mod repository_control;
+mod statuses;
+mod webhooks;

@@ -1,0 +1,104 @@
+//! Where dbt is installed: a Python virtualenv with dbt-core and the adapters.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use super::DbtError;
+
+/// Names the virtualenv explicitly; otherwise `$HOME/.cache/lablink/venv` is used, the place
+/// `scripts/test.sh` installs into.
+pub const VENV_ENV: &str = "LABLINK_DBT_VENV";
+
+/// A virtualenv that has a `dbt` executable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbtInstall {
+    venv: PathBuf,
+}
+
+impl DbtInstall {
+    /// The virtualenv named by `LABLINK_DBT_VENV`, else the one under `$HOME/.cache/lablink`.
+    pub fn locate() -> Result<Self, DbtError> {
+        let venv = venv_location(std::env::var_os(VENV_ENV), std::env::var_os("HOME"))
+            .ok_or(DbtError::NoVenvLocation)?;
+        Self::at(venv)
+    }
+
+    /// The virtualenv at `venv`, which must contain `bin/dbt`.
+    pub fn at(venv: impl Into<PathBuf>) -> Result<Self, DbtError> {
+        let install = Self { venv: venv.into() };
+        if install.dbt().is_file() {
+            Ok(install)
+        } else {
+            Err(DbtError::NotInstalled { venv: install.venv })
+        }
+    }
+
+    pub fn venv(&self) -> &Path {
+        &self.venv
+    }
+
+    pub fn bin_dir(&self) -> PathBuf {
+        self.venv.join("bin")
+    }
+
+    pub fn dbt(&self) -> PathBuf {
+        self.bin_dir().join("dbt")
+    }
+
+    /// `PATH` for dbt: the virtualenv first, so dbt and the adapters' helpers are the ones found.
+    pub(super) fn search_path(&self) -> String {
+        let mut path = self.bin_dir().to_string_lossy().into_owned();
+        if let Some(inherited) = std::env::var_os("PATH").filter(|p| !p.is_empty()) {
+            path.push(':');
+            path.push_str(&inherited.to_string_lossy());
+        }
+        path
+    }
+}
+
+fn venv_location(explicit: Option<OsString>, home: Option<OsString>) -> Option<PathBuf> {
+    match (
+        explicit.filter(|v| !v.is_empty()),
+        home.filter(|h| !h.is_empty()),
+    ) {
+        (Some(venv), _) => Some(venv.into()),
+        (None, Some(home)) => Some(Path::new(&home).join(".cache/lablink/venv")),
+        (None, None) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_explicit_venv_wins_over_home() {
+        let some = |s: &str| Some(OsString::from(s));
+        assert_eq!(
+            venv_location(some("/opt/dbt"), some("/home/u")),
+            Some(PathBuf::from("/opt/dbt"))
+        );
+        assert_eq!(
+            venv_location(some(""), some("/home/u")),
+            Some(PathBuf::from("/home/u/.cache/lablink/venv"))
+        );
+        assert_eq!(venv_location(None, None), None);
+    }
+
+    #[test]
+    fn a_venv_without_dbt_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = DbtInstall::at(dir.path()).unwrap_err();
+        assert!(matches!(&err, DbtError::NotInstalled { venv } if venv == dir.path()));
+        assert!(err.to_string().contains(VENV_ENV));
+        std::fs::create_dir(dir.path().join("bin")).unwrap();
+        std::fs::write(dir.path().join("bin/dbt"), "").unwrap();
+        let install = DbtInstall::at(dir.path()).unwrap();
+        assert_eq!(install.dbt(), dir.path().join("bin/dbt"));
+        assert!(
+            install
+                .search_path()
+                .starts_with(&*dir.path().join("bin").to_string_lossy())
+        );
+    }
+}

@@ -1,0 +1,750 @@
+//! The git CLI driver: a bare cache per repository, a worktree per run, and the working-copy
+//! operations of the workspace (clone, branch, commit, push, pull, reset, revert).
+//!
+//! Credentials reach git only through `GIT_CONFIG_*` environment variables of the one invocation
+//! that needs them (`http.<remote url>.extraHeader`), never through a URL, an argument or a
+//! config file. Every invocation runs with an isolated `HOME`, no system or global config, no
+//! credential helper, no hooks and no terminal prompt.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::ExecError;
+use crate::process::{self, LogLine, ProcessSpec, Stream, Termination};
+use crate::redact::Redactor;
+
+/// Refs the bare cache mirrors: branches and GitLab's merge request heads (absent elsewhere,
+/// which git accepts for a glob refspec).
+const CACHE_REFSPECS: [&str; 2] = [
+    "+refs/heads/*:refs/heads/*",
+    "+refs/merge-requests/*/head:refs/merge-requests/*/head",
+];
+
+/// A user name and secret token for HTTP Basic authentication against a Git remote.
+#[derive(Clone)]
+pub struct GitCredential {
+    username: String,
+    token: SecretString,
+}
+
+impl std::fmt::Debug for GitCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitCredential")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GitCredential {
+    /// `username` is `oauth2` for OAuth tokens, anything non-blank for access tokens and the
+    /// token's own user name for deploy tokens.
+    pub fn new(username: impl Into<String>, token: SecretString) -> Self {
+        Self {
+            username: username.into(),
+            token,
+        }
+    }
+
+    fn basic(&self) -> String {
+        BASE64.encode(format!("{}:{}", self.username, self.token.expose_secret()))
+    }
+
+    /// Every form in which the secret could show up in git's output.
+    fn secrets(&self) -> [String; 2] {
+        [self.token.expose_secret().to_owned(), self.basic()]
+    }
+}
+
+/// A remote repository: an `http(s)` URL without userinfo, and the credential to use with it.
+#[derive(Clone, Debug)]
+pub struct Remote {
+    url: String,
+    credential: Option<GitCredential>,
+}
+
+impl Remote {
+    pub fn new(url: &str, credential: Option<GitCredential>) -> Result<Self, ExecError> {
+        let parsed = url::Url::parse(url).map_err(|_| ExecError::InvalidInput {
+            what: "remote URL",
+            value: url.to_owned(),
+        })?;
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(ExecError::CredentialsInUrl);
+        }
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(ExecError::InvalidInput {
+                what: "remote URL scheme",
+                value: parsed.scheme().to_owned(),
+            });
+        }
+        Ok(Self {
+            url: url.to_owned(),
+            credential,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+/// A name and email used as commit author or committer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub name: String,
+    pub email: String,
+}
+
+/// Whether [`Git::prepare_worktree`] updated an existing worktree or made a new one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorktreeState {
+    Reused,
+    Created,
+}
+
+/// Settings shared by every git invocation.
+#[derive(Clone, Debug)]
+pub struct GitConfig {
+    /// The git executable.
+    pub program: OsString,
+    /// `HOME` (and the parent of `XDG_CONFIG_HOME`) for git: an empty directory of ours, so no
+    /// user configuration leaks in.
+    pub home: PathBuf,
+    pub timeout: Duration,
+    pub kill_grace: Duration,
+}
+
+impl GitConfig {
+    /// `git` from `PATH`, a 10 minute timeout per invocation and a 5 s kill grace.
+    pub fn new(home: impl Into<PathBuf>) -> Self {
+        Self {
+            program: "git".into(),
+            home: home.into(),
+            timeout: Duration::from_secs(600),
+            kill_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The git driver. Cheap to clone; one cancellation token stops all of its invocations.
+#[derive(Clone, Debug)]
+pub struct Git {
+    config: Arc<GitConfig>,
+    cancel: CancellationToken,
+}
+
+/// Output lines of one git invocation, already redacted.
+struct Output {
+    termination: Termination,
+    stdout: Vec<String>,
+    stderr: Vec<String>,
+}
+
+impl Output {
+    fn error_message(&self) -> String {
+        let lines = if self.stderr.is_empty() {
+            &self.stdout
+        } else {
+            &self.stderr
+        };
+        lines.join("\n").trim().to_owned()
+    }
+}
+
+impl Git {
+    pub fn new(config: GitConfig) -> Self {
+        Self {
+            config: Arc::new(config),
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    /// A driver whose invocations are killed when `cancel` fires.
+    pub fn with_cancellation(&self, cancel: CancellationToken) -> Self {
+        Self {
+            config: Arc::clone(&self.config),
+            cancel,
+        }
+    }
+
+    /// Creates the bare cache at `cache` if needed and fetches all branches and merge request
+    /// heads into it. Later calls only transfer what changed. Callers serialize calls per cache.
+    pub async fn ensure_bare_cache(&self, cache: &Path, remote: &Remote) -> Result<(), ExecError> {
+        if !cache.join("HEAD").is_file() {
+            create_dir(cache)?;
+            self.ok("init", cache, ["init", "--bare", "--quiet", "."], None, &[])
+                .await?;
+        }
+        let mut args = vec!["fetch", "--prune", "--no-tags", "--quiet", remote.url()];
+        args.extend(CACHE_REFSPECS);
+        self.ok("fetch", cache, args, Some(remote), &[]).await?;
+        Ok(())
+    }
+
+    /// Whether `repo` has commit `sha`.
+    pub async fn has_commit(&self, repo: &Path, sha: &str) -> Result<bool, ExecError> {
+        check_sha(sha)?;
+        let object = format!("{sha}^{{commit}}");
+        let out = self
+            .call("cat-file", repo, ["cat-file", "-e", &object], None, &[])
+            .await?;
+        Ok(out.termination.success())
+    }
+
+    /// Makes sure the cache has commit `sha`: refreshes its refs and, if the commit is on no
+    /// branch or merge request head, asks the remote for it directly.
+    pub async fn fetch_commit(
+        &self,
+        cache: &Path,
+        remote: &Remote,
+        sha: &str,
+    ) -> Result<(), ExecError> {
+        if cache.join("HEAD").is_file() && self.has_commit(cache, sha).await? {
+            return Ok(());
+        }
+        self.ensure_bare_cache(cache, remote).await?;
+        if self.has_commit(cache, sha).await? {
+            return Ok(());
+        }
+        // Servers may refuse unadvertised objects; the check below turns that into a clear error.
+        self.call(
+            "fetch",
+            cache,
+            ["fetch", "--no-tags", "--quiet", remote.url(), sha],
+            Some(remote),
+            &[],
+        )
+        .await?;
+        if self.has_commit(cache, sha).await? {
+            Ok(())
+        } else {
+            Err(ExecError::CommitNotFound(sha.to_owned()))
+        }
+    }
+
+    /// Adds a detached worktree of `cache` at `dir` checked out at `sha`.
+    pub async fn add_worktree(&self, cache: &Path, dir: &Path, sha: &str) -> Result<(), ExecError> {
+        check_sha(sha)?;
+        let args: [OsString; 6] = [
+            "worktree".into(),
+            "add".into(),
+            "--detach".into(),
+            "--force".into(),
+            dir.into(),
+            sha.into(),
+        ];
+        self.ok("worktree add", cache, args, None, &[]).await?;
+        Ok(())
+    }
+
+    /// Removes the worktree at `dir` (whatever its state) and forgets it in `cache`.
+    pub async fn remove_worktree(&self, cache: &Path, dir: &Path) -> Result<(), ExecError> {
+        if dir.exists() {
+            let args: [OsString; 5] = [
+                "worktree".into(),
+                "remove".into(),
+                "--force".into(),
+                "--force".into(),
+                dir.into(),
+            ];
+            let out = self.call("worktree remove", cache, args, None, &[]).await?;
+            if !out.termination.success() {
+                // Not (or no longer) registered: still the caller's directory to get rid of.
+                remove_dir(dir)?;
+            }
+        }
+        self.ok("worktree prune", cache, ["worktree", "prune"], None, &[])
+            .await?;
+        Ok(())
+    }
+
+    /// Checks out `sha` in place in the existing worktree `dir`, removing every untracked and
+    /// ignored file except the top-level directories named in `keep` (e.g. `dbt_packages`).
+    pub async fn update_worktree(
+        &self,
+        dir: &Path,
+        sha: &str,
+        keep: &[&str],
+    ) -> Result<(), ExecError> {
+        check_sha(sha)?;
+        self.ok(
+            "checkout",
+            dir,
+            ["checkout", "--quiet", "--detach", "--force", sha],
+            None,
+            &[],
+        )
+        .await?;
+        let mut args = vec!["clean".to_owned(), "-ffdxq".to_owned()];
+        for name in keep {
+            if name.is_empty() || name.contains('/') {
+                return Err(ExecError::InvalidInput {
+                    what: "directory to keep",
+                    value: (*name).to_owned(),
+                });
+            }
+            args.push(format!("--exclude=/{name}"));
+        }
+        self.ok("clean", dir, args, None, &[]).await?;
+        Ok(())
+    }
+
+    /// Reuses the worktree at `dir` if it belongs to `cache`, otherwise makes a new one there.
+    pub async fn prepare_worktree(
+        &self,
+        cache: &Path,
+        dir: &Path,
+        sha: &str,
+        keep: &[&str],
+    ) -> Result<WorktreeState, ExecError> {
+        if self.is_worktree_of(cache, dir).await? {
+            self.update_worktree(dir, sha, keep).await?;
+            return Ok(WorktreeState::Reused);
+        }
+        if dir.exists() {
+            self.remove_worktree(cache, dir).await?;
+        }
+        self.add_worktree(cache, dir, sha).await?;
+        Ok(WorktreeState::Created)
+    }
+
+    async fn is_worktree_of(&self, cache: &Path, dir: &Path) -> Result<bool, ExecError> {
+        if !dir.join(".git").is_file() {
+            return Ok(false);
+        }
+        let out = self
+            .call(
+                "rev-parse",
+                dir,
+                ["rev-parse", "--path-format=absolute", "--git-common-dir"],
+                None,
+                &[],
+            )
+            .await?;
+        let (Some(common), Ok(cache)) = (out.stdout.first(), cache.canonicalize()) else {
+            return Ok(false);
+        };
+        Ok(out.termination.success() && Path::new(common).canonicalize().ok() == Some(cache))
+    }
+
+    /// Clones `remote` into the new directory `dir` (its remote URL, without credentials, is
+    /// stored as `origin`).
+    pub async fn clone(&self, remote: &Remote, dir: &Path) -> Result<(), ExecError> {
+        let parent = dir.parent().ok_or_else(|| ExecError::InvalidInput {
+            what: "clone directory",
+            value: dir.display().to_string(),
+        })?;
+        create_dir(parent)?;
+        let args: [OsString; 4] = [
+            "clone".into(),
+            "--quiet".into(),
+            remote.url().into(),
+            dir.into(),
+        ];
+        self.ok("clone", parent, args, Some(remote), &[]).await?;
+        Ok(())
+    }
+
+    /// Switches `dir` to `branch`; with `start`, creates (or resets) the branch at that commit.
+    pub async fn switch_branch(
+        &self,
+        dir: &Path,
+        branch: &str,
+        start: Option<&str>,
+    ) -> Result<(), ExecError> {
+        check_ref_name(branch)?;
+        let mut args = vec!["switch", "--quiet"];
+        match start {
+            Some(start) => {
+                check_ref_name(start)?;
+                args.extend(["-C", branch, start]);
+            }
+            None => args.push(branch),
+        }
+        self.ok("switch", dir, args, None, &[]).await?;
+        Ok(())
+    }
+
+    /// Stages every change in `dir` and commits it; returns the new commit's SHA.
+    pub async fn commit_all(
+        &self,
+        dir: &Path,
+        message: &str,
+        author: &Identity,
+        committer: &Identity,
+    ) -> Result<String, ExecError> {
+        self.ok("add", dir, ["add", "--all"], None, &[]).await?;
+        let env = identity_env(author, committer);
+        self.ok(
+            "commit",
+            dir,
+            ["commit", "--quiet", "--no-verify", "-m", message],
+            None,
+            &env,
+        )
+        .await?;
+        self.head(dir).await
+    }
+
+    /// Pushes `HEAD` of `dir` to `branch` of `remote`. A refusal by the remote (protected
+    /// branch, push rule, non-fast-forward) comes back as [`ExecError::PushRejected`] with the
+    /// remote's own words, e.g. GitLab's `GitLab: ...` pre-receive lines.
+    pub async fn push(
+        &self,
+        dir: &Path,
+        remote: &Remote,
+        branch: &str,
+        force: bool,
+    ) -> Result<(), ExecError> {
+        check_ref_name(branch)?;
+        let refspec = format!("{}HEAD:refs/heads/{branch}", if force { "+" } else { "" });
+        let out = self
+            .call(
+                "push",
+                dir,
+                ["push", "--porcelain", remote.url(), &refspec],
+                Some(remote),
+                &[],
+            )
+            .await?;
+        if out.termination.success() {
+            return Ok(());
+        }
+        check_finished("push", &out)?;
+        let rejection = rejection_message(&out);
+        if rejection.is_empty() {
+            return Err(failed("push", &out));
+        }
+        Err(ExecError::PushRejected {
+            branch: branch.to_owned(),
+            message: rejection,
+        })
+    }
+
+    /// Fetches `branch` of `remote` and fast-forwards `dir` to it; fails if histories diverged.
+    pub async fn pull_ff_only(
+        &self,
+        dir: &Path,
+        remote: &Remote,
+        branch: &str,
+    ) -> Result<(), ExecError> {
+        let tracking = self.fetch_branch(dir, remote, branch).await?;
+        self.ok(
+            "merge",
+            dir,
+            ["merge", "--quiet", "--ff-only", &tracking],
+            None,
+            &[],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Fetches `branch` of `remote` and makes `dir` exactly that, dropping local commits and
+    /// changes (ignored files stay).
+    pub async fn reset_to_remote(
+        &self,
+        dir: &Path,
+        remote: &Remote,
+        branch: &str,
+    ) -> Result<(), ExecError> {
+        let tracking = self.fetch_branch(dir, remote, branch).await?;
+        self.ok(
+            "reset",
+            dir,
+            ["reset", "--quiet", "--hard", &tracking],
+            None,
+            &[],
+        )
+        .await?;
+        self.ok("clean", dir, ["clean", "-ffdq"], None, &[]).await?;
+        Ok(())
+    }
+
+    /// Commits the reversal of `sha` on top of `HEAD`; returns the new commit's SHA.
+    pub async fn revert(
+        &self,
+        dir: &Path,
+        sha: &str,
+        author: &Identity,
+        committer: &Identity,
+    ) -> Result<String, ExecError> {
+        check_sha(sha)?;
+        let env = identity_env(author, committer);
+        self.ok("revert", dir, ["revert", "--no-edit", sha], None, &env)
+            .await?;
+        self.head(dir).await
+    }
+
+    /// The SHA `HEAD` of `dir` points at.
+    pub async fn head(&self, dir: &Path) -> Result<String, ExecError> {
+        let out = self
+            .ok(
+                "rev-parse",
+                dir,
+                ["rev-parse", "--verify", "HEAD"],
+                None,
+                &[],
+            )
+            .await?;
+        Ok(out.stdout.into_iter().next().unwrap_or_default())
+    }
+
+    /// Fetches `branch` into `refs/remotes/origin/<branch>` and returns that ref.
+    async fn fetch_branch(
+        &self,
+        dir: &Path,
+        remote: &Remote,
+        branch: &str,
+    ) -> Result<String, ExecError> {
+        check_ref_name(branch)?;
+        let tracking = format!("refs/remotes/origin/{branch}");
+        let refspec = format!("+refs/heads/{branch}:{tracking}");
+        self.ok(
+            "fetch",
+            dir,
+            ["fetch", "--no-tags", "--quiet", remote.url(), &refspec],
+            Some(remote),
+            &[],
+        )
+        .await?;
+        Ok(tracking)
+    }
+
+    /// Runs git and fails unless it exited with 0.
+    async fn ok<I, S>(
+        &self,
+        operation: &'static str,
+        cwd: &Path,
+        args: I,
+        remote: Option<&Remote>,
+        env: &[(String, String)],
+    ) -> Result<Output, ExecError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        let out = self.call(operation, cwd, args, remote, env).await?;
+        check_finished(operation, &out)?;
+        if out.termination.success() {
+            Ok(out)
+        } else {
+            Err(failed(operation, &out))
+        }
+    }
+
+    /// Runs git once and collects its redacted output, whatever its exit status.
+    async fn call<I, S>(
+        &self,
+        operation: &'static str,
+        cwd: &Path,
+        args: I,
+        remote: Option<&Remote>,
+        env: &[(String, String)],
+    ) -> Result<Output, ExecError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        let spec = self.spec(cwd, args, remote, env);
+        tracing::debug!(operation, cwd = %cwd.display(), "running git");
+        let (tx, mut rx) = mpsc::channel(64);
+        let collect = async move {
+            let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+            while let Some(LogLine { stream, line }) = rx.recv().await {
+                match stream {
+                    Stream::Stdout => stdout.push(line),
+                    Stream::Stderr => stderr.push(line),
+                }
+            }
+            (stdout, stderr)
+        };
+        let (termination, (stdout, stderr)) =
+            tokio::join!(process::run(&spec, tx, &self.cancel), collect);
+        let termination = termination?;
+        Ok(Output {
+            termination,
+            stdout,
+            stderr,
+        })
+    }
+
+    /// The process spec of one git invocation, with its isolated, credential-carrying
+    /// environment.
+    fn spec<I, S>(
+        &self,
+        cwd: &Path,
+        args: I,
+        remote: Option<&Remote>,
+        env: &[(String, String)],
+    ) -> ProcessSpec
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        let home = &self.config.home;
+        let mut config: Vec<(String, String)> = vec![
+            // An empty helper list: no stored credentials are consulted or saved.
+            ("credential.helper".into(), String::new()),
+            // Repository content must never run code in our process tree.
+            ("core.hooksPath".into(), "/dev/null".into()),
+        ];
+        let mut secrets = Vec::new();
+        if let Some(credential) = remote.and_then(|r| r.credential.as_ref().map(|c| (r, c))) {
+            let (remote, credential) = credential;
+            // Scoped to this remote's URL so a redirect to another host never receives it.
+            config.push((
+                format!("http.{}.extraHeader", remote.url()),
+                format!("Authorization: Basic {}", credential.basic()),
+            ));
+            secrets.extend(credential.secrets());
+        }
+        let mut spec = ProcessSpec::new(self.config.program.clone(), cwd, self.config.timeout)
+            .args(args)
+            .env("HOME", home.display().to_string())
+            .env(
+                "XDG_CONFIG_HOME",
+                home.join(".config").display().to_string(),
+            )
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("LC_ALL", "C")
+            .env("GIT_CONFIG_COUNT", config.len().to_string())
+            .redactor(Arc::new(Redactor::new(secrets)));
+        for (i, (key, value)) in config.into_iter().enumerate() {
+            spec = spec
+                .env(format!("GIT_CONFIG_KEY_{i}"), key)
+                .env(format!("GIT_CONFIG_VALUE_{i}"), value);
+        }
+        spec.env.extend(env.iter().cloned());
+        spec.inherit_env = vec!["PATH".into()];
+        spec.kill_grace = self.config.kill_grace;
+        spec
+    }
+}
+
+fn identity_env(author: &Identity, committer: &Identity) -> Vec<(String, String)> {
+    vec![
+        ("GIT_AUTHOR_NAME".into(), author.name.clone()),
+        ("GIT_AUTHOR_EMAIL".into(), author.email.clone()),
+        ("GIT_COMMITTER_NAME".into(), committer.name.clone()),
+        ("GIT_COMMITTER_EMAIL".into(), committer.email.clone()),
+    ]
+}
+
+/// Timeouts and cancellations are errors of their own, whatever git managed to print.
+fn check_finished(operation: &'static str, out: &Output) -> Result<(), ExecError> {
+    match out.termination {
+        Termination::TimedOut => Err(ExecError::TimedOut { operation }),
+        Termination::Cancelled => Err(ExecError::Cancelled { operation }),
+        Termination::Exited(_) => Ok(()),
+    }
+}
+
+fn failed(operation: &'static str, out: &Output) -> ExecError {
+    ExecError::GitFailed {
+        operation,
+        code: out.termination.code(),
+        message: out.error_message(),
+    }
+}
+
+/// What the remote said about a refused push: its `remote:` lines (where GitLab's pre-receive
+/// messages arrive) and the rejected-ref lines of `--porcelain` output.
+fn rejection_message(out: &Output) -> String {
+    let remote_lines = out.stderr.iter().filter_map(|line| {
+        let text = line.strip_prefix("remote:")?.trim();
+        (!text.is_empty()).then(|| text.to_owned())
+    });
+    let rejected_refs = out
+        .stdout
+        .iter()
+        .filter(|line| line.starts_with('!'))
+        .map(|line| line.trim_start_matches('!').trim().replace('\t', " "));
+    remote_lines
+        .chain(rejected_refs)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A full or abbreviated hexadecimal object name; anything else could be read as an option.
+fn check_sha(sha: &str) -> Result<(), ExecError> {
+    if (4..=64).contains(&sha.len()) && sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(ExecError::InvalidInput {
+            what: "commit SHA",
+            value: sha.to_owned(),
+        })
+    }
+}
+
+/// Rejects names git would misread (options, refspec syntax); git checks the rest itself.
+fn check_ref_name(name: &str) -> Result<(), ExecError> {
+    let bad = name.is_empty()
+        || name.starts_with('-')
+        || name.chars().any(|c| {
+            c.is_whitespace()
+                || c.is_control()
+                || matches!(c, ':' | '+' | '~' | '^' | '?' | '*' | '[' | '\\')
+        });
+    if bad {
+        Err(ExecError::InvalidInput {
+            what: "branch name",
+            value: name.to_owned(),
+        })
+    } else {
+        Ok(())
+    }
+}
+
+fn create_dir(path: &Path) -> Result<(), ExecError> {
+    std::fs::create_dir_all(path).map_err(|source| ExecError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn remove_dir(path: &Path) -> Result<(), ExecError> {
+    std::fs::remove_dir_all(path).map_err(|source| ExecError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_urls_with_credentials_are_refused() {
+        assert!(matches!(
+            Remote::new("https://oauth2:tok@gitlab.example.com/g/p.git", None),
+            Err(ExecError::CredentialsInUrl)
+        ));
+        assert!(matches!(
+            Remote::new("file:///tmp/x", None),
+            Err(ExecError::InvalidInput { .. })
+        ));
+        assert!(Remote::new("https://gitlab.example.com/g/p.git", None).is_ok());
+    }
+
+    #[test]
+    fn option_like_names_are_refused() {
+        assert!(check_sha("--upload-pack=x").is_err());
+        assert!(check_sha("abc").is_err());
+        assert!(check_sha("0123abcd").is_ok());
+        assert!(check_ref_name("-f").is_err());
+        assert!(check_ref_name("a:b").is_err());
+        assert!(check_ref_name("feature/x-1").is_ok());
+    }
+}

@@ -1,0 +1,186 @@
+//! Accounts and users: creating users (admins in the UI, operators from the CLI), listing them,
+//! and role changes.
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use lablink_core::{Plan, Role, validate};
+use lablink_store::accounts::Account;
+use lablink_store::audit::AuditEvent;
+use lablink_store::users::{NewUser, User};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::error::require;
+use crate::{Principal, ServiceError, Services};
+
+/// A user to create, as typed by a person.
+#[derive(Debug)]
+pub struct UserInput {
+    pub email: String,
+    pub username: String,
+    pub password: SecretString,
+    pub role: Role,
+}
+
+impl UserInput {
+    /// Validates the input and hashes the password.
+    pub(crate) fn into_new_user(self) -> Result<NewUser, ServiceError> {
+        let email = validate::email(&self.email).map_err(bad)?;
+        let username = validate::username(&self.username).map_err(bad)?;
+        validate::new_password(self.password.expose_secret()).map_err(bad)?;
+        Ok(NewUser {
+            email,
+            username,
+            password_hash: hash_password(&self.password)?,
+            role: self.role,
+        })
+    }
+}
+
+pub(crate) fn bad(e: validate::Invalid) -> ServiceError {
+    ServiceError::BadInput(e.to_string())
+}
+
+/// argon2id with the crate's default (OWASP-recommended) parameters, as a PHC string.
+pub(crate) fn hash_password(password: &SecretString) -> Result<String, ServiceError> {
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    Argon2::default()
+        .hash_password(password.expose_secret().as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| ServiceError::Internal(format!("password hashing failed: {e}")))
+}
+
+/// Verifies a password against a stored PHC string; the comparison inside argon2 is constant time.
+pub(crate) fn verify_password(password: &SecretString, phc: &str) -> bool {
+    PasswordHash::new(phc)
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.expose_secret().as_bytes(), &h)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+impl Services {
+    /// An admin adds a user to their own account.
+    pub async fn add_user(
+        &self,
+        admin: &Principal,
+        input: UserInput,
+    ) -> Result<User, ServiceError> {
+        require(
+            admin.role.can_manage_account(),
+            "Only account admins can add users.",
+        )?;
+        let user = self
+            .db
+            .create_user(&admin.account_id, &input.into_new_user()?)
+            .await?;
+        self.db
+            .record_audit(AuditEvent {
+                account_id: Some(&admin.account_id),
+                actor_user_id: Some(&admin.user_id),
+                action: "user.created",
+                detail: format!("{} as {}", user.email, user.role),
+                client_ip: None,
+            })
+            .await?;
+        Ok(user)
+    }
+
+    /// The operator creates a user from a shell (`lablink admin create-user`). The account is
+    /// created with `plan_if_new` when no account has that name yet.
+    pub async fn create_user_in_account(
+        &self,
+        account_name: &str,
+        plan_if_new: Plan,
+        input: UserInput,
+    ) -> Result<(Account, User), ServiceError> {
+        let account_name = validate::display_name("account name", account_name).map_err(bad)?;
+        let new_user = input.into_new_user()?;
+        let account = match self.db.account_by_name(&account_name).await? {
+            Some(a) => a,
+            None => self.db.create_account(&account_name, plan_if_new).await?,
+        };
+        let user = self.db.create_user(&account.id, &new_user).await?;
+        self.db
+            .record_audit(AuditEvent {
+                account_id: Some(&account.id),
+                action: "user.created",
+                detail: format!("{} as {} (from the command line)", user.email, user.role),
+                ..AuditEvent::default()
+            })
+            .await?;
+        Ok((account, user))
+    }
+
+    /// The users of the admin's account.
+    pub async fn list_users(&self, admin: &Principal) -> Result<Vec<User>, ServiceError> {
+        require(
+            admin.role.can_manage_account(),
+            "Only account admins can see the list of users.",
+        )?;
+        Ok(self.db.users_of_account(&admin.account_id).await?)
+    }
+
+    /// An admin changes the role of a user of their account. The last admin cannot step down,
+    /// so an account never loses its administration.
+    pub async fn change_role(
+        &self,
+        admin: &Principal,
+        user_id: &str,
+        role: Role,
+    ) -> Result<User, ServiceError> {
+        require(
+            admin.role.can_manage_account(),
+            "Only account admins can change roles.",
+        )?;
+        let user = self
+            .db
+            .user_by_id(user_id)
+            .await?
+            .filter(|u| u.account_id == admin.account_id)
+            .ok_or_else(|| {
+                ServiceError::NotFound("There is no such user in your account.".into())
+            })?;
+        if user.role == Role::AccountAdmin
+            && role != Role::AccountAdmin
+            && self.db.count_admins(&admin.account_id).await? <= 1
+        {
+            return Err(ServiceError::Conflict(
+                "This is the account's last admin. Make another user an admin first.".into(),
+            ));
+        }
+        self.db.set_user_role(&user.id, role).await?;
+        self.db
+            .record_audit(AuditEvent {
+                account_id: Some(&admin.account_id),
+                actor_user_id: Some(&admin.user_id),
+                action: "user.role_changed",
+                detail: format!("{}: {} -> {}", user.email, user.role, role),
+                client_ip: None,
+            })
+            .await?;
+        Ok(User { role, ..user })
+    }
+
+    /// The account of the caller.
+    pub async fn account(&self, principal: &Principal) -> Result<Account, ServiceError> {
+        self.db
+            .account_by_id(&principal.account_id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound("account not found".into()))
+    }
+
+    /// The newest audit entries of the admin's account.
+    pub async fn audit_log(
+        &self,
+        admin: &Principal,
+        limit: i64,
+    ) -> Result<Vec<lablink_store::audit::AuditEntry>, ServiceError> {
+        require(
+            admin.role.can_manage_account(),
+            "Only account admins can read the audit log.",
+        )?;
+        Ok(self.db.audit_of_account(&admin.account_id, limit).await?)
+    }
+}

@@ -1,0 +1,265 @@
+//! Processing a stored delivery: parse it, map it to the domain's events, let
+//! [`lablink_core::ci`] decide, and apply the decisions (create runs, cancel superseded ones,
+//! schedule schema cleanup). Safe to run twice: runs are unique per (job, commit), cancelling is
+//! idempotent and dropping a schema that is gone succeeds.
+
+use lablink_core::ci::{Decision, MrAction, MrEvent, PushEvent, decide_mr, decide_push};
+use lablink_core::run::{CancelReason, RunEvent, RunState};
+use lablink_gitlab::webhook::{self, Event, MergeRequestAction, Parsed};
+use lablink_store::deliveries::{IGNORED, PROCESSED};
+use lablink_store::runs::{CiRepository, Holder, NewRun};
+
+use super::DROP_SCHEMA_JOB;
+use super::executor::encode_cancel;
+use super::jobs::job_spec;
+use crate::{ServiceError, Services};
+
+const DROP_SCHEMA_ATTEMPTS: i64 = 5;
+
+/// What a delivery turned into, for the delivery's note.
+enum Domain {
+    Mr(MrEvent),
+    Push(PushEvent),
+}
+
+fn mr_action(action: &MergeRequestAction) -> MrAction {
+    match action {
+        MergeRequestAction::Open => MrAction::Open,
+        MergeRequestAction::Reopen => MrAction::Reopen,
+        MergeRequestAction::Update => MrAction::Update,
+        MergeRequestAction::Close => MrAction::Close,
+        MergeRequestAction::Merge => MrAction::Merge,
+        _ => MrAction::Other,
+    }
+}
+
+fn to_domain(event: Event, repository: &CiRepository) -> Result<Domain, String> {
+    match event {
+        Event::MergeRequest(mr) => {
+            if mr.target_project_id != repository.gitlab_project_id {
+                return Err(format!(
+                    "merge request of project {}, not of this repository's project {}",
+                    mr.target_project_id, repository.gitlab_project_id
+                ));
+            }
+            Ok(Domain::Mr(MrEvent {
+                action: mr_action(&mr.action),
+                iid: mr.iid,
+                draft_changed_to_ready: mr.became_ready(),
+                head_sha: mr.head_sha,
+                oldrev: mr.oldrev,
+                draft: mr.draft,
+                target_branch: mr.target_branch,
+                source_branch: mr.source_branch,
+            }))
+        }
+        Event::Push(push) => Ok(Domain::Push(PushEvent {
+            is_default_branch: push.branch() == Some(repository.default_branch.as_str()),
+            is_deletion: push.is_deletion(),
+            is_tag: false,
+            ref_name: push.ref_name,
+            before: push.before,
+            after: push.after,
+        })),
+        Event::TagPush(_) => Err("tag pushes start nothing".into()),
+        Event::Note(_) => Err("comments start nothing".into()),
+    }
+}
+
+impl Services {
+    /// Handles the delivery `delivery_id` (the `ci.process_delivery` job).
+    pub async fn process_delivery(&self, delivery_id: &str) -> Result<(), ServiceError> {
+        let Some(delivery) = self.db.delivery(delivery_id).await? else {
+            return Ok(());
+        };
+        let note = match self.handle_delivery(&delivery).await? {
+            Ok(note) => (PROCESSED, note),
+            Err(reason) => (IGNORED, reason),
+        };
+        self.db.finish_delivery(delivery_id, note.0, &note.1).await?;
+        Ok(())
+    }
+
+    async fn handle_delivery(
+        &self,
+        delivery: &lablink_store::deliveries::Delivery,
+    ) -> Result<Result<String, String>, ServiceError> {
+        let Some(repository) = self
+            .db
+            .ci_repository(&self.keys, &delivery.repository_id)
+            .await?
+        else {
+            return Ok(Err("the repository no longer exists".into()));
+        };
+        let event = match webhook::parse(delivery.event.as_deref(), &delivery.body) {
+            Parsed::Event(event) => event,
+            Parsed::Ignored { reason } => return Ok(Err(reason)),
+        };
+        let domain = match to_domain(event, &repository) {
+            Ok(domain) => domain,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        let notes = self.decide_and_apply(&repository, domain, "webhook").await?;
+        Ok(Ok(notes.join("; ")))
+    }
+
+    /// Runs the domain's decision for an event and applies it; returns what happened, one
+    /// sentence per decision.
+    async fn decide_and_apply(
+        &self,
+        repository: &CiRepository,
+        event: Domain,
+        triggered_by: &str,
+    ) -> Result<Vec<String>, ServiceError> {
+        let jobs = self
+            .db
+            .ci_jobs_of_project(&self.keys, &repository.project_id)
+            .await?;
+        let default_filter = repository
+            .project_target_branch
+            .clone()
+            .unwrap_or_else(|| repository.default_branch.clone());
+        let specs = jobs
+            .iter()
+            .map(|job| job_spec(job, &default_filter))
+            .collect::<Result<Vec<_>, _>>()?;
+        let sha = match &event {
+            Domain::Mr(mr) => mr.head_sha.clone(),
+            Domain::Push(push) => push.after.clone(),
+        };
+        // The domain asks synchronously; the few (job, sha) pairs are looked up beforehand.
+        let mut ran = Vec::new();
+        for spec in &specs {
+            if self.db.run_exists(spec.id, &sha).await? {
+                ran.push(spec.id);
+            }
+        }
+        let already_ran = |job: i64, s: &str| s == sha && ran.contains(&job);
+        let decisions = match &event {
+            Domain::Mr(mr) => decide_mr(mr, &specs, already_ran),
+            Domain::Push(push) => decide_push(push, &specs, already_ran),
+        };
+        let mut notes = Vec::new();
+        for decision in decisions {
+            notes.push(self.apply(repository, decision, triggered_by).await?);
+        }
+        Ok(notes)
+    }
+
+    async fn apply(
+        &self,
+        repository: &CiRepository,
+        decision: Decision,
+        triggered_by: &str,
+    ) -> Result<String, ServiceError> {
+        Ok(match decision {
+            Decision::StartRun {
+                job_id,
+                sha,
+                branch,
+                mr_iid,
+            } => {
+                let created = self
+                    .db
+                    .create_run(&NewRun {
+                        ci_job_id: job_id,
+                        account_id: &repository.account_id,
+                        project_id: &repository.project_id,
+                        repository_id: &repository.id,
+                        sha: &sha,
+                        ref_name: &branch,
+                        mr_iid,
+                        triggered_by,
+                        reason: "queued",
+                        status_state: RunState::Queued.commit_status().as_str(),
+                    })
+                    .await?;
+                match created {
+                    Some(run_id) => format!("job {job_id}: run {run_id} queued for {sha}"),
+                    None => format!("job {job_id} already has a run for {sha}"),
+                }
+            }
+            Decision::CancelOlderRuns { mr_iid, except_sha } => {
+                let reason = CancelReason::SupersededBy {
+                    sha: except_sha.clone(),
+                };
+                let n = self
+                    .cancel_mr_runs(repository, mr_iid, Some(&except_sha), reason)
+                    .await?;
+                format!("{n} older run(s) of !{mr_iid} cancelled")
+            }
+            Decision::CancelAndDropSchema { mr_iid, job_ids } => {
+                let n = self
+                    .cancel_mr_runs(repository, mr_iid, None, CancelReason::MergeRequestClosed)
+                    .await?;
+                for job_id in &job_ids {
+                    self.db
+                        .enqueue_job(
+                            DROP_SCHEMA_JOB,
+                            &serde_json::json!({ "ci_job_id": job_id, "mr_iid": mr_iid }),
+                            DROP_SCHEMA_ATTEMPTS,
+                            lablink_store::now_ms(),
+                        )
+                        .await?;
+                }
+                format!(
+                    "{n} run(s) of !{mr_iid} cancelled; {} schema(s) to drop",
+                    job_ids.len()
+                )
+            }
+            Decision::Nothing { reason } => reason.to_string(),
+        })
+    }
+
+    /// Cancels the merge request's active runs (except at `except_sha`): queued ones at once,
+    /// running ones by asking their executor, wherever it runs.
+    async fn cancel_mr_runs(
+        &self,
+        repository: &CiRepository,
+        mr_iid: i64,
+        except_sha: Option<&str>,
+        reason: CancelReason,
+    ) -> Result<usize, ServiceError> {
+        let runs = self
+            .db
+            .active_mr_runs(&repository.id, mr_iid, except_sha)
+            .await?;
+        let encoded = encode_cancel(&reason);
+        let event = RunEvent::Cancelled(reason);
+        for run in &runs {
+            let cancelled_while_queued = run.state == RunState::Queued.as_str()
+                && self
+                    .apply_run_event(&run.id, RunState::Queued, Holder::Anyone, &event)
+                    .await?;
+            if !cancelled_while_queued {
+                self.db
+                    .request_run_cancel(&run.id, &encoded)
+                    .await?;
+            }
+        }
+        Ok(runs.len())
+    }
+
+    /// Starts what a lost webhook missed for an open merge request (reconciliation): the same
+    /// decisions as for an `open` event, so runs are unique per (job, commit) as always.
+    pub(crate) async fn reconcile_merge_request(
+        &self,
+        repository: &CiRepository,
+        mr: MrEvent,
+    ) -> Result<Vec<String>, ServiceError> {
+        let iid = mr.iid;
+        let sha = mr.head_sha.clone();
+        let mut notes = self
+            .decide_and_apply(repository, Domain::Mr(mr), "reconciliation")
+            .await?;
+        // A missed push to the MR also means the older runs are superseded.
+        let reason = CancelReason::SupersededBy { sha: sha.clone() };
+        let n = self
+            .cancel_mr_runs(repository, iid, Some(&sha), reason)
+            .await?;
+        if n > 0 {
+            notes.push(format!("{n} older run(s) of !{iid} cancelled"));
+        }
+        Ok(notes)
+    }
+}

@@ -1,0 +1,464 @@
+//! Executing a claimed run: fetch the exact commit into the repository's bare cache with the
+//! deploy token, check it out in a worktree of its own, write the private `profiles.yml` with the
+//! schema override, run each dbt command with the job's timeout in its own process group, stream
+//! the redacted output to the database, keep the artifacts and remove the worktree.
+//!
+//! The lease is renewed while the run is alive; the renewal also reads `cancel_requested`, so a
+//! cancellation asked on any replica kills the process group here.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lablink_core::names::ci_schema_name;
+use lablink_core::run::{CancelReason, FailureReason, RunEvent, RunState};
+use lablink_exec::dbt::{DbtCommand, DbtInstall, DbtRunSetup, DbtTarget, DbtWorkspace};
+use lablink_exec::{Git, GitConfig, GitCredential, LogLine, Remote, Stream, Termination};
+use lablink_store::ci_jobs::CiJob;
+use lablink_store::runs::{CiRepository, Holder, Run};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::jobs::warehouse_profile;
+use crate::{ServiceError, Services};
+
+/// Where runs work on this replica and how they hold their lease.
+#[derive(Debug)]
+pub struct CiRuntime {
+    /// Bare caches, worktrees and run directories live below it.
+    pub work_dir: PathBuf,
+    /// This replica's worker name in leases.
+    pub worker_id: String,
+    pub lease: Duration,
+    pub git: Git,
+    /// One lock per bare cache: git must not fetch into one cache twice at once.
+    cache_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl CiRuntime {
+    pub fn new(work_dir: PathBuf, worker_id: String) -> CiRuntime {
+        let git = Git::new(GitConfig::new(work_dir.join("git-home")));
+        CiRuntime {
+            work_dir,
+            worker_id,
+            lease: Duration::from_secs(30),
+            git,
+            cache_locks: Mutex::default(),
+        }
+    }
+
+    fn cache_lock(&self, repository_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.cache_locks.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(locks.entry(repository_id.to_owned()).or_default())
+    }
+
+    fn lease_ms(&self) -> i64 {
+        i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX)
+    }
+}
+
+/// The cancellation reasons stored in `runs.cancel_reason`, so any replica can turn them back
+/// into the domain's [`CancelReason`].
+pub(crate) fn encode_cancel(reason: &CancelReason) -> String {
+    match reason {
+        CancelReason::SupersededBy { sha } => format!("superseded:{sha}"),
+        CancelReason::MergeRequestClosed => "closed".into(),
+        CancelReason::ByUser { username } => format!("user:{username}"),
+        CancelReason::JobGone => "job_gone".into(),
+    }
+}
+
+pub(crate) fn decode_cancel(text: &str) -> CancelReason {
+    if let Some(sha) = text.strip_prefix("superseded:") {
+        CancelReason::SupersededBy { sha: sha.into() }
+    } else if let Some(username) = text.strip_prefix("user:") {
+        CancelReason::ByUser {
+            username: username.into(),
+        }
+    } else if text == "closed" {
+        CancelReason::MergeRequestClosed
+    } else {
+        CancelReason::JobGone
+    }
+}
+
+/// How the dbt part of a run ended.
+enum Outcome {
+    Succeeded,
+    Failed(FailureReason),
+    Cancelled,
+}
+
+/// A line of lablink's own about the run, shown in the log between dbt's lines.
+fn say(text: impl Into<String>) -> LogLine {
+    LogLine {
+        stream: Stream::Stdout,
+        line: format!("[lablink] {}", text.into()),
+    }
+}
+
+impl Services {
+    /// Claims one queued run and executes it to the end. `false` when nothing was queued.
+    pub async fn execute_next_run(&self, rt: &CiRuntime) -> Result<bool, ServiceError> {
+        let claimed = self
+            .db
+            .claim_run(
+                &rt.worker_id,
+                rt.lease_ms(),
+                &lablink_store::runs::Transition {
+                    from: RunState::Queued.as_str(),
+                    to: RunState::Starting.as_str(),
+                    reason: &RunEvent::Claimed.to_string(),
+                    status_state: RunState::Starting.commit_status().as_str(),
+                    terminal: false,
+                },
+            )
+            .await?;
+        let Some(run) = claimed else {
+            return Ok(false);
+        };
+        self.execute(rt, run).await?;
+        Ok(true)
+    }
+
+    async fn execute(&self, rt: &CiRuntime, run: Run) -> Result<(), ServiceError> {
+        let cancel = CancellationToken::new();
+        let lost = CancellationToken::new();
+        let heartbeat = tokio::spawn(heartbeat(
+            self.clone(),
+            run.id.clone(),
+            rt.worker_id.clone(),
+            rt.lease,
+            cancel.clone(),
+            lost.clone(),
+        ));
+        let (sink, lines) = mpsc::channel::<LogLine>(1024);
+        let first_seq = self.db.next_log_seq(&run.id).await?;
+        let writer = tokio::spawn(write_logs(self.clone(), run.id.clone(), first_seq, lines));
+
+        let worktree = rt.work_dir.join("worktrees").join(&run.id);
+        let run_dir = rt.work_dir.join("runs").join(&run.id);
+        let mut state = RunState::Starting;
+        let outcome = self
+            .run_dbt(rt, &run, &worktree, &run_dir, &mut state, &sink, &cancel)
+            .await;
+        let cache = cache_path(rt, &run.repository_id);
+        if let Err(e) = rt.git.remove_worktree(&cache, &worktree).await {
+            tracing::warn!(run = %run.id, error = %e, "could not remove the run's worktree");
+        }
+        let _ = std::fs::remove_dir_all(&run_dir);
+        drop(sink);
+        let _ = writer.await;
+        heartbeat.abort();
+
+        if lost.is_cancelled() {
+            tracing::warn!(run = %run.id, "lost the run's lease; another worker owns it now");
+            return Ok(());
+        }
+        let event = match outcome {
+            Ok(Outcome::Succeeded) => RunEvent::Succeeded,
+            Ok(Outcome::Failed(reason)) => RunEvent::Failed(reason),
+            Ok(Outcome::Cancelled) => {
+                let reason = self
+                    .db
+                    .run(&run.id)
+                    .await?
+                    .and_then(|r| r.cancel_reason)
+                    .map_or(CancelReason::JobGone, |text| decode_cancel(&text));
+                RunEvent::Cancelled(reason)
+            }
+            Err(setup) => RunEvent::Failed(FailureReason::Setup(setup)),
+        };
+        self.apply_run_event(&run.id, state, Holder::Worker(&rt.worker_id), &event)
+            .await?;
+        Ok(())
+    }
+
+    /// Everything from fetching the commit to the artifacts. `Err` is a setup problem, in words
+    /// for the run page.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_dbt(
+        &self,
+        rt: &CiRuntime,
+        run: &Run,
+        worktree: &std::path::Path,
+        run_dir: &std::path::Path,
+        state: &mut RunState,
+        log: &mpsc::Sender<LogLine>,
+        cancel: &CancellationToken,
+    ) -> Result<Outcome, String> {
+        let job = self
+            .db
+            .ci_job(&self.keys, run.ci_job_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the CI job was deleted")?;
+        let repository = self
+            .db
+            .ci_repository(&self.keys, &run.repository_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the repository was removed")?;
+        let _ = log
+            .send(say(format!("checking out {} ({})", run.sha, run.ref_name)))
+            .await;
+        self.checkout(rt, &repository, &run.sha, worktree, cancel)
+            .await?;
+        if cancel.is_cancelled() {
+            return Ok(Outcome::Cancelled);
+        }
+        let install = DbtInstall::locate().map_err(|e| e.to_string())?;
+        let target = DbtTarget {
+            name: "default".into(),
+            schema: run_schema(&job, run.mr_iid),
+            threads: 4,
+            warehouse: warehouse_profile(&job).map_err(|e| e.to_string())?,
+        };
+        let env: Vec<_> = job
+            .input
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let subdir = Some(repository.project_subdirectory.as_str()).filter(|s| !s.is_empty());
+        let workspace = DbtWorkspace::prepare(
+            install,
+            DbtRunSetup {
+                worktree,
+                project_subdir: subdir,
+                run_dir,
+                target: &target,
+                env: &env,
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        let state_dir = match run.mr_iid {
+            Some(_) => match self
+                .db
+                .production_manifest(&run.project_id)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                Some(manifest) => Some(
+                    workspace
+                        .install_production_manifest(manifest.as_bytes())
+                        .map_err(|e| e.to_string())?,
+                ),
+                None => None,
+            },
+            None => None,
+        };
+        let mut commands = Vec::new();
+        if workspace.needs_deps() {
+            commands.push(DbtCommand::deps());
+        }
+        commands.extend(
+            DbtCommand::for_job(&job.input.commands, state_dir.as_deref())
+                .map_err(|e| e.to_string())?,
+        );
+        let _ = log
+            .send(say(format!(
+                "building into schema {}{}",
+                target.schema,
+                if state_dir.is_some() {
+                    ", deferring to production"
+                } else {
+                    ""
+                }
+            )))
+            .await;
+
+        if !self
+            .apply_run_event(&run.id, RunState::Starting, Holder::Worker(&rt.worker_id), &RunEvent::DbtStarted)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            return Ok(Outcome::Cancelled);
+        }
+        *state = RunState::Running;
+
+        let timeout_secs = u64::try_from(job.input.timeout_secs).unwrap_or(1);
+        let deadline = Instant::now() + Duration::from_secs(timeout_secs);
+        let mut outcome = Outcome::Succeeded;
+        for (position, command) in commands.iter().enumerate() {
+            let position = position as i64;
+            let shown = command.to_string();
+            let _ = self.db.start_run_step(&run.id, position, &shown).await;
+            let _ = log.send(say(format!("$ {shown}"))).await;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let termination = workspace
+                .run(command, left.max(Duration::from_millis(1)), log.clone(), cancel)
+                .await
+                .map_err(|e| e.to_string())?;
+            let (step, next) = match termination {
+                t if t.success() => ("success", None),
+                Termination::Cancelled => ("cancelled", Some(Outcome::Cancelled)),
+                Termination::TimedOut => (
+                    "timed out",
+                    Some(Outcome::Failed(FailureReason::TimedOut {
+                        seconds: timeout_secs,
+                    })),
+                ),
+                Termination::Exited(_) => (
+                    "error",
+                    Some(Outcome::Failed(FailureReason::CommandFailed {
+                        command: shown.clone(),
+                        exit_code: termination.code(),
+                    })),
+                ),
+            };
+            let _ = self.db.finish_run_step(&run.id, position, step).await;
+            if let Some(next) = next {
+                outcome = next;
+                break;
+            }
+        }
+        self.keep_artifacts(&run.id, &workspace).await;
+        Ok(outcome)
+    }
+
+    async fn checkout(
+        &self,
+        rt: &CiRuntime,
+        repository: &CiRepository,
+        sha: &str,
+        worktree: &std::path::Path,
+        cancel: &CancellationToken,
+    ) -> Result<(), String> {
+        let (Some(username), Some(token)) = (
+            repository.deploy_token_username.clone(),
+            repository.deploy_token.clone(),
+        ) else {
+            return Err("the repository has no deploy token; reconnect it".into());
+        };
+        let remote = Remote::new(
+            &repository.http_url_to_repo,
+            Some(GitCredential::new(username, token)),
+        )
+        .map_err(|e| e.to_string())?;
+        let git = rt.git.with_cancellation(cancel.clone());
+        let cache = cache_path(rt, &repository.id);
+        let lock = rt.cache_lock(&repository.id);
+        let _guard = lock.lock().await;
+        git.fetch_commit(&cache, &remote, sha)
+            .await
+            .map_err(|e| format!("fetching {sha}: {e}"))?;
+        if worktree.exists() {
+            git.remove_worktree(&cache, worktree)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        if let Some(parent) = worktree.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        git.add_worktree(&cache, worktree, sha)
+            .await
+            .map_err(|e| format!("checking out {sha}: {e}"))
+    }
+
+    async fn keep_artifacts(&self, run_id: &str, workspace: &DbtWorkspace) {
+        let artifacts = match workspace.artifacts() {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(run = run_id, error = %e, "could not read the run's artifacts");
+                return;
+            }
+        };
+        for (name, content) in [
+            ("run_results.json", artifacts.run_results),
+            ("manifest.json", artifacts.manifest),
+        ] {
+            if let Some(content) = content
+                && let Err(e) = self.db.save_run_artifact(run_id, name, &content).await
+            {
+                tracing::warn!(run = run_id, error = %e, "could not store {name}");
+            }
+        }
+    }
+}
+
+fn cache_path(rt: &CiRuntime, repository_id: &str) -> PathBuf {
+    rt.work_dir.join("caches").join(format!("{repository_id}.git"))
+}
+
+/// The schema a run builds into: the merge request's CI schema, or the merge job's own schema.
+pub(crate) fn run_schema(job: &CiJob, mr_iid: Option<i64>) -> String {
+    match mr_iid {
+        Some(iid) => ci_schema_name(job.id, iid),
+        None => format!("lablink_merge_{}", job.id),
+    }
+}
+
+/// Renews the lease every third of it; cancels the run when a cancellation was asked for, and
+/// also when the lease was lost (then `lost` tells the executor not to record an outcome).
+async fn heartbeat(
+    services: Services,
+    run_id: String,
+    worker: String,
+    lease: Duration,
+    cancel: CancellationToken,
+    lost: CancellationToken,
+) {
+    let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+    let mut tick = tokio::time::interval(Duration::from_millis(500).min(lease / 3));
+    loop {
+        tick.tick().await;
+        match services.db.renew_run_lease(&run_id, &worker, lease_ms).await {
+            Ok(Some(None)) => {}
+            Ok(Some(Some(_reason))) => cancel.cancel(),
+            Ok(None) => {
+                lost.cancel();
+                cancel.cancel();
+                return;
+            }
+            Err(e) => tracing::warn!(run = %run_id, error = %e, "lease renewal failed"),
+        }
+    }
+}
+
+/// Streams log lines into the database in small batches.
+async fn write_logs(
+    services: Services,
+    run_id: String,
+    mut seq: i64,
+    mut lines: mpsc::Receiver<LogLine>,
+) {
+    const BATCH: usize = 200;
+    let mut batch = Vec::with_capacity(BATCH);
+    while lines.recv_many(&mut batch, BATCH).await > 0 {
+        let rows: Vec<(String, String)> = batch
+            .drain(..)
+            .map(|l| {
+                let stream = match l.stream {
+                    Stream::Stdout => "stdout",
+                    Stream::Stderr => "stderr",
+                };
+                (stream.to_owned(), l.line)
+            })
+            .collect();
+        if let Err(e) = services.db.append_run_logs(&run_id, seq, &rows).await {
+            tracing::warn!(run = %run_id, error = %e, "could not store log lines");
+        }
+        seq += rows.len() as i64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cancel_reasons_survive_the_database() {
+        for reason in [
+            CancelReason::SupersededBy { sha: "ab12".into() },
+            CancelReason::MergeRequestClosed,
+            CancelReason::ByUser {
+                username: "ada".into(),
+            },
+            CancelReason::JobGone,
+        ] {
+            assert_eq!(decode_cancel(&encode_cancel(&reason)), reason);
+        }
+    }
+}

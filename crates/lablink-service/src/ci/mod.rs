@@ -1,0 +1,53 @@
+//! Continuous integration: webhook intake ([`intake`]), turning deliveries into runs
+//! ([`events`]), running real dbt ([`executor`]), reporting commit statuses ([`statuses`]),
+//! catching up on lost webhooks ([`reconcile`]), CI job management ([`jobs`]), run views
+//! ([`runs`]) and the background loops that drive it all ([`worker`]).
+
+pub mod events;
+pub mod executor;
+pub mod intake;
+pub mod jobs;
+pub mod reconcile;
+pub mod runs;
+pub mod statuses;
+pub mod worker;
+
+use lablink_core::run::{RunEvent, RunState, TransitionError, transition};
+use lablink_store::runs::{Holder, Transition};
+
+use crate::{ServiceError, Services};
+
+/// The job kind that drops a closed merge request's CI schema; payload `{ci_job_id, mr_iid}`.
+pub const DROP_SCHEMA_JOB: &str = "ci.drop_schema";
+
+impl Services {
+    /// Applies `event` to a run in `from` through the domain's transition rules; `false` when the
+    /// run had moved on meanwhile.
+    pub(crate) async fn apply_run_event(
+        &self,
+        run_id: &str,
+        from: RunState,
+        holder: Holder<'_>,
+        event: &RunEvent,
+    ) -> Result<bool, ServiceError> {
+        let to = transition(from, event).map_err(|e: TransitionError| {
+            ServiceError::Conflict(format!("run {run_id}: {e}"))
+        })?;
+        let reason = event.to_string();
+        let moved = self
+            .db
+            .transition_run(
+                run_id,
+                holder,
+                &Transition {
+                    from: from.as_str(),
+                    to: to.as_str(),
+                    reason: &reason,
+                    status_state: to.commit_status().as_str(),
+                    terminal: to.is_terminal(),
+                },
+            )
+            .await?;
+        Ok(moved)
+    }
+}

@@ -1,0 +1,180 @@
+//! Commit statuses back to GitLab, from the durable outbox. Always posted with the repository's
+//! project access token (never a user's token: every update of a status name must come from the
+//! same identity). 5xx, 429 (after `Retry-After`) and 409 are retried; "Cannot transition" for the
+//! state GitLab already shows counts as done.
+
+use lablink_gitlab::GitLabError;
+use lablink_gitlab::api::{Api, CommitState, CommitStatusRequest, StatusOutcome};
+use lablink_store::status_outbox::PendingStatus;
+
+use crate::{ServiceError, Services};
+
+/// A status that keeps failing with retryable errors is given up after this many attempts.
+const MAX_ATTEMPTS: i64 = 25;
+const MAX_BACKOFF_MS: i64 = 60_000;
+
+/// Why a status was not posted.
+enum NotPosted {
+    /// Try again later (after the given delay when GitLab said so).
+    Retry {
+        error: String,
+        after_ms: Option<i64>,
+    },
+    /// Will never work; the run page says why.
+    Skip(String),
+}
+
+fn commit_state(state: &str) -> Option<CommitState> {
+    Some(match state {
+        "pending" => CommitState::Pending,
+        "running" => CommitState::Running,
+        "success" => CommitState::Success,
+        "failed" => CommitState::Failed,
+        "canceled" => CommitState::Canceled,
+        _ => return None,
+    })
+}
+
+fn backoff_ms(attempts: i64) -> i64 {
+    let exp = u32::try_from(attempts.clamp(0, 10)).unwrap_or(10);
+    (250_i64 << exp).min(MAX_BACKOFF_MS)
+}
+
+impl Services {
+    /// Posts one due status. `false` when none was due.
+    pub async fn deliver_next_status(&self, worker: &str) -> Result<bool, ServiceError> {
+        let Some(status) = self.db.claim_status(worker, 30_000).await? else {
+            return Ok(false);
+        };
+        match self.post_status(&status).await {
+            Ok(()) => self.db.status_sent(&status, worker).await?,
+            Err(NotPosted::Skip(note)) => {
+                self.db.set_run_status_note(&status.run_id, &note).await?;
+                self.db.status_sent(&status, worker).await?;
+            }
+            Err(NotPosted::Retry { error, after_ms }) if status.attempts < MAX_ATTEMPTS => {
+                let delay = after_ms.unwrap_or_else(|| backoff_ms(status.attempts));
+                let retry_at = lablink_store::now_ms() + delay;
+                self.db
+                    .status_failed(&status, worker, &error, retry_at)
+                    .await?;
+            }
+            Err(NotPosted::Retry { error, .. }) => {
+                let note = format!("GitLab kept refusing the commit status: {error}");
+                self.db.set_run_status_note(&status.run_id, &note).await?;
+                self.db.status_sent(&status, worker).await?;
+            }
+        }
+        Ok(true)
+    }
+
+    async fn post_status(&self, status: &PendingStatus) -> Result<(), NotPosted> {
+        let internal = |e: ServiceError| NotPosted::Retry {
+            error: e.to_string(),
+            after_ms: None,
+        };
+        let Some(run) = self.db.run(&status.run_id).await.map_err(|e| internal(e.into()))? else {
+            return Err(NotPosted::Skip("the run is gone".into()));
+        };
+        let repository = self
+            .db
+            .ci_repository(&self.keys, &run.repository_id)
+            .await
+            .map_err(|e| internal(e.into()))?
+            .ok_or_else(|| NotPosted::Skip("the repository is gone".into()))?;
+        if !repository.status_reporting {
+            return Err(NotPosted::Skip(repository.status_warning.unwrap_or_else(|| {
+                "This repository does not report CI status to GitLab.".into()
+            })));
+        }
+        let token = repository.project_token.clone().ok_or_else(|| {
+            NotPosted::Skip("The repository has no project access token; reconnect it.".into())
+        })?;
+        let job = self
+            .db
+            .ci_job(&self.keys, run.ci_job_id)
+            .await
+            .map_err(|e| internal(e.into()))?
+            .ok_or_else(|| NotPosted::Skip("the CI job is gone".into()))?;
+        let state = commit_state(&status.wanted_state)
+            .ok_or_else(|| NotPosted::Skip(format!("unknown state {}", status.wanted_state)))?;
+        let instance = self
+            .gitlab_instance(&repository.gitlab_instance_url, None)
+            .map_err(|e| NotPosted::Skip(e.to_string()))?;
+        let api = Api::private_token(&instance, token);
+        let name = lablink_core::names::commit_status_name(&job.input.name);
+        let target_url = self
+            .settings
+            .public_link(&format!("/runs/{}", run.id));
+        let outcome = api
+            .set_commit_status(
+                repository.gitlab_project_id,
+                &CommitStatusRequest {
+                    sha: &run.sha,
+                    state,
+                    name: &name,
+                    ref_name: Some(&run.ref_name),
+                    target_url: Some(&target_url),
+                    description: Some(&status.description),
+                    pipeline_id: None,
+                },
+            )
+            .await
+            .map_err(|e| not_posted(&e))?;
+        let terminal = matches!(
+            state,
+            CommitState::Success | CommitState::Failed | CommitState::Canceled
+        );
+        if let (StatusOutcome::Posted(_), true, true, Some(iid)) =
+            (&outcome, terminal, job.input.mr_note, run.mr_iid)
+        {
+            // A summary for people reading the MR. Best effort: the status is what counts.
+            let body = format!(
+                "**{name}**: {} for {} ({}). Details: {target_url}",
+                state.as_str(),
+                &run.sha[..run.sha.len().min(8)],
+                status.description.replace(['\n', '\r'], " "),
+            );
+            if let Err(e) = api
+                .create_merge_request_note(repository.gitlab_project_id, iid, &body)
+                .await
+            {
+                tracing::warn!(run = %run.id, error = %e, "could not post the MR note");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn not_posted(error: &GitLabError) -> NotPosted {
+    if error.is_retryable() {
+        NotPosted::Retry {
+            error: error.to_string(),
+            after_ms: error
+                .retry_after()
+                .map(|d| i64::try_from(d.as_millis()).unwrap_or(MAX_BACKOFF_MS)),
+        }
+    } else {
+        NotPosted::Skip(format!("GitLab refused the commit status: {error}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(backoff_ms(0), 250);
+        assert_eq!(backoff_ms(2), 1000);
+        assert_eq!(backoff_ms(30), MAX_BACKOFF_MS);
+    }
+
+    #[test]
+    fn every_run_status_maps_to_a_gitlab_state() {
+        for state in lablink_core::run::RunState::ALL {
+            assert!(commit_state(state.commit_status().as_str()).is_some());
+        }
+        assert!(commit_state("bogus").is_none());
+    }
+}

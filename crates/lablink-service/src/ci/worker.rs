@@ -1,0 +1,254 @@
+//! The background loops of CI, started by `lablink serve`: the job queue (delivery processing
+//! and schema cleanup), run executors, the status outbox, lease reaping and reconciliation.
+//! Every loop polls the database, so any replica picks up any work.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lablink_core::names::ci_schema_name;
+use lablink_core::run::{FailureReason, RunEvent, RunState};
+use lablink_exec::dbt::{DbtInstall, DbtTarget, drop_schema};
+use lablink_store::deliveries::PROCESS_DELIVERY_JOB;
+use lablink_store::jobs::Job;
+use lablink_store::runs::Holder;
+use serde::Deserialize;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::DROP_SCHEMA_JOB;
+use super::executor::{CiRuntime, decode_cancel};
+use super::jobs::warehouse_profile;
+use crate::{ServiceError, Services};
+
+/// A run whose worker vanished this many times is failed instead of queued again.
+const MAX_RUN_ATTEMPTS: i64 = 3;
+const JOB_LEASE_MS: i64 = 10 * 60_000;
+const DROP_SCHEMA_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How this replica runs CI.
+#[derive(Debug, Clone)]
+pub struct CiWorkerConfig {
+    /// Bare caches, worktrees and run directories (e.g. `<data_dir>/ci`).
+    pub work_dir: PathBuf,
+    /// Unique per replica; used in leases.
+    pub worker_id: String,
+    /// How long an idle loop waits before looking again.
+    pub poll: Duration,
+    /// How many runs execute at once on this replica.
+    pub run_slots: usize,
+    /// How often reconciliation runs.
+    pub reconcile_every: Duration,
+}
+
+impl CiWorkerConfig {
+    pub fn new(work_dir: PathBuf) -> CiWorkerConfig {
+        CiWorkerConfig {
+            work_dir,
+            worker_id: format!("ci-{}", uuid::Uuid::new_v4()),
+            poll: Duration::from_millis(50),
+            run_slots: 2,
+            reconcile_every: Duration::from_secs(120),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct DeliveryPayload {
+    delivery_id: String,
+}
+
+#[derive(Deserialize)]
+struct DropSchemaPayload {
+    ci_job_id: i64,
+    mr_iid: i64,
+}
+
+/// Starts every CI loop; they stop when `shutdown` is cancelled.
+pub fn spawn_ci_workers(
+    services: Services,
+    config: CiWorkerConfig,
+    shutdown: CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    let rt = Arc::new(CiRuntime::new(config.work_dir.clone(), config.worker_id.clone()));
+    let mut handles = Vec::new();
+    let poll = config.poll;
+    {
+        let (s, rt) = (services.clone(), Arc::clone(&rt));
+        handles.push(spawn_loop("ci jobs", poll, shutdown.clone(), move || {
+            let (s, rt) = (s.clone(), Arc::clone(&rt));
+            async move { s.run_next_job(&rt).await }
+        }));
+    }
+    for _ in 0..config.run_slots.max(1) {
+        let (s, rt) = (services.clone(), Arc::clone(&rt));
+        handles.push(spawn_loop("ci runs", poll * 4, shutdown.clone(), move || {
+            let (s, rt) = (s.clone(), Arc::clone(&rt));
+            async move {
+                s.reap_expired_runs().await?;
+                s.execute_next_run(&rt).await
+            }
+        }));
+    }
+    {
+        let (s, worker) = (services.clone(), config.worker_id.clone());
+        handles.push(spawn_loop("commit statuses", poll, shutdown.clone(), move || {
+            let (s, worker) = (s.clone(), worker.clone());
+            async move { s.deliver_next_status(&worker).await }
+        }));
+    }
+    handles.push(tokio::spawn(reconcile_loop(
+        services,
+        config.reconcile_every,
+        shutdown,
+    )));
+    handles
+}
+
+/// Calls `step` until it reports no work, then waits `idle`; errors are logged and waited out.
+fn spawn_loop<F, Fut>(
+    name: &'static str,
+    idle: Duration,
+    shutdown: CancellationToken,
+    step: F,
+) -> JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<bool, ServiceError>> + Send,
+{
+    tokio::spawn(async move {
+        while !shutdown.is_cancelled() {
+            let wait = match step().await {
+                Ok(true) => continue,
+                Ok(false) => idle,
+                Err(e) => {
+                    tracing::warn!(worker = name, error = %e, "CI worker step failed");
+                    idle * 20
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    })
+}
+
+async fn reconcile_loop(services: Services, every: Duration, shutdown: CancellationToken) {
+    let mut since = None;
+    loop {
+        let started = chrono::Utc::now();
+        match services.reconcile(since).await {
+            Ok(report) => {
+                for error in &report.errors {
+                    tracing::warn!(error = %error, "reconciliation");
+                }
+                // Overlap one period so a merge request updated during the pass is seen again.
+                since = Some(started - chrono::Duration::from_std(every).unwrap_or_default());
+            }
+            Err(e) => tracing::warn!(error = %e, "reconciliation failed"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+impl Services {
+    /// Claims and runs one job of the queue. This is the queue's dispatcher: kinds without a
+    /// handler fail with a clear error.
+    pub async fn run_next_job(&self, rt: &CiRuntime) -> Result<bool, ServiceError> {
+        let Some(job) = self.db.claim_job(&rt.worker_id, JOB_LEASE_MS).await? else {
+            return Ok(false);
+        };
+        let result = self.dispatch(rt, &job).await;
+        match result {
+            Ok(()) => {
+                self.db.complete_job(&job.id, &rt.worker_id).await?;
+            }
+            Err(e) => {
+                let retry_ms = 1000 * (1_i64 << job.attempts.clamp(0, 8));
+                tracing::warn!(job = %job.id, kind = %job.kind, error = %e, "job failed");
+                self.db
+                    .fail_job(&job.id, &rt.worker_id, &e.to_string(), retry_ms)
+                    .await?;
+            }
+        }
+        Ok(true)
+    }
+
+    async fn dispatch(&self, rt: &CiRuntime, job: &Job) -> Result<(), ServiceError> {
+        let bad_payload =
+            |e: serde_json::Error| ServiceError::Internal(format!("job {}: payload: {e}", job.id));
+        match job.kind.as_str() {
+            PROCESS_DELIVERY_JOB => {
+                let p: DeliveryPayload = serde_json::from_str(&job.payload).map_err(bad_payload)?;
+                self.process_delivery(&p.delivery_id).await
+            }
+            DROP_SCHEMA_JOB => {
+                let p: DropSchemaPayload =
+                    serde_json::from_str(&job.payload).map_err(bad_payload)?;
+                self.drop_ci_schema(rt, p.ci_job_id, p.mr_iid).await
+            }
+            other => Err(ServiceError::Internal(format!(
+                "no handler for jobs of kind `{other}`"
+            ))),
+        }
+    }
+
+    /// Drops `lablink_pr_<job_id>_<mr_iid>` from the job's warehouse.
+    async fn drop_ci_schema(
+        &self,
+        rt: &CiRuntime,
+        ci_job_id: i64,
+        mr_iid: i64,
+    ) -> Result<(), ServiceError> {
+        let Some(job) = self.db.ci_job(&self.keys, ci_job_id).await? else {
+            return Ok(());
+        };
+        let install = DbtInstall::locate().map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let target = DbtTarget {
+            name: "default".into(),
+            schema: ci_schema_name(ci_job_id, mr_iid),
+            threads: 1,
+            warehouse: warehouse_profile(&job)?,
+        };
+        let dir = rt
+            .work_dir
+            .join("cleanup")
+            .join(uuid::Uuid::new_v4().to_string());
+        let result = drop_schema(
+            &install,
+            &target,
+            &dir,
+            DROP_SCHEMA_TIMEOUT,
+            &CancellationToken::new(),
+        )
+        .await;
+        let _ = std::fs::remove_dir_all(&dir);
+        result.map_err(|e| ServiceError::Internal(e.to_string()))
+    }
+
+    /// Runs whose worker stopped renewing its lease: queued again, failed after too many
+    /// attempts, or cancelled when that had been asked for.
+    pub async fn reap_expired_runs(&self) -> Result<(), ServiceError> {
+        for run in self.db.runs_with_expired_lease().await? {
+            let Ok(state) = run.state.parse::<RunState>() else {
+                continue;
+            };
+            let event = if run.cancel_requested {
+                RunEvent::Cancelled(decode_cancel(run.cancel_reason.as_deref().unwrap_or("")))
+            } else if run.attempts >= MAX_RUN_ATTEMPTS {
+                RunEvent::Failed(FailureReason::TooManyAttempts {
+                    attempts: u32::try_from(run.attempts).unwrap_or(u32::MAX),
+                })
+            } else {
+                RunEvent::LeaseExpired
+            };
+            let holder = Holder::ExpiredBefore(lablink_store::now_ms());
+            self.apply_run_event(&run.id, state, holder, &event).await?;
+        }
+        Ok(())
+    }
+}

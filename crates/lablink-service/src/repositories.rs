@@ -1,0 +1,462 @@
+//! Project → Repository: connecting a dbt project to a repository in a GitLab group, all or
+//! nothing, and disconnecting it again. The import list is in [`import_list`], the HTTPS clone
+//! into the per-repository bare cache in [`fetch`].
+//!
+//! Connecting creates, in order: the webhook, the project access token (for commit statuses), a
+//! read-only deploy token (HTTPS clone) and, where configured, an SSH deploy key with write access.
+//! When a step fails, whatever was already created is removed again in reverse order, and the row
+//! ends `failed` without secrets: nothing half-made stays in GitLab or here.
+
+pub mod fetch;
+pub mod import_list;
+pub mod ssh_key;
+
+use base64::Engine as _;
+use chrono::{Duration, Utc};
+use lablink_core::names::project_access_token_name;
+use lablink_gitlab::api::{HookSpec, NewAccessToken};
+use lablink_gitlab::{Api, GitLabError};
+use lablink_store::audit::AuditEvent;
+use lablink_store::repositories::{
+    self as store, Connected, DeployKey, NewRepository, ProjectToken, Repository,
+};
+use rand::RngCore;
+use secrecy::SecretString;
+
+use crate::error::require;
+use crate::secrets::random_secret;
+use crate::{Principal, ServiceError, Services};
+
+/// Shown instead of Connect, and as the refusal, below Maintainer.
+pub const MAINTAINER_REQUIRED: &str =
+    "You need the Maintainer role in GitLab to connect this repository";
+/// The persistent warning of a connection without a project access token.
+pub const NO_STATUS_REPORTING: &str = "CI status cannot be reported back to GitLab: project access tokens are not available on this GitLab plan";
+/// GitLab's 400 when project access tokens are not available (gitlab.com Free).
+const PLAN_REFUSES_TOKENS: &str = "does not have permission to create project access token";
+/// Maintainer: statuses can be posted to protected branches.
+const TOKEN_ACCESS_LEVEL: i64 = 40;
+const TOKEN_SCOPES: &[&str] = &["api", "self_rotate"];
+const MAX_TOKEN_DAYS: u32 = 365;
+const DEPLOY_TOKEN_NAME: &str = "lablink";
+const DEPLOY_KEY_TITLE: &str = "lablink";
+
+/// A user's GitLab: an API client with their fresh token, and their GitLab user id.
+pub(crate) struct UserGitLab {
+    pub api: Api,
+    pub gitlab_user_id: i64,
+    pub instance_url: String,
+}
+
+/// One step of connecting, named as the user reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Webhook,
+    ProjectAccessToken,
+    DeployToken,
+    DeployKey,
+}
+
+impl Step {
+    pub fn label(self) -> &'static str {
+        match self {
+            Step::Webhook => "creating the webhook",
+            Step::ProjectAccessToken => "creating the project access token",
+            Step::DeployToken => "creating the deploy token",
+            Step::DeployKey => "adding the SSH deploy key",
+        }
+    }
+}
+
+/// Something created in GitLab, to remove again.
+#[derive(Debug, Clone, Copy)]
+enum Created {
+    Hook(i64),
+    ProjectToken(i64),
+    DeployToken(i64),
+    DeployKey(i64),
+}
+
+impl Created {
+    fn describe(self) -> String {
+        match self {
+            Created::Hook(id) => format!("webhook {id} (Settings → Webhooks)"),
+            Created::ProjectToken(id) => {
+                format!("project access token {id} (Settings → Access tokens)")
+            }
+            Created::DeployToken(id) => format!("deploy token {id} (Settings → Repository)"),
+            Created::DeployKey(id) => format!("deploy key {id} (Settings → Repository)"),
+        }
+    }
+
+    /// Removes it; already gone (404) counts as removed.
+    async fn remove(self, api: &Api, project: i64) -> Result<(), GitLabError> {
+        let result = match self {
+            Created::Hook(id) => api.delete_hook(project, id).await,
+            Created::ProjectToken(id) => api.revoke_project_access_token(project, id).await,
+            Created::DeployToken(id) => api.delete_deploy_token(project, id).await,
+            Created::DeployKey(id) => api.delete_deploy_key(project, id).await,
+        };
+        match result {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other,
+        }
+    }
+}
+
+/// Removes everything in `created`, newest first; what could not be removed, with why.
+async fn remove_all(api: &Api, project: i64, created: &[Created]) -> Vec<String> {
+    let mut left = Vec::new();
+    for item in created.iter().rev() {
+        if let Err(e) = item.remove(api, project).await {
+            tracing::warn!(gitlab_project_id = project, item = %item.describe(), error = %e, "could not remove from GitLab");
+            left.push(format!("{}: {e}", item.describe()));
+        }
+    }
+    left
+}
+
+/// `whsec_` and 32 random bytes in base64: the Standard Webhooks signing secret format.
+fn signing_token() -> SecretString {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
+    SecretString::from(format!("whsec_{encoded}"))
+}
+
+fn step_failed(step: Step, err: &GitLabError, left: &[String]) -> ServiceError {
+    let cleanup = if left.is_empty() {
+        "Everything lablink had created in GitLab was removed again; nothing was connected."
+            .to_owned()
+    } else {
+        format!(
+            "lablink could not remove these from GitLab; please delete them there: {}.",
+            left.join("; ")
+        )
+    };
+    ServiceError::GitLab(format!(
+        "Connecting failed while {}: {err}. {cleanup}",
+        step.label()
+    ))
+}
+
+/// What a disconnect did.
+#[derive(Debug, Clone)]
+pub struct Disconnected {
+    pub repository: Repository,
+}
+
+impl Services {
+    /// The caller's linked GitLab account, ready to call the API as them.
+    pub(crate) async fn user_gitlab(&self, caller: &Principal) -> Result<UserGitLab, ServiceError> {
+        let fresh = self.gitlab_access_token(&caller.user_id).await?;
+        let link = self
+            .db
+            .gitlab_link_of_user(&self.keys, &caller.user_id)
+            .await?
+            .ok_or_else(|| {
+                ServiceError::NotFound(
+                    "No GitLab account is linked. Link one under Profile → Linked accounts."
+                        .to_owned(),
+                )
+            })?;
+        Ok(UserGitLab {
+            api: Api::bearer(&fresh.app.instance, fresh.token),
+            gitlab_user_id: link.gitlab_user_id,
+            instance_url: fresh.app.instance_url,
+        })
+    }
+
+    /// The project's current connection, if any.
+    pub async fn project_repository(
+        &self,
+        caller: &Principal,
+        project_id: &str,
+    ) -> Result<Option<Repository>, ServiceError> {
+        let project = self.project(caller, project_id).await?;
+        Ok(self.db.live_repository_of_project(&project.id).await?)
+    }
+
+    /// Every connection the project ever had, newest first (history kept across moves).
+    pub async fn project_repository_history(
+        &self,
+        caller: &Principal,
+        project_id: &str,
+    ) -> Result<Vec<Repository>, ServiceError> {
+        let project = self.project(caller, project_id).await?;
+        Ok(self.db.repositories_of_project(&project.id).await?)
+    }
+
+    /// Connects the project to GitLab project `gitlab_project_id`, all or nothing.
+    pub async fn connect_repository(
+        &self,
+        caller: &Principal,
+        project_id: &str,
+        gitlab_project_id: i64,
+        client_ip: Option<&str>,
+    ) -> Result<Repository, ServiceError> {
+        require(
+            caller.role.can_write(),
+            "Read-only users cannot connect repositories.",
+        )?;
+        let project = self.project(caller, project_id).await?;
+        let gitlab = self.user_gitlab(caller).await?;
+        let api = &gitlab.api;
+        let found = api.project(gitlab_project_id).await?;
+        if !found.in_group() {
+            return Err(ServiceError::BadInput(format!(
+                "{} is in a personal namespace. lablink connects repositories in GitLab groups only: \
+                 move it into a group (GitLab → Settings → General → Advanced → Transfer project).",
+                found.path_with_namespace
+            )));
+        }
+        let level = api
+            .member_all(found.id, gitlab.gitlab_user_id)
+            .await?
+            .map_or(0, |m| m.access_level);
+        require(level >= TOKEN_ACCESS_LEVEL, MAINTAINER_REQUIRED)?;
+        let default_branch = found
+            .default_branch
+            .clone()
+            .unwrap_or_else(|| "main".into());
+        let row = self
+            .db
+            .begin_repository_connection(&NewRepository {
+                account_id: &caller.account_id,
+                project_id: &project.id,
+                gitlab_instance_url: &gitlab.instance_url,
+                gitlab_project_id: found.id,
+                path_with_namespace: &found.path_with_namespace,
+                default_branch: &default_branch,
+                http_url_to_repo: &found.http_url_to_repo,
+                web_url: &found.web_url,
+                connected_by: &caller.user_id,
+            })
+            .await?;
+        let mut created = Vec::new();
+        let connected = match self.create_in_gitlab(api, &row, &mut created).await {
+            Ok(connected) => connected,
+            Err((step, err)) => {
+                let left = remove_all(api, found.id, &created).await;
+                self.db
+                    .end_repository_connection(&row.id, store::FAILED)
+                    .await?;
+                tracing::warn!(repository_id = %row.id, step = step.label(), error = %err, "connect failed");
+                return Err(step_failed(step, &err, &left));
+            }
+        };
+        if !self
+            .db
+            .complete_repository_connection(&self.keys, &row.id, &connected)
+            .await?
+        {
+            remove_all(api, found.id, &created).await;
+            return Err(ServiceError::Conflict(
+                "The connection was cancelled while it was being made; nothing was connected."
+                    .to_owned(),
+            ));
+        }
+        self.db
+            .record_audit(AuditEvent {
+                account_id: Some(&caller.account_id),
+                actor_user_id: Some(&caller.user_id),
+                action: "repository.connected",
+                detail: format!(
+                    "project “{}” connected to {} (GitLab project {}, repository {})",
+                    project.name, found.path_with_namespace, found.id, row.id
+                ),
+                client_ip,
+            })
+            .await?;
+        self.db
+            .repository(&row.id)
+            .await?
+            .ok_or_else(|| ServiceError::Internal("the connected repository vanished".into()))
+    }
+
+    /// The GitLab side of connecting; every created thing is pushed to `created` at once.
+    async fn create_in_gitlab(
+        &self,
+        api: &Api,
+        row: &Repository,
+        created: &mut Vec<Created>,
+    ) -> Result<Connected, (Step, GitLabError)> {
+        let project = row.gitlab_project_id;
+        let hook_secret = SecretString::from(random_secret());
+        let signing = signing_token();
+        let hook = api
+            .create_hook(
+                project,
+                &HookSpec {
+                    url: self
+                        .settings
+                        .public_link(&format!("/webhooks/gitlab/{}", row.id)),
+                    token: Some(hook_secret.clone()),
+                    signing_token: Some(signing.clone()),
+                    merge_requests_events: true,
+                    push_events: true,
+                    enable_ssl_verification: true,
+                },
+            )
+            .await
+            .map_err(|e| (Step::Webhook, e))?;
+        created.push(Created::Hook(hook.id));
+        // Instances without signing tokens ignore the field; keep it only when GitLab has it.
+        let signing_token = (hook.signing_token_present == Some(true)).then_some(signing);
+
+        let days = self
+            .settings
+            .repositories
+            .project_token_days
+            .clamp(1, MAX_TOKEN_DAYS);
+        let expires_at = (Utc::now() + Duration::days(i64::from(days))).date_naive();
+        let name = project_access_token_name(project);
+        let (project_token, status_warning) = match api
+            .create_project_access_token(
+                project,
+                &NewAccessToken {
+                    name: &name,
+                    scopes: TOKEN_SCOPES,
+                    access_level: TOKEN_ACCESS_LEVEL,
+                    expires_at,
+                },
+            )
+            .await
+        {
+            Ok(issued) => {
+                created.push(Created::ProjectToken(issued.info.id));
+                let token = ProjectToken {
+                    id: issued.info.id,
+                    token: issued.token,
+                    expires_on: issued
+                        .info
+                        .expires_at
+                        .unwrap_or(expires_at)
+                        .format("%Y-%m-%d")
+                        .to_string(),
+                    user_id: issued.info.user_id,
+                    username: None,
+                };
+                (Some(token), None)
+            }
+            Err(GitLabError::BadRequest { message }) if message.contains(PLAN_REFUSES_TOKENS) => {
+                (None, Some(NO_STATUS_REPORTING.to_owned()))
+            }
+            Err(e) => return Err((Step::ProjectAccessToken, e)),
+        };
+
+        let deploy = api
+            .create_deploy_token(project, DEPLOY_TOKEN_NAME, None, None)
+            .await
+            .map_err(|e| (Step::DeployToken, e))?;
+        created.push(Created::DeployToken(deploy.info.id));
+
+        let deploy_key = if self.settings.repositories.deploy_keys {
+            let key = ssh_key::generate();
+            let added = api
+                .create_deploy_key(project, DEPLOY_KEY_TITLE, &key.public, true)
+                .await
+                .map_err(|e| (Step::DeployKey, e))?;
+            created.push(Created::DeployKey(added.id));
+            Some(DeployKey {
+                id: added.id,
+                public: key.public,
+                fingerprint: key.fingerprint,
+                private: key.private,
+            })
+        } else {
+            None
+        };
+
+        Ok(Connected {
+            hook_id: hook.id,
+            hook_secret,
+            signing_token,
+            project_token,
+            status_warning,
+            deploy_token_id: deploy.info.id,
+            deploy_token_username: deploy.info.username,
+            deploy_token: deploy.token,
+            deploy_key,
+        })
+    }
+
+    /// Disconnects the project's repository: removes the webhook, revokes the project access
+    /// token, deletes the deploy token and key in GitLab (already gone is fine), deletes the
+    /// secrets here, and keeps the project with its jobs and runs.
+    pub async fn disconnect_repository(
+        &self,
+        caller: &Principal,
+        project_id: &str,
+        client_ip: Option<&str>,
+    ) -> Result<Disconnected, ServiceError> {
+        require(
+            caller.role.can_write(),
+            "Read-only users cannot disconnect repositories.",
+        )?;
+        let project = self.project(caller, project_id).await?;
+        let repo = self
+            .db
+            .live_repository_of_project(&project.id)
+            .await?
+            .ok_or_else(|| {
+                ServiceError::NotFound("This project has no connected repository.".to_owned())
+            })?;
+        let gitlab = self.user_gitlab(caller).await?;
+        let created: Vec<Created> = [
+            repo.hook_id.map(Created::Hook),
+            repo.project_token_id.map(Created::ProjectToken),
+            repo.deploy_token_id.map(Created::DeployToken),
+            repo.deploy_key_id.map(Created::DeployKey),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let left = remove_all(&gitlab.api, repo.gitlab_project_id, &created).await;
+        if !left.is_empty() {
+            return Err(ServiceError::GitLab(format!(
+                "GitLab refused to remove: {}. The repository stays connected; try again, or remove \
+                 these in GitLab and disconnect again.",
+                left.join("; ")
+            )));
+        }
+        self.db
+            .end_repository_connection(&repo.id, store::DISCONNECTED)
+            .await?;
+        self.db
+            .record_audit(AuditEvent {
+                account_id: Some(&caller.account_id),
+                actor_user_id: Some(&caller.user_id),
+                action: "repository.disconnected",
+                detail: format!(
+                    "project “{}” disconnected from {} (GitLab project {}, repository {})",
+                    project.name, repo.path_with_namespace, repo.gitlab_project_id, repo.id
+                ),
+                client_ip,
+            })
+            .await?;
+        let repository = self
+            .db
+            .repository(&repo.id)
+            .await?
+            .ok_or_else(|| ServiceError::Internal("the repository row vanished".into()))?;
+        Ok(Disconnected { repository })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret as _;
+
+    #[test]
+    fn signing_tokens_have_the_standard_webhooks_format() {
+        let token = signing_token();
+        let encoded = token.expose_secret().strip_prefix("whsec_").unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .unwrap();
+        assert_eq!(bytes.len(), 32);
+        assert_ne!(token.expose_secret(), signing_token().expose_secret());
+    }
+}

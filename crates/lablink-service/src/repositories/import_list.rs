@@ -1,0 +1,300 @@
+//! The import list: repositories in GitLab groups the user can reach through their linked
+//! account, with their effective access level, searchable and paged by GitLab project id.
+//!
+//! GitLab lists projects 100 at a time by keyset pagination, so a large list takes many
+//! sequential requests. The first page is fetched and shown at once; a background task fetches
+//! the rest into a per-user cache in the database (progress visible to any replica), and later
+//! pages and searches are answered from that cache. Until the cache is complete a search is
+//! answered by GitLab's own search. The access level of the rows shown comes from `members/all`
+//! (inherited and shared-group membership included), fetched concurrently and cached.
+
+use futures::future::join_all;
+use lablink_core::AccessLevel;
+use lablink_gitlab::api::{Pager, Project};
+use lablink_store::now_ms;
+use lablink_store::repositories::import_list::{ListItem, ListState};
+
+use super::{MAINTAINER_REQUIRED, UserGitLab};
+use crate::error::require;
+use crate::{Principal, ServiceError, Services};
+
+/// Rows per page of the import list.
+pub const PAGE_ROWS: i64 = 20;
+/// GitLab's largest page.
+const FETCH_PER_PAGE: u32 = 100;
+/// A fill that has not progressed for this long died with its replica: start again.
+const STALE_FILL_MS: i64 = 5 * 60 * 1000;
+
+/// What the user asked for.
+#[derive(Debug, Clone, Default)]
+pub struct ImportQuery {
+    pub search: String,
+    /// Rows after this GitLab project id (the previous page's `next_after`).
+    pub after: Option<i64>,
+    /// Forget the cached list and load it again from GitLab.
+    pub refresh: bool,
+}
+
+/// One repository the user could connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportRow {
+    pub gitlab_project_id: i64,
+    pub path_with_namespace: String,
+    pub default_branch: Option<String>,
+    pub visibility: Option<String>,
+    pub web_url: String,
+    /// The user's effective GitLab access level (10 Guest … 50 Owner; 0 no access).
+    pub access_level: i64,
+    pub access_label: &'static str,
+    /// Maintainer or above.
+    pub can_connect: bool,
+    /// Why Connect is not offered.
+    pub blocked_reason: Option<&'static str>,
+}
+
+/// A page of the import list and how far loading is.
+#[derive(Debug, Clone)]
+pub struct ImportList {
+    pub rows: Vec<ImportRow>,
+    /// Pass as `after` for the next page; `None` on the last page so far.
+    pub next_after: Option<i64>,
+    /// The background load is still running.
+    pub loading: bool,
+    /// Repositories loaded so far.
+    pub loaded: i64,
+    /// Why loading stopped, if it failed.
+    pub error: Option<String>,
+}
+
+fn item_of(project: &Project) -> ListItem {
+    ListItem {
+        gitlab_project_id: project.id,
+        path_with_namespace: project.path_with_namespace.clone(),
+        default_branch: project.default_branch.clone(),
+        visibility: project.visibility.clone(),
+        web_url: project.web_url.clone(),
+        http_url_to_repo: project.http_url_to_repo.clone(),
+        access_level: None,
+    }
+}
+
+/// Only repositories in groups (never personal namespaces), not archived.
+fn listable(projects: &[Project]) -> Vec<ListItem> {
+    projects
+        .iter()
+        .filter(|p| p.in_group() && !p.archived)
+        .map(item_of)
+        .collect()
+}
+
+fn row_of(item: ListItem) -> ImportRow {
+    let level = item.access_level.unwrap_or(0);
+    let known = u8::try_from(level)
+        .ok()
+        .and_then(|l| AccessLevel::try_from(l).ok())
+        .unwrap_or(AccessLevel::NoAccess);
+    let can_connect = known.is_maintainer_or_above();
+    ImportRow {
+        gitlab_project_id: item.gitlab_project_id,
+        path_with_namespace: item.path_with_namespace,
+        default_branch: item.default_branch,
+        visibility: item.visibility,
+        web_url: item.web_url,
+        access_level: level,
+        access_label: known.label(),
+        can_connect,
+        blocked_reason: (!can_connect).then_some(MAINTAINER_REQUIRED),
+    }
+}
+
+fn stale(state: &ListState, now: i64) -> bool {
+    !state.complete && state.error.is_none() && now - state.started_at > STALE_FILL_MS
+}
+
+impl Services {
+    /// A page of the caller's import list; starts loading it when there is no usable cache.
+    pub async fn gitlab_import_list(
+        &self,
+        caller: &Principal,
+        query: &ImportQuery,
+    ) -> Result<ImportList, ServiceError> {
+        require(
+            caller.role.can_write(),
+            "Read-only users cannot connect repositories.",
+        )?;
+        let gitlab = self.user_gitlab(caller).await?;
+        let user = &caller.user_id;
+        let state = match self.db.import_list_state(user).await? {
+            Some(state) if !query.refresh && !stale(&state, now_ms()) => state,
+            _ => self.load_import_list(user, &gitlab).await?,
+        };
+        let search = query.search.trim();
+        let (mut items, next_after) = if !search.is_empty() && !state.complete {
+            let page = gitlab
+                .api
+                .projects_first_page(None, Some(search), FETCH_PER_PAGE)
+                .await?;
+            let mut items = listable(&page.items);
+            items.truncate(PAGE_ROWS as usize);
+            (items, None)
+        } else {
+            let after = query.after.unwrap_or(0);
+            let mut items = self
+                .db
+                .import_list_page(user, state.generation, search, after, PAGE_ROWS + 1)
+                .await?;
+            let more = items.len() > PAGE_ROWS as usize;
+            items.truncate(PAGE_ROWS as usize);
+            let next = more
+                .then(|| items.last().map(|i| i.gitlab_project_id))
+                .flatten();
+            (items, next)
+        };
+        self.fill_access_levels(&gitlab, user, state.generation, &mut items)
+            .await?;
+        Ok(ImportList {
+            rows: items.into_iter().map(row_of).collect(),
+            next_after,
+            loading: !state.complete && state.error.is_none(),
+            loaded: state.loaded,
+            error: state.error,
+        })
+    }
+
+    /// How far loading the caller's list is (for the progress indicator), without GitLab calls.
+    pub async fn gitlab_import_progress(
+        &self,
+        caller: &Principal,
+    ) -> Result<Option<ListState>, ServiceError> {
+        Ok(self.db.import_list_state(&caller.user_id).await?)
+    }
+
+    /// Starts a new generation: the first page now, the rest in the background.
+    async fn load_import_list(
+        &self,
+        user: &str,
+        gitlab: &UserGitLab,
+    ) -> Result<ListState, ServiceError> {
+        let generation = self.db.start_import_list(user).await?;
+        let first = match gitlab
+            .api
+            .projects_first_page(None, None, FETCH_PER_PAGE)
+            .await
+        {
+            Ok(page) => page,
+            Err(e) => {
+                self.db
+                    .fail_import_list(user, generation, &e.to_string())
+                    .await?;
+                return Err(e.into());
+            }
+        };
+        let last = first.next.is_none();
+        self.db
+            .store_import_page(user, generation, &listable(&first.items), last)
+            .await?;
+        if !last {
+            let pager = Pager::resume(&gitlab.api, first.next);
+            tokio::spawn(
+                self.clone()
+                    .fill_import_list(user.to_owned(), generation, pager),
+            );
+        }
+        self.db
+            .import_list_state(user)
+            .await?
+            .ok_or_else(|| ServiceError::Internal("the import list vanished".into()))
+    }
+
+    /// Fetches the remaining pages into the cache until done, failed, or superseded.
+    async fn fill_import_list(self, user: String, generation: i64, mut pager: Pager<Project>) {
+        loop {
+            let outcome = match pager.next_page().await {
+                Ok(Some(page)) => {
+                    let last = page.next.is_none();
+                    self.db
+                        .store_import_page(&user, generation, &listable(&page.items), last)
+                        .await
+                        .map(|current| !current || last)
+                        .map_err(|e| e.to_string())
+                }
+                Ok(None) => Ok(true),
+                Err(e) => Err(e.to_string()),
+            };
+            match outcome {
+                Ok(false) => continue,
+                Ok(true) => return,
+                Err(error) => {
+                    tracing::warn!(user_id = %user, %error, "loading the import list failed");
+                    if let Err(e) = self.db.fail_import_list(&user, generation, &error).await {
+                        tracing::warn!(user_id = %user, error = %e, "could not record the failure");
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Looks up the effective access level of rows that have none yet, concurrently.
+    async fn fill_access_levels(
+        &self,
+        gitlab: &UserGitLab,
+        user: &str,
+        generation: i64,
+        items: &mut [ListItem],
+    ) -> Result<(), ServiceError> {
+        let lookups = items
+            .iter()
+            .filter(|i| i.access_level.is_none())
+            .map(|i| async move {
+                let member = gitlab
+                    .api
+                    .member_all(i.gitlab_project_id, gitlab.gitlab_user_id)
+                    .await?;
+                Ok::<_, ServiceError>((i.gitlab_project_id, member.map_or(0, |m| m.access_level)))
+            });
+        for found in join_all(lookups).await {
+            let (id, level) = found?;
+            self.db
+                .set_import_access_level(user, generation, id, level)
+                .await?;
+            if let Some(item) = items.iter_mut().find(|i| i.gitlab_project_id == id) {
+                item.access_level = Some(level);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(level: Option<i64>) -> ListItem {
+        ListItem {
+            gitlab_project_id: 1,
+            path_with_namespace: "g/p".into(),
+            default_branch: Some("main".into()),
+            visibility: Some("private".into()),
+            web_url: "https://g/g/p".into(),
+            http_url_to_repo: "https://g/g/p.git".into(),
+            access_level: level,
+        }
+    }
+
+    #[test]
+    fn only_maintainers_and_owners_may_connect() {
+        for (level, ok) in [
+            (Some(30), false),
+            (Some(40), true),
+            (Some(50), true),
+            (None, false),
+        ] {
+            let row = row_of(item(level));
+            assert_eq!(row.can_connect, ok, "{level:?}");
+            assert_eq!(row.blocked_reason.is_none(), ok);
+        }
+        assert_eq!(row_of(item(Some(30))).access_label, "Developer");
+        assert_eq!(row_of(item(Some(37))).access_label, "No access");
+    }
+}

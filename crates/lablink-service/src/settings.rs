@@ -1,0 +1,68 @@
+//! The part of lablink's configuration the use cases need.
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+use url::Url;
+
+#[derive(Debug, Clone)]
+pub struct ServiceSettings {
+    /// Where browsers reach lablink; links and the OAuth redirect URI are built from it.
+    pub public_url: Url,
+    /// A session unused for this long ends.
+    pub session_idle: Duration,
+    /// A session ends this long after sign-in, however active.
+    pub session_absolute: Duration,
+    /// The operator's GitLab application for gitlab.com, used by developer and starter plans.
+    pub operator_gitlab: Option<OperatorGitlabApp>,
+    /// Allow `http://` GitLab URLs on loopback addresses (tests, the demo).
+    pub allow_http_loopback_gitlab: bool,
+    /// Allow GitLab instances on private and link-local networks.
+    pub allow_private_network_gitlab: bool,
+    /// What connecting a repository creates, and where repositories are cached.
+    pub repositories: RepositorySettings,
+}
+
+impl ServiceSettings {
+    /// True when cookies must carry `Secure` (lablink is served over https).
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.scheme() == "https"
+    }
+
+    /// An absolute URL under the public URL, for a path starting with `/`.
+    pub fn public_link(&self, path: &str) -> String {
+        format!("{}{path}", self.public_url.as_str().trim_end_matches('/'))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct OperatorGitlabApp {
+    pub url: Url,
+    pub app_id: String,
+    pub secret: SecretString,
+}
+
+/// Settings of repository connections.
+#[derive(Debug, Clone)]
+pub struct RepositorySettings {
+    /// Per-repository bare git caches live here (`<dir>/<repository id>.git`).
+    pub cache_dir: std::path::PathBuf,
+    /// `HOME` for git: an empty directory of lablink's, so no user configuration leaks in.
+    pub git_home: std::path::PathBuf,
+    /// Lifetime of the project access token created at connect, in days (GitLab allows ≤ 365).
+    pub project_token_days: u32,
+    /// Also create an ed25519 SSH deploy key with write access.
+    pub deploy_keys: bool,
+}
+
+impl RepositorySettings {
+    /// Caches under `<data_dir>/repositories`, a 365-day project access token, no deploy key.
+    pub fn in_data_dir(data_dir: &std::path::Path) -> RepositorySettings {
+        RepositorySettings {
+            cache_dir: data_dir.join("repositories"),
+            git_home: data_dir.join("git-home"),
+            project_token_days: 365,
+            deploy_keys: false,
+        }
+    }
+}

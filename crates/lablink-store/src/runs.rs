@@ -1,0 +1,673 @@
+//! Runs of CI jobs (`runs`, `run_steps`, `run_logs`, `run_artifacts`) and the repository facts a
+//! run needs. Every state change is a compare-and-set on the expected state (and lease holder),
+//! and writes the commit status the run should show into the outbox in the same transaction.
+
+use secrecy::SecretString;
+
+use crate::crypto::KeyRing;
+use crate::{Db, StoreError, new_id, now_ms};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Run {
+    pub id: String,
+    pub ci_job_id: i64,
+    pub account_id: String,
+    pub project_id: String,
+    pub repository_id: String,
+    pub sha: String,
+    pub ref_name: String,
+    pub mr_iid: Option<i64>,
+    pub triggered_by: String,
+    pub state: String,
+    pub reason: Option<String>,
+    pub attempts: i64,
+    pub locked_by: Option<String>,
+    pub locked_until: Option<i64>,
+    pub cancel_requested: bool,
+    pub cancel_reason: Option<String>,
+    pub status_note: Option<String>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+const COLUMNS: &str = "id, ci_job_id, account_id, project_id, repository_id, sha, ref_name, \
+    mr_iid, triggered_by, state, reason, attempts, locked_by, locked_until, cancel_requested, \
+    cancel_reason, status_note, created_at, started_at, finished_at";
+
+/// A run to create (state `queued`).
+pub struct NewRun<'a> {
+    pub ci_job_id: i64,
+    pub account_id: &'a str,
+    pub project_id: &'a str,
+    pub repository_id: &'a str,
+    pub sha: &'a str,
+    pub ref_name: &'a str,
+    pub mr_iid: Option<i64>,
+    /// `webhook` or `reconciliation`.
+    pub triggered_by: &'a str,
+    pub reason: &'a str,
+    /// The commit status `pending` with this description goes to the outbox.
+    pub status_state: &'a str,
+}
+
+/// Which holder a state change expects.
+#[derive(Debug, Clone, Copy)]
+pub enum Holder<'a> {
+    /// The worker holding the lease.
+    Worker(&'a str),
+    /// Whoever held it, if the lease ran out before this time (Unix ms).
+    ExpiredBefore(i64),
+    /// Anyone (a queued run has no holder).
+    Anyone,
+}
+
+/// A state change of a run.
+pub struct Transition<'a> {
+    pub from: &'a str,
+    pub to: &'a str,
+    pub reason: &'a str,
+    /// The commit status state for the outbox.
+    pub status_state: &'a str,
+    pub terminal: bool,
+}
+
+/// What a run's repository and project give its execution.
+pub struct CiRepository {
+    pub id: String,
+    pub account_id: String,
+    pub project_id: String,
+    pub status: String,
+    pub gitlab_instance_url: String,
+    pub gitlab_project_id: i64,
+    pub default_branch: String,
+    pub http_url_to_repo: String,
+    pub status_reporting: bool,
+    pub status_warning: Option<String>,
+    pub hook_id: Option<i64>,
+    pub project_subdirectory: String,
+    pub project_target_branch: Option<String>,
+    pub project_token: Option<SecretString>,
+    pub deploy_token_username: Option<String>,
+    pub deploy_token: Option<SecretString>,
+}
+
+#[derive(sqlx::FromRow)]
+struct RepositoryRow {
+    id: String,
+    account_id: String,
+    project_id: String,
+    status: String,
+    gitlab_instance_url: String,
+    gitlab_project_id: i64,
+    default_branch: String,
+    http_url_to_repo: String,
+    status_reporting: bool,
+    status_warning: Option<String>,
+    hook_id: Option<i64>,
+    subdirectory: String,
+    target_branch: Option<String>,
+    project_token: Option<Vec<u8>>,
+    deploy_token_username: Option<String>,
+    deploy_token: Option<Vec<u8>>,
+}
+
+const REPOSITORY_SELECT: &str = "SELECT r.id, r.account_id, r.project_id, r.status, \
+    r.gitlab_instance_url, r.gitlab_project_id, r.default_branch, r.http_url_to_repo, \
+    r.status_reporting, r.status_warning, r.hook_id, p.subdirectory, p.target_branch, \
+    r.project_token, r.deploy_token_username, r.deploy_token \
+    FROM repositories r JOIN projects p ON p.id = r.project_id";
+
+impl RepositoryRow {
+    fn open(self, keys: &KeyRing) -> Result<CiRepository, StoreError> {
+        let open = |column: &str, blob: &Option<Vec<u8>>| {
+            blob.as_deref()
+                .map(|b| keys.open_str(&format!("repositories.{column}:{}", self.id), b))
+                .transpose()
+        };
+        Ok(CiRepository {
+            project_token: open("project_token", &self.project_token)?,
+            deploy_token: open("deploy_token", &self.deploy_token)?,
+            id: self.id,
+            account_id: self.account_id,
+            project_id: self.project_id,
+            status: self.status,
+            gitlab_instance_url: self.gitlab_instance_url,
+            gitlab_project_id: self.gitlab_project_id,
+            default_branch: self.default_branch,
+            http_url_to_repo: self.http_url_to_repo,
+            status_reporting: self.status_reporting,
+            status_warning: self.status_warning,
+            hook_id: self.hook_id,
+            project_subdirectory: self.subdirectory,
+            project_target_branch: self.target_branch,
+            deploy_token_username: self.deploy_token_username,
+        })
+    }
+}
+
+/// Writes the status a run should show; a newer version supersedes what was not sent yet.
+const OUTBOX_UPSERT: &str = "INSERT INTO status_outbox (run_id, wanted_state, description, \
+    version, attempts, run_after, updated_at) VALUES ($1, $2, $3, 1, 0, $4, $4) \
+    ON CONFLICT (run_id) DO UPDATE SET wanted_state = excluded.wanted_state, \
+    description = excluded.description, version = status_outbox.version + 1, attempts = 0, \
+    run_after = excluded.run_after, updated_at = excluded.updated_at";
+
+impl Db {
+    /// The repository with its project, tokens opened; `None` when unknown.
+    pub async fn ci_repository(
+        &self,
+        keys: &KeyRing,
+        repository_id: &str,
+    ) -> Result<Option<CiRepository>, StoreError> {
+        let sql = format!("{REPOSITORY_SELECT} WHERE r.id = $1");
+        let row: Option<RepositoryRow> = crate::on_db!(self, |pool| {
+            sqlx::query_as(&sql)
+                .bind(repository_id)
+                .fetch_optional(pool)
+                .await
+        })?;
+        row.map(|r| r.open(keys)).transpose()
+    }
+
+    /// Every connected repository, for reconciliation.
+    pub async fn connected_ci_repositories(
+        &self,
+        keys: &KeyRing,
+    ) -> Result<Vec<CiRepository>, StoreError> {
+        let sql = format!("{REPOSITORY_SELECT} WHERE r.status = 'connected' ORDER BY r.id");
+        let rows: Vec<RepositoryRow> =
+            crate::on_db!(self, |pool| sqlx::query_as(&sql).fetch_all(pool).await)?;
+        rows.into_iter().map(|r| r.open(keys)).collect()
+    }
+
+    /// Whether `job` has a run for `sha` (in any state).
+    pub async fn run_exists(&self, ci_job_id: i64, sha: &str) -> Result<bool, StoreError> {
+        let n: i64 = crate::on_db!(self, |pool| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM runs WHERE ci_job_id = $1 AND sha = $2")
+                .bind(ci_job_id)
+                .bind(sha)
+                .fetch_one(pool)
+                .await
+        })?;
+        Ok(n > 0)
+    }
+
+    /// Creates a queued run and its `pending` status, unless the job already has a run for the
+    /// commit. Returns the new run's id.
+    pub async fn create_run(&self, new: &NewRun<'_>) -> Result<Option<String>, StoreError> {
+        let id = new_id();
+        let now = now_ms();
+        let created = crate::on_db!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let n = sqlx::query(
+                "INSERT INTO runs (id, ci_job_id, account_id, project_id, repository_id, sha, \
+                 ref_name, mr_iid, triggered_by, state, reason, attempts, cancel_requested, \
+                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', \
+                 $10, 0, FALSE, $11, $11) ON CONFLICT (ci_job_id, sha) DO NOTHING",
+            )
+            .bind(&id)
+            .bind(new.ci_job_id)
+            .bind(new.account_id)
+            .bind(new.project_id)
+            .bind(new.repository_id)
+            .bind(new.sha)
+            .bind(new.ref_name)
+            .bind(new.mr_iid)
+            .bind(new.triggered_by)
+            .bind(new.reason)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n == 1 {
+                sqlx::query(OUTBOX_UPSERT)
+                    .bind(&id)
+                    .bind(new.status_state)
+                    .bind(new.reason)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok::<bool, sqlx::Error>(n == 1)
+        })?;
+        Ok(created.then_some(id))
+    }
+
+    /// Claims the oldest queued run for `worker` (state `starting`), counting an attempt.
+    pub async fn claim_run(
+        &self,
+        worker: &str,
+        lease_ms: i64,
+        transition: &Transition<'_>,
+    ) -> Result<Option<Run>, StoreError> {
+        let now = now_ms();
+        // Written twice like the job claim: PostgreSQL needs SKIP LOCKED so that replicas pick
+        // different rows; SQLite's single writer makes the plain form atomic.
+        const PICK: &str =
+            "SELECT id FROM runs WHERE state = $1 ORDER BY created_at, id LIMIT 1";
+        let update = |pick: &str| {
+            format!(
+                "UPDATE runs SET state = $2, reason = $3, attempts = attempts + 1, locked_by = $4, \
+                 locked_until = $5, started_at = COALESCE(started_at, $6), updated_at = $6 \
+                 WHERE id = ({pick}) AND state = $1 RETURNING {COLUMNS}"
+            )
+        };
+        macro_rules! claim {
+            ($pool:expr, $sql:expr) => {{
+                let mut tx = $pool.begin().await?;
+                let run: Option<Run> = sqlx::query_as(&$sql)
+                    .bind(transition.from)
+                    .bind(transition.to)
+                    .bind(transition.reason)
+                    .bind(worker)
+                    .bind(now + lease_ms)
+                    .bind(now)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if let Some(run) = &run {
+                    sqlx::query(OUTBOX_UPSERT)
+                        .bind(&run.id)
+                        .bind(transition.status_state)
+                        .bind(transition.reason)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                run
+            }};
+        }
+        let run = match self {
+            Db::Sqlite(pool) => claim!(pool, update(PICK)),
+            Db::Postgres(pool) => claim!(pool, update(&format!("{PICK} FOR UPDATE SKIP LOCKED"))),
+        };
+        Ok(run)
+    }
+
+    /// Changes a run's state if it still is in `from` (and held as `holder` expects), with its
+    /// status in the outbox. `false` when the run was not in that position (someone else moved
+    /// it first).
+    pub async fn transition_run(
+        &self,
+        run_id: &str,
+        holder: Holder<'_>,
+        transition: &Transition<'_>,
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let (worker, expired_before) = match holder {
+            Holder::Worker(w) => (Some(w), None),
+            Holder::ExpiredBefore(t) => (None, Some(t)),
+            Holder::Anyone => (None, None),
+        };
+        let moved = crate::on_db!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let n = sqlx::query(
+                "UPDATE runs SET state = $1, reason = $2, updated_at = $3, \
+                 finished_at = CASE WHEN $4 THEN $3 ELSE finished_at END, \
+                 locked_by = CASE WHEN $4 OR $1 = 'queued' THEN NULL ELSE locked_by END, \
+                 locked_until = CASE WHEN $4 OR $1 = 'queued' THEN NULL ELSE locked_until END \
+                 WHERE id = $5 AND state = $6 AND (CAST($7 AS TEXT) IS NULL OR locked_by = $7) \
+                 AND (CAST($8 AS BIGINT) IS NULL OR locked_until < $8)",
+            )
+            .bind(transition.to)
+            .bind(transition.reason)
+            .bind(now)
+            .bind(transition.terminal)
+            .bind(run_id)
+            .bind(transition.from)
+            .bind(worker)
+            .bind(expired_before)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n == 1 {
+                sqlx::query(OUTBOX_UPSERT)
+                    .bind(run_id)
+                    .bind(transition.status_state)
+                    .bind(transition.reason)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok::<bool, sqlx::Error>(n == 1)
+        })?;
+        Ok(moved)
+    }
+
+    /// Runs in `starting` or `running` whose lease ran out.
+    pub async fn runs_with_expired_lease(&self) -> Result<Vec<Run>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM runs WHERE state IN ('starting', 'running') \
+             AND locked_until < $1 ORDER BY created_at LIMIT 100"
+        );
+        let runs = crate::on_db!(self, |pool| {
+            sqlx::query_as(&sql).bind(now_ms()).fetch_all(pool).await
+        })?;
+        Ok(runs)
+    }
+
+    /// Extends the lease of a run `worker` holds. `Ok(None)` when it lost the run; otherwise
+    /// the cancellation reason when someone asked to cancel it.
+    pub async fn renew_run_lease(
+        &self,
+        run_id: &str,
+        worker: &str,
+        lease_ms: i64,
+    ) -> Result<Option<Option<String>>, StoreError> {
+        let now = now_ms();
+        let row: Option<(bool, Option<String>)> = crate::on_db!(self, |pool| {
+            sqlx::query_as(
+                "UPDATE runs SET locked_until = $1 WHERE id = $2 AND locked_by = $3 \
+                 AND state IN ('starting', 'running') RETURNING cancel_requested, cancel_reason",
+            )
+            .bind(now + lease_ms)
+            .bind(run_id)
+            .bind(worker)
+            .fetch_optional(pool)
+            .await
+        })?;
+        Ok(row.map(|(requested, reason)| {
+            requested.then(|| reason.unwrap_or_else(|| "cancelled".to_owned()))
+        }))
+    }
+
+    /// Runs of a merge request that are still queued or running, except those at `except_sha`.
+    pub async fn active_mr_runs(
+        &self,
+        repository_id: &str,
+        mr_iid: i64,
+        except_sha: Option<&str>,
+    ) -> Result<Vec<Run>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM runs WHERE repository_id = $1 AND mr_iid = $2 \
+             AND state IN ('queued', 'starting', 'running') AND (CAST($3 AS TEXT) IS NULL OR sha <> $3) \
+             ORDER BY created_at"
+        );
+        let runs = crate::on_db!(self, |pool| {
+            sqlx::query_as(&sql)
+                .bind(repository_id)
+                .bind(mr_iid)
+                .bind(except_sha)
+                .fetch_all(pool)
+                .await
+        })?;
+        Ok(runs)
+    }
+
+    /// Asks whoever holds a running run to cancel it; its executor notices at its next lease
+    /// renewal. `false` when the run is no longer active.
+    pub async fn request_run_cancel(&self, run_id: &str, reason: &str) -> Result<bool, StoreError> {
+        let n = crate::on_db!(self, |pool| {
+            sqlx::query(
+                "UPDATE runs SET cancel_requested = TRUE, cancel_reason = $1, updated_at = $2 \
+                 WHERE id = $3 AND state IN ('starting', 'running')",
+            )
+            .bind(reason)
+            .bind(now_ms())
+            .bind(run_id)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(n == 1)
+    }
+
+    /// A note shown on the run page (e.g. why no status goes to GitLab).
+    pub async fn set_run_status_note(&self, run_id: &str, note: &str) -> Result<(), StoreError> {
+        crate::on_db!(self, |pool| {
+            sqlx::query("UPDATE runs SET status_note = $1 WHERE id = $2")
+                .bind(note)
+                .bind(run_id)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+
+    pub async fn run(&self, id: &str) -> Result<Option<Run>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM runs WHERE id = $1");
+        let run = crate::on_db!(self, |pool| {
+            sqlx::query_as(&sql).bind(id).fetch_optional(pool).await
+        })?;
+        Ok(run)
+    }
+
+    /// The newest runs of a project, optionally of one merge request.
+    pub async fn runs_of_project(
+        &self,
+        project_id: &str,
+        mr_iid: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<Run>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM runs WHERE project_id = $1 AND (CAST($2 AS BIGINT) IS NULL OR mr_iid = $2) \
+             ORDER BY created_at DESC, id DESC LIMIT $3"
+        );
+        let runs = crate::on_db!(self, |pool| {
+            sqlx::query_as(&sql)
+                .bind(project_id)
+                .bind(mr_iid)
+                .bind(limit)
+                .fetch_all(pool)
+                .await
+        })?;
+        Ok(runs)
+    }
+
+    /// Starts step `position` of a run (a dbt command).
+    pub async fn start_run_step(
+        &self,
+        run_id: &str,
+        position: i64,
+        command: &str,
+    ) -> Result<(), StoreError> {
+        crate::on_db!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO run_steps (run_id, position, command, started_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (run_id, position) DO UPDATE SET command = excluded.command, \
+                 started_at = excluded.started_at, outcome = NULL, finished_at = NULL",
+            )
+            .bind(run_id)
+            .bind(position)
+            .bind(command)
+            .bind(now_ms())
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+
+    pub async fn finish_run_step(
+        &self,
+        run_id: &str,
+        position: i64,
+        outcome: &str,
+    ) -> Result<(), StoreError> {
+        crate::on_db!(self, |pool| {
+            sqlx::query(
+                "UPDATE run_steps SET outcome = $1, finished_at = $2 WHERE run_id = $3 AND position = $4",
+            )
+            .bind(outcome)
+            .bind(now_ms())
+            .bind(run_id)
+            .bind(position)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+
+    pub async fn run_steps(&self, run_id: &str) -> Result<Vec<RunStep>, StoreError> {
+        let steps = crate::on_db!(self, |pool| {
+            sqlx::query_as(
+                "SELECT position, command, outcome, started_at, finished_at FROM run_steps \
+                 WHERE run_id = $1 ORDER BY position",
+            )
+            .bind(run_id)
+            .fetch_all(pool)
+            .await
+        })?;
+        Ok(steps)
+    }
+
+    /// Appends redacted log lines; `first_seq` numbers the first of them. A retried attempt
+    /// starts after the previous attempt's last line.
+    pub async fn append_run_logs(
+        &self,
+        run_id: &str,
+        first_seq: i64,
+        lines: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        crate::on_db!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            for (i, (stream, line)) in lines.iter().enumerate() {
+                sqlx::query(
+                    "INSERT INTO run_logs (run_id, seq, stream, line, at) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (run_id, seq) DO NOTHING",
+                )
+                .bind(run_id)
+                .bind(first_seq + i as i64)
+                .bind(stream)
+                .bind(line)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await
+        })?;
+        Ok(())
+    }
+
+    /// The next free log sequence number of a run.
+    pub async fn next_log_seq(&self, run_id: &str) -> Result<i64, StoreError> {
+        let n: i64 = crate::on_db!(self, |pool| {
+            sqlx::query_scalar("SELECT COALESCE(MAX(seq), -1) + 1 FROM run_logs WHERE run_id = $1")
+                .bind(run_id)
+                .fetch_one(pool)
+                .await
+        })?;
+        Ok(n)
+    }
+
+    /// Log lines with `seq >= after`, at most `limit`.
+    pub async fn run_logs(
+        &self,
+        run_id: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<LogLine>, StoreError> {
+        let lines = crate::on_db!(self, |pool| {
+            sqlx::query_as(
+                "SELECT seq, stream, line, at FROM run_logs WHERE run_id = $1 AND seq >= $2 \
+                 ORDER BY seq LIMIT $3",
+            )
+            .bind(run_id)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+        })?;
+        Ok(lines)
+    }
+
+    /// The last `limit` log lines, oldest first.
+    pub async fn run_log_tail(&self, run_id: &str, limit: i64) -> Result<Vec<LogLine>, StoreError> {
+        let mut lines: Vec<LogLine> = crate::on_db!(self, |pool| {
+            sqlx::query_as(
+                "SELECT seq, stream, line, at FROM run_logs WHERE run_id = $1 \
+                 ORDER BY seq DESC LIMIT $2",
+            )
+            .bind(run_id)
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+        })?;
+        lines.reverse();
+        Ok(lines)
+    }
+
+    pub async fn save_run_artifact(
+        &self,
+        run_id: &str,
+        name: &str,
+        content: &str,
+    ) -> Result<(), StoreError> {
+        crate::on_db!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO run_artifacts (run_id, name, content) VALUES ($1, $2, $3) \
+                 ON CONFLICT (run_id, name) DO UPDATE SET content = excluded.content",
+            )
+            .bind(run_id)
+            .bind(name)
+            .bind(content)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+
+    pub async fn run_artifact(&self, run_id: &str, name: &str) -> Result<Option<String>, StoreError> {
+        let content = crate::on_db!(self, |pool| {
+            sqlx::query_scalar("SELECT content FROM run_artifacts WHERE run_id = $1 AND name = $2")
+                .bind(run_id)
+                .bind(name)
+                .fetch_optional(pool)
+                .await
+        })?;
+        Ok(content)
+    }
+
+    pub async fn run_artifact_names(&self, run_id: &str) -> Result<Vec<String>, StoreError> {
+        let names = crate::on_db!(self, |pool| {
+            sqlx::query_scalar("SELECT name FROM run_artifacts WHERE run_id = $1 ORDER BY name")
+                .bind(run_id)
+                .fetch_all(pool)
+                .await
+        })?;
+        Ok(names)
+    }
+
+    /// `manifest.json` of the project's newest successful run on its default branch (a merge
+    /// job's run): the production state CI runs defer to.
+    pub async fn production_manifest(&self, project_id: &str) -> Result<Option<String>, StoreError> {
+        let content = crate::on_db!(self, |pool| {
+            sqlx::query_scalar(
+                "SELECT a.content FROM runs r JOIN run_artifacts a ON a.run_id = r.id \
+                 AND a.name = 'manifest.json' WHERE r.project_id = $1 AND r.mr_iid IS NULL \
+                 AND r.state = 'success' ORDER BY r.finished_at DESC LIMIT 1",
+            )
+            .bind(project_id)
+            .fetch_optional(pool)
+            .await
+        })?;
+        Ok(content)
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RunStep {
+    pub position: i64,
+    pub command: String,
+    pub outcome: Option<String>,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct LogLine {
+    pub seq: i64,
+    pub stream: String,
+    pub line: String,
+    pub at: i64,
+}

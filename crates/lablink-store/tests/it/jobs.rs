@@ -1,0 +1,84 @@
+use lablink_store::Db;
+use lablink_store::jobs::{DONE, FAILED, FailOutcome, QUEUED, RUNNING};
+use serde_json::json;
+
+crate::on_both!(
+    a_job_is_claimed_once_and_completed,
+    a_failed_job_is_retried_then_given_up,
+    an_expired_lease_makes_a_job_claimable_again,
+    concurrent_workers_never_claim_the_same_job,
+);
+
+async fn a_job_is_claimed_once_and_completed(db: Db) {
+    let id = db
+        .enqueue_job("test.kind", &json!({"n": 1}), 3, 0)
+        .await
+        .unwrap();
+    let job = db.claim_job("w1", 60_000).await.unwrap().unwrap();
+    assert_eq!(job.id, id);
+    assert_eq!(job.status, RUNNING);
+    assert_eq!(job.attempts, 1);
+    assert_eq!(job.locked_by.as_deref(), Some("w1"));
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&job.payload).unwrap(), json!({"n": 1}));
+    assert!(db.claim_job("w2", 60_000).await.unwrap().is_none());
+    assert!(!db.complete_job(&id, "w2").await.unwrap(), "only the lease holder completes");
+    assert!(db.complete_job(&id, "w1").await.unwrap());
+    assert_eq!(db.job(&id).await.unwrap().unwrap().status, DONE);
+    assert!(db.claim_job("w1", 60_000).await.unwrap().is_none());
+}
+
+async fn a_failed_job_is_retried_then_given_up(db: Db) {
+    let id = db.enqueue_job("k", &json!(null), 2, 0).await.unwrap();
+    let _ = db.claim_job("w", 60_000).await.unwrap().unwrap();
+    let outcome = db.fail_job(&id, "w", "boom", 0).await.unwrap().unwrap();
+    assert!(matches!(outcome, FailOutcome::RetryAt(_)));
+    let job = db.job(&id).await.unwrap().unwrap();
+    assert_eq!(job.status, QUEUED);
+    assert_eq!(job.last_error.as_deref(), Some("boom"));
+    let again = db.claim_job("w", 60_000).await.unwrap().unwrap();
+    assert_eq!(again.attempts, 2);
+    assert_eq!(
+        db.fail_job(&id, "w", "boom again", 0).await.unwrap(),
+        Some(FailOutcome::GaveUp)
+    );
+    assert_eq!(db.job(&id).await.unwrap().unwrap().status, FAILED);
+    assert!(db.claim_job("w", 60_000).await.unwrap().is_none());
+}
+
+async fn an_expired_lease_makes_a_job_claimable_again(db: Db) {
+    let id = db.enqueue_job("k", &json!({}), 3, 0).await.unwrap();
+    // A lease that is already over: the worker "died".
+    let _ = db.claim_job("dead", -1).await.unwrap().unwrap();
+    let job = db.claim_job("alive", 60_000).await.unwrap().unwrap();
+    assert_eq!(job.id, id);
+    assert_eq!(job.attempts, 2);
+    assert!(!db.complete_job(&id, "dead").await.unwrap(), "the dead worker lost its lease");
+    assert_eq!(db.fail_job(&id, "dead", "late", 0).await.unwrap(), None);
+    assert!(db.complete_job(&id, "alive").await.unwrap());
+}
+
+async fn concurrent_workers_never_claim_the_same_job(db: Db) {
+    for i in 0..20 {
+        db.enqueue_job("k", &json!({ "i": i }), 1, 0).await.unwrap();
+    }
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let db = db.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(job) = db.claim_job(&format!("w{w}"), 60_000).await.unwrap() {
+                got.push(job.id);
+            }
+            got
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let n = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(n, 20);
+    assert_eq!(all.len(), 20);
+}

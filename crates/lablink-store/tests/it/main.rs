@@ -1,0 +1,5 @@
+//! Store tests, each on SQLite and on PostgreSQL.
+
+mod accounts;
+mod jobs;
+mod support;

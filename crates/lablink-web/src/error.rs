@@ -1,0 +1,179 @@
+//! One error type per face: [`HtmlError`] renders the error page, [`ApiError`] a JSON body.
+//! Both map a [`ServiceError`] the same way; internal details go to the log, not to the visitor.
+
+use askama::Template;
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use lablink_service::ServiceError;
+use serde::Serialize;
+
+const INTERNAL: &str = "Something went wrong on our side. The problem has been logged; please try again.";
+
+fn status_of(e: &ServiceError) -> StatusCode {
+    match e {
+        ServiceError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+        ServiceError::Forbidden(_) => StatusCode::FORBIDDEN,
+        ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
+        ServiceError::BadInput(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        ServiceError::Conflict(_) => StatusCode::CONFLICT,
+        ServiceError::GitLab(_) => StatusCode::BAD_GATEWAY,
+        ServiceError::LinkDead(_) => StatusCode::CONFLICT,
+        ServiceError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+        ServiceError::Store(_) | ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The message a person may see: the service's own words, or a generic one for internal errors
+/// (which are logged here, once).
+fn public_message(e: &ServiceError) -> String {
+    match e {
+        ServiceError::Store(_) | ServiceError::Internal(_) => {
+            tracing::error!(error = %e, "request failed");
+            INTERNAL.to_owned()
+        }
+        other => other.to_string(),
+    }
+}
+
+fn retry_after(e: &ServiceError) -> Option<u64> {
+    match e {
+        ServiceError::Throttled { retry_after_secs } => Some(*retry_after_secs),
+        _ => None,
+    }
+}
+
+/// An error shown as a page.
+#[derive(Debug)]
+pub struct HtmlError {
+    pub status: StatusCode,
+    pub message: String,
+    /// The visitor is not signed in: send them to the sign-in page instead.
+    sign_in: bool,
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    chrome: crate::Chrome,
+    title: &'a str,
+    message: &'a str,
+}
+
+impl HtmlError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> HtmlError {
+        HtmlError {
+            status,
+            message: message.into(),
+            sign_in: false,
+        }
+    }
+
+    pub fn internal(detail: String) -> HtmlError {
+        tracing::error!(error = %detail, "request failed");
+        HtmlError::new(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL)
+    }
+
+    pub fn csrf() -> HtmlError {
+        HtmlError::new(
+            StatusCode::FORBIDDEN,
+            "This form has expired or was not sent from a lablink page (CSRF check failed). \
+             Go back, reload the page and try again.",
+        )
+    }
+
+    pub fn not_found() -> HtmlError {
+        HtmlError::new(StatusCode::NOT_FOUND, "There is no page at this address.")
+    }
+
+    pub(crate) fn sign_in() -> HtmlError {
+        HtmlError {
+            sign_in: true,
+            ..HtmlError::new(StatusCode::UNAUTHORIZED, "Please sign in.")
+        }
+    }
+}
+
+impl From<ServiceError> for HtmlError {
+    fn from(e: ServiceError) -> Self {
+        if matches!(e, ServiceError::Unauthenticated(_)) {
+            return HtmlError::sign_in();
+        }
+        HtmlError::new(status_of(&e), public_message(&e))
+    }
+}
+
+impl IntoResponse for HtmlError {
+    fn into_response(self) -> Response {
+        if self.sign_in {
+            return Redirect::to("/login").into_response();
+        }
+        let title = self.status.canonical_reason().unwrap_or("Error");
+        let page = ErrorPage {
+            chrome: crate::Chrome::default(),
+            title,
+            message: &self.message,
+        };
+        match page.render() {
+            Ok(html) => (self.status, Html(html)).into_response(),
+            Err(_) => (self.status, self.message).into_response(),
+        }
+    }
+}
+
+/// An error of the JSON API: `{"error": "<message>"}` with the matching status.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    retry_after: Option<u64>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, in plain words.
+    pub error: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        ApiError {
+            status: status_of(&e),
+            message: public_message(&e),
+            retry_after: retry_after(&e),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut res = (
+            self.status,
+            Json(ErrorBody {
+                error: self.message,
+            }),
+        )
+            .into_response();
+        if let Some(secs) = self.retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"lablink\""),
+            );
+        }
+        res
+    }
+}

@@ -1,0 +1,44 @@
+//! `POST /webhooks/gitlab/{repository_id}`: GitLab's webhook deliveries. The handler only hands
+//! the raw request to intake; the answer is 2xx for every accepted delivery (also duplicates and
+//! events lablink ignores, so GitLab never disables the hook because of lablink's choices), 401
+//! with no detail for unknown repositories and bad secrets, 413 above GitLab's maximum size.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use lablink_service::ci::intake::{Accepted, IntakeError, MAX_BODY_BYTES};
+
+use crate::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route(
+        "/webhooks/gitlab/{repository_id}",
+        post(receive).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
+    )
+}
+
+async fn receive(
+    State(state): State<AppState>,
+    Path(repository_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match state
+        .services
+        .receive_webhook(&repository_id, &headers, &body)
+        .await
+    {
+        Ok(Accepted::Queued { .. }) => (StatusCode::OK, "queued").into_response(),
+        Ok(Accepted::Ignored { .. }) => (StatusCode::OK, "ignored").into_response(),
+        Ok(Accepted::Duplicate) => (StatusCode::OK, "duplicate").into_response(),
+        Err(IntakeError::Unauthorized) => StatusCode::UNAUTHORIZED.into_response(),
+        Err(IntakeError::Service(e)) => {
+            tracing::error!(error = %e, "webhook intake failed");
+            // 5xx makes GitLab count a failure; nothing was stored, so nothing is lost twice.
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! Server-rendered pages. Each module owns its routes; register a new module here.
+
+mod auth;
+mod dashboard;
+pub mod health;
+mod integration;
+mod linked_accounts;
+mod profile;
+mod settings;
+mod setup;
+
+use axum::Router;
+
+use crate::{AppState, HtmlError};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .merge(auth::routes())
+        .merge(setup::routes())
+        .merge(dashboard::routes())
+        .merge(profile::routes())
+        .merge(settings::routes())
+        .merge(integration::routes())
+        .merge(linked_accounts::routes())
+}
+
+pub async fn not_found() -> HtmlError {
+    HtmlError::not_found()
+}
+
+/// Formats a Unix-ms timestamp for pages.
+pub(crate) fn when(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+}

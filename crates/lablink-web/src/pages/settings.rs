@@ -1,0 +1,186 @@
+//! Account settings (admins): plan, users and roles, the audit log, and the way to Integrations.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use lablink_core::Role;
+use lablink_service::ServiceError;
+use lablink_service::accounts::UserInput;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use super::when;
+use crate::{AppState, Chrome, CurrentUser, HtmlError, render};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/settings", get(settings))
+        .route("/settings/users", post(add_user))
+        .route("/settings/users/{id}/role", post(change_role))
+}
+
+const ADMINS_ONLY: &str = "Account settings are for account admins. Ask an admin of your account.";
+
+struct UserRow {
+    id: String,
+    email: String,
+    username: String,
+    role: Role,
+    is_you: bool,
+}
+
+struct AuditRow {
+    when: String,
+    action: String,
+    detail: String,
+}
+
+#[derive(Template)]
+#[template(path = "settings.html")]
+struct SettingsPage {
+    chrome: Chrome,
+    account_name: String,
+    plan: &'static str,
+    own_gitlab_app: bool,
+    users: Vec<UserRow>,
+    roles: [Role; 3],
+    audit: Vec<AuditRow>,
+    error: Option<String>,
+}
+
+async fn page(
+    state: &AppState,
+    user: &CurrentUser,
+    error: Option<String>,
+) -> Result<SettingsPage, HtmlError> {
+    let p = &user.principal;
+    let users = state
+        .services
+        .list_users(p)
+        .await?
+        .into_iter()
+        .map(|u| UserRow {
+            is_you: u.id == p.user_id,
+            id: u.id,
+            email: u.email,
+            username: u.username,
+            role: u.role,
+        })
+        .collect();
+    let audit = state
+        .services
+        .audit_log(p, 20)
+        .await?
+        .into_iter()
+        .map(|a| AuditRow {
+            when: when(a.created_at),
+            action: a.action,
+            detail: a.detail,
+        })
+        .collect();
+    Ok(SettingsPage {
+        chrome: Chrome::for_user(user),
+        account_name: p.account_name.clone(),
+        plan: p.plan.label(),
+        own_gitlab_app: p.plan.allows_own_gitlab_app(),
+        users,
+        roles: Role::ALL,
+        audit,
+        error,
+    })
+}
+
+async fn settings(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> Result<impl IntoResponse, HtmlError> {
+    user.require(Role::can_manage_account, ADMINS_ONLY)?;
+    render(&page(&state, &user, None).await?)
+}
+
+fn parse_role(text: &str) -> Result<Role, ServiceError> {
+    text.parse()
+        .map_err(|e: lablink_core::UnknownName| ServiceError::BadInput(e.to_string()))
+}
+
+/// Shows the settings page again with the refusal when the input was the problem.
+async fn or_show_error(
+    state: &AppState,
+    user: &CurrentUser,
+    result: Result<(), ServiceError>,
+) -> Result<Response, HtmlError> {
+    match result {
+        Ok(()) => Ok(Redirect::to("/settings").into_response()),
+        Err(ServiceError::BadInput(msg) | ServiceError::Conflict(msg)) => Ok((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            render(&page(state, user, Some(msg)).await?)?,
+        )
+            .into_response()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+struct AddUserForm {
+    #[serde(default)]
+    csrf_token: String,
+    email: String,
+    username: String,
+    password: SecretString,
+    role: String,
+}
+
+async fn add_user(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Form(form): Form<AddUserForm>,
+) -> Result<Response, HtmlError> {
+    user.check_csrf(&form.csrf_token)?;
+    user.require(Role::can_manage_account, ADMINS_ONLY)?;
+    let result = match parse_role(&form.role) {
+        Ok(role) => state
+            .services
+            .add_user(
+                &user.principal,
+                UserInput {
+                    email: form.email,
+                    username: form.username,
+                    password: form.password,
+                    role,
+                },
+            )
+            .await
+            .map(drop),
+        Err(e) => Err(e),
+    };
+    or_show_error(&state, &user, result).await
+}
+
+#[derive(Deserialize)]
+struct RoleForm {
+    #[serde(default)]
+    csrf_token: String,
+    role: String,
+}
+
+async fn change_role(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    Form(form): Form<RoleForm>,
+) -> Result<Response, HtmlError> {
+    user.check_csrf(&form.csrf_token)?;
+    user.require(Role::can_manage_account, ADMINS_ONLY)?;
+    let result = match parse_role(&form.role) {
+        Ok(role) => state
+            .services
+            .change_role(&user.principal, &id, role)
+            .await
+            .map(drop),
+        Err(e) => Err(e),
+    };
+    or_show_error(&state, &user, result).await
+}

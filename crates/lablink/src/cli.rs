@@ -1,0 +1,157 @@
+//! The command line: `serve`, `migrate`, `admin create-user`, `demo`.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use lablink_core::{Plan, Role};
+use lablink_service::accounts::UserInput;
+use lablink_service::secrets::random_secret;
+use secrecy::{ExposeSecret, SecretString};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, Settings};
+use crate::startup::{self, Application};
+use crate::telemetry;
+
+#[derive(Debug, Parser)]
+#[command(name = "lablink", version, about = "Connects GitLab to dbt projects")]
+pub struct Cli {
+    /// Configuration file (default: ./lablink.toml when present). LABLINK_* variables override it.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (applies pending migrations first).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Administration from a shell.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create a user (and the account, when no account has that name yet).
+    CreateUser {
+        /// Account name.
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        email: String,
+        /// account_admin, developer or read_only.
+        #[arg(long)]
+        role: Role,
+        /// Username (default: the part of the email before @).
+        #[arg(long)]
+        username: Option<String>,
+        /// Plan of the account if it is created now: developer, starter, enterprise, enterprise_plus.
+        #[arg(long, default_value = "developer")]
+        plan: Plan,
+        /// Read the password from the first line of standard input instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = config::load(cli.config.as_deref())?;
+    telemetry::init_logs(settings.log_format);
+    match cli.command {
+        Command::Serve => serve(settings).await,
+        Command::Migrate => {
+            let db = startup::open_database(&settings).await?;
+            db.migrate().await.context("cannot apply database migrations")?;
+            println!("migrations applied ({})", db.backend());
+            Ok(())
+        }
+        Command::Admin {
+            command:
+                AdminCommand::CreateUser {
+                    account,
+                    email,
+                    role,
+                    username,
+                    plan,
+                    password_stdin,
+                },
+        } => {
+            let password = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin()
+                    .lock()
+                    .read_line(&mut line)
+                    .context("cannot read the password from standard input")?;
+                (SecretString::from(line.trim_end_matches(['\r', '\n']).to_owned()), false)
+            } else {
+                (SecretString::from(random_secret()), true)
+            };
+            let username = username.unwrap_or_else(|| default_username(&email));
+            let services = offline_services(&settings).await?;
+            let (account, user) = services
+                .create_user_in_account(
+                    &account,
+                    plan,
+                    UserInput {
+                        email,
+                        username,
+                        password: password.0.clone(),
+                        role,
+                    },
+                )
+                .await?;
+            println!(
+                "created {} ({}) in account {} ({} plan)",
+                user.email, user.role, account.name, account.plan
+            );
+            if password.1 {
+                println!(
+                    "password (shown once): {}",
+                    password.0.expose_secret()
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The part of an email before `@`, reduced to the characters usernames allow.
+fn default_username(email: &str) -> String {
+    email
+        .split('@')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .collect()
+}
+
+/// Use cases without a server, for shell commands.
+async fn offline_services(settings: &Settings) -> anyhow::Result<lablink_service::Services> {
+    let keys = startup::load_key_ring(settings)?;
+    let db = startup::open_database(settings).await?;
+    db.migrate().await.context("cannot apply database migrations")?;
+    let public_url = match &settings.public_url {
+        Some(u) => u.clone(),
+        None => url::Url::parse(&format!("http://{}", settings.listen))?,
+    };
+    Ok(startup::services(settings, db, keys, public_url))
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let app = Application::build(settings).await?;
+    if let Some(link) = app.setup_link() {
+        println!("No account exists yet. Open this one-time link to create the first admin:\n  {link}");
+    }
+    let stop = CancellationToken::new();
+    startup::stop_on_signals(stop.clone());
+    app.run_until_stopped(stop).await
+}

@@ -1,0 +1,6 @@
+//! The `lablink` binary as a library, so the end-to-end tests start the real server in-process.
+
+pub mod cli;
+pub mod config;
+pub mod startup;
+pub mod telemetry;

@@ -1,0 +1,190 @@
+//! Wiring: open the database, apply migrations, load the master key, bind the listeners, serve
+//! until told to stop, then shut down gracefully (stop accepting, finish in-flight requests,
+//! stop workers).
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::Context;
+use lablink_service::settings::RepositorySettings;
+use lablink_service::{ServiceSettings, Services};
+use lablink_store::Db;
+use lablink_store::crypto::KeyRing;
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use crate::config::Settings;
+use crate::telemetry;
+
+/// A lablink server with its listeners bound, ready to run.
+pub struct Application {
+    listener: TcpListener,
+    metrics_listener: TcpListener,
+    services: Services,
+    setup_link: Option<String>,
+}
+
+/// Opens the database named by the settings, creating the SQLite file's directory if needed.
+pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
+    if let Some(path) = settings.database_url.strip_prefix("sqlite://")
+        && let Some(dir) = Path::new(path.split('?').next().unwrap_or(path)).parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the database directory {}", dir.display()))?;
+    }
+    Db::connect(&settings.database_url)
+        .await
+        .context("cannot open the database (setting `database_url`)")
+}
+
+/// The master key: `secret_key` from the configuration, else `<data_dir>/secret.key`, created
+/// with mode 0600 on first start.
+pub fn load_key_ring(settings: &Settings) -> anyhow::Result<KeyRing> {
+    let text = match &settings.secret_key {
+        Some(key) => zeroize::Zeroizing::new(key.expose_secret().to_owned()),
+        None => {
+            let path = settings.data_dir.join("secret.key");
+            if path.exists() {
+                zeroize::Zeroizing::new(
+                    std::fs::read_to_string(&path)
+                        .with_context(|| format!("cannot read the key file {}", path.display()))?,
+                )
+            } else {
+                std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+                    format!("cannot create the data directory {}", settings.data_dir.display())
+                })?;
+                let key = KeyRing::generate_key();
+                write_private_file(&path, key.as_bytes())?;
+                tracing::info!(path = %path.display(), "created a new master key file");
+                zeroize::Zeroizing::new(key.to_string())
+            }
+        }
+    };
+    let key = KeyRing::decode_key(&text).context("the master key (setting `secret_key` or the key file) is not valid")?;
+    Ok(KeyRing::new(&key, &[]))
+}
+
+fn write_private_file(path: &Path, content: &[u8]) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create the key file {}", path.display()))?;
+    file.write_all(content)?;
+    file.sync_all()?;
+    Ok(())
+}
+
+/// The use-case context for these settings, on an open database.
+pub fn services(settings: &Settings, db: Db, keys: KeyRing, public_url: Url) -> Services {
+    Services::new(
+        db,
+        keys,
+        ServiceSettings {
+            public_url,
+            session_idle: settings.session_idle,
+            session_absolute: settings.session_absolute,
+            operator_gitlab: settings.operator_gitlab.clone(),
+            allow_http_loopback_gitlab: settings.allow_http_loopback_gitlab,
+            allow_private_network_gitlab: settings.allow_private_network_gitlab,
+            repositories: RepositorySettings {
+                project_token_days: settings.project_token_days,
+                deploy_keys: settings.repository_deploy_keys,
+                ..RepositorySettings::in_data_dir(&settings.data_dir)
+            },
+        },
+    )
+}
+
+impl Application {
+    /// Opens and migrates the database, binds both listeners (port 0 picks a free port) and,
+    /// on an empty database, creates the one-time setup link.
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let keys = load_key_ring(&settings)?;
+        let db = open_database(&settings).await?;
+        db.migrate().await.context("cannot apply database migrations")?;
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (setting `listen`)", settings.listen))?;
+        let metrics_listener = TcpListener::bind(settings.metrics_listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} (setting `metrics_listen`)",
+                    settings.metrics_listen
+                )
+            })?;
+        let public_url = match &settings.public_url {
+            Some(u) => u.clone(),
+            None => Url::parse(&format!("http://{}", listener.local_addr()?))?,
+        };
+        let services = services(&settings, db, keys, public_url);
+        let setup_link = services.setup_link_if_empty().await?;
+        Ok(Application {
+            listener,
+            metrics_listener,
+            services,
+            setup_link,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map_or(0, |a| a.port())
+    }
+
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics_listener.local_addr().map_or(0, |a| a.port())
+    }
+
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    /// The one-time setup link, when the database was empty at start.
+    pub fn setup_link(&self) -> Option<&str> {
+        self.setup_link.as_deref()
+    }
+
+    /// Serves until `stop` is cancelled, then drains in-flight requests and returns.
+    pub async fn run_until_stopped(self, stop: CancellationToken) -> anyhow::Result<()> {
+        let app = lablink_web::router(lablink_web::AppState::new(self.services.clone()))
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let main = axum::serve(self.listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
+        let metrics = axum::serve(self.metrics_listener, telemetry::metrics_app())
+            .with_graceful_shutdown(stop.clone().cancelled_owned());
+        tracing::info!(public_url = %self.services.settings.public_url, "lablink is serving");
+        let (main, metrics) = tokio::join!(main, metrics);
+        main.context("the HTTP server failed")?;
+        metrics.context("the metrics server failed")?;
+        self.services.db.close().await;
+        tracing::info!("lablink stopped");
+        Ok(())
+    }
+}
+
+/// Cancels `stop` on Ctrl-C or SIGTERM.
+pub fn stop_on_signals(stop: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("installing a SIGTERM handler cannot fail on unix");
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("stopping: finishing in-flight requests");
+        stop.cancel();
+    });
+}

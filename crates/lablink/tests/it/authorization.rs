@@ -1,0 +1,204 @@
+//! The authorization matrix: every page and endpoint of this layer × anonymous, read-only,
+//! developer, admin of the account, and admin of ANOTHER account. Nobody reaches what is not theirs.
+
+use lablink_core::{Plan, Role};
+use reqwest::Method;
+use serde_json::json;
+
+use crate::support::{Browser, PASSWORD, TestApp, TestUser};
+
+crate::on_both!(pages_and_endpoints_check_who_calls);
+
+struct Caller {
+    name: &'static str,
+    browser: Option<Browser>,
+    token: Option<String>,
+}
+
+impl Caller {
+    async fn api(&self, app: &TestApp, method: Method, path: &str, body: Option<serde_json::Value>) -> u16 {
+        match &self.token {
+            Some(t) => Browser::bearer(&app.base, t, method, path, body).await.status,
+            None => app.browser().api(method, path, body, None).await.status,
+        }
+    }
+
+    async fn get(&self, app: &TestApp, path: &str) -> crate::support::Page {
+        match &self.browser {
+            Some(b) => b.get(path).await,
+            None => app.browser().get(path).await,
+        }
+    }
+
+    async fn post(&self, app: &TestApp, path: &str, form: &[(&str, &str)]) -> crate::support::Page {
+        match &self.browser {
+            Some(b) => {
+                let csrf = b.get("/profile").await.csrf();
+                let mut with_csrf = vec![("csrf_token", csrf.as_str())];
+                with_csrf.extend_from_slice(form);
+                b.post_form(path, &with_csrf).await
+            }
+            None => app.browser().post_form(path, form).await,
+        }
+    }
+}
+
+async fn signed_in(app: &TestApp, name: &'static str, user: &TestUser) -> Caller {
+    let browser = app.login(&user.email).await;
+    let principal = app
+        .services
+        .session(&browser.cookie("lablink_session").unwrap())
+        .await
+        .unwrap()
+        .principal;
+    let token = app
+        .services
+        .create_api_token(&principal, "matrix")
+        .await
+        .unwrap();
+    Caller {
+        name,
+        browser: Some(browser),
+        token: Some(secrecy::ExposeSecret::expose_secret(&token.value).to_owned()),
+    }
+}
+
+/// Who is expected to get what.
+struct Expect {
+    anonymous: u16,
+    read_only: u16,
+    developer: u16,
+    admin: u16,
+    other_admin: u16,
+}
+
+async fn pages_and_endpoints_check_who_calls(app: TestApp) {
+    let admin = app.create_user("Acme", Plan::Enterprise, "admin@acme.test", Role::AccountAdmin).await;
+    let dev = app.create_user("Acme", Plan::Enterprise, "dev@acme.test", Role::Developer).await;
+    let ro = app.create_user("Acme", Plan::Enterprise, "ro@acme.test", Role::ReadOnly).await;
+    let other = app.create_user("Globex", Plan::Starter, "admin@globex.test", Role::AccountAdmin).await;
+    let target = app.create_user("Acme", Plan::Enterprise, "target@acme.test", Role::ReadOnly).await;
+    let anonymous = Caller { name: "anonymous", browser: None, token: None };
+    let callers = [
+        anonymous,
+        signed_in(&app, "read_only", &ro).await,
+        signed_in(&app, "developer", &dev).await,
+        signed_in(&app, "admin", &admin).await,
+        signed_in(&app, "other_admin", &other).await,
+    ];
+    let expected = |e: &Expect, name: &str| match name {
+        "anonymous" => e.anonymous,
+        "read_only" => e.read_only,
+        "developer" => e.developer,
+        "admin" => e.admin,
+        _ => e.other_admin,
+    };
+
+    // Pages (GET). Anonymous visitors are sent to sign in (303).
+    let pages = [
+        ("/", Expect { anonymous: 303, read_only: 200, developer: 200, admin: 200, other_admin: 200 }),
+        ("/profile", Expect { anonymous: 303, read_only: 200, developer: 200, admin: 200, other_admin: 200 }),
+        ("/logout", Expect { anonymous: 303, read_only: 200, developer: 200, admin: 200, other_admin: 200 }),
+        ("/settings", Expect { anonymous: 303, read_only: 403, developer: 403, admin: 200, other_admin: 200 }),
+    ];
+    for (path, e) in &pages {
+        for c in &callers {
+            let page = c.get(&app, path).await;
+            assert_eq!(page.status, expected(e, c.name), "GET {path} as {}", c.name);
+            if page.status == 303 {
+                assert_eq!(page.location.as_deref(), Some("/login"));
+            }
+        }
+    }
+    // Another account's admin sees their own account only.
+    let globex = callers[4].get(&app, "/settings").await;
+    assert!(globex.body.contains("admin@globex.test"));
+    assert!(!globex.body.contains("acme.test"));
+
+    // Form posts.
+    let role_path = format!("/settings/users/{}/role", target.id);
+    for c in &callers {
+        let r = c.post(&app, &role_path, &[("role", "developer")]).await;
+        let want = match c.name {
+            "anonymous" => 303,
+            "read_only" | "developer" => 403,
+            "other_admin" => 404,
+            _ => 303,
+        };
+        assert_eq!(r.status, want, "POST {role_path} as {}", c.name);
+        if c.name == "admin" {
+            assert_eq!(r.location.as_deref(), Some("/settings"));
+        }
+    }
+    let stored = app.services.db.user_by_id(&target.id).await.unwrap().unwrap();
+    assert_eq!(stored.role, Role::Developer, "only Acme's admin changed the role");
+    for c in &callers {
+        let email = format!("new-{}@acme.test", c.name);
+        let r = c
+            .post(&app, "/settings/users", &[("email", &email), ("username", "n"), ("password", PASSWORD), ("role", "account_admin")])
+            .await;
+        let want = match c.name {
+            "anonymous" => 303,
+            "read_only" | "developer" => 403,
+            _ => 303,
+        };
+        assert_eq!(r.status, want, "POST /settings/users as {}", c.name);
+        let created = app.services.db.user_credentials_by_email(&email).await.unwrap();
+        match c.name {
+            "admin" => assert_eq!(created.unwrap().user.account_id, admin.account_id),
+            "other_admin" => assert_eq!(created.unwrap().user.account_id, other.account_id),
+            _ => assert!(created.is_none(), "{} created a user", c.name),
+        }
+    }
+
+    // The JSON API, with bearer tokens.
+    let admin_token = app.services.list_api_tokens(
+        &app.services.principal_for_api_token(callers[3].token.as_ref().unwrap()).await.unwrap(),
+    ).await.unwrap()[0].id.clone();
+    let endpoints: Vec<(Method, String, Option<serde_json::Value>, Expect)> = vec![
+        (Method::GET, "/api/v1/me".into(), None,
+            Expect { anonymous: 401, read_only: 200, developer: 200, admin: 200, other_admin: 200 }),
+        (Method::GET, "/api/v1/users".into(), None,
+            Expect { anonymous: 401, read_only: 403, developer: 403, admin: 200, other_admin: 200 }),
+        (Method::POST, "/api/v1/users".into(), Some(json!({"email": "x@y.test", "username": "x", "password": PASSWORD, "role": "developer"})),
+            // Globex's admin asks first and gets the email; emails are unique across accounts.
+            Expect { anonymous: 401, read_only: 403, developer: 403, admin: 409, other_admin: 201 }),
+        (Method::PATCH, format!("/api/v1/users/{}", target.id), Some(json!({"role": "read_only"})),
+            Expect { anonymous: 401, read_only: 403, developer: 403, admin: 200, other_admin: 404 }),
+        (Method::GET, "/api/v1/tokens".into(), None,
+            Expect { anonymous: 401, read_only: 200, developer: 200, admin: 200, other_admin: 200 }),
+        (Method::POST, "/api/v1/tokens".into(), Some(json!({"name": "t"})),
+            Expect { anonymous: 401, read_only: 201, developer: 201, admin: 201, other_admin: 201 }),
+        // Acme admin's token: only its owner may revoke it, so it is revoked last.
+        (Method::DELETE, format!("/api/v1/tokens/{admin_token}"), None,
+            Expect { anonymous: 401, read_only: 404, developer: 404, admin: 204, other_admin: 404 }),
+    ];
+    for (method, path, body, e) in &endpoints {
+        // The admin of the account goes last, so others see the resources unchanged.
+        for c in [&callers[0], &callers[1], &callers[2], &callers[4], &callers[3]] {
+            let status = c.api(&app, method.clone(), path, body.clone()).await;
+            assert_eq!(status, expected(e, c.name), "{method} {path} as {}", c.name);
+        }
+    }
+    let globex_users = Browser::bearer(&app.base, callers[4].token.as_ref().unwrap(), Method::GET, "/api/v1/users", None).await;
+    assert!(!globex_users.body.contains("acme.test"), "{}", globex_users.body);
+
+    // Every documented endpoint exists and refuses anonymous callers.
+    let doc = app.browser().get("/api/v1/openapi.json").await.json();
+    let mut n = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let p = path.replace("{id}", "some-id");
+            let status = anonymous_api(&app, m, &p).await;
+            assert_eq!(status, 401, "{method} {path} anonymously");
+            n += 1;
+        }
+    }
+    assert_eq!(n, endpoints.len());
+}
+
+async fn anonymous_api(app: &TestApp, method: Method, path: &str) -> u16 {
+    let body = (method != Method::GET && method != Method::DELETE).then(|| json!({}));
+    app.browser().api(method, path, body, None).await.status
+}

@@ -1,0 +1,278 @@
+//! gitlab-sim for the GitLab integration tests: a running simulator, its control API (users,
+//! OAuth applications, sign-in sessions, clock, state), GitLab's side of the OAuth dance done the
+//! way a signed-in browser does it, and lablink servers configured to talk to the simulator.
+
+use gitlab_sim::{Sim, SimConfig};
+use serde_json::{Value, json};
+
+use super::{Backend, Browser, Page, TestApp};
+
+/// A running gitlab-sim.
+pub struct GitLab {
+    pub sim: Sim,
+    pub base: String,
+    http: reqwest::Client,
+}
+
+/// A GitLab user of the simulator.
+pub struct SimUser {
+    pub id: u64,
+    pub username: String,
+    pub password: String,
+    /// A signed-in GitLab browser session (`_gitlab_session`).
+    pub session: String,
+}
+
+/// An OAuth application registered in the simulator.
+pub struct SimApp {
+    pub client_id: String,
+    pub secret: String,
+}
+
+/// A free local port, for a server whose public URL must be known before it starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port()
+}
+
+impl GitLab {
+    pub async fn start() -> GitLab {
+        let sim = Sim::start(SimConfig::new("127.0.0.1:0".parse().unwrap()))
+            .await
+            .unwrap();
+        GitLab {
+            base: sim.base_url().to_owned(),
+            sim,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// A call to the simulator's control API (`/-/sim/...`).
+    pub async fn control(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let res = self
+            .http
+            .request(method, format!("{}/-/sim{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        assert!(status.is_success(), "sim control {path}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    pub async fn user(&self, username: &str) -> SimUser {
+        let password = format!("{username}-gitlab-password");
+        let created = self
+            .control(
+                reqwest::Method::POST,
+                "/users",
+                json!({"username": username, "name": username, "email": format!("{username}@example.com"),
+                       "password": password}),
+            )
+            .await;
+        let id = created["id"].as_u64().unwrap();
+        let session = self
+            .control(reqwest::Method::POST, &format!("/users/{id}/sessions"), json!({}))
+            .await["cookie_value"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        SimUser {
+            id,
+            username: username.to_owned(),
+            password,
+            session,
+        }
+    }
+
+    /// An application whose redirect URIs are `<base>/complete/gitlab` for each lablink base.
+    pub async fn app(&self, lablink_bases: &[&str]) -> SimApp {
+        let redirects: Vec<String> = lablink_bases
+            .iter()
+            .map(|b| format!("{b}/complete/gitlab"))
+            .collect();
+        let created = self
+            .control(
+                reqwest::Method::POST,
+                "/oauth/applications",
+                json!({"name": "lablink", "redirect_uri": redirects.join("\n"), "scopes": "api",
+                       "confidential": true}),
+            )
+            .await;
+        SimApp {
+            client_id: created["application_id"].as_str().unwrap().to_owned(),
+            secret: created["secret"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    pub async fn advance_clock(&self, seconds: i64) {
+        self.control(reqwest::Method::POST, "/clock/advance", json!({ "seconds": seconds }))
+            .await;
+    }
+
+    /// The OAuth token rows (access + refresh pair each) GitLab issued to `user_id`.
+    pub async fn oauth_tokens_of(&self, user_id: u64) -> Vec<Value> {
+        let state = self
+            .http
+            .get(format!("{}/-/sim/state", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap();
+        state["oauth_tokens"]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter(|t| t["user_id"].as_u64() == Some(user_id))
+            .cloned()
+            .collect()
+    }
+
+    /// GitLab's side of an authorization, as the user's signed-in browser: opens the authorize
+    /// URL and answers the consent page with `decision` ("Authorize" or "Deny"). Returns where
+    /// GitLab redirects the browser (lablink's callback).
+    pub async fn consent(&self, user: &SimUser, authorize_url: &str, decision: &str) -> String {
+        assert!(authorize_url.starts_with(&self.base), "not a GitLab URL: {authorize_url}");
+        let cookie = format!("_gitlab_session={}", user.session);
+        let page = self
+            .http
+            .get(authorize_url)
+            .header(reqwest::header::COOKIE, &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 200, "GitLab's consent page did not show");
+        let html = page.text().await.unwrap();
+        let form_id = if decision == "Deny" { "deny" } else { "authorize" };
+        let form = &html[html.find(&format!("<form id=\"{form_id}\"")).unwrap()..];
+        let form = &form[..form.find("</form>").unwrap()];
+        let fields: Vec<(String, String)> = form
+            .split("<input type=\"hidden\" ")
+            .skip(1)
+            .map(|input| {
+                let attr = |name: &str| {
+                    let start = input.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+                    let end = input[start..].find('"').unwrap() + start;
+                    unescape(&input[start..end])
+                };
+                (attr("name"), attr("value"))
+            })
+            .collect();
+        let answer = self
+            .http
+            .post(format!("{}/oauth/authorize", self.base))
+            .header(reqwest::header::COOKIE, &cookie)
+            .form(&fields)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 302, "GitLab did not redirect back");
+        answer
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned()
+    }
+}
+
+fn unescape(text: &str) -> String {
+    text.replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// A lablink server that may talk to the simulator over http on loopback, with the operator's
+/// application registered in the simulator (its redirect URI needs the port in advance).
+pub async fn lablink_with_operator_app(backend: Backend, gitlab: &GitLab) -> (TestApp, SimApp) {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let app = gitlab.app(&[&base]).await;
+    let listen = format!("127.0.0.1:{port}");
+    let lablink = TestApp::spawn_with(
+        backend,
+        &[
+            ("listen", &listen),
+            ("public_url", &base),
+            ("allow_http_loopback_gitlab", "true"),
+            ("gitlab_url", &gitlab.base),
+            ("gitlab_app_id", &app.client_id),
+            ("gitlab_app_secret", &app.secret),
+        ],
+    )
+    .await;
+    (lablink, app)
+}
+
+/// Clicks "Link" on Profile → Linked accounts; returns GitLab's authorize URL lablink redirects to.
+pub async fn start_link(browser: &Browser) -> String {
+    let page = browser.get("/profile/linked-accounts").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let res = browser
+        .post_form("/profile/linked-accounts/gitlab/link", &[("csrf_token", &page.csrf())])
+        .await;
+    assert_eq!(res.status, 303, "Link did not redirect to GitLab: {}", res.body);
+    res.location.unwrap()
+}
+
+/// Follows GitLab's redirect back to lablink's callback.
+pub async fn callback(browser: &Browser, location: &str) -> Page {
+    browser.get(location).await
+}
+
+/// The whole link flow for a signed-in lablink browser and a GitLab user; returns the page
+/// lablink shows at the end.
+pub async fn link(browser: &Browser, gitlab: &GitLab, user: &SimUser) -> Page {
+    let authorize = start_link(browser).await;
+    let back = gitlab.consent(user, &authorize, "Authorize").await;
+    let done = callback(browser, &back).await;
+    assert_eq!(done.status, 303, "callback failed: {}", done.body);
+    assert_eq!(done.location.as_deref(), Some("/profile/linked-accounts"));
+    browser.get("/profile/linked-accounts").await
+}
+
+/// A page's HTML with the entities askama escapes turned back into characters, for matching
+/// messages.
+pub fn text(html: &str) -> String {
+    html.replace("&#x27;", "'")
+        .replace("&#39;", "'")
+        .replace("&quot;", "\"")
+        .replace("&#x2f;", "/")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// Generates `<name>::sqlite` and `<name>::postgres` tests from `async fn <name>(backend: Backend)`,
+/// for tests that configure their own lablink servers.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod backends {
+            $(
+                mod $name {
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn sqlite() {
+                        super::super::$name($crate::support::Backend::Sqlite).await;
+                    }
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn postgres() {
+                        super::super::$name($crate::support::Backend::Postgres).await;
+                    }
+                }
+            )*
+        }
+    };
+}

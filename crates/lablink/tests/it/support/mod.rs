@@ -1,0 +1,199 @@
+//! `TestApp::spawn(backend)` starts the real server on port 0 against a fresh SQLite file or a
+//! fresh PostgreSQL database (dropped at the end). [`Browser`] keeps cookies like a browser and
+//! reads CSRF tokens from forms.
+
+mod browser;
+mod database;
+pub mod gitlab;
+pub mod webdriver;
+
+pub use browser::{Browser, Page};
+pub use database::Backend;
+
+use lablink::startup::Application;
+use lablink_core::{Plan, Role};
+use lablink_service::Services;
+use lablink_service::accounts::UserInput;
+use secrecy::SecretString;
+use tokio_util::sync::CancellationToken;
+
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct TestApp {
+    pub base: String,
+    pub metrics_base: String,
+    pub setup_link: Option<String>,
+    pub services: Services,
+    pub database_url: String,
+    pub secret_key: String,
+    stop: CancellationToken,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _dir: tempfile::TempDir,
+    database: database::TestDatabase,
+}
+
+/// A user created for a test.
+pub struct TestUser {
+    pub id: String,
+    pub email: String,
+    pub account_id: String,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> TestApp {
+        TestApp::spawn_with(backend, &[]).await
+    }
+
+    /// Like [`TestApp::spawn`], with more settings (`key`, `value`) that override the defaults.
+    pub async fn spawn_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let database = database::TestDatabase::create(backend, dir.path()).await;
+        let secret_key = lablink_store::crypto::KeyRing::generate_key().to_string();
+        let data_dir = dir.path().display().to_string();
+        let mut pairs = vec![
+            ("database_url", database.url.as_str()),
+            ("listen", "127.0.0.1:0"),
+            ("metrics_listen", "127.0.0.1:0"),
+            ("data_dir", &data_dir),
+            ("secret_key", &secret_key),
+        ];
+        pairs.extend_from_slice(extra);
+        let settings = lablink::config::from_pairs(&pairs).unwrap();
+        let app = Application::build(settings).await.unwrap();
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let metrics_base = format!("http://127.0.0.1:{}", app.metrics_port());
+        let setup_link = app.setup_link().map(str::to_owned);
+        let services = app.services().clone();
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(app.run_until_stopped(stop.clone()));
+        TestApp {
+            base,
+            metrics_base,
+            setup_link,
+            services,
+            database_url: database.url.clone(),
+            secret_key,
+            stop,
+            server: Some(server),
+            _dir: dir,
+            database,
+        }
+    }
+
+    pub fn browser(&self) -> Browser {
+        Browser::new(&self.base)
+    }
+
+    /// A user made the way `lablink admin create-user` makes one (the account is created with
+    /// `plan` when new).
+    pub async fn create_user(&self, account: &str, plan: Plan, email: &str, role: Role) -> TestUser {
+        let (account, user) = self
+            .services
+            .create_user_in_account(
+                account,
+                plan,
+                UserInput {
+                    email: email.into(),
+                    username: email.split('@').next().unwrap().into(),
+                    password: SecretString::from(PASSWORD),
+                    role,
+                },
+            )
+            .await
+            .unwrap();
+        TestUser {
+            id: user.id,
+            email: user.email,
+            account_id: account.id,
+        }
+    }
+
+    /// A browser signed in as `email`.
+    pub async fn login(&self, email: &str) -> Browser {
+        let b = self.browser();
+        let page = b.get("/login").await;
+        let res = b
+            .post_form(
+                "/login",
+                &[
+                    ("csrf_token", &page.csrf()),
+                    ("email", email),
+                    ("password", PASSWORD),
+                ],
+            )
+            .await;
+        assert_eq!(res.status, 303, "sign-in of {email} failed: {}", res.body);
+        b
+    }
+
+    /// Runs a statement directly on the database (to age sessions, to inspect stored values).
+    pub async fn execute(&self, sql: &str) {
+        match &self.services.db {
+            lablink_store::Db::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(drop),
+            lablink_store::Db::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(drop),
+        }
+        .unwrap();
+    }
+
+    /// Every text value of a table, for checking what is stored at rest.
+    pub async fn table_text(&self, table: &str) -> String {
+        let sql = format!("SELECT * FROM {table}");
+        use sqlx::{Column, Row};
+        let mut out = String::new();
+        macro_rules! dump {
+            ($pool:expr) => {{
+                for row in sqlx::query(&sql).fetch_all($pool).await.unwrap() {
+                    for i in 0..row.columns().len() {
+                        if let Ok(Some(v)) = row.try_get::<Option<String>, _>(i) {
+                            out.push_str(&v);
+                            out.push('\n');
+                        }
+                    }
+                }
+            }};
+        }
+        match &self.services.db {
+            lablink_store::Db::Sqlite(pool) => dump!(pool),
+            lablink_store::Db::Postgres(pool) => dump!(pool),
+        }
+        out
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        self.database.drop_now(self.services.db.clone());
+    }
+}
+
+/// Generates `<name>::sqlite` and `<name>::postgres` tests from `async fn <name>(app: TestApp)`.
+#[macro_export]
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod both {
+            $(
+                mod $name {
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn sqlite() {
+                        let app = $crate::support::TestApp::spawn($crate::support::Backend::Sqlite).await;
+                        super::super::$name(app).await;
+                    }
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn postgres() {
+                        let app = $crate::support::TestApp::spawn($crate::support::Backend::Postgres).await;
+                        super::super::$name(app).await;
+                    }
+                }
+            )*
+        }
+    };
+}

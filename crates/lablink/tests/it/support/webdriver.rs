@@ -1,0 +1,262 @@
+//! A tiny W3C WebDriver client for headless Chromium: starts `chromedriver` on a free port, opens a
+//! session with a fresh profile, and offers the handful of commands the browser tests need.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
+/// How long to wait for chromedriver to start or for an element to appear.
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A running chromedriver and one browser session; both end on drop.
+pub struct Browser {
+    http: reqwest::Client,
+    base: String,
+    session: String,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+/// A found element.
+pub struct Element<'a> {
+    browser: &'a Browser,
+    id: String,
+}
+
+fn require_installed() {
+    for path in [CHROMIUM, CHROMEDRIVER] {
+        assert!(
+            Path::new(path).exists(),
+            "{path} is missing: the browser tests need Debian's Chromium and its driver. \
+             Install them with `apt-get install -y chromium chromium-driver`."
+        );
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free local port")
+        .port()
+}
+
+impl Browser {
+    /// Starts chromedriver and a headless Chromium with a fresh user-data dir.
+    pub async fn start() -> Browser {
+        require_installed();
+        let port = free_port();
+        let log: PathBuf = std::env::temp_dir().join(format!("chromedriver-{port}.log"));
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .arg(format!("--log-path={}", log.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("http client");
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let ready = http
+                .get(format!("{base}/status"))
+                .send()
+                .await
+                .ok()
+                .map(|r| r.status().is_success())
+                .unwrap_or(false);
+            if ready {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not start; see {}",
+                log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let profile = tempfile::tempdir().expect("profile dir");
+        let caps = json!({
+            "capabilities": {"alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": {
+                    "binary": CHROMIUM,
+                    "args": [
+                        "--headless", "--no-sandbox", "--disable-gpu",
+                        "--disable-background-networking", "--disable-component-update",
+                        "--disable-sync", "--no-first-run",
+                        format!("--user-data-dir={}", profile.path().display()),
+                    ],
+                },
+            }},
+        });
+        let reply: Value = http
+            .post(format!("{base}/session"))
+            .json(&caps)
+            .send()
+            .await
+            .expect("new session")
+            .json()
+            .await
+            .expect("new session reply");
+        let session = reply["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("chromedriver refused the session: {reply}"))
+            .to_owned();
+        Browser {
+            http,
+            base,
+            session,
+            driver,
+            _profile: profile,
+        }
+    }
+
+    async fn command(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let mut request = self.http.request(method, url);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let reply: Value = request
+            .send()
+            .await
+            .expect("webdriver request")
+            .json()
+            .await
+            .expect("webdriver reply");
+        reply["value"].clone()
+    }
+
+    pub async fn goto(&self, url: &str) {
+        let reply = self
+            .command(reqwest::Method::POST, "/url", Some(json!({ "url": url })))
+            .await;
+        assert!(reply.get("error").is_none(), "navigate to {url}: {reply}");
+    }
+
+    pub async fn url(&self) -> String {
+        let reply = self.command(reqwest::Method::GET, "/url", None).await;
+        reply.as_str().unwrap_or_default().to_owned()
+    }
+
+    /// The page's visible text.
+    pub async fn text(&self) -> String {
+        self.find("body").await.text().await
+    }
+
+    async fn try_find(&self, css: &str) -> Option<String> {
+        let reply = self
+            .command(
+                reqwest::Method::POST,
+                "/element",
+                Some(json!({ "using": "css selector", "value": css })),
+            )
+            .await;
+        reply[ELEMENT_KEY].as_str().map(str::to_owned)
+    }
+
+    /// The first element matching `css`, waiting for it to appear (pages load asynchronously).
+    pub async fn find(&self, css: &str) -> Element<'_> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(id) = self.try_find(css).await {
+                return Element { browser: self, id };
+            }
+            if Instant::now() >= deadline {
+                let url = self.url().await;
+                let source = self.command(reqwest::Method::GET, "/source", None).await;
+                panic!("no element matches `{css}` on {url}; page source:\n{source}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until the page's text contains `needle`, and returns that text.
+    pub async fn wait_for_text(&self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let text = self
+                .try_find("body")
+                .await
+                .map(|id| Element { browser: self, id });
+            if let Some(body) = text {
+                let text = body.text().await;
+                if text.contains(needle) {
+                    return text;
+                }
+                if Instant::now() >= deadline {
+                    panic!(
+                        "`{needle}` did not appear on {}; the page says:\n{text}",
+                        self.url().await
+                    );
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Element<'_> {
+    fn path(&self, action: &str) -> String {
+        format!("/element/{}/{action}", self.id)
+    }
+
+    pub async fn send_keys(&self, text: &str) {
+        let reply = self
+            .browser
+            .command(
+                reqwest::Method::POST,
+                &self.path("value"),
+                Some(json!({ "text": text })),
+            )
+            .await;
+        assert!(reply.get("error").is_none(), "send keys: {reply}");
+    }
+
+    pub async fn clear(&self) {
+        self.browser
+            .command(reqwest::Method::POST, &self.path("clear"), Some(json!({})))
+            .await;
+    }
+
+    pub async fn click(&self) {
+        let reply = self
+            .browser
+            .command(reqwest::Method::POST, &self.path("click"), Some(json!({})))
+            .await;
+        assert!(reply.get("error").is_none(), "click: {reply}");
+    }
+
+    pub async fn text(&self) -> String {
+        let reply = self
+            .browser
+            .command(reqwest::Method::GET, &self.path("text"), None)
+            .await;
+        reply.as_str().unwrap_or_default().to_owned()
+    }
+}
+
+impl Browser {
+    /// Ends the session (Chromium exits with it).
+    pub async fn quit(self) {
+        let url = format!("{}/session/{}", self.base, self.session);
+        let _ = self.http.delete(url).send().await;
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // The driver is our child process; a session not ended by `quit` ends with it.
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}

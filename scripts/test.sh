@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Runs every check and test of lablink. Works on a fresh Debian machine as root: installs what is
+# missing (git, PostgreSQL, Chromium and its driver, a Python venv with dbt), starts PostgreSQL if
+# it is down, and fails loudly when something cannot be made to work. Quick when all is present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n== %s\n' "$*"; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# --- system packages ----------------------------------------------------------------------------
+missing=()
+command -v git >/dev/null || missing+=(git)
+command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
+command -v python3 >/dev/null || missing+=(python3)
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+if ((${#missing[@]})); then
+    say "installing ${missing[*]}"
+    [ "$(id -u)" = 0 ] || die "missing packages (${missing[*]}) and not root: install them first"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update
+    apt-get install -y "${missing[@]}"
+fi
+command -v cargo >/dev/null || die "cargo is missing: install Rust from https://rustup.rs"
+
+# --- PostgreSQL ---------------------------------------------------------------------------------
+pg_up() { pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; }
+if ! pg_up; then
+    say "starting PostgreSQL"
+    version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -1)
+    [ -n "$version" ] || die "PostgreSQL is installed but has no cluster in /etc/postgresql"
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    for _ in $(seq 1 30); do pg_up && break; sleep 1; done
+    pg_up || die "PostgreSQL does not answer on 127.0.0.1:5432"
+fi
+# The tests connect as postgres without a password (trust on loopback).
+if ! psql "postgres://postgres@127.0.0.1:5432/postgres" -Atc 'SELECT 1' >/dev/null 2>&1; then
+    say "allowing trusted loopback connections for the tests"
+    version=$(ls /etc/postgresql | sort -V | tail -1)
+    hba="/etc/postgresql/$version/main/pg_hba.conf"
+    sed -i '1i host all postgres 127.0.0.1/32 trust\nhost all postgres ::1/128 trust' "$hba"
+    pg_ctlcluster --skip-systemctl-redirect "$version" main reload
+    psql "postgres://postgres@127.0.0.1:5432/postgres" -Atc 'SELECT 1' >/dev/null \
+        || die "cannot connect to PostgreSQL as postgres@127.0.0.1:5432"
+fi
+
+# --- dbt ----------------------------------------------------------------------------------------
+venv="${LABLINK_DBT_VENV:-$HOME/.cache/lablink/venv}"
+if [ ! -x "$venv/bin/dbt" ]; then
+    say "creating the dbt venv in $venv"
+    mkdir -p "$(dirname "$venv")"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --upgrade pip
+    "$venv/bin/pip" install --quiet dbt-core dbt-duckdb
+fi
+"$venv/bin/dbt" --version >/dev/null || die "dbt in $venv does not run"
+export LABLINK_DBT_VENV="$venv"
+export LABLINK_CHROMIUM="$(command -v chromium)"
+export LABLINK_CHROMEDRIVER="$(command -v chromedriver)"
+
+# --- checks and tests ---------------------------------------------------------------------------
+say "cargo fmt"
+cargo fmt --all -- --check
+say "cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+say "cargo test"
+cargo test --workspace
+say "all checks passed"
