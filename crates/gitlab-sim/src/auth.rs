@@ -2,8 +2,8 @@
 //! `?access_token=` / `?private_token=`, token expiry/revocation and scopes.
 
 use axum::extract::FromRequestParts;
-use axum::http::{HeaderMap, Uri, header};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, Uri, header};
 
 use crate::error::ApiError;
 use crate::params::Params;
@@ -31,7 +31,11 @@ impl Identity {
 
     /// Reads need `api` or `read_api`; writes need `api`.
     pub fn require_api(&self, write: bool) -> Result<(), ApiError> {
-        let needed: &[&str] = if write { &["api"] } else { &["api", "read_api"] };
+        let needed: &[&str] = if write {
+            &["api"]
+        } else {
+            &["api", "read_api"]
+        };
         self.require_scopes(needed)
     }
 
@@ -89,7 +93,11 @@ fn presented(headers: &HeaderMap, uri: &Uri) -> Option<Presented> {
 }
 
 /// Resolves a token to the identity it stands for, marking it used.
-pub fn authenticate(state: &mut State, token: &str, allow_oauth: bool) -> Result<Identity, ApiError> {
+pub fn authenticate(
+    state: &mut State,
+    token: &str,
+    allow_oauth: bool,
+) -> Result<Identity, ApiError> {
     let now = state.now();
     let today = now.date_naive();
     let identity = match state.find_secret(token) {
@@ -130,7 +138,10 @@ pub fn authenticate(state: &mut State, token: &str, allow_oauth: bool) -> Result
             }
         }
         Some(SecretRef::OAuthAccess(id)) if allow_oauth => {
-            let t = state.oauth_tokens.get(&id).ok_or_else(ApiError::bad_token)?;
+            let t = state
+                .oauth_tokens
+                .get(&id)
+                .ok_or_else(ApiError::bad_token)?;
             if t.revoked {
                 return Err(ApiError::revoked_token());
             }

@@ -73,6 +73,36 @@ fn toggle_draft_title(title: &str, draft: bool) -> String {
         .to_owned()
 }
 
+/// A repository path git accepts as written: relative, no `.`/`..`/`.git` segments, and none of
+/// the characters that would break the index format.
+fn check_path(path: &str) -> Result<(), SetupError> {
+    let bad_segment = path
+        .split('/')
+        .any(|seg| seg.is_empty() || seg == "." || seg == ".." || seg == ".git");
+    if bad_segment || path.contains(['\n', '\t', '\0', '\\']) {
+        return Err(SetupError::Invalid(format!("invalid file path {path:?}")));
+    }
+    Ok(())
+}
+
+/// Branch names git's `check-ref-format --branch` would refuse, refused up front.
+fn check_branch(name: &str) -> Result<(), SetupError> {
+    let bad = name.is_empty()
+        || name.starts_with(['-', '/', '.'])
+        || name.ends_with(['/', '.'])
+        || name.ends_with(".lock")
+        || name.contains("..")
+        || name.contains("//")
+        || name.contains("@{")
+        || name
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "~^:?*[\\".contains(c));
+    if bad {
+        return Err(SetupError::Invalid(format!("invalid branch name {name:?}")));
+    }
+    Ok(())
+}
+
 impl SimHandle {
     fn signature_of(&self, user_id: Id) -> Result<Signature, SetupError> {
         let state = self.lock();
@@ -132,6 +162,15 @@ impl SimHandle {
         project_id: Id,
         request: CommitRequest,
     ) -> Result<String, SetupError> {
+        check_branch(&request.branch)?;
+        for file in &request.files {
+            check_path(&file.path)?;
+        }
+        if request.files.is_empty() {
+            return Err(SetupError::Invalid(
+                "a commit needs at least one file".into(),
+            ));
+        }
         let committer = self.signature_of(request.user_id)?;
         let author = request.author.clone().unwrap_or_else(|| committer.clone());
         let repo = self.repo_path(project_id);
@@ -598,6 +637,31 @@ impl SimHandle {
         Ok(mr)
     }
 
+    /// An approval that completes the required approvals: the `approved` hook (GitLab's
+    /// overall approval state; the simulator requires one approval).
+    pub async fn approve_merge_request(
+        &self,
+        project_id: Id,
+        iid: u64,
+        user_id: Id,
+    ) -> Result<MergeRequest, SetupError> {
+        let (mr, changes) = self.change_merge_request(project_id, iid, |mr, now| {
+            if mr.state != MrState::Opened {
+                return Err(SetupError::Conflict("merge request is not open".into()));
+            }
+            let changes = vec![(
+                "updated_at",
+                json!(payload::hook_time(mr.updated_at)),
+                json!(payload::hook_time(now)),
+            )];
+            mr.updated_at = now;
+            Ok(changes)
+        })?;
+        self.send_merge_request_hook(user_id, &mr, "approved", None, changes)
+            .await?;
+        Ok(mr)
+    }
+
     /// Merges with a merge commit on the target branch: a Push Hook for the target, then the
     /// MR's `merge` hook. Drafts and conflicts are refused.
     pub async fn merge_merge_request(
@@ -684,7 +748,31 @@ impl SimHandle {
 
 #[cfg(test)]
 mod tests {
-    use super::toggle_draft_title;
+    use super::{check_branch, check_path, toggle_draft_title};
+
+    #[test]
+    fn bad_branch_names_are_refused() {
+        for bad in ["", "-x", "a..b", "a b", "a:b", "x.lock", "a/"] {
+            assert!(check_branch(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_branch("feature/orders-2").is_ok());
+    }
+
+    #[test]
+    fn unsafe_paths_are_refused() {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "a/../b",
+            ".git/config",
+            "a//b",
+            "tab\there",
+            "a\\b",
+        ] {
+            assert!(check_path(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_path("models/orders.sql").is_ok());
+    }
 
     #[test]
     fn draft_prefix_is_added_and_removed() {

@@ -240,26 +240,25 @@ pub async fn write_commit(repo: &Path, commit: &NewCommit<'_>) -> Result<String,
             Some(parent) => run(repo, &["read-tree", parent], &env, None).await?,
             None => run(repo, &["read-tree", "--empty"], &env, None).await?,
         };
+        // One `--index-info` batch: mode 0 removes a path; it needs no work tree.
+        let mut index_info = String::new();
         for change in commit.changes {
             match &change.content {
                 Some(content) => {
                     let blob =
                         run(repo, &["hash-object", "-w", "--stdin"], &env, Some(content)).await?;
-                    let info = format!("100644,{blob},{}", change.path);
-                    run(
-                        repo,
-                        &["update-index", "--add", "--cacheinfo", &info],
-                        &env,
-                        None,
-                    )
-                    .await?;
+                    index_info.push_str(&format!("100644 {blob}\t{}\n", change.path));
                 }
-                None => {
-                    let args = ["update-index", "--force-remove", "--", &change.path];
-                    run(repo, &args, &env, None).await?;
-                }
+                None => index_info.push_str(&format!("0 {ZERO_SHA}\t{}\n", change.path)),
             }
         }
+        run(
+            repo,
+            &["update-index", "--index-info"],
+            &env,
+            Some(index_info.as_bytes()),
+        )
+        .await?;
         let tree = run(repo, &["write-tree"], &env, None).await?;
         let sha = commit_tree(
             repo,

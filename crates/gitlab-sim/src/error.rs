@@ -13,7 +13,8 @@ pub struct ApiError {
 }
 
 const BAD_TOKEN: &str = "Bad Access Token.";
-const EXPIRED_TOKEN: &str = "Token is expired. You can either do re-authorization or token refresh.";
+const EXPIRED_TOKEN: &str =
+    "Token is expired. You can either do re-authorization or token refresh.";
 const REVOKED_TOKEN: &str = "Token was revoked. You have to re-authorize from the user.";
 
 impl ApiError {
@@ -136,7 +137,10 @@ impl IntoResponse for ApiError {
 impl From<crate::repo::RepoError> for ApiError {
     fn from(e: crate::repo::RepoError) -> Self {
         tracing::error!(error = %e, "repository operation failed");
-        Self::message(StatusCode::INTERNAL_SERVER_ERROR, "500 Internal Server Error")
+        Self::message(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "500 Internal Server Error",
+        )
     }
 }
 

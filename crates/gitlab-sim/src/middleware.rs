@@ -44,7 +44,9 @@ fn matching_fault(state: &SimState, method: &str, path: &str) -> Option<Fault> {
         .faults
         .iter()
         .find(|f| {
-            f.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
+            f.method
+                .as_deref()
+                .is_none_or(|m| m.eq_ignore_ascii_case(method))
                 && path_matches(&f.path, path)
         })
         .cloned()
@@ -83,12 +85,17 @@ impl Throttle {
             ("ratelimit-name", self.name.to_owned()),
             ("ratelimit-limit", self.limit.to_string()),
             ("ratelimit-observed", self.observed.to_string()),
-            ("ratelimit-remaining", self.limit.saturating_sub(self.observed).to_string()),
+            (
+                "ratelimit-remaining",
+                self.limit.saturating_sub(self.observed).to_string(),
+            ),
             ("ratelimit-reset", self.reset_at.to_string()),
         ];
         for (name, value) in headers {
             if let Ok(v) = HeaderValue::from_str(&value) {
-                response.headers_mut().insert(HeaderName::from_static(name), v);
+                response
+                    .headers_mut()
+                    .insert(HeaderName::from_static(name), v);
             }
         }
     }
@@ -162,8 +169,16 @@ pub async fn faults_and_limits(
         if fault.error_rate > 0.0 && rand::thread_rng().gen_bool(fault.error_rate.clamp(0.0, 1.0)) {
             let status = StatusCode::from_u16(fault.error_status)
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let message = format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or("Error"));
-            return (status, axum::Json(serde_json::json!({ "message": message }))).into_response();
+            let message = format!(
+                "{} {}",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or("Error")
+            );
+            return (
+                status,
+                axum::Json(serde_json::json!({ "message": message })),
+            )
+                .into_response();
         }
     }
     if !path.starts_with("/api/v4") {
@@ -197,7 +212,10 @@ mod tests {
         assert!(path_matches("/api/v4/projects", "/api/v4/projects"));
         assert!(path_matches("/api/v4/*", "/api/v4/projects/1"));
         assert!(path_matches("*/hooks", "/api/v4/projects/1/hooks"));
-        assert!(path_matches("/api/*/projects/*/hooks", "/api/v4/projects/1/hooks"));
+        assert!(path_matches(
+            "/api/*/projects/*/hooks",
+            "/api/v4/projects/1/hooks"
+        ));
         assert!(!path_matches("/api/v4/projects", "/api/v4/projects/1"));
         assert!(!path_matches("/oauth/*", "/api/v4/user"));
     }

@@ -26,7 +26,9 @@ pub fn url_with(base_url: &str, uri: &Uri, replace: &[(&str, String)]) -> String
         serde_urlencoded::from_str(uri.query().unwrap_or_default()).unwrap_or_default();
     let mut kept: Vec<(String, String)> = pairs
         .into_iter()
-        .filter(|(k, _)| !replace.iter().any(|(r, _)| r == k) && k != "private_token" && k != "access_token")
+        .filter(|(k, _)| {
+            !replace.iter().any(|(r, _)| r == k) && k != "private_token" && k != "access_token"
+        })
         .collect();
     kept.extend(replace.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
     let query = serde_urlencoded::to_string(&kept).unwrap_or_default();

@@ -76,7 +76,11 @@ impl Params {
         match self.value(key) {
             None => Ok(None),
             Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| ApiError::invalid(key)),
-            Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| ApiError::invalid(key)),
+            Some(Value::String(s)) => s
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| ApiError::invalid(key)),
             Some(_) => Err(ApiError::invalid(key)),
         }
     }
@@ -85,7 +89,11 @@ impl Params {
         match self.value(key) {
             None => Ok(None),
             Some(Value::Number(n)) => Ok(n.as_f64()),
-            Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| ApiError::invalid(key)),
+            Some(Value::String(s)) => s
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| ApiError::invalid(key)),
             Some(_) => Err(ApiError::invalid(key)),
         }
     }
@@ -96,7 +104,11 @@ impl Params {
             None => Ok(None),
             Some(Value::Array(items)) => items
                 .iter()
-                .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| ApiError::invalid(key)))
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| ApiError::invalid(key))
+                })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Some),
             Some(Value::String(s)) => Ok(Some(

@@ -75,7 +75,10 @@ pub fn user_current(base: &str, u: &User) -> Value {
         ("is_admin", json!(u.is_admin)),
         ("last_sign_in_at", json!(created)),
         ("confirmed_at", json!(created)),
-        ("last_activity_on", json!(u.created_at.date_naive().to_string())),
+        (
+            "last_activity_on",
+            json!(u.created_at.date_naive().to_string()),
+        ),
         ("theme_id", json!(1)),
         ("color_scheme_id", json!(1)),
         ("projects_limit", json!(100000)),
@@ -133,7 +136,11 @@ fn project_basic_fields(state: &State, base: &str, p: &Project) -> serde_json::M
     let full_path = state.project_full_path(p);
     let ns_name = match p.namespace {
         Namespace::Group(g) => state.group_full_name(g),
-        Namespace::User(u) => state.users.get(&u).map(|u| u.name.clone()).unwrap_or_default(),
+        Namespace::User(u) => state
+            .users
+            .get(&u)
+            .map(|u| u.name.clone())
+            .unwrap_or_default(),
     };
     let web_url = format!("{base}/{full_path}");
     let host = url::Url::parse(base)
@@ -525,7 +532,9 @@ pub fn merge_request(state: &State, base: &str, mr: &MergeRequest) -> Value {
             .map_or(Value::Null, |u| user_basic(base, u))
     };
     let project = state.projects.get(&mr.project_id);
-    let full_path = project.map(|p| state.project_full_path(p)).unwrap_or_default();
+    let full_path = project
+        .map(|p| state.project_full_path(p))
+        .unwrap_or_default();
     let short = format!("!{}", mr.iid);
     let detailed = match mr.state {
         crate::state::MrState::Opened if mr.draft => "draft_status",

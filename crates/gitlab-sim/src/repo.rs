@@ -50,7 +50,12 @@ pub async fn resolve_commit(repo: &Path, rev: &str) -> Result<Option<String>, Re
     }
     let out = git(
         repo,
-        &["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")],
+        &[
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            &format!("{rev}^{{commit}}"),
+        ],
     )
     .await?;
     Ok(out

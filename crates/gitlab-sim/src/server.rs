@@ -96,22 +96,18 @@ impl Sim {
             Some(path) => load_state(path)?,
             None => State::default(),
         };
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
         let addr = listener.local_addr().map_err(|source| StartError::Bind {
             addr: config.listen,
             source,
         })?;
-        let handle = SimHandle::new(
-            state,
-            format!("http://{addr}"),
-            data_dir,
-            config.state_file,
-        );
+        let handle = SimHandle::new(state, format!("http://{addr}"), data_dir, config.state_file);
         let shutdown = CancellationToken::new();
         webhooks::spawn_note_listener(&handle, shutdown.clone());
         let service = app(handle.clone()).into_make_service_with_connect_info::<SocketAddr>();

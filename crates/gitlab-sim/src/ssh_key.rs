@@ -99,7 +99,10 @@ mod tests {
     fn fingerprints_match_gitlab_fixture() {
         let key = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQDNJAkI3Wdf0r13c8a5pEExB2YowPWCSVzfZV22pNBc1CuEbyYLHpUyaD0GwpGvFdx2aP7lMEk35k6Rz3ccBF6jRaVJyhsn5VNnW92PMpBJ/P1UebhXwsFHdQf5rTt082cSxWuk61kGWRQtk4ozt/J2DF/dIUVaLvc+z4HomT41fQ==";
         let parsed = parse(key).expect("valid key");
-        assert_eq!(parsed.fingerprint, "4a:9d:64:15:ed:3a:e6:07:6e:89:36:b3:3b:03:05:d9");
+        assert_eq!(
+            parsed.fingerprint,
+            "4a:9d:64:15:ed:3a:e6:07:6e:89:36:b3:3b:03:05:d9"
+        );
         assert_eq!(
             parsed.fingerprint_sha256,
             "SHA256:Jrs3LD1Ji30xNLtTVf9NDCj7kkBgPBb2pjvTZ3HfIgU"

@@ -5,8 +5,8 @@ pub mod ci;
 pub mod names;
 pub mod plan;
 pub mod role;
-pub mod validate;
 pub mod run;
+pub mod validate;
 
 pub use access::AccessLevel;
 pub use plan::Plan;

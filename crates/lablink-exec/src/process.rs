@@ -201,9 +201,15 @@ pub async fn run(
     };
     // Whatever the leader left behind in its group goes now, which also closes its pipes.
     drop(group);
-    for pump in pumps.into_iter().flatten() {
-        // A pump only ends early if its task panicked; the lines it had are already sent.
-        let _ = pump.await;
+    for mut pump in pumps.into_iter().flatten() {
+        // A descendant that left the group (setsid) could hold a pipe open forever: its output
+        // gets one grace period, then the run is over without it.
+        if tokio::time::timeout(spec.kill_grace, &mut pump)
+            .await
+            .is_err()
+        {
+            pump.abort();
+        }
     }
     Ok(termination)
 }

@@ -21,7 +21,7 @@ use crate::{Principal, ServiceError, Services};
 /// The only scope lablink asks for: it reads repositories, creates hooks and tokens, and pushes.
 pub const GITLAB_SCOPE: &str = "api";
 /// The callback path, relative to the public URL.
-pub const CALLBACK_PATH: &str = "complete/gitlab";
+pub const CALLBACK_PATH: &str = "/complete/gitlab";
 const DEFAULT_INSTANCE: &str = "https://gitlab.com";
 const MAX_FIELD_LEN: usize = 255;
 const MAX_CA_BUNDLE_LEN: usize = 256 * 1024;
@@ -353,6 +353,15 @@ impl Services {
             .map_err(|e| invalid_gitlab(typed_url, e))?;
         let instance_url = instance.base_url().to_string();
 
+        // Links made with another instance or application cannot refresh with the new one.
+        // Their issuing application is looked up before it is replaced, to revoke their grants.
+        let mut stale = Vec::new();
+        for link in db.gitlab_links_of_account(keys, &caller.account_id).await? {
+            if link.instance_url != instance_url || link.application_id != application_id {
+                let issuer = self.app_for_link(&link).await?;
+                stale.push((link, issuer));
+            }
+        }
         let row = db
             .save_gitlab_integration(
                 keys,
@@ -368,14 +377,19 @@ impl Services {
             .await?;
         let app = self.resolve_integration(row)?;
         let mut links_disconnected = 0;
-        for link in db.gitlab_links_of_account(keys, &caller.account_id).await? {
-            if !app.issued(&link)
-                && link.status == LinkStatus::Active
+        for (link, issuer) in stale {
+            if link.status == LinkStatus::Active
                 && db
                     .mark_gitlab_link_dead(&link.id, link.token_version, APP_CHANGED_REASON)
                     .await?
             {
                 links_disconnected += 1;
+            }
+            if let Some(issuer) = issuer
+                && let Err(e) =
+                    oauth::revoke(&issuer.instance, &issuer.credentials, &link.refresh_token).await
+            {
+                tracing::warn!(link_id = %link.id, error = %e, "revoking a disconnected link failed");
             }
         }
         tracing::info!(

@@ -7,11 +7,13 @@
 pub mod accounts;
 pub mod api_tokens;
 pub mod ci;
+pub mod doctor;
 mod error;
 pub mod integration;
 pub mod links;
 pub mod projects;
 pub mod repositories;
+pub mod rotation;
 pub mod secrets;
 pub mod sessions;
 pub mod settings;

@@ -672,8 +672,18 @@ mod tests {
 
     #[test]
     fn refreshes_ahead_of_expiry_only_within_the_margin() {
-        assert!(!needs_refresh(&link(1, NOW + 2 * REFRESH_MARGIN_MS), Need::Margin, 1, NOW));
-        assert!(needs_refresh(&link(1, NOW + REFRESH_MARGIN_MS - 1), Need::Margin, 1, NOW));
+        assert!(!needs_refresh(
+            &link(1, NOW + 2 * REFRESH_MARGIN_MS),
+            Need::Margin,
+            1,
+            NOW
+        ));
+        assert!(needs_refresh(
+            &link(1, NOW + REFRESH_MARGIN_MS - 1),
+            Need::Margin,
+            1,
+            NOW
+        ));
         assert!(needs_refresh(&link(1, NOW - 1), Need::Margin, 1, NOW));
     }
 
@@ -681,15 +691,30 @@ mod tests {
     fn a_token_someone_else_stored_meanwhile_is_used_while_it_is_valid() {
         // Within the margin, but a newer version than we first saw: use it, do not refresh again.
         assert!(!needs_refresh(&link(2, NOW + 1000), Need::Margin, 1, NOW));
-        assert!(!needs_refresh(&link(2, NOW + 1000), Need::Rejected(1), 1, NOW));
+        assert!(!needs_refresh(
+            &link(2, NOW + 1000),
+            Need::Rejected(1),
+            1,
+            NOW
+        ));
         // Unless it has expired too.
         assert!(needs_refresh(&link(2, NOW - 1), Need::Margin, 1, NOW));
     }
 
     #[test]
     fn a_rejected_token_is_replaced_only_if_it_is_still_the_stored_one() {
-        assert!(needs_refresh(&link(3, NOW + 2 * REFRESH_MARGIN_MS), Need::Rejected(3), 3, NOW));
-        assert!(!needs_refresh(&link(4, NOW + 2 * REFRESH_MARGIN_MS), Need::Rejected(3), 4, NOW));
+        assert!(needs_refresh(
+            &link(3, NOW + 2 * REFRESH_MARGIN_MS),
+            Need::Rejected(3),
+            3,
+            NOW
+        ));
+        assert!(!needs_refresh(
+            &link(4, NOW + 2 * REFRESH_MARGIN_MS),
+            Need::Rejected(3),
+            4,
+            NOW
+        ));
     }
 
     #[test]

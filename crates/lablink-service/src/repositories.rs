@@ -35,11 +35,11 @@ pub const NO_STATUS_REPORTING: &str = "CI status cannot be reported back to GitL
 /// GitLab's 400 when project access tokens are not available (gitlab.com Free).
 const PLAN_REFUSES_TOKENS: &str = "does not have permission to create project access token";
 /// Maintainer: statuses can be posted to protected branches.
-const TOKEN_ACCESS_LEVEL: i64 = 40;
-const TOKEN_SCOPES: &[&str] = &["api", "self_rotate"];
-const MAX_TOKEN_DAYS: u32 = 365;
-const DEPLOY_TOKEN_NAME: &str = "lablink";
-const DEPLOY_KEY_TITLE: &str = "lablink";
+pub(crate) const TOKEN_ACCESS_LEVEL: i64 = 40;
+pub(crate) const TOKEN_SCOPES: &[&str] = &["api", "self_rotate"];
+pub(crate) const MAX_TOKEN_DAYS: u32 = 365;
+pub(crate) const DEPLOY_TOKEN_NAME: &str = "lablink";
+pub(crate) const DEPLOY_KEY_TITLE: &str = "lablink";
 
 /// A user's GitLab: an API client with their fresh token, and their GitLab user id.
 pub(crate) struct UserGitLab {
@@ -117,7 +117,7 @@ async fn remove_all(api: &Api, project: i64, created: &[Created]) -> Vec<String>
 }
 
 /// `whsec_` and 32 random bytes in base64: the Standard Webhooks signing secret format.
-fn signing_token() -> SecretString {
+pub(crate) fn signing_token() -> SecretString {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);

@@ -31,6 +31,18 @@ pub enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Check connected repositories (webhook, tokens, deploy token and key); `--fix` repairs.
+    Doctor {
+        /// Only this project (its id); default: every project with a connected repository.
+        #[arg(long)]
+        project: Option<String>,
+        /// Repair what can be repaired.
+        #[arg(long)]
+        fix: bool,
+        /// Print the stable JSON report (docs/doctor-json.md) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Administration from a shell.
     Admin {
         #[command(subcommand)]
@@ -72,6 +84,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             db.migrate().await.context("cannot apply database migrations")?;
             println!("migrations applied ({})", db.backend());
             Ok(())
+        }
+        Command::Doctor { project, fix, json } => {
+            let services = offline_services(&settings).await?;
+            let reports = crate::doctor::run(&services, project.as_deref(), fix).await?;
+            crate::doctor::print(&reports, json)?;
+            if reports.iter().all(|r| r.healthy() || (fix && crate::doctor::all_repaired(r))) {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!("the doctor found problems"))
+            }
         }
         Command::Admin {
             command:

@@ -2,5 +2,6 @@
 
 pub mod cli;
 pub mod config;
+pub mod doctor;
 pub mod startup;
 pub mod telemetry;

@@ -49,11 +49,15 @@ fn parse_date(params: &Params, key: &str) -> Result<Option<NaiveDate>, ApiError>
 fn check_expiry(state: &SimState, expires_at: NaiveDate) -> Result<(), ApiError> {
     let today = state.now().date_naive();
     if expires_at <= today {
-        return Err(ApiError::bad_request("Expiration date must be in the future"));
+        return Err(ApiError::bad_request(
+            "Expiration date must be in the future",
+        ));
     }
     let max = today + Days::new(state.settings.max_access_token_lifetime_days as u64);
     if expires_at > max {
-        return Err(ApiError::bad_request(&format!("Expires at must be before {max}")));
+        return Err(ApiError::bad_request(&format!(
+            "Expires at must be before {max}"
+        )));
     }
     Ok(())
 }
@@ -72,7 +76,11 @@ fn find_token<'a>(
 }
 
 /// Reading tokens needs Maintainer+; GitLab answers `unauthorized!` otherwise.
-fn readable_project(state: &SimState, id: &str, identity: &Identity) -> Result<ProjectAccess, ApiError> {
+fn readable_project(
+    state: &SimState,
+    id: &str,
+    identity: &Identity,
+) -> Result<ProjectAccess, ApiError> {
     identity.require_api(false)?;
     let found = visible_project(state, id, Some(identity.user_id))?;
     if found.level < access::MAINTAINER {
@@ -126,7 +134,10 @@ pub async fn show(
     let state = sim.lock();
     let found = readable_project(&state, &id, &identity)?;
     let token = find_token(&state, &found, &token_id)?;
-    Ok(Json(render::project_access_token(token, state.now().date_naive())))
+    Ok(Json(render::project_access_token(
+        token,
+        state.now().date_naive(),
+    )))
 }
 
 pub async fn create(
@@ -138,7 +149,9 @@ pub async fn create(
     let identity = auth.required()?;
     identity.require_api(true)?;
     let name = params.required_str("name")?;
-    let scopes = params.list("scopes")?.ok_or_else(|| ApiError::missing("scopes"))?;
+    let scopes = params
+        .list("scopes")?
+        .ok_or_else(|| ApiError::missing("scopes"))?;
     if scopes.is_empty() || !scopes.iter().all(|s| BOT_SCOPES.contains(&s.as_str())) {
         return Err(ApiError::not_valid_value("scopes"));
     }
@@ -190,7 +203,9 @@ pub async fn create(
     state.users.insert(bot_id, bot);
     state
         .add_project_member(project_id, bot_id, access_level, Some(identity.user_id))
-        .map_err(|_| ApiError::bad_request("Could not provision owner access to project access token"))?;
+        .map_err(|_| {
+            ApiError::bad_request("Could not provision owner access to project access token")
+        })?;
     let token_id = state.next_id();
     let token = ProjectAccessToken {
         id: token_id,
@@ -208,7 +223,8 @@ pub async fn create(
     };
     let mut body = render::project_access_token(&token, today);
     state.project_access_tokens.insert(token_id, token);
-    body["token"] = Value::String(state.issue_secret("glpat-", SecretRef::ProjectAccessToken(token_id)));
+    body["token"] =
+        Value::String(state.issue_secret("glpat-", SecretRef::ProjectAccessToken(token_id)));
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
@@ -276,7 +292,8 @@ pub async fn rotate(
     };
     let mut body = render::project_access_token(&token, today);
     state.project_access_tokens.insert(new_id, token);
-    body["token"] = Value::String(state.issue_secret("glpat-", SecretRef::ProjectAccessToken(new_id)));
+    body["token"] =
+        Value::String(state.issue_secret("glpat-", SecretRef::ProjectAccessToken(new_id)));
     Ok(Json(body))
 }
 

@@ -34,7 +34,11 @@ fn link(state: &SimState, project_id: Id, key_id: Id) -> Option<&DeployKeyLink> 
         .find(|l| l.project_id == project_id && l.key_id == key_id)
 }
 
-fn linked_key(state: &SimState, project_id: Id, raw_key_id: &str) -> Result<(DeployKey, bool), ApiError> {
+fn linked_key(
+    state: &SimState,
+    project_id: Id,
+    raw_key_id: &str,
+) -> Result<(DeployKey, bool), ApiError> {
     let key_id = parse_id(raw_key_id, "Deploy Key")?;
     let l = link(state, project_id, key_id).ok_or_else(|| ApiError::not_found("Deploy Key"))?;
     let key = state
@@ -67,7 +71,12 @@ pub async fn list(
         .deploy_key_links
         .iter()
         .filter(|l| l.project_id == found.project.id)
-        .filter_map(|l| state.deploy_keys.get(&l.key_id).map(|k| render::deploy_key(k, l.can_push)))
+        .filter_map(|l| {
+            state
+                .deploy_keys
+                .get(&l.key_id)
+                .map(|k| render::deploy_key(k, l.can_push))
+        })
         .collect();
     Ok(Json(Value::Array(keys)))
 }
@@ -185,7 +194,10 @@ pub async fn update(
         l.can_push = can_push;
     }
     let can_push = l.can_push;
-    Ok(Json(render::deploy_key(&state.deploy_keys[&key.id], can_push)))
+    Ok(Json(render::deploy_key(
+        &state.deploy_keys[&key.id],
+        can_push,
+    )))
 }
 
 pub async fn delete(
@@ -235,5 +247,9 @@ pub async fn enable(
             false
         }
     };
-    Ok((StatusCode::CREATED, Json(render::deploy_key(&key, can_push))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(render::deploy_key(&key, can_push)),
+    )
+        .into_response())
 }

@@ -103,7 +103,9 @@ pub async fn create(
 ) -> ApiResult<Response> {
     let identity = auth.required()?;
     let name = params.required_str("name")?;
-    let scopes = params.list("scopes")?.ok_or_else(|| ApiError::missing("scopes"))?;
+    let scopes = params
+        .list("scopes")?
+        .ok_or_else(|| ApiError::missing("scopes"))?;
     if scopes.is_empty() || !scopes.iter().all(|s| SCOPES.contains(&s.as_str())) {
         return Err(ApiError::not_valid_value("scopes"));
     }
@@ -116,7 +118,9 @@ pub async fn create(
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '+'))
     {
-        return Err(ApiError::bad_request("Username can contain only letters, digits, '_', '-', '+', and '.'"));
+        return Err(ApiError::bad_request(
+            "Username can contain only letters, digits, '_', '-', '+', and '.'",
+        ));
     }
     let token_id = state.next_id();
     let token = DeployToken {

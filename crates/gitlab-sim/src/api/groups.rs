@@ -51,7 +51,12 @@ pub async fn list(
                 })
         })
         .collect();
-    groups.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()).then(a.id.cmp(&b.id)));
+    groups.sort_by(|a, b| {
+        a.name
+            .to_lowercase()
+            .cmp(&b.name.to_lowercase())
+            .then(a.id.cmp(&b.id))
+    });
     let (page_items, headers) = paginate::offset(groups, page, per_page, &base, &uri);
     let body: Vec<Value> = page_items
         .into_iter()

@@ -37,7 +37,9 @@ fn is_local(host: &url::Host<&str>) -> bool {
         url::Host::Domain(d) => *d == "localhost" || d.ends_with(".localhost"),
         url::Host::Ipv4(ip) => {
             let ip = IpAddr::V4(*ip);
-            ip.is_loopback() || ip.is_unspecified() || matches!(ip, IpAddr::V4(v4) if v4.is_private() || v4.is_link_local())
+            ip.is_loopback()
+                || ip.is_unspecified()
+                || matches!(ip, IpAddr::V4(v4) if v4.is_private() || v4.is_link_local())
         }
         url::Host::Ipv6(ip) => ip.is_loopback() || ip.is_unspecified(),
     }
@@ -124,8 +126,16 @@ fn apply(hook: &mut Hook, params: &Params, allow_local: bool) -> Result<(), ApiE
     for (field, max, target) in [
         ("name", 255, &mut hook.name),
         ("description", 2048, &mut hook.description),
-        ("custom_webhook_template", 4096, &mut hook.custom_webhook_template),
-        ("push_events_branch_filter", 5000, &mut hook.push_events_branch_filter),
+        (
+            "custom_webhook_template",
+            4096,
+            &mut hook.custom_webhook_template,
+        ),
+        (
+            "push_events_branch_filter",
+            5000,
+            &mut hook.push_events_branch_filter,
+        ),
     ] {
         if let Some(v) = params.str(field) {
             if v.chars().count() > max {
@@ -159,7 +169,10 @@ fn apply(hook: &mut Hook, params: &Params, allow_local: bool) -> Result<(), ApiE
     if let Some(headers) = key_values(params, "custom_headers")? {
         merge_key_values(&mut hook.custom_headers, headers);
         if hook.custom_headers.len() > MAX_CUSTOM_HEADERS
-            || !hook.custom_headers.iter().all(|h| valid_header_name(&h.key))
+            || !hook
+                .custom_headers
+                .iter()
+                .all(|h| valid_header_name(&h.key))
         {
             return Err(ApiError::message(
                 StatusCode::UNPROCESSABLE_ENTITY,

@@ -14,11 +14,17 @@ use crate::error::{ApiError, ApiResult, with_headers};
 use crate::paginate;
 use crate::params::Params;
 use crate::render;
-use crate::state::{MergeRequest, Note, SimEvent, SimHandle, State as SimState, Visibility, access};
+use crate::state::{
+    MergeRequest, Note, SimEvent, SimHandle, State as SimState, Visibility, access,
+};
 
 const MAX_NOTE_LENGTH: usize = 1_000_000;
 
-fn readable_project(state: &SimState, id: &str, user_id: Option<u64>) -> Result<ProjectAccess, ApiError> {
+fn readable_project(
+    state: &SimState,
+    id: &str,
+    user_id: Option<u64>,
+) -> Result<ProjectAccess, ApiError> {
     let found = visible_project(state, id, user_id)?;
     if found.project.visibility != Visibility::Public {
         found.require(access::GUEST)?;
@@ -26,7 +32,11 @@ fn readable_project(state: &SimState, id: &str, user_id: Option<u64>) -> Result<
     Ok(found)
 }
 
-fn find_mr<'a>(state: &'a SimState, project_id: u64, iid: &str) -> Result<&'a MergeRequest, ApiError> {
+fn find_mr<'a>(
+    state: &'a SimState,
+    project_id: u64,
+    iid: &str,
+) -> Result<&'a MergeRequest, ApiError> {
     iid.parse()
         .ok()
         .and_then(|iid| state.merge_request(project_id, iid))
@@ -80,11 +90,24 @@ pub async fn list(
                 && (wanted_state == "all" || mr.state.as_str() == wanted_state)
                 && updated_after.is_none_or(|t| mr.updated_at >= t)
                 && updated_before.is_none_or(|t| mr.updated_at <= t)
-                && source_branch.as_ref().is_none_or(|b| &mr.source_branch == b)
-                && target_branch.as_ref().is_none_or(|b| &mr.target_branch == b)
+                && source_branch
+                    .as_ref()
+                    .is_none_or(|b| &mr.source_branch == b)
+                && target_branch
+                    .as_ref()
+                    .is_none_or(|b| &mr.target_branch == b)
         })
         .collect();
-    mrs.sort_by_key(|mr| (if updated { mr.updated_at } else { mr.created_at }, mr.id));
+    mrs.sort_by_key(|mr| {
+        (
+            if updated {
+                mr.updated_at
+            } else {
+                mr.created_at
+            },
+            mr.id,
+        )
+    });
     if desc {
         mrs.reverse();
     }
@@ -128,7 +151,11 @@ pub async fn list_notes(
     let mr = find_mr(&state, found.project.id, &iid)?;
     // Internal notes are visible to Reporters and above only.
     let sees_internal = found.level >= access::REPORTER;
-    let mut notes: Vec<&Note> = mr.notes.iter().filter(|n| sees_internal || !n.internal).collect();
+    let mut notes: Vec<&Note> = mr
+        .notes
+        .iter()
+        .filter(|n| sees_internal || !n.internal)
+        .collect();
     notes.sort_by_key(|n| (if updated { n.updated_at } else { n.created_at }, n.id));
     if desc {
         notes.reverse();
@@ -152,7 +179,11 @@ pub async fn create_note(
     let body = params.required_str("body")?;
     let internal = params.bool("internal")?.unwrap_or(false);
     if body.trim().is_empty() {
-        return Err(ApiError::validation(StatusCode::BAD_REQUEST, "note", "can't be blank"));
+        return Err(ApiError::validation(
+            StatusCode::BAD_REQUEST,
+            "note",
+            "can't be blank",
+        ));
     }
     if body.chars().count() > MAX_NOTE_LENGTH {
         return Err(ApiError::validation(

@@ -14,7 +14,7 @@ mod users;
 
 use axum::Router;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use serde_json::json;
 
 use crate::error::ApiError;
@@ -28,8 +28,14 @@ pub fn router() -> Router<SimHandle> {
         .route("/projects/{id}", get(projects::show))
         .route("/groups", get(groups::list))
         .route("/groups/{id}", get(groups::show))
-        .route("/projects/{id}/members/all/{user_id}", get(members::show_all))
-        .route("/projects/{id}/members/{user_id}", get(members::show_direct))
+        .route(
+            "/projects/{id}/members/all/{user_id}",
+            get(members::show_all),
+        )
+        .route(
+            "/projects/{id}/members/{user_id}",
+            get(members::show_direct),
+        )
         .route("/projects/{id}/hooks", get(hooks::list).post(hooks::create))
         .route(
             "/projects/{id}/hooks/{hook_id}",
@@ -83,9 +89,13 @@ pub fn router() -> Router<SimHandle> {
             "/projects/{id}/merge_requests/{iid}/notes",
             get(merge_requests::list_notes).post(merge_requests::create_note),
         )
-        .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, json!({ "error": "404 Not Found" }))
-        })
+        // An explicit catch-all (not a fallback) so it wins over other top-level catch-alls.
+        .route("/{*unknown}", any(unknown_route))
+}
+
+/// Grape's answer for a route that does not exist.
+async fn unknown_route() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, json!({ "error": "404 Not Found" }))
 }
 
 /// A project the caller can see, and the caller's effective access level on it.

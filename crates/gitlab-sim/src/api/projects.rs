@@ -35,9 +35,9 @@ impl Filters {
         };
         let visibility = match params.str("visibility") {
             None => None,
-            Some(v) => Some(
-                Visibility::parse(&v).ok_or_else(|| ApiError::not_valid_value("visibility"))?,
-            ),
+            Some(v) => {
+                Some(Visibility::parse(&v).ok_or_else(|| ApiError::not_valid_value("visibility"))?)
+            }
         };
         Ok(Self {
             user_id,
@@ -110,7 +110,9 @@ pub async fn list(
         identity.require_api(false)?;
     }
     let filters = Filters::parse(&params, auth.user_id())?;
-    let order_by = params.str("order_by").unwrap_or_else(|| "created_at".into());
+    let order_by = params
+        .str("order_by")
+        .unwrap_or_else(|| "created_at".into());
     if !ORDER_BY.contains(&order_by.as_str()) {
         return Err(ApiError::not_valid_value("order_by"));
     }

@@ -18,7 +18,9 @@ use crate::render;
 use crate::repo;
 use crate::state::{CommitStatus, Id, JobStatus, Pipeline, SimHandle, access};
 
-const STATES: [&str; 6] = ["pending", "running", "success", "failed", "canceled", "skipped"];
+const STATES: [&str; 6] = [
+    "pending", "running", "success", "failed", "canceled", "skipped",
+];
 
 /// The 400 GitLab's state machine gives for an event not allowed from the current state.
 fn cannot_transition(event: &str, from: JobStatus) -> ApiError {
@@ -46,9 +48,17 @@ fn transition(from: JobStatus, requested: &str) -> Result<JobStatus, ApiError> {
                 Err(cannot_transition("run", after_enqueue))
             };
         }
-        "success" => ("success", matches!(from, Created | Pending | Running), Success),
+        "success" => (
+            "success",
+            matches!(from, Created | Pending | Running),
+            Success,
+        ),
         "failed" => ("drop", matches!(from, Created | Pending | Running), Failed),
-        "canceled" => ("cancel", matches!(from, Created | Pending | Running), Canceled),
+        "canceled" => (
+            "cancel",
+            matches!(from, Created | Pending | Running),
+            Canceled,
+        ),
         _ => ("skip", matches!(from, Created | Pending), Skipped),
     };
     if allowed {
@@ -263,7 +273,13 @@ pub async fn list(
         }
         latest.into_values().collect()
     };
-    statuses.sort_by_key(|s| if by_pipeline { (s.pipeline_id, s.id) } else { (s.id, 0) });
+    statuses.sort_by_key(|s| {
+        if by_pipeline {
+            (s.pipeline_id, s.id)
+        } else {
+            (s.id, 0)
+        }
+    });
     if desc {
         statuses.reverse();
     }

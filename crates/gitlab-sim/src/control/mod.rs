@@ -48,7 +48,8 @@ type ControlResult = Result<Response, ApiError>;
 
 fn body<T: DeserializeOwned>(raw: &Bytes) -> Result<T, ApiError> {
     let raw: &[u8] = if raw.is_empty() { b"{}" } else { raw };
-    serde_json::from_slice(raw).map_err(|e| ApiError::message(StatusCode::BAD_REQUEST, e.to_string()))
+    serde_json::from_slice(raw)
+        .map_err(|e| ApiError::message(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
 impl From<SetupError> for ApiError {
@@ -121,13 +122,21 @@ struct NewMember {
     access_level: u8,
 }
 
-async fn add_group_member(State(sim): State<SimHandle>, Path(id): Path<Id>, raw: Bytes) -> ControlResult {
+async fn add_group_member(
+    State(sim): State<SimHandle>,
+    Path(id): Path<Id>,
+    raw: Bytes,
+) -> ControlResult {
     let m: NewMember = body(&raw)?;
     sim.add_group_member(id, m.user_id, m.access_level)?;
     created(json!({ "group_id": id, "user_id": m.user_id, "access_level": m.access_level }))
 }
 
-async fn add_project_member(State(sim): State<SimHandle>, Path(id): Path<Id>, raw: Bytes) -> ControlResult {
+async fn add_project_member(
+    State(sim): State<SimHandle>,
+    Path(id): Path<Id>,
+    raw: Bytes,
+) -> ControlResult {
     let m: NewMember = body(&raw)?;
     sim.add_project_member(id, m.user_id, m.access_level)?;
     created(json!({ "project_id": id, "user_id": m.user_id, "access_level": m.access_level }))
@@ -195,7 +204,10 @@ fn string_list(v: &Value, split: char) -> Vec<String> {
             .map(|p| p.trim().to_owned())
             .filter(|p| !p.is_empty())
             .collect(),
-        Value::Array(items) => items.iter().filter_map(|i| i.as_str().map(str::to_owned)).collect(),
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|i| i.as_str().map(str::to_owned))
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -271,7 +283,14 @@ async fn create_code(State(sim): State<SimHandle>, raw: Bytes) -> ControlResult 
         .code_challenge
         .as_ref()
         .map(|_| c.code_challenge_method.unwrap_or_else(|| "plain".into()));
-    let code = state.create_oauth_code(c.user_id, id, &c.redirect_uri, scopes, c.code_challenge, method);
+    let code = state.create_oauth_code(
+        c.user_id,
+        id,
+        &c.redirect_uri,
+        scopes,
+        c.code_challenge,
+        method,
+    );
     created(json!({ "code": code }))
 }
 
@@ -386,6 +405,9 @@ async fn raw_state(State(sim): State<SimHandle>) -> Response {
 async fn save(State(sim): State<SimHandle>) -> ControlResult {
     match sim.save() {
         Ok(saved) => Ok(Json(json!({ "saved": saved })).into_response()),
-        Err(e) => Err(ApiError::message(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+        Err(e) => Err(ApiError::message(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            e.to_string(),
+        )),
     }
 }

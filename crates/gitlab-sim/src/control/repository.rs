@@ -36,14 +36,6 @@ pub fn router() -> Router<SimHandle> {
         )
 }
 
-fn creator(sim: &SimHandle, project_id: Id) -> Result<Id, SetupError> {
-    sim.lock()
-        .projects
-        .get(&project_id)
-        .map(|p| p.creator_id)
-        .ok_or(SetupError::NotFound("Project"))
-}
-
 fn render_mr(sim: &SimHandle, mr: &MergeRequest) -> serde_json::Value {
     let state = sim.lock();
     render::merge_request(&state, sim.base_url(), mr)
@@ -52,16 +44,12 @@ fn render_mr(sim: &SimHandle, mr: &MergeRequest) -> serde_json::Value {
 #[derive(Deserialize)]
 struct Seed {
     dir: PathBuf,
-    user_id: Option<Id>,
+    user_id: Id,
 }
 
 async fn seed(State(sim): State<SimHandle>, Path(id): Path<Id>, raw: Bytes) -> ControlResult {
     let seed: Seed = body(&raw)?;
-    let user_id = match seed.user_id {
-        Some(user) => user,
-        None => creator(&sim, id)?,
-    };
-    let sha = sim.seed_project(id, &seed.dir, user_id).await?;
+    let sha = sim.seed_project(id, &seed.dir, seed.user_id).await?;
     created(json!({ "sha": sha }))
 }
 
@@ -78,7 +66,7 @@ struct NewCommitBody {
     branch: String,
     start_branch: Option<String>,
     message: String,
-    user_id: Option<Id>,
+    user_id: Id,
     author_name: Option<String>,
     author_email: Option<String>,
     files: Vec<NewFile>,
@@ -113,10 +101,6 @@ async fn commit(State(sim): State<SimHandle>, Path(id): Path<Id>, raw: Bytes) ->
             );
         }
     };
-    let user_id = match req.user_id {
-        Some(user) => user,
-        None => creator(&sim, id)?,
-    };
     let sha = sim
         .commit_files(
             id,
@@ -125,7 +109,7 @@ async fn commit(State(sim): State<SimHandle>, Path(id): Path<Id>, raw: Bytes) ->
                 start_branch: req.start_branch,
                 message: req.message,
                 files,
-                user_id,
+                user_id: req.user_id,
                 author,
             },
         )
@@ -154,7 +138,7 @@ struct NewMergeRequestBody {
     title: String,
     #[serde(default)]
     description: String,
-    author_id: Option<Id>,
+    author_id: Id,
 }
 
 async fn open_merge_request(
@@ -163,10 +147,6 @@ async fn open_merge_request(
     raw: Bytes,
 ) -> ControlResult {
     let req: NewMergeRequestBody = body(&raw)?;
-    let author = match req.author_id {
-        Some(user) => user,
-        None => creator(&sim, id)?,
-    };
     let target = match req.target_branch {
         Some(target) => target,
         None => sim
@@ -179,7 +159,7 @@ async fn open_merge_request(
     let mr = sim
         .open_merge_request(
             id,
-            author,
+            req.author_id,
             &req.source_branch,
             &target,
             &req.title,
@@ -193,7 +173,7 @@ async fn open_merge_request(
 struct EditBody {
     title: Option<String>,
     description: Option<String>,
-    user_id: Option<Id>,
+    user_id: Id,
 }
 
 async fn edit_merge_request(
@@ -202,21 +182,17 @@ async fn edit_merge_request(
     raw: Bytes,
 ) -> ControlResult {
     let req: EditBody = body(&raw)?;
-    let user_id = match req.user_id {
-        Some(user) => user,
-        None => creator(&sim, id)?,
-    };
     let edit = MergeRequestEdit {
         title: req.title,
         description: req.description,
     };
-    let mr = sim.edit_merge_request(id, iid, user_id, edit).await?;
+    let mr = sim.edit_merge_request(id, iid, req.user_id, edit).await?;
     Ok(Json(render_mr(&sim, &mr)).into_response())
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 struct ActionBody {
-    user_id: Option<Id>,
+    user_id: Id,
 }
 
 async fn merge_request_action(
@@ -225,16 +201,19 @@ async fn merge_request_action(
     raw: Bytes,
 ) -> ControlResult {
     let req: ActionBody = body(&raw)?;
-    let user_id = match req.user_id {
-        Some(user) => user,
-        None => creator(&sim, id)?,
-    };
     let mr = match action.as_str() {
-        "draft" => sim.set_merge_request_draft(id, iid, user_id, true).await?,
-        "ready" => sim.set_merge_request_draft(id, iid, user_id, false).await?,
-        "close" => sim.close_merge_request(id, iid, user_id).await?,
-        "reopen" => sim.reopen_merge_request(id, iid, user_id).await?,
-        "merge" => sim.merge_merge_request(id, iid, user_id).await?,
+        "draft" => {
+            sim.set_merge_request_draft(id, iid, req.user_id, true)
+                .await?
+        }
+        "ready" => {
+            sim.set_merge_request_draft(id, iid, req.user_id, false)
+                .await?
+        }
+        "close" => sim.close_merge_request(id, iid, req.user_id).await?,
+        "reopen" => sim.reopen_merge_request(id, iid, req.user_id).await?,
+        "approve" => sim.approve_merge_request(id, iid, req.user_id).await?,
+        "merge" => sim.merge_merge_request(id, iid, req.user_id).await?,
         _ => return Err(ApiError::not_found("Action")),
     };
     Ok(Json(render_mr(&sim, &mr)).into_response())

@@ -55,7 +55,10 @@ fn pre_authorize(state: &SimState, params: &Params) -> Result<PreAuth, Refusal> 
     let redirect_uri = params
         .str("redirect_uri")
         .filter(|uri| app.redirect_uris.contains(uri))
-        .ok_or(Refusal::Page(StatusCode::BAD_REQUEST, "invalid_redirect_uri"))?;
+        .ok_or(Refusal::Page(
+            StatusCode::BAD_REQUEST,
+            "invalid_redirect_uri",
+        ))?;
     let client_state = params.str("state");
     let refuse = |error: &str| error_redirect(&redirect_uri, error, client_state.as_deref());
     if params.str("response_type").as_deref() != Some("code") {
@@ -82,6 +85,20 @@ fn pre_authorize(state: &SimState, params: &Params) -> Result<PreAuth, Refusal> 
         scopes,
         code_challenge,
         code_challenge_method,
+    })
+}
+
+/// GitLab skips consent for confidential apps when the user already holds a non-revoked token
+/// with the same scopes (Doorkeeper's `matching_token?`).
+fn has_matching_token(state: &SimState, user_id: Id, pre: &PreAuth) -> bool {
+    state.oauth_tokens.values().any(|t| {
+        t.user_id == user_id && t.application_id == pre.app.id && !t.revoked && {
+            let mut a = t.scopes.clone();
+            let mut b = pre.scopes.clone();
+            a.sort();
+            b.sort();
+            a == b
+        }
     })
 }
 
@@ -133,7 +150,10 @@ fn code_redirect(state: &mut SimState, user_id: Id, pre: &PreAuth) -> Response {
         pre.code_challenge_method.clone(),
     );
     let Ok(mut url) = url::Url::parse(&pre.redirect_uri) else {
-        return refusal_response(Refusal::Page(StatusCode::BAD_REQUEST, "invalid_redirect_uri"));
+        return refusal_response(Refusal::Page(
+            StatusCode::BAD_REQUEST,
+            "invalid_redirect_uri",
+        ));
     };
     {
         let mut q = url.query_pairs_mut();
@@ -183,7 +203,11 @@ fn consent_page(pre: &PreAuth, cookie: &str) -> Response {
         scopes = html_escape(&pre.scopes.join(", ")),
         deny_method = hidden("_method", "delete"),
     );
-    page(StatusCode::OK, &format!("Authorize {}", pre.app.name), &body)
+    page(
+        StatusCode::OK,
+        &format!("Authorize {}", pre.app.name),
+        &body,
+    )
 }
 
 fn sign_in_redirect(uri: &axum::http::Uri) -> Response {
@@ -209,7 +233,10 @@ pub async fn show(
     let Some((user_id, cookie)) = session_user(&state, &headers) else {
         return sign_in_redirect(&uri);
     };
-    if pre.app.trusted || state.oauth_approvals.contains(&(user_id, pre.app.id)) {
+    if pre.app.trusted
+        || state.oauth_approvals.contains(&(user_id, pre.app.id))
+        || (pre.app.confidential && has_matching_token(&state, user_id, &pre))
+    {
         return code_redirect(&mut state, user_id, &pre);
     }
     consent_page(&pre, &cookie)
@@ -218,13 +245,21 @@ pub async fn show(
 pub async fn decide(State(sim): State<SimHandle>, headers: HeaderMap, params: Params) -> Response {
     let mut state = sim.lock();
     let Some((user_id, cookie)) = session_user(&state, &headers) else {
-        return page(StatusCode::UNAUTHORIZED, "Sign in required", "<p>You need to sign in.</p>");
+        return page(
+            StatusCode::UNAUTHORIZED,
+            "Sign in required",
+            "<p>You need to sign in.</p>",
+        );
     };
     let token_ok = params
         .str("authenticity_token")
         .is_some_and(|t| secrets::constant_time_eq(&t, &authenticity_token(&cookie)));
     if !token_ok {
-        return page(StatusCode::UNPROCESSABLE_ENTITY, "The change you requested was rejected", "<p>Invalid authenticity token.</p>");
+        return page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "The change you requested was rejected",
+            "<p>Invalid authenticity token.</p>",
+        );
     }
     let pre = match pre_authorize(&state, &params) {
         Ok(pre) => pre,
@@ -237,7 +272,6 @@ pub async fn decide(State(sim): State<SimHandle>, headers: HeaderMap, params: Pa
             pre.state.as_deref(),
         ));
     }
-    state.oauth_approvals.insert((user_id, pre.app.id));
     code_redirect(&mut state, user_id, &pre)
 }
 
@@ -294,7 +328,8 @@ pub async fn sign_in(State(sim): State<SimHandle>, params: Params) -> Response {
     };
     let cookie = state.create_web_session(user_id);
     let mut response = found(&redirect_to);
-    if let Ok(value) = format!("{SESSION_COOKIE}={cookie}; Path=/; HttpOnly; SameSite=Lax").parse() {
+    if let Ok(value) = format!("{SESSION_COOKIE}={cookie}; Path=/; HttpOnly; SameSite=Lax").parse()
+    {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
     response

@@ -21,7 +21,9 @@ pub fn describe(error: &str) -> &'static str {
         "invalid_grant" => {
             "The provided authorization grant is invalid, expired, revoked, does not match the redirection URI used in the authorization request, or was issued to another client."
         }
-        "unauthorized_client" => "The client is not authorized to perform this request using this method.",
+        "unauthorized_client" => {
+            "The client is not authorized to perform this request using this method."
+        }
         "unsupported_grant_type" => {
             "The authorization grant type is not supported by the authorization server."
         }

@@ -156,7 +156,11 @@ fn exchange_code(state: &mut SimState, app: &OAuthApplication, params: &Params) 
         return bad("invalid_grant");
     };
     let expired = (now - grant.created_at).num_seconds() >= CODE_LIFETIME_SECS;
-    if grant.revoked || expired || grant.application_id != app.id || grant.redirect_uri != redirect_uri {
+    if grant.revoked
+        || expired
+        || grant.application_id != app.id
+        || grant.redirect_uri != redirect_uri
+    {
         return bad("invalid_grant");
     }
     let verifier = params.str("code_verifier");
@@ -237,11 +241,10 @@ fn invalid_token(description: &str) -> Response {
 
 pub async fn info(State(sim): State<SimHandle>, headers: HeaderMap, params: Params) -> Response {
     let state = sim.lock();
-    let token = bearer(&headers, &params)
-        .and_then(|t| match state.find_secret(&t) {
-            Some(SecretRef::OAuthAccess(id)) => state.oauth_tokens.get(&id),
-            _ => None,
-        });
+    let token = bearer(&headers, &params).and_then(|t| match state.find_secret(&t) {
+        Some(SecretRef::OAuthAccess(id)) => state.oauth_tokens.get(&id),
+        _ => None,
+    });
     let Some(token) = token else {
         return invalid_token("The access token is invalid");
     };
@@ -275,10 +278,12 @@ pub async fn revoke(State(sim): State<SimHandle>, headers: HeaderMap, params: Pa
         Err(ClientAuthFailed) => return invalid_client(),
     };
     let ok = || (StatusCode::OK, Json(Value::Object(Default::default()))).into_response();
-    let token_id = params.str("token").and_then(|t| match state.find_secret(&t) {
-        Some(SecretRef::OAuthAccess(id) | SecretRef::OAuthRefresh(id)) => Some(id),
-        _ => None,
-    });
+    let token_id = params
+        .str("token")
+        .and_then(|t| match state.find_secret(&t) {
+            Some(SecretRef::OAuthAccess(id) | SecretRef::OAuthRefresh(id)) => Some(id),
+            _ => None,
+        });
     // RFC 7009: unknown tokens are answered like revoked ones.
     let Some(token_id) = token_id else {
         return ok();
@@ -290,7 +295,10 @@ pub async fn revoke(State(sim): State<SimHandle>, headers: HeaderMap, params: Pa
         .oauth_applications
         .get(&token.application_id)
         .is_some_and(|a| a.confidential);
-    let authorized = !confidential || client.as_ref().is_some_and(|c| c.id == token.application_id);
+    let authorized = !confidential
+        || client
+            .as_ref()
+            .is_some_and(|c| c.id == token.application_id);
     if !authorized {
         return (
             StatusCode::FORBIDDEN,

@@ -58,7 +58,8 @@ impl State {
 
     /// Whether the user (or an anonymous caller for `None`) may see the project at all.
     pub fn can_read_project(&self, user_id: Option<Id>, project: &Project) -> bool {
-        let member = || user_id.is_some_and(|uid| self.project_access(uid, project) >= access::GUEST);
+        let member =
+            || user_id.is_some_and(|uid| self.project_access(uid, project) >= access::GUEST);
         // Bots (project access tokens) see only what they are members of.
         match (project.visibility, user_id) {
             (Visibility::Public, _) => true,

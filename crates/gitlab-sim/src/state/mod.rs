@@ -87,10 +87,16 @@ impl State {
     /// The user a presented token belongs to (for per-user rate limiting).
     pub fn user_of_secret(&self, secret: &str) -> Option<Id> {
         match self.find_secret(secret)? {
-            SecretRef::PersonalAccessToken(id) => self.personal_access_tokens.get(&id).map(|t| t.user_id),
-            SecretRef::ProjectAccessToken(id) => self.project_access_tokens.get(&id).map(|t| t.user_id),
+            SecretRef::PersonalAccessToken(id) => {
+                self.personal_access_tokens.get(&id).map(|t| t.user_id)
+            }
+            SecretRef::ProjectAccessToken(id) => {
+                self.project_access_tokens.get(&id).map(|t| t.user_id)
+            }
             SecretRef::OAuthAccess(id) => self.oauth_tokens.get(&id).map(|t| t.user_id),
-            SecretRef::DeployToken(_) | SecretRef::OAuthRefresh(_) | SecretRef::OAuthCode(_) => None,
+            SecretRef::DeployToken(_) | SecretRef::OAuthRefresh(_) | SecretRef::OAuthCode(_) => {
+                None
+            }
         }
     }
 
@@ -174,7 +180,9 @@ impl State {
     }
 
     pub fn hooks_of(&self, project_id: Id) -> impl Iterator<Item = &Hook> {
-        self.hooks.values().filter(move |h| h.project_id == project_id)
+        self.hooks
+            .values()
+            .filter(move |h| h.project_id == project_id)
     }
 }
 

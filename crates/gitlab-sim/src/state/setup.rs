@@ -92,7 +92,9 @@ impl State {
             return Err(SetupError::Invalid("username is invalid".into()));
         }
         if self.user_by_username(&new.username).is_some() {
-            return Err(SetupError::Conflict("Username has already been taken".into()));
+            return Err(SetupError::Conflict(
+                "Username has already been taken".into(),
+            ));
         }
         let id = self.next_id();
         let user = User {
@@ -359,7 +361,10 @@ impl State {
     }
 
     /// Stores a merge request (no hooks fire here; the control layer adds those).
-    pub fn insert_merge_request(&mut self, new: NewMergeRequest) -> Result<MergeRequest, SetupError> {
+    pub fn insert_merge_request(
+        &mut self,
+        new: NewMergeRequest,
+    ) -> Result<MergeRequest, SetupError> {
         let now = self.now();
         let id = self.next_id();
         let project = self
@@ -453,7 +458,9 @@ impl SimHandle {
     /// Marks (user, application) as already authorized: `/oauth/authorize` then redirects with a
     /// code at once for a signed-in user, as GitLab does when a matching grant exists.
     pub fn preapprove_oauth(&self, user_id: Id, application_id: Id) {
-        self.lock().oauth_approvals.insert((user_id, application_id));
+        self.lock()
+            .oauth_approvals
+            .insert((user_id, application_id));
     }
 
     pub fn create_web_session(&self, user_id: Id) -> String {

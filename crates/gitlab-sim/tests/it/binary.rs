@@ -14,10 +14,18 @@ async fn starts_on_port_zero_and_prints_its_url() {
         .spawn()
         .expect("spawn");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("line");
-    let url = line.trim().strip_prefix("gitlab-sim listening on ").expect("prefix").to_owned();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("line");
+    let url = line
+        .trim()
+        .strip_prefix("gitlab-sim listening on ")
+        .expect("prefix")
+        .to_owned();
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-    let response = reqwest::get(format!("{url}/api/v4/user")).await.expect("request");
+    let response = reqwest::get(format!("{url}/api/v4/user"))
+        .await
+        .expect("request");
     let status = response.status();
     let body: serde_json::Value = response.json().await.expect("json");
     child.kill().expect("kill");
@@ -31,7 +39,14 @@ fn help_documents_every_flag() {
     let out = Command::new(BIN).arg("--help").output().expect("help");
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--listen", "--data-dir", "--state-file", "--gitlab-com-free", "--help", "--version"] {
+    for flag in [
+        "--listen",
+        "--data-dir",
+        "--state-file",
+        "--gitlab-com-free",
+        "--help",
+        "--version",
+    ] {
         assert!(help.contains(flag), "{flag} in {help}");
     }
 }

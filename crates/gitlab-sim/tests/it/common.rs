@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use gitlab_sim::state::{Id, NewGroup, NewProject, NewUser, Namespace, Project, Visibility};
+use gitlab_sim::state::{Id, Namespace, NewGroup, NewProject, NewUser, Project, Visibility};
 use gitlab_sim::{Sim, SimConfig, SimHandle};
 use reqwest::{Client, Response, StatusCode};
 use serde_json::Value;
@@ -81,10 +81,16 @@ impl TestSim {
     }
 
     pub async fn project(&self, path: &str, namespace: Namespace) -> Project {
-        self.project_with(path, namespace, Visibility::Private).await
+        self.project_with(path, namespace, Visibility::Private)
+            .await
     }
 
-    pub async fn project_with(&self, path: &str, namespace: Namespace, visibility: Visibility) -> Project {
+    pub async fn project_with(
+        &self,
+        path: &str,
+        namespace: Namespace,
+        visibility: Visibility,
+    ) -> Project {
         self.handle()
             .create_project(NewProject {
                 path: path.into(),
@@ -102,7 +108,9 @@ impl TestSim {
     /// A project in a fresh group where `user` has `level`.
     pub async fn project_for(&self, user: &TestUser, level: u8) -> Project {
         let group = self.group(&format!("g{}", user.id), None);
-        self.handle().add_group_member(group, user.id, level).expect("member");
+        self.handle()
+            .add_group_member(group, user.id, level)
+            .expect("member");
         self.project("repo", Namespace::Group(group)).await
     }
 
@@ -179,14 +187,22 @@ fn git(repo: &Path, args: &[&str], stdin: Option<&str>) -> String {
             .expect("write stdin");
     }
     let out = child.wait_with_output().expect("git output");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// Commits with git plumbing (no work tree); `git_ref` may be a branch or any other ref.
 pub fn commit_to(repo: &Path, git_ref: &str, file: &str, content: &str) -> String {
     let blob = git(repo, &["hash-object", "-w", "--stdin"], Some(content));
-    let tree = git(repo, &["mktree"], Some(&format!("100644 blob {blob}\t{file}\n")));
+    let tree = git(
+        repo,
+        &["mktree"],
+        Some(&format!("100644 blob {blob}\t{file}\n")),
+    );
     let parent = Command::new("git")
         .arg("--git-dir")
         .arg(repo)
@@ -241,8 +257,9 @@ pub struct Form {
 
 /// Finds the form with the given `id` in an HTML page.
 pub fn form(html: &str, id: &str) -> Form {
-    let form_re = regex::Regex::new(r#"(?s)<form id="([^"]*)" action="([^"]*)" method="post">(.*?)</form>"#)
-        .expect("regex");
+    let form_re =
+        regex::Regex::new(r#"(?s)<form id="([^"]*)" action="([^"]*)" method="post">(.*?)</form>"#)
+            .expect("regex");
     let input_re = regex::Regex::new(r#"<(?:input|button)[^>]*name="([^"]*)"[^>]*value="([^"]*)""#)
         .expect("regex");
     let caps = form_re

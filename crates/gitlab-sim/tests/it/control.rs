@@ -10,31 +10,115 @@ use crate::common::{TestSim, expect, json};
 async fn setup_over_http_then_use_the_api() {
     let t = TestSim::start().await;
     let ctl = |path: &str| t.url(&format!("/-/sim{path}"));
-    let user = expect(t.http.post(ctl("/users")).json(&json!({"username": "ops", "password": "pw"})).send().await.expect("r"), StatusCode::CREATED).await;
-    let token = user["personal_access_token"].as_str().expect("token").to_owned();
-    let dup = t.http.post(ctl("/users")).json(&json!({"username": "ops"})).send().await.expect("r");
+    let user = expect(
+        t.http
+            .post(ctl("/users"))
+            .json(&json!({"username": "ops", "password": "pw"}))
+            .send()
+            .await
+            .expect("r"),
+        StatusCode::CREATED,
+    )
+    .await;
+    let token = user["personal_access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let dup = t
+        .http
+        .post(ctl("/users"))
+        .json(&json!({"username": "ops"}))
+        .send()
+        .await
+        .expect("r");
     assert_eq!(dup.status(), StatusCode::CONFLICT);
-    let bad = t.http.post(ctl("/users")).json(&json!({"username": 5})).send().await.expect("r");
+    let bad = t
+        .http
+        .post(ctl("/users"))
+        .json(&json!({"username": 5}))
+        .send()
+        .await
+        .expect("r");
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
-    let group = expect(t.http.post(ctl("/groups")).json(&json!({"path": "analytics"})).send().await.expect("r"), StatusCode::CREATED).await;
+    let group = expect(
+        t.http
+            .post(ctl("/groups"))
+            .json(&json!({"path": "analytics"}))
+            .send()
+            .await
+            .expect("r"),
+        StatusCode::CREATED,
+    )
+    .await;
     let gid = group["id"].as_u64().expect("gid");
-    let sub = expect(t.http.post(ctl("/groups")).json(&json!({"path": "dbt", "parent_id": gid})).send().await.expect("r"), StatusCode::CREATED).await;
+    let sub = expect(
+        t.http
+            .post(ctl("/groups"))
+            .json(&json!({"path": "dbt", "parent_id": gid}))
+            .send()
+            .await
+            .expect("r"),
+        StatusCode::CREATED,
+    )
+    .await;
     assert_eq!(sub["full_path"], "analytics/dbt");
-    expect(t.http.post(ctl(&format!("/groups/{gid}/members"))).json(&json!({"user_id": user["id"], "access_level": 40})).send().await.expect("r"), StatusCode::CREATED).await;
-    let bad_level = t.http.post(ctl(&format!("/groups/{gid}/members"))).json(&json!({"user_id": user["id"], "access_level": 41})).send().await.expect("r");
+    expect(
+        t.http
+            .post(ctl(&format!("/groups/{gid}/members")))
+            .json(&json!({"user_id": user["id"], "access_level": 40}))
+            .send()
+            .await
+            .expect("r"),
+        StatusCode::CREATED,
+    )
+    .await;
+    let bad_level = t
+        .http
+        .post(ctl(&format!("/groups/{gid}/members")))
+        .json(&json!({"user_id": user["id"], "access_level": 41}))
+        .send()
+        .await
+        .expect("r");
     assert_eq!(bad_level.status(), StatusCode::BAD_REQUEST);
-    let project = expect(t.http.post(ctl("/projects")).json(&json!({"path": "jaffle", "namespace": {"kind": "group", "id": sub["id"]}})).send().await.expect("r"), StatusCode::CREATED).await;
+    let project = expect(
+        t.http
+            .post(ctl("/projects"))
+            .json(&json!({"path": "jaffle", "namespace": {"kind": "group", "id": sub["id"]}}))
+            .send()
+            .await
+            .expect("r"),
+        StatusCode::CREATED,
+    )
+    .await;
     let repo = project["repository_path"].as_str().expect("repo path");
     // A real bare repository whose HEAD is main.
     let head = std::fs::read_to_string(format!("{repo}/HEAD")).expect("HEAD");
     assert_eq!(head.trim(), "ref: refs/heads/main");
-    let listed = json(t.get("/projects?membership=true&min_access_level=40", &token).await).await;
+    let listed = json(
+        t.get("/projects?membership=true&min_access_level=40", &token)
+            .await,
+    )
+    .await;
     assert_eq!(listed[0]["path_with_namespace"], "analytics/dbt/jaffle");
-    let missing_ns = t.http.post(ctl("/projects")).json(&json!({"path": "x", "namespace": {"kind": "group", "id": 999}})).send().await.expect("r");
+    let missing_ns = t
+        .http
+        .post(ctl("/projects"))
+        .json(&json!({"path": "x", "namespace": {"kind": "group", "id": 999}}))
+        .send()
+        .await
+        .expect("r");
     assert_eq!(missing_ns.status(), StatusCode::NOT_FOUND);
     let raw = json(t.http.get(ctl("/state")).send().await.expect("r")).await;
     assert_eq!(raw["projects"].as_object().expect("projects").len(), 1);
-    let clock = json(t.http.post(ctl("/clock/advance")).json(&json!({"seconds": 3600})).send().await.expect("r")).await;
+    let clock = json(
+        t.http
+            .post(ctl("/clock/advance"))
+            .json(&json!({"seconds": 3600}))
+            .send()
+            .await
+            .expect("r"),
+    )
+    .await;
     assert!(clock["now"].is_string());
     let settings = json(t.http.get(ctl("/settings")).send().await.expect("r")).await;
     assert_eq!(settings["access_token_lifetime_secs"], 7200);
@@ -52,13 +136,24 @@ async fn state_file_round_trip() {
     };
     let token = {
         let sim = Sim::start(config()).await.expect("start");
-        let (_, token) = sim.handle().create_user(gitlab_sim::state::NewUser { username: "persisted".into(), ..Default::default() }).expect("user");
+        let (_, token) = sim
+            .handle()
+            .create_user(gitlab_sim::state::NewUser {
+                username: "persisted".into(),
+                ..Default::default()
+            })
+            .expect("user");
         assert!(sim.handle().save().expect("save"));
         sim.shutdown().await;
         token
     };
     let sim = Sim::start(config()).await.expect("restart");
-    let me = reqwest::Client::new().get(format!("{}/api/v4/user", sim.base_url())).header("PRIVATE-TOKEN", &token).send().await.expect("r");
+    let me = reqwest::Client::new()
+        .get(format!("{}/api/v4/user", sim.base_url()))
+        .header("PRIVATE-TOKEN", &token)
+        .send()
+        .await
+        .expect("r");
     assert_eq!(expect(me, StatusCode::OK).await["username"], "persisted");
     let corrupt = dir.path().join("corrupt.json");
     std::fs::write(&corrupt, "{not json").expect("write");

@@ -70,6 +70,7 @@ async fn seed_commit_and_merge_request_lifecycle_over_http() {
             json!({
                 "branch": "feature",
                 "message": "Change orders",
+                "user_id": owner.id,
                 "author_name": "Ada",
                 "author_email": "ada@example.com",
                 "files": [
@@ -92,17 +93,25 @@ async fn seed_commit_and_merge_request_lifecycle_over_http() {
         &sim,
         reqwest::Method::POST,
         &format!("/projects/{p}/repository/commits"),
-        json!({ "branch": "x", "message": "m", "files": [{ "path": "a" }] }),
+        json!({ "branch": "x", "message": "m", "user_id": owner.id, "files": [{ "path": "a" }] }),
     )
     .await;
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let escape = control(
+        &sim,
+        reqwest::Method::POST,
+        &format!("/projects/{p}/repository/commits"),
+        json!({ "branch": "x", "message": "m", "user_id": owner.id, "files": [{ "path": "../x", "content": "x" }] }),
+    )
+    .await;
+    assert_eq!(escape.status(), StatusCode::BAD_REQUEST);
 
     let mr = expect(
         control(
             &sim,
             reqwest::Method::POST,
             &format!("/projects/{p}/merge_requests"),
-            json!({ "source_branch": "feature", "title": "Orders" }),
+            json!({ "source_branch": "feature", "title": "Orders", "author_id": owner.id }),
         )
         .await,
         StatusCode::CREATED,
@@ -133,7 +142,7 @@ async fn seed_commit_and_merge_request_lifecycle_over_http() {
             &sim,
             reqwest::Method::PUT,
             &format!("/projects/{p}/merge_requests/{iid}"),
-            json!({ "title": "Orders v2" }),
+            json!({ "title": "Orders v2", "user_id": owner.id }),
         )
         .await,
         StatusCode::OK,
@@ -151,13 +160,14 @@ async fn seed_commit_and_merge_request_lifecycle_over_http() {
         ("ready", "update"),
         ("close", "close"),
         ("reopen", "reopen"),
+        ("approve", "approved"),
         ("merge", "merge"),
     ] {
         let response = control(
             &sim,
             reqwest::Method::POST,
             &format!("/projects/{p}/merge_requests/{iid}/{action}"),
-            json!({}),
+            json!({ "user_id": owner.id }),
         )
         .await;
         let body = expect(response, StatusCode::OK).await;
@@ -174,7 +184,7 @@ async fn seed_commit_and_merge_request_lifecycle_over_http() {
         &sim,
         reqwest::Method::POST,
         &format!("/projects/{p}/merge_requests/{iid}/close"),
-        json!({}),
+        json!({ "user_id": owner.id }),
     )
     .await;
     assert_eq!(again.status(), StatusCode::CONFLICT);
@@ -182,7 +192,7 @@ async fn seed_commit_and_merge_request_lifecycle_over_http() {
         &sim,
         reqwest::Method::POST,
         &format!("/projects/{p}/merge_requests/{iid}/explode"),
-        json!({}),
+        json!({ "user_id": owner.id }),
     )
     .await;
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);

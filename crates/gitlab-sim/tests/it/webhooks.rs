@@ -241,6 +241,17 @@ async fn merge_request_lifecycle_fires_each_hook_like_gitlab() {
         &reopen,
     );
 
+    handle
+        .approve_merge_request(p, mr.iid, me)
+        .await
+        .expect("approve");
+    let approved = s.receiver.next_event("Merge Request Hook").await.body;
+    assert_eq!(approved["object_attributes"]["action"], "approved");
+    assert_shape_of_fixture(
+        "webhook.merge_request.approved.gitlab-com-capture.json",
+        &approved,
+    );
+
     let merged = handle
         .merge_merge_request(p, mr.iid, me)
         .await

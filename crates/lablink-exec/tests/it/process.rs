@@ -168,3 +168,25 @@ async fn a_missing_program_is_a_clear_error() {
     let err = run(&spec, tx, &CancellationToken::new()).await.unwrap_err();
     assert!(err.to_string().contains("/nonexistent/dbt"), "{err}");
 }
+
+#[tokio::test]
+async fn a_descendant_that_leaves_the_group_cannot_hold_the_run_open() {
+    let dir = tempfile::tempdir().unwrap();
+    // setsid puts the sleeper in its own session and group, out of reach of the group kill, but
+    // it still holds the stdout pipe: without the grace limit this run would never end.
+    let mut spec = sh(
+        &dir,
+        "setsid sleep 100000 & echo $!; echo done",
+        Duration::from_secs(600),
+    );
+    spec.kill_grace = Duration::from_millis(200);
+    let (termination, lines) = run_collect(&spec).await;
+    assert!(termination.success());
+    assert!(lines.iter().any(|l| l.line == "done"));
+    // Not ours to leave running: the test cleans up the escaped process itself.
+    let escaped = first_pid(&lines);
+    std::process::Command::new("kill")
+        .arg(escaped.to_string())
+        .status()
+        .unwrap();
+}

@@ -186,6 +186,11 @@ impl Services {
                 let p: DeliveryPayload = serde_json::from_str(&job.payload).map_err(bad_payload)?;
                 self.process_delivery(&p.delivery_id).await
             }
+            crate::rotation::ROTATE_PROJECT_TOKEN_JOB => {
+                let p: crate::rotation::RotatePayload =
+                    serde_json::from_str(&job.payload).map_err(bad_payload)?;
+                self.run_rotation_job(&p).await
+            }
             DROP_SCHEMA_JOB => {
                 let p: DropSchemaPayload =
                     serde_json::from_str(&job.payload).map_err(bad_payload)?;

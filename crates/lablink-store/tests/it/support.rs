@@ -58,15 +58,15 @@ impl Drop for TestDb {
         let Some(name) = self.pg_name.take() else {
             return;
         };
-        let db = self.db.clone();
-        // Drop runs inside the test's runtime; the cleanup needs its own.
+        // Drop runs inside the test's (blocked) runtime, so the cleanup runs on its own thread
+        // and runtime; `WITH (FORCE)` ends the test's connections, whose pool cannot be closed
+        // from here.
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
             rt.block_on(async {
-                db.close().await;
                 let admin = Db::connect(PG_ADMIN).await.unwrap();
                 let Db::Postgres(pool) = &admin else { unreachable!() };
                 sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))

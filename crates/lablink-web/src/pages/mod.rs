@@ -1,11 +1,15 @@
 //! Server-rendered pages. Each module owns its routes; register a new module here.
 
 mod auth;
+mod ci_jobs;
 mod dashboard;
 pub mod health;
 mod integration;
 mod linked_accounts;
 mod profile;
+mod projects;
+mod repositories;
+mod runs;
 mod settings;
 mod setup;
 
@@ -22,6 +26,10 @@ pub fn routes() -> Router<AppState> {
         .merge(settings::routes())
         .merge(integration::routes())
         .merge(linked_accounts::routes())
+        .merge(projects::routes())
+        .merge(repositories::routes())
+        .merge(runs::routes())
+        .merge(ci_jobs::routes())
 }
 
 pub async fn not_found() -> HtmlError {

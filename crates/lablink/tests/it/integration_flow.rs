@@ -53,8 +53,13 @@ async fn integration_json(browser: &Browser) -> serde_json::Value {
 async fn admin_authorizes_then_developers_link_and_changes_say_what_happens(backend: Backend) {
     let gitlab = GitLab::start().await;
     let app = lablink(backend).await;
-    app.create_user("bigco", Plan::Enterprise, "admin@bigco.test", Role::AccountAdmin)
-        .await;
+    app.create_user(
+        "bigco",
+        Plan::Enterprise,
+        "admin@bigco.test",
+        Role::AccountAdmin,
+    )
+    .await;
     app.create_user("bigco", Plan::Enterprise, "dev@bigco.test", Role::Developer)
         .await;
     let admin = app.login("admin@bigco.test").await;
@@ -64,9 +69,17 @@ async fn admin_authorizes_then_developers_link_and_changes_say_what_happens(back
     assert_eq!(page.status, 200, "{}", page.body);
     let redirect_uri = format!("{}/complete/gitlab", app.base);
     assert!(page.body.contains(&redirect_uri), "{}", page.body);
-    assert!(page.body.contains("<code id=\"scope\">api</code>"), "{}", page.body);
+    assert!(
+        page.body.contains("<code id=\"scope\">api</code>"),
+        "{}",
+        page.body
+    );
     assert!(page.body.contains("Confidential"), "{}", page.body);
-    assert!(page.body.contains("value=\"https://gitlab.com\""), "default instance: {}", page.body);
+    assert!(
+        page.body.contains("value=\"https://gitlab.com\""),
+        "default instance: {}",
+        page.body
+    );
 
     // Save → GitLab consent → back → "Integration ready", and the admin is linked.
     let sim_app = gitlab.app(&[&app.base]).await;
@@ -74,33 +87,57 @@ async fn admin_authorizes_then_developers_link_and_changes_say_what_happens(back
     let saved = save_app(&admin, &gitlab, &sim_app).await;
     assert_eq!(saved.status, 303, "{}", saved.body);
     let authorize = saved.location.unwrap();
-    assert!(authorize.starts_with(&format!("{}/oauth/authorize?", gitlab.base)), "{authorize}");
-    assert!(authorize.contains("code_challenge_method=S256"), "{authorize}");
+    assert!(
+        authorize.starts_with(&format!("{}/oauth/authorize?", gitlab.base)),
+        "{authorize}"
+    );
+    assert!(
+        authorize.contains("code_challenge_method=S256"),
+        "{authorize}"
+    );
     assert!(authorize.contains("scope=api"), "{authorize}");
-    assert_eq!(integration_json(&admin).await["status"], "pending_authorization");
+    assert_eq!(
+        integration_json(&admin).await["status"],
+        "pending_authorization"
+    );
     let back = gitlab.consent(&root, &authorize, "Authorize").await;
     let done = callback(&admin, &back).await;
     assert_eq!(done.status, 303, "{}", done.body);
     assert_eq!(done.location.as_deref(), Some(PAGE));
     let page = admin.get(PAGE).await;
     assert!(page.body.contains("Integration ready"), "{}", page.body);
-    assert!(!page.body.contains(&sim_app.secret), "the secret is never shown back");
+    assert!(
+        !page.body.contains(&sim_app.secret),
+        "the secret is never shown back"
+    );
     let json = integration_json(&admin).await;
     assert_eq!(json["status"], "ready");
     assert_eq!(json["application_id"], sim_app.client_id.as_str());
     assert!(!json.to_string().contains(&sim_app.secret));
     let linked = admin.get("/profile/linked-accounts").await;
-    assert!(linked.body.contains("Linked as <strong>@root</strong>"), "{}", linked.body);
+    assert!(
+        linked.body.contains("Linked as <strong>@root</strong>"),
+        "{}",
+        linked.body
+    );
 
     // A developer links with the account's application.
     let dev = app.login("dev@bigco.test").await;
     let dana = gitlab.user("dana").await;
     let page = link(&dev, &gitlab, &dana).await;
-    assert!(page.body.contains("Linked as <strong>@dana</strong>"), "{}", page.body);
+    assert!(
+        page.body.contains("Linked as <strong>@dana</strong>"),
+        "{}",
+        page.body
+    );
 
     // Saving only a new secret keeps links (same application).
     let page = admin.get(PAGE).await;
-    assert!(text(&page.body).contains("2 GitLab account(s) are linked"), "{}", page.body);
+    assert!(
+        text(&page.body).contains("2 GitLab account(s) are linked"),
+        "{}",
+        page.body
+    );
 
     // Another application: the page said links made with the old one stop working; now they do.
     let other_app = gitlab.app(&[&app.base]).await;
@@ -108,24 +145,52 @@ async fn admin_authorizes_then_developers_link_and_changes_say_what_happens(back
     assert_eq!(saved.status, 303, "{}", saved.body);
     let page = dev.get("/profile/linked-accounts").await;
     let shown = text(&page.body);
-    assert!(shown.contains("the GitLab application changed; link again"), "{shown}");
+    assert!(
+        shown.contains("the GitLab application changed; link again"),
+        "{shown}"
+    );
     assert!(shown.contains("Link again"), "{shown}");
     let csrf = page.csrf();
     let check = dev
-        .api(Method::POST, "/api/v1/linked-accounts/gitlab/check", None, Some(&csrf))
+        .api(
+            Method::POST,
+            "/api/v1/linked-accounts/gitlab/check",
+            None,
+            Some(&csrf),
+        )
         .await;
     assert_eq!(check.status, 409, "{}", check.body);
-    assert!(check.json()["error"].as_str().unwrap().contains("Link again"), "{}", check.body);
+    assert!(
+        check.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("Link again"),
+        "{}",
+        check.body
+    );
     // Developers cannot link until the admin authorized the new application.
     let res = dev
-        .post_form("/profile/linked-accounts/gitlab/link", &[("csrf_token", &csrf)])
+        .post_form(
+            "/profile/linked-accounts/gitlab/link",
+            &[("csrf_token", &csrf)],
+        )
         .await;
     assert_eq!(res.status, 409, "{}", res.body);
-    assert!(text(&res.body).contains("an admin has not yet authorized it"), "{}", res.body);
-    let back = gitlab.consent(&root, &saved.location.unwrap(), "Authorize").await;
+    assert!(
+        text(&res.body).contains("an admin has not yet authorized it"),
+        "{}",
+        res.body
+    );
+    let back = gitlab
+        .consent(&root, &saved.location.unwrap(), "Authorize")
+        .await;
     assert_eq!(callback(&admin, &back).await.status, 303);
     let page = link(&dev, &gitlab, &dana).await;
-    assert!(page.body.contains("Linked as <strong>@dana</strong>"), "{}", page.body);
+    assert!(
+        page.body.contains("Linked as <strong>@dana</strong>"),
+        "{}",
+        page.body
+    );
 
     // Removing the application revokes and deletes the links made with it.
     let csrf = admin.get(PAGE).await.csrf();
@@ -133,19 +198,31 @@ async fn admin_authorizes_then_developers_link_and_changes_say_what_happens(back
         .post_form(&format!("{PAGE}/remove"), &[("csrf_token", &csrf)])
         .await;
     assert_eq!(removed.status, 200, "{}", removed.body);
-    assert!(text(&removed.body).contains("2 linked account(s) made with it were revoked"), "{}", removed.body);
+    assert!(
+        text(&removed.body).contains("2 linked account(s) made with it were revoked"),
+        "{}",
+        removed.body
+    );
     let page = dev.get("/profile/linked-accounts").await;
     assert!(page.body.contains("No connected account"), "{}", page.body);
     let dana_tokens = gitlab.oauth_tokens_of(dana.id).await;
-    assert!(dana_tokens.iter().all(|t| t["revoked"] == true), "{dana_tokens:?}");
+    assert!(
+        dana_tokens.iter().all(|t| t["revoked"] == true),
+        "{dana_tokens:?}"
+    );
     assert_eq!(integration_json(&admin).await["status"], "none");
 }
 
 async fn other_plans_are_told_why_they_use_the_operators_application(backend: Backend) {
     let gitlab = GitLab::start().await;
     let app = lablink(backend).await;
-    app.create_user("small", Plan::Starter, "admin@small.test", Role::AccountAdmin)
-        .await;
+    app.create_user(
+        "small",
+        Plan::Starter,
+        "admin@small.test",
+        Role::AccountAdmin,
+    )
+    .await;
     let admin = app.login("admin@small.test").await;
     let page = admin.get(PAGE).await;
     assert_eq!(page.status, 200, "{}", page.body);
@@ -153,11 +230,12 @@ async fn other_plans_are_told_why_they_use_the_operators_application(backend: Ba
     assert!(shown.contains("Starter plan"), "{shown}");
     assert!(shown.contains("Enterprise and Enterprise+"), "{shown}");
     let sim_app = gitlab.app(&[&app.base]).await;
+    let csrf = admin.get("/profile").await.csrf();
     let res = admin
         .post_form(
             PAGE,
             &[
-                ("csrf_token", &page.csrf()),
+                ("csrf_token", &csrf),
                 ("instance_url", &gitlab.base),
                 ("application_id", &sim_app.client_id),
                 ("secret", &sim_app.secret),
@@ -166,46 +244,132 @@ async fn other_plans_are_told_why_they_use_the_operators_application(backend: Ba
         .await;
     assert_eq!(res.status, 403, "{}", res.body);
     let shown = text(&res.body);
-    assert!(shown.contains("Your account is on the Starter plan"), "{shown}");
-    assert!(shown.contains("lablink uses its operator's application for gitlab.com"), "{shown}");
+    assert!(
+        shown.contains("Your account is on the Starter plan"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("lablink uses its operator's application for gitlab.com"),
+        "{shown}"
+    );
     assert_eq!(integration_json(&admin).await["status"], "none");
 }
 
 async fn bad_input_is_refused_with_a_message_and_saves_nothing(backend: Backend) {
     let gitlab = GitLab::start().await;
     let app = lablink(backend).await;
-    app.create_user("bigco", Plan::EnterprisePlus, "admin@bigco.test", Role::AccountAdmin)
-        .await;
+    app.create_user(
+        "bigco",
+        Plan::EnterprisePlus,
+        "admin@bigco.test",
+        Role::AccountAdmin,
+    )
+    .await;
     let admin = app.login("admin@bigco.test").await;
     let sim_app = gitlab.app(&[&app.base]).await;
     let cases: Vec<(String, &str, &str, &str, &str)> = vec![
-        ("https://169.254.169.254".into(), "id", "s", "", "refused by lablink's network policy"),
-        ("https://10.0.0.1".into(), "id", "s", "", "refused by lablink's network policy"),
-        ("http://gitlab.example.com".into(), "id", "s", "", "use https://"),
-        ("https://user:pass@gitlab.example.com".into(), "id", "s", "", "remove the user name and password"),
-        ("https://gitlab.example.com/?a=b".into(), "id", "s", "", "remove the `?…` query"),
-        ("https://gitlab.example.com/#top".into(), "id", "s", "", "remove the `#…` fragment"),
-        ("ftp://gitlab.example.com".into(), "id", "s", "", "must start with https://"),
-        ("not a url".into(), "id", "s", "", "GitLab instance URL not a url"),
+        (
+            "https://169.254.169.254".into(),
+            "id",
+            "s",
+            "",
+            "refused by lablink's network policy",
+        ),
+        (
+            "https://10.0.0.1".into(),
+            "id",
+            "s",
+            "",
+            "refused by lablink's network policy",
+        ),
+        (
+            "http://gitlab.example.com".into(),
+            "id",
+            "s",
+            "",
+            "use https://",
+        ),
+        (
+            "https://user:pass@gitlab.example.com".into(),
+            "id",
+            "s",
+            "",
+            "remove the user name and password",
+        ),
+        (
+            "https://gitlab.example.com/?a=b".into(),
+            "id",
+            "s",
+            "",
+            "remove the `?…` query",
+        ),
+        (
+            "https://gitlab.example.com/#top".into(),
+            "id",
+            "s",
+            "",
+            "remove the `#…` fragment",
+        ),
+        (
+            "ftp://gitlab.example.com".into(),
+            "id",
+            "s",
+            "",
+            "must start with https://",
+        ),
+        (
+            "not a url".into(),
+            "id",
+            "s",
+            "",
+            "GitLab instance URL not a url",
+        ),
         (gitlab.base.clone(), "", "s", "", "Enter the Application ID"),
         (gitlab.base.clone(), "two words", "s", "", "single word"),
         (gitlab.base.clone(), "id", "", "", "Enter the Secret"),
-        (gitlab.base.clone(), "id", "s", "garbage", "no `-----BEGIN CERTIFICATE-----` block"),
+        (
+            gitlab.base.clone(),
+            "id",
+            "s",
+            "garbage",
+            "no `-----BEGIN CERTIFICATE-----` block",
+        ),
         // lablink itself is not GitLab.
-        (app.base.clone(), "id", "s", "", "does not answer like GitLab"),
+        (
+            app.base.clone(),
+            "id",
+            "s",
+            "",
+            "does not answer like GitLab",
+        ),
     ];
     for (url, id, secret, ca, message) in cases {
         let res = save(
             &admin,
-            &[("instance_url", &url), ("application_id", id), ("secret", secret), ("ca_bundle_pem", ca)],
+            &[
+                ("instance_url", &url),
+                ("application_id", id),
+                ("secret", secret),
+                ("ca_bundle_pem", ca),
+            ],
         )
         .await;
         assert_eq!(res.status, 422, "{url:?}: {}", res.body);
         let shown = text(&res.body);
-        assert!(shown.contains(message), "{url:?}: expected {message:?} in {shown}");
+        assert!(
+            shown.contains(message),
+            "{url:?}: expected {message:?} in {shown}"
+        );
         // What was typed is kept (so nothing is lost), except the secret.
-        assert!(shown.contains(&format!("value=\"{url}\"")) || url.is_empty(), "{shown}");
-        assert_eq!(integration_json(&admin).await["status"], "none", "{url:?} saved something");
+        assert!(
+            shown.contains(&format!("value=\"{url}\"")) || url.is_empty(),
+            "{shown}"
+        );
+        assert_eq!(
+            integration_json(&admin).await["status"],
+            "none",
+            "{url:?} saved something"
+        );
     }
     // The valid application still works afterwards; a wrong secret is caught when GitLab is asked.
     let saved = save(
@@ -219,37 +383,68 @@ async fn bad_input_is_refused_with_a_message_and_saves_nothing(backend: Backend)
     .await;
     assert_eq!(saved.status, 303, "{}", saved.body);
     let root = gitlab.user("root").await;
-    let back = gitlab.consent(&root, &saved.location.unwrap(), "Authorize").await;
+    let back = gitlab
+        .consent(&root, &saved.location.unwrap(), "Authorize")
+        .await;
     let res = callback(&admin, &back).await;
     assert_eq!(res.status, 400, "{}", res.body);
     let shown = text(&res.body);
-    assert!(shown.contains("GitLab does not accept the Application ID and Secret"), "{shown}");
-    assert_eq!(integration_json(&admin).await["status"], "pending_authorization");
+    assert!(
+        shown.contains("GitLab does not accept the Application ID and Secret"),
+        "{shown}"
+    );
+    assert_eq!(
+        integration_json(&admin).await["status"],
+        "pending_authorization"
+    );
     let linked = admin.get("/profile/linked-accounts").await;
-    assert!(linked.body.contains("No connected account"), "no half-made link: {}", linked.body);
+    assert!(
+        linked.body.contains("No connected account"),
+        "no half-made link: {}",
+        linked.body
+    );
 }
 
 async fn only_admins_reach_the_integration(backend: Backend) {
     let app = lablink(backend).await;
-    app.create_user("bigco", Plan::Enterprise, "admin@bigco.test", Role::AccountAdmin)
-        .await;
+    app.create_user(
+        "bigco",
+        Plan::Enterprise,
+        "admin@bigco.test",
+        Role::AccountAdmin,
+    )
+    .await;
     app.create_user("bigco", Plan::Enterprise, "dev@bigco.test", Role::Developer)
         .await;
-    app.create_user("bigco", Plan::Enterprise, "viewer@bigco.test", Role::ReadOnly)
-        .await;
+    app.create_user(
+        "bigco",
+        Plan::Enterprise,
+        "viewer@bigco.test",
+        Role::ReadOnly,
+    )
+    .await;
     for email in ["dev@bigco.test", "viewer@bigco.test"] {
         let b = app.login(email).await;
         assert_eq!(b.get(PAGE).await.status, 403, "{email}");
         let csrf = b.get("/profile").await.csrf();
         let res = b
-            .post_form(PAGE, &[("csrf_token", &csrf), ("application_id", "x"), ("secret", "y")])
+            .post_form(
+                PAGE,
+                &[
+                    ("csrf_token", &csrf),
+                    ("application_id", "x"),
+                    ("secret", "y"),
+                ],
+            )
             .await;
         assert_eq!(res.status, 403, "{email}: {}", res.body);
         let res = b
             .post_form(&format!("{PAGE}/remove"), &[("csrf_token", &csrf)])
             .await;
         assert_eq!(res.status, 403, "{email}");
-        let res = b.api(Method::GET, "/api/v1/integrations/gitlab", None, None).await;
+        let res = b
+            .api(Method::GET, "/api/v1/integrations/gitlab", None, None)
+            .await;
         assert_eq!(res.status, 403, "{email}");
         let res = b
             .api(
@@ -264,14 +459,38 @@ async fn only_admins_reach_the_integration(backend: Backend) {
     // Anonymous visitors are sent to sign in (pages) or refused (API).
     let anon = app.browser();
     assert_eq!(anon.get(PAGE).await.location.as_deref(), Some("/login"));
-    assert_eq!(anon.get("/profile/linked-accounts").await.location.as_deref(), Some("/login"));
-    assert_eq!(anon.get("/complete/gitlab?code=a&state=b").await.location.as_deref(), Some("/login"));
-    for path in ["/api/v1/integrations/gitlab", "/api/v1/linked-accounts/gitlab"] {
-        assert_eq!(anon.api(Method::GET, path, None, None).await.status, 401, "{path}");
+    assert_eq!(
+        anon.get("/profile/linked-accounts")
+            .await
+            .location
+            .as_deref(),
+        Some("/login")
+    );
+    assert_eq!(
+        anon.get("/complete/gitlab?code=a&state=b")
+            .await
+            .location
+            .as_deref(),
+        Some("/login")
+    );
+    for path in [
+        "/api/v1/integrations/gitlab",
+        "/api/v1/linked-accounts/gitlab",
+    ] {
+        assert_eq!(
+            anon.api(Method::GET, path, None, None).await.status,
+            401,
+            "{path}"
+        );
     }
     // An admin of another account sees only their own (empty) integration.
-    app.create_user("other", Plan::Enterprise, "admin@other.test", Role::AccountAdmin)
-        .await;
+    app.create_user(
+        "other",
+        Plan::Enterprise,
+        "admin@other.test",
+        Role::AccountAdmin,
+    )
+    .await;
     let bigco_admin = app.login("admin@bigco.test").await;
     let gitlab = GitLab::start().await;
     let sim_app = gitlab.app(&[&app.base]).await;

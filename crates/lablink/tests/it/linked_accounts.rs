@@ -33,11 +33,19 @@ async fn link_show_check_and_unlink(backend: Backend) {
     let alice = gitlab.user("alice").await;
 
     let before = browser.get("/profile/linked-accounts").await;
-    assert!(before.body.contains("No connected account"), "{}", before.body);
+    assert!(
+        before.body.contains("No connected account"),
+        "{}",
+        before.body
+    );
     assert_eq!(link_status(&browser).await["status"], "not_linked");
 
     let page = link(&browser, &gitlab, &alice).await;
-    assert!(page.body.contains("Linked as <strong>@alice</strong>"), "{}", page.body);
+    assert!(
+        page.body.contains("Linked as <strong>@alice</strong>"),
+        "{}",
+        page.body
+    );
     let status = link_status(&browser).await;
     assert_eq!(status["status"], "linked");
     assert_eq!(status["username"], "alice");
@@ -45,34 +53,61 @@ async fn link_show_check_and_unlink(backend: Backend) {
     // The token works at GitLab now.
     let csrf = browser.get("/profile/linked-accounts").await.csrf();
     let check = browser
-        .api(Method::POST, "/api/v1/linked-accounts/gitlab/check", None, Some(&csrf))
+        .api(
+            Method::POST,
+            "/api/v1/linked-accounts/gitlab/check",
+            None,
+            Some(&csrf),
+        )
         .await;
     assert_eq!(check.status, 200, "{}", check.body);
     assert_eq!(check.json()["username"], "alice");
 
     // Unlink revokes at GitLab and deletes here.
     let res = browser
-        .post_form("/profile/linked-accounts/gitlab/unlink", &[("csrf_token", &csrf)])
+        .post_form(
+            "/profile/linked-accounts/gitlab/unlink",
+            &[("csrf_token", &csrf)],
+        )
         .await;
     assert_eq!(res.status, 200, "{}", res.body);
-    assert!(text(&res.body).contains("lablink's access was revoked at GitLab"), "{}", res.body);
+    assert!(
+        text(&res.body).contains("lablink's access was revoked at GitLab"),
+        "{}",
+        res.body
+    );
     assert!(res.body.contains("No connected account"), "{}", res.body);
     let tokens = gitlab.oauth_tokens_of(alice.id).await;
     assert_eq!(tokens.len(), 1);
-    assert_eq!(tokens[0]["revoked"], true, "unlink must revoke the token at GitLab");
+    assert_eq!(
+        tokens[0]["revoked"], true,
+        "unlink must revoke the token at GitLab"
+    );
     assert_eq!(link_status(&browser).await["status"], "not_linked");
 }
 
 /// Asserts the callback answered 400 with `message`, and that no link exists.
 async fn refused(browser: &Browser, res: Page, message: &str) {
-    assert_eq!(res.status, 400, "expected a refusal saying {message:?}: {}", res.body);
+    assert_eq!(
+        res.status, 400,
+        "expected a refusal saying {message:?}: {}",
+        res.body
+    );
     assert!(
         text(&res.body).contains(message),
         "expected {message:?} in:\n{}",
         res.body
     );
-    assert!(res.body.contains("id=\"start-again\""), "no way forward offered: {}", res.body);
-    assert_eq!(link_status(browser).await["status"], "not_linked", "half-made link");
+    assert!(
+        res.body.contains("id=\"start-again\""),
+        "no way forward offered: {}",
+        res.body
+    );
+    assert_eq!(
+        link_status(browser).await["status"],
+        "not_linked",
+        "half-made link"
+    );
 }
 
 fn with_param(url: &str, name: &str, value: &str) -> String {
@@ -80,7 +115,13 @@ fn with_param(url: &str, name: &str, value: &str) -> String {
     let pairs: Vec<(String, String)> = parsed
         .query_pairs()
         .into_owned()
-        .map(|(k, v)| if k == name { (k, value.to_owned()) } else { (k, v) })
+        .map(|(k, v)| {
+            if k == name {
+                (k, value.to_owned())
+            } else {
+                (k, v)
+            }
+        })
         .collect();
     parsed.query_pairs_mut().clear().extend_pairs(pairs);
     parsed.to_string()
@@ -98,10 +139,20 @@ async fn callback_problems_each_say_what_to_do_and_link_nothing(backend: Backend
     let authorize = start_link(&browser).await;
     let back = gitlab.consent(&bob, &authorize, "Deny").await;
     assert!(back.contains("error=access_denied"), "{back}");
-    refused(&browser, callback(&browser, &back).await, "You declined access at GitLab").await;
+    refused(
+        &browser,
+        callback(&browser, &back).await,
+        "You declined access at GitLab",
+    )
+    .await;
 
     // State missing, unknown.
-    refused(&browser, browser.get("/complete/gitlab?code=abc").await, "has no `state` parameter").await;
+    refused(
+        &browser,
+        browser.get("/complete/gitlab?code=abc").await,
+        "has no `state` parameter",
+    )
+    .await;
     refused(
         &browser,
         browser.get("/complete/gitlab?code=abc&state=forged").await,
@@ -113,13 +164,23 @@ async fn callback_problems_each_say_what_to_do_and_link_nothing(backend: Backend
     let authorize = start_link(&browser).await;
     let back = gitlab.consent(&bob, &authorize, "Authorize").await;
     let other = app.login("dev@acme.test").await;
-    refused(&other, callback(&other, &back).await, "another browser session").await;
+    refused(
+        &other,
+        callback(&other, &back).await,
+        "another browser session",
+    )
+    .await;
 
     // Code expired (codes live 10 minutes at GitLab).
     let authorize = start_link(&browser).await;
     let back = gitlab.consent(&bob, &authorize, "Authorize").await;
     gitlab.advance_clock(11 * 60).await;
-    refused(&browser, callback(&browser, &back).await, "did not accept the authorization code").await;
+    refused(
+        &browser,
+        callback(&browser, &back).await,
+        "did not accept the authorization code",
+    )
+    .await;
 
     // Code forged or reused.
     let authorize = start_link(&browser).await;
@@ -141,15 +202,27 @@ async fn callback_problems_each_say_what_to_do_and_link_nothing(backend: Backend
             serde_json::json!({"path": "/oauth/token", "drop_connection": true}),
         )
         .await;
-    refused(&browser, callback(&browser, &back).await, "could not reach GitLab").await;
-    gitlab.control(Method::DELETE, "/faults", serde_json::json!({})).await;
+    refused(
+        &browser,
+        callback(&browser, &back).await,
+        "could not reach GitLab",
+    )
+    .await;
+    gitlab
+        .control(Method::DELETE, "/faults", serde_json::json!({}))
+        .await;
 
     // State expired (the authorization took longer than 10 minutes on lablink's side).
     let authorize = start_link(&browser).await;
     let back = gitlab.consent(&bob, &authorize, "Authorize").await;
     app.execute("UPDATE gitlab_oauth_states SET expires_at = 0 WHERE consumed_at IS NULL")
         .await;
-    refused(&browser, callback(&browser, &back).await, "took longer than 10 minutes").await;
+    refused(
+        &browser,
+        callback(&browser, &back).await,
+        "took longer than 10 minutes",
+    )
+    .await;
 
     // A good answer works once; replaying it is refused and changes nothing.
     let authorize = start_link(&browser).await;
@@ -206,8 +279,15 @@ async fn read_only_users_cannot_link(backend: Backend) {
     let page = browser.get("/profile/linked-accounts").await;
     assert_eq!(page.status, 200);
     let res = browser
-        .post_form("/profile/linked-accounts/gitlab/link", &[("csrf_token", &page.csrf())])
+        .post_form(
+            "/profile/linked-accounts/gitlab/link",
+            &[("csrf_token", &page.csrf())],
+        )
         .await;
     assert_eq!(res.status, 403, "{}", res.body);
-    assert!(res.body.contains("Read-only users cannot link"), "{}", res.body);
+    assert!(
+        res.body.contains("Read-only users cannot link"),
+        "{}",
+        res.body
+    );
 }

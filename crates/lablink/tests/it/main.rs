@@ -3,7 +3,15 @@
 mod access;
 mod api_tokens;
 mod authorization;
+mod browser;
+mod ci;
 mod config;
+mod doctor;
+mod integration_flow;
+mod linked_accounts;
 mod operations;
+mod secrets_at_rest;
+mod repositories;
 mod setup;
 mod support;
+mod token_refresh;

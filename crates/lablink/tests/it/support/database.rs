@@ -44,9 +44,10 @@ impl TestDatabase {
         }
     }
 
-    /// Drops the PostgreSQL database (after closing the app's pool). Runs on its own thread and
-    /// runtime because it is called from `Drop` inside the test's runtime.
-    pub fn drop_now(&mut self, db: Db) {
+    /// Drops the PostgreSQL database. Runs on its own thread and runtime because it is called
+    /// from `Drop` inside the test's runtime; `WITH (FORCE)` ends the app's connections, whose
+    /// pool cannot be closed from here.
+    pub fn drop_now(&mut self) {
         let Some(name) = self.pg_name.take() else {
             return;
         };
@@ -56,7 +57,6 @@ impl TestDatabase {
                 .build()
                 .unwrap();
             rt.block_on(async {
-                db.close().await;
                 let admin = Db::connect(PG_ADMIN).await.unwrap();
                 let Db::Postgres(pool) = &admin else {
                     unreachable!()

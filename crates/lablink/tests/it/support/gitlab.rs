@@ -9,7 +9,8 @@ use super::{Backend, Browser, Page, TestApp};
 
 /// A running gitlab-sim.
 pub struct GitLab {
-    pub sim: Sim,
+    /// Kept so the simulator runs as long as the test needs it.
+    _sim: Sim,
     pub base: String,
     http: reqwest::Client,
 }
@@ -44,7 +45,7 @@ impl GitLab {
             .unwrap();
         GitLab {
             base: sim.base_url().to_owned(),
-            sim,
+            _sim: sim,
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
@@ -79,7 +80,11 @@ impl GitLab {
             .await;
         let id = created["id"].as_u64().unwrap();
         let session = self
-            .control(reqwest::Method::POST, &format!("/users/{id}/sessions"), json!({}))
+            .control(
+                reqwest::Method::POST,
+                &format!("/users/{id}/sessions"),
+                json!({}),
+            )
             .await["cookie_value"]
             .as_str()
             .unwrap()
@@ -113,8 +118,12 @@ impl GitLab {
     }
 
     pub async fn advance_clock(&self, seconds: i64) {
-        self.control(reqwest::Method::POST, "/clock/advance", json!({ "seconds": seconds }))
-            .await;
+        self.control(
+            reqwest::Method::POST,
+            "/clock/advance",
+            json!({ "seconds": seconds }),
+        )
+        .await;
     }
 
     /// The OAuth token rows (access + refresh pair each) GitLab issued to `user_id`.
@@ -141,7 +150,10 @@ impl GitLab {
     /// URL and answers the consent page with `decision` ("Authorize" or "Deny"). Returns where
     /// GitLab redirects the browser (lablink's callback).
     pub async fn consent(&self, user: &SimUser, authorize_url: &str, decision: &str) -> String {
-        assert!(authorize_url.starts_with(&self.base), "not a GitLab URL: {authorize_url}");
+        assert!(
+            authorize_url.starts_with(&self.base),
+            "not a GitLab URL: {authorize_url}"
+        );
         let cookie = format!("_gitlab_session={}", user.session);
         let page = self
             .http
@@ -150,9 +162,17 @@ impl GitLab {
             .send()
             .await
             .unwrap();
+        // GitLab skips the consent page for an application the user already authorized.
+        if page.status() == 302 && decision != "Deny" {
+            return location(&page);
+        }
         assert_eq!(page.status(), 200, "GitLab's consent page did not show");
         let html = page.text().await.unwrap();
-        let form_id = if decision == "Deny" { "deny" } else { "authorize" };
+        let form_id = if decision == "Deny" {
+            "deny"
+        } else {
+            "authorize"
+        };
         let form = &html[html.find(&format!("<form id=\"{form_id}\"")).unwrap()..];
         let form = &form[..form.find("</form>").unwrap()];
         let fields: Vec<(String, String)> = form
@@ -176,14 +196,17 @@ impl GitLab {
             .await
             .unwrap();
         assert_eq!(answer.status(), 302, "GitLab did not redirect back");
-        answer
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .to_owned()
+        location(&answer)
     }
+}
+
+fn location(res: &reqwest::Response) -> String {
+    res.headers()
+        .get(reqwest::header::LOCATION)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned()
 }
 
 fn unescape(text: &str) -> String {
@@ -221,9 +244,16 @@ pub async fn start_link(browser: &Browser) -> String {
     let page = browser.get("/profile/linked-accounts").await;
     assert_eq!(page.status, 200, "{}", page.body);
     let res = browser
-        .post_form("/profile/linked-accounts/gitlab/link", &[("csrf_token", &page.csrf())])
+        .post_form(
+            "/profile/linked-accounts/gitlab/link",
+            &[("csrf_token", &page.csrf())],
+        )
         .await;
-    assert_eq!(res.status, 303, "Link did not redirect to GitLab: {}", res.body);
+    assert_eq!(
+        res.status, 303,
+        "Link did not redirect to GitLab: {}",
+        res.body
+    );
     res.location.unwrap()
 }
 

@@ -171,7 +171,7 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.stop.cancel();
-        self.database.drop_now(self.services.db.clone());
+        self.database.drop_now();
     }
 }
 

@@ -1,0 +1,208 @@
+//! Repairs: each repairable finding has one, which changes GitLab and stores what lablink must
+//! remember in the same order connecting does (GitLab first, then the row), except the webhook
+//! secret, which is stored first so no delivery signed with the new secret is ever refused.
+
+use lablink_gitlab::Api;
+use lablink_gitlab::api::HookSpec;
+use lablink_store::repositories::{DeployKey, Repository};
+use secrecy::SecretString;
+
+use super::findings::{Code, Outcome, Repair};
+use crate::repositories::{DEPLOY_KEY_TITLE, DEPLOY_TOKEN_NAME, signing_token, ssh_key};
+use crate::rotation::Rotation;
+use crate::secrets::random_secret;
+use crate::{ServiceError, Services};
+
+/// How long a replaced webhook secret stays valid: deliveries GitLab queued or retries with it.
+const SECRET_GRACE_MS: i64 = 24 * 60 * 60 * 1000;
+
+impl Services {
+    /// Repairs one finding with `api` (a Maintainer-level client).
+    pub(crate) async fn repair(&self, repo: &Repository, api: &Api, code: Code) -> Repair {
+        let result = match code {
+            Code::WebhookMissing => self.recreate_hook(repo, api).await,
+            Code::WebhookUrlMismatch
+            | Code::WebhookEventsOff
+            | Code::WebhookSslVerificationOff
+            | Code::WebhookSecretMissing => self.reset_hook(repo, api).await,
+            Code::WebhookDisabled => self.reenable_hook(repo, api).await,
+            Code::ProjectTokenMissing
+            | Code::ProjectTokenExpired
+            | Code::ProjectTokenRevoked
+            | Code::ProjectTokenRotatedOutside
+            | Code::ProjectTokenRotationInterrupted => {
+                let old = repo.project_token_id.unwrap_or_default();
+                self.recreate_project_token(repo, old).await.map(describe)
+            }
+            Code::ProjectTokenExpiringSoon => match repo.project_token_id {
+                Some(id) => self.rotate_project_token(&repo.id, id).await.map(describe),
+                None => Err(ServiceError::NotFound("no project access token".into())),
+            },
+            Code::DeployTokenMissing | Code::DeployTokenRevoked => {
+                self.recreate_deploy_token(repo, api).await
+            }
+            Code::DeployKeyMissing | Code::DeployKeyMismatch => {
+                self.recreate_deploy_key(repo, api).await
+            }
+            Code::UserLinkBroken
+            | Code::RepositoryGone
+            | Code::RepositoryNotInGroup
+            | Code::ConnectorNotMaintainer => {
+                return Repair {
+                    code,
+                    outcome: Outcome::Manual,
+                    message: "lablink cannot repair this; see the finding's fix.".into(),
+                };
+            }
+        };
+        match result {
+            Ok(Ok(message)) => Repair {
+                code,
+                outcome: Outcome::Repaired,
+                message,
+            },
+            Ok(Err(manual)) => Repair {
+                code,
+                outcome: Outcome::Manual,
+                message: manual,
+            },
+            Err(e) => Repair {
+                code,
+                outcome: Outcome::Failed,
+                message: e.to_string(),
+            },
+        }
+    }
+
+    pub(crate) fn webhook_url(&self, repository_id: &str) -> String {
+        self.settings
+            .public_link(&format!("/webhooks/gitlab/{repository_id}"))
+    }
+
+    fn hook_spec(&self, repo: &Repository, token: Option<SecretString>) -> HookSpec {
+        HookSpec {
+            url: self.webhook_url(&repo.id),
+            token,
+            signing_token: None,
+            merge_requests_events: true,
+            push_events: true,
+            enable_ssl_verification: true,
+        }
+    }
+
+    async fn recreate_hook(&self, repo: &Repository, api: &Api) -> Fixed {
+        let secret = SecretString::from(random_secret());
+        let signing = signing_token();
+        let mut spec = self.hook_spec(repo, Some(secret.clone()));
+        spec.signing_token = Some(signing.clone());
+        let hook = api.create_hook(repo.gitlab_project_id, &spec).await?;
+        let signing = (hook.signing_token_present == Some(true)).then_some(signing);
+        self.db
+            .replace_hook(&self.keys, &repo.id, hook.id, &secret, signing.as_ref())
+            .await?;
+        Ok(Ok(format!("created webhook {} with a new secret", hook.id)))
+    }
+
+    /// Puts lablink's settings back and resets the secret: GitLab never shows the secret, so a
+    /// reset is the only way to know it is right. The new secret is stored first; the previous
+    /// one stays valid for a grace window.
+    async fn reset_hook(&self, repo: &Repository, api: &Api) -> Fixed {
+        let Some(hook_id) = repo.hook_id else {
+            return self.recreate_hook(repo, api).await;
+        };
+        let secret = SecretString::from(random_secret());
+        let grace_until = lablink_store::now_ms() + SECRET_GRACE_MS;
+        self.db
+            .rotate_hook_secret(&self.keys, &repo.id, &secret, grace_until)
+            .await?;
+        api.edit_hook(repo.gitlab_project_id, hook_id, &self.hook_spec(repo, Some(secret)))
+            .await?;
+        Ok(Ok(
+            "reset the webhook's URL, events, SSL verification and secret (the previous secret stays \
+             valid for 24 hours)"
+                .into(),
+        ))
+    }
+
+    async fn reenable_hook(&self, repo: &Repository, api: &Api) -> Fixed {
+        let Some(hook_id) = repo.hook_id else {
+            return self.recreate_hook(repo, api).await;
+        };
+        api.test_hook(repo.gitlab_project_id, hook_id, TEST_TRIGGER)
+            .await?;
+        let hook = api.hook(repo.gitlab_project_id, hook_id).await?;
+        if hook.alert_status.as_deref() == Some("executable") {
+            Ok(Ok("sent a test delivery; GitLab enabled the webhook again".into()))
+        } else {
+            Ok(Err(format!(
+                "sent a test delivery but GitLab still reports the webhook {}: lablink's public URL {} \
+                 is probably not reachable from GitLab (check firewalls, DNS and TLS)",
+                hook.alert_status.as_deref().unwrap_or("disabled"),
+                self.webhook_url(&repo.id)
+            )))
+        }
+    }
+
+    async fn recreate_deploy_token(&self, repo: &Repository, api: &Api) -> Fixed {
+        let issued = api
+            .create_deploy_token(repo.gitlab_project_id, DEPLOY_TOKEN_NAME, None, None)
+            .await?;
+        self.db
+            .replace_deploy_token(
+                &self.keys,
+                &repo.id,
+                issued.info.id,
+                &issued.info.username,
+                &issued.token,
+            )
+            .await?;
+        if let Some(old) = repo.deploy_token_id {
+            // Best effort: a revoked or missing old token is already harmless.
+            let _ = api.delete_deploy_token(repo.gitlab_project_id, old).await;
+        }
+        Ok(Ok(format!("created deploy token {}", issued.info.id)))
+    }
+
+    async fn recreate_deploy_key(&self, repo: &Repository, api: &Api) -> Fixed {
+        let key = ssh_key::generate();
+        let added = api
+            .create_deploy_key(repo.gitlab_project_id, DEPLOY_KEY_TITLE, &key.public, true)
+            .await?;
+        self.db
+            .replace_deploy_key(
+                &self.keys,
+                &repo.id,
+                &DeployKey {
+                    id: added.id,
+                    public: key.public,
+                    fingerprint: key.fingerprint,
+                    private: key.private,
+                },
+            )
+            .await?;
+        if let Some(old) = repo.deploy_key_id.filter(|old| *old != added.id) {
+            // The old key is not ours any more (or is gone): remove it so it cannot push.
+            let _ = api.delete_deploy_key(repo.gitlab_project_id, old).await;
+        }
+        Ok(Ok(format!("added a new SSH deploy key ({})", added.id)))
+    }
+}
+
+/// The trigger of test deliveries: a push event, which never starts a CI run.
+pub(crate) const TEST_TRIGGER: &str = "push_events";
+
+/// `Ok(Ok(done))`, `Ok(Err(what a person must do))`, or `Err(failure)`.
+type Fixed = Result<Result<String, String>, ServiceError>;
+
+fn describe(rotation: Rotation) -> Result<String, String> {
+    match rotation {
+        Rotation::Rotated { token_id, expires_on } => {
+            Ok(format!("rotated the project access token (now {token_id}, expires {expires_on})"))
+        }
+        Rotation::Recreated { token_id, expires_on } => Ok(format!(
+            "created a new project access token ({token_id}, expires {expires_on})"
+        )),
+        Rotation::Skipped(why) => Ok(format!("nothing to do: {why}")),
+        Rotation::NeedsAction(what) => Err(what),
+    }
+}

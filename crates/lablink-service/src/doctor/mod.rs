@@ -1,0 +1,214 @@
+//! The doctor: checks a project's connection as GitLab sees it now, one [`Finding`] per problem,
+//! and repairs what can be repaired. Checks call GitLab with lablink's project access token (a
+//! Maintainer-level bot); when that token is broken, with the connecting user's linked account.
+//! "Send test delivery" asks GitLab to send a webhook test and waits for lablink to receive it.
+
+mod checks;
+pub mod findings;
+mod fixes;
+
+use std::time::{Duration, Instant};
+
+use lablink_gitlab::Api;
+use lablink_store::repositories::Repository;
+
+pub use findings::{Code, Finding, Outcome, Repair, Report, Severity};
+
+use crate::error::require;
+use crate::{Principal, ServiceError, Services};
+
+/// Tokens expiring within this many days are reported (and rotated by the scheduler).
+pub const DEFAULT_ROTATION_MARGIN_DAYS: i64 = 30;
+const DELIVERY_POLL: Duration = Duration::from_millis(200);
+
+/// The outcome of "Send test delivery".
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TestDelivery {
+    /// True when lablink received and verified the test delivery in time.
+    pub received: bool,
+    /// From asking GitLab to the verified delivery being stored, in milliseconds.
+    pub elapsed_ms: Option<u64>,
+    pub message: String,
+}
+
+impl Services {
+    /// Checks (and with `fix`, repairs) the caller's project's connection.
+    pub async fn check_project_connection(
+        &self,
+        caller: &Principal,
+        project_id: &str,
+        fix: bool,
+    ) -> Result<Report, ServiceError> {
+        if fix {
+            require(
+                caller.role.can_write(),
+                "Read-only users cannot repair connections.",
+            )?;
+        }
+        let project = self.project(caller, project_id).await?;
+        self.check_connection(&project.account_id, &project.id, fix)
+            .await
+    }
+
+    /// Checks (and with `fix`, repairs) a project's connection: the operator's entry (CLI).
+    pub async fn check_connection(
+        &self,
+        account_id: &str,
+        project_id: &str,
+        fix: bool,
+    ) -> Result<Report, ServiceError> {
+        let project = self
+            .db
+            .project(account_id, project_id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound("No such project.".into()))?;
+        let Some(repo) = self.db.live_repository_of_project(&project.id).await? else {
+            return Ok(Report {
+                project_id: project.id,
+                project_name: project.name,
+                repository_id: None,
+                path_with_namespace: None,
+                last_verified_delivery_at: None,
+                findings: Vec::new(),
+                repairs: Vec::new(),
+            });
+        };
+        let (findings, api) = self.diagnose(&repo).await?;
+        let mut repairs = Vec::new();
+        if fix {
+            for finding in &findings {
+                let repair = match &api {
+                    Some(api) if finding.repairable => self.repair(&repo, api, finding.code).await,
+                    _ => Repair {
+                        code: finding.code,
+                        outcome: Outcome::Manual,
+                        message: finding.fix.clone(),
+                    },
+                };
+                repairs.push(repair);
+            }
+        }
+        Ok(Report {
+            project_id: project.id,
+            project_name: project.name,
+            repository_id: Some(repo.id.clone()),
+            path_with_namespace: Some(repo.path_with_namespace.clone()),
+            last_verified_delivery_at: self.db.last_delivery_at(&repo.id, 0).await?,
+            findings,
+            repairs,
+        })
+    }
+
+    /// Every check, and the Maintainer-level client repairs can use (if any works).
+    async fn diagnose(&self, repo: &Repository) -> Result<(Vec<Finding>, Option<Api>), ServiceError> {
+        let mut out = Vec::new();
+        let connector = match self.connector_api(repo).await {
+            Ok(api) => Some(api),
+            Err(e) => {
+                out.push(Finding::error(
+                    Code::UserLinkBroken,
+                    format!("The linked GitLab account of the user who connected this repository does not work: {e}"),
+                    "That user links their GitLab account again under Profile → Linked accounts.".into(),
+                    false,
+                ));
+                None
+            }
+        };
+        let token = self
+            .db
+            .repository_secrets(&self.keys, &repo.id)
+            .await?
+            .project_token;
+        let token_api = match token {
+            Some(t) => Some(self.repository_api(repo, t).await?),
+            None => None,
+        };
+        let rotation_started = self.db.token_rotation_started(&repo.id).await?.is_some();
+        let state = checks::project_token(
+            repo,
+            token_api.as_ref(),
+            connector.as_ref(),
+            rotation_started,
+            DEFAULT_ROTATION_MARGIN_DAYS,
+            &mut out,
+        )
+        .await;
+        let api = match state {
+            checks::TokenState::Works => token_api,
+            checks::TokenState::Broken | checks::TokenState::Absent => connector,
+        };
+        if let Some(api) = &api {
+            checks::repository(repo, api, self.connector_gitlab_id(repo).await?, &mut out).await;
+            checks::webhook(repo, api, &self.webhook_url(&repo.id), &mut out).await;
+            checks::deploy_token(repo, api, &mut out).await;
+            checks::deploy_key(repo, api, &mut out).await;
+        }
+        Ok((out, api))
+    }
+
+    async fn connector_gitlab_id(&self, repo: &Repository) -> Result<Option<i64>, ServiceError> {
+        let Some(user) = repo.connected_by.as_deref() else {
+            return Ok(None);
+        };
+        Ok(self
+            .db
+            .gitlab_link_of_user(&self.keys, user)
+            .await?
+            .map(|l| l.gitlab_user_id))
+    }
+
+    /// Asks GitLab to send the webhook's test delivery and waits up to `wait` for lablink to
+    /// receive and verify it (intake stores only verified deliveries).
+    pub async fn send_test_delivery(
+        &self,
+        caller: &Principal,
+        project_id: &str,
+        wait: Duration,
+    ) -> Result<TestDelivery, ServiceError> {
+        let project = self.project(caller, project_id).await?;
+        let repo = self
+            .db
+            .live_repository_of_project(&project.id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound("This project has no connected repository.".into()))?;
+        let hook_id = repo.hook_id.ok_or_else(|| {
+            ServiceError::Conflict("The connection has no webhook; run Check connection and Fix.".into())
+        })?;
+        let (_, api) = self.diagnose(&repo).await?;
+        let api = api.ok_or_else(|| {
+            ServiceError::Conflict(
+                "lablink has no working GitLab credential for this repository; run Check connection."
+                    .into(),
+            )
+        })?;
+        let since = lablink_store::now_ms();
+        let started = Instant::now();
+        api.test_hook(repo.gitlab_project_id, hook_id, fixes::TEST_TRIGGER)
+            .await?;
+        loop {
+            if self.db.last_delivery_at(&repo.id, since).await?.is_some() {
+                let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                return Ok(TestDelivery {
+                    received: true,
+                    elapsed_ms: Some(ms),
+                    message: format!("lablink received and verified the test delivery in {ms} ms."),
+                });
+            }
+            if started.elapsed() >= wait {
+                return Ok(TestDelivery {
+                    received: false,
+                    elapsed_ms: None,
+                    message: format!(
+                        "GitLab accepted the test request but no verified delivery reached lablink within \
+                         {} s. lablink's public URL ({}) is probably not reachable from GitLab, or the \
+                         webhook secret is wrong: check firewalls, DNS and TLS, then run Check connection \
+                         and Fix to reset the secret.",
+                        wait.as_secs(),
+                        self.webhook_url(&repo.id)
+                    ),
+                });
+            }
+            tokio::time::sleep(DELIVERY_POLL).await;
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! Runs: the list of a project's runs (all, or one merge request's) and the run page with its
+//! status, timing, steps and a log tail that refreshes while the run is active.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use lablink_service::ci::runs::{RunDetail, RunSummary};
+use serde::Deserialize;
+
+use super::when;
+use crate::{AppState, Chrome, CurrentUser, HtmlError, render};
+
+/// How many log lines the run page shows.
+const LOG_TAIL: i64 = 300;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/projects/{id}/runs", get(list))
+        .route("/runs/{id}", get(show))
+}
+
+/// A run with its times formatted for the page.
+struct RunRow {
+    run: RunSummary,
+    created: String,
+    duration: String,
+}
+
+fn duration(run: &RunSummary) -> String {
+    match (run.started_at, run.finished_at) {
+        (Some(start), Some(end)) => format!("{:.1} s", (end - start) as f64 / 1000.0),
+        (Some(_), None) => "running".into(),
+        _ => String::new(),
+    }
+}
+
+impl RunRow {
+    fn of(run: RunSummary) -> RunRow {
+        RunRow {
+            created: when(run.created_at),
+            duration: duration(&run),
+            run,
+        }
+    }
+}
+
+fn active(state: &str) -> bool {
+    matches!(state, "queued" | "starting" | "running")
+}
+
+#[derive(Template)]
+#[template(path = "runs.html")]
+struct RunsPage {
+    chrome: Chrome,
+    project_id: String,
+    mr_iid: Option<i64>,
+    rows: Vec<RunRow>,
+    refresh: bool,
+}
+
+#[derive(Deserialize)]
+struct ListParams {
+    mr: Option<i64>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(project_id): Path<String>,
+    Query(params): Query<ListParams>,
+) -> Result<impl IntoResponse, HtmlError> {
+    let runs = state
+        .services
+        .list_runs(&user.principal, &project_id, params.mr)
+        .await?;
+    let refresh = runs.iter().any(|r| active(&r.state));
+    render(&RunsPage {
+        chrome: Chrome::for_user(&user),
+        project_id,
+        mr_iid: params.mr,
+        rows: runs.into_iter().map(RunRow::of).collect(),
+        refresh,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "run.html")]
+struct RunPage {
+    chrome: Chrome,
+    row: RunRow,
+    detail: RunDetail,
+    started: String,
+    finished: String,
+    refresh: bool,
+}
+
+async fn show(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, HtmlError> {
+    let detail = state
+        .services
+        .run_detail(&user.principal, &id, LOG_TAIL)
+        .await?;
+    render(&RunPage {
+        chrome: Chrome::for_user(&user),
+        started: detail.run.started_at.map(when).unwrap_or_default(),
+        finished: detail.run.finished_at.map(when).unwrap_or_default(),
+        refresh: active(&detail.run.state),
+        row: RunRow::of(detail.run.clone()),
+        detail,
+    })
+}

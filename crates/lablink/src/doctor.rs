@@ -1,0 +1,69 @@
+//! `lablink doctor`: the connection checks from a shell, as text or as the stable JSON report
+//! described in `docs/doctor-json.md`.
+
+use anyhow::Context;
+use lablink_service::Services;
+use lablink_service::doctor::{Outcome, Report};
+
+/// Checks one project (by id) or every project with a connected repository.
+pub async fn run(services: &Services, project: Option<&str>, fix: bool) -> anyhow::Result<Vec<Report>> {
+    let targets = match project {
+        Some(id) => {
+            let repo = services
+                .db
+                .live_repository_of_project(id)
+                .await?
+                .with_context(|| format!("project {id} has no connected repository (or does not exist)"))?;
+            vec![(repo.account_id, repo.project_id)]
+        }
+        None => services.db.connected_projects().await?,
+    };
+    let mut reports = Vec::with_capacity(targets.len());
+    for (account, project) in targets {
+        reports.push(services.check_connection(&account, &project, fix).await?);
+    }
+    Ok(reports)
+}
+
+/// True when `--fix` repaired every finding of the report.
+pub fn all_repaired(report: &Report) -> bool {
+    report.findings.len() == report.repairs.len()
+        && report.repairs.iter().all(|r| r.outcome == Outcome::Repaired)
+}
+
+pub fn print(reports: &[Report], json: bool) -> anyhow::Result<()> {
+    if json {
+        let doc = serde_json::json!({ "version": 1, "reports": reports });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    for report in reports {
+        let place = report.path_with_namespace.as_deref().unwrap_or("(not connected)");
+        println!("{} → {place}", report.project_name);
+        if report.healthy() {
+            println!("  ok: no problems found");
+        }
+        for f in &report.findings {
+            let severity = serde_json::to_value(f.severity)?;
+            let code = serde_json::to_value(f.code)?;
+            println!(
+                "  {} {}: {}\n    fix: {}",
+                severity.as_str().unwrap_or_default(),
+                code.as_str().unwrap_or_default(),
+                f.message,
+                f.fix
+            );
+        }
+        for r in &report.repairs {
+            let outcome = serde_json::to_value(r.outcome)?;
+            let code = serde_json::to_value(r.code)?;
+            println!(
+                "  {} {}: {}",
+                outcome.as_str().unwrap_or_default(),
+                code.as_str().unwrap_or_default(),
+                r.message
+            );
+        }
+    }
+    Ok(())
+}

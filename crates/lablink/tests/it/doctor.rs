@@ -1,0 +1,401 @@
+//! The doctor against gitlab-sim over HTTP: a connected repository is broken the way a user in
+//! GitLab would break it, the doctor reports each problem, `--fix` repairs it, and the doctor
+//! reports the connection clean afterwards. Also the rotation of the project access token, its
+//! crash recovery, and scheduling at scale.
+
+use lablink_core::{Plan, Role};
+use lablink_service::doctor::{Code, Outcome, Report};
+use lablink_service::rotation::{ROTATE_PROJECT_TOKEN_JOB, Rotation};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::gitlab::{GitLab, free_port, link};
+use crate::support::{Backend, TestApp};
+
+crate::on_both_backends!(
+    broken_credentials_are_found_repaired_and_clean_afterwards,
+    changed_webhook_settings_are_found_and_reset,
+    tokens_rotated_in_gitlab_and_lost_rotations_are_recovered,
+    scheduling_enqueues_only_the_due_tokens,
+);
+
+/// lablink connected to a GitLab project by a Maintainer, and that Maintainer's personal access
+/// token for breaking things in GitLab as they would.
+struct World {
+    gitlab: GitLab,
+    app: TestApp,
+    gitlab_project: u64,
+    project: String,
+    account: String,
+    pat: String,
+    http: reqwest::Client,
+}
+
+impl World {
+    async fn start(backend: Backend) -> World {
+        let gitlab = GitLab::start().await;
+        let port = free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let oauth = gitlab.app(&[&base]).await;
+        let listen = format!("127.0.0.1:{port}");
+        let app = TestApp::spawn_with(
+            backend,
+            &[
+                ("listen", &listen),
+                ("public_url", &base),
+                ("allow_http_loopback_gitlab", "true"),
+                ("gitlab_url", &gitlab.base),
+                ("gitlab_app_id", &oauth.client_id),
+                ("gitlab_app_secret", &oauth.secret),
+                ("repository_deploy_keys", "true"),
+                ("project_token_days", "90"),
+            ],
+        )
+        .await;
+        let group = gitlab
+            .control(Method::POST, "/groups", json!({"path": "analytics"}))
+            .await["id"]
+            .as_u64()
+            .unwrap();
+        let gitlab_project = gitlab
+            .control(
+                Method::POST,
+                "/projects",
+                json!({"path": "warehouse", "namespace": {"kind": "group", "id": group}}),
+            )
+            .await["id"]
+            .as_u64()
+            .unwrap();
+        let alice = gitlab.user("alice").await;
+        gitlab
+            .control(
+                Method::POST,
+                &format!("/projects/{gitlab_project}/members"),
+                json!({"user_id": alice.id, "access_level": 40}),
+            )
+            .await;
+        let pat = gitlab
+            .control(
+                Method::POST,
+                &format!("/users/{}/personal_access_tokens", alice.id),
+                json!({"scopes": ["api"]}),
+            )
+            .await["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let user = app
+            .create_user("acme", Plan::Enterprise, "dev@acme.test", Role::Developer)
+            .await;
+        let browser = app.login("dev@acme.test").await;
+        link(&browser, &gitlab, &alice).await;
+        let csrf = browser.get("/profile/linked-accounts").await.csrf();
+        let res = browser
+            .api(
+                Method::POST,
+                "/api/v1/projects",
+                Some(json!({"name": "Analytics", "subdirectory": "", "target_branch": "main"})),
+                Some(&csrf),
+            )
+            .await;
+        assert_eq!(res.status, 201, "{}", res.body);
+        let project = res.json()["id"].as_str().unwrap().to_owned();
+        let res = browser
+            .api(
+                Method::PUT,
+                &format!("/api/v1/projects/{project}/repository"),
+                Some(json!({"gitlab_project_id": gitlab_project})),
+                Some(&csrf),
+            )
+            .await;
+        assert!(res.status < 300, "connect failed: {}", res.body);
+        World {
+            gitlab,
+            app,
+            gitlab_project,
+            project,
+            account: user.account_id,
+            pat,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// A REST call to GitLab as the Maintainer.
+    async fn as_maintainer(&self, method: Method, path: &str, body: Value) -> Value {
+        let res = self
+            .http
+            .request(method, format!("{}/api/v4/projects/{}{path}", self.gitlab.base, self.gitlab_project))
+            .header("PRIVATE-TOKEN", &self.pat)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        assert!(status.is_success(), "{path}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    async fn doctor(&self, fix: bool) -> Report {
+        self.app
+            .services
+            .check_connection(&self.account, &self.project, fix)
+            .await
+            .unwrap()
+    }
+
+    async fn repository(&self) -> lablink_store::repositories::Repository {
+        self.app
+            .services
+            .db
+            .live_repository_of_project(&self.project)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    async fn sim_state(&self) -> Value {
+        self.gitlab
+            .control(Method::GET, &format!("/projects/{}/state", self.gitlab_project), json!({}))
+            .await
+    }
+}
+
+fn codes(report: &Report) -> Vec<Code> {
+    let mut codes: Vec<Code> = report.findings.iter().map(|f| f.code).collect();
+    codes.sort_by_key(|c| format!("{c:?}"));
+    codes
+}
+
+/// Fixes, checks every repair succeeded, and checks the doctor then finds nothing.
+async fn fix_and_expect_clean(w: &World) {
+    let fixed = w.doctor(true).await;
+    for repair in &fixed.repairs {
+        assert_eq!(repair.outcome, Outcome::Repaired, "{repair:?}");
+    }
+    let after = w.doctor(false).await;
+    assert!(after.healthy(), "{:#?}", after.findings);
+}
+
+async fn broken_credentials_are_found_repaired_and_clean_afterwards(backend: Backend) {
+    let w = World::start(backend).await;
+    let clean = w.doctor(false).await;
+    assert!(clean.healthy(), "{:#?}", clean.findings);
+    let repo = w.repository().await;
+
+    // A Maintainer deletes lablink's webhook, deploy token and deploy key, and revokes its
+    // project access token.
+    w.as_maintainer(Method::DELETE, &format!("/hooks/{}", repo.hook_id.unwrap()), json!({})).await;
+    w.as_maintainer(Method::DELETE, &format!("/deploy_tokens/{}", repo.deploy_token_id.unwrap()), json!({}))
+        .await;
+    w.as_maintainer(Method::DELETE, &format!("/deploy_keys/{}", repo.deploy_key_id.unwrap()), json!({}))
+        .await;
+    w.as_maintainer(
+        Method::DELETE,
+        &format!("/access_tokens/{}", repo.project_token_id.unwrap()),
+        json!({}),
+    )
+    .await;
+
+    let report = w.doctor(false).await;
+    assert_eq!(
+        codes(&report),
+        [
+            Code::DeployKeyMissing,
+            Code::DeployTokenMissing,
+            Code::ProjectTokenRevoked,
+            Code::WebhookMissing
+        ],
+        "{:#?}",
+        report.findings
+    );
+    assert!(report.findings.iter().all(|f| f.repairable && !f.fix.is_empty()));
+    // The stable JSON shape.
+    let doc = serde_json::to_value(&report).unwrap();
+    assert_eq!(doc["findings"][0]["severity"], "error");
+    assert!(doc["findings"].as_array().unwrap().iter().any(|f| f["code"] == "webhook_missing"));
+
+    fix_and_expect_clean(&w).await;
+    let after = w.repository().await;
+    assert_ne!(after.hook_id, repo.hook_id);
+    assert_ne!(after.project_token_id, repo.project_token_id);
+    assert_ne!(after.deploy_token_id, repo.deploy_token_id);
+    assert_ne!(after.deploy_key_id, repo.deploy_key_id);
+    let state = w.sim_state().await;
+    assert_eq!(state["hooks"].as_array().unwrap().len(), 1, "{state:#}");
+
+    // The CLI's path over every connected project gives the same clean report.
+    let reports = lablink::doctor::run(&w.app.services, None, false).await.unwrap();
+    assert_eq!(reports.len(), 1);
+    assert!(reports[0].healthy());
+    w.app.stop().await;
+}
+
+async fn changed_webhook_settings_are_found_and_reset(backend: Backend) {
+    let w = World::start(backend).await;
+    let repo = w.repository().await;
+    let hook = repo.hook_id.unwrap();
+    w.as_maintainer(
+        Method::PUT,
+        &format!("/hooks/{hook}"),
+        json!({"url": "http://127.0.0.1:9/elsewhere", "push_events": false,
+               "enable_ssl_verification": false}),
+    )
+    .await;
+    let report = w.doctor(false).await;
+    assert_eq!(
+        codes(&report),
+        // GitLab clears the secret token when a webhook's URL changes.
+        [
+            Code::WebhookEventsOff,
+            Code::WebhookSecretMissing,
+            Code::WebhookSslVerificationOff,
+            Code::WebhookUrlMismatch
+        ],
+        "{:#?}",
+        report.findings
+    );
+    fix_and_expect_clean(&w).await;
+    // The secret was reset: the previous one stays valid for a grace window.
+    let secrets = w.app.services.db.hook_secrets(&w.app.services.keys, &repo.id).await.unwrap().unwrap();
+    assert!(secrets.previous.is_some());
+    w.app.stop().await;
+}
+
+async fn tokens_rotated_in_gitlab_and_lost_rotations_are_recovered(backend: Backend) {
+    let w = World::start(backend).await;
+    let services = &w.app.services;
+
+    // lablink rotates its own token: same name, new id, the old one revoked.
+    let repo = w.repository().await;
+    let old = repo.project_token_id.unwrap();
+    let Rotation::Rotated { token_id, .. } = services.rotate_project_token(&repo.id, old).await.unwrap() else {
+        panic!("not rotated");
+    };
+    assert_ne!(token_id, old);
+    assert!(w.doctor(false).await.healthy());
+    // Running the same job again does nothing (it names the replaced token).
+    assert!(matches!(
+        services.rotate_project_token(&repo.id, old).await.unwrap(),
+        Rotation::Skipped(_)
+    ));
+
+    // Someone rotates the token in GitLab: detected as rotated outside lablink, and repaired.
+    w.as_maintainer(Method::POST, &format!("/access_tokens/{token_id}/rotate"), json!({})).await;
+    let report = w.doctor(false).await;
+    assert_eq!(codes(&report), [Code::ProjectTokenRotatedOutside], "{:#?}", report.findings);
+    fix_and_expect_clean(&w).await;
+
+    // A crash before the rotation reached GitLab: the token still works, the mark is cleared.
+    let repo = w.repository().await;
+    let current = repo.project_token_id.unwrap();
+    assert!(services.db.begin_token_rotation(&repo.id, current).await.unwrap());
+    assert!(matches!(
+        services.rotate_project_token(&repo.id, current).await.unwrap(),
+        Rotation::Skipped(_)
+    ));
+    assert_eq!(services.db.token_rotation_started(&repo.id).await.unwrap(), None);
+
+    // A crash after GitLab rotated (the answer lost): the stored token is revoked and a newer
+    // one exists. Recovery re-creates the token; it never rotates the revoked one again (which
+    // would revoke the whole family, including the token it creates).
+    assert!(services.db.begin_token_rotation(&repo.id, current).await.unwrap());
+    w.as_maintainer(Method::POST, &format!("/access_tokens/{current}/rotate"), json!({})).await;
+    let report = w.doctor(false).await;
+    assert_eq!(codes(&report), [Code::ProjectTokenRotationInterrupted]);
+    let Rotation::Recreated { token_id: recreated, .. } =
+        services.rotate_project_token(&repo.id, current).await.unwrap()
+    else {
+        panic!("not recreated");
+    };
+    let state = w.sim_state().await;
+    let active: Vec<&Value> = state["project_access_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["revoked"] == false)
+        .collect();
+    assert_eq!(active.len(), 1, "{state:#}");
+    assert_eq!(active[0]["id"], recreated);
+    assert!(w.doctor(false).await.healthy());
+    w.app.stop().await;
+}
+
+async fn scheduling_enqueues_only_the_due_tokens(backend: Backend) {
+    let w = World::start(backend).await;
+    let repo = w.repository().await;
+    // 5,000 connected repositories (each of its own project) with expiries staggered over 500
+    // days. They point at an unresolvable GitLab: scheduling must not call GitLab at all.
+    let today = chrono::Utc::now().date_naive();
+    let mut due = 0;
+    for chunk in 0..50 {
+        let mut projects = Vec::new();
+        let mut repos = Vec::new();
+        for i in 0..100 {
+            let n = chunk * 100 + i;
+            let days = n / 10;
+            if days <= 30 {
+                due += 1;
+            }
+            let project = uuid::Uuid::now_v7();
+            projects.push(format!("('{project}', '{}', 'p{n}', '', 0, 0)", w.account));
+            repos.push(format!(
+                "('{id}', '{acct}', '{project}', 'http://gitlab.invalid', {gp}, 'g/p{n}', 'main', 'x', \
+                 'x', 'connected', {tok}, '{exp}', 0, 0)",
+                id = uuid::Uuid::now_v7(),
+                acct = w.account,
+                gp = 100_000 + n,
+                tok = 500_000 + n,
+                exp = (today + chrono::Days::new(days)).format("%Y-%m-%d"),
+            ));
+        }
+        w.app
+            .execute(&format!(
+                "INSERT INTO projects (id, account_id, name, subdirectory, created_at, updated_at) \
+                 VALUES {}",
+                projects.join(", ")
+            ))
+            .await;
+        w.app
+            .execute(&format!(
+                "INSERT INTO repositories (id, account_id, project_id, gitlab_instance_url, \
+                 gitlab_project_id, path_with_namespace, default_branch, http_url_to_repo, web_url, \
+                 status, project_token_id, project_token_expires_on, created_at, updated_at) VALUES {}",
+                repos.join(", ")
+            ))
+            .await;
+    }
+    let enqueued = w.app.services.schedule_token_rotations(30).await.unwrap();
+    // The real connection's token expires in 90 days: not due.
+    assert!(repo.project_token_expires_on.is_some());
+    assert_eq!(enqueued, due);
+    // One job per due token, each naming a due repository.
+    let jobs = rotation_jobs(&w.app).await;
+    assert_eq!(jobs.len(), due);
+    let soon = (today + chrono::Days::new(30)).format("%Y-%m-%d").to_string();
+    for payload in &jobs {
+        let id = payload["repository_id"].as_str().unwrap();
+        let row = w.app.services.db.repository(id).await.unwrap().unwrap();
+        assert!(row.project_token_expires_on.unwrap() <= soon);
+        assert_eq!(row.project_token_id, payload["project_token_id"].as_i64());
+    }
+    w.app.stop().await;
+}
+
+/// The payloads of the rotation jobs in the queue.
+async fn rotation_jobs(app: &TestApp) -> Vec<Value> {
+    let sql = "SELECT payload FROM jobs WHERE kind = $1";
+    let rows: Vec<(String,)> = match &app.services.db {
+        lablink_store::Db::Sqlite(pool) => sqlx::query_as(sql)
+            .bind(ROTATE_PROJECT_TOKEN_JOB)
+            .fetch_all(pool)
+            .await
+            .unwrap(),
+        lablink_store::Db::Postgres(pool) => sqlx::query_as(sql)
+            .bind(ROTATE_PROJECT_TOKEN_JOB)
+            .fetch_all(pool)
+            .await
+            .unwrap(),
+    };
+    rows.iter().map(|(p,)| serde_json::from_str(p).unwrap()).collect()
+}

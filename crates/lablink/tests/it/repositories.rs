@@ -1,0 +1,628 @@
+//! Project → Repository against gitlab-sim over HTTP: the import list (groups only, effective
+//! access levels), connect all or nothing (a failure at each GitLab step leaves nothing behind),
+//! gitlab.com Free, disconnect, move, and the HTTPS fetch into the bare cache with the deploy
+//! token.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use lablink_core::{Plan, Role};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::gitlab::{GitLab, SimUser, free_port, link};
+use crate::support::{Backend, Browser, TestApp};
+
+/// `<name>::sqlite` and `<name>::postgres` from `async fn <name>(backend: Backend)`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod both_backends {
+            $(
+                mod $name {
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn sqlite() {
+                        super::super::$name($crate::support::Backend::Sqlite).await;
+                    }
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn postgres() {
+                        super::super::$name($crate::support::Backend::Postgres).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    connect_fetch_disconnect_and_move,
+    only_maintainers_connect_and_inherited_ownership_counts,
+    a_failure_at_each_step_leaves_nothing_behind,
+    gitlab_com_free_connects_with_a_persistent_warning,
+    read_only_users_see_projects_but_change_nothing,
+);
+
+const MAINTAINER_MESSAGE: &str = "You need the Maintainer role in GitLab to connect this repository";
+
+/// GitLab with groups `analytics` ⊃ `analytics/dbt`, and lablink (deploy keys on) using the
+/// operator application registered in it.
+struct World {
+    gitlab: GitLab,
+    app: TestApp,
+    group: u64,
+    subgroup: u64,
+}
+
+impl World {
+    async fn start(backend: Backend) -> World {
+        let gitlab = GitLab::start().await;
+        let port = free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let oauth = gitlab.app(&[&base]).await;
+        let listen = format!("127.0.0.1:{port}");
+        let app = TestApp::spawn_with(
+            backend,
+            &[
+                ("listen", &listen),
+                ("public_url", &base),
+                ("allow_http_loopback_gitlab", "true"),
+                ("gitlab_url", &gitlab.base),
+                ("gitlab_app_id", &oauth.client_id),
+                ("gitlab_app_secret", &oauth.secret),
+                ("repository_deploy_keys", "true"),
+                ("project_token_days", "90"),
+            ],
+        )
+        .await;
+        let group = gitlab
+            .control(Method::POST, "/groups", json!({"path": "analytics"}))
+            .await["id"]
+            .as_u64()
+            .unwrap();
+        let subgroup = gitlab
+            .control(
+                Method::POST,
+                "/groups",
+                json!({"path": "dbt", "parent_id": group}),
+            )
+            .await["id"]
+            .as_u64()
+            .unwrap();
+        World {
+            gitlab,
+            app,
+            group,
+            subgroup,
+        }
+    }
+
+    async fn project_in(&self, group: u64, path: &str) -> u64 {
+        self.gitlab
+            .control(
+                Method::POST,
+                "/projects",
+                json!({"path": path, "namespace": {"kind": "group", "id": group}}),
+            )
+            .await["id"]
+            .as_u64()
+            .unwrap()
+    }
+
+    async fn member(&self, project: u64, user: &SimUser, level: u8) {
+        self.gitlab
+            .control(
+                Method::POST,
+                &format!("/projects/{project}/members"),
+                json!({"user_id": user.id, "access_level": level}),
+            )
+            .await;
+    }
+
+    /// A lablink user of `role` with `gitlab_user` linked, signed in, and their CSRF token.
+    async fn linked(&self, email: &str, role: Role, gitlab_user: &SimUser) -> (Browser, String) {
+        self.app
+            .create_user("acme", Plan::Enterprise, email, role)
+            .await;
+        let browser = self.app.login(email).await;
+        link(&browser, &self.gitlab, gitlab_user).await;
+        let csrf = browser.get("/profile/linked-accounts").await.csrf();
+        (browser, csrf)
+    }
+
+    async fn sim_state(&self, project: u64) -> Value {
+        self.gitlab
+            .control(Method::GET, &format!("/projects/{project}/state"), json!({}))
+            .await
+    }
+
+    async fn commit(&self, project: u64, user: &SimUser, file: &str) -> String {
+        self.gitlab
+            .control(
+                Method::POST,
+                &format!("/projects/{project}/repository/commits"),
+                json!({"branch": "main", "message": format!("add {file}"), "user_id": user.id,
+                       "files": [{"path": file, "content": "select 1\n"}]}),
+            )
+            .await["sha"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn fault(&self, method: &str, path: &str, status: u16) {
+        self.gitlab
+            .control(
+                Method::POST,
+                "/faults",
+                json!({"method": method, "path": path, "error_rate": 1.0, "error_status": status}),
+            )
+            .await;
+    }
+}
+
+async fn create_project(browser: &Browser, csrf: &str, name: &str) -> String {
+    let res = browser
+        .api(
+            Method::POST,
+            "/api/v1/projects",
+            Some(json!({"name": name, "subdirectory": "transform", "target_branch": "main"})),
+            Some(csrf),
+        )
+        .await;
+    assert_eq!(res.status, 201, "{}", res.body);
+    res.json()["id"].as_str().unwrap().to_owned()
+}
+
+async fn import_rows(browser: &Browser, query: &str) -> Value {
+    let res = browser
+        .api(Method::GET, &format!("/api/v1/gitlab/projects{query}"), None, None)
+        .await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    res.json()
+}
+
+/// The rows of the whole import list: reloads it, waits for the background load, then follows
+/// `next_after` page by page.
+async fn all_rows(browser: &Browser) -> Vec<Value> {
+    let mut page = import_rows(browser, "?refresh=true").await;
+    while page["loading"] == true {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        page = import_rows(browser, "").await;
+    }
+    let mut rows = Vec::new();
+    loop {
+        rows.extend(page["rows"].as_array().unwrap().iter().cloned());
+        let Some(after) = page["next_after"].as_i64() else {
+            return rows;
+        };
+        page = import_rows(browser, &format!("?after={after}")).await;
+    }
+}
+
+async fn connect(browser: &Browser, csrf: &str, project: &str, gitlab_project: u64) -> crate::support::Page {
+    browser
+        .api(
+            Method::PUT,
+            &format!("/api/v1/projects/{project}/repository"),
+            Some(json!({"gitlab_project_id": gitlab_project})),
+            Some(csrf),
+        )
+        .await
+}
+
+async fn disconnect(browser: &Browser, csrf: &str, project: &str) -> crate::support::Page {
+    browser
+        .api(
+            Method::DELETE,
+            &format!("/api/v1/projects/{project}/repository"),
+            None,
+            Some(csrf),
+        )
+        .await
+}
+
+/// Nothing of lablink's is live in the GitLab project: no hook, no active project access
+/// token, no live deploy token, no deploy key.
+fn assert_nothing_left(state: &Value) {
+    assert_eq!(state["hooks"].as_array().unwrap().len(), 0, "{state:#}");
+    for token in state["project_access_tokens"].as_array().unwrap() {
+        assert_eq!(token["revoked"], true, "{token:#}");
+    }
+    for token in state["deploy_tokens"].as_array().unwrap() {
+        assert!(
+            token["revoked"] == true || token["deleted"] == true,
+            "{token:#}"
+        );
+    }
+    assert_eq!(state["deploy_key_links"].as_array().unwrap().len(), 0, "{state:#}");
+}
+
+fn pack_files(cache: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(cache.join("objects/pack"))
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".pack"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn git(cache: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(cache)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+async fn connect_fetch_disconnect_and_move(backend: Backend) {
+    let w = World::start(backend).await;
+    let alice = w.gitlab.user("alice").await;
+    let warehouse = w.project_in(w.subgroup, "warehouse").await;
+    let other = w.project_in(w.group, "marts").await;
+    w.member(warehouse, &alice, 40).await;
+    w.member(other, &alice, 40).await;
+    // A project in alice's personal namespace is never listed.
+    let personal = w
+        .gitlab
+        .control(
+            Method::POST,
+            "/projects",
+            json!({"path": "scratch", "namespace": {"kind": "user", "id": alice.id}}),
+        )
+        .await["id"]
+        .as_u64()
+        .unwrap();
+    let first = w.commit(warehouse, &alice, "models/a.sql").await;
+    let (browser, csrf) = w.linked("dev@acme.test", Role::Developer, &alice).await;
+    let project = create_project(&browser, &csrf, "Analytics").await;
+
+    let rows = all_rows(&browser).await;
+    let paths: Vec<&str> = rows
+        .iter()
+        .map(|r| r["path_with_namespace"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["analytics/dbt/warehouse", "analytics/marts"], "{rows:#?}");
+    assert!(!rows.iter().any(|r| r["gitlab_project_id"] == personal));
+    let row = &rows[0];
+    assert_eq!(row["access_level"], 40);
+    assert_eq!(row["access_label"], "Maintainer");
+    assert_eq!(row["can_connect"], true);
+    assert_eq!(row["default_branch"], "main");
+    assert_eq!(row["visibility"], "private");
+    let searched = import_rows(&browser, "?search=MARTS").await;
+    assert_eq!(searched["rows"].as_array().unwrap().len(), 1, "{searched:#}");
+    assert_eq!(searched["rows"][0]["path_with_namespace"], "analytics/marts");
+
+    let res = connect(&browser, &csrf, &project, warehouse).await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    let repo = res.json();
+    let repo_id = repo["id"].as_str().unwrap().to_owned();
+    assert_eq!(repo["status"], "connected");
+    assert_eq!(repo["status_reporting"], true);
+    assert_eq!(repo["status_warning"], Value::Null);
+    assert_eq!(repo["path_with_namespace"], "analytics/dbt/warehouse");
+    let public_key = repo["deploy_key_public"].as_str().unwrap();
+    assert!(public_key.starts_with("ssh-ed25519 AAAA") && public_key.ends_with(" lablink"));
+
+    // What exists in GitLab now.
+    let state = w.sim_state(warehouse).await;
+    let hooks = state["hooks"].as_array().unwrap();
+    assert_eq!(hooks.len(), 1);
+    let hook = &hooks[0];
+    assert_eq!(hook["id"], repo["hook_id"]);
+    assert_eq!(
+        hook["url"],
+        format!("{}/webhooks/gitlab/{repo_id}", w.app.base)
+    );
+    assert_eq!(hook["enable_ssl_verification"], true);
+    assert!(hook["token"].as_str().is_some_and(|t| !t.is_empty()));
+    assert!(hook["signing_token"].as_str().unwrap().starts_with("whsec_"));
+    for (event, on) in hook["events"].as_object().unwrap() {
+        let wanted = event == "merge_requests_events" || event == "push_events";
+        assert_eq!(on.as_bool().unwrap(), wanted, "{event}");
+    }
+    let tokens = state["project_access_tokens"].as_array().unwrap();
+    assert_eq!(tokens.len(), 1);
+    assert_eq!(
+        tokens[0]["name"],
+        format!("lablink token for GitLab project: {warehouse}")
+    );
+    assert_eq!(tokens[0]["access_level"], 40);
+    assert_eq!(tokens[0]["scopes"], json!(["api", "self_rotate"]));
+    let expires = chrono::NaiveDate::parse_from_str(tokens[0]["expires_at"].as_str().unwrap(), "%Y-%m-%d").unwrap();
+    assert_eq!((expires - chrono::Utc::now().date_naive()).num_days(), 90);
+    let deploy = state["deploy_tokens"].as_array().unwrap();
+    assert_eq!(deploy.len(), 1);
+    assert_eq!(deploy[0]["scopes"], json!(["read_repository"]));
+    assert_eq!(deploy[0]["username"], repo["deploy_token_username"]);
+    assert_eq!(state["deploy_keys"][0]["key"], public_key);
+    assert_eq!(state["deploy_key_links"][0]["can_push"], true);
+
+    // Secrets are sealed at rest.
+    let secrets = w
+        .app
+        .services
+        .db
+        .repository_secrets(&w.app.services.keys, &repo_id)
+        .await
+        .unwrap();
+    use secrecy::ExposeSecret as _;
+    let stored = w.app.table_text("repositories").await;
+    for secret in [
+        secrets.hook_secret.as_ref().unwrap(),
+        secrets.signing_token.as_ref().unwrap(),
+        secrets.project_token.as_ref().unwrap(),
+        secrets.deploy_token.as_ref().unwrap(),
+        secrets.deploy_key_private.as_ref().unwrap(),
+    ] {
+        assert!(!stored.contains(secret.expose_secret()));
+    }
+    assert_eq!(
+        hook["signing_token"].as_str().unwrap(),
+        secrets.signing_token.as_ref().unwrap().expose_secret()
+    );
+
+    // Real git over HTTPS-style smart HTTP with the deploy token, then an incremental fetch.
+    let cache = w.app.services.fetch_repository(&repo_id).await.unwrap();
+    assert_eq!(git(&cache, &["rev-parse", "refs/heads/main"]), first);
+    let packs = pack_files(&cache);
+    let second = w.commit(warehouse, &alice, "models/b.sql").await;
+    let again = w.app.services.fetch_repository(&repo_id).await.unwrap();
+    assert_eq!(again, cache);
+    assert_eq!(git(&cache, &["rev-parse", "refs/heads/main"]), second);
+    assert!(pack_files(&cache).is_superset(&packs), "the first fetch's objects were kept");
+    assert_eq!(git(&cache, &["rev-parse", "refs/heads/main~1"]), first);
+    let token = secrets.deploy_token.as_ref().unwrap().expose_secret();
+    let config = std::fs::read_to_string(cache.join("config")).unwrap();
+    assert!(!config.contains(token) && !config.contains("extraheader"), "{config}");
+    assert!(!git(&cache, &["config", "--list"]).contains(token));
+
+    // Disconnect: nothing of lablink's stays in GitLab; the secrets here are gone; the project
+    // and its history stay.
+    let res = disconnect(&browser, &csrf, &project).await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(res.json()["status"], "disconnected");
+    assert_nothing_left(&w.sim_state(warehouse).await);
+    let gone = w
+        .app
+        .services
+        .db
+        .repository_secrets(&w.app.services.keys, &repo_id)
+        .await
+        .unwrap();
+    assert!(gone.hook_secret.is_none() && gone.deploy_token.is_none());
+    assert!(gone.project_token.is_none() && gone.deploy_key_private.is_none());
+    let res = browser
+        .api(Method::GET, &format!("/api/v1/projects/{project}/repository"), None, None)
+        .await;
+    assert_eq!(res.status, 404);
+    let kept = browser
+        .api(Method::GET, &format!("/api/v1/projects/{project}"), None, None)
+        .await;
+    assert_eq!(kept.status, 200);
+    assert_eq!(kept.json()["repository_id"], Value::Null);
+    assert!(w.app.services.fetch_repository(&repo_id).await.is_err());
+
+    // Move: connect the same project to another repository; the old connection stays as history.
+    let res = connect(&browser, &csrf, &project, other).await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    let moved = res.json();
+    assert_eq!(moved["path_with_namespace"], "analytics/marts");
+    let dbt_project = browser
+        .api(Method::GET, &format!("/api/v1/projects/{project}"), None, None)
+        .await
+        .json();
+    assert_eq!(dbt_project["repository_id"], moved["id"]);
+    let history = w.app.services.db.repositories_of_project(&project).await.unwrap();
+    let statuses: Vec<&str> = history.iter().map(|r| r.status.as_str()).collect();
+    assert_eq!(statuses, ["connected", "disconnected"]);
+    // A second connect while connected is refused.
+    let res = connect(&browser, &csrf, &project, warehouse).await;
+    assert_eq!(res.status, 409, "{}", res.body);
+    assert_nothing_left(&w.sim_state(warehouse).await);
+    let res = disconnect(&browser, &csrf, &project).await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_nothing_left(&w.sim_state(other).await);
+
+    let audit = w
+        .app
+        .services
+        .db
+        .audit_of_account(&repo_account(&w.app, &repo_id).await, 50)
+        .await
+        .unwrap();
+    let actions: Vec<&str> = audit.iter().map(|a| a.action.as_str()).collect();
+    assert_eq!(
+        actions.iter().filter(|a| **a == "repository.connected").count(),
+        2,
+        "{actions:?}"
+    );
+    assert_eq!(
+        actions.iter().filter(|a| **a == "repository.disconnected").count(),
+        2,
+        "{actions:?}"
+    );
+}
+
+async fn repo_account(app: &TestApp, repo_id: &str) -> String {
+    app.services
+        .db
+        .repository(repo_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .account_id
+}
+
+async fn only_maintainers_connect_and_inherited_ownership_counts(backend: Backend) {
+    let w = World::start(backend).await;
+    let bob = w.gitlab.user("bob").await;
+    let carol = w.gitlab.user("carol").await;
+    let warehouse = w.project_in(w.subgroup, "warehouse").await;
+    w.member(warehouse, &bob, 30).await;
+    // carol owns the top-level group: Owner of the project in its subgroup by inheritance.
+    w.gitlab
+        .control(
+            Method::POST,
+            &format!("/groups/{}/members", w.group),
+            json!({"user_id": carol.id, "access_level": 50}),
+        )
+        .await;
+
+    let (dev, dev_csrf) = w.linked("bob@acme.test", Role::Developer, &bob).await;
+    let project = create_project(&dev, &dev_csrf, "Analytics").await;
+    let rows = all_rows(&dev).await;
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!(rows[0]["access_level"], 30);
+    assert_eq!(rows[0]["access_label"], "Developer");
+    assert_eq!(rows[0]["can_connect"], false);
+    assert_eq!(rows[0]["blocked_reason"], MAINTAINER_MESSAGE);
+    let res = connect(&dev, &dev_csrf, &project, warehouse).await;
+    assert_eq!(res.status, 403, "{}", res.body);
+    assert_eq!(res.json()["error"], MAINTAINER_MESSAGE);
+    assert_nothing_left(&w.sim_state(warehouse).await);
+    assert!(w.app.services.db.repositories_of_project(&project).await.unwrap().is_empty());
+
+    let (owner, owner_csrf) = w.linked("carol@acme.test", Role::AccountAdmin, &carol).await;
+    let rows = all_rows(&owner).await;
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!(rows[0]["access_level"], 50);
+    assert_eq!(rows[0]["can_connect"], true);
+    let res = connect(&owner, &owner_csrf, &project, warehouse).await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(res.json()["status"], "connected");
+}
+
+async fn a_failure_at_each_step_leaves_nothing_behind(backend: Backend) {
+    let w = World::start(backend).await;
+    let alice = w.gitlab.user("alice").await;
+    let warehouse = w.project_in(w.subgroup, "warehouse").await;
+    w.member(warehouse, &alice, 40).await;
+    let (browser, csrf) = w.linked("dev@acme.test", Role::Developer, &alice).await;
+    let project = create_project(&browser, &csrf, "Analytics").await;
+    let steps = [
+        ("hooks", "creating the webhook"),
+        ("access_tokens", "creating the project access token"),
+        ("deploy_tokens", "creating the deploy token"),
+        ("deploy_keys", "adding the SSH deploy key"),
+    ];
+    for (route, label) in steps {
+        w.fault("POST", &format!("/api/v4/projects/{warehouse}/{route}"), 500)
+            .await;
+        let res = connect(&browser, &csrf, &project, warehouse).await;
+        assert_eq!(res.status, 502, "{route}: {}", res.body);
+        let message = res.json()["error"].as_str().unwrap().to_owned();
+        assert!(message.contains(&format!("Connecting failed while {label}")), "{message}");
+        assert!(message.contains("HTTP 500"), "GitLab's reason is shown: {message}");
+        assert!(message.contains("nothing was connected"), "{message}");
+        assert_nothing_left(&w.sim_state(warehouse).await);
+        let res = browser
+            .api(Method::GET, &format!("/api/v1/projects/{project}/repository"), None, None)
+            .await;
+        assert_eq!(res.status, 404, "{route}: nothing half-made is connected");
+        w.gitlab.control(Method::DELETE, "/faults", json!({})).await;
+    }
+    let history = w.app.services.db.repositories_of_project(&project).await.unwrap();
+    assert_eq!(history.len(), 4);
+    for row in &history {
+        assert_eq!(row.status, "failed");
+        let secrets = w
+            .app
+            .services
+            .db
+            .repository_secrets(&w.app.services.keys, &row.id)
+            .await
+            .unwrap();
+        assert!(secrets.hook_secret.is_none() && secrets.deploy_token.is_none());
+        assert!(secrets.project_token.is_none() && secrets.deploy_key_private.is_none());
+    }
+    // With GitLab healthy again the same connect succeeds.
+    let res = connect(&browser, &csrf, &project, warehouse).await;
+    assert_eq!(res.status, 200, "{}", res.body);
+}
+
+async fn gitlab_com_free_connects_with_a_persistent_warning(backend: Backend) {
+    let w = World::start(backend).await;
+    w.gitlab
+        .control(Method::PUT, "/settings", json!({"gitlab_com_free": true}))
+        .await;
+    let alice = w.gitlab.user("alice").await;
+    let warehouse = w.project_in(w.subgroup, "warehouse").await;
+    w.member(warehouse, &alice, 40).await;
+    let (browser, csrf) = w.linked("dev@acme.test", Role::Developer, &alice).await;
+    let project = create_project(&browser, &csrf, "Analytics").await;
+    let res = connect(&browser, &csrf, &project, warehouse).await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    let repo = res.json();
+    let warning = "CI status cannot be reported back to GitLab: project access tokens are not available on this GitLab plan";
+    assert_eq!(repo["status"], "connected");
+    assert_eq!(repo["status_reporting"], false);
+    assert_eq!(repo["status_warning"], warning);
+    assert_eq!(repo["project_token_id"], Value::Null);
+    let state = w.sim_state(warehouse).await;
+    assert_eq!(state["hooks"].as_array().unwrap().len(), 1);
+    assert_eq!(state["project_access_tokens"].as_array().unwrap().len(), 0);
+    // The warning persists: the project's repository page shows it.
+    let page = browser.get(&format!("/projects/{project}/repository")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains(warning), "{}", page.body);
+    let res = disconnect(&browser, &csrf, &project).await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_nothing_left(&w.sim_state(warehouse).await);
+}
+
+async fn read_only_users_see_projects_but_change_nothing(backend: Backend) {
+    let w = World::start(backend).await;
+    let alice = w.gitlab.user("alice").await;
+    let (dev, csrf) = w.linked("dev@acme.test", Role::Developer, &alice).await;
+    let project = create_project(&dev, &csrf, "Analytics").await;
+    w.app
+        .create_user("acme", Plan::Enterprise, "viewer@acme.test", Role::ReadOnly)
+        .await;
+    let viewer = w.app.login("viewer@acme.test").await;
+    let viewer_csrf = viewer.get("/profile/linked-accounts").await.csrf();
+    let list = viewer.api(Method::GET, "/api/v1/projects", None, None).await;
+    assert_eq!(list.status, 200);
+    assert_eq!(list.json()[0]["name"], "Analytics");
+    assert_eq!(list.json()[0]["subdirectory"], "transform");
+    let res = viewer
+        .api(
+            Method::POST,
+            "/api/v1/projects",
+            Some(json!({"name": "Mine"})),
+            Some(&viewer_csrf),
+        )
+        .await;
+    assert_eq!(res.status, 403, "{}", res.body);
+    let res = connect(&viewer, &viewer_csrf, &project, 1).await;
+    assert_eq!(res.status, 403, "{}", res.body);
+    // Bad input is refused with a reason and changes nothing.
+    let res = dev
+        .api(
+            Method::PUT,
+            &format!("/api/v1/projects/{project}"),
+            Some(json!({"name": "Analytics", "subdirectory": "../etc"})),
+            Some(&csrf),
+        )
+        .await;
+    assert_eq!(res.status, 422, "{}", res.body);
+    let res = create_project(&dev, &csrf, "Marts").await;
+    let dup = dev
+        .api(
+            Method::PUT,
+            &format!("/api/v1/projects/{res}"),
+            Some(json!({"name": "Analytics"})),
+            Some(&csrf),
+        )
+        .await;
+    assert_eq!(dup.status, 409, "{}", dup.body);
+    let kept = dev
+        .api(Method::GET, &format!("/api/v1/projects/{project}"), None, None)
+        .await
+        .json();
+    assert_eq!(kept["subdirectory"], "transform");
+}
