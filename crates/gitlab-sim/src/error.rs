@@ -113,10 +113,6 @@ impl ApiError {
             )),
         }
     }
-
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
 }
 
 impl IntoResponse for ApiError {

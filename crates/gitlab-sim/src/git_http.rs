@@ -5,7 +5,8 @@
 //! - OAuth access tokens with any user name; personal and project access tokens with any
 //!   non-blank user name; deploy tokens only with their own user name and only for fetching.
 //! - No credentials on a non-public project: 401 with `WWW-Authenticate: Basic realm="GitLab"`.
-//! - Pushing needs a write scope and Developer access; protected branches need Maintainer; the
+//! - Pushing needs a write scope and Developer access; protected branches need Maintainer and
+//!   refuse force pushes and deletion (GitLab's default protection); the
 //!   optional push rule "Reject unverified users" refuses commits whose committer email is not
 //!   the pusher's. The last two are checked by a pre-receive hook, so git shows GitLab's
 //!   `GitLab: ...` messages exactly as with the real server.
@@ -39,21 +40,29 @@ const PUSH_DENIED: &str = "You are not allowed to push code to this project.";
 /// Checks GitLab runs before refs move, reading its facts from the environment the simulator
 /// sets for `git http-backend` (which hands it down to `receive-pack` and its hooks).
 const PRE_RECEIVE: &str = r#"#!/bin/sh
-# gitlab-sim: protected branches and the "Reject unverified users" push rule.
+# gitlab-sim: protected branches (Maintainers push; nobody force-pushes or deletes) and the
+# "Reject unverified users" push rule.
 zero=0000000000000000000000000000000000000000
 while read -r old new ref; do
   case "$ref" in
     refs/heads/*) branch=${ref#refs/heads/} ;;
     *) continue ;;
   esac
-  if [ "$SIM_MAY_PUSH_PROTECTED" != 1 ]; then
-    for protected in $SIM_PROTECTED_BRANCHES; do
-      if [ "$protected" = "$branch" ]; then
-        echo "GitLab: You are not allowed to push code to protected branches on this project." >&2
-        exit 1
-      fi
-    done
-  fi
+  for protected in $SIM_PROTECTED_BRANCHES; do
+    [ "$protected" = "$branch" ] || continue
+    if [ "$SIM_MAY_PUSH_PROTECTED" != 1 ]; then
+      echo "GitLab: You are not allowed to push code to protected branches on this project." >&2
+      exit 1
+    fi
+    if [ "$new" = "$zero" ]; then
+      echo "GitLab: You can only delete protected branches using the web interface." >&2
+      exit 1
+    fi
+    if [ "$old" != "$zero" ] && ! git merge-base --is-ancestor "$old" "$new"; then
+      echo "GitLab: You are not allowed to force push code to a protected branch on this project." >&2
+      exit 1
+    fi
+  done
   if [ -n "$SIM_COMMITTER_EMAIL" ] && [ "$new" != "$zero" ]; then
     if [ "$old" = "$zero" ]; then
       emails=$(git log --format=%ce "$new" --not --branches)

@@ -26,11 +26,14 @@
 //! - `repo`: the real bare repositories (`<data-dir>/repositories/<project id>.git`, created with
 //!   `git init --bare` and default branch `main`); `SimHandle::repo_path` gives the path.
 //! - `ssh_key`: SSH public key validation and fingerprints.
+//! - `git_http`, `webhooks/`, `changes`, `commits`, `control/repository`: Git smart HTTP, webhook
+//!   delivery, and the pushes / merge-request changes that fire hooks (see their module docs).
 //!
 //! Adding an area (e.g. Git smart HTTP or webhook delivery): write a module exposing
 //! `fn router() -> Router<SimHandle>` and merge it in `server::app` (or nest it in
 //! `api::router`); use `SimHandle` for state and `repo` for git.
 
+// `render::project_full` is one large `json!` literal (GitLab's project entity has ~130 keys).
 #![recursion_limit = "1024"]
 
 pub mod api;

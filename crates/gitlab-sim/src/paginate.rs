@@ -93,3 +93,48 @@ pub fn offset<T>(
     }
     (page_items, headers)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
+        headers
+            .iter()
+            .find(|(n, _)| n.as_str() == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn totals_and_last_link_are_omitted_above_ten_thousand() {
+        let uri: Uri = "/api/v4/projects?per_page=100".parse().expect("uri");
+        let (page, headers) = offset((0..10_001).collect(), 2, 100, "http://sim", &uri);
+        assert_eq!(page.first(), Some(&100));
+        assert!(header(&headers, "x-total").is_none());
+        assert!(header(&headers, "x-total-pages").is_none());
+        let link = header(&headers, "link").expect("link");
+        assert!(!link.contains("rel=\"last\""));
+        assert!(link.contains("rel=\"next\""));
+
+        let (_, headers) = offset((0..10_000).collect::<Vec<_>>(), 1, 100, "http://sim", &uri);
+        assert_eq!(header(&headers, "x-total"), Some("10000"));
+        assert_eq!(header(&headers, "x-total-pages"), Some("100"));
+        assert!(
+            header(&headers, "link")
+                .expect("link")
+                .contains("rel=\"last\"")
+        );
+    }
+
+    #[test]
+    fn links_keep_the_query_and_drop_secrets() {
+        let uri: Uri = "/api/v4/projects?membership=true&private_token=s3cret&page=1"
+            .parse()
+            .expect("uri");
+        let (_, headers) = offset(vec![1, 2, 3], 1, 2, "http://sim", &uri);
+        let link = header(&headers, "link").expect("link");
+        assert!(link.contains("membership=true"));
+        assert!(link.contains("page=2"));
+        assert!(!link.contains("s3cret"));
+    }
+}

@@ -40,10 +40,6 @@ impl Params {
         self.map.get(key).filter(|v| !v.is_null())
     }
 
-    pub fn has(&self, key: &str) -> bool {
-        self.value(key).is_some()
-    }
-
     pub fn str(&self, key: &str) -> Option<String> {
         match self.value(key)? {
             Value::String(s) => Some(s.clone()),
@@ -119,11 +115,6 @@ impl Params {
             )),
             Some(_) => Err(ApiError::invalid(key)),
         }
-    }
-
-    /// Number of keys present (PUT with none recognised answers 400 "No parameters provided").
-    pub fn keys(&self) -> impl Iterator<Item = &String> {
-        self.map.keys()
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use lablink_core::Plan;
 use lablink_gitlab::oauth::{self, AppCredentials};
 use lablink_gitlab::{GitLabError, Instance, InstanceConfig, NetworkPolicy};
+use lablink_store::audit::AuditEvent;
 use lablink_store::integrations::{Integration, IntegrationStatus, NewIntegration, OAuthPurpose};
 use lablink_store::links::{Link, LinkStatus};
 use secrecy::{ExposeSecret as _, SecretString};
@@ -154,6 +155,26 @@ impl Services {
                     .to_owned(),
             )
         })
+    }
+
+    /// Records a GitLab integration event in the account's audit log.
+    pub(crate) async fn audit_gitlab(
+        &self,
+        account_id: &str,
+        actor_user_id: &str,
+        action: &str,
+        detail: String,
+    ) -> Result<(), ServiceError> {
+        self.db
+            .record_audit(AuditEvent {
+                account_id: Some(account_id),
+                actor_user_id: Some(actor_user_id),
+                action,
+                detail,
+                client_ip: None,
+            })
+            .await?;
+        Ok(())
     }
 
     /// The application that issued `link`'s tokens, if the account still uses it.
@@ -398,6 +419,15 @@ impl Services {
             links_disconnected,
             "GitLab integration saved, awaiting the admin's authorization"
         );
+        self.audit_gitlab(
+            &caller.account_id,
+            &caller.user_id,
+            "gitlab.integration.saved",
+            format!(
+                "{instance_url} application {application_id}; {links_disconnected} link(s) disconnected"
+            ),
+        )
+        .await?;
         // Authorization happens in a browser: only a browser session can complete it.
         let authorize_url = match browser_session {
             Some(session) => Some(
@@ -470,6 +500,13 @@ impl Services {
             }
         }
         db.delete_gitlab_integration(&caller.account_id).await?;
+        self.audit_gitlab(
+            &caller.account_id,
+            &caller.user_id,
+            "gitlab.integration.removed",
+            format!("{} link(s) revoked and removed", removed.links_removed),
+        )
+        .await?;
         tracing::info!(account_id = %caller.account_id, links_removed = removed.links_removed, "GitLab integration removed");
         Ok(removed)
     }

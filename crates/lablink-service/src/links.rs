@@ -201,10 +201,24 @@ impl Services {
             .await
             .map_err(|e| callback_gitlab(e, state.purpose, again))?;
         self.store_link(caller, &app, &user, &tokens).await?;
+        self.audit_gitlab(
+            &caller.account_id,
+            &caller.user_id,
+            "gitlab.linked",
+            format!("@{} on {}", user.username, app.instance_url),
+        )
+        .await?;
         if state.purpose == OAuthPurpose::AdminAuthorize
             && let Some(row) = &app.integration
         {
             self.db.mark_gitlab_integration_ready(&row.id).await?;
+            self.audit_gitlab(
+                &caller.account_id,
+                &caller.user_id,
+                "gitlab.integration.ready",
+                format!("authorized at GitLab as @{}", user.username),
+            )
+            .await?;
             tracing::info!(account_id = %caller.account_id, "GitLab integration ready");
         }
         tracing::info!(user_id = %caller.user_id, gitlab_user = %user.username, "GitLab account linked");
@@ -348,6 +362,21 @@ impl Services {
             Err(e) => Some(e.to_string()),
         };
         db.delete_gitlab_link(&link.id).await?;
+        self.audit_gitlab(
+            &caller.account_id,
+            &caller.user_id,
+            "gitlab.unlinked",
+            format!(
+                "@{}{}",
+                link.gitlab_username,
+                if revoke_problem.is_some() {
+                    " (revoking at GitLab failed)"
+                } else {
+                    ""
+                }
+            ),
+        )
+        .await?;
         if let Some(problem) = &revoke_problem {
             tracing::warn!(user_id = %caller.user_id, %problem, "GitLab link deleted; revoking at GitLab failed");
         }
@@ -614,6 +643,13 @@ impl Services {
                     .await?
                 {
                     tracing::warn!(link_id = %link.id, "GitLab link is dead: refresh token refused");
+                    self.audit_gitlab(
+                        &link.account_id,
+                        &link.user_id,
+                        "gitlab.link.dead",
+                        format!("@{}: {reason}", link.gitlab_username),
+                    )
+                    .await?;
                     return Err(link_dead(reason));
                 }
                 Ok(None)

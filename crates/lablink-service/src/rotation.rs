@@ -166,7 +166,9 @@ impl Services {
             .await?
             .project_token
         else {
-            return Ok(Rotation::Skipped("the repository has no project access token".into()));
+            return Ok(Rotation::Skipped(
+                "the repository has no project access token".into(),
+            ));
         };
         if !self.db.begin_token_rotation(&repo.id, token_id).await? {
             return Ok(Rotation::Skipped(
@@ -252,7 +254,12 @@ impl Services {
     ) -> Result<Rotation, ServiceError> {
         let api = match self.connector_api(repo).await {
             Ok(api) => api,
-            Err(e) => return Ok(Rotation::NeedsAction(manual_token_fix(repo, &e.to_string()))),
+            Err(e) => {
+                return Ok(Rotation::NeedsAction(manual_token_fix(
+                    repo,
+                    &e.to_string(),
+                )));
+            }
         };
         let project = repo.gitlab_project_id;
         let name = project_access_token_name(project);
@@ -291,7 +298,12 @@ impl Services {
         .await;
         let new = match created {
             Ok(new) => new,
-            Err(e) => return Ok(Rotation::NeedsAction(manual_token_fix(repo, &e.to_string()))),
+            Err(e) => {
+                return Ok(Rotation::NeedsAction(manual_token_fix(
+                    repo,
+                    &e.to_string(),
+                )));
+            }
         };
         // Stored before anything else can use it; the row still names the lost token.
         self.db

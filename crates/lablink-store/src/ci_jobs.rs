@@ -180,7 +180,11 @@ impl Db {
             match result.map_err(StoreError::from) {
                 Ok(_) => return Ok(id),
                 Err(e) if e.is_unique_violation() => {
-                    if self.ci_job_by_name(keys, project_id, &input.name).await?.is_some() {
+                    if self
+                        .ci_job_by_name(keys, project_id, &input.name)
+                        .await?
+                        .is_some()
+                    {
                         return Err(StoreError::Conflict(format!(
                             "a job named `{}` already exists in this project",
                             input.name

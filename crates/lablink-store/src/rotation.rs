@@ -124,4 +124,3 @@ impl Db {
         Ok(row.and_then(|r| r.0))
     }
 }
-

@@ -245,8 +245,7 @@ impl Db {
         let now = now_ms();
         // Written twice like the job claim: PostgreSQL needs SKIP LOCKED so that replicas pick
         // different rows; SQLite's single writer makes the plain form atomic.
-        const PICK: &str =
-            "SELECT id FROM runs WHERE state = $1 ORDER BY created_at, id LIMIT 1";
+        const PICK: &str = "SELECT id FROM runs WHERE state = $1 ORDER BY created_at, id LIMIT 1";
         let update = |pick: &str| {
             format!(
                 "UPDATE runs SET state = $2, reason = $3, attempts = attempts + 1, locked_by = $4, \
@@ -617,7 +616,11 @@ impl Db {
         Ok(())
     }
 
-    pub async fn run_artifact(&self, run_id: &str, name: &str) -> Result<Option<String>, StoreError> {
+    pub async fn run_artifact(
+        &self,
+        run_id: &str,
+        name: &str,
+    ) -> Result<Option<String>, StoreError> {
         let content = crate::on_db!(self, |pool| {
             sqlx::query_scalar("SELECT content FROM run_artifacts WHERE run_id = $1 AND name = $2")
                 .bind(run_id)
@@ -640,7 +643,10 @@ impl Db {
 
     /// `manifest.json` of the project's newest successful run on its default branch (a merge
     /// job's run): the production state CI runs defer to.
-    pub async fn production_manifest(&self, project_id: &str) -> Result<Option<String>, StoreError> {
+    pub async fn production_manifest(
+        &self,
+        project_id: &str,
+    ) -> Result<Option<String>, StoreError> {
         let content = crate::on_db!(self, |pool| {
             sqlx::query_scalar(
                 "SELECT a.content FROM runs r JOIN run_artifacts a ON a.run_id = r.id \

@@ -55,7 +55,11 @@ impl Db {
     }
 
     /// GitLab shows `status.wanted_state` (or the row needs nothing more): done up to its version.
-    pub async fn status_sent(&self, status: &PendingStatus, worker: &str) -> Result<(), StoreError> {
+    pub async fn status_sent(
+        &self,
+        status: &PendingStatus,
+        worker: &str,
+    ) -> Result<(), StoreError> {
         crate::on_db!(self, |pool| {
             sqlx::query(
                 "UPDATE status_outbox SET sent_state = $1, sent_version = $2, locked_by = NULL, \

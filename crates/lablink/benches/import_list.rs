@@ -6,8 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use gitlab_sim::state::setup::{NewGroup, NewUser};
-use gitlab_sim::state::{Fault, Namespace, Project, Visibility};
+use gitlab_sim::state::{Fault, Namespace, NewGroup, NewUser, Project, Visibility};
 use gitlab_sim::{Sim, SimConfig};
 use lablink_core::{Plan, Role};
 use lablink_gitlab::{Api, Instance, InstanceConfig, NetworkPolicy};

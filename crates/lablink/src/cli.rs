@@ -31,6 +31,8 @@ pub enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Run lablink with a simulated GitLab and sample data, on free ports, in a temporary directory.
+    Demo,
     /// Check connected repositories (webhook, tokens, deploy token and key); `--fix` repairs.
     Doctor {
         /// Only this project (its id); default: every project with a connected repository.
@@ -75,10 +77,15 @@ pub enum AdminCommand {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // The demo brings its own configuration.
+    if matches!(cli.command, Command::Demo) {
+        return crate::demo::run().await;
+    }
     let settings = config::load(cli.config.as_deref())?;
     telemetry::init_logs(settings.log_format);
     match cli.command {
         Command::Serve => serve(settings).await,
+        Command::Demo => unreachable!("handled above"),
         Command::Migrate => {
             let db = startup::open_database(&settings).await?;
             db.migrate().await.context("cannot apply database migrations")?;

@@ -6,14 +6,20 @@ use lablink_service::Services;
 use lablink_service::doctor::{Outcome, Report};
 
 /// Checks one project (by id) or every project with a connected repository.
-pub async fn run(services: &Services, project: Option<&str>, fix: bool) -> anyhow::Result<Vec<Report>> {
+pub async fn run(
+    services: &Services,
+    project: Option<&str>,
+    fix: bool,
+) -> anyhow::Result<Vec<Report>> {
     let targets = match project {
         Some(id) => {
             let repo = services
                 .db
                 .live_repository_of_project(id)
                 .await?
-                .with_context(|| format!("project {id} has no connected repository (or does not exist)"))?;
+                .with_context(|| {
+                    format!("project {id} has no connected repository (or does not exist)")
+                })?;
             vec![(repo.account_id, repo.project_id)]
         }
         None => services.db.connected_projects().await?,
@@ -28,7 +34,10 @@ pub async fn run(services: &Services, project: Option<&str>, fix: bool) -> anyho
 /// True when `--fix` repaired every finding of the report.
 pub fn all_repaired(report: &Report) -> bool {
     report.findings.len() == report.repairs.len()
-        && report.repairs.iter().all(|r| r.outcome == Outcome::Repaired)
+        && report
+            .repairs
+            .iter()
+            .all(|r| r.outcome == Outcome::Repaired)
 }
 
 pub fn print(reports: &[Report], json: bool) -> anyhow::Result<()> {
@@ -38,7 +47,10 @@ pub fn print(reports: &[Report], json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     for report in reports {
-        let place = report.path_with_namespace.as_deref().unwrap_or("(not connected)");
+        let place = report
+            .path_with_namespace
+            .as_deref()
+            .unwrap_or("(not connected)");
         println!("{} → {place}", report.project_name);
         if report.healthy() {
             println!("  ok: no problems found");

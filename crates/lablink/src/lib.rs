@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod doctor;
 pub mod startup;
 pub mod telemetry;

@@ -157,7 +157,7 @@ pub async fn create(
     }
     let access_level = match params.int("access_level")? {
         None => access::MAINTAINER,
-        Some(l) if access::VALID.contains(&(l as u8)) && l <= 50 => l as u8,
+        Some(l) if (10..=50).contains(&l) && access::VALID.contains(&(l as u8)) => l as u8,
         Some(_) => return Err(ApiError::not_valid_value("access_level")),
     };
     let expires_at = parse_date(&params, "expires_at")?;

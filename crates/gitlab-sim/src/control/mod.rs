@@ -320,11 +320,12 @@ async fn update_settings(State(sim): State<SimHandle>, raw: Bytes) -> ControlRes
     if let Some(v) = u.gitlab_com_free {
         s.gitlab_com_free = v;
     }
+    // Bounds keep date arithmetic far from overflow.
     if let Some(v) = u.access_token_lifetime_secs {
-        s.access_token_lifetime_secs = v.max(1);
+        s.access_token_lifetime_secs = v.clamp(1, 10 * 365 * 86_400);
     }
     if let Some(v) = u.max_access_token_lifetime_days {
-        s.max_access_token_lifetime_days = v.max(1);
+        s.max_access_token_lifetime_days = v.clamp(1, 3650);
     }
     if let Some(v) = u.allow_local_webhooks {
         s.allow_local_webhooks = v;

@@ -65,11 +65,19 @@ impl State {
     }
 
     pub fn now(&self) -> Time {
-        chrono::Utc::now() + Duration::milliseconds(self.clock_offset_ms)
+        let real = chrono::Utc::now();
+        // A corrupt offset (e.g. from a hand-edited state file) must not panic.
+        real.checked_add_signed(Duration::milliseconds(self.clock_offset_ms))
+            .unwrap_or(real)
     }
 
+    /// Moves simulated time forward (or back); clamped to ±100 years.
     pub fn advance_clock(&mut self, seconds: i64) -> Time {
-        self.clock_offset_ms += seconds * 1000;
+        const LIMIT_MS: i64 = 100 * 366 * 86_400 * 1000;
+        self.clock_offset_ms = self
+            .clock_offset_ms
+            .saturating_add(seconds.saturating_mul(1000))
+            .clamp(-LIMIT_MS, LIMIT_MS);
         self.now()
     }
 

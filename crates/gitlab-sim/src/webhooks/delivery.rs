@@ -177,7 +177,9 @@ struct Prepared {
 fn prepare(state: &State, instance: &str, out: &Outgoing) -> Option<Prepared> {
     let hook = state.hooks.get(&out.hook_id)?;
     let body = serde_json::to_vec(&out.payload).ok()?;
-    let timestamp = state.now().timestamp();
+    // The wall clock, not the simulated one: receivers check freshness against their own
+    // clock, which tests that advance the simulator's clock do not move.
+    let timestamp = chrono::Utc::now().timestamp();
     let (sent_headers, logged_headers) = headers(hook, out, instance, timestamp, &body);
     Some(Prepared {
         url: interpolate(hook),

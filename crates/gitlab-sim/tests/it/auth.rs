@@ -263,3 +263,57 @@ async fn faults_are_injected_per_route() {
         .expect("clear");
     expect(t.get("/user", &user.token).await, StatusCode::OK).await;
 }
+
+#[tokio::test]
+async fn malformed_input_gets_gitlab_errors_not_panics() {
+    let t = TestSim::start().await;
+    let user = t.user("frank");
+    let project = t.project_for(&user, access::MAINTAINER).await;
+    let tokens = format!("/projects/{}/access_tokens", project.id);
+    // -216 wraps to 40 as a byte: it must still be refused.
+    let wrapped = t
+        .post(
+            &tokens,
+            &user.token,
+            json!({"name": "x", "scopes": ["api"], "access_level": -216}),
+        )
+        .await;
+    assert_eq!(
+        expect(wrapped, StatusCode::BAD_REQUEST).await,
+        json!({"error": "access_level does not have a valid value"})
+    );
+    let not_json = t
+        .http
+        .post(t.api(&tokens))
+        .header("PRIVATE-TOKEN", &user.token)
+        .header("content-type", "application/json")
+        .body("{oops")
+        .send()
+        .await
+        .expect("r");
+    assert_eq!(not_json.status(), StatusCode::BAD_REQUEST);
+    let page = t.get("/projects?page=abc", &user.token).await;
+    assert_eq!(
+        expect(page, StatusCode::BAD_REQUEST).await,
+        json!({"error": "page is invalid"})
+    );
+    let huge = t
+        .get(
+            &format!("/projects?page={}&per_page=100", u32::MAX),
+            &user.token,
+        )
+        .await;
+    assert_eq!(expect(huge, StatusCode::OK).await, json!([]));
+    let encoded = t.get("/projects/%FF%FE", &user.token).await;
+    assert!(encoded.status().is_client_error());
+    let r = t
+        .http
+        .post(t.url("/-/sim/clock/advance"))
+        .json(&json!({"seconds": i64::MAX}))
+        .send()
+        .await
+        .expect("r");
+    expect(r, StatusCode::OK).await;
+    // The clock is clamped, the server keeps answering, and a token without expiry still works.
+    expect(t.get("/user", &user.token).await, StatusCode::OK).await;
+}

@@ -384,6 +384,64 @@ async fn push_refusals_carry_gitlab_messages() {
         .push("owner", "main", ("owner", &s.owner.token), &owner_email)
         .await;
     assert!(run.ok, "{}", run.stderr);
+    // ... but nobody force-pushes it or deletes it.
+    let owner_clone = s.path("owner");
+    assert!(
+        git(
+            &owner_clone,
+            &["reset", "--hard", "HEAD~1"],
+            None,
+            &owner_email
+        )
+        .await
+        .ok
+    );
+    std::fs::write(owner_clone.join("other.txt"), "rewritten history").expect("write");
+    assert!(
+        git(&owner_clone, &["add", "-A"], None, &owner_email)
+            .await
+            .ok
+    );
+    assert!(
+        git(
+            &owner_clone,
+            &["commit", "-m", "rewrite"],
+            None,
+            &owner_email
+        )
+        .await
+        .ok
+    );
+    let credentials = Some(("owner", s.owner.token.as_str()));
+    let run = git(
+        &owner_clone,
+        &["push", &s.url, "+HEAD:refs/heads/main"],
+        credentials,
+        &owner_email,
+    )
+    .await;
+    assert!(!run.ok);
+    assert!(
+        run.stderr.contains(
+            "GitLab: You are not allowed to force push code to a protected branch on this project."
+        ),
+        "{}",
+        run.stderr
+    );
+    let run = git(
+        &owner_clone,
+        &["push", &s.url, ":refs/heads/main"],
+        Some(("owner", &s.owner.token)),
+        &owner_email,
+    )
+    .await;
+    assert!(!run.ok);
+    assert!(
+        run.stderr
+            .contains("GitLab: You can only delete protected branches using the web interface."),
+        "{}",
+        run.stderr
+    );
 
     // Push rule "Reject unverified users": the committer email must be the pusher's.
     s.sim.handle().lock().push_rules.insert(

@@ -14,6 +14,7 @@ const VERIFIER: &str = "ks02i3jdikdo2k0dkfodf3m39rjfjsdk0wk349rj3jrhf";
 pub struct App {
     pub client_id: String,
     pub secret: String,
+    pub confidential: bool,
 }
 
 pub fn app(t: &TestSim, confidential: bool) -> App {
@@ -29,6 +30,7 @@ pub fn app(t: &TestSim, confidential: bool) -> App {
     App {
         client_id: app.uid,
         secret,
+        confidential,
     }
 }
 
@@ -100,7 +102,7 @@ async fn authorize_via_pages(
         .await
         .expect("consent");
     // A confidential app the user already holds a live token for skips the consent page.
-    if consent.status() == StatusCode::FOUND && button == "authorize" {
+    if app.confidential && consent.status() == StatusCode::FOUND && button == "authorize" {
         return header(&consent, "location").expect("redirect");
     }
     assert_eq!(consent.status(), StatusCode::OK);
@@ -330,6 +332,7 @@ async fn unknown_client_and_bad_redirect_show_error_page_without_redirect() {
     let unknown = App {
         client_id: "nope".into(),
         secret: String::new(),
+        confidential: true,
     };
     let r = t
         .http

@@ -116,6 +116,27 @@ async fn keyset_pagination_follows_link_until_absent() {
     assert_eq!(pages, 3);
     assert_eq!(ids.len(), 23);
     assert!(ids.windows(2).all(|w| w[0] < w[1]));
+    let desc = t
+        .get(
+            "/projects?membership=true&pagination=keyset&order_by=id&sort=desc&per_page=10",
+            &user.token,
+        )
+        .await;
+    let next = header(&desc, "link")
+        .and_then(|l| link_rel(&l, "next"))
+        .expect("next");
+    let first_page = json(desc).await;
+    let desc_ids: Vec<u64> = first_page
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|p| p["id"].as_u64().expect("id"))
+        .collect();
+    assert!(desc_ids.windows(2).all(|w| w[0] > w[1]));
+    assert!(
+        next.contains(&format!("id_before={}", desc_ids[9])),
+        "{next}"
+    );
     let unsupported = t
         .get("/projects?pagination=keyset&order_by=name", &user.token)
         .await;

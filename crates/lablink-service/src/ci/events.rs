@@ -76,7 +76,9 @@ impl Services {
             Ok(note) => (PROCESSED, note),
             Err(reason) => (IGNORED, reason),
         };
-        self.db.finish_delivery(delivery_id, note.0, &note.1).await?;
+        self.db
+            .finish_delivery(delivery_id, note.0, &note.1)
+            .await?;
         Ok(())
     }
 
@@ -99,7 +101,9 @@ impl Services {
             Ok(domain) => domain,
             Err(reason) => return Ok(Err(reason)),
         };
-        let notes = self.decide_and_apply(&repository, domain, "webhook").await?;
+        let notes = self
+            .decide_and_apply(&repository, domain, "webhook")
+            .await?;
         Ok(Ok(notes.join("; ")))
     }
 
@@ -232,9 +236,7 @@ impl Services {
                     .apply_run_event(&run.id, RunState::Queued, Holder::Anyone, &event)
                     .await?;
             if !cancelled_while_queued {
-                self.db
-                    .request_run_cancel(&run.id, &encoded)
-                    .await?;
+                self.db.request_run_cancel(&run.id, &encoded).await?;
             }
         }
         Ok(runs.len())

@@ -156,6 +156,13 @@ impl Services {
             tracing::warn!(run = %run.id, "lost the run's lease; another worker owns it now");
             return Ok(());
         }
+        // Whatever step a cancellation interrupted (git, dbt) fails in its own way; the cause is
+        // the cancellation.
+        let outcome = if cancel.is_cancelled() {
+            Ok(Outcome::Cancelled)
+        } else {
+            outcome
+        };
         let event = match outcome {
             Ok(Outcome::Succeeded) => RunEvent::Succeeded,
             Ok(Outcome::Failed(reason)) => RunEvent::Failed(reason),
@@ -270,7 +277,12 @@ impl Services {
             .await;
 
         if !self
-            .apply_run_event(&run.id, RunState::Starting, Holder::Worker(&rt.worker_id), &RunEvent::DbtStarted)
+            .apply_run_event(
+                &run.id,
+                RunState::Starting,
+                Holder::Worker(&rt.worker_id),
+                &RunEvent::DbtStarted,
+            )
             .await
             .map_err(|e| e.to_string())?
         {
@@ -288,7 +300,12 @@ impl Services {
             let _ = log.send(say(format!("$ {shown}"))).await;
             let left = deadline.saturating_duration_since(Instant::now());
             let termination = workspace
-                .run(command, left.max(Duration::from_millis(1)), log.clone(), cancel)
+                .run(
+                    command,
+                    left.max(Duration::from_millis(1)),
+                    log.clone(),
+                    cancel,
+                )
                 .await
                 .map_err(|e| e.to_string())?;
             let (step, next) = match termination {
@@ -379,7 +396,9 @@ impl Services {
 }
 
 fn cache_path(rt: &CiRuntime, repository_id: &str) -> PathBuf {
-    rt.work_dir.join("caches").join(format!("{repository_id}.git"))
+    rt.work_dir
+        .join("caches")
+        .join(format!("{repository_id}.git"))
 }
 
 /// The schema a run builds into: the merge request's CI schema, or the merge job's own schema.
@@ -404,7 +423,11 @@ async fn heartbeat(
     let mut tick = tokio::time::interval(Duration::from_millis(500).min(lease / 3));
     loop {
         tick.tick().await;
-        match services.db.renew_run_lease(&run_id, &worker, lease_ms).await {
+        match services
+            .db
+            .renew_run_lease(&run_id, &worker, lease_ms)
+            .await
+        {
             Ok(Some(None)) => {}
             Ok(Some(Some(_reason))) => cancel.cancel(),
             Ok(None) => {

@@ -67,9 +67,7 @@ impl Services {
             tracing::info!(repository_id, error = %e, "webhook delivery refused");
             IntakeError::Unauthorized
         })?;
-        let event = headers
-            .get("x-gitlab-event")
-            .and_then(|v| v.to_str().ok());
+        let event = headers.get("x-gitlab-event").and_then(|v| v.to_str().ok());
         let ignored = ignored_reason(event);
         let key = delivery_key(headers, body);
         let recorded = self
@@ -103,7 +101,11 @@ mod tests {
             ignored_reason(Some("Tag Push Hook")).as_deref(),
             Some("tag pushes start nothing")
         );
-        assert!(ignored_reason(Some("Issue Hook")).unwrap().contains("Issue Hook"));
+        assert!(
+            ignored_reason(Some("Issue Hook"))
+                .unwrap()
+                .contains("Issue Hook")
+        );
         assert!(ignored_reason(None).is_some());
     }
 }

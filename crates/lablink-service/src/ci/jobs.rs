@@ -190,7 +190,11 @@ fn validate(form: &CiJobForm) -> Result<(), ServiceError> {
     for line in form.commands.iter().filter(|l| !l.trim().is_empty()) {
         DbtCommand::parse(line).map_err(|e| bad(e.to_string()))?;
     }
-    if let Some(filter) = form.target_branch_filter.as_deref().filter(|f| !f.is_empty()) {
+    if let Some(filter) = form
+        .target_branch_filter
+        .as_deref()
+        .filter(|f| !f.is_empty())
+    {
         BranchFilter::new(filter).map_err(|e| bad(e.to_string()))?;
     }
     if !(1..=MAX_TIMEOUT_SECS).contains(&form.timeout_secs) {
@@ -214,9 +218,9 @@ fn validate(form: &CiJobForm) -> Result<(), ServiceError> {
         WarehouseSettings::DuckDb { path } if !path.starts_with('/') => Err(bad(
             "The DuckDB path must be an absolute path on the lablink host.",
         )),
-        WarehouseSettings::Postgres { host, user, dbname, .. }
-            if host.is_empty() || user.is_empty() || dbname.is_empty() =>
-        {
+        WarehouseSettings::Postgres {
+            host, user, dbname, ..
+        } if host.is_empty() || user.is_empty() || dbname.is_empty() => {
             Err(bad("PostgreSQL needs a host, a user and a database name."))
         }
         _ => Ok(()),
@@ -259,7 +263,11 @@ impl Services {
             .ok_or_else(|| ServiceError::NotFound("No such CI job.".into()))
     }
 
-    async fn require_project(&self, caller: &Principal, project_id: &str) -> Result<(), ServiceError> {
+    async fn require_project(
+        &self,
+        caller: &Principal,
+        project_id: &str,
+    ) -> Result<(), ServiceError> {
         self.db
             .project(&caller.account_id, project_id)
             .await?
@@ -277,7 +285,11 @@ impl Services {
         jobs.iter().map(CiJobView::from_job).collect()
     }
 
-    pub async fn get_ci_job(&self, caller: &Principal, job_id: i64) -> Result<CiJobView, ServiceError> {
+    pub async fn get_ci_job(
+        &self,
+        caller: &Principal,
+        job_id: i64,
+    ) -> Result<CiJobView, ServiceError> {
         CiJobView::from_job(&self.job_of_account(caller, job_id).await?)
     }
 
@@ -287,7 +299,10 @@ impl Services {
         project_id: &str,
         form: CiJobForm,
     ) -> Result<CiJobView, ServiceError> {
-        require(caller.role.can_write(), "Only developers and admins can manage CI jobs.")?;
+        require(
+            caller.role.can_write(),
+            "Only developers and admins can manage CI jobs.",
+        )?;
         self.require_project(caller, project_id).await?;
         let input = input(form, None)?;
         let id = self
@@ -303,7 +318,10 @@ impl Services {
         job_id: i64,
         form: CiJobForm,
     ) -> Result<CiJobView, ServiceError> {
-        require(caller.role.can_write(), "Only developers and admins can manage CI jobs.")?;
+        require(
+            caller.role.can_write(),
+            "Only developers and admins can manage CI jobs.",
+        )?;
         let existing = self.job_of_account(caller, job_id).await?;
         let input = input(form, existing.input.warehouse_secret)?;
         self.db.update_ci_job(&self.keys, job_id, &input).await?;
@@ -311,7 +329,10 @@ impl Services {
     }
 
     pub async fn delete_ci_job(&self, caller: &Principal, job_id: i64) -> Result<(), ServiceError> {
-        require(caller.role.can_write(), "Only developers and admins can manage CI jobs.")?;
+        require(
+            caller.role.can_write(),
+            "Only developers and admins can manage CI jobs.",
+        )?;
         self.job_of_account(caller, job_id).await?;
         self.db.delete_ci_job(job_id).await?;
         Ok(())

@@ -30,9 +30,8 @@ impl Services {
         holder: Holder<'_>,
         event: &RunEvent,
     ) -> Result<bool, ServiceError> {
-        let to = transition(from, event).map_err(|e: TransitionError| {
-            ServiceError::Conflict(format!("run {run_id}: {e}"))
-        })?;
+        let to = transition(from, event)
+            .map_err(|e: TransitionError| ServiceError::Conflict(format!("run {run_id}: {e}")))?;
         let reason = event.to_string();
         let moved = self
             .db

@@ -40,11 +40,17 @@ fn hook_warning(alert_status: Option<&str>) -> Option<String> {
 impl Services {
     /// One pass over every connected repository; merge requests updated before `since` are
     /// skipped (the previous pass saw them).
-    pub async fn reconcile(&self, since: Option<DateTime<Utc>>) -> Result<ReconcileReport, ServiceError> {
+    pub async fn reconcile(
+        &self,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<ReconcileReport, ServiceError> {
         let mut report = ReconcileReport::default();
         for repository in self.db.connected_ci_repositories(&self.keys).await? {
             report.repositories += 1;
-            if let Err(e) = self.reconcile_repository(&repository, since, &mut report).await {
+            if let Err(e) = self
+                .reconcile_repository(&repository, since, &mut report)
+                .await
+            {
                 report
                     .errors
                     .push(format!("repository {}: {e}", repository.id));

@@ -152,7 +152,10 @@ impl Services {
     ) -> Result<RunDetail, ServiceError> {
         let run = self.run_of_account(caller, run_id).await?;
         let steps = self.db.run_steps(run_id).await?;
-        let tail = self.db.run_log_tail(run_id, log_tail.clamp(1, MAX_LOG_PAGE)).await?;
+        let tail = self
+            .db
+            .run_log_tail(run_id, log_tail.clamp(1, MAX_LOG_PAGE))
+            .await?;
         let artifacts = self.db.run_artifact_names(run_id).await?;
         let delivery = self.db.run_status_delivery(run_id).await?;
         let hook_warning = self.db.hook_warning(&run.repository_id).await?;

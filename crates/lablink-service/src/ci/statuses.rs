@@ -73,7 +73,12 @@ impl Services {
             error: e.to_string(),
             after_ms: None,
         };
-        let Some(run) = self.db.run(&status.run_id).await.map_err(|e| internal(e.into()))? else {
+        let Some(run) = self
+            .db
+            .run(&status.run_id)
+            .await
+            .map_err(|e| internal(e.into()))?
+        else {
             return Err(NotPosted::Skip("the run is gone".into()));
         };
         let repository = self
@@ -83,9 +88,9 @@ impl Services {
             .map_err(|e| internal(e.into()))?
             .ok_or_else(|| NotPosted::Skip("the repository is gone".into()))?;
         if !repository.status_reporting {
-            return Err(NotPosted::Skip(repository.status_warning.unwrap_or_else(|| {
-                "This repository does not report CI status to GitLab.".into()
-            })));
+            return Err(NotPosted::Skip(repository.status_warning.unwrap_or_else(
+                || "This repository does not report CI status to GitLab.".into(),
+            )));
         }
         let token = repository.project_token.clone().ok_or_else(|| {
             NotPosted::Skip("The repository has no project access token; reconnect it.".into())
@@ -103,9 +108,7 @@ impl Services {
             .map_err(|e| NotPosted::Skip(e.to_string()))?;
         let api = Api::private_token(&instance, token);
         let name = lablink_core::names::commit_status_name(&job.input.name);
-        let target_url = self
-            .settings
-            .public_link(&format!("/runs/{}", run.id));
+        let target_url = self.settings.public_link(&format!("/runs/{}", run.id));
         let outcome = api
             .set_commit_status(
                 repository.gitlab_project_id,

@@ -70,7 +70,10 @@ pub fn spawn_ci_workers(
     config: CiWorkerConfig,
     shutdown: CancellationToken,
 ) -> Vec<JoinHandle<()>> {
-    let rt = Arc::new(CiRuntime::new(config.work_dir.clone(), config.worker_id.clone()));
+    let rt = Arc::new(CiRuntime::new(
+        config.work_dir.clone(),
+        config.worker_id.clone(),
+    ));
     let mut handles = Vec::new();
     let poll = config.poll;
     {
@@ -82,20 +85,30 @@ pub fn spawn_ci_workers(
     }
     for _ in 0..config.run_slots.max(1) {
         let (s, rt) = (services.clone(), Arc::clone(&rt));
-        handles.push(spawn_loop("ci runs", poll * 4, shutdown.clone(), move || {
-            let (s, rt) = (s.clone(), Arc::clone(&rt));
-            async move {
-                s.reap_expired_runs().await?;
-                s.execute_next_run(&rt).await
-            }
-        }));
+        handles.push(spawn_loop(
+            "ci runs",
+            poll * 4,
+            shutdown.clone(),
+            move || {
+                let (s, rt) = (s.clone(), Arc::clone(&rt));
+                async move {
+                    s.reap_expired_runs().await?;
+                    s.execute_next_run(&rt).await
+                }
+            },
+        ));
     }
     {
         let (s, worker) = (services.clone(), config.worker_id.clone());
-        handles.push(spawn_loop("commit statuses", poll, shutdown.clone(), move || {
-            let (s, worker) = (s.clone(), worker.clone());
-            async move { s.deliver_next_status(&worker).await }
-        }));
+        handles.push(spawn_loop(
+            "commit statuses",
+            poll,
+            shutdown.clone(),
+            move || {
+                let (s, worker) = (s.clone(), worker.clone());
+                async move { s.deliver_next_status(&worker).await }
+            },
+        ));
     }
     handles.push(tokio::spawn(reconcile_loop(
         services,

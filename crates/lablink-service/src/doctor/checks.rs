@@ -55,7 +55,10 @@ pub(crate) async fn project_token(
         ));
         return TokenState::Broken;
     }
-    match api.project_access_token(repo.gitlab_project_id, token_id).await {
+    match api
+        .project_access_token(repo.gitlab_project_id, token_id)
+        .await
+    {
         Ok(token) if token.active && !token.revoked => {
             let soon = (Utc::now() + Duration::days(margin_days)).date_naive();
             if let Some(expires) = token.expires_at.filter(|d| *d <= soon) {
@@ -70,7 +73,9 @@ pub(crate) async fn project_token(
         Err(e) => {
             let code = match e.token_problem() {
                 Some(TokenProblem::Expired) => Code::ProjectTokenExpired,
-                Some(_) if rotated_outside(repo, connector).await => Code::ProjectTokenRotatedOutside,
+                Some(_) if rotated_outside(repo, connector).await => {
+                    Code::ProjectTokenRotatedOutside
+                }
                 Some(_) => Code::ProjectTokenRevoked,
                 None if e.is_not_found() => Code::ProjectTokenMissing,
                 None => {
@@ -139,7 +144,12 @@ fn unreachable(e: &GitLabError) -> Finding {
 }
 
 /// The webhook: present, enabled, pointing at lablink, with the right events, SSL and secret.
-pub(crate) async fn webhook(repo: &Repository, api: &Api, expected_url: &str, out: &mut Vec<Finding>) {
+pub(crate) async fn webhook(
+    repo: &Repository,
+    api: &Api,
+    expected_url: &str,
+    out: &mut Vec<Finding>,
+) {
     let Some(hook_id) = repo.hook_id else {
         out.push(hook_missing());
         return;
@@ -155,7 +165,11 @@ pub(crate) async fn webhook(repo: &Repository, api: &Api, expected_url: &str, ou
             return;
         }
     };
-    if hook.alert_status.as_deref().is_some_and(|s| s != "executable") {
+    if hook
+        .alert_status
+        .as_deref()
+        .is_some_and(|s| s != "executable")
+    {
         let until = hook
             .disabled_until
             .as_deref()
@@ -187,7 +201,8 @@ pub(crate) async fn webhook(repo: &Repository, api: &Api, expected_url: &str, ou
     if !hook.merge_requests_events || !hook.push_events {
         out.push(Finding::error(
             Code::WebhookEventsOff,
-            "The webhook's merge request or push events are turned off, so lablink misses them.".into(),
+            "The webhook's merge request or push events are turned off, so lablink misses them."
+                .into(),
             fix_settings.into(),
             true,
         ));
@@ -213,7 +228,8 @@ pub(crate) async fn webhook(repo: &Repository, api: &Api, expected_url: &str, ou
 fn hook_missing() -> Finding {
     Finding::error(
         Code::WebhookMissing,
-        "lablink's webhook is gone from the GitLab project: merge requests do not reach lablink.".into(),
+        "lablink's webhook is gone from the GitLab project: merge requests do not reach lablink."
+            .into(),
         "Create the webhook again with a new secret.".into(),
         true,
     )
@@ -255,7 +271,8 @@ pub(crate) async fn deploy_key(repo: &Repository, api: &Api, out: &mut Vec<Findi
     let (Some(id), Some(ours)) = (repo.deploy_key_id, repo.deploy_key_public.as_deref()) else {
         return;
     };
-    let fix = "Generate a new SSH key pair, add it as the deploy key and remove the old one.".to_owned();
+    let fix =
+        "Generate a new SSH key pair, add it as the deploy key and remove the old one.".to_owned();
     match api.deploy_key(repo.gitlab_project_id, id).await {
         Ok(key) => {
             let same_key = key_material(&key.key) == key_material(ours);
@@ -276,7 +293,8 @@ pub(crate) async fn deploy_key(repo: &Repository, api: &Api, out: &mut Vec<Findi
         }
         Err(e) if e.is_not_found() => out.push(Finding::error(
             Code::DeployKeyMissing,
-            "lablink's SSH deploy key is gone from the GitLab project, so pushes over SSH fail.".into(),
+            "lablink's SSH deploy key is gone from the GitLab project, so pushes over SSH fail."
+                .into(),
             fix,
             true,
         )),

@@ -115,8 +115,12 @@ impl Services {
         self.db
             .rotate_hook_secret(&self.keys, &repo.id, &secret, grace_until)
             .await?;
-        api.edit_hook(repo.gitlab_project_id, hook_id, &self.hook_spec(repo, Some(secret)))
-            .await?;
+        api.edit_hook(
+            repo.gitlab_project_id,
+            hook_id,
+            &self.hook_spec(repo, Some(secret)),
+        )
+        .await?;
         Ok(Ok(
             "reset the webhook's URL, events, SSL verification and secret (the previous secret stays \
              valid for 24 hours)"
@@ -132,7 +136,9 @@ impl Services {
             .await?;
         let hook = api.hook(repo.gitlab_project_id, hook_id).await?;
         if hook.alert_status.as_deref() == Some("executable") {
-            Ok(Ok("sent a test delivery; GitLab enabled the webhook again".into()))
+            Ok(Ok(
+                "sent a test delivery; GitLab enabled the webhook again".into()
+            ))
         } else {
             Ok(Err(format!(
                 "sent a test delivery but GitLab still reports the webhook {}: lablink's public URL {} \
@@ -196,10 +202,16 @@ type Fixed = Result<Result<String, String>, ServiceError>;
 
 fn describe(rotation: Rotation) -> Result<String, String> {
     match rotation {
-        Rotation::Rotated { token_id, expires_on } => {
-            Ok(format!("rotated the project access token (now {token_id}, expires {expires_on})"))
-        }
-        Rotation::Recreated { token_id, expires_on } => Ok(format!(
+        Rotation::Rotated {
+            token_id,
+            expires_on,
+        } => Ok(format!(
+            "rotated the project access token (now {token_id}, expires {expires_on})"
+        )),
+        Rotation::Recreated {
+            token_id,
+            expires_on,
+        } => Ok(format!(
             "created a new project access token ({token_id}, expires {expires_on})"
         )),
         Rotation::Skipped(why) => Ok(format!("nothing to do: {why}")),

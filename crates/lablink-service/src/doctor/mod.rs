@@ -100,7 +100,10 @@ impl Services {
     }
 
     /// Every check, and the Maintainer-level client repairs can use (if any works).
-    async fn diagnose(&self, repo: &Repository) -> Result<(Vec<Finding>, Option<Api>), ServiceError> {
+    async fn diagnose(
+        &self,
+        repo: &Repository,
+    ) -> Result<(Vec<Finding>, Option<Api>), ServiceError> {
         let mut out = Vec::new();
         let connector = match self.connector_api(repo).await {
             Ok(api) => Some(api),
@@ -170,9 +173,13 @@ impl Services {
             .db
             .live_repository_of_project(&project.id)
             .await?
-            .ok_or_else(|| ServiceError::NotFound("This project has no connected repository.".into()))?;
+            .ok_or_else(|| {
+                ServiceError::NotFound("This project has no connected repository.".into())
+            })?;
         let hook_id = repo.hook_id.ok_or_else(|| {
-            ServiceError::Conflict("The connection has no webhook; run Check connection and Fix.".into())
+            ServiceError::Conflict(
+                "The connection has no webhook; run Check connection and Fix.".into(),
+            )
         })?;
         let (_, api) = self.diagnose(&repo).await?;
         let api = api.ok_or_else(|| {

@@ -126,5 +126,8 @@ async fn delete(
 ) -> Result<impl IntoResponse, HtmlError> {
     user.check_csrf(&form.csrf_token)?;
     state.services.delete_ci_job(&user.principal, id).await?;
-    Ok(Redirect::to(&format!("/projects/{}/ci-jobs", form.project_id)))
+    Ok(Redirect::to(&format!(
+        "/projects/{}/ci-jobs",
+        form.project_id
+    )))
 }

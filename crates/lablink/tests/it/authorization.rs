@@ -133,7 +133,7 @@ async fn pages_and_endpoints_check_who_calls(app: TestApp) {
     let stored = app.services.db.user_by_id(&target.id).await.unwrap().unwrap();
     assert_eq!(stored.role, Role::Developer, "only Acme's admin changed the role");
     for c in &callers {
-        let email = format!("new-{}@acme.test", c.name);
+        let email = format!("{}@new.test", c.name);
         let r = c
             .post(&app, "/settings/users", &[("email", &email), ("username", "n"), ("password", PASSWORD), ("role", "account_admin")])
             .await;

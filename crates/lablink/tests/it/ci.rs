@@ -225,9 +225,10 @@ impl World {
             loop {
                 let statuses = self.sim_state().await["commit_statuses"].clone();
                 last = statuses.clone();
-                let found = statuses.as_array().unwrap().iter().find(|s| {
-                    s["sha"] == sha && s["name"] == "lablink/ci" && s["status"] == state
-                });
+                let found =
+                    statuses.as_array().unwrap().iter().find(|s| {
+                        s["sha"] == sha && s["name"] == "lablink/ci" && s["status"] == state
+                    });
                 if let Some(found) = found {
                     return found.clone();
                 }
@@ -298,6 +299,11 @@ impl World {
 
     /// The schemas in the DuckDB warehouse, read with the test virtualenv's DuckDB.
     fn schemas(&self) -> Vec<String> {
+        self.try_schemas().expect("the warehouse is locked")
+    }
+
+    /// Like [`World::schemas`]; `None` while a dbt process holds the warehouse's lock.
+    fn try_schemas(&self) -> Option<Vec<String>> {
         let venv = std::env::var("LABLINK_DBT_VENV").map_or_else(
             |_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/lablink/venv"),
             PathBuf::from,
@@ -312,12 +318,17 @@ impl World {
             .arg(&self.duckdb)
             .output()
             .unwrap();
+        if String::from_utf8_lossy(&out.stderr).contains("Could not set lock") {
+            return None;
+        }
         assert!(out.status.success(), "{out:?}");
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(str::to_owned)
-            .collect()
+        Some(
+            String::from_utf8(out.stdout)
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect(),
+        )
     }
 }
 
@@ -337,7 +348,10 @@ async fn merge_request_runs_report_statuses_and_close_drops_the_schema(backend: 
     let run_id = runs[0]["id"].as_str().unwrap();
     assert_eq!(runs[0]["state"], "success");
     assert_eq!(runs[0]["mr_iid"], iid);
-    assert_eq!(status["target_url"], format!("{}/runs/{run_id}", w.app.base));
+    assert_eq!(
+        status["target_url"],
+        format!("{}/runs/{run_id}", w.app.base)
+    );
     assert_eq!(status["git_ref"], "feature", "{status:#}");
     let detail = w.run(run_id).await;
     assert_eq!(detail["status_name"], "lablink/ci");
@@ -359,7 +373,12 @@ async fn merge_request_runs_report_statuses_and_close_drops_the_schema(backend: 
     assert!(w.schemas().contains(&schema), "{:?}", w.schemas());
     let log = w
         .browser
-        .api(Method::GET, &format!("/api/v1/runs/{run_id}/log"), None, None)
+        .api(
+            Method::GET,
+            &format!("/api/v1/runs/{run_id}/log"),
+            None,
+            None,
+        )
         .await;
     assert!(log.body.contains("Completed successfully"), "{}", log.body);
     let results = w
@@ -407,7 +426,10 @@ async fn merge_request_runs_report_statuses_and_close_drops_the_schema(backend: 
     w.wait_until_settled().await;
     w.mr_action(iid, "close").await;
     tokio::time::timeout(PATIENCE, async {
-        while w.schemas().contains(&schema) {
+        while w
+            .try_schemas()
+            .is_none_or(|schemas| schemas.contains(&schema))
+        {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     })
@@ -531,7 +553,10 @@ async fn intake_refuses_strangers_and_ignores_what_it_does_not_handle(backend: B
     for (target, token) in [
         (url.clone(), None),
         (url.clone(), Some("wrong")),
-        (format!("{}/webhooks/gitlab/nope", w.app.base), Some("wrong")),
+        (
+            format!("{}/webhooks/gitlab/nope", w.app.base),
+            Some("wrong"),
+        ),
     ] {
         let mut req = http
             .post(&target)

@@ -10,13 +10,16 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::support::gitlab::{GitLab, free_port, link};
-use crate::support::{Backend, TestApp};
+use crate::support::{Backend, Browser, TestApp};
+use lablink_service::Principal;
 
 crate::on_both_backends!(
     broken_credentials_are_found_repaired_and_clean_afterwards,
     changed_webhook_settings_are_found_and_reset,
     tokens_rotated_in_gitlab_and_lost_rotations_are_recovered,
     scheduling_enqueues_only_the_due_tokens,
+    link_and_membership_problems_say_what_to_do,
+    test_delivery_is_received_and_verified,
 );
 
 /// lablink connected to a GitLab project by a Maintainer, and that Maintainer's personal access
@@ -29,6 +32,10 @@ struct World {
     account: String,
     pat: String,
     http: reqwest::Client,
+    alice: u64,
+    browser: Browser,
+    csrf: String,
+    caller: Principal,
 }
 
 impl World {
@@ -114,9 +121,21 @@ impl World {
             app,
             gitlab_project,
             project,
-            account: user.account_id,
+            account: user.account_id.clone(),
             pat,
             http: reqwest::Client::new(),
+            alice: alice.id,
+            browser,
+            csrf,
+            caller: Principal {
+                user_id: user.id,
+                email: user.email,
+                username: "dev".into(),
+                role: Role::Developer,
+                account_id: user.account_id.clone(),
+                account_name: "acme".into(),
+                plan: Plan::Enterprise,
+            },
         }
     }
 
@@ -124,7 +143,13 @@ impl World {
     async fn as_maintainer(&self, method: Method, path: &str, body: Value) -> Value {
         let res = self
             .http
-            .request(method, format!("{}/api/v4/projects/{}{path}", self.gitlab.base, self.gitlab_project))
+            .request(
+                method,
+                format!(
+                    "{}/api/v4/projects/{}{path}",
+                    self.gitlab.base, self.gitlab_project
+                ),
+            )
             .header("PRIVATE-TOKEN", &self.pat)
             .json(&body)
             .send()
@@ -156,7 +181,11 @@ impl World {
 
     async fn sim_state(&self) -> Value {
         self.gitlab
-            .control(Method::GET, &format!("/projects/{}/state", self.gitlab_project), json!({}))
+            .control(
+                Method::GET,
+                &format!("/projects/{}/state", self.gitlab_project),
+                json!({}),
+            )
             .await
     }
 }
@@ -185,11 +214,24 @@ async fn broken_credentials_are_found_repaired_and_clean_afterwards(backend: Bac
 
     // A Maintainer deletes lablink's webhook, deploy token and deploy key, and revokes its
     // project access token.
-    w.as_maintainer(Method::DELETE, &format!("/hooks/{}", repo.hook_id.unwrap()), json!({})).await;
-    w.as_maintainer(Method::DELETE, &format!("/deploy_tokens/{}", repo.deploy_token_id.unwrap()), json!({}))
-        .await;
-    w.as_maintainer(Method::DELETE, &format!("/deploy_keys/{}", repo.deploy_key_id.unwrap()), json!({}))
-        .await;
+    w.as_maintainer(
+        Method::DELETE,
+        &format!("/hooks/{}", repo.hook_id.unwrap()),
+        json!({}),
+    )
+    .await;
+    w.as_maintainer(
+        Method::DELETE,
+        &format!("/deploy_tokens/{}", repo.deploy_token_id.unwrap()),
+        json!({}),
+    )
+    .await;
+    w.as_maintainer(
+        Method::DELETE,
+        &format!("/deploy_keys/{}", repo.deploy_key_id.unwrap()),
+        json!({}),
+    )
+    .await;
     w.as_maintainer(
         Method::DELETE,
         &format!("/access_tokens/{}", repo.project_token_id.unwrap()),
@@ -209,11 +251,22 @@ async fn broken_credentials_are_found_repaired_and_clean_afterwards(backend: Bac
         "{:#?}",
         report.findings
     );
-    assert!(report.findings.iter().all(|f| f.repairable && !f.fix.is_empty()));
+    assert!(
+        report
+            .findings
+            .iter()
+            .all(|f| f.repairable && !f.fix.is_empty())
+    );
     // The stable JSON shape.
     let doc = serde_json::to_value(&report).unwrap();
     assert_eq!(doc["findings"][0]["severity"], "error");
-    assert!(doc["findings"].as_array().unwrap().iter().any(|f| f["code"] == "webhook_missing"));
+    assert!(
+        doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["code"] == "webhook_missing")
+    );
 
     fix_and_expect_clean(&w).await;
     let after = w.repository().await;
@@ -225,7 +278,9 @@ async fn broken_credentials_are_found_repaired_and_clean_afterwards(backend: Bac
     assert_eq!(state["hooks"].as_array().unwrap().len(), 1, "{state:#}");
 
     // The CLI's path over every connected project gives the same clean report.
-    let reports = lablink::doctor::run(&w.app.services, None, false).await.unwrap();
+    let reports = lablink::doctor::run(&w.app.services, None, false)
+        .await
+        .unwrap();
     assert_eq!(reports.len(), 1);
     assert!(reports[0].healthy());
     w.app.stop().await;
@@ -257,7 +312,14 @@ async fn changed_webhook_settings_are_found_and_reset(backend: Backend) {
     );
     fix_and_expect_clean(&w).await;
     // The secret was reset: the previous one stays valid for a grace window.
-    let secrets = w.app.services.db.hook_secrets(&w.app.services.keys, &repo.id).await.unwrap().unwrap();
+    let secrets = w
+        .app
+        .services
+        .db
+        .hook_secrets(&w.app.services.keys, &repo.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(secrets.previous.is_some());
     w.app.stop().await;
 }
@@ -269,7 +331,9 @@ async fn tokens_rotated_in_gitlab_and_lost_rotations_are_recovered(backend: Back
     // lablink rotates its own token: same name, new id, the old one revoked.
     let repo = w.repository().await;
     let old = repo.project_token_id.unwrap();
-    let Rotation::Rotated { token_id, .. } = services.rotate_project_token(&repo.id, old).await.unwrap() else {
+    let Rotation::Rotated { token_id, .. } =
+        services.rotate_project_token(&repo.id, old).await.unwrap()
+    else {
         panic!("not rotated");
     };
     assert_ne!(token_id, old);
@@ -281,30 +345,68 @@ async fn tokens_rotated_in_gitlab_and_lost_rotations_are_recovered(backend: Back
     ));
 
     // Someone rotates the token in GitLab: detected as rotated outside lablink, and repaired.
-    w.as_maintainer(Method::POST, &format!("/access_tokens/{token_id}/rotate"), json!({})).await;
+    w.as_maintainer(
+        Method::POST,
+        &format!("/access_tokens/{token_id}/rotate"),
+        json!({}),
+    )
+    .await;
     let report = w.doctor(false).await;
-    assert_eq!(codes(&report), [Code::ProjectTokenRotatedOutside], "{:#?}", report.findings);
+    assert_eq!(
+        codes(&report),
+        [Code::ProjectTokenRotatedOutside],
+        "{:#?}",
+        report.findings
+    );
     fix_and_expect_clean(&w).await;
 
     // A crash before the rotation reached GitLab: the token still works, the mark is cleared.
     let repo = w.repository().await;
     let current = repo.project_token_id.unwrap();
-    assert!(services.db.begin_token_rotation(&repo.id, current).await.unwrap());
+    assert!(
+        services
+            .db
+            .begin_token_rotation(&repo.id, current)
+            .await
+            .unwrap()
+    );
     assert!(matches!(
-        services.rotate_project_token(&repo.id, current).await.unwrap(),
+        services
+            .rotate_project_token(&repo.id, current)
+            .await
+            .unwrap(),
         Rotation::Skipped(_)
     ));
-    assert_eq!(services.db.token_rotation_started(&repo.id).await.unwrap(), None);
+    assert_eq!(
+        services.db.token_rotation_started(&repo.id).await.unwrap(),
+        None
+    );
 
     // A crash after GitLab rotated (the answer lost): the stored token is revoked and a newer
     // one exists. Recovery re-creates the token; it never rotates the revoked one again (which
     // would revoke the whole family, including the token it creates).
-    assert!(services.db.begin_token_rotation(&repo.id, current).await.unwrap());
-    w.as_maintainer(Method::POST, &format!("/access_tokens/{current}/rotate"), json!({})).await;
+    assert!(
+        services
+            .db
+            .begin_token_rotation(&repo.id, current)
+            .await
+            .unwrap()
+    );
+    w.as_maintainer(
+        Method::POST,
+        &format!("/access_tokens/{current}/rotate"),
+        json!({}),
+    )
+    .await;
     let report = w.doctor(false).await;
     assert_eq!(codes(&report), [Code::ProjectTokenRotationInterrupted]);
-    let Rotation::Recreated { token_id: recreated, .. } =
-        services.rotate_project_token(&repo.id, current).await.unwrap()
+    let Rotation::Recreated {
+        token_id: recreated,
+        ..
+    } = services
+        .rotate_project_token(&repo.id, current)
+        .await
+        .unwrap()
     else {
         panic!("not recreated");
     };
@@ -365,20 +467,49 @@ async fn scheduling_enqueues_only_the_due_tokens(backend: Backend) {
             ))
             .await;
     }
+    // The real connection's token is due too.
+    w.app
+        .execute(&format!(
+            "UPDATE repositories SET project_token_expires_on = '{}' WHERE id = '{}'",
+            (today + chrono::Days::new(3)).format("%Y-%m-%d"),
+            repo.id
+        ))
+        .await;
+    let due = due + 1;
     let enqueued = w.app.services.schedule_token_rotations(30).await.unwrap();
-    // The real connection's token expires in 90 days: not due.
-    assert!(repo.project_token_expires_on.is_some());
     assert_eq!(enqueued, due);
     // One job per due token, each naming a due repository.
     let jobs = rotation_jobs(&w.app).await;
     assert_eq!(jobs.len(), due);
-    let soon = (today + chrono::Days::new(30)).format("%Y-%m-%d").to_string();
+    let soon = (today + chrono::Days::new(30))
+        .format("%Y-%m-%d")
+        .to_string();
     for payload in &jobs {
         let id = payload["repository_id"].as_str().unwrap();
+        if id == repo.id {
+            // Already rotated by the job workers.
+            continue;
+        }
         let row = w.app.services.db.repository(id).await.unwrap().unwrap();
         assert!(row.project_token_expires_on.unwrap() <= soon);
         assert_eq!(row.project_token_id, payload["project_token_id"].as_i64());
     }
+    assert!(jobs.iter().any(|p| p["repository_id"] == repo.id.as_str()));
+    // The job workers run them: the real token is rotated in GitLab, once; the 5,000 others
+    // (whose GitLab does not even resolve) made no call that could fail.
+    let mut rotated = w.repository().await;
+    while rotated.project_token_id == repo.project_token_id {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        rotated = w.repository().await;
+    }
+    let state = w.sim_state().await;
+    let tokens = state["project_access_tokens"].as_array().unwrap();
+    assert_eq!(tokens.len(), 2, "{state:#}");
+    assert_eq!(tokens.iter().filter(|t| t["revoked"] == false).count(), 1);
+    while unfinished_rotation_jobs(&w.app).await > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(failed_rotation_jobs(&w.app).await, 0);
     w.app.stop().await;
 }
 
@@ -397,5 +528,106 @@ async fn rotation_jobs(app: &TestApp) -> Vec<Value> {
             .await
             .unwrap(),
     };
-    rows.iter().map(|(p,)| serde_json::from_str(p).unwrap()).collect()
+    rows.iter()
+        .map(|(p,)| serde_json::from_str(p).unwrap())
+        .collect()
+}
+
+async fn link_and_membership_problems_say_what_to_do(backend: Backend) {
+    let w = World::start(backend).await;
+    // The connecting user is demoted to Developer in GitLab.
+    w.gitlab
+        .control(
+            Method::POST,
+            &format!("/projects/{}/members", w.gitlab_project),
+            json!({"user_id": w.alice, "access_level": 30}),
+        )
+        .await;
+    let report = w.doctor(true).await;
+    assert_eq!(
+        codes(&report),
+        [Code::ConnectorNotMaintainer],
+        "{:#?}",
+        report.findings
+    );
+    assert!(!report.findings[0].repairable);
+    assert_eq!(report.repairs[0].outcome, Outcome::Manual);
+    w.gitlab
+        .control(
+            Method::POST,
+            &format!("/projects/{}/members", w.gitlab_project),
+            json!({"user_id": w.alice, "access_level": 40}),
+        )
+        .await;
+    assert!(w.doctor(false).await.healthy());
+
+    // The connecting user unlinks their GitLab account in lablink.
+    let res = w
+        .browser
+        .post_form(
+            "/profile/linked-accounts/gitlab/unlink",
+            &[("csrf_token", &w.csrf)],
+        )
+        .await;
+    assert!(res.status < 400, "{}", res.body);
+    let report = w.doctor(true).await;
+    assert_eq!(
+        codes(&report),
+        [Code::UserLinkBroken],
+        "{:#?}",
+        report.findings
+    );
+    assert_eq!(report.repairs[0].outcome, Outcome::Manual);
+    assert!(report.findings[0].fix.contains("Linked accounts"));
+    w.app.stop().await;
+}
+
+async fn test_delivery_is_received_and_verified(backend: Backend) {
+    let w = World::start(backend).await;
+    // GitLab sends test deliveries only for a project with a commit.
+    w.gitlab
+        .control(
+            Method::POST,
+            &format!("/projects/{}/repository/commits", w.gitlab_project),
+            json!({"branch": "main", "message": "first", "user_id": w.alice,
+                   "files": [{"path": "dbt_project.yml", "content": "name: analytics\n"}]}),
+        )
+        .await;
+    assert_eq!(w.doctor(false).await.last_verified_delivery_at, None);
+    let sent = w
+        .app
+        .services
+        .send_test_delivery(&w.caller, &w.project, std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(sent.received, "{}", sent.message);
+    assert!(sent.elapsed_ms.is_some());
+    assert!(w.doctor(false).await.last_verified_delivery_at.is_some());
+    w.app.stop().await;
+}
+
+async fn count_rotation_jobs(app: &TestApp, condition: &str) -> i64 {
+    let sql = format!("SELECT COUNT(*) FROM jobs WHERE kind = $1 AND {condition}");
+    let (n,): (i64,) = match &app.services.db {
+        lablink_store::Db::Sqlite(pool) => sqlx::query_as(&sql)
+            .bind(ROTATE_PROJECT_TOKEN_JOB)
+            .fetch_one(pool)
+            .await
+            .unwrap(),
+        lablink_store::Db::Postgres(pool) => sqlx::query_as(&sql)
+            .bind(ROTATE_PROJECT_TOKEN_JOB)
+            .fetch_one(pool)
+            .await
+            .unwrap(),
+    };
+    n
+}
+
+async fn unfinished_rotation_jobs(app: &TestApp) -> i64 {
+    count_rotation_jobs(app, "status IN ('queued', 'running')").await
+}
+
+/// Jobs that failed at least once.
+async fn failed_rotation_jobs(app: &TestApp) -> i64 {
+    count_rotation_jobs(app, "last_error IS NOT NULL").await
 }

@@ -334,6 +334,13 @@ async fn bad_input_is_refused_with_a_message_and_saves_nothing(backend: Backend)
             "garbage",
             "no `-----BEGIN CERTIFICATE-----` block",
         ),
+        (
+            gitlab.base.clone(),
+            "id",
+            "s",
+            "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----",
+            "the CA bundle is not usable",
+        ),
         // lablink itself is not GitLab.
         (
             app.base.clone(),

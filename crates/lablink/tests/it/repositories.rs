@@ -39,6 +39,8 @@ on_both_backends!(
     a_failure_at_each_step_leaves_nothing_behind,
     gitlab_com_free_connects_with_a_persistent_warning,
     read_only_users_see_projects_but_change_nothing,
+    pages_list_connect_and_disconnect_through_forms,
+    a_long_list_loads_in_the_background_page_by_page,
 );
 
 const MAINTAINER_MESSAGE: &str = "You need the Maintainer role in GitLab to connect this repository";
@@ -625,4 +627,141 @@ async fn read_only_users_see_projects_but_change_nothing(backend: Backend) {
         .await
         .json();
     assert_eq!(kept["subdirectory"], "transform");
+}
+
+async fn pages_list_connect_and_disconnect_through_forms(backend: Backend) {
+    let w = World::start(backend).await;
+    let alice = w.gitlab.user("alice").await;
+    let warehouse = w.project_in(w.subgroup, "warehouse").await;
+    let marts = w.project_in(w.group, "marts").await;
+    w.member(warehouse, &alice, 40).await;
+    w.member(marts, &alice, 30).await;
+    let (browser, _) = w.linked("dev@acme.test", Role::Developer, &alice).await;
+
+    let list = browser.get("/projects").await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    let created = browser
+        .post_form(
+            "/projects",
+            &[
+                ("csrf_token", &list.csrf()),
+                ("name", "Analytics"),
+                ("subdirectory", ""),
+                ("target_branch", ""),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, 303, "{}", created.body);
+    let project_url = created.location.unwrap();
+    let project = browser.get(&project_url).await;
+    assert!(project.body.contains("No repository connected."), "{}", project.body);
+    let repo_url = format!("{project_url}/repository");
+
+    let page = browser.get(&repo_url).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("analytics/dbt/warehouse"), "{}", page.body);
+    assert!(page.body.contains("analytics/marts"), "{}", page.body);
+    assert!(
+        page.body.contains(&format!("name=\"gitlab_project_id\" value=\"{warehouse}\"")),
+        "{}",
+        page.body
+    );
+    assert!(
+        !page.body.contains(&format!("name=\"gitlab_project_id\" value=\"{marts}\"")),
+        "no Connect for a Developer: {}",
+        page.body
+    );
+    assert!(page.body.contains(MAINTAINER_MESSAGE), "{}", page.body);
+    let search = browser.get(&format!("{repo_url}?search=marts")).await;
+    assert!(search.body.contains("analytics/marts"));
+    assert!(!search.body.contains("analytics/dbt/warehouse"), "{}", search.body);
+
+    // A failing step is named on the page, and nothing is connected.
+    w.fault("POST", &format!("/api/v4/projects/{warehouse}/hooks"), 500)
+        .await;
+    let csrf = page.csrf();
+    let warehouse_id = warehouse.to_string();
+    let connect_form = [
+        ("csrf_token", csrf.as_str()),
+        ("gitlab_project_id", warehouse_id.as_str()),
+    ];
+    let failed = browser
+        .post_form(&format!("{repo_url}/connect"), &connect_form)
+        .await;
+    assert_eq!(failed.status, 502, "{}", failed.body);
+    assert!(
+        failed.body.contains("Connecting failed while creating the webhook"),
+        "{}",
+        failed.body
+    );
+    w.gitlab.control(Method::DELETE, "/faults", json!({})).await;
+
+    let done = browser
+        .post_form(&format!("{repo_url}/connect"), &connect_form)
+        .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let connected = browser.get(&repo_url).await;
+    assert!(connected.body.contains("Created in GitLab"), "{}", connected.body);
+    assert!(connected.body.contains("Webhook"));
+    assert!(connected.body.contains(&format!(
+        "lablink token for GitLab project: {warehouse}"
+    )));
+    assert!(connected.body.contains("Deploy token"));
+    assert!(connected.body.contains("SSH deploy key"));
+    assert!(connected.body.contains("ssh-ed25519 AAAA"));
+    assert!(!connected.body.contains("status-warning"));
+
+    let confirm = browser.get(&format!("{repo_url}/disconnect")).await;
+    assert_eq!(confirm.status, 200, "{}", confirm.body);
+    assert!(confirm.body.contains("Disconnect analytics/dbt/warehouse?"), "{}", confirm.body);
+    let gone = browser
+        .post_form(
+            &format!("{repo_url}/disconnect"),
+            &[("csrf_token", &confirm.csrf())],
+        )
+        .await;
+    assert_eq!(gone.status, 303, "{}", gone.body);
+    assert_nothing_left(&w.sim_state(warehouse).await);
+    let after = browser.get(&repo_url).await;
+    assert!(after.body.contains("Earlier connections"), "{}", after.body);
+    assert!(after.body.contains("disconnected"));
+    assert!(after.body.contains("Connect a GitLab repository"));
+}
+
+async fn a_long_list_loads_in_the_background_page_by_page(backend: Backend) {
+    let w = World::start(backend).await;
+    let alice = w.gitlab.user("alice").await;
+    // Maintainer of the subgroup: 130 projects are more than GitLab's 100 per page.
+    w.gitlab
+        .control(
+            Method::POST,
+            &format!("/groups/{}/members", w.subgroup),
+            json!({"user_id": alice.id, "access_level": 40}),
+        )
+        .await;
+    let mut ids = Vec::new();
+    for i in 0..130 {
+        ids.push(w.project_in(w.subgroup, &format!("model-{i:03}")).await as i64);
+    }
+    let (browser, _) = w.linked("dev@acme.test", Role::Developer, &alice).await;
+    let rows = all_rows(&browser).await;
+    let listed: Vec<i64> = rows
+        .iter()
+        .map(|r| r["gitlab_project_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(listed, ids, "every project once, in id order");
+    assert!(rows.iter().all(|r| r["access_level"] == 40 && r["can_connect"] == true));
+    let found = import_rows(&browser, "?search=model-127").await;
+    assert_eq!(found["loading"], false);
+    assert_eq!(found["loaded"], 130);
+    assert_eq!(found["rows"].as_array().unwrap().len(), 1, "{found:#}");
+    assert_eq!(found["rows"][0]["path_with_namespace"], "analytics/dbt/model-127");
+
+    // GitLab failing to list is reported, with its reason.
+    w.fault("GET", "/api/v4/projects", 503).await;
+    let res = browser
+        .api(Method::GET, "/api/v1/gitlab/projects?refresh=true", None, None)
+        .await;
+    assert_eq!(res.status, 502, "{}", res.body);
+    assert!(res.json()["error"].as_str().unwrap().contains("503"), "{}", res.body);
 }

@@ -17,7 +17,6 @@ pub struct Page {
     pub status: u16,
     pub body: String,
     pub location: Option<String>,
-    pub headers: reqwest::header::HeaderMap,
 }
 
 impl Page {
@@ -100,7 +99,6 @@ impl Browser {
                 .headers()
                 .get(reqwest::header::LOCATION)
                 .map(|l| l.to_str().unwrap().to_owned()),
-            headers: res.headers().clone(),
             body: res.text().await.unwrap(),
         }
     }

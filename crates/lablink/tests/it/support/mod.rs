@@ -138,7 +138,7 @@ impl TestApp {
     /// Every text value of a table, for checking what is stored at rest.
     pub async fn table_text(&self, table: &str) -> String {
         let sql = format!("SELECT * FROM {table}");
-        use sqlx::{Column, Row};
+        use sqlx::Row;
         let mut out = String::new();
         macro_rules! dump {
             ($pool:expr) => {{

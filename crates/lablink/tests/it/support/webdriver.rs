@@ -148,11 +148,6 @@ impl Browser {
         reply.as_str().unwrap_or_default().to_owned()
     }
 
-    /// The page's visible text.
-    pub async fn text(&self) -> String {
-        self.find("body").await.text().await
-    }
-
     async fn try_find(&self, css: &str) -> Option<String> {
         let reply = self
             .command(

@@ -1,0 +1,218 @@
+//! `lablink demo`: gitlab-sim and lablink together on free ports with a throw-away data
+//! directory, seeded so the whole flow can be tried without a GitLab account.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use gitlab_sim::state::{Namespace, NewGroup, NewProject, NewUser, SetupError};
+use gitlab_sim::{Sim, SimConfig};
+use lablink_core::{Plan, Role};
+use lablink_service::Services;
+use lablink_service::accounts::UserInput;
+use secrecy::SecretString;
+use tokio_util::sync::CancellationToken;
+
+use crate::config;
+use crate::startup::{self, Application};
+
+/// The demo's one password, for lablink and GitLab users alike.
+const PASSWORD: &str = "lablink-demo-password";
+const ACCOUNT: &str = "Jaffle Shop Analytics";
+/// The sample dbt project pushed into the simulated GitLab.
+const SAMPLE_PROJECT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/jaffle_shop_duckdb");
+
+/// The demo's people: (lablink email, role, GitLab username, GitLab access level in the group).
+const PEOPLE: [(&str, Role, &str, u8); 3] = [
+    ("admin@jaffle.test", Role::AccountAdmin, "ada", 50),
+    ("alice@jaffle.test", Role::Developer, "alice", 40),
+    ("bob@jaffle.test", Role::Developer, "bob", 30),
+];
+
+/// Removes the demo's data directory when the demo ends.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn free_port() -> anyhow::Result<SocketAddr> {
+    // The port is chosen now and bound again by the server a moment later: the public URL
+    // (and so the OAuth redirect URI registered in the simulator) must be known first.
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+pub async fn run() -> anyhow::Result<()> {
+    let dir = TempDir(std::env::temp_dir().join(format!("lablink-demo-{}", uuid::Uuid::new_v4())));
+    std::fs::create_dir_all(&dir.0)?;
+    let sim = Sim::start(SimConfig {
+        listen: "127.0.0.1:0".parse()?,
+        data_dir: Some(dir.0.join("gitlab")),
+        state_file: None,
+    })
+    .await?;
+    let listen = free_port()?;
+    let metrics_listen = free_port()?;
+    let public_url = format!("http://{listen}");
+    let (app, app_secret) = sim
+        .handle()
+        .create_oauth_application(
+            "lablink (operator)",
+            vec![format!("{public_url}/complete/gitlab")],
+            vec!["api".into()],
+            true,
+        )
+        .map_err(|e| anyhow::anyhow!("gitlab-sim: {e}"))?;
+    let settings = config::from_pairs(&[
+        ("database_url", &format!("sqlite://{}", dir.0.join("lablink.db").display())),
+        ("data_dir", &dir.0.join("lablink").display().to_string()),
+        ("public_url", &public_url),
+        ("listen", &listen.to_string()),
+        ("metrics_listen", &metrics_listen.to_string()),
+        ("gitlab_url", sim.base_url()),
+        ("gitlab_app_id", &app.uid),
+        ("gitlab_app_secret", &app_secret),
+        ("allow_http_loopback_gitlab", "true"),
+    ])?;
+    crate::telemetry::init_logs(settings.log_format);
+
+    // Seed before the server starts, so no setup link is made for an empty database.
+    let keys = startup::load_key_ring(&settings)?;
+    let db = startup::open_database(&settings).await?;
+    db.migrate().await?;
+    seed_lablink(&startup::services(&settings, db, keys, public_url.parse()?)).await?;
+    let project = seed_gitlab(&sim).await?;
+
+    let application = Application::build(settings).await?;
+    println!("\nlablink demo is running (Ctrl-C stops it and deletes its data).\n");
+    println!("  lablink     {public_url}/");
+    println!("  metrics     http://{metrics_listen}/metrics");
+    println!("  GitLab      {}/  (gitlab-sim)", sim.base_url());
+    println!("  dbt project {}/{project}", sim.base_url());
+    println!("\n  lablink account \"{ACCOUNT}\" (Enterprise), password for everyone: {PASSWORD}");
+    for (email, role, gitlab, _) in PEOPLE {
+        println!("    {email:<20} {:<14} GitLab user: {gitlab}", role.label());
+    }
+    println!();
+    let stop = CancellationToken::new();
+    startup::stop_on_signals(stop.clone());
+    application.run_until_stopped(stop).await?;
+    sim.shutdown().await;
+    Ok(())
+}
+
+async fn seed_lablink(services: &Services) -> anyhow::Result<()> {
+    for (email, role, username, _) in PEOPLE {
+        services
+            .create_user_in_account(
+                ACCOUNT,
+                Plan::Enterprise,
+                UserInput {
+                    email: email.into(),
+                    username: username.into(),
+                    password: SecretString::from(PASSWORD),
+                    role,
+                },
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// GitLab users, a group with a subgroup, the sample dbt project and a second project, and a
+/// personal project (which lablink must never offer). Returns the sample project's path.
+async fn seed_gitlab(sim: &Sim) -> anyhow::Result<String> {
+    let gl = sim.handle();
+    let sim_err = |e: SetupError| anyhow::anyhow!("gitlab-sim: {e}");
+    let group = gl
+        .create_group(NewGroup {
+            path: "jaffle-labs".into(),
+            name: Some("Jaffle Labs".into()),
+            ..NewGroup::default()
+        })
+        .map_err(sim_err)?;
+    let analytics = gl
+        .create_group(NewGroup {
+            path: "analytics".into(),
+            name: Some("Analytics".into()),
+            parent_id: Some(group.id),
+            ..NewGroup::default()
+        })
+        .map_err(sim_err)?;
+    let mut users = Vec::new();
+    for (email, _, username, level) in PEOPLE {
+        let (user, _) = gl
+            .create_user(NewUser {
+                username: username.into(),
+                email: Some(email.into()),
+                password: Some(PASSWORD.into()),
+                ..NewUser::default()
+            })
+            .map_err(sim_err)?;
+        gl.add_group_member(group.id, user.id, level).map_err(sim_err)?;
+        users.push(user);
+    }
+    let project = |path: &str, namespace| NewProject {
+        path: path.into(),
+        name: None,
+        namespace,
+        visibility: None,
+        description: None,
+        default_branch: None,
+        archived: false,
+    };
+    let dbt = gl
+        .create_project(project("jaffle_shop", Namespace::Group(analytics.id)))
+        .await
+        .map_err(sim_err)?;
+    gl.create_project(project("marketing-models", Namespace::Group(group.id)))
+        .await
+        .map_err(sim_err)?;
+    gl.create_project(project("scratch", Namespace::User(users[1].id)))
+        .await
+        .map_err(sim_err)?;
+    push_sample_project(&gl.repo_path(dbt.id))?;
+    Ok("jaffle-labs/analytics/jaffle_shop".into())
+}
+
+/// Commits the sample dbt project and pushes it to the simulator's bare repository.
+fn push_sample_project(bare_repo: &Path) -> anyhow::Result<()> {
+    let work = bare_repo.with_extension("seed");
+    copy_tree(Path::new(SAMPLE_PROJECT), &work)
+        .with_context(|| format!("cannot copy the sample project from {SAMPLE_PROJECT}"))?;
+    let git = |args: &[&str]| -> anyhow::Result<()> {
+        let out = Command::new("git")
+            .args(["-c", "user.name=Ada", "-c", "user.email=admin@jaffle.test"])
+            .args(args)
+            .current_dir(&work)
+            .output()
+            .context("cannot run git (is it installed?)")?;
+        if !out.status.success() {
+            bail!("git {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    };
+    git(&["init", "--quiet", "--initial-branch=main"])?;
+    git(&["add", "--all"])?;
+    git(&["commit", "--quiet", "-m", "Sample dbt project"])?;
+    git(&["push", "--quiet", &bare_repo.display().to_string(), "main:main"])?;
+    std::fs::remove_dir_all(&work)?;
+    Ok(())
+}
+
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
