@@ -57,6 +57,17 @@ if [ ! -x "$venv/bin/dbt" ]; then
 fi
 "$venv/bin/dbt" --version >/dev/null || die "dbt in $venv does not run"
 export LABLINK_DBT_VENV="$venv"
+
+# --- third-party GitLab clients (gitlab-sim's fidelity test runs python-gitlab unchanged) ------
+venv2="${LABLINK_PYCLIENTS_VENV:-$HOME/.cache/lablink/pyclients}"
+if ! "$venv2/bin/python" -c 'import gitlab' 2>/dev/null; then
+    say "creating the python-gitlab venv in $venv2"
+    mkdir -p "$(dirname "$venv2")"
+    python3 -m venv "$venv2"
+    "$venv2/bin/pip" install --quiet 'python-gitlab>=4,<7'
+fi
+"$venv2/bin/python" -c 'import gitlab' || die "python-gitlab in $venv2 does not import"
+export LABLINK_PYCLIENTS_VENV="$venv2"
 export LABLINK_CHROMIUM="$(command -v chromium)"
 export LABLINK_CHROMEDRIVER="$(command -v chromedriver)"
 

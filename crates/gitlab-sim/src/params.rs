@@ -57,9 +57,13 @@ impl Params {
         match self.value(key) {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
+            // Grape coerces with dry-types' `Params::Bool`: exactly these spellings (clients
+            // such as python-gitlab send `True`/`False`).
             Some(Value::String(s)) => match s.as_str() {
-                "true" | "1" | "yes" | "t" => Ok(Some(true)),
-                "false" | "0" | "no" | "f" => Ok(Some(false)),
+                "1" | "on" | "On" | "ON" | "t" | "true" | "True" | "TRUE" | "T" | "y" | "yes"
+                | "Yes" | "YES" | "Y" => Ok(Some(true)),
+                "0" | "off" | "Off" | "OFF" | "f" | "false" | "False" | "FALSE" | "F" | "n"
+                | "no" | "No" | "NO" | "N" => Ok(Some(false)),
                 _ => Err(ApiError::invalid(key)),
             },
             Some(Value::Number(n)) if n.as_i64() == Some(1) => Ok(Some(true)),

@@ -417,7 +417,9 @@ pub fn member(state: &State, base: &str, m: &Member) -> Value {
     v
 }
 
-pub fn hook(h: &Hook) -> Value {
+/// `alert_status` is derived at read time, as GitLab derives it from the failure count and
+/// `disabled_until`, so a temporary disable ends when the (simulated) clock passes it.
+pub fn hook(h: &Hook, now: Time) -> Value {
     let mut v = json!({
         "id": h.id,
         "url": h.url,
@@ -427,7 +429,7 @@ pub fn hook(h: &Hook) -> Value {
         "push_events_branch_filter": h.push_events_branch_filter,
         "branch_filter_strategy": h.branch_filter_strategy,
         "enable_ssl_verification": h.enable_ssl_verification,
-        "alert_status": h.alert_status,
+        "alert_status": crate::webhooks::alert_status(h, now),
         "disabled_until": opt_time(h.disabled_until),
         "url_variables": h.url_variables.iter().map(|kv| json!({"key": kv.key})).collect::<Vec<_>>(),
         "created_at": time(h.created_at),

@@ -38,8 +38,6 @@ pub async fn init_bare(path: &Path, default_branch: &str) -> Result<(), RepoErro
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         });
     }
-    // Smart HTTP pushes need this on a bare repository served by `git http-backend`.
-    git(path, &["config", "http.receivepack", "true"]).await?;
     Ok(())
 }
 

@@ -83,7 +83,14 @@ mod tests {
     #[test]
     fn emails() {
         assert_eq!(email(" Ada@Example.com ").unwrap(), "ada@example.com");
-        for bad in ["", "ada", "@example.com", "ada@example", "a b@example.com", "a@b@c.com"] {
+        for bad in [
+            "",
+            "ada",
+            "@example.com",
+            "ada@example",
+            "a b@example.com",
+            "a@b@c.com",
+        ] {
             assert!(email(bad).is_err(), "{bad}");
         }
     }

@@ -68,7 +68,23 @@ impl Services {
         }
     }
 
-    /// The (cached) client for `url`, checked against the operator's network policy.
+    /// A new client for `url`, checked against the operator's network policy.
+    fn new_gitlab_instance(
+        &self,
+        url: &str,
+        ca_bundle_pem: Option<&str>,
+    ) -> Result<Instance, GitLabError> {
+        let base_url = Url::parse(url).map_err(|e| GitLabError::InvalidUrl(e.to_string()))?;
+        Instance::new(InstanceConfig {
+            base_url,
+            ca_bundle_pem: ca_bundle_pem.map(str::to_owned),
+            policy: self.gitlab_policy(),
+            timeout: GITLAB_TIMEOUT,
+        })
+    }
+
+    /// The client for a configured instance, cached so connections are reused. Only stored
+    /// or configured instances are cached, never a URL an admin is still trying out.
     pub(crate) fn gitlab_instance(
         &self,
         url: &str,
@@ -79,13 +95,7 @@ impl Services {
         if let Some(found) = cache.lock().expect("instance cache").get(&key) {
             return Ok(found.clone());
         }
-        let base_url = Url::parse(url).map_err(|e| GitLabError::InvalidUrl(e.to_string()))?;
-        let instance = Instance::new(InstanceConfig {
-            base_url,
-            ca_bundle_pem: key.1.clone(),
-            policy: self.gitlab_policy(),
-            timeout: GITLAB_TIMEOUT,
-        })?;
+        let instance = self.new_gitlab_instance(url, ca_bundle_pem)?;
         cache
             .lock()
             .expect("instance cache")
@@ -366,7 +376,7 @@ impl Services {
             typed_url
         };
         let instance = self
-            .gitlab_instance(typed_url, ca_bundle)
+            .new_gitlab_instance(typed_url, ca_bundle)
             .map_err(|e| invalid_gitlab(typed_url, e))?;
         instance
             .probe()

@@ -62,8 +62,8 @@ impl Db {
                 .bind(account.plan.as_str())
                 .bind(account.created_at)
                 .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
+                .await
+                .map(|r| r.rows_affected())
         })?;
         Ok(account)
     }
@@ -114,12 +114,14 @@ impl Db {
             if consumed != 1 {
                 return Err(StoreError::NotFound("setup link"));
             }
-            sqlx::query("INSERT INTO accounts (id, name, plan, created_at) VALUES ($1, $2, $3, $4)")
-                .bind(&account.id)
-                .bind(&account.name)
-                .bind(account.plan.as_str())
-                .bind(account.created_at)
-                .execute(&mut *tx)
+            sqlx::query(
+                "INSERT INTO accounts (id, name, plan, created_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&account.id)
+            .bind(&account.name)
+            .bind(account.plan.as_str())
+            .bind(account.created_at)
+            .execute(&mut *tx)
             .await
             .map(|r| r.rows_affected())?;
             crate::users::insert_user!(&mut *tx, new_id(), &account.id, admin, now)?;

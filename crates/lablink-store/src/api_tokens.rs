@@ -74,7 +74,11 @@ impl Db {
             .await
             .map(|r| r.rows_affected())
         })?;
-        if n == 1 { Ok(()) } else { Err(StoreError::NotFound("API token")) }
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound("API token"))
+        }
     }
 
     /// The caller behind an unrevoked token, recording its use.
@@ -89,7 +93,10 @@ impl Db {
              WHERE t.token_hash = $1 AND t.revoked_at IS NULL"
         );
         let row: Option<PrincipalRow> = on_db!(self, |pool| {
-            sqlx::query_as(&sql).bind(token_hash).fetch_optional(pool).await
+            sqlx::query_as(&sql)
+                .bind(token_hash)
+                .fetch_optional(pool)
+                .await
         })?;
         let Some(row) = row else { return Ok(None) };
         on_db!(self, |pool| {
@@ -97,8 +104,8 @@ impl Db {
                 .bind(now)
                 .bind(token_hash)
                 .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
+                .await
+                .map(|r| r.rows_affected())
         })?;
         Ok(Some(row.try_into()?))
     }

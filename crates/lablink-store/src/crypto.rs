@@ -70,7 +70,10 @@ impl KeyRing {
                 .decode(text.trim())
                 .map_err(|_| CryptoError::BadKey)?,
         );
-        let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| CryptoError::BadKey)?;
+        let key: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| CryptoError::BadKey)?;
         Ok(Zeroizing::new(key))
     }
 
@@ -182,7 +185,10 @@ mod tests {
         let rotated = KeyRing::new(&[2u8; 32], &[[1u8; 32]]);
         assert_eq!(rotated.open("a", &blob).unwrap().as_slice(), b"v");
         let fresh = KeyRing::new(&[2u8; 32], &[]);
-        assert!(matches!(fresh.open("a", &blob), Err(CryptoError::UnknownKey(_))));
+        assert!(matches!(
+            fresh.open("a", &blob),
+            Err(CryptoError::UnknownKey(_))
+        ));
     }
 
     #[test]

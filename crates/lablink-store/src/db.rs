@@ -45,8 +45,8 @@ impl Db {
                 .await?;
             Ok(Db::Sqlite(pool))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let opts = PgConnectOptions::from_str(url)
-                .map_err(|e| StoreError::BadUrl(format!("{e}")))?;
+            let opts =
+                PgConnectOptions::from_str(url).map_err(|e| StoreError::BadUrl(format!("{e}")))?;
             let pool = PgPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(10))
@@ -83,7 +83,10 @@ impl Db {
 
     /// A cheap round trip, for readiness checks.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        on_db!(self, |pool| sqlx::query("SELECT 1").execute(pool).await.map(drop))?;
+        on_db!(self, |pool| sqlx::query("SELECT 1")
+            .execute(pool)
+            .await
+            .map(drop))?;
         Ok(())
     }
 

@@ -104,56 +104,72 @@ impl Db {
     /// Stores a delivery unless one with the same key was stored for the repository, and, for an
     /// event to act on, its processing job, both in one transaction.
     pub async fn record_delivery(&self, new: &NewDelivery<'_>) -> Result<Recorded, StoreError> {
-        let id = new_id();
+        let mut recorded = self.record_deliveries(std::slice::from_ref(new)).await?;
+        recorded
+            .pop()
+            .ok_or(StoreError::Corrupt("no delivery recorded".into()))
+    }
+
+    /// Like [`Db::record_delivery`] for a batch, in one transaction (one commit for all: the
+    /// group commit that keeps intake fast). The answers are in the batch's order.
+    pub async fn record_deliveries(
+        &self,
+        batch: &[NewDelivery<'_>],
+    ) -> Result<Vec<Recorded>, StoreError> {
         let now = now_ms();
-        let status = if new.ignored.is_some() {
-            IGNORED
-        } else {
-            RECEIVED
-        };
-        let payload = serde_json::json!({ "delivery_id": id }).to_string();
-        let inserted = crate::on_db!(self, |pool| {
+        let recorded = crate::on_db!(self, |pool| {
             let mut tx = pool.begin().await?;
-            let inserted = sqlx::query(
-                "INSERT INTO webhook_deliveries (id, repository_id, delivery_key, event, body, \
-                 received_at, status, note, processed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
-                 CASE WHEN $8 IS NULL THEN NULL ELSE $6 END) \
-                 ON CONFLICT (repository_id, delivery_key) DO NOTHING",
-            )
-            .bind(&id)
-            .bind(new.repository_id)
-            .bind(new.delivery_key)
-            .bind(new.event)
-            .bind(new.body)
-            .bind(now)
-            .bind(status)
-            .bind(new.ignored)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
-            if inserted && new.ignored.is_none() {
-                sqlx::query(
-                    "INSERT INTO jobs (id, kind, payload, status, attempts, max_attempts, \
-                     run_after, created_at, updated_at) VALUES ($1, $2, $3, $4, 0, $5, $6, $6, $6)",
+            let mut recorded = Vec::with_capacity(batch.len());
+            for new in batch {
+                let id = new_id();
+                let status = if new.ignored.is_some() {
+                    IGNORED
+                } else {
+                    RECEIVED
+                };
+                let inserted = sqlx::query(
+                    "INSERT INTO webhook_deliveries (id, repository_id, delivery_key, event, body, \
+                     received_at, status, note, processed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, \
+                     $8, CASE WHEN $8 IS NULL THEN NULL ELSE $6 END) \
+                     ON CONFLICT (repository_id, delivery_key) DO NOTHING",
                 )
-                .bind(new_id())
-                .bind(PROCESS_DELIVERY_JOB)
-                .bind(&payload)
-                .bind(crate::jobs::QUEUED)
-                .bind(PROCESS_ATTEMPTS)
+                .bind(&id)
+                .bind(new.repository_id)
+                .bind(new.delivery_key)
+                .bind(new.event)
+                .bind(new.body)
                 .bind(now)
+                .bind(status)
+                .bind(new.ignored)
                 .execute(&mut *tx)
-                .await?;
+                .await?
+                .rows_affected()
+                    == 1;
+                if inserted && new.ignored.is_none() {
+                    sqlx::query(
+                        "INSERT INTO jobs (id, kind, payload, status, attempts, max_attempts, \
+                         run_after, created_at, updated_at) VALUES ($1, $2, $3, $4, 0, $5, $6, \
+                         $6, $6)",
+                    )
+                    .bind(new_id())
+                    .bind(PROCESS_DELIVERY_JOB)
+                    .bind(serde_json::json!({ "delivery_id": id }).to_string())
+                    .bind(crate::jobs::QUEUED)
+                    .bind(PROCESS_ATTEMPTS)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                recorded.push(if inserted {
+                    Recorded::New { delivery_id: id }
+                } else {
+                    Recorded::Duplicate
+                });
             }
             tx.commit().await?;
-            Ok::<bool, sqlx::Error>(inserted)
+            Ok::<Vec<Recorded>, sqlx::Error>(recorded)
         })?;
-        Ok(if inserted {
-            Recorded::New { delivery_id: id }
-        } else {
-            Recorded::Duplicate
-        })
+        Ok(recorded)
     }
 
     pub async fn delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {

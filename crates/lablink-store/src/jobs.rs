@@ -22,8 +22,7 @@ pub struct Job {
     pub last_error: Option<String>,
 }
 
-const COLUMNS: &str =
-    "id, kind, payload, status, attempts, max_attempts, run_after, locked_by, locked_until, last_error";
+const COLUMNS: &str = "id, kind, payload, status, attempts, max_attempts, run_after, locked_by, locked_until, last_error";
 
 /// What to do with a job whose attempt failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,10 +11,12 @@ pub struct ThrottleState {
 impl Db {
     pub async fn throttle_state(&self, key: &str) -> Result<Option<ThrottleState>, StoreError> {
         let row = on_db!(self, |pool| {
-            sqlx::query_as("SELECT failures, locked_until FROM login_throttle WHERE throttle_key = $1")
-                .bind(key)
-                .fetch_optional(pool)
-                .await
+            sqlx::query_as(
+                "SELECT failures, locked_until FROM login_throttle WHERE throttle_key = $1",
+            )
+            .bind(key)
+            .fetch_optional(pool)
+            .await
         })?;
         Ok(row)
     }
@@ -50,8 +52,8 @@ impl Db {
             sqlx::query("DELETE FROM login_throttle WHERE throttle_key = $1")
                 .bind(key)
                 .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
+                .await
+                .map(|r| r.rows_affected())
         })?;
         Ok(())
     }

@@ -99,7 +99,10 @@ impl Db {
              WHERE s.id_hash = $1"
         );
         let row: Option<SessionRow> = on_db!(self, |pool| {
-            sqlx::query_as(&sql).bind(id_hash).fetch_optional(pool).await
+            sqlx::query_as(&sql)
+                .bind(id_hash)
+                .fetch_optional(pool)
+                .await
         })?;
         row.map(|r| {
             Ok(SessionRecord {
@@ -118,8 +121,8 @@ impl Db {
                 .bind(now)
                 .bind(id_hash)
                 .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
+                .await
+                .map(|r| r.rows_affected())
         })?;
         Ok(())
     }
@@ -129,8 +132,8 @@ impl Db {
             sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
                 .bind(id_hash)
                 .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
+                .await
+                .map(|r| r.rows_affected())
         })?;
         Ok(())
     }
@@ -141,8 +144,8 @@ impl Db {
             sqlx::query("DELETE FROM sessions WHERE user_id = $1")
                 .bind(user_id)
                 .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
+                .await
+                .map(|r| r.rows_affected())
         })?;
         Ok(n)
     }

@@ -24,7 +24,11 @@ impl Db {
     }
 
     /// True when the token exists, is unused and has not expired.
-    pub async fn setup_token_is_valid(&self, token_hash: &str, now: i64) -> Result<bool, StoreError> {
+    pub async fn setup_token_is_valid(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
         let n: i64 = on_db!(self, |pool| {
             sqlx::query_scalar(
                 "SELECT COUNT(*) FROM setup_tokens \

@@ -79,8 +79,8 @@ macro_rules! insert_user {
         .bind($user.role.as_str())
         .bind($now)
         .execute($executor)
-            .await
-            .map(|r| r.rows_affected())
+        .await
+        .map(|r| r.rows_affected())
     };
 }
 pub(crate) use insert_user;
@@ -152,10 +152,14 @@ impl Db {
                 .bind(role.as_str())
                 .bind(user_id)
                 .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
+                .await
+                .map(|r| r.rows_affected())
         })?;
-        if n == 1 { Ok(()) } else { Err(StoreError::NotFound("user")) }
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound("user"))
+        }
     }
 
     /// Number of account admins, so the last one cannot be demoted.

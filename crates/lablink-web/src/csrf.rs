@@ -45,7 +45,10 @@ impl FromRequestParts<AppState> for PreSession {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, HtmlError> {
         let jar = CookieJar::from_headers(&parts.headers);
-        if let Some(c) = jar.get(PRE_SESSION_COOKIE).filter(|c| c.value().len() >= 32) {
+        if let Some(c) = jar
+            .get(PRE_SESSION_COOKIE)
+            .filter(|c| c.value().len() >= 32)
+        {
             let csrf_token = csrf_token(c.value());
             return Ok(PreSession {
                 jar,

@@ -8,7 +8,8 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use lablink_service::ServiceError;
 use serde::Serialize;
 
-const INTERNAL: &str = "Something went wrong on our side. The problem has been logged; please try again.";
+const INTERNAL: &str =
+    "Something went wrong on our side. The problem has been logged; please try again.";
 
 fn status_of(e: &ServiceError) -> StatusCode {
     match e {

@@ -43,7 +43,10 @@ impl CurrentUser {
     }
 }
 
-async fn session_user(parts: &Parts, state: &AppState) -> Result<Option<CurrentUser>, ServiceError> {
+async fn session_user(
+    parts: &Parts,
+    state: &AppState,
+) -> Result<Option<CurrentUser>, ServiceError> {
     let jar = CookieJar::from_headers(&parts.headers);
     let Some(cookie) = jar.get(SESSION_COOKIE) else {
         return Ok(None);
@@ -60,7 +63,9 @@ impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = HtmlError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, HtmlError> {
-        session_user(parts, state).await?.ok_or_else(HtmlError::sign_in)
+        session_user(parts, state)
+            .await?
+            .ok_or_else(HtmlError::sign_in)
     }
 }
 

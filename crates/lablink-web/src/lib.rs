@@ -16,9 +16,9 @@
 //!    `<input type="hidden" name="csrf_token" value="{{ chrome.csrf_token }}">`, and the POST
 //!    handler calls `user.check_csrf(&form.csrf_token)?` first.
 //! 4. Return `Result<impl IntoResponse, HtmlError>`; a `ServiceError` converts with `?` into the
-//!    error page with the right status. JSON handlers return `Result<_, ApiError>` and take
-//!    [`ApiUser`] (a personal API token or the session), and get a `#[utoipa::path]` plus an entry in
-//!    [`api::ApiDoc`].
+//!    error page with the right status. JSON handlers return `Result<_, ApiError>`, take
+//!    [`ApiUser`] (a personal API token or the session), read bodies with [`ApiJson`], and get a
+//!    `#[utoipa::path]` plus an entry in [`api::ApiDoc`].
 //!
 //! Navigation targets reserved for the GitLab integration pages: `/settings/integrations/gitlab`
 //! (admins) and `/profile/linked-accounts` (everyone).
@@ -27,6 +27,7 @@ pub mod api;
 mod csrf;
 mod error;
 mod extract;
+mod json;
 mod hooks_intake;
 mod layout;
 mod middleware;
@@ -40,6 +41,7 @@ use axum::routing::get;
 pub use csrf::{PreSession, check_csrf};
 pub use error::{ApiError, HtmlError};
 pub use extract::{ApiUser, ClientIp, CurrentUser};
+pub use json::ApiJson;
 pub use layout::Chrome;
 pub use render::render;
 pub use state::AppState;

@@ -77,18 +77,17 @@ pub enum AdminCommand {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    // The demo brings its own configuration.
-    if matches!(cli.command, Command::Demo) {
-        return crate::demo::run().await;
-    }
     let settings = config::load(cli.config.as_deref())?;
     telemetry::init_logs(settings.log_format);
     match cli.command {
         Command::Serve => serve(settings).await,
-        Command::Demo => unreachable!("handled above"),
+        // The demo brings its own database, ports and GitLab; only the log format is used.
+        Command::Demo => crate::demo::run().await,
         Command::Migrate => {
             let db = startup::open_database(&settings).await?;
-            db.migrate().await.context("cannot apply database migrations")?;
+            db.migrate()
+                .await
+                .context("cannot apply database migrations")?;
             println!("migrations applied ({})", db.backend());
             Ok(())
         }
@@ -96,7 +95,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let services = offline_services(&settings).await?;
             let reports = crate::doctor::run(&services, project.as_deref(), fix).await?;
             crate::doctor::print(&reports, json)?;
-            if reports.iter().all(|r| r.healthy() || (fix && crate::doctor::all_repaired(r))) {
+            if reports
+                .iter()
+                .all(|r| r.healthy() || (fix && crate::doctor::all_repaired(r)))
+            {
                 Ok(())
             } else {
                 Err(anyhow::anyhow!("the doctor found problems"))
@@ -119,7 +121,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     .lock()
                     .read_line(&mut line)
                     .context("cannot read the password from standard input")?;
-                (SecretString::from(line.trim_end_matches(['\r', '\n']).to_owned()), false)
+                (
+                    SecretString::from(line.trim_end_matches(['\r', '\n']).to_owned()),
+                    false,
+                )
             } else {
                 (SecretString::from(random_secret()), true)
             };
@@ -142,10 +147,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 user.email, user.role, account.name, account.plan
             );
             if password.1 {
-                println!(
-                    "password (shown once): {}",
-                    password.0.expose_secret()
-                );
+                println!("password (shown once): {}", password.0.expose_secret());
             }
             Ok(())
         }
@@ -167,7 +169,9 @@ fn default_username(email: &str) -> String {
 async fn offline_services(settings: &Settings) -> anyhow::Result<lablink_service::Services> {
     let keys = startup::load_key_ring(settings)?;
     let db = startup::open_database(settings).await?;
-    db.migrate().await.context("cannot apply database migrations")?;
+    db.migrate()
+        .await
+        .context("cannot apply database migrations")?;
     let public_url = match &settings.public_url {
         Some(u) => u.clone(),
         None => url::Url::parse(&format!("http://{}", settings.listen))?,
@@ -178,7 +182,9 @@ async fn offline_services(settings: &Settings) -> anyhow::Result<lablink_service
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let app = Application::build(settings).await?;
     if let Some(link) = app.setup_link() {
-        println!("No account exists yet. Open this one-time link to create the first admin:\n  {link}");
+        println!(
+            "No account exists yet. Open this one-time link to create the first admin:\n  {link}"
+        );
     }
     let stop = CancellationToken::new();
     startup::stop_on_signals(stop.clone());

@@ -41,6 +41,13 @@ pub enum ConfigError {
     File { path: PathBuf, message: String },
 }
 
+fn unknown_setting(name: &str) -> ConfigError {
+    invalid(
+        name,
+        format!("unknown setting; the settings are: {}", SETTINGS.join(", ")),
+    )
+}
+
 fn invalid(setting: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         setting: setting.to_owned(),
@@ -159,10 +166,7 @@ pub fn load(config_file: Option<&Path>) -> Result<Settings, ConfigError> {
     let raw: Raw = figment.extract().map_err(|e| {
         let setting = e.path.last().cloned().unwrap_or_else(|| "?".into());
         match e.kind {
-            figment::error::Kind::UnknownField(field, _) => invalid(
-                &field,
-                format!("unknown setting; the settings are: {}", SETTINGS.join(", ")),
-            ),
+            figment::error::Kind::UnknownField(field, _) => unknown_setting(&field),
             kind => invalid(&setting, kind.to_string()),
         }
     })?;
@@ -173,11 +177,13 @@ pub fn load(config_file: Option<&Path>) -> Result<Settings, ConfigError> {
 pub fn from_pairs(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
     let mut map = serde_json::Map::new();
     for (k, v) in pairs {
+        if !SETTINGS.contains(k) {
+            return Err(unknown_setting(k));
+        }
         map.insert((*k).to_owned(), serde_json::Value::String((*v).to_owned()));
     }
-    let raw: Raw = serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| {
-        invalid("?", e.to_string())
-    })?;
+    let raw: Raw = serde_json::from_value(serde_json::Value::Object(map))
+        .map_err(|e| invalid("?", e.to_string()))?;
     from_raw(raw)
 }
 
@@ -216,13 +222,22 @@ fn http_url(setting: &str, value: &str) -> Result<Url, ConfigError> {
     let url = Url::parse(value.trim())
         .map_err(|e| invalid(setting, format!("`{value}` is not a URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(invalid(setting, "the URL must start with https:// or http://"));
+        return Err(invalid(
+            setting,
+            "the URL must start with https:// or http://",
+        ));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(invalid(setting, "the URL must not contain a user name or password"));
+        return Err(invalid(
+            setting,
+            "the URL must not contain a user name or password",
+        ));
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(invalid(setting, "the URL must not contain a query or fragment"));
+        return Err(invalid(
+            setting,
+            "the URL must not contain a query or fragment",
+        ));
     }
     Ok(url)
 }
@@ -232,7 +247,10 @@ fn from_raw(raw: Raw) -> Result<Settings, ConfigError> {
     let database_url = match raw.database_url {
         Some(url) => {
             let url = url.trim().to_owned();
-            if !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+            if !(url.starts_with("sqlite:")
+                || url.starts_with("postgres:")
+                || url.starts_with("postgresql:"))
+            {
                 return Err(invalid(
                     "database_url",
                     "the URL must start with sqlite: (a file) or postgres:// (a server)",
@@ -265,7 +283,12 @@ fn from_raw(raw: Raw) -> Result<Settings, ConfigError> {
     let log_format = match raw.log_format.as_deref().map(str::trim) {
         None | Some("pretty") => LogFormat::Pretty,
         Some("json") => LogFormat::Json,
-        Some(v) => return Err(invalid("log_format", format!("`{v}` is not pretty or json"))),
+        Some(v) => {
+            return Err(invalid(
+                "log_format",
+                format!("`{v}` is not pretty or json"),
+            ));
+        }
     };
     let allow_http_loopback_gitlab =
         boolean("allow_http_loopback_gitlab", raw.allow_http_loopback_gitlab)?;
@@ -340,6 +363,17 @@ mod tests {
     }
 
     #[test]
+    fn every_setting_is_documented() {
+        let docs = include_str!("../../../docs/configuration.md");
+        for name in SETTINGS {
+            assert!(
+                docs.contains(&format!("| `{name}` |")),
+                "{name} is missing from docs/configuration.md"
+            );
+        }
+    }
+
+    #[test]
     fn defaults() {
         let s = from_pairs(&[]).unwrap();
         assert_eq!(s.database_url, "sqlite://./lablink-data/lablink.db");
@@ -361,8 +395,14 @@ mod tests {
         assert!(err(&[("log_format", "xml")]).contains("`log_format`"));
         assert!(err(&[("gitlab_url", "http://gitlab.example")]).contains("`gitlab_url`"));
         assert!(err(&[("gitlab_app_id", "abc")]).contains("`gitlab_app_secret`"));
-        assert!(err(&[("allow_http_loopback_gitlab", "maybe")]).contains("`allow_http_loopback_gitlab`"));
-        assert!(err(&[("allow_private_network_gitlab", "2")]).contains("`allow_private_network_gitlab`"));
+        assert!(
+            err(&[("allow_http_loopback_gitlab", "maybe")])
+                .contains("`allow_http_loopback_gitlab`")
+        );
+        assert!(
+            err(&[("allow_private_network_gitlab", "2")])
+                .contains("`allow_private_network_gitlab`")
+        );
         assert!(err(&[("session_idle_minutes", "0")]).contains("`session_idle_minutes`"));
         assert!(err(&[("session_absolute_hours", "x")]).contains("`session_absolute_hours`"));
         assert!(err(&[("data_dir_typo", "x")]).contains("data_dir_typo"));

@@ -21,7 +21,10 @@ use crate::startup::{self, Application};
 const PASSWORD: &str = "lablink-demo-password";
 const ACCOUNT: &str = "Jaffle Shop Analytics";
 /// The sample dbt project pushed into the simulated GitLab.
-const SAMPLE_PROJECT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/jaffle_shop_duckdb");
+const SAMPLE_PROJECT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../examples/jaffle_shop_duckdb"
+);
 
 /// The demo's people: (lablink email, role, GitLab username, GitLab access level in the group).
 const PEOPLE: [(&str, Role, &str, u8); 3] = [
@@ -67,7 +70,10 @@ pub async fn run() -> anyhow::Result<()> {
         )
         .map_err(|e| anyhow::anyhow!("gitlab-sim: {e}"))?;
     let settings = config::from_pairs(&[
-        ("database_url", &format!("sqlite://{}", dir.0.join("lablink.db").display())),
+        (
+            "database_url",
+            &format!("sqlite://{}", dir.0.join("lablink.db").display()),
+        ),
         ("data_dir", &dir.0.join("lablink").display().to_string()),
         ("public_url", &public_url),
         ("listen", &listen.to_string()),
@@ -77,7 +83,6 @@ pub async fn run() -> anyhow::Result<()> {
         ("gitlab_app_secret", &app_secret),
         ("allow_http_loopback_gitlab", "true"),
     ])?;
-    crate::telemetry::init_logs(settings.log_format);
 
     // Seed before the server starts, so no setup link is made for an empty database.
     let keys = startup::load_key_ring(&settings)?;
@@ -152,7 +157,8 @@ async fn seed_gitlab(sim: &Sim) -> anyhow::Result<String> {
                 ..NewUser::default()
             })
             .map_err(sim_err)?;
-        gl.add_group_member(group.id, user.id, level).map_err(sim_err)?;
+        gl.add_group_member(group.id, user.id, level)
+            .map_err(sim_err)?;
         users.push(user);
     }
     let project = |path: &str, namespace| NewProject {
@@ -191,14 +197,23 @@ fn push_sample_project(bare_repo: &Path) -> anyhow::Result<()> {
             .output()
             .context("cannot run git (is it installed?)")?;
         if !out.status.success() {
-            bail!("git {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "git {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(())
     };
     git(&["init", "--quiet", "--initial-branch=main"])?;
     git(&["add", "--all"])?;
     git(&["commit", "--quiet", "-m", "Sample dbt project"])?;
-    git(&["push", "--quiet", &bare_repo.display().to_string(), "main:main"])?;
+    git(&[
+        "push",
+        "--quiet",
+        &bare_repo.display().to_string(),
+        "main:main",
+    ])?;
     std::fs::remove_dir_all(&work)?;
     Ok(())
 }

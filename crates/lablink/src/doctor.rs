@@ -57,22 +57,20 @@ pub fn print(reports: &[Report], json: bool) -> anyhow::Result<()> {
         }
         for f in &report.findings {
             let severity = serde_json::to_value(f.severity)?;
-            let code = serde_json::to_value(f.code)?;
             println!(
                 "  {} {}: {}\n    fix: {}",
                 severity.as_str().unwrap_or_default(),
-                code.as_str().unwrap_or_default(),
+                f.code.as_str(),
                 f.message,
                 f.fix
             );
         }
         for r in &report.repairs {
             let outcome = serde_json::to_value(r.outcome)?;
-            let code = serde_json::to_value(r.code)?;
             println!(
                 "  {} {}: {}",
                 outcome.as_str().unwrap_or_default(),
-                code.as_str().unwrap_or_default(),
+                r.code.as_str(),
                 r.message
             );
         }

@@ -56,7 +56,10 @@ pub fn load_key_ring(settings: &Settings) -> anyhow::Result<KeyRing> {
                 )
             } else {
                 std::fs::create_dir_all(&settings.data_dir).with_context(|| {
-                    format!("cannot create the data directory {}", settings.data_dir.display())
+                    format!(
+                        "cannot create the data directory {}",
+                        settings.data_dir.display()
+                    )
                 })?;
                 let key = KeyRing::generate_key();
                 write_private_file(&path, key.as_bytes())?;
@@ -65,7 +68,8 @@ pub fn load_key_ring(settings: &Settings) -> anyhow::Result<KeyRing> {
             }
         }
     };
-    let key = KeyRing::decode_key(&text).context("the master key (setting `secret_key` or the key file) is not valid")?;
+    let key = KeyRing::decode_key(&text)
+        .context("the master key (setting `secret_key` or the key file) is not valid")?;
     Ok(KeyRing::new(&key, &[]))
 }
 
@@ -109,7 +113,9 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let keys = load_key_ring(&settings)?;
         let db = open_database(&settings).await?;
-        db.migrate().await.context("cannot apply database migrations")?;
+        db.migrate()
+            .await
+            .context("cannot apply database migrations")?;
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {} (setting `listen`)", settings.listen))?;
@@ -157,7 +163,8 @@ impl Application {
     pub async fn run_until_stopped(self, stop: CancellationToken) -> anyhow::Result<()> {
         let app = lablink_web::router(lablink_web::AppState::new(self.services.clone()))
             .into_make_service_with_connect_info::<SocketAddr>();
-        let main = axum::serve(self.listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
+        let main =
+            axum::serve(self.listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
         let metrics = axum::serve(self.metrics_listener, telemetry::metrics_app())
             .with_graceful_shutdown(stop.clone().cancelled_owned());
         tracing::info!(public_url = %self.services.settings.public_url, "lablink is serving");

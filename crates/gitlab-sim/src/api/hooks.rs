@@ -209,7 +209,10 @@ pub async fn list(
     let found = maintainer_project(&state, &id, &identity, false)?;
     let hooks: Vec<&Hook> = state.hooks_of(found.project.id).collect();
     let (items, headers) = paginate::offset(hooks, page, per_page, sim.base_url(), &uri);
-    let body = items.into_iter().map(render::hook).collect();
+    let body = items
+        .into_iter()
+        .map(|h| render::hook(h, state.now()))
+        .collect();
     Ok(with_headers(StatusCode::OK, Value::Array(body), headers))
 }
 
@@ -227,7 +230,7 @@ pub async fn show(
         .get(&hook_id)
         .filter(|h| h.project_id == found.project.id)
         .ok_or_else(|| ApiError::not_found("Hook"))?;
-    Ok(Json(render::hook(hook)))
+    Ok(Json(render::hook(hook, state.now())))
 }
 
 pub async fn create(
@@ -266,7 +269,7 @@ pub async fn create(
     let allow_local = state.settings.allow_local_webhooks;
     apply(&mut hook, &params, allow_local)?;
     hook.id = state.next_id();
-    let body = render::hook(&hook);
+    let body = render::hook(&hook, state.now());
     state.hooks.insert(hook.id, hook);
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
@@ -282,6 +285,7 @@ pub async fn update(
     let found = maintainer_project(&state, &id, &identity, true)?;
     let hook_id = parse_id(&hook_id, "Hook")?;
     let allow_local = state.settings.allow_local_webhooks;
+    let now = state.now();
     let hook = state
         .hooks
         .get_mut(&hook_id)
@@ -291,7 +295,7 @@ pub async fn update(
     let mut edited = hook.clone();
     apply(&mut edited, &params, allow_local)?;
     *hook = edited;
-    Ok(Json(render::hook(hook)))
+    Ok(Json(render::hook(hook, now)))
 }
 
 pub async fn delete(

@@ -1,5 +1,5 @@
-//! Merge requests: list, get, notes list/create (creation and state changes of MRs themselves are
-//! control operations that fire hooks).
+//! Merge requests: list, get, create, notes list/create (state changes of MRs are control
+//! operations that fire hooks).
 
 use axum::Json;
 use axum::extract::{OriginalUri, Path, State};
@@ -225,4 +225,41 @@ pub async fn create_note(
         user_id: identity.user_id,
     });
     Ok((StatusCode::CREATED, Json(rendered)).into_response())
+}
+
+/// `POST /projects/:id/merge_requests`: opens a merge request as the caller (Developer or more),
+/// firing its `open` hook like the control operation does.
+pub async fn create(
+    State(sim): State<SimHandle>,
+    auth: Auth,
+    Path(id): Path<String>,
+    params: Params,
+) -> ApiResult<Response> {
+    let identity = auth.required()?;
+    identity.require_api(true)?;
+    let source = params.required_str("source_branch")?;
+    let target = params.required_str("target_branch")?;
+    let title = params.required_str("title")?;
+    let description = params.str("description").unwrap_or_default();
+    let project_id = {
+        let state = sim.lock();
+        let found = readable_project(&state, &id, Some(identity.user_id))?;
+        found.require(access::DEVELOPER)?;
+        found.project.id
+    };
+    let mr = sim
+        .open_merge_request(
+            project_id,
+            identity.user_id,
+            &source,
+            &target,
+            &title,
+            &description,
+        )
+        .await?;
+    let body = {
+        let state = sim.lock();
+        render::merge_request(&state, sim.base_url(), &mr)
+    };
+    Ok((StatusCode::CREATED, Json(body)).into_response())
 }

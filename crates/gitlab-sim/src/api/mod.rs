@@ -80,7 +80,10 @@ pub fn router() -> Router<SimHandle> {
             "/projects/{id}/repository/commits/{sha}/statuses",
             get(statuses::list),
         )
-        .route("/projects/{id}/merge_requests", get(merge_requests::list))
+        .route(
+            "/projects/{id}/merge_requests",
+            get(merge_requests::list).post(merge_requests::create),
+        )
         .route(
             "/projects/{id}/merge_requests/{iid}",
             get(merge_requests::show),

@@ -16,4 +16,5 @@ mod projects;
 mod receiver;
 mod repository_control;
 mod statuses;
+mod third_party_client;
 mod webhooks;

@@ -723,3 +723,44 @@ async fn preapproval_skips_consent_for_a_signed_in_user() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert!(header(&r, "set-cookie").is_none());
 }
+
+#[tokio::test]
+async fn oauth_tokens_work_as_access_token_param_but_not_as_private_token() {
+    let t = TestSim::start().await;
+    let user = t.user("ivan");
+    let app = app(&t, true);
+    let token = tokens_for(&t, &app, &user).await;
+    let access = token["access_token"].as_str().expect("a");
+    let by_param = t
+        .http
+        .get(t.api("/user"))
+        .query(&[("access_token", access)])
+        .send()
+        .await
+        .expect("u");
+    assert_eq!(expect(by_param, StatusCode::OK).await["id"], user.id);
+    let as_private = t.get("/user", access).await;
+    assert_eq!(
+        expect(as_private, StatusCode::UNAUTHORIZED).await["error"],
+        "invalid_token"
+    );
+    let missing_grant = exchange(
+        &t,
+        &[
+            ("client_id", &app.client_id),
+            ("client_secret", &app.secret),
+        ],
+    )
+    .await;
+    assert_eq!(json_error(missing_grant).await, "invalid_request");
+    let unknown_client = exchange(
+        &t,
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", "nope"),
+            ("refresh_token", "x"),
+        ],
+    )
+    .await;
+    assert_eq!(unknown_client.status(), StatusCode::UNAUTHORIZED);
+}

@@ -324,3 +324,29 @@ async fn groups_list_and_show() {
         .expect("r");
     assert_eq!(expect(anon, StatusCode::OK).await["visibility"], "public");
 }
+
+#[tokio::test]
+async fn groups_min_access_level_is_effective() {
+    let t = TestSim::start().await;
+    let user = t.user("gm");
+    let top = t.group("top", None);
+    let sub = t.group("sub", Some(top));
+    let other = t.group("other", None);
+    t.handle()
+        .add_group_member(top, user.id, access::MAINTAINER)
+        .expect("member");
+    t.handle()
+        .add_group_member(other, user.id, access::REPORTER)
+        .expect("member");
+    let ids = |v: Value| {
+        v.as_array()
+            .expect("array")
+            .iter()
+            .map(|g| g["id"].as_u64().expect("id"))
+            .collect::<HashSet<_>>()
+    };
+    let maint = ids(json(t.get("/groups?min_access_level=40", &user.token).await).await);
+    assert_eq!(maint, HashSet::from([top, sub]));
+    let all = ids(json(t.get("/groups", &user.token).await).await);
+    assert_eq!(all, HashSet::from([top, sub, other]));
+}

@@ -524,3 +524,37 @@ async fn delivery_log_has_gitlab_shape_and_resend_keeps_the_idempotency_key() {
     assert_eq!(again.body, original.body);
     verify_signature(&again);
 }
+
+#[tokio::test]
+async fn unreachable_receivers_count_as_failures_and_are_logged_as_internal_errors() {
+    let s = setup().await;
+    // A port that was just free: nothing listens there.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr")
+    };
+    expect(
+        s.sim
+            .put(
+                &format!("/projects/{}/hooks/{}", s.project_id, s.hook_id),
+                &s.owner.token,
+                json!({ "url": format!("http://{closed}/hook") }),
+            )
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(fire_once(&s).await, Delivery::Failed);
+    let events = expect(
+        s.sim
+            .get(
+                &format!("/projects/{}/hooks/{}/events", s.project_id, s.hook_id),
+                &s.owner.token,
+            )
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(events[0]["response_status"], "internal error");
+    assert_eq!(s.sim.handle().lock().hooks[&s.hook_id].recent_failures, 1);
+}

@@ -1,10 +1,10 @@
 //! What the doctor found and did, in the stable shape `lablink doctor --json` prints
 //! (documented in `docs/doctor-json.md`): codes and field names never change meaning.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One kind of problem. The snake_case name is the stable `code` of the JSON output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Code {
     WebhookMissing,
@@ -27,6 +27,8 @@ pub enum Code {
     RepositoryGone,
     RepositoryNotInGroup,
     ConnectorNotMaintainer,
+    GitignoreIncomplete,
+    BuildFoldersTracked,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -49,6 +51,16 @@ pub struct Finding {
     pub fix: String,
     /// True when `--fix` (the Fix button) repairs it.
     pub repairable: bool,
+}
+
+impl Code {
+    /// The stable snake_case name (the JSON `code`).
+    pub fn as_str(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
 }
 
 impl Finding {

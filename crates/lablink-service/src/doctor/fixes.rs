@@ -18,7 +18,13 @@ const SECRET_GRACE_MS: i64 = 24 * 60 * 60 * 1000;
 
 impl Services {
     /// Repairs one finding with `api` (a Maintainer-level client).
-    pub(crate) async fn repair(&self, repo: &Repository, api: &Api, code: Code) -> Repair {
+    pub(crate) async fn repair(
+        &self,
+        repo: &Repository,
+        api: &Api,
+        subdirectory: &str,
+        code: Code,
+    ) -> Repair {
         let result = match code {
             Code::WebhookMissing => self.recreate_hook(repo, api).await,
             Code::WebhookUrlMismatch
@@ -43,6 +49,9 @@ impl Services {
             }
             Code::DeployKeyMissing | Code::DeployKeyMismatch => {
                 self.recreate_deploy_key(repo, api).await
+            }
+            Code::GitignoreIncomplete | Code::BuildFoldersTracked => {
+                self.fix_gitignore(repo, api, subdirectory).await.map(Ok)
             }
             Code::UserLinkBroken
             | Code::RepositoryGone

@@ -6,6 +6,7 @@
 mod checks;
 pub mod findings;
 mod fixes;
+mod gitignore;
 
 use std::time::{Duration, Instant};
 
@@ -46,7 +47,23 @@ impl Services {
             )?;
         }
         let project = self.project(caller, project_id).await?;
-        self.check_connection(&project.account_id, &project.id, fix)
+        self.examine(&project.account_id, &project.id, fix, None)
+            .await
+    }
+
+    /// Repairs only the findings with `code` (the panel's Fix button of one finding).
+    pub async fn fix_project_finding(
+        &self,
+        caller: &Principal,
+        project_id: &str,
+        code: Code,
+    ) -> Result<Report, ServiceError> {
+        require(
+            caller.role.can_write(),
+            "Read-only users cannot repair connections.",
+        )?;
+        let project = self.project(caller, project_id).await?;
+        self.examine(&project.account_id, &project.id, true, Some(code))
             .await
     }
 
@@ -56,6 +73,17 @@ impl Services {
         account_id: &str,
         project_id: &str,
         fix: bool,
+    ) -> Result<Report, ServiceError> {
+        self.examine(account_id, project_id, fix, None).await
+    }
+
+    /// Checks, and with `fix` repairs the findings (only those with code `only`, when given).
+    async fn examine(
+        &self,
+        account_id: &str,
+        project_id: &str,
+        fix: bool,
+        only: Option<Code>,
     ) -> Result<Report, ServiceError> {
         let project = self
             .db
@@ -73,12 +101,17 @@ impl Services {
                 repairs: Vec::new(),
             });
         };
-        let (findings, api) = self.diagnose(&repo).await?;
+        let (mut findings, api) = self.diagnose(&repo).await?;
+        self.check_gitignore(&repo, &project.subdirectory, &mut findings)
+            .await;
         let mut repairs = Vec::new();
         if fix {
-            for finding in &findings {
+            for finding in findings.iter().filter(|f| only.is_none_or(|c| c == f.code)) {
                 let repair = match &api {
-                    Some(api) if finding.repairable => self.repair(&repo, api, finding.code).await,
+                    Some(api) if finding.repairable => {
+                        self.repair(&repo, api, &project.subdirectory, finding.code)
+                            .await
+                    }
                     _ => Repair {
                         code: finding.code,
                         outcome: Outcome::Manual,
@@ -147,6 +180,51 @@ impl Services {
             checks::deploy_key(repo, api, &mut out).await;
         }
         Ok((out, api))
+    }
+
+    /// The dbt project's ignore rules, when lablink can clone the repository.
+    async fn check_gitignore(&self, repo: &Repository, subdirectory: &str, out: &mut Vec<Finding>) {
+        if out
+            .iter()
+            .any(|f| matches!(f.code, Code::DeployTokenMissing | Code::DeployTokenRevoked))
+        {
+            return;
+        }
+        let problems = match self.gitignore_problems(repo, subdirectory).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(repository_id = %repo.id, error = %e, "doctor could not inspect .gitignore");
+                return;
+            }
+        };
+        let fix = format!(
+            "Commit a corrected .gitignore without the tracked folders on branch {} and open a merge \
+             request; merge it to finish.",
+            gitignore::FIX_BRANCH
+        );
+        if !problems.missing.is_empty() {
+            out.push(Finding::warning(
+                Code::GitignoreIncomplete,
+                format!(
+                    "The dbt project's .gitignore does not ignore {}: dbt's build output ends up in commits.",
+                    problems.missing.iter().map(|n| format!("{n}/")).collect::<Vec<_>>().join(", ")
+                ),
+                fix.clone(),
+                true,
+            ));
+        }
+        if !problems.tracked.is_empty() {
+            out.push(Finding::error(
+                Code::BuildFoldersTracked,
+                format!(
+                    "dbt build folders are committed to the repository ({}): runs change them and merge \
+                     requests conflict.",
+                    problems.tracked.iter().map(|n| format!("{n}/")).collect::<Vec<_>>().join(", ")
+                ),
+                fix,
+                true,
+            ));
+        }
     }
 
     async fn connector_gitlab_id(&self, repo: &Repository) -> Result<Option<i64>, ServiceError> {

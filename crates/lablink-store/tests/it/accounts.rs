@@ -19,41 +19,72 @@ fn user(email: &str, role: Role) -> NewUser {
 
 async fn setup_consumes_its_token_once(db: Db) {
     let now = lablink_store::now_ms();
-    db.create_setup_token("h1", now, now + 60_000).await.unwrap();
-    db.create_setup_token("expired", now - 10, now - 1).await.unwrap();
+    db.create_setup_token("h1", now, now + 60_000)
+        .await
+        .unwrap();
+    db.create_setup_token("expired", now - 10, now - 1)
+        .await
+        .unwrap();
     assert!(db.setup_token_is_valid("h1", now).await.unwrap());
     assert!(!db.setup_token_is_valid("expired", now).await.unwrap());
     let account = db
-        .complete_setup("h1", "Acme", Plan::Enterprise, &user("a@x.io", Role::AccountAdmin))
+        .complete_setup(
+            "h1",
+            "Acme",
+            Plan::Enterprise,
+            &user("a@x.io", Role::AccountAdmin),
+        )
         .await
         .unwrap();
     assert_eq!(account.plan, Plan::Enterprise);
     assert_eq!(db.count_accounts().await.unwrap(), 1);
     assert!(!db.setup_token_is_valid("h1", now).await.unwrap());
     let again = db
-        .complete_setup("h1", "Other", Plan::Starter, &user("b@x.io", Role::AccountAdmin))
+        .complete_setup(
+            "h1",
+            "Other",
+            Plan::Starter,
+            &user("b@x.io", Role::AccountAdmin),
+        )
         .await;
     assert!(again.is_err());
     let expired = db
-        .complete_setup("expired", "Other", Plan::Starter, &user("c@x.io", Role::AccountAdmin))
+        .complete_setup(
+            "expired",
+            "Other",
+            Plan::Starter,
+            &user("c@x.io", Role::AccountAdmin),
+        )
         .await;
     assert!(expired.is_err());
-    assert_eq!(db.count_accounts().await.unwrap(), 1, "a refused setup creates nothing");
+    assert_eq!(
+        db.count_accounts().await.unwrap(),
+        1,
+        "a refused setup creates nothing"
+    );
 }
 
 async fn emails_are_unique(db: Db) {
     let a = db.create_account("A", Plan::Developer).await.unwrap();
-    db.create_user(&a.id, &user("same@x.io", Role::Developer)).await.unwrap();
+    db.create_user(&a.id, &user("same@x.io", Role::Developer))
+        .await
+        .unwrap();
     let err = db
         .create_user(&a.id, &user("same@x.io", Role::ReadOnly))
         .await
         .unwrap_err();
-    assert_eq!(err.to_string(), "a user with the email same@x.io already exists");
+    assert_eq!(
+        err.to_string(),
+        "a user with the email same@x.io already exists"
+    );
 }
 
 async fn sessions_join_user_and_account(db: Db) {
     let a = db.create_account("A", Plan::Starter).await.unwrap();
-    let u = db.create_user(&a.id, &user("s@x.io", Role::ReadOnly)).await.unwrap();
+    let u = db
+        .create_user(&a.id, &user("s@x.io", Role::ReadOnly))
+        .await
+        .unwrap();
     db.create_session("hash", &u.id, 5).await.unwrap();
     let s = db.session("hash").await.unwrap().unwrap();
     assert_eq!(s.principal.role, Role::ReadOnly);

@@ -19,9 +19,15 @@ async fn a_job_is_claimed_once_and_completed(db: Db) {
     assert_eq!(job.status, RUNNING);
     assert_eq!(job.attempts, 1);
     assert_eq!(job.locked_by.as_deref(), Some("w1"));
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&job.payload).unwrap(), json!({"n": 1}));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&job.payload).unwrap(),
+        json!({"n": 1})
+    );
     assert!(db.claim_job("w2", 60_000).await.unwrap().is_none());
-    assert!(!db.complete_job(&id, "w2").await.unwrap(), "only the lease holder completes");
+    assert!(
+        !db.complete_job(&id, "w2").await.unwrap(),
+        "only the lease holder completes"
+    );
     assert!(db.complete_job(&id, "w1").await.unwrap());
     assert_eq!(db.job(&id).await.unwrap().unwrap().status, DONE);
     assert!(db.claim_job("w1", 60_000).await.unwrap().is_none());
@@ -52,7 +58,10 @@ async fn an_expired_lease_makes_a_job_claimable_again(db: Db) {
     let job = db.claim_job("alive", 60_000).await.unwrap().unwrap();
     assert_eq!(job.id, id);
     assert_eq!(job.attempts, 2);
-    assert!(!db.complete_job(&id, "dead").await.unwrap(), "the dead worker lost its lease");
+    assert!(
+        !db.complete_job(&id, "dead").await.unwrap(),
+        "the dead worker lost its lease"
+    );
     assert_eq!(db.fail_job(&id, "dead", "late", 0).await.unwrap(), None);
     assert!(db.complete_job(&id, "alive").await.unwrap());
 }

@@ -1,5 +1,7 @@
 //! Store tests, each on SQLite and on PostgreSQL.
 
 mod accounts;
+mod ci;
+mod gitlab;
 mod jobs;
 mod support;

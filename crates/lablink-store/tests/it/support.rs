@@ -34,7 +34,9 @@ impl TestDb {
                 let admin = Db::connect(PG_ADMIN).await.unwrap_or_else(|e| {
                     panic!("PostgreSQL must be running at 127.0.0.1:5432 for the tests: {e}")
                 });
-                let Db::Postgres(pool) = &admin else { unreachable!() };
+                let Db::Postgres(pool) = &admin else {
+                    unreachable!()
+                };
                 sqlx::query(&format!("CREATE DATABASE {name}"))
                     .execute(pool)
                     .await
@@ -68,7 +70,9 @@ impl Drop for TestDb {
                 .unwrap();
             rt.block_on(async {
                 let admin = Db::connect(PG_ADMIN).await.unwrap();
-                let Db::Postgres(pool) = &admin else { unreachable!() };
+                let Db::Postgres(pool) = &admin else {
+                    unreachable!()
+                };
                 sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                     .execute(pool)
                     .await

@@ -79,7 +79,10 @@ pub fn routes() -> Router<AppState> {
         .route("/me", get(me::me))
         .route("/users", get(users::list_users).post(users::create_user))
         .route("/users/{id}", patch(users::change_role))
-        .route("/tokens", get(tokens::list_tokens).post(tokens::create_token))
+        .route(
+            "/tokens",
+            get(tokens::list_tokens).post(tokens::create_token),
+        )
         .route("/tokens/{id}", delete(tokens::revoke_token))
         .route(
             "/integrations/gitlab",
@@ -91,8 +94,14 @@ pub fn routes() -> Router<AppState> {
             "/linked-accounts/gitlab",
             get(linked_accounts::get_link).delete(linked_accounts::unlink),
         )
-        .route("/linked-accounts/gitlab/check", post(linked_accounts::check_link))
-        .route("/projects/{id}/ci-jobs", get(ci::list_jobs).post(ci::create_job))
+        .route(
+            "/linked-accounts/gitlab/check",
+            post(linked_accounts::check_link),
+        )
+        .route(
+            "/projects/{id}/ci-jobs",
+            get(ci::list_jobs).post(ci::create_job),
+        )
         .route(
             "/ci-jobs/{id}",
             get(ci::get_job).put(ci::update_job).delete(ci::delete_job),
@@ -101,8 +110,14 @@ pub fn routes() -> Router<AppState> {
         .route("/runs/{id}", get(ci::get_run))
         .route("/runs/{id}/log", get(ci::run_log))
         .route("/runs/{id}/artifacts/{name}", get(ci::run_artifact))
-        .route("/projects", get(projects::list_projects).post(projects::create_project))
-        .route("/projects/{id}", get(projects::get_project).put(projects::update_project))
+        .route(
+            "/projects",
+            get(projects::list_projects).post(projects::create_project),
+        )
+        .route(
+            "/projects/{id}",
+            get(projects::get_project).put(projects::update_project),
+        )
         .route(
             "/projects/{id}/repository",
             get(repositories::get_repository)

@@ -96,7 +96,9 @@ pub async fn get_project(
     user: ApiUser,
     Path(id): Path<String>,
 ) -> Result<Json<ProjectJson>, ApiError> {
-    Ok(Json(state.services.project(&user.principal, &id).await?.into()))
+    Ok(Json(
+        state.services.project(&user.principal, &id).await?.into(),
+    ))
 }
 
 /// Changes a dbt project's name, subdirectory or target branch (admins and developers).

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::ErrorBody;
-use crate::{ApiError, ApiUser, AppState};
+use crate::{ApiError, ApiJson, ApiUser, AppState};
 
 #[derive(Serialize, ToSchema)]
 pub struct TokenJson {
@@ -63,7 +63,7 @@ pub struct CreatedToken {
 pub async fn create_token(
     State(state): State<AppState>,
     user: ApiUser,
-    Json(body): Json<NewToken>,
+    ApiJson(body): ApiJson<NewToken>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
     let created = state
         .services
@@ -87,6 +87,9 @@ pub async fn revoke_token(
     user: ApiUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.services.revoke_api_token(&user.principal, &id).await?;
+    state
+        .services
+        .revoke_api_token(&user.principal, &id)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

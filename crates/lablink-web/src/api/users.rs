@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::ErrorBody;
-use crate::{ApiError, ApiUser, AppState};
+use crate::{ApiError, ApiJson, ApiUser, AppState};
 
 #[derive(Serialize, ToSchema)]
 pub struct UserJson {
@@ -66,7 +66,7 @@ pub struct NewUserJson {
 pub async fn create_user(
     State(state): State<AppState>,
     user: ApiUser,
-    Json(body): Json<NewUserJson>,
+    ApiJson(body): ApiJson<NewUserJson>,
 ) -> Result<(StatusCode, Json<UserJson>), ApiError> {
     let role = parse_role(&body.role)?;
     let created = state
@@ -99,9 +99,12 @@ pub async fn change_role(
     State(state): State<AppState>,
     user: ApiUser,
     Path(id): Path<String>,
-    Json(body): Json<RoleChange>,
+    ApiJson(body): ApiJson<RoleChange>,
 ) -> Result<Json<UserJson>, ApiError> {
     let role = parse_role(&body.role)?;
-    let changed = state.services.change_role(&user.principal, &id, role).await?;
+    let changed = state
+        .services
+        .change_role(&user.principal, &id, role)
+        .await?;
     Ok(Json(changed.into()))
 }

@@ -3,6 +3,7 @@
 mod auth;
 mod ci_jobs;
 mod dashboard;
+mod doctor;
 pub mod health;
 mod integration;
 mod linked_accounts;
@@ -30,6 +31,7 @@ pub fn routes() -> Router<AppState> {
         .merge(repositories::routes())
         .merge(runs::routes())
         .merge(ci_jobs::routes())
+        .merge(doctor::routes())
 }
 
 pub async fn not_found() -> HtmlError {

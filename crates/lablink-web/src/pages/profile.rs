@@ -94,7 +94,11 @@ async fn create_token(
     Form(form): Form<NewTokenForm>,
 ) -> Result<Response, HtmlError> {
     user.check_csrf(&form.csrf_token)?;
-    match state.services.create_api_token(&user.principal, &form.name).await {
+    match state
+        .services
+        .create_api_token(&user.principal, &form.name)
+        .await
+    {
         Ok(created) => {
             let value = created.value.expose_secret().to_owned();
             Ok(render(&page(&state, &user, Some(value), None).await?)?.into_response())
@@ -121,6 +125,9 @@ async fn revoke_token(
     Form(form): Form<CsrfForm>,
 ) -> Result<Redirect, HtmlError> {
     user.check_csrf(&form.csrf_token)?;
-    state.services.revoke_api_token(&user.principal, &id).await?;
+    state
+        .services
+        .revoke_api_token(&user.principal, &id)
+        .await?;
     Ok(Redirect::to("/profile"))
 }

@@ -13,6 +13,24 @@ crate::on_both!(
     logout_everywhere_ends_every_session,
 );
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookies_are_secure_when_the_public_url_is_https() {
+    let app = TestApp::spawn_with(
+        crate::support::Backend::Sqlite,
+        &[("public_url", "https://lablink.example.com")],
+    )
+    .await;
+    app.create_user("Acme", Plan::Starter, "dev@acme.test", Role::Developer)
+        .await;
+    let b = app.login("dev@acme.test").await;
+    let cookies = b.set_cookies.lock().unwrap().clone();
+    for name in ["lablink_pre=", "lablink_session="] {
+        let c = cookies.iter().find(|c| c.starts_with(name)).unwrap();
+        assert!(c.contains("; Secure"), "{c}");
+        assert!(c.contains("HttpOnly"), "{c}");
+    }
+}
+
 async fn sign_in_and_sign_out(app: TestApp) {
     app.create_user("Acme", Plan::Starter, "dev@acme.test", Role::Developer)
         .await;
@@ -41,7 +59,11 @@ async fn sign_in_and_sign_out(app: TestApp) {
         )
         .await;
     assert_eq!(unknown.status, 401);
-    assert!(unknown.body.contains("The email or password is not correct."));
+    assert!(
+        unknown
+            .body
+            .contains("The email or password is not correct.")
+    );
 
     let b = app.login("dev@acme.test").await;
     let cookie = b
@@ -54,7 +76,10 @@ async fn sign_in_and_sign_out(app: TestApp) {
         .unwrap();
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     assert!(cookie.contains("SameSite=Lax"), "{cookie}");
-    assert!(!cookie.contains("Secure"), "plain http public URL: {cookie}");
+    assert!(
+        !cookie.contains("Secure"),
+        "plain http public URL: {cookie}"
+    );
     // The cookie holds the session id; the database holds only its hash.
     let id = b.cookie("lablink_session").unwrap();
     assert!(!app.table_text("sessions").await.contains(&id));
@@ -79,7 +104,11 @@ async fn repeated_failures_are_throttled(app: TestApp) {
         let r = b
             .post_form(
                 "/login",
-                &[("csrf_token", &csrf), ("email", "dev@acme.test"), ("password", "wrong password")],
+                &[
+                    ("csrf_token", &csrf),
+                    ("email", "dev@acme.test"),
+                    ("password", "wrong password"),
+                ],
             )
             .await;
         assert_eq!(r.status, 401);
@@ -88,12 +117,18 @@ async fn repeated_failures_are_throttled(app: TestApp) {
     let locked = b
         .post_form(
             "/login",
-            &[("csrf_token", &csrf), ("email", "dev@acme.test"), ("password", PASSWORD)],
+            &[
+                ("csrf_token", &csrf),
+                ("email", "dev@acme.test"),
+                ("password", PASSWORD),
+            ],
         )
         .await;
     assert_eq!(locked.status, 429);
     assert!(
-        locked.body.contains("Too many failed sign-in attempts. Try again in "),
+        locked
+            .body
+            .contains("Too many failed sign-in attempts. Try again in "),
         "{}",
         locked.body
     );
@@ -102,7 +137,8 @@ async fn repeated_failures_are_throttled(app: TestApp) {
         .await;
     app.login("other@acme.test").await;
     // Once the lock is over (moved into the past here), the right password works again.
-    app.execute("UPDATE login_throttle SET locked_until = 0").await;
+    app.execute("UPDATE login_throttle SET locked_until = 0")
+        .await;
     app.login("dev@acme.test").await;
 }
 
@@ -114,7 +150,11 @@ async fn forms_without_the_right_csrf_token_are_refused(app: TestApp) {
     let r = fresh
         .post_form(
             "/login",
-            &[("csrf_token", "x"), ("email", "dev@acme.test"), ("password", PASSWORD)],
+            &[
+                ("csrf_token", "x"),
+                ("email", "dev@acme.test"),
+                ("password", PASSWORD),
+            ],
         )
         .await;
     assert_eq!(r.status, 403);
@@ -123,7 +163,11 @@ async fn forms_without_the_right_csrf_token_are_refused(app: TestApp) {
     let r = fresh
         .post_form(
             "/login",
-            &[("csrf_token", "wrong"), ("email", "dev@acme.test"), ("password", PASSWORD)],
+            &[
+                ("csrf_token", "wrong"),
+                ("email", "dev@acme.test"),
+                ("password", PASSWORD),
+            ],
         )
         .await;
     assert_eq!(r.status, 403);
@@ -142,18 +186,31 @@ async fn forms_without_the_right_csrf_token_are_refused(app: TestApp) {
     let other = app.login("other@acme.test").await;
     let other_csrf = other.get("/profile").await.csrf();
     let foreign = b
-        .post_form("/profile/tokens", &[("csrf_token", &other_csrf), ("name", "ci")])
+        .post_form(
+            "/profile/tokens",
+            &[("csrf_token", &other_csrf), ("name", "ci")],
+        )
         .await;
     assert_eq!(foreign.status, 403);
-    assert!(app.services.list_api_tokens(&session_principal(&app, &b).await).await.unwrap().is_empty());
+    assert!(
+        app.services
+            .list_api_tokens(&session_principal(&app, &b).await)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // The JSON API with a session needs the token as a header for writes.
     let csrf = b.get("/profile").await.csrf();
     let body = serde_json::json!({"name": "ci"});
-    let no_header = b.api(Method::POST, "/api/v1/tokens", Some(body.clone()), None).await;
+    let no_header = b
+        .api(Method::POST, "/api/v1/tokens", Some(body.clone()), None)
+        .await;
     assert_eq!(no_header.status, 403);
     assert!(no_header.json()["error"].as_str().unwrap().contains("CSRF"));
-    let ok = b.api(Method::POST, "/api/v1/tokens", Some(body), Some(&csrf)).await;
+    let ok = b
+        .api(Method::POST, "/api/v1/tokens", Some(body), Some(&csrf))
+        .await;
     assert_eq!(ok.status, 201, "{}", ok.body);
 }
 

@@ -8,7 +8,10 @@ use crate::support::{Browser, TestApp};
 crate::on_both!(tokens_are_shown_once_hashed_and_revocable);
 
 fn new_token_on(page: &str) -> String {
-    let start = page.find("id=\"new-token\">").expect("the new token is shown") + 15;
+    let start = page
+        .find("id=\"new-token\">")
+        .expect("the new token is shown")
+        + 15;
     let end = page[start..].find('<').unwrap() + start;
     page[start..end].to_owned()
 }
@@ -19,7 +22,10 @@ async fn tokens_are_shown_once_hashed_and_revocable(app: TestApp) {
     let b = app.login("dev@acme.test").await;
     let csrf = b.get("/profile").await.csrf();
     let created = b
-        .post_form("/profile/tokens", &[("csrf_token", &csrf), ("name", "laptop CLI")])
+        .post_form(
+            "/profile/tokens",
+            &[("csrf_token", &csrf), ("name", "laptop CLI")],
+        )
         .await;
     assert_eq!(created.status, 200);
     let token = new_token_on(&created.body);
@@ -59,7 +65,29 @@ async fn tokens_are_shown_once_hashed_and_revocable(app: TestApp) {
     )
     .await;
     assert_eq!(via_api.status, 422);
-    assert!(via_api.json()["error"].as_str().unwrap().contains("token name"));
+    assert!(
+        via_api.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("token name")
+    );
+    let missing_field = Browser::bearer(
+        &app.base,
+        &token,
+        Method::POST,
+        "/api/v1/tokens",
+        Some(serde_json::json!({"title": "ci"})),
+    )
+    .await;
+    assert_eq!(missing_field.status, 422);
+    assert!(
+        missing_field.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("missing field `name`"),
+        "{}",
+        missing_field.body
+    );
 
     // Revoked: 401 from then on, with a message.
     let id = listed[0]["id"].as_str().unwrap();
@@ -87,7 +115,7 @@ async fn tokens_are_shown_once_hashed_and_revocable(app: TestApp) {
     let second_id = app
         .services
         .db
-        .api_tokens_of_user(&me.json()["user_id"].as_str().unwrap().to_owned())
+        .api_tokens_of_user(me.json()["user_id"].as_str().unwrap())
         .await
         .unwrap()
         .into_iter()

@@ -84,6 +84,31 @@ async fn link_show_check_and_unlink(backend: Backend) {
         "unlink must revoke the token at GitLab"
     );
     assert_eq!(link_status(&browser).await["status"], "not_linked");
+
+    // GitLab failing to revoke does not keep the link: it is deleted here, and the page says so.
+    link(&browser, &gitlab, &alice).await;
+    gitlab
+        .control(
+            Method::POST,
+            "/faults",
+            serde_json::json!({"path": "/oauth/revoke", "error_rate": 1.0, "error_status": 500}),
+        )
+        .await;
+    let csrf = browser.get("/profile/linked-accounts").await.csrf();
+    let res = browser
+        .post_form(
+            "/profile/linked-accounts/gitlab/unlink",
+            &[("csrf_token", &csrf)],
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    let shown = text(&res.body);
+    assert!(
+        shown.contains("GitLab could not be told to revoke"),
+        "{shown}"
+    );
+    assert!(shown.contains("Authorized applications"), "{shown}");
+    assert_eq!(link_status(&browser).await["status"], "not_linked");
 }
 
 /// Asserts the callback answered 400 with `message`, and that no link exists.

@@ -6,6 +6,7 @@ mod authorization;
 mod browser;
 mod ci;
 mod config;
+mod demo;
 mod doctor;
 mod integration_flow;
 mod linked_accounts;

@@ -6,7 +6,10 @@ use std::process::{Command, Stdio};
 
 use crate::support::TestApp;
 
-crate::on_both!(health_readiness_and_metrics, create_user_reads_the_password_from_stdin);
+crate::on_both!(
+    health_readiness_and_metrics,
+    create_user_reads_the_password_from_stdin
+);
 
 async fn health_readiness_and_metrics(app: TestApp) {
     let b = app.browser();
@@ -16,13 +19,32 @@ async fn health_readiness_and_metrics(app: TestApp) {
     assert_eq!((ready.status, ready.body.as_str()), (200, "ready"));
     assert_eq!(b.get("/no-such-page").await.status, 404);
 
+    // Oversized bodies are refused before any handler reads them.
+    let csrf = b.get("/login").await.csrf();
+    let huge = "x".repeat(2 * 1024 * 1024);
+    let r = b
+        .post_form(
+            "/login",
+            &[("csrf_token", &csrf), ("email", &huge), ("password", "p")],
+        )
+        .await;
+    assert_eq!(r.status, 413);
+
     // Metrics are on the metrics listener only.
     assert_eq!(b.get("/metrics").await.status, 404);
     let metrics = b.get(&format!("{}/metrics", app.metrics_base)).await;
     assert_eq!(metrics.status, 200);
-    assert!(metrics.body.contains("lablink_http_requests_total"), "{}", metrics.body);
+    assert!(
+        metrics.body.contains("lablink_http_requests_total"),
+        "{}",
+        metrics.body
+    );
     assert!(metrics.body.contains("route=\"/healthz\""));
-    assert!(metrics.body.contains("lablink_http_request_duration_seconds"));
+    assert!(
+        metrics
+            .body
+            .contains("lablink_http_request_duration_seconds")
+    );
 
     // Not ready once the schema is behind the binary.
     app.execute("DELETE FROM _sqlx_migrations").await;
@@ -35,8 +57,15 @@ async fn health_readiness_and_metrics(app: TestApp) {
 async fn create_user_reads_the_password_from_stdin(app: TestApp) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_lablink"))
         .args([
-            "admin", "create-user", "--account", "Acme", "--email", "stdin@acme.test", "--role",
-            "developer", "--password-stdin",
+            "admin",
+            "create-user",
+            "--account",
+            "Acme",
+            "--email",
+            "stdin@acme.test",
+            "--role",
+            "developer",
+            "--password-stdin",
         ])
         .env("LABLINK_DATABASE_URL", &app.database_url)
         .env("LABLINK_SECRET_KEY", &app.secret_key)
@@ -52,8 +81,15 @@ async fn create_user_reads_the_password_from_stdin(app: TestApp) {
         .write_all(format!("{}\n", crate::support::PASSWORD).as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(!stdout.contains("password"), "a given password is not echoed: {stdout}");
+    assert!(
+        !stdout.contains("password"),
+        "a given password is not echoed: {stdout}"
+    );
     app.login("stdin@acme.test").await;
 }

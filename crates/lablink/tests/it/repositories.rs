@@ -43,7 +43,8 @@ on_both_backends!(
     a_long_list_loads_in_the_background_page_by_page,
 );
 
-const MAINTAINER_MESSAGE: &str = "You need the Maintainer role in GitLab to connect this repository";
+const MAINTAINER_MESSAGE: &str =
+    "You need the Maintainer role in GitLab to connect this repository";
 
 /// GitLab with groups `analytics` ⊃ `analytics/dbt`, and lablink (deploy keys on) using the
 /// operator application registered in it.
@@ -132,7 +133,11 @@ impl World {
 
     async fn sim_state(&self, project: u64) -> Value {
         self.gitlab
-            .control(Method::GET, &format!("/projects/{project}/state"), json!({}))
+            .control(
+                Method::GET,
+                &format!("/projects/{project}/state"),
+                json!({}),
+            )
             .await
     }
 
@@ -176,7 +181,12 @@ async fn create_project(browser: &Browser, csrf: &str, name: &str) -> String {
 
 async fn import_rows(browser: &Browser, query: &str) -> Value {
     let res = browser
-        .api(Method::GET, &format!("/api/v1/gitlab/projects{query}"), None, None)
+        .api(
+            Method::GET,
+            &format!("/api/v1/gitlab/projects{query}"),
+            None,
+            None,
+        )
         .await;
     assert_eq!(res.status, 200, "{}", res.body);
     res.json()
@@ -200,7 +210,12 @@ async fn all_rows(browser: &Browser) -> Vec<Value> {
     }
 }
 
-async fn connect(browser: &Browser, csrf: &str, project: &str, gitlab_project: u64) -> crate::support::Page {
+async fn connect(
+    browser: &Browser,
+    csrf: &str,
+    project: &str,
+    gitlab_project: u64,
+) -> crate::support::Page {
     browser
         .api(
             Method::PUT,
@@ -235,7 +250,11 @@ fn assert_nothing_left(state: &Value) {
             "{token:#}"
         );
     }
-    assert_eq!(state["deploy_key_links"].as_array().unwrap().len(), 0, "{state:#}");
+    assert_eq!(
+        state["deploy_key_links"].as_array().unwrap().len(),
+        0,
+        "{state:#}"
+    );
 }
 
 fn pack_files(cache: &Path) -> BTreeSet<String> {
@@ -287,7 +306,11 @@ async fn connect_fetch_disconnect_and_move(backend: Backend) {
         .iter()
         .map(|r| r["path_with_namespace"].as_str().unwrap())
         .collect();
-    assert_eq!(paths, ["analytics/dbt/warehouse", "analytics/marts"], "{rows:#?}");
+    assert_eq!(
+        paths,
+        ["analytics/dbt/warehouse", "analytics/marts"],
+        "{rows:#?}"
+    );
     assert!(!rows.iter().any(|r| r["gitlab_project_id"] == personal));
     let row = &rows[0];
     assert_eq!(row["access_level"], 40);
@@ -296,8 +319,15 @@ async fn connect_fetch_disconnect_and_move(backend: Backend) {
     assert_eq!(row["default_branch"], "main");
     assert_eq!(row["visibility"], "private");
     let searched = import_rows(&browser, "?search=MARTS").await;
-    assert_eq!(searched["rows"].as_array().unwrap().len(), 1, "{searched:#}");
-    assert_eq!(searched["rows"][0]["path_with_namespace"], "analytics/marts");
+    assert_eq!(
+        searched["rows"].as_array().unwrap().len(),
+        1,
+        "{searched:#}"
+    );
+    assert_eq!(
+        searched["rows"][0]["path_with_namespace"],
+        "analytics/marts"
+    );
 
     let res = connect(&browser, &csrf, &project, warehouse).await;
     assert_eq!(res.status, 200, "{}", res.body);
@@ -322,7 +352,12 @@ async fn connect_fetch_disconnect_and_move(backend: Backend) {
     );
     assert_eq!(hook["enable_ssl_verification"], true);
     assert!(hook["token"].as_str().is_some_and(|t| !t.is_empty()));
-    assert!(hook["signing_token"].as_str().unwrap().starts_with("whsec_"));
+    assert!(
+        hook["signing_token"]
+            .as_str()
+            .unwrap()
+            .starts_with("whsec_")
+    );
     for (event, on) in hook["events"].as_object().unwrap() {
         let wanted = event == "merge_requests_events" || event == "push_events";
         assert_eq!(on.as_bool().unwrap(), wanted, "{event}");
@@ -335,7 +370,9 @@ async fn connect_fetch_disconnect_and_move(backend: Backend) {
     );
     assert_eq!(tokens[0]["access_level"], 40);
     assert_eq!(tokens[0]["scopes"], json!(["api", "self_rotate"]));
-    let expires = chrono::NaiveDate::parse_from_str(tokens[0]["expires_at"].as_str().unwrap(), "%Y-%m-%d").unwrap();
+    let expires =
+        chrono::NaiveDate::parse_from_str(tokens[0]["expires_at"].as_str().unwrap(), "%Y-%m-%d")
+            .unwrap();
     assert_eq!((expires - chrono::Utc::now().date_naive()).num_days(), 90);
     let deploy = state["deploy_tokens"].as_array().unwrap();
     assert_eq!(deploy.len(), 1);
@@ -376,11 +413,17 @@ async fn connect_fetch_disconnect_and_move(backend: Backend) {
     let again = w.app.services.fetch_repository(&repo_id).await.unwrap();
     assert_eq!(again, cache);
     assert_eq!(git(&cache, &["rev-parse", "refs/heads/main"]), second);
-    assert!(pack_files(&cache).is_superset(&packs), "the first fetch's objects were kept");
+    assert!(
+        pack_files(&cache).is_superset(&packs),
+        "the first fetch's objects were kept"
+    );
     assert_eq!(git(&cache, &["rev-parse", "refs/heads/main~1"]), first);
     let token = secrets.deploy_token.as_ref().unwrap().expose_secret();
     let config = std::fs::read_to_string(cache.join("config")).unwrap();
-    assert!(!config.contains(token) && !config.contains("extraheader"), "{config}");
+    assert!(
+        !config.contains(token) && !config.contains("extraheader"),
+        "{config}"
+    );
     assert!(!git(&cache, &["config", "--list"]).contains(token));
 
     // Disconnect: nothing of lablink's stays in GitLab; the secrets here are gone; the project
@@ -399,11 +442,21 @@ async fn connect_fetch_disconnect_and_move(backend: Backend) {
     assert!(gone.hook_secret.is_none() && gone.deploy_token.is_none());
     assert!(gone.project_token.is_none() && gone.deploy_key_private.is_none());
     let res = browser
-        .api(Method::GET, &format!("/api/v1/projects/{project}/repository"), None, None)
+        .api(
+            Method::GET,
+            &format!("/api/v1/projects/{project}/repository"),
+            None,
+            None,
+        )
         .await;
     assert_eq!(res.status, 404);
     let kept = browser
-        .api(Method::GET, &format!("/api/v1/projects/{project}"), None, None)
+        .api(
+            Method::GET,
+            &format!("/api/v1/projects/{project}"),
+            None,
+            None,
+        )
         .await;
     assert_eq!(kept.status, 200);
     assert_eq!(kept.json()["repository_id"], Value::Null);
@@ -415,11 +468,22 @@ async fn connect_fetch_disconnect_and_move(backend: Backend) {
     let moved = res.json();
     assert_eq!(moved["path_with_namespace"], "analytics/marts");
     let dbt_project = browser
-        .api(Method::GET, &format!("/api/v1/projects/{project}"), None, None)
+        .api(
+            Method::GET,
+            &format!("/api/v1/projects/{project}"),
+            None,
+            None,
+        )
         .await
         .json();
     assert_eq!(dbt_project["repository_id"], moved["id"]);
-    let history = w.app.services.db.repositories_of_project(&project).await.unwrap();
+    let history = w
+        .app
+        .services
+        .db
+        .repositories_of_project(&project)
+        .await
+        .unwrap();
     let statuses: Vec<&str> = history.iter().map(|r| r.status.as_str()).collect();
     assert_eq!(statuses, ["connected", "disconnected"]);
     // A second connect while connected is refused.
@@ -439,12 +503,18 @@ async fn connect_fetch_disconnect_and_move(backend: Backend) {
         .unwrap();
     let actions: Vec<&str> = audit.iter().map(|a| a.action.as_str()).collect();
     assert_eq!(
-        actions.iter().filter(|a| **a == "repository.connected").count(),
+        actions
+            .iter()
+            .filter(|a| **a == "repository.connected")
+            .count(),
         2,
         "{actions:?}"
     );
     assert_eq!(
-        actions.iter().filter(|a| **a == "repository.disconnected").count(),
+        actions
+            .iter()
+            .filter(|a| **a == "repository.disconnected")
+            .count(),
         2,
         "{actions:?}"
     );
@@ -487,9 +557,19 @@ async fn only_maintainers_connect_and_inherited_ownership_counts(backend: Backen
     assert_eq!(res.status, 403, "{}", res.body);
     assert_eq!(res.json()["error"], MAINTAINER_MESSAGE);
     assert_nothing_left(&w.sim_state(warehouse).await);
-    assert!(w.app.services.db.repositories_of_project(&project).await.unwrap().is_empty());
+    assert!(
+        w.app
+            .services
+            .db
+            .repositories_of_project(&project)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
-    let (owner, owner_csrf) = w.linked("carol@acme.test", Role::AccountAdmin, &carol).await;
+    let (owner, owner_csrf) = w
+        .linked("carol@acme.test", Role::AccountAdmin, &carol)
+        .await;
     let rows = all_rows(&owner).await;
     assert_eq!(rows.len(), 1, "{rows:#?}");
     assert_eq!(rows[0]["access_level"], 50);
@@ -513,22 +593,43 @@ async fn a_failure_at_each_step_leaves_nothing_behind(backend: Backend) {
         ("deploy_keys", "adding the SSH deploy key"),
     ];
     for (route, label) in steps {
-        w.fault("POST", &format!("/api/v4/projects/{warehouse}/{route}"), 500)
-            .await;
+        w.fault(
+            "POST",
+            &format!("/api/v4/projects/{warehouse}/{route}"),
+            500,
+        )
+        .await;
         let res = connect(&browser, &csrf, &project, warehouse).await;
         assert_eq!(res.status, 502, "{route}: {}", res.body);
         let message = res.json()["error"].as_str().unwrap().to_owned();
-        assert!(message.contains(&format!("Connecting failed while {label}")), "{message}");
-        assert!(message.contains("HTTP 500"), "GitLab's reason is shown: {message}");
+        assert!(
+            message.contains(&format!("Connecting failed while {label}")),
+            "{message}"
+        );
+        assert!(
+            message.contains("HTTP 500"),
+            "GitLab's reason is shown: {message}"
+        );
         assert!(message.contains("nothing was connected"), "{message}");
         assert_nothing_left(&w.sim_state(warehouse).await);
         let res = browser
-            .api(Method::GET, &format!("/api/v1/projects/{project}/repository"), None, None)
+            .api(
+                Method::GET,
+                &format!("/api/v1/projects/{project}/repository"),
+                None,
+                None,
+            )
             .await;
         assert_eq!(res.status, 404, "{route}: nothing half-made is connected");
         w.gitlab.control(Method::DELETE, "/faults", json!({})).await;
     }
-    let history = w.app.services.db.repositories_of_project(&project).await.unwrap();
+    let history = w
+        .app
+        .services
+        .db
+        .repositories_of_project(&project)
+        .await
+        .unwrap();
     assert_eq!(history.len(), 4);
     for row in &history {
         assert_eq!(row.status, "failed");
@@ -569,7 +670,9 @@ async fn gitlab_com_free_connects_with_a_persistent_warning(backend: Backend) {
     assert_eq!(state["hooks"].as_array().unwrap().len(), 1);
     assert_eq!(state["project_access_tokens"].as_array().unwrap().len(), 0);
     // The warning persists: the project's repository page shows it.
-    let page = browser.get(&format!("/projects/{project}/repository")).await;
+    let page = browser
+        .get(&format!("/projects/{project}/repository"))
+        .await;
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.body.contains(warning), "{}", page.body);
     let res = disconnect(&browser, &csrf, &project).await;
@@ -587,7 +690,9 @@ async fn read_only_users_see_projects_but_change_nothing(backend: Backend) {
         .await;
     let viewer = w.app.login("viewer@acme.test").await;
     let viewer_csrf = viewer.get("/profile/linked-accounts").await.csrf();
-    let list = viewer.api(Method::GET, "/api/v1/projects", None, None).await;
+    let list = viewer
+        .api(Method::GET, "/api/v1/projects", None, None)
+        .await;
     assert_eq!(list.status, 200);
     assert_eq!(list.json()[0]["name"], "Analytics");
     assert_eq!(list.json()[0]["subdirectory"], "transform");
@@ -623,7 +728,12 @@ async fn read_only_users_see_projects_but_change_nothing(backend: Backend) {
         .await;
     assert_eq!(dup.status, 409, "{}", dup.body);
     let kept = dev
-        .api(Method::GET, &format!("/api/v1/projects/{project}"), None, None)
+        .api(
+            Method::GET,
+            &format!("/api/v1/projects/{project}"),
+            None,
+            None,
+        )
         .await
         .json();
     assert_eq!(kept["subdirectory"], "transform");
@@ -654,27 +764,42 @@ async fn pages_list_connect_and_disconnect_through_forms(backend: Backend) {
     assert_eq!(created.status, 303, "{}", created.body);
     let project_url = created.location.unwrap();
     let project = browser.get(&project_url).await;
-    assert!(project.body.contains("No repository connected."), "{}", project.body);
+    assert!(
+        project.body.contains("No repository connected."),
+        "{}",
+        project.body
+    );
     let repo_url = format!("{project_url}/repository");
 
     let page = browser.get(&repo_url).await;
     assert_eq!(page.status, 200, "{}", page.body);
-    assert!(page.body.contains("analytics/dbt/warehouse"), "{}", page.body);
+    assert!(
+        page.body.contains("analytics/dbt/warehouse"),
+        "{}",
+        page.body
+    );
     assert!(page.body.contains("analytics/marts"), "{}", page.body);
     assert!(
-        page.body.contains(&format!("name=\"gitlab_project_id\" value=\"{warehouse}\"")),
+        page.body
+            .contains(&format!("name=\"gitlab_project_id\" value=\"{warehouse}\"")),
         "{}",
         page.body
     );
     assert!(
-        !page.body.contains(&format!("name=\"gitlab_project_id\" value=\"{marts}\"")),
+        !page
+            .body
+            .contains(&format!("name=\"gitlab_project_id\" value=\"{marts}\"")),
         "no Connect for a Developer: {}",
         page.body
     );
     assert!(page.body.contains(MAINTAINER_MESSAGE), "{}", page.body);
     let search = browser.get(&format!("{repo_url}?search=marts")).await;
     assert!(search.body.contains("analytics/marts"));
-    assert!(!search.body.contains("analytics/dbt/warehouse"), "{}", search.body);
+    assert!(
+        !search.body.contains("analytics/dbt/warehouse"),
+        "{}",
+        search.body
+    );
 
     // A failing step is named on the page, and nothing is connected.
     w.fault("POST", &format!("/api/v4/projects/{warehouse}/hooks"), 500)
@@ -690,7 +815,9 @@ async fn pages_list_connect_and_disconnect_through_forms(backend: Backend) {
         .await;
     assert_eq!(failed.status, 502, "{}", failed.body);
     assert!(
-        failed.body.contains("Connecting failed while creating the webhook"),
+        failed
+            .body
+            .contains("Connecting failed while creating the webhook"),
         "{}",
         failed.body
     );
@@ -701,11 +828,17 @@ async fn pages_list_connect_and_disconnect_through_forms(backend: Backend) {
         .await;
     assert_eq!(done.status, 303, "{}", done.body);
     let connected = browser.get(&repo_url).await;
-    assert!(connected.body.contains("Created in GitLab"), "{}", connected.body);
+    assert!(
+        connected.body.contains("Created in GitLab"),
+        "{}",
+        connected.body
+    );
     assert!(connected.body.contains("Webhook"));
-    assert!(connected.body.contains(&format!(
-        "lablink token for GitLab project: {warehouse}"
-    )));
+    assert!(
+        connected
+            .body
+            .contains(&format!("lablink token for GitLab project: {warehouse}"))
+    );
     assert!(connected.body.contains("Deploy token"));
     assert!(connected.body.contains("SSH deploy key"));
     assert!(connected.body.contains("ssh-ed25519 AAAA"));
@@ -713,7 +846,11 @@ async fn pages_list_connect_and_disconnect_through_forms(backend: Backend) {
 
     let confirm = browser.get(&format!("{repo_url}/disconnect")).await;
     assert_eq!(confirm.status, 200, "{}", confirm.body);
-    assert!(confirm.body.contains("Disconnect analytics/dbt/warehouse?"), "{}", confirm.body);
+    assert!(
+        confirm.body.contains("Disconnect analytics/dbt/warehouse?"),
+        "{}",
+        confirm.body
+    );
     let gone = browser
         .post_form(
             &format!("{repo_url}/disconnect"),
@@ -750,18 +887,33 @@ async fn a_long_list_loads_in_the_background_page_by_page(backend: Backend) {
         .map(|r| r["gitlab_project_id"].as_i64().unwrap())
         .collect();
     assert_eq!(listed, ids, "every project once, in id order");
-    assert!(rows.iter().all(|r| r["access_level"] == 40 && r["can_connect"] == true));
+    assert!(
+        rows.iter()
+            .all(|r| r["access_level"] == 40 && r["can_connect"] == true)
+    );
     let found = import_rows(&browser, "?search=model-127").await;
     assert_eq!(found["loading"], false);
     assert_eq!(found["loaded"], 130);
     assert_eq!(found["rows"].as_array().unwrap().len(), 1, "{found:#}");
-    assert_eq!(found["rows"][0]["path_with_namespace"], "analytics/dbt/model-127");
+    assert_eq!(
+        found["rows"][0]["path_with_namespace"],
+        "analytics/dbt/model-127"
+    );
 
     // GitLab failing to list is reported, with its reason.
     w.fault("GET", "/api/v4/projects", 503).await;
     let res = browser
-        .api(Method::GET, "/api/v1/gitlab/projects?refresh=true", None, None)
+        .api(
+            Method::GET,
+            "/api/v1/gitlab/projects?refresh=true",
+            None,
+            None,
+        )
         .await;
     assert_eq!(res.status, 502, "{}", res.body);
-    assert!(res.json()["error"].as_str().unwrap().contains("503"), "{}", res.body);
+    assert!(
+        res.json()["error"].as_str().unwrap().contains("503"),
+        "{}",
+        res.body
+    );
 }

@@ -5,7 +5,10 @@ use crate::support::{PASSWORD, TestApp};
 crate::on_both!(setup_link_creates_the_account_and_its_admin);
 
 async fn setup_link_creates_the_account_and_its_admin(app: TestApp) {
-    let link = app.setup_link.clone().expect("an empty database prints a setup link");
+    let link = app
+        .setup_link
+        .clone()
+        .expect("an empty database prints a setup link");
     assert!(link.starts_with(&format!("{}/setup/", app.base)), "{link}");
     let b = app.browser();
 
@@ -32,7 +35,11 @@ async fn setup_link_creates_the_account_and_its_admin(app: TestApp) {
         )
         .await;
     assert_eq!(refused.status, 422);
-    assert!(refused.body.contains("the password must be at least 12 characters long"));
+    assert!(
+        refused
+            .body
+            .contains("the password must be at least 12 characters long")
+    );
     let bad_plan = b
         .post_form(
             &link,

@@ -174,6 +174,29 @@ async fn refreshes_ahead_of_expiry(backend: Backend) {
     let (user, browser, sim_user) = linked_developer(&app, &gitlab, "erin").await;
     assert_eq!(stored_version(&app, &user).await, 1);
     let token = api_token(&browser).await;
+    // GitLab unreachable while a refresh is due: an error that says so, and no lockout.
+    gitlab
+        .control(
+            Method::POST,
+            "/faults",
+            serde_json::json!({"path": "/oauth/token", "drop_connection": true}),
+        )
+        .await;
+    let res = check(&app.base, &token).await;
+    assert_eq!(res.status, 502, "{}", res.body);
+    assert!(
+        res.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot reach GitLab"),
+        "{}",
+        res.body
+    );
+    assert_eq!(stored_version(&app, &user).await, 1);
+    gitlab
+        .control(Method::DELETE, "/faults", serde_json::json!({}))
+        .await;
+
     let res = check(&app.base, &token).await;
     assert_eq!(res.status, 200, "{}", res.body);
     assert_eq!(res.json()["username"], "erin");

@@ -38,8 +38,7 @@ impl Page {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
 }
 
@@ -146,10 +145,7 @@ impl Browser {
         body: Option<serde_json::Value>,
     ) -> Page {
         let b = Browser::new(base);
-        let mut req = b
-            .client
-            .request(method, b.url(path))
-            .bearer_auth(token);
+        let mut req = b.client.request(method, b.url(path)).bearer_auth(token);
         if let Some(body) = body {
             req = req.json(&body);
         }

@@ -86,7 +86,13 @@ impl TestApp {
 
     /// A user made the way `lablink admin create-user` makes one (the account is created with
     /// `plan` when new).
-    pub async fn create_user(&self, account: &str, plan: Plan, email: &str, role: Role) -> TestUser {
+    pub async fn create_user(
+        &self,
+        account: &str,
+        plan: Plan,
+        email: &str,
+        role: Role,
+    ) -> TestUser {
         let (account, user) = self
             .services
             .create_user_in_account(

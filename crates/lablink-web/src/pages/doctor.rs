@@ -1,0 +1,169 @@
+//! Project → Check connection: the doctor's findings for the project's repository, a Fix button
+//! per repairable finding, Fix all, and "Send test delivery" (GitLab's hook test, and whether
+//! lablink received and verified it, and how fast).
+
+use std::time::Duration;
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use lablink_service::doctor::{Code, Report, TestDelivery};
+use serde::Deserialize;
+
+use super::when;
+use crate::{AppState, Chrome, CurrentUser, HtmlError, render};
+
+/// How long "Send test delivery" waits for the delivery to arrive.
+const DELIVERY_WAIT: Duration = Duration::from_secs(15);
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/projects/{id}/connection", get(show))
+        .route("/projects/{id}/connection/fix", post(fix))
+        .route(
+            "/projects/{id}/connection/test-delivery",
+            post(test_delivery),
+        )
+}
+
+/// A finding as the panel shows it.
+struct Row {
+    code: String,
+    severity: &'static str,
+    message: String,
+    fix: String,
+    repairable: bool,
+}
+
+/// A repair as the panel shows it.
+struct Done {
+    code: String,
+    outcome: &'static str,
+    message: String,
+}
+
+#[derive(Template)]
+#[template(path = "doctor.html")]
+struct ConnectionPage {
+    chrome: Chrome,
+    project_id: String,
+    project_name: String,
+    path: Option<String>,
+    last_delivery: Option<String>,
+    rows: Vec<Row>,
+    repairs: Vec<Done>,
+    delivery: Option<TestDelivery>,
+}
+
+fn page(user: &CurrentUser, report: Report, delivery: Option<TestDelivery>) -> ConnectionPage {
+    let rows = report
+        .findings
+        .into_iter()
+        .map(|f| Row {
+            code: f.code.as_str(),
+            severity: match f.severity {
+                lablink_service::doctor::Severity::Error => "error",
+                lablink_service::doctor::Severity::Warning => "warning",
+            },
+            message: f.message,
+            fix: f.fix,
+            repairable: f.repairable,
+        })
+        .collect();
+    let repairs = report
+        .repairs
+        .into_iter()
+        .map(|r| Done {
+            code: r.code.as_str(),
+            outcome: match r.outcome {
+                lablink_service::doctor::Outcome::Repaired => "repaired",
+                lablink_service::doctor::Outcome::Failed => "failed",
+                lablink_service::doctor::Outcome::Manual => "manual",
+            },
+            message: r.message,
+        })
+        .collect();
+    ConnectionPage {
+        chrome: Chrome::for_user(user),
+        project_id: report.project_id,
+        project_name: report.project_name,
+        path: report.path_with_namespace,
+        last_delivery: report.last_verified_delivery_at.map(when),
+        rows,
+        repairs,
+        delivery,
+    }
+}
+
+async fn show(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Response, HtmlError> {
+    let report = state
+        .services
+        .check_project_connection(&user.principal, &id, false)
+        .await?;
+    Ok(render(&page(&user, report, None))?.into_response())
+}
+
+#[derive(Deserialize)]
+struct FixForm {
+    csrf_token: String,
+    /// One finding's code; absent means every repairable finding.
+    #[serde(default)]
+    code: Option<Code>,
+}
+
+async fn fix(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    Form(form): Form<FixForm>,
+) -> Result<Response, HtmlError> {
+    user.check_csrf(&form.csrf_token)?;
+    let services = &state.services;
+    let repaired = match form.code {
+        Some(code) => {
+            services
+                .fix_project_finding(&user.principal, &id, code)
+                .await?
+        }
+        None => {
+            services
+                .check_project_connection(&user.principal, &id, true)
+                .await?
+        }
+    };
+    // Show what was done, and the connection as it is now.
+    let mut report = services
+        .check_project_connection(&user.principal, &id, false)
+        .await?;
+    report.repairs = repaired.repairs;
+    Ok(render(&page(&user, report, None))?.into_response())
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf_token: String,
+}
+
+async fn test_delivery(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, HtmlError> {
+    user.check_csrf(&form.csrf_token)?;
+    let delivery = state
+        .services
+        .send_test_delivery(&user.principal, &id, DELIVERY_WAIT)
+        .await?;
+    let report = state
+        .services
+        .check_project_connection(&user.principal, &id, false)
+        .await?;
+    Ok(render(&page(&user, report, Some(delivery)))?.into_response())
+}

@@ -1,0 +1,288 @@
+//! Webhook intake of the real server (all workers running): durable intake throughput as a ratio
+//! to a no-op 200 route of the same server (`GET /healthz`, measured in the same run), and intake
+//! latency at a steady 500 deliveries/s. 8 KiB merge request payloads, a unique
+//! `Idempotency-Key` each. Medians of several repetitions.
+//!
+//! Run: `cargo bench -p lablink --bench webhook_intake` (SQLite and PostgreSQL at
+//! 127.0.0.1:5432; results go to BENCHMARKS.md by hand).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use lablink::startup::Application;
+use lablink_store::Db;
+use lablink_store::crypto::KeyRing;
+use secrecy::SecretString;
+use tokio_util::sync::CancellationToken;
+
+const CONCURRENCY: usize = 32;
+const THROUGHPUT_WINDOW: Duration = Duration::from_secs(4);
+const REPETITIONS: usize = 3;
+const RATE_PER_SEC: u64 = 500;
+const LATENCY_WINDOW: Duration = Duration::from_secs(8);
+const SECRET: &str = "bench-hook-secret";
+
+struct Server {
+    base: String,
+    repository_id: String,
+    stop: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+async fn pg_database() -> String {
+    let name = format!("lablink_bench_{}", uuid::Uuid::new_v4().simple());
+    let admin = Db::connect("postgres://postgres@127.0.0.1:5432/postgres")
+        .await
+        .expect("PostgreSQL at 127.0.0.1:5432");
+    if let Db::Postgres(pool) = &admin {
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+    format!("postgres://postgres@127.0.0.1:5432/{name}")
+}
+
+async fn exec(db: &Db, sql: &str, text: &[&str], blob: Option<Vec<u8>>) {
+    lablink_store::on_db!(db, |pool| {
+        let mut q = sqlx::query(sql);
+        for t in text {
+            q = q.bind(*t);
+        }
+        if let Some(b) = &blob {
+            q = q.bind(b.clone());
+        }
+        q.execute(pool).await.unwrap();
+    });
+}
+
+async fn start(postgres: bool) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let url = if postgres {
+        pg_database().await
+    } else {
+        format!("sqlite://{}", dir.path().join("bench.db").display())
+    };
+    let key = KeyRing::generate_key().to_string();
+    let data_dir = dir.path().display().to_string();
+    let settings = lablink::config::from_pairs(&[
+        ("database_url", &url),
+        ("listen", "127.0.0.1:0"),
+        ("metrics_listen", "127.0.0.1:0"),
+        ("data_dir", &data_dir),
+        ("secret_key", &key),
+    ])
+    .unwrap();
+    let app = Application::build(settings).await.unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let db = app.services().db.clone();
+    let keys = KeyRing::new(&KeyRing::decode_key(&key).unwrap(), &[]);
+    let now = lablink_store::now_ms().to_string();
+    // A connected repository with a webhook secret (inserted directly: no GitLab is involved
+    // in intake).
+    exec(
+        &db,
+        "INSERT INTO accounts (id, name, plan, created_at) VALUES ($1, 'bench', 'enterprise', CAST($2 AS BIGINT))",
+        &["acct", &now],
+        None,
+    )
+    .await;
+    exec(
+        &db,
+        "INSERT INTO projects (id, account_id, name, created_at, updated_at) \
+         VALUES ($1, 'acct', 'bench', CAST($2 AS BIGINT), CAST($2 AS BIGINT))",
+        &["proj", &now],
+        None,
+    )
+    .await;
+    let repository_id = "repo".to_owned();
+    let sealed = keys.seal_str(
+        &format!("repositories.hook_secret:{repository_id}"),
+        &SecretString::from(SECRET),
+    );
+    exec(
+        &db,
+        "INSERT INTO repositories (id, account_id, project_id, gitlab_instance_url, \
+         gitlab_project_id, path_with_namespace, default_branch, http_url_to_repo, web_url, \
+         status, created_at, updated_at, hook_secret) VALUES ($1, 'acct', 'proj', \
+         'https://gitlab.example', 1, 'g/p', 'main', 'https://gitlab.example/g/p.git', \
+         'https://gitlab.example/g/p', 'connected', CAST($2 AS BIGINT), CAST($2 AS BIGINT), $3)",
+        &[&repository_id, &now],
+        Some(sealed),
+    )
+    .await;
+    let stop = CancellationToken::new();
+    tokio::spawn(app.run_until_stopped(stop.clone()));
+    Server {
+        base,
+        repository_id,
+        stop,
+        _dir: dir,
+    }
+}
+
+/// An 8 KiB merge request event.
+fn payload() -> Vec<u8> {
+    let mut body = serde_json::json!({
+        "object_kind": "merge_request",
+        "event_type": "merge_request",
+        "project": {"id": 1, "path_with_namespace": "g/p", "default_branch": "main"},
+        "object_attributes": {"iid": 1, "action": "update", "source_branch": "feature",
+            "target_branch": "main", "target_project_id": 1, "source_project_id": 1,
+            "last_commit": {"id": "a".repeat(40)}, "draft": false, "state": "opened",
+            "url": "https://gitlab.example/g/p/-/merge_requests/1", "title": "Change"},
+        "description": "",
+    });
+    let pad = 8192 - body.to_string().len();
+    body["description"] = serde_json::Value::String("x".repeat(pad));
+    body.to_string().into_bytes()
+}
+
+struct Load {
+    client: reqwest::Client,
+    url: String,
+    body: &'static [u8],
+    intake: bool,
+    counter: Arc<AtomicU64>,
+}
+
+impl Load {
+    async fn one(&self) -> Duration {
+        let started = Instant::now();
+        let res = if self.intake {
+            let n = self.counter.fetch_add(1, Ordering::Relaxed);
+            self.client
+                .post(&self.url)
+                .header("X-Gitlab-Event", "Merge Request Hook")
+                .header("X-Gitlab-Token", SECRET)
+                .header("Idempotency-Key", format!("bench-{n}"))
+                .header("Content-Type", "application/json")
+                .body(self.body)
+                .send()
+                .await
+        } else {
+            self.client.get(&self.url).send().await
+        }
+        .unwrap();
+        assert!(res.status().is_success(), "{}", res.status());
+        res.bytes().await.unwrap();
+        started.elapsed()
+    }
+}
+
+/// Requests per second with `CONCURRENCY` clients for the window.
+async fn throughput(load: Arc<Load>) -> f64 {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let load = Arc::clone(&load);
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while started.elapsed() < THROUGHPUT_WINDOW {
+                load.one().await;
+                n += 1;
+            }
+            n
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Latencies of requests sent at a steady rate, p50 and p99.
+async fn latency_at_rate(load: Arc<Load>) -> (Duration, Duration) {
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / RATE_PER_SEC));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let count = RATE_PER_SEC * LATENCY_WINDOW.as_secs();
+    let mut tasks = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        tick.tick().await;
+        let load = Arc::clone(&load);
+        tasks.push(tokio::spawn(async move { load.one().await }));
+    }
+    let mut latencies = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        latencies.push(t.await.unwrap());
+    }
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    (at(0.5), at(0.99))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+async fn bench(postgres: bool) {
+    let server = start(postgres).await;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONCURRENCY * 2)
+        .build()
+        .unwrap();
+    let counter = Arc::new(AtomicU64::new(0));
+    let body: &'static [u8] = Box::leak(payload().into_boxed_slice());
+    let make = |intake: bool| {
+        Arc::new(Load {
+            client: client.clone(),
+            url: if intake {
+                format!("{}/webhooks/gitlab/{}", server.base, server.repository_id)
+            } else {
+                format!("{}/healthz", server.base)
+            },
+            body,
+            intake,
+            counter: Arc::clone(&counter),
+        })
+    };
+    let (noop, intake) = (make(false), make(true));
+    // Warm-up: connections, caches, the first pages of the database.
+    for _ in 0..200 {
+        noop.one().await;
+        intake.one().await;
+    }
+    let mut baseline = Vec::new();
+    let mut durable = Vec::new();
+    let mut ratios = Vec::new();
+    for _ in 0..REPETITIONS {
+        let b = throughput(Arc::clone(&noop)).await;
+        let d = throughput(Arc::clone(&intake)).await;
+        baseline.push(b);
+        durable.push(d);
+        ratios.push(d / b);
+    }
+    let (p50, p99) = latency_at_rate(Arc::clone(&intake)).await;
+    let (noop_p50, noop_p99) = latency_at_rate(Arc::clone(&noop)).await;
+    println!(
+        "{}: no-op {:.0} req/s, intake {:.0} req/s, ratio {:.3} (runs: {}); \
+         at {RATE_PER_SEC}/s intake p50 {} p99 {}, no-op p50 {} p99 {}",
+        if postgres { "PostgreSQL" } else { "SQLite" },
+        median(baseline),
+        median(durable),
+        median(ratios.clone()),
+        ratios
+            .iter()
+            .map(|r| format!("{r:.3}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        ms(p50),
+        ms(p99),
+        ms(noop_p50),
+        ms(noop_p99),
+    );
+    server.stop.cancel();
+}
+
+#[tokio::main]
+async fn main() {
+    bench(false).await;
+    bench(true).await;
+}
