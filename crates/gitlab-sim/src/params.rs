@@ -58,8 +58,9 @@ impl Params {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
             // Grape coerces with dry-types' `Params::Bool`: exactly these spellings (clients
-            // such as python-gitlab send `True`/`False`).
+            // such as python-gitlab send `True`/`False`); an empty string counts as absent.
             Some(Value::String(s)) => match s.as_str() {
+                "" => Ok(None),
                 "1" | "on" | "On" | "ON" | "t" | "true" | "True" | "TRUE" | "T" | "y" | "yes"
                 | "Yes" | "YES" | "Y" => Ok(Some(true)),
                 "0" | "off" | "Off" | "OFF" | "f" | "false" | "False" | "FALSE" | "F" | "n"

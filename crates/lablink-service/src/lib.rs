@@ -35,6 +35,8 @@ pub struct Services {
     pub settings: Arc<ServiceSettings>,
     /// Per-process GitLab state (HTTP clients, the token-refresh single-flight table).
     pub gitlab: Arc<integration::GitLabRuntime>,
+    /// The webhook deliveries' group-commit writer, started on the first delivery.
+    intake: Arc<std::sync::OnceLock<ci::intake::IntakeWriter>>,
 }
 
 impl Services {
@@ -44,6 +46,7 @@ impl Services {
             keys: Arc::new(keys),
             settings: Arc::new(settings),
             gitlab: Arc::default(),
+            intake: Arc::default(),
         }
     }
 }

@@ -405,7 +405,10 @@ mod tests {
         );
         assert!(err(&[("session_idle_minutes", "0")]).contains("`session_idle_minutes`"));
         assert!(err(&[("session_absolute_hours", "x")]).contains("`session_absolute_hours`"));
-        assert!(err(&[("data_dir_typo", "x")]).contains("data_dir_typo"));
+        assert!(
+            err(&[("data_dir_typo", "x")])
+                .starts_with("setting `data_dir_typo` (LABLINK_DATA_DIR_TYPO): unknown setting")
+        );
     }
 
     #[test]

@@ -1,11 +1,9 @@
 //! The doctor against gitlab-sim over HTTP: a connected repository is broken the way a user in
 //! GitLab would break it, the doctor reports each problem, `--fix` repairs it, and the doctor
-//! reports the connection clean afterwards. Also the rotation of the project access token, its
-//! crash recovery, and scheduling at scale.
+//! reports the connection clean afterwards.
 
 use lablink_core::{Plan, Role};
 use lablink_service::doctor::{Code, Outcome, Report};
-use lablink_service::rotation::{ROTATE_PROJECT_TOKEN_JOB, Rotation};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -16,8 +14,6 @@ use lablink_service::Principal;
 crate::on_both_backends!(
     broken_credentials_are_found_repaired_and_clean_afterwards,
     changed_webhook_settings_are_found_and_reset,
-    tokens_rotated_in_gitlab_and_lost_rotations_are_recovered,
-    scheduling_enqueues_only_the_due_tokens,
     link_and_membership_problems_say_what_to_do,
     test_delivery_is_received_and_verified,
     the_panel_shows_findings_and_fixes_them,
@@ -26,22 +22,22 @@ crate::on_both_backends!(
 
 /// lablink connected to a GitLab project by a Maintainer, and that Maintainer's personal access
 /// token for breaking things in GitLab as they would.
-struct World {
-    gitlab: GitLab,
-    app: TestApp,
-    gitlab_project: u64,
-    project: String,
-    account: String,
+pub(crate) struct World {
+    pub gitlab: GitLab,
+    pub app: TestApp,
+    pub gitlab_project: u64,
+    pub project: String,
+    pub account: String,
     pat: String,
     http: reqwest::Client,
-    alice: u64,
+    pub alice: u64,
     browser: Browser,
     csrf: String,
     caller: Principal,
 }
 
 impl World {
-    async fn start(backend: Backend) -> World {
+    pub async fn start(backend: Backend) -> World {
         let gitlab = GitLab::start().await;
         let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
@@ -142,7 +138,7 @@ impl World {
     }
 
     /// A REST call to GitLab as the Maintainer.
-    async fn as_maintainer(&self, method: Method, path: &str, body: Value) -> Value {
+    pub async fn as_maintainer(&self, method: Method, path: &str, body: Value) -> Value {
         let res = self
             .http
             .request(
@@ -163,7 +159,7 @@ impl World {
         serde_json::from_str(&text).unwrap_or(Value::Null)
     }
 
-    async fn doctor(&self, fix: bool) -> Report {
+    pub async fn doctor(&self, fix: bool) -> Report {
         self.app
             .services
             .check_connection(&self.account, &self.project, fix)
@@ -171,7 +167,7 @@ impl World {
             .unwrap()
     }
 
-    async fn repository(&self) -> lablink_store::repositories::Repository {
+    pub async fn repository(&self) -> lablink_store::repositories::Repository {
         self.app
             .services
             .db
@@ -181,7 +177,7 @@ impl World {
             .unwrap()
     }
 
-    async fn sim_state(&self) -> Value {
+    pub async fn sim_state(&self) -> Value {
         self.gitlab
             .control(
                 Method::GET,
@@ -192,14 +188,14 @@ impl World {
     }
 }
 
-fn codes(report: &Report) -> Vec<Code> {
+pub(crate) fn codes(report: &Report) -> Vec<Code> {
     let mut codes: Vec<Code> = report.findings.iter().map(|f| f.code).collect();
     codes.sort_by_key(|c| format!("{c:?}"));
     codes
 }
 
 /// Fixes, checks every repair succeeded, and checks the doctor then finds nothing.
-async fn fix_and_expect_clean(w: &World) {
+pub(crate) async fn fix_and_expect_clean(w: &World) {
     let fixed = w.doctor(true).await;
     for repair in &fixed.repairs {
         assert_eq!(repair.outcome, Outcome::Repaired, "{repair:?}");
@@ -326,215 +322,6 @@ async fn changed_webhook_settings_are_found_and_reset(backend: Backend) {
     w.app.stop().await;
 }
 
-async fn tokens_rotated_in_gitlab_and_lost_rotations_are_recovered(backend: Backend) {
-    let w = World::start(backend).await;
-    let services = &w.app.services;
-
-    // lablink rotates its own token: same name, new id, the old one revoked.
-    let repo = w.repository().await;
-    let old = repo.project_token_id.unwrap();
-    let Rotation::Rotated { token_id, .. } =
-        services.rotate_project_token(&repo.id, old).await.unwrap()
-    else {
-        panic!("not rotated");
-    };
-    assert_ne!(token_id, old);
-    assert!(w.doctor(false).await.healthy());
-    // Running the same job again does nothing (it names the replaced token).
-    assert!(matches!(
-        services.rotate_project_token(&repo.id, old).await.unwrap(),
-        Rotation::Skipped(_)
-    ));
-
-    // Someone rotates the token in GitLab: detected as rotated outside lablink, and repaired.
-    w.as_maintainer(
-        Method::POST,
-        &format!("/access_tokens/{token_id}/rotate"),
-        json!({}),
-    )
-    .await;
-    let report = w.doctor(false).await;
-    assert_eq!(
-        codes(&report),
-        [Code::ProjectTokenRotatedOutside],
-        "{:#?}",
-        report.findings
-    );
-    fix_and_expect_clean(&w).await;
-
-    // A crash before the rotation reached GitLab: the token still works, the mark is cleared.
-    let repo = w.repository().await;
-    let current = repo.project_token_id.unwrap();
-    assert!(
-        services
-            .db
-            .begin_token_rotation(&repo.id, current)
-            .await
-            .unwrap()
-    );
-    assert!(matches!(
-        services
-            .rotate_project_token(&repo.id, current)
-            .await
-            .unwrap(),
-        Rotation::Skipped(_)
-    ));
-    assert_eq!(
-        services.db.token_rotation_started(&repo.id).await.unwrap(),
-        None
-    );
-
-    // A crash after GitLab rotated (the answer lost): the stored token is revoked and a newer
-    // one exists. Recovery re-creates the token; it never rotates the revoked one again (which
-    // would revoke the whole family, including the token it creates).
-    assert!(
-        services
-            .db
-            .begin_token_rotation(&repo.id, current)
-            .await
-            .unwrap()
-    );
-    w.as_maintainer(
-        Method::POST,
-        &format!("/access_tokens/{current}/rotate"),
-        json!({}),
-    )
-    .await;
-    let report = w.doctor(false).await;
-    assert_eq!(codes(&report), [Code::ProjectTokenRotationInterrupted]);
-    let Rotation::Recreated {
-        token_id: recreated,
-        ..
-    } = services
-        .rotate_project_token(&repo.id, current)
-        .await
-        .unwrap()
-    else {
-        panic!("not recreated");
-    };
-    let state = w.sim_state().await;
-    let active: Vec<&Value> = state["project_access_tokens"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|t| t["revoked"] == false)
-        .collect();
-    assert_eq!(active.len(), 1, "{state:#}");
-    assert_eq!(active[0]["id"], recreated);
-    assert!(w.doctor(false).await.healthy());
-    w.app.stop().await;
-}
-
-async fn scheduling_enqueues_only_the_due_tokens(backend: Backend) {
-    let w = World::start(backend).await;
-    let repo = w.repository().await;
-    // 5,000 connected repositories (each of its own project) with expiries staggered over 500
-    // days. They point at an unresolvable GitLab: scheduling must not call GitLab at all.
-    let today = chrono::Utc::now().date_naive();
-    let mut due = 0;
-    for chunk in 0..50 {
-        let mut projects = Vec::new();
-        let mut repos = Vec::new();
-        for i in 0..100 {
-            let n = chunk * 100 + i;
-            let days = n / 10;
-            if days <= 30 {
-                due += 1;
-            }
-            let project = uuid::Uuid::now_v7();
-            projects.push(format!("('{project}', '{}', 'p{n}', '', 0, 0)", w.account));
-            repos.push(format!(
-                "('{id}', '{acct}', '{project}', 'http://gitlab.invalid', {gp}, 'g/p{n}', 'main', 'x', \
-                 'x', 'connected', {tok}, '{exp}', 0, 0)",
-                id = uuid::Uuid::now_v7(),
-                acct = w.account,
-                gp = 100_000 + n,
-                tok = 500_000 + n,
-                exp = (today + chrono::Days::new(days)).format("%Y-%m-%d"),
-            ));
-        }
-        w.app
-            .execute(&format!(
-                "INSERT INTO projects (id, account_id, name, subdirectory, created_at, updated_at) \
-                 VALUES {}",
-                projects.join(", ")
-            ))
-            .await;
-        w.app
-            .execute(&format!(
-                "INSERT INTO repositories (id, account_id, project_id, gitlab_instance_url, \
-                 gitlab_project_id, path_with_namespace, default_branch, http_url_to_repo, web_url, \
-                 status, project_token_id, project_token_expires_on, created_at, updated_at) VALUES {}",
-                repos.join(", ")
-            ))
-            .await;
-    }
-    // The real connection's token is due too.
-    w.app
-        .execute(&format!(
-            "UPDATE repositories SET project_token_expires_on = '{}' WHERE id = '{}'",
-            (today + chrono::Days::new(3)).format("%Y-%m-%d"),
-            repo.id
-        ))
-        .await;
-    let due = due + 1;
-    let enqueued = w.app.services.schedule_token_rotations(30).await.unwrap();
-    assert_eq!(enqueued, due);
-    // One job per due token, each naming a due repository.
-    let jobs = rotation_jobs(&w.app).await;
-    assert_eq!(jobs.len(), due);
-    let soon = (today + chrono::Days::new(30))
-        .format("%Y-%m-%d")
-        .to_string();
-    for payload in &jobs {
-        let id = payload["repository_id"].as_str().unwrap();
-        if id == repo.id {
-            // Already rotated by the job workers.
-            continue;
-        }
-        let row = w.app.services.db.repository(id).await.unwrap().unwrap();
-        assert!(row.project_token_expires_on.unwrap() <= soon);
-        assert_eq!(row.project_token_id, payload["project_token_id"].as_i64());
-    }
-    assert!(jobs.iter().any(|p| p["repository_id"] == repo.id.as_str()));
-    // The job workers run them: the real token is rotated in GitLab, once; the 5,000 others
-    // (whose GitLab does not even resolve) made no call that could fail.
-    let mut rotated = w.repository().await;
-    while rotated.project_token_id == repo.project_token_id {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        rotated = w.repository().await;
-    }
-    let state = w.sim_state().await;
-    let tokens = state["project_access_tokens"].as_array().unwrap();
-    assert_eq!(tokens.len(), 2, "{state:#}");
-    assert_eq!(tokens.iter().filter(|t| t["revoked"] == false).count(), 1);
-    while unfinished_rotation_jobs(&w.app).await > 0 {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(failed_rotation_jobs(&w.app).await, 0);
-    w.app.stop().await;
-}
-
-/// The payloads of the rotation jobs in the queue.
-async fn rotation_jobs(app: &TestApp) -> Vec<Value> {
-    let sql = "SELECT payload FROM jobs WHERE kind = $1";
-    let rows: Vec<(String,)> = match &app.services.db {
-        lablink_store::Db::Sqlite(pool) => sqlx::query_as(sql)
-            .bind(ROTATE_PROJECT_TOKEN_JOB)
-            .fetch_all(pool)
-            .await
-            .unwrap(),
-        lablink_store::Db::Postgres(pool) => sqlx::query_as(sql)
-            .bind(ROTATE_PROJECT_TOKEN_JOB)
-            .fetch_all(pool)
-            .await
-            .unwrap(),
-    };
-    rows.iter()
-        .map(|(p,)| serde_json::from_str(p).unwrap())
-        .collect()
-}
-
 async fn link_and_membership_problems_say_what_to_do(backend: Backend) {
     let w = World::start(backend).await;
     // The connecting user is demoted to Developer in GitLab.
@@ -609,32 +396,6 @@ async fn test_delivery_is_received_and_verified(backend: Backend) {
     assert!(sent.received, "{}", sent.message);
     assert!(sent.elapsed_ms.is_some());
     w.app.stop().await;
-}
-
-async fn count_rotation_jobs(app: &TestApp, condition: &str) -> i64 {
-    let sql = format!("SELECT COUNT(*) FROM jobs WHERE kind = $1 AND {condition}");
-    let (n,): (i64,) = match &app.services.db {
-        lablink_store::Db::Sqlite(pool) => sqlx::query_as(&sql)
-            .bind(ROTATE_PROJECT_TOKEN_JOB)
-            .fetch_one(pool)
-            .await
-            .unwrap(),
-        lablink_store::Db::Postgres(pool) => sqlx::query_as(&sql)
-            .bind(ROTATE_PROJECT_TOKEN_JOB)
-            .fetch_one(pool)
-            .await
-            .unwrap(),
-    };
-    n
-}
-
-async fn unfinished_rotation_jobs(app: &TestApp) -> i64 {
-    count_rotation_jobs(app, "status IN ('queued', 'running')").await
-}
-
-/// Jobs that failed at least once.
-async fn failed_rotation_jobs(app: &TestApp) -> i64 {
-    count_rotation_jobs(app, "last_error IS NOT NULL").await
 }
 
 async fn the_panel_shows_findings_and_fixes_them(backend: Backend) {
