@@ -69,6 +69,7 @@ impl Db {
 
     /// How many known migrations are not applied yet (0 when the schema is current).
     pub async fn pending_migrations(&self) -> Result<usize, StoreError> {
+        // No migration table yet (a fresh database) means every migration is pending.
         let applied: Vec<i64> = on_db!(self, |pool| {
             sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success = TRUE")
                 .fetch_all(pool)

@@ -90,7 +90,7 @@ struct World {
     alice: TestUser,
     bob: TestUser,
     project_id: Id,
-    project_path: &'static str,
+    project_path: String,
     personal_path: &'static str,
     sha: String,
     mr_sha: String,
@@ -141,13 +141,15 @@ async fn seed(t: &TestSim) -> World {
         t.project(&format!("model-{i:03}"), Namespace::Group(acme))
             .await;
     }
-    let mut project_id = 0;
+    let mut project = None;
     for i in 0..SUBGROUP_PROJECTS {
-        project_id = t
-            .project(&format!("warehouse-{i:02}"), Namespace::Group(analytics))
-            .await
-            .id;
+        project = Some(
+            t.project(&format!("warehouse-{i:02}"), Namespace::Group(analytics))
+                .await,
+        );
     }
+    let project = project.expect("a subgroup project");
+    let project_id = project.id;
     for i in 0..3 {
         t.project(&format!("report-{i}"), Namespace::Group(partners))
             .await;
@@ -169,7 +171,7 @@ async fn seed(t: &TestSim) -> World {
         alice,
         bob,
         project_id,
-        project_path: "acme/analytics/warehouse-09",
+        project_path: format!("acme/analytics/{}", project.path),
         personal_path: "alice/sandbox",
         sha,
         mr_sha,
@@ -219,7 +221,7 @@ async fn python_gitlab_works_unchanged() {
         .env("SIM_URL", t.sim.base_url())
         .env("SIM_TOKEN", &w.alice.token)
         .env("SIM_PROJECT_ID", w.project_id.to_string())
-        .env("SIM_PROJECT_PATH", w.project_path)
+        .env("SIM_PROJECT_PATH", &w.project_path)
         .env("SIM_PERSONAL_PROJECT_PATH", w.personal_path)
         .env("SIM_MEMBER_ID", w.bob.id.to_string())
         .env("SIM_SHA", &w.sha)

@@ -165,27 +165,6 @@ pub(crate) async fn webhook(
             return;
         }
     };
-    if hook
-        .alert_status
-        .as_deref()
-        .is_some_and(|s| s != "executable")
-    {
-        let until = hook
-            .disabled_until
-            .as_deref()
-            .map(|t| format!(" until {t}"))
-            .unwrap_or_default();
-        out.push(Finding::error(
-            Code::WebhookDisabled,
-            format!(
-                "GitLab disabled the webhook ({}{until}) after failed deliveries: merge requests do not \
-                 reach lablink.",
-                hook.alert_status.as_deref().unwrap_or_default()
-            ),
-            "Send a test delivery: a successful one makes GitLab enable the webhook again.".into(),
-            true,
-        ));
-    }
     let fix_settings = "Set the webhook's URL, events and SSL verification to lablink's again.";
     if hook.url != expected_url {
         out.push(Finding::error(
@@ -220,6 +199,28 @@ pub(crate) async fn webhook(
             Code::WebhookSecretMissing,
             "The webhook has no secret token, so lablink refuses its deliveries.".into(),
             "Reset the webhook secret (the previous one stays valid for a grace window).".into(),
+            true,
+        ));
+    }
+    // Last: its repair (a test delivery) only works once the settings above are right.
+    if hook
+        .alert_status
+        .as_deref()
+        .is_some_and(|s| s != "executable")
+    {
+        let until = hook
+            .disabled_until
+            .as_deref()
+            .map(|t| format!(" until {t}"))
+            .unwrap_or_default();
+        out.push(Finding::error(
+            Code::WebhookDisabled,
+            format!(
+                "GitLab disabled the webhook ({}{until}) after failed deliveries: merge requests do not \
+                 reach lablink.",
+                hook.alert_status.as_deref().unwrap_or_default()
+            ),
+            "Send a test delivery: a successful one makes GitLab enable the webhook again.".into(),
             true,
         ));
     }

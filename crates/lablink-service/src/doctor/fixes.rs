@@ -203,6 +203,27 @@ impl Services {
     }
 }
 
+/// Findings one repair fixes together: the webhook's settings and secret (one edit), the
+/// project access token (one new token), `.gitignore` (one merge request).
+pub(crate) fn repaired_together(a: Code, b: Code) -> bool {
+    fn group(code: Code) -> Option<u8> {
+        match code {
+            Code::WebhookUrlMismatch
+            | Code::WebhookEventsOff
+            | Code::WebhookSslVerificationOff
+            | Code::WebhookSecretMissing => Some(0),
+            Code::ProjectTokenMissing
+            | Code::ProjectTokenExpired
+            | Code::ProjectTokenRevoked
+            | Code::ProjectTokenRotatedOutside
+            | Code::ProjectTokenRotationInterrupted => Some(1),
+            Code::GitignoreIncomplete | Code::BuildFoldersTracked => Some(2),
+            _ => None,
+        }
+    }
+    group(a).is_some() && group(a) == group(b)
+}
+
 /// The trigger of test deliveries: a push event, which never starts a CI run.
 pub(crate) const TEST_TRIGGER: &str = "push_events";
 

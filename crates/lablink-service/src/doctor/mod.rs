@@ -107,8 +107,16 @@ impl Services {
         let mut repairs = Vec::new();
         if fix {
             for finding in findings.iter().filter(|f| only.is_none_or(|c| c == f.code)) {
-                let repair = match &api {
-                    Some(api) if finding.repairable => {
+                let together = repairs.iter().find(|r: &&Repair| {
+                    r.outcome == Outcome::Repaired && fixes::repaired_together(r.code, finding.code)
+                });
+                let repair = match (&api, together) {
+                    (_, Some(earlier)) => Repair {
+                        code: finding.code,
+                        outcome: Outcome::Repaired,
+                        message: earlier.message.clone(),
+                    },
+                    (Some(api), None) if finding.repairable => {
                         self.repair(&repo, api, &project.subdirectory, finding.code)
                             .await
                     }

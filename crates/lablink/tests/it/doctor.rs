@@ -18,6 +18,7 @@ crate::on_both_backends!(
     test_delivery_is_received_and_verified,
     the_panel_shows_findings_and_fixes_them,
     gitignore_is_fixed_through_a_merge_request,
+    a_webhook_gitlab_disabled_is_enabled_again,
 );
 
 /// lablink connected to a GitLab project by a Maintainer, and that Maintainer's personal access
@@ -490,5 +491,61 @@ async fn gitignore_is_fixed_through_a_merge_request(backend: Backend) {
         .await;
     let after = w.doctor(false).await;
     assert!(after.healthy(), "{:#?}", after.findings);
+    w.app.stop().await;
+}
+
+async fn a_webhook_gitlab_disabled_is_enabled_again(backend: Backend) {
+    let w = World::start(backend).await;
+    let hook = w.repository().await.hook_id.unwrap();
+    // Someone points the webhook somewhere that does not answer.
+    w.as_maintainer(
+        Method::PUT,
+        &format!("/hooks/{hook}"),
+        json!({"url": "http://127.0.0.1:9/nobody-listens"}),
+    )
+    .await;
+    let push = |n: usize| {
+        w.gitlab.control(
+            Method::POST,
+            &format!("/projects/{}/repository/commits", w.gitlab_project),
+            json!({"branch": "main", "message": format!("change {n}"), "user_id": w.alice,
+                   "files": [{"path": format!("models/m{n}.sql"), "content": "select 1\n"}]}),
+        )
+    };
+    push(0).await;
+    // The test delivery does not arrive: lablink says its URL is not reachable from GitLab.
+    let sent = w
+        .app
+        .services
+        .send_test_delivery(&w.caller, &w.project, std::time::Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert!(!sent.received);
+    assert!(sent.message.contains("not reachable"), "{}", sent.message);
+    // Failed deliveries make GitLab disable the webhook.
+    let mut n = 1;
+    loop {
+        let state = w
+            .as_maintainer(Method::GET, &format!("/hooks/{hook}"), json!({}))
+            .await;
+        if state["alert_status"] != "executable" {
+            break;
+        }
+        assert!(n < 50, "GitLab never disabled the webhook: {state:#}");
+        push(n).await;
+        n += 1;
+    }
+    let report = w.doctor(false).await;
+    assert_eq!(
+        codes(&report),
+        [
+            Code::WebhookDisabled,
+            Code::WebhookSecretMissing,
+            Code::WebhookUrlMismatch
+        ],
+        "{:#?}",
+        report.findings
+    );
+    fix_and_expect_clean(&w).await;
     w.app.stop().await;
 }
