@@ -141,8 +141,19 @@ impl Services {
         let Some(hook_id) = repo.hook_id else {
             return self.recreate_hook(repo, api).await;
         };
-        api.test_hook(repo.gitlab_project_id, hook_id, TEST_TRIGGER)
-            .await?;
+        match api
+            .test_hook(repo.gitlab_project_id, hook_id, TEST_TRIGGER)
+            .await
+        {
+            Err(e) if delivery_failed(&e) => {
+                return Ok(Err(format!(
+                    "GitLab's test delivery failed ({e}): lablink's public URL {} is probably not \
+                     reachable from GitLab (check firewalls, DNS and TLS)",
+                    self.webhook_url(&repo.id)
+                )));
+            }
+            other => other?,
+        }
         let hook = api.hook(repo.gitlab_project_id, hook_id).await?;
         if hook.alert_status.as_deref() == Some("executable") {
             Ok(Ok(
@@ -222,6 +233,15 @@ pub(crate) fn repaired_together(a: Code, b: Code) -> bool {
         }
     }
     group(a).is_some() && group(a) == group(b)
+}
+
+/// GitLab's answer to a hook test whose request to the receiver failed (GitLab answers 422).
+pub(crate) fn delivery_failed(e: &lablink_gitlab::GitLabError) -> bool {
+    matches!(
+        e,
+        lablink_gitlab::GitLabError::Unprocessable { .. }
+            | lablink_gitlab::GitLabError::BadRequest { .. }
+    )
 }
 
 /// The trigger of test deliveries: a push event, which never starts a CI run.

@@ -276,8 +276,25 @@ impl Services {
         })?;
         let since = lablink_store::now_ms();
         let started = Instant::now();
-        api.test_hook(repo.gitlab_project_id, hook_id, fixes::TEST_TRIGGER)
-            .await?;
+        if let Err(e) = api
+            .test_hook(repo.gitlab_project_id, hook_id, fixes::TEST_TRIGGER)
+            .await
+        {
+            // GitLab answers the test itself with an error when its request to lablink failed.
+            if !fixes::delivery_failed(&e) {
+                return Err(e.into());
+            }
+            return Ok(TestDelivery {
+                received: false,
+                elapsed_ms: None,
+                message: format!(
+                    "GitLab could not deliver the test request ({e}). lablink's public URL ({}) is \
+                     probably not reachable from GitLab, or the webhook points elsewhere: check \
+                     firewalls, DNS and TLS, then run Check connection.",
+                    self.webhook_url(&repo.id)
+                ),
+            });
+        }
         loop {
             if self.db.last_delivery_at(&repo.id, since).await?.is_some() {
                 let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);

@@ -178,6 +178,18 @@ impl World {
             .unwrap()
     }
 
+    /// A commit to `main` (GitLab fires a push webhook for it).
+    pub async fn push_change(&self, n: usize) {
+        self.gitlab
+            .control(
+                Method::POST,
+                &format!("/projects/{}/repository/commits", self.gitlab_project),
+                json!({"branch": "main", "message": format!("change {n}"), "user_id": self.alice,
+                       "files": [{"path": format!("models/m{n}.sql"), "content": "select 1\n"}]}),
+            )
+            .await;
+    }
+
     pub async fn sim_state(&self) -> Value {
         self.gitlab
             .control(
@@ -504,15 +516,7 @@ async fn a_webhook_gitlab_disabled_is_enabled_again(backend: Backend) {
         json!({"url": "http://127.0.0.1:9/nobody-listens"}),
     )
     .await;
-    let push = |n: usize| {
-        w.gitlab.control(
-            Method::POST,
-            &format!("/projects/{}/repository/commits", w.gitlab_project),
-            json!({"branch": "main", "message": format!("change {n}"), "user_id": w.alice,
-                   "files": [{"path": format!("models/m{n}.sql"), "content": "select 1\n"}]}),
-        )
-    };
-    push(0).await;
+    w.push_change(0).await;
     // The test delivery does not arrive: lablink says its URL is not reachable from GitLab.
     let sent = w
         .app
@@ -532,7 +536,7 @@ async fn a_webhook_gitlab_disabled_is_enabled_again(backend: Backend) {
             break;
         }
         assert!(n < 50, "GitLab never disabled the webhook: {state:#}");
-        push(n).await;
+        w.push_change(n).await;
         n += 1;
     }
     let report = w.doctor(false).await;
