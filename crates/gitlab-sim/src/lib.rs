@@ -23,6 +23,8 @@
 //!   `/oauth/token/info`, `/oauth/revoke`, `/users/sign_in`.
 //! - `control/`: the control API under `/-/sim` (see README.md).
 //! - `middleware`: fault injection (latency, 5xx, 429, dropped connection) and rate limiting.
+//! - `request_log`: counts requests by method, route pattern and status
+//!   (`SimHandle::request_counts`, `GET /-/sim/requests`).
 //! - `repo`: the real bare repositories (`<data-dir>/repositories/<project id>.git`, created with
 //!   `git init --bare` and default branch `main`); `SimHandle::repo_path` gives the path.
 //! - `ssh_key`: SSH public key validation and fingerprints.
@@ -49,6 +51,7 @@ pub mod paginate;
 pub mod params;
 pub mod render;
 pub mod repo;
+pub mod request_log;
 pub mod secrets;
 pub mod server;
 pub mod ssh_key;

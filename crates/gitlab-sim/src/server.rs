@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::state::{SimHandle, State};
-use crate::{api, control, git_http, middleware, oauth, webhooks};
+use crate::{api, control, git_http, middleware, oauth, request_log, webhooks};
 
 /// How to start a simulator.
 #[derive(Debug, Clone)]
@@ -79,6 +79,10 @@ pub fn app(handle: SimHandle) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             handle.clone(),
             middleware::faults_and_limits,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            handle.clone(),
+            request_log::count_requests,
         ))
         .with_state(handle)
 }

@@ -5,7 +5,9 @@
 //! Connecting creates, in order: the webhook, the project access token (for commit statuses), a
 //! read-only deploy token (HTTPS clone) and, where configured, an SSH deploy key with write access.
 //! When a step fails, whatever was already created is removed again in reverse order, and the row
-//! ends `failed` without secrets: nothing half-made stays in GitLab or here.
+//! ends `failed` without secrets: nothing half-made stays in GitLab or here. Each GitLab id is
+//! stored on the row the moment GitLab returns it, so a connect cut short by a crash is rolled
+//! back later by [`Services::recover_stale_connections`].
 
 pub mod fetch;
 pub mod import_list;
@@ -18,7 +20,7 @@ use lablink_gitlab::api::{HookSpec, NewAccessToken};
 use lablink_gitlab::{Api, GitLabError};
 use lablink_store::audit::AuditEvent;
 use lablink_store::repositories::{
-    self as store, Connected, DeployKey, NewRepository, ProjectToken, Repository,
+    self as store, Connected, DeployKey, GitLabObject, NewRepository, ProjectToken, Repository,
 };
 use rand::RngCore;
 use secrecy::SecretString;
@@ -40,6 +42,13 @@ pub(crate) const TOKEN_SCOPES: &[&str] = &["api", "self_rotate"];
 pub(crate) const MAX_TOKEN_DAYS: u32 = 365;
 pub(crate) const DEPLOY_TOKEN_NAME: &str = "lablink";
 pub(crate) const DEPLOY_KEY_TITLE: &str = "lablink";
+/// A connect that made no progress for this long belongs to a process that stopped.
+pub const STALE_CONNECT_AFTER: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+/// The reason on a connection rolled back after its process stopped.
+pub const STOPPED_WHILE_CONNECTING: &str =
+    "lablink stopped while connecting; everything it had created in GitLab was removed";
+const CANCELLED_WHILE_CONNECTING: &str =
+    "The connection was cancelled while it was being made; nothing was connected.";
 
 /// A user's GitLab: an API client with their fresh token, and their GitLab user id.
 pub(crate) struct UserGitLab {
@@ -78,6 +87,28 @@ enum Created {
 }
 
 impl Created {
+    /// What the repository row says was created, in creation order.
+    fn recorded_on(repo: &Repository) -> Vec<Created> {
+        [
+            repo.hook_id.map(Created::Hook),
+            repo.project_token_id.map(Created::ProjectToken),
+            repo.deploy_token_id.map(Created::DeployToken),
+            repo.deploy_key_id.map(Created::DeployKey),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
+    fn stored_as(self) -> (GitLabObject, i64) {
+        match self {
+            Created::Hook(id) => (GitLabObject::Hook, id),
+            Created::ProjectToken(id) => (GitLabObject::ProjectToken, id),
+            Created::DeployToken(id) => (GitLabObject::DeployToken, id),
+            Created::DeployKey(id) => (GitLabObject::DeployKey, id),
+        }
+    }
+
     fn describe(self) -> String {
         match self {
             Created::Hook(id) => format!("webhook {id} (Settings → Webhooks)"),
@@ -122,6 +153,13 @@ pub(crate) fn signing_token() -> SecretString {
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
     SecretString::from(format!("whsec_{encoded}"))
+}
+
+/// Why creating in GitLab stopped before the end.
+enum Interrupted {
+    Step(Step, GitLabError),
+    /// Keeping the created id failed, or the recovery took the row over.
+    Lost(ServiceError),
 }
 
 fn step_failed(step: Step, err: &GitLabError, left: &[String]) -> ServiceError {
@@ -236,13 +274,18 @@ impl Services {
         let mut created = Vec::new();
         let connected = match self.create_in_gitlab(api, &row, &mut created).await {
             Ok(connected) => connected,
-            Err((step, err)) => {
+            Err(interrupted) => {
                 let left = remove_all(api, found.id, &created).await;
                 self.db
                     .end_repository_connection(&row.id, store::FAILED)
                     .await?;
-                tracing::warn!(repository_id = %row.id, step = step.label(), error = %err, "connect failed");
-                return Err(step_failed(step, &err, &left));
+                return Err(match interrupted {
+                    Interrupted::Step(step, err) => {
+                        tracing::warn!(repository_id = %row.id, step = step.label(), error = %err, "connect failed");
+                        step_failed(step, &err, &left)
+                    }
+                    Interrupted::Lost(e) => e,
+                });
             }
         };
         if !self
@@ -252,8 +295,7 @@ impl Services {
         {
             remove_all(api, found.id, &created).await;
             return Err(ServiceError::Conflict(
-                "The connection was cancelled while it was being made; nothing was connected."
-                    .to_owned(),
+                CANCELLED_WHILE_CONNECTING.to_owned(),
             ));
         }
         self.db
@@ -274,13 +316,31 @@ impl Services {
             .ok_or_else(|| ServiceError::Internal("the connected repository vanished".into()))
     }
 
-    /// The GitLab side of connecting; every created thing is pushed to `created` at once.
+    /// Pushes `item` to `created` and stores its id on the row before the next step.
+    async fn keep(
+        &self,
+        row: &Repository,
+        item: Created,
+        created: &mut Vec<Created>,
+    ) -> Result<(), Interrupted> {
+        created.push(item);
+        let (object, id) = item.stored_as();
+        match self.db.record_repository_object(&row.id, object, id).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Interrupted::Lost(ServiceError::Conflict(
+                CANCELLED_WHILE_CONNECTING.to_owned(),
+            ))),
+            Err(e) => Err(Interrupted::Lost(e.into())),
+        }
+    }
+
+    /// The GitLab side of connecting; every created thing is kept (see [`Self::keep`]) at once.
     async fn create_in_gitlab(
         &self,
         api: &Api,
         row: &Repository,
         created: &mut Vec<Created>,
-    ) -> Result<Connected, (Step, GitLabError)> {
+    ) -> Result<Connected, Interrupted> {
         let project = row.gitlab_project_id;
         let hook_secret = SecretString::from(random_secret());
         let signing = signing_token();
@@ -299,8 +359,8 @@ impl Services {
                 },
             )
             .await
-            .map_err(|e| (Step::Webhook, e))?;
-        created.push(Created::Hook(hook.id));
+            .map_err(|e| Interrupted::Step(Step::Webhook, e))?;
+        self.keep(row, Created::Hook(hook.id), created).await?;
         // Instances without signing tokens ignore the field; keep it only when GitLab has it.
         let signing_token = (hook.signing_token_present == Some(true)).then_some(signing);
 
@@ -324,7 +384,8 @@ impl Services {
             .await
         {
             Ok(issued) => {
-                created.push(Created::ProjectToken(issued.info.id));
+                self.keep(row, Created::ProjectToken(issued.info.id), created)
+                    .await?;
                 let token = ProjectToken {
                     id: issued.info.id,
                     token: issued.token,
@@ -342,22 +403,24 @@ impl Services {
             Err(GitLabError::BadRequest { message }) if message.contains(PLAN_REFUSES_TOKENS) => {
                 (None, Some(NO_STATUS_REPORTING.to_owned()))
             }
-            Err(e) => return Err((Step::ProjectAccessToken, e)),
+            Err(e) => return Err(Interrupted::Step(Step::ProjectAccessToken, e)),
         };
 
         let deploy = api
             .create_deploy_token(project, DEPLOY_TOKEN_NAME, None, None)
             .await
-            .map_err(|e| (Step::DeployToken, e))?;
-        created.push(Created::DeployToken(deploy.info.id));
+            .map_err(|e| Interrupted::Step(Step::DeployToken, e))?;
+        self.keep(row, Created::DeployToken(deploy.info.id), created)
+            .await?;
 
         let deploy_key = if self.settings.repositories.deploy_keys {
             let key = ssh_key::generate();
             let added = api
                 .create_deploy_key(project, DEPLOY_KEY_TITLE, &key.public, true)
                 .await
-                .map_err(|e| (Step::DeployKey, e))?;
-            created.push(Created::DeployKey(added.id));
+                .map_err(|e| Interrupted::Step(Step::DeployKey, e))?;
+            self.keep(row, Created::DeployKey(added.id), created)
+                .await?;
             Some(DeployKey {
                 id: added.id,
                 public: key.public,
@@ -403,15 +466,7 @@ impl Services {
                 ServiceError::NotFound("This project has no connected repository.".to_owned())
             })?;
         let gitlab = self.user_gitlab(caller).await?;
-        let created: Vec<Created> = [
-            repo.hook_id.map(Created::Hook),
-            repo.project_token_id.map(Created::ProjectToken),
-            repo.deploy_token_id.map(Created::DeployToken),
-            repo.deploy_key_id.map(Created::DeployKey),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
+        let created = Created::recorded_on(&repo);
         let left = remove_all(&gitlab.api, repo.gitlab_project_id, &created).await;
         if !left.is_empty() {
             return Err(ServiceError::GitLab(format!(
@@ -441,6 +496,85 @@ impl Services {
             .await?
             .ok_or_else(|| ServiceError::Internal("the repository row vanished".into()))?;
         Ok(Disconnected { repository })
+    }
+
+    /// Rolls back every connect that made no progress for `older_than` (its process stopped):
+    /// the row ends `failed` without secrets, so the project can be connected again, and what
+    /// it had created in GitLab is removed as the connecting user. What could not be removed is
+    /// listed on the row (`status_warning`) for an admin. Returns how many were rolled back.
+    pub async fn recover_stale_connections(
+        &self,
+        older_than: std::time::Duration,
+    ) -> Result<usize, ServiceError> {
+        let age = i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX);
+        let before = lablink_store::now_ms().saturating_sub(age);
+        let mut recovered = 0;
+        for row in self.db.stale_repository_connections(before).await? {
+            let created = Created::recorded_on(&row);
+            let pending: Vec<String> = created.iter().map(|c| c.describe()).collect();
+            // Taken over first, with the ids still listed: should this process stop too, the
+            // row already says what may be left in GitLab.
+            let taken = self
+                .db
+                .fail_stale_repository_connection(
+                    &row.id,
+                    before,
+                    &format!(
+                        "lablink stopped while connecting; still to remove from GitLab: {}",
+                        pending.join("; ")
+                    ),
+                )
+                .await?;
+            if !taken {
+                continue;
+            }
+            let left = match self.rollback_api(&row).await {
+                Ok(api) => remove_all(&api, row.gitlab_project_id, &created).await,
+                Err(why) => pending.iter().map(|p| format!("{p}: {why}")).collect(),
+            };
+            let reason = if left.is_empty() {
+                STOPPED_WHILE_CONNECTING.to_owned()
+            } else {
+                format!(
+                    "lablink stopped while connecting and could not remove these from GitLab; \
+                     please delete them there: {}.",
+                    left.join("; ")
+                )
+            };
+            self.db
+                .set_repository_status_warning(&row.id, &reason)
+                .await?;
+            tracing::warn!(repository_id = %row.id, left = left.len(), "rolled back a connect whose process stopped");
+            self.db
+                .record_audit(AuditEvent {
+                    account_id: Some(&row.account_id),
+                    actor_user_id: None,
+                    action: "repository.connect_rolled_back",
+                    detail: format!(
+                        "connecting {} (GitLab project {}, repository {}): {reason}",
+                        row.path_with_namespace, row.gitlab_project_id, row.id
+                    ),
+                    client_ip: None,
+                })
+                .await?;
+            recovered += 1;
+        }
+        Ok(recovered)
+    }
+
+    /// GitLab as the user who started the connect, on the instance the row belongs to.
+    async fn rollback_api(&self, row: &Repository) -> Result<Api, ServiceError> {
+        let user = row.connected_by.as_deref().ok_or_else(|| {
+            ServiceError::NotFound("nobody is recorded as connecting it".to_owned())
+        })?;
+        let fresh = self.gitlab_access_token(user).await?;
+        if fresh.app.instance_url != row.gitlab_instance_url {
+            return Err(ServiceError::Conflict(format!(
+                "the connecting user's GitLab is now {}, not {}",
+                fresh.app.instance_url, row.gitlab_instance_url
+            )));
+        }
+        Ok(Api::bearer(&fresh.app.instance, fresh.token))
     }
 }
 

@@ -53,6 +53,26 @@ const COLUMNS: &str = "id, account_id, project_id, gitlab_instance_url, gitlab_p
      deploy_key_public, deploy_key_fingerprint, connected_by, connected_at, disconnected_at, \
      created_at, updated_at";
 
+/// Something a connection creates in GitLab, by the column that keeps its GitLab id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GitLabObject {
+    Hook,
+    ProjectToken,
+    DeployToken,
+    DeployKey,
+}
+
+impl GitLabObject {
+    fn column(self) -> &'static str {
+        match self {
+            GitLabObject::Hook => "hook_id",
+            GitLabObject::ProjectToken => "project_token_id",
+            GitLabObject::DeployToken => "deploy_token_id",
+            GitLabObject::DeployKey => "deploy_key_id",
+        }
+    }
+}
+
 /// The GitLab project a connection starts with.
 #[derive(Debug, Clone)]
 pub struct NewRepository<'a> {
@@ -264,6 +284,94 @@ impl Db {
         id: &str,
         status: &str,
     ) -> Result<bool, StoreError> {
+        self.end_connection(id, status, None, i64::MAX).await
+    }
+
+    /// Records the GitLab id of `object` the moment GitLab created it, so that a connect cut
+    /// short by a crash can still be rolled back. `false` when the row is no longer
+    /// `connecting` (the recovery took it over): the caller must stop and remove what it made.
+    pub async fn record_repository_object(
+        &self,
+        id: &str,
+        object: GitLabObject,
+        gitlab_id: i64,
+    ) -> Result<bool, StoreError> {
+        let sql = format!(
+            "UPDATE repositories SET {} = $1, updated_at = $2 WHERE id = $3 AND status = $4",
+            object.column()
+        );
+        let n = on_db!(self, |pool| {
+            sqlx::query(&sql)
+                .bind(gitlab_id)
+                .bind(now_ms())
+                .bind(id)
+                .bind(CONNECTING)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        Ok(n == 1)
+    }
+
+    /// Connections still `connecting` with no progress since `before` (Unix ms): their process
+    /// stopped in the middle.
+    pub async fn stale_repository_connections(
+        &self,
+        before: i64,
+    ) -> Result<Vec<Repository>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM repositories WHERE status = $1 AND updated_at < $2 \
+             ORDER BY updated_at, id"
+        );
+        let rows = on_db!(self, |pool| {
+            sqlx::query_as(&sql)
+                .bind(CONNECTING)
+                .bind(before)
+                .fetch_all(pool)
+                .await
+        })?;
+        Ok(rows)
+    }
+
+    /// Takes over a stale connection: `failed` with `reason`, secrets cleared, the project free
+    /// to connect again. `false` when it made progress meanwhile or someone else took it.
+    pub async fn fail_stale_repository_connection(
+        &self,
+        id: &str,
+        before: i64,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        self.end_connection(id, FAILED, Some(reason), before).await
+    }
+
+    /// Replaces the reason shown on a connection.
+    pub async fn set_repository_status_warning(
+        &self,
+        id: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        on_db!(self, |pool| {
+            sqlx::query(
+                "UPDATE repositories SET status_warning = $1, updated_at = $2 WHERE id = $3",
+            )
+            .bind(reason)
+            .bind(now_ms())
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(drop)
+        })?;
+        Ok(())
+    }
+
+    /// Ends a live connection last changed before `before` as `status`, in one transaction.
+    async fn end_connection(
+        &self,
+        id: &str,
+        status: &str,
+        reason: Option<&str>,
+        before: i64,
+    ) -> Result<bool, StoreError> {
         let now = now_ms();
         let ended = on_db!(self, |pool| {
             async {
@@ -271,24 +379,29 @@ impl Db {
                 let n = sqlx::query(
                     "UPDATE repositories SET status = $1, hook_secret = NULL, hook_secret_previous = NULL, \
                      hook_secret_grace_until = NULL, signing_token = NULL, project_token = NULL, \
-                     deploy_token = NULL, deploy_key_private = NULL, disconnected_at = $2, updated_at = $2 \
-                     WHERE id = $3 AND status IN ($4, $5)",
+                     deploy_token = NULL, deploy_key_private = NULL, disconnected_at = $2, updated_at = $2, \
+                     status_warning = COALESCE($6, status_warning) \
+                     WHERE id = $3 AND status IN ($4, $5) AND updated_at < $7",
                 )
                 .bind(status)
                 .bind(now)
                 .bind(id)
                 .bind(CONNECTING)
                 .bind(CONNECTED)
+                .bind(reason)
+                .bind(before)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-                sqlx::query(
-                    "UPDATE projects SET repository_id = NULL, updated_at = $1 WHERE repository_id = $2",
-                )
-                .bind(now)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+                if n == 1 {
+                    sqlx::query(
+                        "UPDATE projects SET repository_id = NULL, updated_at = $1 WHERE repository_id = $2",
+                    )
+                    .bind(now)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 tx.commit().await?;
                 Ok::<_, sqlx::Error>(n == 1)
             }

@@ -30,6 +30,7 @@ const SETTINGS: &[&str] = &[
     "session_idle_minutes",
     "session_absolute_hours",
     "project_token_days",
+    "token_rotation_margin_days",
     "repository_deploy_keys",
 ];
 
@@ -79,6 +80,8 @@ pub struct Settings {
     pub session_absolute: Duration,
     /// Lifetime of the project access token created when a repository is connected (1–365).
     pub project_token_days: u32,
+    /// Project access tokens expiring within this many days are rotated (1–300).
+    pub token_rotation_margin_days: u32,
     /// Also create an ed25519 SSH deploy key with write access when connecting.
     pub repository_deploy_keys: bool,
 }
@@ -118,6 +121,8 @@ struct Raw {
     session_absolute_hours: Option<String>,
     #[serde(default, deserialize_with = "text")]
     project_token_days: Option<String>,
+    #[serde(default, deserialize_with = "text")]
+    token_rotation_margin_days: Option<String>,
     #[serde(default, deserialize_with = "text")]
     repository_deploy_keys: Option<String>,
 }
@@ -329,8 +334,20 @@ fn from_raw(raw: Raw) -> Result<Settings, ConfigError> {
             "GitLab allows project access tokens to live at most 365 days",
         ));
     }
+    let token_rotation_margin_days = positive(
+        "token_rotation_margin_days",
+        raw.token_rotation_margin_days,
+        30,
+    )?;
+    if token_rotation_margin_days > 300 {
+        return Err(invalid(
+            "token_rotation_margin_days",
+            "the margin is at most 300 days (tokens live at most 365)",
+        ));
+    }
     Ok(Settings {
         project_token_days: project_token_days as u32,
+        token_rotation_margin_days: token_rotation_margin_days as u32,
         repository_deploy_keys: boolean("repository_deploy_keys", raw.repository_deploy_keys)?,
         database_url,
         public_url,

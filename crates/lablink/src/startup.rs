@@ -26,6 +26,7 @@ pub struct Application {
     services: Services,
     setup_link: Option<String>,
     ci: lablink_service::ci::worker::CiWorkerConfig,
+    rotation_margin_days: i64,
 }
 
 /// Opens the database named by the settings, creating the SQLite file's directory if needed.
@@ -139,6 +140,7 @@ impl Application {
             services,
             setup_link,
             ci: lablink_service::ci::worker::CiWorkerConfig::new(settings.data_dir.join("ci")),
+            rotation_margin_days: settings.token_rotation_margin_days.into(),
         })
     }
 
@@ -175,7 +177,7 @@ impl Application {
         );
         let rotations = tokio::spawn(lablink_service::rotation::rotation_scheduler(
             self.services.clone(),
-            lablink_service::doctor::DEFAULT_ROTATION_MARGIN_DAYS,
+            self.rotation_margin_days,
             std::time::Duration::from_secs(60 * 60),
             stop.clone(),
         ));

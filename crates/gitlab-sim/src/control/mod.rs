@@ -19,7 +19,8 @@ use serde_json::{Value, json};
 use crate::error::ApiError;
 use crate::render;
 use crate::state::{
-    Fault, Id, NewGroup, NewProject, NewUser, RateLimit, SetupError, SimHandle, State as SimState,
+    Fault, Id, Namespace, NewGroup, NewProject, NewUser, RateLimit, SetupError, SimHandle,
+    State as SimState,
 };
 
 pub fn router() -> Router<SimHandle> {
@@ -32,6 +33,11 @@ pub fn router() -> Router<SimHandle> {
         .route("/projects", post(create_project))
         .route("/projects/{id}/members", post(add_project_member))
         .route("/projects/{id}/state", get(project_state))
+        .route("/projects/{id}/transfer", post(transfer_project))
+        .route(
+            "/projects/{id}/deploy_tokens/{token_id}/revoke",
+            post(revoke_deploy_token),
+        )
         .route("/oauth/applications", post(create_application))
         .route("/oauth/approvals", post(approve))
         .route("/oauth/codes", post(create_code))
@@ -40,6 +46,10 @@ pub fn router() -> Router<SimHandle> {
         .route("/faults/{id}", delete(remove_fault))
         .route("/clock/advance", post(advance_clock))
         .route("/state", get(raw_state))
+        .route(
+            "/requests",
+            get(request_counts).delete(reset_request_counts),
+        )
         .route("/save", put(save).post(save))
         .merge(repository::router())
 }
@@ -140,6 +150,30 @@ async fn add_project_member(
     let m: NewMember = body(&raw)?;
     sim.add_project_member(id, m.user_id, m.access_level)?;
     created(json!({ "project_id": id, "user_id": m.user_id, "access_level": m.access_level }))
+}
+
+#[derive(Deserialize)]
+struct Transfer {
+    namespace: Namespace,
+}
+
+async fn transfer_project(
+    State(sim): State<SimHandle>,
+    Path(id): Path<Id>,
+    raw: Bytes,
+) -> ControlResult {
+    let t: Transfer = body(&raw)?;
+    let project = sim.transfer_project(id, t.namespace)?;
+    let state = sim.lock();
+    Ok(Json(render::project_full(&state, sim.base_url(), &project, None)).into_response())
+}
+
+async fn revoke_deploy_token(
+    State(sim): State<SimHandle>,
+    Path((id, token_id)): Path<(Id, Id)>,
+) -> ControlResult {
+    sim.revoke_deploy_token(id, token_id)?;
+    Ok(Json(json!({ "id": token_id, "revoked": true })).into_response())
 }
 
 async fn create_project(State(sim): State<SimHandle>, raw: Bytes) -> ControlResult {
@@ -397,6 +431,20 @@ async fn advance_clock(State(sim): State<SimHandle>, raw: Bytes) -> ControlResul
     let a: Advance = body(&raw)?;
     let now = sim.advance_clock(a.seconds);
     Ok(Json(json!({ "now": render::time(now) })).into_response())
+}
+
+async fn request_counts(State(sim): State<SimHandle>) -> Response {
+    let counts: Vec<Value> = sim
+        .request_counts()
+        .into_iter()
+        .map(|(k, count)| json!({"method": k.method, "route": k.route, "status": k.status, "count": count}))
+        .collect();
+    Json(json!(counts)).into_response()
+}
+
+async fn reset_request_counts(State(sim): State<SimHandle>) -> StatusCode {
+    sim.reset_request_counts();
+    StatusCode::NO_CONTENT
 }
 
 async fn raw_state(State(sim): State<SimHandle>) -> Response {

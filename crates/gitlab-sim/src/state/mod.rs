@@ -56,6 +56,9 @@ pub struct State {
     /// Fixed-window rate-limit counters: key → (window start in unix seconds, count).
     #[serde(skip)]
     pub rate_windows: HashMap<String, (i64, u32)>,
+    /// Requests answered since the start or the last reset (not persisted).
+    #[serde(skip)]
+    pub request_counts: crate::request_log::RequestCounts,
 }
 
 impl State {

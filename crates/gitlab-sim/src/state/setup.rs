@@ -224,6 +224,61 @@ impl State {
         Ok(project)
     }
 
+    /// Moves a project to another namespace as GitLab's transfer does: the id, repository,
+    /// hooks, tokens, keys and direct members stay; the path with namespace changes.
+    pub fn transfer_project(
+        &mut self,
+        project_id: Id,
+        namespace: Namespace,
+    ) -> Result<Project, SetupError> {
+        let exists = match namespace {
+            Namespace::Group(gid) => self.groups.contains_key(&gid),
+            Namespace::User(uid) => self.users.contains_key(&uid),
+        };
+        if !exists {
+            return Err(SetupError::NotFound("Namespace"));
+        }
+        let Some(project) = self.projects.get(&project_id) else {
+            return Err(SetupError::NotFound("Project"));
+        };
+        if project.namespace == namespace {
+            return Err(SetupError::Invalid(
+                "Project is already in this namespace.".into(),
+            ));
+        }
+        let path = project.path.clone();
+        let taken = self
+            .projects
+            .values()
+            .any(|p| p.namespace == namespace && p.path == path);
+        if taken {
+            return Err(SetupError::Conflict(
+                "Project with same name or path in target namespace already exists".into(),
+            ));
+        }
+        let now = self.now();
+        let project = self
+            .projects
+            .get_mut(&project_id)
+            .ok_or(SetupError::NotFound("Project"))?;
+        project.namespace = namespace;
+        project.updated_at = now;
+        project.last_activity_at = now;
+        Ok(project.clone())
+    }
+
+    /// Revokes a deploy token as the Revoke button of GitLab's settings page does (the REST
+    /// API can only delete one): it stays listed, marked `revoked`.
+    pub fn revoke_deploy_token(&mut self, project_id: Id, token_id: Id) -> Result<(), SetupError> {
+        let token = self
+            .deploy_tokens
+            .get_mut(&token_id)
+            .filter(|t| t.project_id == project_id && !t.deleted)
+            .ok_or(SetupError::NotFound("Deploy token"))?;
+        token.revoked = true;
+        Ok(())
+    }
+
     fn member(&self, user_id: Id, access_level: u8, created_by: Option<Id>) -> Member {
         Member {
             user_id,
@@ -428,6 +483,18 @@ impl SimHandle {
             return Err(SetupError::Repository(e.to_string()));
         }
         Ok(project)
+    }
+
+    pub fn transfer_project(
+        &self,
+        project_id: Id,
+        namespace: Namespace,
+    ) -> Result<Project, SetupError> {
+        self.lock().transfer_project(project_id, namespace)
+    }
+
+    pub fn revoke_deploy_token(&self, project_id: Id, token_id: Id) -> Result<(), SetupError> {
+        self.lock().revoke_deploy_token(project_id, token_id)
     }
 
     pub fn add_group_member(&self, group_id: Id, user_id: Id, level: u8) -> Result<(), SetupError> {

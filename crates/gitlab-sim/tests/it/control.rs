@@ -161,3 +161,138 @@ async fn state_file_round_trip() {
     c.state_file = Some(corrupt);
     assert!(Sim::start(c).await.is_err());
 }
+
+#[tokio::test]
+async fn requests_are_counted_by_route_pattern_and_status() {
+    let t = TestSim::start().await;
+    let user = t.user("counted");
+    let project = t
+        .project("warehouse", gitlab_sim::state::Namespace::User(user.id))
+        .await;
+    t.get(&format!("/projects/{}", project.id), &user.token)
+        .await;
+    t.get(&format!("/projects/{}", project.id), &user.token)
+        .await;
+    t.get("/projects/999999", &user.token).await;
+    t.get("/user", "not-a-token").await;
+    let route = "/api/v4/projects/{id}";
+    assert_eq!(t.handle().request_count("GET", route), 3);
+    let counts = t.handle().request_counts();
+    let by_status = |status: u16| {
+        counts
+            .iter()
+            .find(|(k, _)| k.route == route && k.status == status)
+            .map(|(_, n)| *n)
+    };
+    assert_eq!(by_status(200), Some(2));
+    assert_eq!(by_status(404), Some(1));
+    // Over HTTP; control requests themselves are not counted.
+    let listed = expect(
+        t.http.get(t.url("/-/sim/requests")).send().await.expect("r"),
+        StatusCode::OK,
+    )
+    .await;
+    let listed = listed.as_array().expect("array");
+    assert!(listed.iter().any(|r| r["method"] == "GET"
+        && r["route"] == "/api/v4/user"
+        && r["status"] == 401
+        && r["count"] == 1));
+    assert_eq!(listed.len(), counts.len());
+    let reset = t
+        .http
+        .delete(t.url("/-/sim/requests"))
+        .send()
+        .await
+        .expect("r");
+    assert_eq!(reset.status(), StatusCode::NO_CONTENT);
+    assert!(t.handle().request_counts().is_empty());
+}
+
+#[tokio::test]
+async fn a_transfer_keeps_the_project_id_and_a_revoked_deploy_token_stays_listed() {
+    let t = TestSim::start().await;
+    let owner = t.user("owner");
+    let group = t.group("analytics", None);
+    t.handle()
+        .add_group_member(group, owner.id, 50)
+        .expect("member");
+    let project = t
+        .project("warehouse", gitlab_sim::state::Namespace::Group(group))
+        .await;
+    let transfer = t.url(&format!("/-/sim/projects/{}/transfer", project.id));
+    let moved = expect(
+        t.http
+            .post(&transfer)
+            .json(&json!({"namespace": {"kind": "user", "id": owner.id}}))
+            .send()
+            .await
+            .expect("r"),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(moved["id"], project.id);
+    assert_eq!(moved["path_with_namespace"], "owner/warehouse");
+    assert_eq!(moved["namespace"]["kind"], "user");
+    let again = t
+        .http
+        .post(&transfer)
+        .json(&json!({"namespace": {"kind": "user", "id": owner.id}}))
+        .send()
+        .await
+        .expect("r");
+    assert_eq!(again.status(), StatusCode::BAD_REQUEST);
+    let nowhere = t
+        .http
+        .post(&transfer)
+        .json(&json!({"namespace": {"kind": "group", "id": 999_999}}))
+        .send()
+        .await
+        .expect("r");
+    assert_eq!(nowhere.status(), StatusCode::NOT_FOUND);
+    // The same path in the target namespace is taken.
+    let other = t
+        .project("warehouse", gitlab_sim::state::Namespace::Group(group))
+        .await;
+    let taken = t
+        .http
+        .post(t.url(&format!("/-/sim/projects/{}/transfer", other.id)))
+        .json(&json!({"namespace": {"kind": "user", "id": owner.id}}))
+        .send()
+        .await
+        .expect("r");
+    assert_eq!(taken.status(), StatusCode::CONFLICT);
+
+    let token = expect(
+        t.post(
+            &format!("/projects/{}/deploy_tokens", project.id),
+            &owner.token,
+            json!({"name": "ci", "scopes": ["read_repository"]}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let token_id = token["id"].as_u64().expect("id");
+    expect(
+        t.http
+            .post(t.url(&format!(
+                "/-/sim/projects/{}/deploy_tokens/{token_id}/revoke",
+                project.id
+            )))
+            .send()
+            .await
+            .expect("r"),
+        StatusCode::OK,
+    )
+    .await;
+    let shown = expect(
+        t.get(
+            &format!("/projects/{}/deploy_tokens/{token_id}", project.id),
+            &owner.token,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(shown["revoked"], true);
+}

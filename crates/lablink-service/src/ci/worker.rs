@@ -110,6 +110,23 @@ pub fn spawn_ci_workers(
             },
         ));
     }
+    {
+        let s = services.clone();
+        handles.push(spawn_loop(
+            "stale connects",
+            poll * 4,
+            shutdown.clone(),
+            move || {
+                let s = s.clone();
+                async move {
+                    let recovered = s
+                        .recover_stale_connections(crate::repositories::STALE_CONNECT_AFTER)
+                        .await?;
+                    Ok(recovered > 0)
+                }
+            },
+        ));
+    }
     handles.push(tokio::spawn(reconcile_loop(
         services,
         config.reconcile_every,

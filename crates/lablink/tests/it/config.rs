@@ -54,6 +54,16 @@ fn bad_environment_values_name_their_setting() {
             "12345",
             "setting `gitlab_app_secret`",
         ),
+        (
+            "LABLINK_TOKEN_ROTATION_MARGIN_DAYS",
+            "0",
+            "setting `token_rotation_margin_days`",
+        ),
+        (
+            "LABLINK_TOKEN_ROTATION_MARGIN_DAYS",
+            "301",
+            "setting `token_rotation_margin_days`",
+        ),
     ];
     for (var, value, expected) in cases {
         let (ok, stderr) = lablink(&["migrate"], &[(var, value)], dir.path());

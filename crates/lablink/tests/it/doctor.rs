@@ -19,6 +19,10 @@ crate::on_both_backends!(
     the_panel_shows_findings_and_fixes_them,
     gitignore_is_fixed_through_a_merge_request,
     a_webhook_gitlab_disabled_is_enabled_again,
+    expired_and_expiring_project_tokens_are_replaced,
+    a_revoked_deploy_token_is_replaced,
+    a_replaced_deploy_key_is_out_of_date_and_replaced,
+    a_repository_moved_out_of_its_group_says_what_to_do,
 );
 
 /// lablink connected to a GitLab project by a Maintainer, and that Maintainer's personal access
@@ -136,6 +140,57 @@ impl World {
                 plan: Plan::Enterprise,
             },
         }
+    }
+
+    /// Connects one more lablink project to a new GitLab project `path` in the same group,
+    /// through the same Maintainer. Returns the lablink repository.
+    pub async fn connect_another(&self, path: &str) -> lablink_store::repositories::Repository {
+        let group = self.sim_state().await["project"]["namespace"].clone();
+        let gitlab_project = self
+            .gitlab
+            .control(
+                Method::POST,
+                "/projects",
+                json!({"path": path, "namespace": group}),
+            )
+            .await["id"]
+            .as_u64()
+            .unwrap();
+        self.gitlab
+            .control(
+                Method::POST,
+                &format!("/projects/{gitlab_project}/members"),
+                json!({"user_id": self.alice, "access_level": 40}),
+            )
+            .await;
+        let res = self
+            .browser
+            .api(
+                Method::POST,
+                "/api/v1/projects",
+                Some(json!({"name": path, "subdirectory": "", "target_branch": "main"})),
+                Some(&self.csrf),
+            )
+            .await;
+        assert_eq!(res.status, 201, "{}", res.body);
+        let project = res.json()["id"].as_str().unwrap().to_owned();
+        let res = self
+            .browser
+            .api(
+                Method::PUT,
+                &format!("/api/v1/projects/{project}/repository"),
+                Some(json!({"gitlab_project_id": gitlab_project})),
+                Some(&self.csrf),
+            )
+            .await;
+        assert!(res.status < 300, "connect failed: {}", res.body);
+        self.app
+            .services
+            .db
+            .live_repository_of_project(&project)
+            .await
+            .unwrap()
+            .unwrap()
     }
 
     /// A REST call to GitLab as the Maintainer.
@@ -551,5 +606,167 @@ async fn a_webhook_gitlab_disabled_is_enabled_again(backend: Backend) {
         report.findings
     );
     fix_and_expect_clean(&w).await;
+    w.app.stop().await;
+}
+
+/// Sets when lablink's project access token expires in GitLab. lablink dates new tokens by the
+/// real clock, so time passing is modelled by moving the expiry rather than the sim's clock:
+/// otherwise GitLab would refuse the repair's new expiry as already past.
+fn set_token_expiry(w: &World, token_id: i64, expires_at: chrono::NaiveDate) {
+    let mut state = w.gitlab.sim().lock();
+    let token = state
+        .project_access_tokens
+        .get_mut(&(token_id as u64))
+        .unwrap();
+    token.expires_at = Some(expires_at);
+}
+
+async fn expired_and_expiring_project_tokens_are_replaced(backend: Backend) {
+    let w = World::start(backend).await;
+    let repo = w.repository().await;
+    let token = repo.project_token_id.unwrap();
+
+    // GitLab's clock passes the token's expiry: GitLab refuses it as expired.
+    let days = 91 * 86_400;
+    w.gitlab
+        .control(Method::POST, "/clock/advance", json!({"seconds": days}))
+        .await;
+    let report = w.doctor(false).await;
+    assert!(
+        codes(&report).contains(&Code::ProjectTokenExpired),
+        "{:#?}",
+        report.findings
+    );
+    w.gitlab
+        .control(Method::POST, "/clock/advance", json!({"seconds": -days}))
+        .await;
+    assert!(w.doctor(false).await.healthy());
+
+    // The token expires today: found, replaced by a new token, clean afterwards.
+    let today = w.gitlab.sim().now().date_naive();
+    set_token_expiry(&w, token, today);
+    let report = w.doctor(false).await;
+    assert_eq!(
+        codes(&report),
+        [Code::ProjectTokenExpired],
+        "{:#?}",
+        report.findings
+    );
+    fix_and_expect_clean(&w).await;
+    let token = w.repository().await.project_token_id.unwrap();
+    assert_ne!(Some(token), repo.project_token_id);
+
+    // The token expires within the rotation margin: a warning, and the fix rotates it.
+    set_token_expiry(&w, token, today + chrono::Duration::days(10));
+    let report = w.doctor(false).await;
+    assert_eq!(
+        codes(&report),
+        [Code::ProjectTokenExpiringSoon],
+        "{:#?}",
+        report.findings
+    );
+    assert!(report.findings[0].repairable);
+    fix_and_expect_clean(&w).await;
+    assert_ne!(w.repository().await.project_token_id, Some(token));
+    w.app.stop().await;
+}
+
+async fn a_revoked_deploy_token_is_replaced(backend: Backend) {
+    let w = World::start(backend).await;
+    let repo = w.repository().await;
+    let old = repo.deploy_token_id.unwrap();
+    // A Maintainer presses Revoke on GitLab's deploy token settings page.
+    w.gitlab
+        .control(
+            Method::POST,
+            &format!("/projects/{}/deploy_tokens/{old}/revoke", w.gitlab_project),
+            json!({}),
+        )
+        .await;
+    let report = w.doctor(false).await;
+    assert_eq!(
+        codes(&report),
+        [Code::DeployTokenRevoked],
+        "{:#?}",
+        report.findings
+    );
+    fix_and_expect_clean(&w).await;
+    assert_ne!(w.repository().await.deploy_token_id, Some(old));
+    w.app.stop().await;
+}
+
+async fn a_replaced_deploy_key_is_out_of_date_and_replaced(backend: Backend) {
+    let w = World::start(backend).await;
+    let repo = w.repository().await;
+    let old = repo.deploy_key_id.unwrap();
+    // GitLab now holds another key under lablink's deploy key (an administrator replaced it).
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("other");
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "other", "-f"])
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let public = std::fs::read_to_string(file.with_extension("pub")).unwrap();
+    let other = gitlab_sim::ssh_key::parse(&public).unwrap();
+    {
+        let mut state = w.gitlab.sim().lock();
+        let key = state.deploy_keys.get_mut(&(old as u64)).unwrap();
+        key.key = other.normalized;
+        key.fingerprint = other.fingerprint;
+        key.fingerprint_sha256 = other.fingerprint_sha256;
+    }
+    let report = w.doctor(false).await;
+    assert_eq!(
+        codes(&report),
+        [Code::DeployKeyMismatch],
+        "{:#?}",
+        report.findings
+    );
+    assert!(
+        report.findings[0]
+            .message
+            .contains("GitLab Authentication is out of date")
+    );
+    fix_and_expect_clean(&w).await;
+    let after = w.repository().await;
+    assert_ne!(after.deploy_key_id, Some(old));
+    assert_ne!(after.deploy_key_public, repo.deploy_key_public);
+    w.app.stop().await;
+}
+
+async fn a_repository_moved_out_of_its_group_says_what_to_do(backend: Backend) {
+    let w = World::start(backend).await;
+    let group = w.sim_state().await["project"]["namespace"].clone();
+    assert_eq!(group["kind"], "group");
+    let transfer = format!("/projects/{}/transfer", w.gitlab_project);
+    // The Maintainer transfers the project to their personal namespace; GitLab keeps its id.
+    let moved = w
+        .gitlab
+        .control(
+            Method::POST,
+            &transfer,
+            json!({"namespace": {"kind": "user", "id": w.alice}}),
+        )
+        .await;
+    assert_eq!(moved["id"], w.gitlab_project);
+    assert_eq!(moved["path_with_namespace"], "alice/warehouse");
+    let report = w.doctor(true).await;
+    assert_eq!(
+        codes(&report),
+        [Code::RepositoryNotInGroup],
+        "{:#?}",
+        report.findings
+    );
+    assert!(!report.findings[0].repairable);
+    assert!(report.findings[0].fix.contains("Transfer project"));
+    assert_eq!(report.repairs[0].outcome, Outcome::Manual);
+    // Doing what the finding says makes the connection clean.
+    w.gitlab
+        .control(Method::POST, &transfer, json!({"namespace": group}))
+        .await;
+    let after = w.doctor(false).await;
+    assert!(after.healthy(), "{:#?}", after.findings);
     w.app.stop().await;
 }

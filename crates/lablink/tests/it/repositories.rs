@@ -7,6 +7,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use lablink_core::{Plan, Role};
+use lablink_service::Principal;
+use lablink_service::repositories::STOPPED_WHILE_CONNECTING;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -41,6 +43,8 @@ on_both_backends!(
     read_only_users_see_projects_but_change_nothing,
     pages_list_connect_and_disconnect_through_forms,
     a_long_list_loads_in_the_background_page_by_page,
+    a_connect_cut_short_by_a_crash_is_rolled_back_later,
+    a_crashed_connect_without_its_user_lists_what_is_left,
 );
 
 const MAINTAINER_MESSAGE: &str =
@@ -915,5 +919,186 @@ async fn a_long_list_loads_in_the_background_page_by_page(backend: Backend) {
         res.json()["error"].as_str().unwrap().contains("503"),
         "{}",
         res.body
+    );
+}
+
+/// A connect cut short by a crash: the `connecting` row its dead process left behind.
+struct Crashed {
+    browser: Browser,
+    csrf: String,
+    project: String,
+    warehouse: u64,
+    caller: Principal,
+    row: lablink_store::repositories::Repository,
+}
+
+/// lablink dies between creating the deploy token and the deploy key: the connect future is
+/// dropped mid-step (no rollback of its own runs), like a killed process.
+async fn crash_mid_connect(w: &World) -> Crashed {
+    let alice = w.gitlab.user("alice").await;
+    let warehouse = w.project_in(w.subgroup, "warehouse").await;
+    w.member(warehouse, &alice, 40).await;
+    let user = w
+        .app
+        .create_user("acme", Plan::Enterprise, "dev@acme.test", Role::Developer)
+        .await;
+    let browser = w.app.login("dev@acme.test").await;
+    link(&browser, &w.gitlab, &alice).await;
+    let csrf = browser.get("/profile/linked-accounts").await.csrf();
+    let project = create_project(&browser, &csrf, "Analytics").await;
+    // Adding the deploy key hangs: the process is "killed" while it waits.
+    w.gitlab
+        .control(
+            Method::POST,
+            "/faults",
+            json!({"method": "POST", "path": format!("/api/v4/projects/{warehouse}/deploy_keys"),
+                   "latency_ms": 600_000}),
+        )
+        .await;
+    let caller = Principal {
+        user_id: user.id,
+        email: user.email,
+        username: "dev".into(),
+        role: Role::Developer,
+        account_id: user.account_id,
+        account_name: "acme".into(),
+        plan: Plan::Enterprise,
+    };
+    let connecting = {
+        let (services, caller, project) = (w.app.services.clone(), caller.clone(), project.clone());
+        tokio::spawn(async move {
+            services
+                .connect_repository(&caller, &project, i64::try_from(warehouse).unwrap(), None)
+                .await
+        })
+    };
+    let row = loop {
+        let live = w
+            .app
+            .services
+            .db
+            .live_repository_of_project(&project)
+            .await
+            .unwrap();
+        if let Some(row) = live.filter(|r| r.deploy_token_id.is_some()) {
+            break row;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    connecting.abort();
+    assert!(connecting.await.unwrap_err().is_cancelled());
+    w.gitlab.control(Method::DELETE, "/faults", json!({})).await;
+
+    // What the dead process left: a `connecting` row with every id GitLab had returned.
+    assert_eq!(row.status, "connecting");
+    assert!(row.hook_id.is_some() && row.project_token_id.is_some());
+    assert!(row.deploy_key_id.is_none());
+    let state = w.sim_state(warehouse).await;
+    assert_eq!(state["hooks"].as_array().unwrap().len(), 1, "{state:#}");
+    let res = connect(&browser, &csrf, &project, warehouse).await;
+    assert_eq!(
+        res.status, 409,
+        "the stuck row blocks the project: {}",
+        res.body
+    );
+    Crashed {
+        browser,
+        csrf,
+        project,
+        warehouse,
+        caller,
+        row,
+    }
+}
+
+/// The recovery removes what the row says was created, as the connecting user, and frees the
+/// project.
+async fn a_connect_cut_short_by_a_crash_is_rolled_back_later(backend: Backend) {
+    let w = World::start(backend).await;
+    let c = crash_mid_connect(&w).await;
+    let recovered = w
+        .app
+        .services
+        .recover_stale_connections(std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(recovered, 1);
+    assert_nothing_left(&w.sim_state(c.warehouse).await);
+    let failed = w
+        .app
+        .services
+        .db
+        .repository(&c.row.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(failed.status, "failed");
+    assert_eq!(
+        failed.status_warning.as_deref(),
+        Some(STOPPED_WHILE_CONNECTING)
+    );
+    let secrets = w
+        .app
+        .services
+        .db
+        .repository_secrets(&w.app.services.keys, &c.row.id)
+        .await
+        .unwrap();
+    assert!(secrets.hook_secret.is_none() && secrets.deploy_token.is_none());
+    assert!(secrets.project_token.is_none() && secrets.deploy_key_private.is_none());
+    // Nothing is stale any more, and the project connects again.
+    let again = w
+        .app
+        .services
+        .recover_stale_connections(std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(again, 0);
+    let res = connect(&c.browser, &c.csrf, &c.project, c.warehouse).await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(res.json()["status"], "connected");
+}
+
+/// Without the connecting user's GitLab account nothing can be removed: the project is freed
+/// anyway, and the row names what is left in GitLab for an admin to delete.
+async fn a_crashed_connect_without_its_user_lists_what_is_left(backend: Backend) {
+    let w = World::start(backend).await;
+    let c = crash_mid_connect(&w).await;
+    w.app.services.unlink_gitlab(&c.caller).await.unwrap();
+    let recovered = w
+        .app
+        .services
+        .recover_stale_connections(std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(recovered, 1);
+    let failed = w
+        .app
+        .services
+        .db
+        .repository(&c.row.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(failed.status, "failed");
+    let reason = failed.status_warning.unwrap();
+    assert!(
+        reason.contains("could not remove these from GitLab"),
+        "{reason}"
+    );
+    for id in [c.row.hook_id, c.row.project_token_id, c.row.deploy_token_id] {
+        assert!(reason.contains(&id.unwrap().to_string()), "{reason}");
+    }
+    let state = w.sim_state(c.warehouse).await;
+    assert_eq!(state["hooks"].as_array().unwrap().len(), 1, "{state:#}");
+    assert!(
+        w.app
+            .services
+            .db
+            .live_repository_of_project(&c.project)
+            .await
+            .unwrap()
+            .is_none(),
+        "the project is free to connect again"
     );
 }

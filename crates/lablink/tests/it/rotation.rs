@@ -158,15 +158,27 @@ async fn scheduling_enqueues_only_the_due_tokens(backend: Backend) {
             ))
             .await;
     }
-    // The real connection's token is due too.
-    w.app
-        .execute(&format!(
-            "UPDATE repositories SET project_token_expires_on = '{}' WHERE id = '{}'",
-            (today + chrono::Days::new(3)).format("%Y-%m-%d"),
-            repo.id
-        ))
-        .await;
-    let due = due + 1;
+    // Real connections in GitLab too: two due (one of them the first connection), two not.
+    let real = [
+        (repo.clone(), 3),
+        (w.connect_another("due-later").await, 20),
+        (w.connect_another("not-due").await, 60),
+        (w.connect_another("far-off").await, 200),
+    ];
+    for (r, days) in &real {
+        w.app
+            .execute(&format!(
+                "UPDATE repositories SET project_token_expires_on = '{}' WHERE id = '{}'",
+                (today + chrono::Days::new(*days)).format("%Y-%m-%d"),
+                r.id
+            ))
+            .await;
+    }
+    let real_due = real.iter().filter(|(_, days)| *days <= 30).count();
+    let due = due + real_due;
+    // Count GitLab's calls from here on: scheduling and the rotation jobs only.
+    let sim = w.gitlab.sim();
+    sim.reset_request_counts();
     let enqueued = w.app.services.schedule_token_rotations(30).await.unwrap();
     assert_eq!(enqueued, due);
     // One job per due token, each naming a due repository.
@@ -177,29 +189,38 @@ async fn scheduling_enqueues_only_the_due_tokens(backend: Backend) {
         .to_string();
     for payload in &jobs {
         let id = payload["repository_id"].as_str().unwrap();
-        if id == repo.id {
-            // Already rotated by the job workers.
+        let Some((r, days)) = real.iter().find(|(r, _)| r.id == id) else {
+            let row = w.app.services.db.repository(id).await.unwrap().unwrap();
+            assert!(row.project_token_expires_on.unwrap() <= soon);
+            assert_eq!(row.project_token_id, payload["project_token_id"].as_i64());
             continue;
-        }
-        let row = w.app.services.db.repository(id).await.unwrap().unwrap();
-        assert!(row.project_token_expires_on.unwrap() <= soon);
-        assert_eq!(row.project_token_id, payload["project_token_id"].as_i64());
+        };
+        // Real ones may already have been rotated by the job workers.
+        assert!(*days <= 30);
+        assert_eq!(r.project_token_id, payload["project_token_id"].as_i64());
     }
-    assert!(jobs.iter().any(|p| p["repository_id"] == repo.id.as_str()));
-    // The job workers run them: the real token is rotated in GitLab, once; the 5,000 others
-    // (whose GitLab does not even resolve) made no call that could fail.
-    let mut rotated = w.repository().await;
-    while rotated.project_token_id == repo.project_token_id {
+    // The job workers run them: each real due token is rotated in GitLab once; the others
+    // (and the 5,000 whose GitLab does not even resolve) are not touched.
+    while unfinished_rotation_jobs(&w.app).await > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        rotated = w.repository().await;
     }
+    for (r, days) in &real {
+        let now = w.app.services.db.repository(&r.id).await.unwrap().unwrap();
+        assert_eq!(
+            now.project_token_id != r.project_token_id,
+            *days <= 30,
+            "{} due in {days} days",
+            r.path_with_namespace
+        );
+    }
+    let rotate = "/api/v4/projects/{id}/access_tokens/{token_id}/rotate";
+    assert_eq!(sim.request_count("POST", rotate), real_due as u64);
+    let calls: u64 = sim.request_counts().values().sum();
+    assert_eq!(calls, real_due as u64, "{:#?}", sim.request_counts());
     let state = w.sim_state().await;
     let tokens = state["project_access_tokens"].as_array().unwrap();
     assert_eq!(tokens.len(), 2, "{state:#}");
     assert_eq!(tokens.iter().filter(|t| t["revoked"] == false).count(), 1);
-    while unfinished_rotation_jobs(&w.app).await > 0 {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
     assert_eq!(failed_rotation_jobs(&w.app).await, 0);
     w.app.stop().await;
 }

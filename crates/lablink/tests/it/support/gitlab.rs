@@ -9,8 +9,8 @@ use super::{Backend, Browser, Page, TestApp};
 
 /// A running gitlab-sim.
 pub struct GitLab {
-    /// Kept so the simulator runs as long as the test needs it.
-    _sim: Sim,
+    /// Runs as long as the test needs it; its handle changes GitLab's state directly.
+    sim: Sim,
     pub base: String,
     http: reqwest::Client,
 }
@@ -45,12 +45,17 @@ impl GitLab {
             .unwrap();
         GitLab {
             base: sim.base_url().to_owned(),
-            _sim: sim,
+            sim,
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),
         }
+    }
+
+    /// Direct access to GitLab's state, for changes no API (REST or control) can make.
+    pub fn sim(&self) -> &gitlab_sim::SimHandle {
+        self.sim.handle()
     }
 
     /// A call to the simulator's control API (`/-/sim/...`).
