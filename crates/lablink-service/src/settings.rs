@@ -53,16 +53,21 @@ pub struct RepositorySettings {
     pub project_token_days: u32,
     /// Also create an ed25519 SSH deploy key with write access.
     pub deploy_keys: bool,
+    /// Project access tokens are rotated, and the doctor calls them "expiring soon", this many
+    /// days before they expire.
+    pub token_rotation_margin_days: u32,
 }
 
 impl RepositorySettings {
-    /// Caches under `<data_dir>/repositories`, a 365-day project access token, no deploy key.
+    /// Caches under `<data_dir>/repositories`, a 365-day project access token rotated 30 days
+    /// before it expires, no deploy key.
     pub fn in_data_dir(data_dir: &std::path::Path) -> RepositorySettings {
         RepositorySettings {
             cache_dir: data_dir.join("repositories"),
             git_home: data_dir.join("git-home"),
             project_token_days: 365,
             deploy_keys: false,
+            token_rotation_margin_days: 30,
         }
     }
 }

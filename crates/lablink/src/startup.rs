@@ -26,7 +26,6 @@ pub struct Application {
     services: Services,
     setup_link: Option<String>,
     ci: lablink_service::ci::worker::CiWorkerConfig,
-    rotation_margin_days: i64,
 }
 
 /// Opens the database named by the settings, creating the SQLite file's directory if needed.
@@ -102,6 +101,7 @@ pub fn services(settings: &Settings, db: Db, keys: KeyRing, public_url: Url) -> 
             repositories: RepositorySettings {
                 project_token_days: settings.project_token_days,
                 deploy_keys: settings.repository_deploy_keys,
+                token_rotation_margin_days: settings.token_rotation_margin_days,
                 ..RepositorySettings::in_data_dir(&settings.data_dir)
             },
         },
@@ -140,7 +140,6 @@ impl Application {
             services,
             setup_link,
             ci: lablink_service::ci::worker::CiWorkerConfig::new(settings.data_dir.join("ci")),
-            rotation_margin_days: settings.token_rotation_margin_days.into(),
         })
     }
 
@@ -177,7 +176,11 @@ impl Application {
         );
         let rotations = tokio::spawn(lablink_service::rotation::rotation_scheduler(
             self.services.clone(),
-            self.rotation_margin_days,
+            self.services
+                .settings
+                .repositories
+                .token_rotation_margin_days
+                .into(),
             std::time::Duration::from_secs(60 * 60),
             stop.clone(),
         ));

@@ -188,7 +188,11 @@ async fn requests_are_counted_by_route_pattern_and_status() {
     assert_eq!(by_status(404), Some(1));
     // Over HTTP; control requests themselves are not counted.
     let listed = expect(
-        t.http.get(t.url("/-/sim/requests")).send().await.expect("r"),
+        t.http
+            .get(t.url("/-/sim/requests"))
+            .send()
+            .await
+            .expect("r"),
         StatusCode::OK,
     )
     .await;

@@ -18,8 +18,6 @@ pub use findings::{Code, Finding, Outcome, Repair, Report, Severity};
 use crate::error::require;
 use crate::{Principal, ServiceError, Services};
 
-/// Tokens expiring within this many days are reported (and rotated by the scheduler).
-pub const DEFAULT_ROTATION_MARGIN_DAYS: i64 = 30;
 const DELIVERY_POLL: Duration = Duration::from_millis(200);
 
 /// The outcome of "Send test delivery".
@@ -173,7 +171,7 @@ impl Services {
             token_api.as_ref(),
             connector.as_ref(),
             rotation_started,
-            DEFAULT_ROTATION_MARGIN_DAYS,
+            self.settings.repositories.token_rotation_margin_days.into(),
             &mut out,
         )
         .await;
