@@ -1,5 +1,8 @@
 //! `lablink demo`: gitlab-sim and lablink together on free ports with a throw-away data
-//! directory, seeded so the whole flow can be tried without a GitLab account.
+//! directory, seeded so the whole flow can be tried without a GitLab account, and with a CI
+//! run of a sample merge request already done (when dbt is installed).
+
+mod showcase;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -9,8 +12,9 @@ use anyhow::{Context, bail};
 use gitlab_sim::state::{Namespace, NewGroup, NewProject, NewUser, SetupError};
 use gitlab_sim::{Sim, SimConfig};
 use lablink_core::{Plan, Role};
-use lablink_service::Services;
+use lablink_exec::dbt::DbtInstall;
 use lablink_service::accounts::UserInput;
+use lablink_service::{Principal, Services};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
@@ -88,8 +92,10 @@ pub async fn run() -> anyhow::Result<()> {
     let keys = startup::load_key_ring(&settings)?;
     let db = startup::open_database(&settings).await?;
     db.migrate().await?;
-    seed_lablink(&startup::services(&settings, db, keys, public_url.parse()?)).await?;
-    let project = seed_gitlab(&sim).await?;
+    let services = startup::services(&settings, db, keys, public_url.parse()?);
+    let admin = seed_lablink(&services).await?;
+    let gitlab = seed_gitlab(&sim).await?;
+    let project = gitlab.project_path;
 
     let application = Application::build(settings).await?;
     println!("\nlablink demo is running (Ctrl-C stops it and deletes its data).\n");
@@ -104,14 +110,58 @@ pub async fn run() -> anyhow::Result<()> {
     println!();
     let stop = CancellationToken::new();
     startup::stop_on_signals(stop.clone());
-    application.run_until_stopped(stop).await?;
+    let serve = application.run_until_stopped(stop);
+    let seeded = showcase::Seeded {
+        sim: sim.handle(),
+        sim_url: sim.base_url(),
+        oauth_app_id: app.id,
+        admin_email: PEOPLE[0].0,
+        admin_password: PASSWORD,
+        admin_gitlab_id: gitlab.admin_id,
+        gitlab_project_id: gitlab.project_id,
+        gitlab_project_path: project,
+    };
+    let ci = show_ci(&services, &admin, &public_url, &seeded, &dir.0);
+    // The showcase talks to the server, so both run together; stopping the server ends it.
+    tokio::pin!(serve);
+    tokio::select! {
+        served = &mut serve => served?,
+        () = ci => serve.await?,
+    }
     sim.shutdown().await;
     Ok(())
 }
 
-async fn seed_lablink(services: &Services) -> anyhow::Result<()> {
+/// Runs the CI showcase and prints what it left to look at; a failure is printed, not returned,
+/// so the demo keeps serving everything else.
+async fn show_ci(
+    services: &Services,
+    admin: &Principal,
+    public_url: &str,
+    seeded: &showcase::Seeded<'_>,
+    dir: &Path,
+) {
+    if let Err(e) = DbtInstall::locate() {
+        println!("  CI          no CI run to show: {e}.");
+        println!(
+            "              CI runs need dbt: `bash scripts/test.sh` creates its virtualenv.\n"
+        );
+        return;
+    }
+    match showcase::run(services, admin, public_url, seeded, dir).await {
+        Ok(shown) => {
+            println!("  CI run      {}  ({})", shown.run_url, shown.status);
+            println!("  MR          {}\n", shown.merge_request_url);
+        }
+        Err(e) => println!("  CI          the CI showcase failed: {e:#}\n"),
+    }
+}
+
+/// Creates the demo's lablink users; returns the account admin, who runs the CI showcase.
+async fn seed_lablink(services: &Services) -> anyhow::Result<Principal> {
+    let mut admin = None;
     for (email, role, username, _) in PEOPLE {
-        services
+        let (account, user) = services
             .create_user_in_account(
                 ACCOUNT,
                 Plan::Enterprise,
@@ -123,13 +173,32 @@ async fn seed_lablink(services: &Services) -> anyhow::Result<()> {
                 },
             )
             .await?;
+        if role == Role::AccountAdmin {
+            admin = Some(Principal {
+                user_id: user.id,
+                email: user.email,
+                username: user.username,
+                role: user.role,
+                account_id: account.id,
+                account_name: account.name,
+                plan: account.plan,
+            });
+        }
     }
-    Ok(())
+    admin.context("the demo has no account admin")
+}
+
+/// What [`seed_gitlab`] made that the demo refers to later.
+struct SeededGitlab {
+    project_path: &'static str,
+    project_id: u64,
+    /// The GitLab user of the demo's account admin.
+    admin_id: u64,
 }
 
 /// GitLab users, a group with a subgroup, the sample dbt project and a second project, and a
-/// personal project (which lablink must never offer). Returns the sample project's path.
-async fn seed_gitlab(sim: &Sim) -> anyhow::Result<String> {
+/// personal project (which lablink must never offer).
+async fn seed_gitlab(sim: &Sim) -> anyhow::Result<SeededGitlab> {
     let gl = sim.handle();
     let sim_err = |e: SetupError| anyhow::anyhow!("gitlab-sim: {e}");
     let group = gl
@@ -181,7 +250,11 @@ async fn seed_gitlab(sim: &Sim) -> anyhow::Result<String> {
         .await
         .map_err(sim_err)?;
     push_sample_project(&gl.repo_path(dbt.id))?;
-    Ok("jaffle-labs/analytics/jaffle_shop".into())
+    Ok(SeededGitlab {
+        project_path: "jaffle-labs/analytics/jaffle_shop",
+        project_id: dbt.id,
+        admin_id: users[0].id,
+    })
 }
 
 /// Commits the sample dbt project and pushes it to the simulator's bare repository.

@@ -1,9 +1,12 @@
-//! `lablink demo` starts, prints working URLs and logins, and stops cleanly on SIGTERM.
+//! `lablink demo` starts, prints working URLs and logins, shows a finished CI run of a sample
+//! merge request (real dbt), and stops cleanly on SIGTERM.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
+
+use serde_json::Value;
 
 use crate::support::Browser;
 
@@ -25,9 +28,16 @@ async fn the_demo_prints_working_urls_and_logins() {
         }
     });
     let mut printed = Vec::new();
-    // A guard against a demo that never gets ready, not a timing assertion.
-    while let Ok(line) = rx.recv_timeout(Duration::from_secs(120)) {
-        let done = line.contains("bob@jaffle.test");
+    // A guard against a demo that never gets ready (the CI run is real dbt), not a timing
+    // assertion. The CI showcase prints its run after the logins, or says why it has none.
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(300)) {
+        let done = [
+            "MR ",
+            "CI          the CI showcase failed",
+            "CI          no CI run",
+        ]
+        .iter()
+        .any(|end| line.trim_start().starts_with(end));
         printed.push(line);
         if done {
             break;
@@ -40,10 +50,10 @@ async fn the_demo_prints_working_urls_and_logins() {
             .filter_map(|l| {
                 let mut words = l.split_whitespace();
                 (words.next() == Some(label))
-                    .then(|| words.next())
+                    .then(|| words.find(|w| w.starts_with("http://")))
                     .flatten()
             })
-            .find(|url| url.starts_with("http://"))
+            .next()
             .unwrap_or_else(|| panic!("no {label} URL in:\n{text}"))
             .trim_end_matches('/')
             .to_owned()
@@ -51,6 +61,10 @@ async fn the_demo_prints_working_urls_and_logins() {
     let lablink = url_after("lablink");
     let gitlab = url_after("GitLab");
     let metrics = url_after("metrics");
+    let run = url_after("CI");
+    assert!(run.starts_with(&format!("{lablink}/runs/")), "{text}");
+    let merge_request = url_after("MR");
+    assert!(merge_request.starts_with(&gitlab), "{text}");
     assert!(
         text.contains("password for everyone: lablink-demo-password"),
         "{text}"
@@ -77,6 +91,44 @@ async fn the_demo_prints_working_urls_and_logins() {
     let sim = Browser::new(&gitlab).get("/users/sign_in").await;
     assert_eq!(sim.status, 200);
     assert_eq!(Browser::new(&metrics).get("").await.status, 200);
+
+    // The run's page is there for the admin, and GitLab holds its successful commit status on
+    // the merge request's head commit.
+    let admin = Browser::new(&lablink);
+    let csrf = admin.get("/login").await.csrf();
+    admin
+        .post_form(
+            "/login",
+            &[
+                ("csrf_token", &csrf),
+                ("email", "admin@jaffle.test"),
+                ("password", "lablink-demo-password"),
+            ],
+        )
+        .await;
+    let run_page = admin.get(&run).await;
+    assert_eq!(run_page.status, 200, "{}", run_page.body);
+    assert!(run_page.body.contains("lablink/ci"), "{}", run_page.body);
+    let state = Browser::new(&gitlab).get("/-/sim/state").await.json();
+    let heads: Vec<&Value> = state["merge_requests"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|mr| &mr["sha"])
+        .collect();
+    assert_eq!(heads.len(), 1, "{state:#}");
+    let statuses: Vec<&Value> = state["commit_statuses"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|s| &s["sha"] == heads[0])
+        .collect();
+    assert!(
+        statuses.iter().any(|s| s["status"] == "success"
+            && s["name"].as_str().unwrap().starts_with("lablink/")
+            && s["target_url"] == run.as_str()),
+        "{statuses:#?}"
+    );
 
     // SIGTERM: graceful shutdown, exit status 0.
     let killed = Command::new("kill")

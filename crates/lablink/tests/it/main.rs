@@ -8,6 +8,7 @@ mod ci;
 mod config;
 mod demo;
 mod doctor;
+mod intake_crash;
 mod integration_flow;
 mod linked_accounts;
 mod operations;

@@ -167,6 +167,12 @@ impl TestApp {
 
     /// Stops the server gracefully and waits for it.
     pub async fn stop(mut self) {
+        self.stop_server().await;
+    }
+
+    /// Stops the in-process server but keeps its database (and `database_url`, `secret_key`)
+    /// for the test, e.g. to run the `lablink` binary on it. `services.db` is closed after this.
+    pub async fn stop_server(&mut self) {
         self.stop.cancel();
         if let Some(server) = self.server.take() {
             server.await.unwrap().unwrap();
