@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use lablink_core::names::ci_schema_name;
 use lablink_core::run::{CancelReason, FailureReason, RunEvent, RunState};
-use lablink_exec::dbt::{DbtCommand, DbtInstall, DbtRunSetup, DbtTarget, DbtWorkspace};
+use lablink_exec::dbt::{
+    DbtCommand, DbtInstall, DbtRunSetup, DbtTarget, DbtWorkspace, WarehouseProfile,
+};
 use lablink_exec::{Git, GitConfig, GitCredential, LogLine, Remote, Stream, Termination};
 use lablink_store::ci_jobs::CiJob;
 use lablink_store::runs::{CiRepository, Holder, Run};
@@ -34,6 +36,9 @@ pub struct CiRuntime {
     pub git: Git,
     /// One lock per bare cache: git must not fetch into one cache twice at once.
     cache_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// One lock per DuckDB file: DuckDB allows a single writer per file, so two runs (or a run
+    /// and a schema drop) on one file take turns instead of failing on DuckDB's file lock.
+    warehouse_locks: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl CiRuntime {
@@ -45,7 +50,24 @@ impl CiRuntime {
             lease: Duration::from_secs(30),
             git,
             cache_locks: Mutex::default(),
+            warehouse_locks: Mutex::default(),
         }
+    }
+
+    /// Holds the warehouse for one dbt invocation when the warehouse cannot be shared (a DuckDB
+    /// file); `None` for warehouses that take concurrent writers.
+    pub(crate) async fn hold_warehouse(
+        &self,
+        warehouse: &WarehouseProfile,
+    ) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        let WarehouseProfile::DuckDb { path } = warehouse else {
+            return None;
+        };
+        let lock = {
+            let mut locks = self.warehouse_locks.lock().unwrap_or_else(|e| e.into_inner());
+            Arc::clone(locks.entry(path.clone()).or_default())
+        };
+        Some(lock.lock_owned().await)
     }
 
     fn cache_lock(&self, repository_id: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -276,6 +298,11 @@ impl Services {
             )))
             .await;
 
+        // Held until the commands end (dropped with this function's frame).
+        let _warehouse = tokio::select! {
+            guard = rt.hold_warehouse(&target.warehouse) => guard,
+            () = cancel.cancelled() => return Ok(Outcome::Cancelled),
+        };
         if !self
             .apply_run_event(
                 &run.id,

@@ -253,6 +253,7 @@ impl Services {
             .work_dir
             .join("cleanup")
             .join(uuid::Uuid::new_v4().to_string());
+        let _warehouse = rt.hold_warehouse(&target.warehouse).await;
         let result = drop_schema(
             &install,
             &target,

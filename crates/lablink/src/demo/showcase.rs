@@ -1,6 +1,6 @@
-//! The demo's CI showcase: the demo admin links GitLab, connects the sample repository, creates
-//! a CI job and opens a merge request, all over HTTP as a user would, so a finished run and its
-//! commit status are there to look at when the demo is opened.
+//! The demo's CI showcase: the demo admin links GitLab (the OAuth round trip over HTTP, as a
+//! browser does it), connects the sample repository, creates a CI job and opens a merge request
+//! in the simulator, so a finished run and its commit status are there to look at.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -74,7 +74,7 @@ pub async fn run(
     let job = services.create_ci_job(admin, &project.id, form).await?;
 
     let (sha, iid) = open_merge_request(seeded).await?;
-    println!("  CI          waiting for the run of merge request !{iid} (dbt takes a minute) ...");
+    println!("  CI          waiting for the CI run of merge request !{iid} ...");
     let run_id = tokio::time::timeout(PATIENCE, finished_run(services, admin, &project.id, &sha))
         .await
         .context("the CI run did not finish in time")??;
