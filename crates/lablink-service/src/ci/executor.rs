@@ -64,7 +64,10 @@ impl CiRuntime {
             return None;
         };
         let lock = {
-            let mut locks = self.warehouse_locks.lock().unwrap_or_else(|e| e.into_inner());
+            let mut locks = self
+                .warehouse_locks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             Arc::clone(locks.entry(path.clone()).or_default())
         };
         Some(lock.lock_owned().await)
