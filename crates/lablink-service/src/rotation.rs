@@ -128,6 +128,38 @@ impl Services {
         Ok(due.len())
     }
 
+    /// Queues the repair of a project access token that GitLab refused on use (401: revoked,
+    /// expired or rotated by someone in GitLab). The rotation job finds the token dead and
+    /// re-creates it through the connecting Maintainer's link, or logs what to do; a job for a
+    /// token that was already replaced does nothing, so queuing it more than once is harmless.
+    pub(crate) async fn repair_rejected_project_token(
+        &self,
+        repository_id: &str,
+    ) -> Result<(), ServiceError> {
+        let Some(token_id) = self
+            .db
+            .repository(repository_id)
+            .await?
+            .and_then(|r| r.project_token_id)
+        else {
+            return Ok(());
+        };
+        let payload = serde_json::to_value(RotatePayload {
+            repository_id: repository_id.to_owned(),
+            project_token_id: token_id,
+        })
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        self.db
+            .enqueue_job(
+                ROTATE_PROJECT_TOKEN_JOB,
+                &payload,
+                ROTATE_ATTEMPTS,
+                lablink_store::now_ms(),
+            )
+            .await?;
+        Ok(())
+    }
+
     /// The rotation job: a token lablink cannot replace alone is logged with what to do (the
     /// doctor reports it too), not retried.
     pub(crate) async fn run_rotation_job(&self, p: &RotatePayload) -> Result<(), ServiceError> {

@@ -22,7 +22,15 @@ enum NotPosted {
     },
     /// Will never work; the run page says why.
     Skip(String),
+    /// GitLab refused the repository's project access token itself: repair it, then retry.
+    TokenRejected {
+        repository_id: String,
+        error: String,
+    },
 }
+
+/// Statuses wait this long for a rejected project access token to be replaced.
+const TOKEN_REPAIR_WAIT_MS: i64 = 30_000;
 
 fn commit_state(state: &str) -> Option<CommitState> {
     Some(match state {
@@ -52,6 +60,22 @@ impl Services {
                 self.db.set_run_status_note(&status.run_id, &note).await?;
                 self.db.status_sent(&status, worker).await?;
             }
+            Err(NotPosted::TokenRejected {
+                repository_id,
+                error,
+            }) if status.attempts < MAX_ATTEMPTS => {
+                self.repair_rejected_project_token(&repository_id).await?;
+                let note = format!(
+                    "{error} lablink is replacing the project access token through the \
+                     connecting Maintainer's GitLab link; if this note stays, open the project's \
+                     Check connection panel."
+                );
+                self.db.set_run_status_note(&status.run_id, &note).await?;
+                let retry_at = lablink_store::now_ms() + TOKEN_REPAIR_WAIT_MS;
+                self.db
+                    .status_failed(&status, worker, &error, retry_at)
+                    .await?;
+            }
             Err(NotPosted::Retry { error, after_ms }) if status.attempts < MAX_ATTEMPTS => {
                 let delay = after_ms.unwrap_or_else(|| backoff_ms(status.attempts));
                 let retry_at = lablink_store::now_ms() + delay;
@@ -59,7 +83,7 @@ impl Services {
                     .status_failed(&status, worker, &error, retry_at)
                     .await?;
             }
-            Err(NotPosted::Retry { error, .. }) => {
+            Err(NotPosted::Retry { error, .. } | NotPosted::TokenRejected { error, .. }) => {
                 let note = format!("GitLab kept refusing the commit status: {error}");
                 self.db.set_run_status_note(&status.run_id, &note).await?;
                 self.db.status_sent(&status, worker).await?;
@@ -123,7 +147,7 @@ impl Services {
                 },
             )
             .await
-            .map_err(|e| not_posted(&e))?;
+            .map_err(|e| not_posted(&e, &repository.id))?;
         let terminal = matches!(
             state,
             CommitState::Success | CommitState::Failed | CommitState::Canceled
@@ -149,8 +173,13 @@ impl Services {
     }
 }
 
-fn not_posted(error: &GitLabError) -> NotPosted {
-    if error.is_retryable() {
+fn not_posted(error: &GitLabError, repository_id: &str) -> NotPosted {
+    if error.token_problem().is_some() {
+        NotPosted::TokenRejected {
+            repository_id: repository_id.to_owned(),
+            error: format!("GitLab refused lablink's project access token: {error}"),
+        }
+    } else if error.is_retryable() {
         NotPosted::Retry {
             error: error.to_string(),
             after_ms: error

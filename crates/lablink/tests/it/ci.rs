@@ -35,6 +35,7 @@ on_both_backends!(
     drafts_wait_and_replayed_deliveries_run_once,
     statuses_survive_an_unreliable_status_api,
     intake_refuses_strangers_and_ignores_what_it_does_not_handle,
+    a_project_token_revoked_in_gitlab_is_replaced_on_use,
 );
 
 /// Upper bound for waiting on background work (dbt runs take seconds); not a timing assertion.
@@ -610,4 +611,62 @@ async fn intake_refuses_strangers_and_ignores_what_it_does_not_handle(backend: B
         .await
         .unwrap();
     assert_eq!(ignored, 1);
+}
+
+/// Someone revokes lablink's project access token in GitLab. The next commit status is refused
+/// (401); lablink notices on use, re-creates the token through the connecting Maintainer's link,
+/// and the status still arrives, posted with the new token.
+async fn a_project_token_revoked_in_gitlab_is_replaced_on_use(backend: Backend) {
+    let w = World::start(backend).await;
+    let lablink_token = |state: &Value| -> Vec<(u64, bool)> {
+        state["project_access_tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| {
+                t["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("lablink token for GitLab project:"))
+            })
+            .map(|t| (t["id"].as_u64().unwrap(), t["revoked"].as_bool().unwrap()))
+            .collect()
+    };
+    let before = lablink_token(&w.sim_state().await);
+    assert_eq!(before.len(), 1, "one token after connect: {before:?}");
+    let (old_id, _) = before[0];
+    let pat = w
+        .gitlab
+        .control(
+            Method::POST,
+            &format!("/users/{}/personal_access_tokens", w.alice.id),
+            json!({"name": "maintainer", "scopes": ["api"]}),
+        )
+        .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = reqwest::Client::new()
+        .delete(format!(
+            "{}/api/v4/projects/{}/access_tokens/{old_id}",
+            w.gitlab.base, w.gitlab_project
+        ))
+        .header("PRIVATE-TOKEN", &pat)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+
+    let sha = w.commit("feature", &[(MODEL_PATH, GOOD_MODEL)]).await;
+    w.open_mr("feature", "After the token was revoked").await;
+    let status = w.wait_for_status(&sha, "success").await;
+    assert_eq!(status["git_ref"], "feature");
+
+    let after = lablink_token(&w.sim_state().await);
+    let active: Vec<_> = after.iter().filter(|(_, revoked)| !revoked).collect();
+    assert_eq!(
+        active.len(),
+        1,
+        "exactly one active lablink token: {after:?}"
+    );
+    assert_ne!(active[0].0, old_id, "the revoked token was replaced");
 }
