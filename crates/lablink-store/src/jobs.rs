@@ -104,6 +104,31 @@ impl Db {
         Ok(job)
     }
 
+    /// Extends the lease of a job this worker is running; `false` means it had lost the lease.
+    pub async fn renew_job_lease(
+        &self,
+        id: &str,
+        worker: &str,
+        lease_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let n = crate::on_db!(self, |pool| {
+            sqlx::query(
+                "UPDATE jobs SET locked_until = $1, updated_at = $2 \
+                 WHERE id = $3 AND locked_by = $4 AND status = $5",
+            )
+            .bind(now + lease_ms)
+            .bind(now)
+            .bind(id)
+            .bind(worker)
+            .bind(RUNNING)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(n == 1)
+    }
+
     /// Marks a job done. Only the worker holding the lease may; `false` means it had lost it.
     pub async fn complete_job(&self, id: &str, worker: &str) -> Result<bool, StoreError> {
         let n = crate::on_db!(self, |pool| {

@@ -23,7 +23,10 @@ use crate::{ServiceError, Services};
 
 /// A run whose worker vanished this many times is failed instead of queued again.
 const MAX_RUN_ATTEMPTS: i64 = 3;
-const JOB_LEASE_MS: i64 = 10 * 60_000;
+/// A job's lease is short and renewed while the job runs, so a job interrupted by a crash is
+/// taken up again within a minute, while a long job (a schema drop) keeps its lease.
+const JOB_LEASE_MS: i64 = 60_000;
+const JOB_LEASE_RENEW_EVERY: Duration = Duration::from_secs(20);
 const DROP_SCHEMA_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// How this replica runs CI.
@@ -192,7 +195,21 @@ impl Services {
         let Some(job) = self.db.claim_job(&rt.worker_id, JOB_LEASE_MS).await? else {
             return Ok(false);
         };
+        let renewal = {
+            let (db, id, worker) = (self.db.clone(), job.id.clone(), rt.worker_id.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(JOB_LEASE_RENEW_EVERY).await;
+                    match db.renew_job_lease(&id, &worker, JOB_LEASE_MS).await {
+                        Ok(true) => {}
+                        Ok(false) => break,
+                        Err(e) => tracing::warn!(job = %id, error = %e, "cannot renew job lease"),
+                    }
+                }
+            })
+        };
         let result = self.dispatch(rt, &job).await;
+        renewal.abort();
         match result {
             Ok(()) => {
                 self.db.complete_job(&job.id, &rt.worker_id).await?;

@@ -6,6 +6,7 @@ crate::on_both!(
     a_job_is_claimed_once_and_completed,
     a_failed_job_is_retried_then_given_up,
     an_expired_lease_makes_a_job_claimable_again,
+    a_renewed_lease_keeps_a_long_job_from_being_taken_over,
     concurrent_workers_never_claim_the_same_job,
 );
 
@@ -64,6 +65,24 @@ async fn an_expired_lease_makes_a_job_claimable_again(db: Db) {
     );
     assert_eq!(db.fail_job(&id, "dead", "late", 0).await.unwrap(), None);
     assert!(db.complete_job(&id, "alive").await.unwrap());
+}
+
+async fn a_renewed_lease_keeps_a_long_job_from_being_taken_over(db: Db) {
+    let id = db.enqueue_job("k", &json!({}), 3, 0).await.unwrap();
+    // Claimed with a lease that has already run out, as if the job had run long...
+    let _ = db.claim_job("busy", -1).await.unwrap().unwrap();
+    // ...but its worker renews it, so nobody else takes it over.
+    assert!(db.renew_job_lease(&id, "busy", 60_000).await.unwrap());
+    assert!(db.claim_job("other", 60_000).await.unwrap().is_none());
+    assert!(
+        !db.renew_job_lease(&id, "other", 60_000).await.unwrap(),
+        "only the lease holder renews"
+    );
+    assert!(db.complete_job(&id, "busy").await.unwrap());
+    assert!(
+        !db.renew_job_lease(&id, "busy", 60_000).await.unwrap(),
+        "a finished job has no lease to renew"
+    );
 }
 
 async fn concurrent_workers_never_claim_the_same_job(db: Db) {

@@ -365,8 +365,9 @@ async fn burst_survives_sigkill(backend: Backend) {
     let acknowledged = burst_until_killed(&c, server).await;
 
     let db = Db::connect(&c.app.database_url).await.unwrap();
-    // Jobs the dead server had claimed keep their lease (minutes) although nobody holds them;
-    // ending the leases stands for the time passing, so the restarted server may take them over.
+    // Jobs the dead server had claimed keep their lease (up to a minute, no longer renewed)
+    // although nobody holds them; ending the leases stands for that minute passing, so the
+    // restarted server may take them over at once.
     let interrupted = ids(
         &db,
         &format!(
