@@ -53,7 +53,7 @@ if [ ! -x "$venv/bin/dbt" ]; then
     mkdir -p "$(dirname "$venv")"
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --upgrade pip
-    "$venv/bin/pip" install --quiet 'dbt-core~=1.11.0' 'dbt-duckdb~=1.11.0' 'dbt-postgres~=1.11.0'
+    "$venv/bin/pip" install --quiet -r scripts/dbt-requirements.txt
 fi
 "$venv/bin/dbt" --version >/dev/null || die "dbt in $venv does not run"
 export LABLINK_DBT_VENV="$venv"

@@ -30,6 +30,8 @@ pub enum DbtError {
     NotInstalled { venv: PathBuf },
     #[error("cannot tell where dbt is installed: set {VENV_ENV} (HOME is not set either)")]
     NoVenvLocation,
+    #[error("installing dbt into {venv} failed: {reason}")]
+    Install { venv: PathBuf, reason: String },
     #[error("invalid dbt command `{command}`: {reason}")]
     InvalidCommand { command: String, reason: String },
     #[error(

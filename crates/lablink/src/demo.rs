@@ -142,8 +142,20 @@ async fn show_ci(
     dir: &Path,
 ) {
     if DbtInstall::locate().is_err() {
-        println!("  CI          no CI run to show: CI runs need `bash scripts/test.sh` (dbt).\n");
-        return;
+        println!(
+            "  CI          installing dbt for CI runs (first start only, a minute or two) ..."
+        );
+        match tokio::task::spawn_blocking(DbtInstall::locate_or_create).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                println!("  CI          no CI run to show: {e}\n");
+                return;
+            }
+            Err(e) => {
+                println!("  CI          no CI run to show: {e}\n");
+                return;
+            }
+        }
     }
     match showcase::run(services, admin, public_url, seeded, dir).await {
         Ok(shown) => {

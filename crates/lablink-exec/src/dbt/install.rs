@@ -9,6 +9,10 @@ use super::DbtError;
 /// `scripts/test.sh` installs into.
 pub const VENV_ENV: &str = "LABLINK_DBT_VENV";
 
+/// The dbt packages lablink runs with: one list (`scripts/dbt-requirements.txt`), shared by
+/// `scripts/test.sh`, `lablink demo` and the tests, so all install the same versions.
+pub const REQUIREMENTS: &str = include_str!("../../../../scripts/dbt-requirements.txt");
+
 /// A virtualenv that has a `dbt` executable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DbtInstall {
@@ -20,6 +24,57 @@ impl DbtInstall {
     pub fn locate() -> Result<Self, DbtError> {
         let venv = venv_location(std::env::var_os(VENV_ENV), std::env::var_os("HOME"))
             .ok_or(DbtError::NoVenvLocation)?;
+        Self::at(venv)
+    }
+
+    /// The virtualenv named as in [`DbtInstall::locate`], created with [`REQUIREMENTS`] when it
+    /// has no dbt yet (a minute or two the first time). Blocking: call it off the async runtime.
+    pub fn locate_or_create() -> Result<Self, DbtError> {
+        let venv = venv_location(std::env::var_os(VENV_ENV), std::env::var_os("HOME"))
+            .ok_or(DbtError::NoVenvLocation)?;
+        Self::at(&venv).or_else(|_| Self::create(venv))
+    }
+
+    /// Creates (or completes) the virtualenv at `venv` with `python3 -m venv` and installs
+    /// [`REQUIREMENTS`] into it. Blocking.
+    pub fn create(venv: impl Into<PathBuf>) -> Result<Self, DbtError> {
+        let venv = venv.into();
+        let fail = |reason: String| DbtError::Install {
+            venv: venv.clone(),
+            reason,
+        };
+        let run = |program: &Path, args: &[&std::ffi::OsStr]| -> Result<(), DbtError> {
+            let out = std::process::Command::new(program)
+                .args(args)
+                .output()
+                .map_err(|e| fail(format!("cannot run {}: {e}", program.display())))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(fail(format!(
+                    "{} exited with {}: {}",
+                    program.display(),
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )))
+            }
+        };
+        run(
+            Path::new("python3"),
+            &["-m".as_ref(), "venv".as_ref(), venv.as_os_str()],
+        )?;
+        let requirements = venv.join("lablink-dbt-requirements.txt");
+        std::fs::write(&requirements, REQUIREMENTS)
+            .map_err(|e| fail(format!("cannot write {}: {e}", requirements.display())))?;
+        run(
+            &venv.join("bin/pip"),
+            &[
+                "install".as_ref(),
+                "--quiet".as_ref(),
+                "-r".as_ref(),
+                requirements.as_os_str(),
+            ],
+        )?;
         Self::at(venv)
     }
 

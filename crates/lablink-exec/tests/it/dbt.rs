@@ -30,24 +30,7 @@ fn install() -> DbtInstall {
 }
 
 fn create_venv(venv: &Path) -> DbtInstall {
-    let run = |program: &Path, args: &[&str]| {
-        let status = std::process::Command::new(program)
-            .args(args)
-            .status()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
-        assert!(status.success(), "{} {args:?} failed", program.display());
-    };
-    run(
-        Path::new("python3"),
-        &["-m", "venv", &venv.to_string_lossy()],
-    );
-    // dbt-core 1.12 downloads a parser wheel from outside the package registry at install
-    // time, which this network does not allow.
-    run(
-        &venv.join("bin/pip"),
-        &["install", "-q", "dbt-core~=1.11.0", "dbt-duckdb"],
-    );
-    DbtInstall::at(venv).unwrap_or_else(|e| panic!("{e}"))
+    DbtInstall::create(venv).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn sample_project() -> PathBuf {
@@ -384,7 +367,8 @@ fn python(install: &DbtInstall, script: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// dbt-postgres in the virtualenv, installed here when missing (with the same dbt-core pin).
+/// dbt-postgres in the virtualenv (part of the shared requirements), installed here when an older
+/// virtualenv lacks it.
 fn ensure_postgres_adapter(install: &DbtInstall) {
     static CHECKED: OnceLock<()> = OnceLock::new();
     CHECKED.get_or_init(|| {
@@ -394,11 +378,7 @@ fn ensure_postgres_adapter(install: &DbtInstall) {
             .unwrap()
             .success();
         if !present {
-            let status = std::process::Command::new(install.bin_dir().join("pip"))
-                .args(["install", "-q", "dbt-core~=1.11.0", "dbt-postgres"])
-                .status()
-                .unwrap();
-            assert!(status.success(), "installing dbt-postgres failed");
+            DbtInstall::create(install.venv()).unwrap_or_else(|e| panic!("{e}"));
         }
     });
 }
