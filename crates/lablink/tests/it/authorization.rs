@@ -7,7 +7,10 @@ use serde_json::json;
 
 use crate::support::{Browser, PASSWORD, TestApp, TestUser};
 
-crate::on_both!(pages_and_endpoints_check_who_calls);
+crate::on_both!(
+    pages_and_endpoints_check_who_calls,
+    projects_are_invisible_to_other_accounts
+);
 
 struct Caller {
     name: &'static str,
@@ -394,4 +397,128 @@ async fn pages_and_endpoints_check_who_calls(app: TestApp) {
 async fn anonymous_api(app: &TestApp, method: Method, path: &str) -> u16 {
     let body = (method != Method::GET && method != Method::DELETE).then(|| json!({}));
     app.browser().api(method, path, body, None).await.status
+}
+
+/// A project, its repository, CI jobs, runs and connection panel belong to one account: the
+/// admin of another account (or anyone signed out) reaches none of them, pages or API.
+async fn projects_are_invisible_to_other_accounts(app: TestApp) {
+    let admin = app
+        .create_user(
+            "Acme",
+            Plan::Enterprise,
+            "admin@acme.test",
+            Role::AccountAdmin,
+        )
+        .await;
+    let other = app
+        .create_user(
+            "Globex",
+            Plan::Enterprise,
+            "admin@globex.test",
+            Role::AccountAdmin,
+        )
+        .await;
+    let acme = signed_in(&app, "admin", &admin).await;
+    let globex = signed_in(&app, "other_admin", &other).await;
+    let created = Browser::bearer(
+        &app.base,
+        acme.token.as_deref().unwrap(),
+        Method::POST,
+        "/api/v1/projects",
+        Some(json!({"name": "analytics", "subdirectory": "", "target_branch": ""})),
+    )
+    .await;
+    assert!(
+        created.status == 200 || created.status == 201,
+        "{}",
+        created.body
+    );
+    let id = serde_json::from_str::<serde_json::Value>(&created.body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let pages = [
+        format!("/projects/{id}"),
+        format!("/projects/{id}/repository"),
+        format!("/projects/{id}/ci-jobs"),
+        format!("/projects/{id}/runs"),
+        format!("/projects/{id}/connection"),
+    ];
+    for path in &pages {
+        assert_eq!(
+            acme.get(&app, path).await.status,
+            200,
+            "GET {path} as admin"
+        );
+        let page = globex.get(&app, path).await;
+        assert!(
+            page.status == 404 || page.status == 403,
+            "GET {path} as another account's admin: {}",
+            page.status
+        );
+        assert!(
+            !page.body.contains("analytics"),
+            "GET {path} leaks the name"
+        );
+        assert_eq!(
+            app.browser().get(path).await.status,
+            303,
+            "GET {path} signed out"
+        );
+    }
+    let endpoints = [
+        format!("/api/v1/projects/{id}"),
+        format!("/api/v1/projects/{id}/repository"),
+        format!("/api/v1/projects/{id}/ci-jobs"),
+        format!("/api/v1/projects/{id}/runs"),
+    ];
+    for path in &endpoints {
+        let status = globex.api(&app, Method::GET, path, None).await;
+        assert!(
+            status == 404 || status == 403,
+            "GET {path} as another account's admin: {status}"
+        );
+        assert_eq!(
+            app.browser()
+                .api(Method::GET, path, None, None)
+                .await
+                .status,
+            401,
+            "GET {path} signed out"
+        );
+    }
+    let listed = Browser::bearer(
+        &app.base,
+        globex.token.as_deref().unwrap(),
+        Method::GET,
+        "/api/v1/projects",
+        None,
+    )
+    .await;
+    assert_eq!(listed.status, 200);
+    assert!(!listed.body.contains(&id), "another account lists it");
+    // Writes are refused too, and change nothing.
+    let status = globex
+        .api(
+            &app,
+            Method::PUT,
+            &format!("/api/v1/projects/{id}"),
+            Some(json!({"name": "taken", "subdirectory": "", "target_branch": ""})),
+        )
+        .await;
+    assert!(
+        status == 404 || status == 403,
+        "PUT as another account: {status}"
+    );
+    let still = Browser::bearer(
+        &app.base,
+        acme.token.as_deref().unwrap(),
+        Method::GET,
+        &format!("/api/v1/projects/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(still.status, 200);
+    assert!(still.body.contains("analytics") && !still.body.contains("taken"));
 }
