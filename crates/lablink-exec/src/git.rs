@@ -28,6 +28,9 @@ const CACHE_REFSPECS: [&str; 2] = [
     "+refs/merge-requests/*/head:refs/merge-requests/*/head",
 ];
 
+/// Where the bare cache keeps the last commit fetched by its SHA.
+const FETCHED_REF: &str = "refs/lablink/fetched";
+
 /// A user name and secret token for HTTP Basic authentication against a Git remote.
 #[derive(Clone)]
 pub struct GitCredential {
@@ -120,16 +123,36 @@ pub struct GitConfig {
     pub home: PathBuf,
     pub timeout: Duration,
     pub kill_grace: Duration,
+    /// Settings given to every invocation (as `GIT_CONFIG_*` variables) to make checkouts of large
+    /// trees cheaper; [`CHECKOUT_TUNING`] by default.
+    pub tuning: Vec<(String, String)>,
 }
 
+/// What makes checking out and updating a worktree of many small files cheaper, measured in
+/// `crates/lablink/benches/checkout.rs` (see BENCHMARKS.md, "Checkout for a run"):
+/// - `checkout.workers=0`: write files with one worker per core (parallel checkout);
+/// - `feature.manyFiles`: index version 4 (prefix-compressed paths) without the trailing hash, and
+///   the untracked cache;
+/// - `index.threads`: set explicitly so the index records its entry offsets and loads in parallel.
+pub const CHECKOUT_TUNING: [(&str, &str); 3] = [
+    ("checkout.workers", "0"),
+    ("feature.manyFiles", "true"),
+    ("index.threads", "true"),
+];
+
 impl GitConfig {
-    /// `git` from `PATH`, a 10 minute timeout per invocation and a 5 s kill grace.
+    /// `git` from `PATH`, a 10 minute timeout per invocation, a 5 s kill grace and
+    /// [`CHECKOUT_TUNING`].
     pub fn new(home: impl Into<PathBuf>) -> Self {
         Self {
             program: "git".into(),
             home: home.into(),
             timeout: Duration::from_secs(600),
             kill_grace: Duration::from_secs(5),
+            tuning: CHECKOUT_TUNING
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         }
     }
 }
@@ -199,35 +222,54 @@ impl Git {
         Ok(out.termination.success())
     }
 
-    /// Makes sure the cache has commit `sha`: refreshes its refs and, if the commit is on no
-    /// branch or merge request head, asks the remote for it directly.
+    /// Makes sure the cache has commit `sha`; nothing is fetched when it has it. A warm cache asks
+    /// the remote for that commit alone (with protocol v2 git then skips listing the remote's
+    /// refs) and records it in [`FETCHED_REF`], so the next fetch negotiates from it. A new
+    /// cache, or a remote that refuses unadvertised objects, gets all branches and merge request
+    /// heads first.
     pub async fn fetch_commit(
         &self,
         cache: &Path,
         remote: &Remote,
         sha: &str,
     ) -> Result<(), ExecError> {
-        if cache.join("HEAD").is_file() && self.has_commit(cache, sha).await? {
+        let warm = cache.join("HEAD").is_file();
+        if warm
+            && (self.has_commit(cache, sha).await? || self.fetch_by_sha(cache, remote, sha).await?)
+        {
             return Ok(());
         }
         self.ensure_bare_cache(cache, remote).await?;
-        if self.has_commit(cache, sha).await? {
-            return Ok(());
-        }
-        // Servers may refuse unadvertised objects; the check below turns that into a clear error.
-        self.call(
-            "fetch",
-            cache,
-            ["fetch", "--no-tags", "--quiet", remote.url(), sha],
-            Some(remote),
-            &[],
-        )
-        .await?;
-        if self.has_commit(cache, sha).await? {
+        if self.has_commit(cache, sha).await?
+            || (!warm && self.fetch_by_sha(cache, remote, sha).await?)
+        {
             Ok(())
         } else {
             Err(ExecError::CommitNotFound(sha.to_owned()))
         }
+    }
+
+    /// Fetches commit `sha` alone into [`FETCHED_REF`]; whether the cache has it afterwards.
+    /// Servers may refuse unadvertised objects; that is a `false`, not an error.
+    async fn fetch_by_sha(
+        &self,
+        cache: &Path,
+        remote: &Remote,
+        sha: &str,
+    ) -> Result<bool, ExecError> {
+        check_sha(sha)?;
+        let refspec = format!("+{sha}:{FETCHED_REF}");
+        let out = self
+            .call(
+                "fetch",
+                cache,
+                ["fetch", "--no-tags", "--quiet", remote.url(), &refspec],
+                Some(remote),
+                &[],
+            )
+            .await?;
+        check_finished("fetch", &out)?;
+        self.has_commit(cache, sha).await
     }
 
     /// Adds a detached worktree of `cache` at `dir` checked out at `sha`.
@@ -266,23 +308,30 @@ impl Git {
         Ok(())
     }
 
-    /// Checks out `sha` in place in the existing worktree `dir`, removing every untracked and
-    /// ignored file except the top-level directories named in `keep` (e.g. `dbt_packages`).
-    pub async fn update_worktree(
+    /// Makes `dir` a worktree of `cache` holding exactly the tracked files of `sha`: the existing
+    /// one updated in place when possible, otherwise a new one. Untracked and ignored files go,
+    /// except the top-level directories named in `keep` (e.g. `dbt_packages`). The caller holds
+    /// `dir` exclusively; `cache` must have `sha`.
+    pub async fn prepare_worktree(
         &self,
+        cache: &Path,
         dir: &Path,
         sha: &str,
         keep: &[&str],
-    ) -> Result<(), ExecError> {
-        check_sha(sha)?;
-        self.ok(
-            "checkout",
-            dir,
-            ["checkout", "--quiet", "--detach", "--force", sha],
-            None,
-            &[],
-        )
-        .await?;
+    ) -> Result<WorktreeState, ExecError> {
+        let cleared = self.clear_worktree(cache, dir, keep).await?;
+        self.checkout_worktree(cache, dir, sha, cleared).await
+    }
+
+    /// The first half of [`Git::prepare_worktree`], which needs no new objects and so may run
+    /// while the cache fetches: if `dir` is a worktree of `cache`, removes every untracked and
+    /// ignored file from it (except `keep`) and returns `true`. `false` means it must be made anew.
+    pub async fn clear_worktree(
+        &self,
+        cache: &Path,
+        dir: &Path,
+        keep: &[&str],
+    ) -> Result<bool, ExecError> {
         let mut args = vec!["clean".to_owned(), "-ffdxq".to_owned()];
         for name in keep {
             if name.is_empty() || name.contains('/') {
@@ -293,25 +342,38 @@ impl Git {
             }
             args.push(format!("--exclude=/{name}"));
         }
-        self.ok("clean", dir, args, None, &[]).await?;
-        Ok(())
+        if !self.is_worktree_of(cache, dir).await? {
+            return Ok(false);
+        }
+        // Cleaning before the checkout also clears untracked directories standing where the
+        // next commit has files.
+        usable_unless_broken(dir, self.ok("clean", dir, args, None, &[]).await)
     }
 
-    /// Reuses the worktree at `dir` if it belongs to `cache`, otherwise makes a new one there.
-    pub async fn prepare_worktree(
+    /// The second half of [`Git::prepare_worktree`]: checks out `sha` in `dir` cleared by
+    /// [`Git::clear_worktree`] (forced, so modified tracked files, which git notices by their stat
+    /// data, ctime included, are restored), or makes a new worktree there when `dir` was not
+    /// reusable or the checkout fails (e.g. on a lock file left by a killed git).
+    pub async fn checkout_worktree(
         &self,
         cache: &Path,
         dir: &Path,
         sha: &str,
-        keep: &[&str],
+        cleared: bool,
     ) -> Result<WorktreeState, ExecError> {
-        if self.is_worktree_of(cache, dir).await? {
-            self.update_worktree(dir, sha, keep).await?;
-            return Ok(WorktreeState::Reused);
+        check_sha(sha)?;
+        if cleared {
+            let args = ["checkout", "--quiet", "--detach", "--force", sha];
+            let checkout = self.ok("checkout", dir, args, None, &[]).await;
+            if usable_unless_broken(dir, checkout)? {
+                return Ok(WorktreeState::Reused);
+            }
         }
         if dir.exists() {
-            self.remove_worktree(cache, dir).await?;
+            remove_dir(dir)?;
         }
+        // `--force` also drops a stale registration of `dir` in the cache. No `worktree prune`
+        // here: it could race with a worktree another run is adding to the same cache.
         self.add_worktree(cache, dir, sha).await?;
         Ok(WorktreeState::Created)
     }
@@ -597,6 +659,7 @@ impl Git {
             // Repository content must never run code in our process tree.
             ("core.hooksPath".into(), "/dev/null".into()),
         ];
+        config.extend(self.config.tuning.iter().cloned());
         let mut secrets = Vec::new();
         if let Some(credential) = remote.and_then(|r| r.credential.as_ref().map(|c| (r, c))) {
             let (remote, credential) = credential;
@@ -629,6 +692,19 @@ impl Git {
         spec.inherit_env = vec!["PATH".into()];
         spec.kill_grace = self.config.kill_grace;
         spec
+    }
+}
+
+/// `true` if a git step on the worktree `dir` succeeded, `false` if git failed on it (the
+/// worktree is then replaced); timeouts and cancellations stay errors.
+fn usable_unless_broken<T>(dir: &Path, result: Result<T, ExecError>) -> Result<bool, ExecError> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(e @ ExecError::GitFailed { .. }) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "replacing a broken worktree");
+            Ok(false)
+        }
+        Err(e) => Err(e),
     }
 }
 

@@ -1,13 +1,16 @@
 //! Running external programs for lablink: the git CLI driver ([`git`]) and the process runner for
-//! dbt and git ([`process`]), with redaction of secrets from their output ([`redact`]).
+//! dbt and git ([`process`]), with redaction of secrets from their output ([`redact`]), and exclusive
+//! claims on reusable directories such as worktrees ([`slot`]).
 
 pub mod dbt;
 mod error;
 pub mod git;
 pub mod process;
 pub mod redact;
+pub mod slot;
 
 pub use error::ExecError;
 pub use git::{Git, GitConfig, GitCredential, Identity, Remote, WorktreeState};
 pub use process::{LogLine, ProcessSpec, Stream, Termination, run};
 pub use redact::Redactor;
+pub use slot::DirClaim;

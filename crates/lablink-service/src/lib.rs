@@ -37,6 +37,10 @@ pub struct Services {
     pub gitlab: Arc<integration::GitLabRuntime>,
     /// The webhook deliveries' group-commit writer, started on the first delivery.
     intake: Arc<std::sync::OnceLock<ci::intake::IntakeWriter>>,
+    /// Webhook secrets that recently verified a delivery.
+    hook_secrets: Arc<ci::hook_secret_cache::HookSecretCache>,
+    /// Wakes this replica's CI loops when it commits work for them.
+    pub wake: Arc<ci::wake::Wakeups>,
 }
 
 impl Services {
@@ -47,6 +51,8 @@ impl Services {
             settings: Arc::new(settings),
             gitlab: Arc::default(),
             intake: Arc::default(),
+            hook_secrets: Arc::default(),
+            wake: Arc::default(),
         }
     }
 }

@@ -187,10 +187,15 @@ pub struct Disconnected {
 impl Services {
     /// The caller's linked GitLab account, ready to call the API as them.
     pub(crate) async fn user_gitlab(&self, caller: &Principal) -> Result<UserGitLab, ServiceError> {
-        let fresh = self.gitlab_access_token(&caller.user_id).await?;
+        self.user_gitlab_of(&caller.user_id).await
+    }
+
+    /// A user's linked GitLab account (for work done on their behalf in the background).
+    pub(crate) async fn user_gitlab_of(&self, user_id: &str) -> Result<UserGitLab, ServiceError> {
+        let fresh = self.gitlab_access_token(user_id).await?;
         let link = self
             .db
-            .gitlab_link_of_user(&self.keys, &caller.user_id)
+            .gitlab_link_of_user(&self.keys, user_id)
             .await?
             .ok_or_else(|| {
                 ServiceError::NotFound(

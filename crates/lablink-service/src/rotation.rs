@@ -10,7 +10,8 @@
 //!
 //! Scheduling reads only the due tokens (an indexed range on the expiry date) and enqueues one
 //! job per token; a job names the token it rotates, so running it twice, or after someone else
-//! rotated, does nothing.
+//! rotated, does nothing. A token that needs a person is marked and not scheduled again until
+//! its repository row changes.
 
 use chrono::{Duration, NaiveDate, Utc};
 use lablink_core::names::project_access_token_name;
@@ -161,7 +162,8 @@ impl Services {
     }
 
     /// The rotation job: a token lablink cannot replace alone is logged with what to do (the
-    /// doctor reports it too), not retried.
+    /// doctor reports it too) and marked, so the schedule leaves it alone until its repository
+    /// changes (a repair, a new token) instead of enqueuing a job each pass that fails again.
     pub(crate) async fn run_rotation_job(&self, p: &RotatePayload) -> Result<(), ServiceError> {
         match self
             .rotate_project_token(&p.repository_id, p.project_token_id)
@@ -169,6 +171,9 @@ impl Services {
         {
             Rotation::NeedsAction(what) => {
                 tracing::warn!(repository_id = %p.repository_id, "{what}");
+                self.db
+                    .mark_token_needs_action(&p.repository_id, p.project_token_id)
+                    .await?;
             }
             other => {
                 tracing::debug!(repository_id = %p.repository_id, outcome = ?other, "rotation job");

@@ -41,6 +41,7 @@ impl Db {
                 .foreign_keys(true);
             let pool = SqlitePoolOptions::new()
                 .max_connections(8)
+                .after_connect(|conn, _| Box::pin(crate::sqlite_busy::install(conn)))
                 .connect_with(opts)
                 .await?;
             Ok(Db::Sqlite(pool))

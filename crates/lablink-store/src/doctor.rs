@@ -1,6 +1,7 @@
-//! What the doctor repairs in a connection: a re-created webhook, a reset webhook secret (the
-//! previous one stays valid for a grace window, so deliveries GitLab already queued still
-//! verify), a re-created deploy token or deploy key; and when the last verified delivery arrived.
+//! What the doctor repairs in a connection: a re-created webhook, a reset webhook secret and
+//! signing token (the previous secret stays valid for a grace window, so deliveries GitLab
+//! already queued still verify), a re-created deploy token or deploy key; and when the last
+//! verified delivery arrived.
 
 use secrecy::SecretString;
 
@@ -43,13 +44,15 @@ impl Db {
         Ok(n == 1)
     }
 
-    /// Makes `secret` the webhook secret; the current one stays accepted until `grace_until`.
-    /// Call before telling GitLab, so no delivery signed with the new secret is ever refused.
+    /// Makes `secret` and `signing_token` the webhook's; the current secret stays accepted until
+    /// `grace_until` (and the signature is not required meanwhile, see `hook_secrets`). Call
+    /// before telling GitLab, so no delivery sent with the new ones is ever refused.
     pub async fn rotate_hook_secret(
         &self,
         keys: &KeyRing,
         id: &str,
         secret: &SecretString,
+        signing_token: &SecretString,
         grace_until: i64,
     ) -> Result<bool, StoreError> {
         let current: Option<(Option<Vec<u8>>,)> = on_db!(self, |pool| {
@@ -68,14 +71,17 @@ impl Db {
             .transpose()?
             .map(|old| keys.seal_str(&aad("hook_secret_previous", id), &old));
         let sealed = keys.seal_str(&aad("hook_secret", id), secret);
+        let signing = keys.seal_str(&aad("signing_token", id), signing_token);
         let n = on_db!(self, |pool| {
             sqlx::query(
                 "UPDATE repositories SET hook_secret = $1, hook_secret_previous = $2, \
-                 hook_secret_grace_until = $3, updated_at = $4 WHERE id = $5 AND status = $6",
+                 hook_secret_grace_until = $3, signing_token = $4, updated_at = $5 \
+                 WHERE id = $6 AND status = $7",
             )
             .bind(&sealed)
             .bind(&previous)
             .bind(grace_until)
+            .bind(&signing)
             .bind(now_ms())
             .bind(id)
             .bind(CONNECTED)
@@ -84,6 +90,22 @@ impl Db {
             .map(|r| r.rows_affected())
         })?;
         Ok(n == 1)
+    }
+
+    /// Forgets the webhook's signing token: GitLab before 19.0 ignores signing tokens, and a
+    /// stored token GitLab does not have must not be expected.
+    pub async fn forget_signing_token(&self, id: &str) -> Result<(), StoreError> {
+        on_db!(self, |pool| {
+            sqlx::query(
+                "UPDATE repositories SET signing_token = NULL, updated_at = $1 WHERE id = $2",
+            )
+            .bind(now_ms())
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(drop)
+        })?;
+        Ok(())
     }
 
     /// Stores a re-created deploy token.

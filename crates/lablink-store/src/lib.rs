@@ -24,6 +24,7 @@ pub mod rotation;
 pub mod runs;
 pub mod sessions;
 pub mod setup;
+mod sqlite_busy;
 pub mod status_outbox;
 pub mod users;
 

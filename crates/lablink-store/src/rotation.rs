@@ -22,7 +22,8 @@ fn token_aad(id: &str) -> String {
 
 impl Db {
     /// Connected repositories whose token expires on or before `due_on` (`YYYY-MM-DD`), soonest
-    /// first, at most `limit`. Served by the `(status, project_token_expires_on)` index.
+    /// first, at most `limit`, except tokens marked as needing a person whose row has not
+    /// changed since. Served by the `(status, project_token_expires_on)` index.
     pub async fn tokens_due_for_rotation(
         &self,
         due_on: &str,
@@ -33,6 +34,8 @@ impl Db {
                 "SELECT id AS repository_id, project_token_id, project_token_expires_on, \
                  project_token_rotating_since FROM repositories \
                  WHERE status = $1 AND project_token_expires_on <= $2 AND project_token_id IS NOT NULL \
+                 AND (project_token_needs_action_at IS NULL \
+                      OR project_token_needs_action_at <> updated_at) \
                  ORDER BY project_token_expires_on, id LIMIT $3",
             )
             .bind(CONNECTED)
@@ -65,6 +68,24 @@ impl Db {
         Ok(n == 1)
     }
 
+    /// Records that token `token_id` needs a person (lablink cannot replace it alone): the
+    /// schedule skips it until the row changes. Leaves `updated_at` as it is, on purpose.
+    pub async fn mark_token_needs_action(&self, id: &str, token_id: i64) -> Result<(), StoreError> {
+        on_db!(self, |pool| {
+            sqlx::query(
+                "UPDATE repositories SET project_token_needs_action_at = updated_at \
+                 WHERE id = $1 AND status = $2 AND project_token_id = $3",
+            )
+            .bind(id)
+            .bind(CONNECTED)
+            .bind(token_id)
+            .execute(pool)
+            .await
+            .map(drop)
+        })?;
+        Ok(())
+    }
+
     /// Stores the token that replaced `old_token_id` and ends any rotation in progress, in one
     /// statement. `false` when the row no longer holds `old_token_id`.
     pub async fn store_replaced_token(
@@ -80,7 +101,8 @@ impl Db {
                 "UPDATE repositories SET project_token_id = $1, project_token = $2, \
                  project_token_expires_on = $3, project_token_user_id = $4, \
                  project_token_username = COALESCE($5, project_token_username), \
-                 project_token_rotating_since = NULL, status_reporting = TRUE, updated_at = $6 \
+                 project_token_rotating_since = NULL, project_token_needs_action_at = NULL, \
+                 status_reporting = TRUE, updated_at = $6 \
                  WHERE id = $7 AND project_token_id = $8",
             )
             .bind(new.id)

@@ -427,6 +427,30 @@ impl Db {
         Ok(())
     }
 
+    /// Whether the merge request note summarising the run was posted.
+    pub async fn mr_note_posted(&self, run_id: &str) -> Result<bool, StoreError> {
+        let at: Option<Option<i64>> = crate::on_db!(self, |pool| {
+            sqlx::query_scalar("SELECT mr_note_posted_at FROM runs WHERE id = $1")
+                .bind(run_id)
+                .fetch_optional(pool)
+                .await
+        })?;
+        Ok(at.flatten().is_some())
+    }
+
+    /// Records that GitLab accepted the merge request note of the run.
+    pub async fn set_mr_note_posted(&self, run_id: &str) -> Result<(), StoreError> {
+        crate::on_db!(self, |pool| {
+            sqlx::query("UPDATE runs SET mr_note_posted_at = $1 WHERE id = $2")
+                .bind(now_ms())
+                .bind(run_id)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+
     pub async fn run(&self, id: &str) -> Result<Option<Run>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM runs WHERE id = $1");
         let run = crate::on_db!(self, |pool| {

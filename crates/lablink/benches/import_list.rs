@@ -11,6 +11,7 @@ use gitlab_sim::{Sim, SimConfig};
 use lablink_core::{Plan, Role};
 use lablink_gitlab::{Api, Instance, InstanceConfig, NetworkPolicy};
 use lablink_service::accounts::UserInput;
+use lablink_service::ci::worker::{CiWorkerConfig, spawn_ci_workers};
 use lablink_service::repositories::import_list::ImportQuery;
 use lablink_service::settings::RepositorySettings;
 use lablink_service::{OperatorGitlabApp, Principal, ServiceSettings, Services};
@@ -18,6 +19,7 @@ use lablink_store::Db;
 use lablink_store::crypto::KeyRing;
 use lablink_store::links::{NewLink, Tokens};
 use secrecy::SecretString;
+use tokio_util::sync::CancellationToken;
 
 const PROJECTS: usize = 10_000;
 const LATENCY_MS: u64 = 50;
@@ -255,6 +257,13 @@ async fn main() {
     let (sim, gitlab_user, token) = seeded_sim().await;
     let dir = tempfile::tempdir().unwrap();
     let (services, caller) = services(dir.path(), sim.base_url(), gitlab_user, &token).await;
+    // The background fill runs on the job workers, as under `lablink serve`.
+    let stop = CancellationToken::new();
+    let workers = spawn_ci_workers(
+        services.clone(),
+        CiWorkerConfig::new(dir.path().join("ci")),
+        stop.clone(),
+    );
     let api = Api::bearer(&instance(sim.base_url()), SecretString::from(token));
     let mut runs = Vec::new();
     for run in 0..RUNS {
@@ -306,4 +315,8 @@ async fn main() {
         "| full refresh / baseline (median of per-run ratios) | {:.3} | ≤ 1.2 |",
         sorted[sorted.len() / 2]
     );
+    stop.cancel();
+    for worker in workers {
+        worker.await.unwrap();
+    }
 }

@@ -1,6 +1,8 @@
 use std::path::{Path, PathBuf};
 
-use lablink_exec::{ExecError, Git, GitConfig, GitCredential, Identity, Remote, WorktreeState};
+use lablink_exec::{
+    DirClaim, ExecError, Git, GitConfig, GitCredential, Identity, Remote, WorktreeState,
+};
 use secrecy::SecretString;
 
 use crate::support::{GitServer, git, push_change, seed_repo};
@@ -405,4 +407,256 @@ async fn push_rejection_carries_the_remote_message_verbatim() {
     );
     assert!(message.contains("pre-receive hook declined"), "{message}");
     assert_no_secret(&err.to_string());
+}
+
+/// Commits `writes` (path, content) and `deletes` in the server's scratch clone and pushes them;
+/// returns the new SHA.
+fn push_commit(fx: &Fixture, writes: &[(&str, &str)], deletes: &[&str], message: &str) -> String {
+    let work = fx.root.join("group-project.seed");
+    for (path, content) in writes {
+        let file = work.join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, content).unwrap();
+    }
+    for path in deletes {
+        git(&work, &["rm", "--quiet", path]);
+    }
+    git(&work, &["add", "--all"]);
+    git(&work, &["commit", "--quiet", "-m", message]);
+    let bare = fx.root.join("group-project.git");
+    git(&work, &["push", "--quiet", bare.to_str().unwrap(), "main"]);
+    git(&work, &["rev-parse", "HEAD"])
+}
+
+/// Every file below `dir` except `.git`, as paths relative to it.
+fn files_on_disk(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let path = entry.path();
+            if path == root.join(".git") {
+                continue;
+            }
+            if entry.file_type().unwrap().is_dir() {
+                walk(root, &path, out);
+            } else {
+                let relative = path.strip_prefix(root).unwrap();
+                out.push(relative.to_str().unwrap().to_owned());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// Asserts that `dir` holds exactly the files of commit `sha` with their content, checked with
+/// the test's own git (object ids of the files on disk against the commit's tree), and that its
+/// `HEAD` is `sha`.
+fn assert_exactly_commit(cache: &Path, dir: &Path, sha: &str) {
+    assert_eq!(git(dir, &["rev-parse", "HEAD"]), sha);
+    let tree = git(
+        cache,
+        &["ls-tree", "-r", "--format=%(objectname) %(path)", sha],
+    );
+    let expected: Vec<(String, String)> = tree
+        .lines()
+        .map(|l| {
+            let (id, path) = l.split_once(' ').unwrap();
+            (path.to_owned(), id.to_owned())
+        })
+        .collect();
+    let on_disk = files_on_disk(dir);
+    let paths: Vec<&String> = expected.iter().map(|(p, _)| p).collect();
+    assert_eq!(
+        on_disk.iter().collect::<Vec<_>>(),
+        paths,
+        "files in {dir:?}"
+    );
+    let mut args = vec!["hash-object", "--no-filters", "--"];
+    args.extend(on_disk.iter().map(String::as_str));
+    let ids = git(dir, &args);
+    for ((path, want), got) in expected.iter().zip(ids.lines()) {
+        assert_eq!(got, want, "content of {path}");
+    }
+    assert_eq!(
+        git(
+            dir,
+            &[
+                "status",
+                "--porcelain",
+                "--ignored",
+                "--untracked-files=all"
+            ]
+        ),
+        ""
+    );
+}
+
+#[tokio::test]
+async fn a_reused_worktree_holds_exactly_the_next_commit_whatever_the_last_run_left() {
+    let fx = Fixture::new(1).await;
+    let first = push_commit(
+        &fx,
+        &[
+            (".gitignore", "target/\nlogs/\ndbt_packages/\n"),
+            ("dbt_project.yml", "name: shop\n"),
+            ("models/orders.sql", "select 1 as id\n"),
+            ("models/customers.sql", "select 2 as id\n"),
+            ("models/old.sql", "select 3 as id\n"),
+            ("seeds/countries.csv", "code\nfr\n"),
+        ],
+        &[],
+        "dbt project",
+    );
+    let cache = fx.work.join("cache.git");
+    let remote = fx.remote(TOKEN);
+    fx.git.fetch_commit(&cache, &remote, &first).await.unwrap();
+    let tree = fx.work.join("worktrees/job-1-0");
+    let state = fx
+        .git
+        .prepare_worktree(&cache, &tree, &first, &[])
+        .await
+        .unwrap();
+    assert_eq!(state, WorktreeState::Created);
+    assert_exactly_commit(&cache, &tree, &first);
+
+    // What a run may leave: dbt's ignored output, packages with a git checkout of their own,
+    // stray files, edits to tracked files (one of the same size with its mtime put back), a
+    // deleted tracked file, and a directory where the next commit has a file.
+    for (path, content) in [
+        ("target/manifest.json", "{}"),
+        ("logs/dbt.log", "log"),
+        (
+            "dbt_packages/utils/macros/m.sql",
+            "{% macro m() %}{% endmacro %}",
+        ),
+        ("dbt_packages/utils/.git/HEAD", "ref: refs/heads/main\n"),
+        ("stray.sql", "select 0"),
+        ("models/scratch/tmp.sql", "select 9"),
+        ("macros/new_model.sql/inside.txt", "in the way"),
+    ] {
+        let file = tree.join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, content).unwrap();
+    }
+    std::fs::write(tree.join("models/orders.sql"), "drop table x;\n").unwrap();
+    let same_size = tree.join("models/customers.sql");
+    let mtime = std::fs::metadata(&same_size).unwrap().modified().unwrap();
+    std::fs::write(&same_size, "select 7 as id\n").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&same_size)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    std::fs::remove_file(tree.join("seeds/countries.csv")).unwrap();
+
+    let second = push_commit(
+        &fx,
+        &[
+            ("models/orders.sql", "select 1 as id, 'new' as status\n"),
+            ("macros/new_model.sql", "{% macro n() %}{% endmacro %}\n"),
+        ],
+        &["models/old.sql"],
+        "next commit",
+    );
+    // The warm cache fetched the new commit by its SHA and keeps it under a ref of its own.
+    fx.git.fetch_commit(&cache, &remote, &second).await.unwrap();
+    assert_eq!(git(&cache, &["rev-parse", "refs/lablink/fetched"]), second);
+    let state = fx
+        .git
+        .prepare_worktree(&cache, &tree, &second, &[])
+        .await
+        .unwrap();
+    assert_eq!(state, WorktreeState::Reused);
+    assert_exactly_commit(&cache, &tree, &second);
+
+    // A worktree broken by a killed git (its index lock left behind) is replaced, not reused.
+    let admin = git(&tree, &["rev-parse", "--path-format=absolute", "--git-dir"]);
+    std::fs::write(Path::new(&admin).join("index.lock"), "").unwrap();
+    std::fs::write(tree.join("stray.sql"), "select 0").unwrap();
+    let state = fx
+        .git
+        .prepare_worktree(&cache, &tree, &first, &[])
+        .await
+        .unwrap();
+    assert_eq!(state, WorktreeState::Created);
+    assert_exactly_commit(&cache, &tree, &first);
+    assert_eq!(
+        git(&cache, &["worktree", "list", "--porcelain"])
+            .matches("\nworktree ")
+            .count(),
+        1,
+        "the broken worktree's registration was replaced"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_runs_of_one_job_get_worktrees_of_their_own() {
+    let fx = Fixture::new(5).await;
+    let cache = fx.work.join("cache.git");
+    let remote = fx.remote(TOKEN);
+    let first = fx.server_head();
+    let second = push_change(&fx.root, "group-project", "second");
+    fx.git.ensure_bare_cache(&cache, &remote).await.unwrap();
+    let worktrees = fx.work.join("worktrees");
+
+    let a = DirClaim::claim(&worktrees, "job-3").unwrap();
+    let b = DirClaim::claim(&worktrees, "job-3").unwrap();
+    assert_ne!(a.path(), b.path());
+    let (state_a, state_b) = tokio::join!(
+        fx.git.prepare_worktree(&cache, a.path(), &first, &[]),
+        fx.git.prepare_worktree(&cache, b.path(), &second, &[]),
+    );
+    assert_eq!(state_a.unwrap(), WorktreeState::Created);
+    assert_eq!(state_b.unwrap(), WorktreeState::Created);
+    assert_exactly_commit(&cache, a.path(), &first);
+    assert_exactly_commit(&cache, b.path(), &second);
+
+    // The next run takes a free worktree and updates it in place.
+    let (a_path, b_path) = (a.path().to_owned(), b.path().to_owned());
+    drop(b);
+    let c = DirClaim::claim(&worktrees, "job-3").unwrap();
+    assert_eq!(c.path(), b_path);
+    let state = fx
+        .git
+        .prepare_worktree(&cache, c.path(), &first, &[])
+        .await
+        .unwrap();
+    assert_eq!(state, WorktreeState::Reused);
+    assert_exactly_commit(&cache, &b_path, &first);
+    assert_exactly_commit(&cache, &a_path, &first);
+}
+
+#[tokio::test]
+async fn a_claim_held_by_a_process_that_dies_is_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let worktrees = dir.path().join("worktrees");
+    std::fs::create_dir_all(&worktrees).unwrap();
+    // Another process (think: a lablink that then crashes) holds slot 0 of job 5.
+    let mut holder = std::process::Command::new("flock")
+        // Without a fork, the lock lives exactly as long as this one process.
+        .args(["--exclusive", "--no-fork"])
+        .arg(worktrees.join("job-5-0.lock"))
+        .args(["sleep", "600"])
+        .spawn()
+        .unwrap();
+    let mut taken = None;
+    for _ in 0..200 {
+        let claim = DirClaim::claim(&worktrees, "job-5").unwrap();
+        if claim.path() == worktrees.join("job-5-1") {
+            taken = Some(claim);
+            break;
+        }
+        drop(claim);
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(taken.is_some(), "slot 0 was never seen as held");
+
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let claim = DirClaim::claim(&worktrees, "job-5").unwrap();
+    assert_eq!(claim.path(), worktrees.join("job-5-0"));
 }

@@ -3,9 +3,12 @@
 //! schedule schema cleanup). Safe to run twice: runs are unique per (job, commit), cancelling is
 //! idempotent and dropping a schema that is gone succeeds.
 
+use std::collections::HashMap;
+
 use lablink_core::ci::{Decision, MrAction, MrEvent, PushEvent, decide_mr, decide_push};
 use lablink_core::run::{CancelReason, RunEvent, RunState};
 use lablink_gitlab::webhook::{self, Event, MergeRequestAction, Parsed};
+use lablink_store::ci_jobs::CiJob;
 use lablink_store::deliveries::{IGNORED, PROCESSED};
 use lablink_store::runs::{CiRepository, Holder, NewRun};
 
@@ -15,6 +18,17 @@ use super::jobs::job_spec;
 use crate::{ServiceError, Services};
 
 const DROP_SCHEMA_ATTEMPTS: i64 = 5;
+/// Most deliveries handled per claim: one claim and one commit of outcomes for the batch.
+const DELIVERY_BATCH: i64 = 32;
+/// A batch handles in milliseconds (no GitLab calls); the lease only matters after a crash.
+const DELIVERY_LEASE_MS: i64 = 60_000;
+
+/// What handling a batch of deliveries reads once per repository rather than once per delivery
+/// (a burst is many deliveries of one repository); `None` for a repository that is gone.
+#[derive(Default)]
+struct BatchContext {
+    repositories: HashMap<String, Option<(CiRepository, Vec<CiJob>)>>,
+}
 
 /// What a delivery turned into, for the delivery's note.
 enum Domain {
@@ -67,44 +81,82 @@ fn to_domain(event: Event, repository: &CiRepository) -> Result<Domain, String> 
 }
 
 impl Services {
-    /// Handles the delivery `delivery_id` (the `ci.process_delivery` job).
-    pub async fn process_delivery(&self, delivery_id: &str) -> Result<(), ServiceError> {
-        let Some(delivery) = self.db.delivery(delivery_id).await? else {
-            return Ok(());
-        };
-        let note = match self.handle_delivery(&delivery).await? {
-            Ok(note) => (PROCESSED, note),
-            Err(reason) => (IGNORED, reason),
-        };
-        self.db
-            .finish_delivery(delivery_id, note.0, &note.1)
+    /// Claims a batch of received deliveries and handles them in the order they arrived;
+    /// `false` when there was none. The outcomes are recorded in one transaction; a delivery whose
+    /// handling failed is retried with backoff. Handling twice is harmless (see the module doc),
+    /// so a crash between handling and recording only repeats work.
+    pub async fn process_next_deliveries(&self, worker: &str) -> Result<bool, ServiceError> {
+        let batch = self
+            .db
+            .claim_deliveries(worker, DELIVERY_LEASE_MS, DELIVERY_BATCH)
             .await?;
-        Ok(())
+        if batch.is_empty() {
+            return Ok(false);
+        }
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut context = BatchContext::default();
+        for delivery in &batch {
+            match self.handle_delivery(delivery, &mut context).await {
+                Ok(Ok(note)) => outcomes.push((delivery.id.clone(), PROCESSED, note)),
+                Ok(Err(reason)) => outcomes.push((delivery.id.clone(), IGNORED, reason)),
+                Err(e) => {
+                    let retry_ms = 1000 * (1_i64 << delivery.attempts.clamp(0, 8));
+                    tracing::warn!(delivery = %delivery.id, error = %e, "delivery failed");
+                    self.db
+                        .retry_delivery(&delivery.id, worker, &e.to_string(), retry_ms)
+                        .await?;
+                }
+            }
+        }
+        self.db.finish_deliveries(worker, &outcomes).await?;
+        self.wake.runs.notify_one();
+        self.wake.statuses.notify_one();
+        Ok(true)
     }
 
     async fn handle_delivery(
         &self,
         delivery: &lablink_store::deliveries::Delivery,
+        context: &mut BatchContext,
     ) -> Result<Result<String, String>, ServiceError> {
-        let Some(repository) = self
-            .db
-            .ci_repository(&self.keys, &delivery.repository_id)
-            .await?
-        else {
+        let Some((repository, jobs)) = self.repository_and_jobs(context, delivery).await? else {
             return Ok(Err("the repository no longer exists".into()));
         };
         let event = match webhook::parse(delivery.event.as_deref(), &delivery.body) {
             Parsed::Event(event) => event,
             Parsed::Ignored { reason } => return Ok(Err(reason)),
         };
-        let domain = match to_domain(event, &repository) {
+        let domain = match to_domain(event, repository) {
             Ok(domain) => domain,
             Err(reason) => return Ok(Err(reason)),
         };
         let notes = self
-            .decide_and_apply(&repository, domain, "webhook")
+            .decide_and_apply(repository, jobs, domain, "webhook")
             .await?;
         Ok(Ok(notes.join("; ")))
+    }
+
+    /// The delivery's repository and its CI jobs, read once per batch.
+    async fn repository_and_jobs<'c>(
+        &self,
+        context: &'c mut BatchContext,
+        delivery: &lablink_store::deliveries::Delivery,
+    ) -> Result<Option<&'c (CiRepository, Vec<CiJob>)>, ServiceError> {
+        let id = &delivery.repository_id;
+        if !context.repositories.contains_key(id) {
+            let loaded = match self.db.ci_repository(&self.keys, id).await? {
+                Some(repository) => {
+                    let jobs = self
+                        .db
+                        .ci_jobs_of_project(&self.keys, &repository.project_id)
+                        .await?;
+                    Some((repository, jobs))
+                }
+                None => None,
+            };
+            context.repositories.insert(id.clone(), loaded);
+        }
+        Ok(context.repositories[id].as_ref())
     }
 
     /// Runs the domain's decision for an event and applies it; returns what happened, one
@@ -112,13 +164,10 @@ impl Services {
     async fn decide_and_apply(
         &self,
         repository: &CiRepository,
+        jobs: &[CiJob],
         event: Domain,
         triggered_by: &str,
     ) -> Result<Vec<String>, ServiceError> {
-        let jobs = self
-            .db
-            .ci_jobs_of_project(&self.keys, &repository.project_id)
-            .await?;
         let default_filter = repository
             .project_target_branch
             .clone()
@@ -251,8 +300,12 @@ impl Services {
     ) -> Result<Vec<String>, ServiceError> {
         let iid = mr.iid;
         let sha = mr.head_sha.clone();
+        let jobs = self
+            .db
+            .ci_jobs_of_project(&self.keys, &repository.project_id)
+            .await?;
         let mut notes = self
-            .decide_and_apply(repository, Domain::Mr(mr), "reconciliation")
+            .decide_and_apply(repository, &jobs, Domain::Mr(mr), "reconciliation")
             .await?;
         // A missed push to the MR also means the older runs are superseded.
         let reason = CancelReason::SupersededBy { sha: sha.clone() };

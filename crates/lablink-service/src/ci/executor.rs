@@ -1,13 +1,14 @@
 //! Executing a claimed run: fetch the exact commit into the repository's bare cache with the
-//! deploy token, check it out in a worktree of its own, write the private `profiles.yml` with the
-//! schema override, run each dbt command with the job's timeout in its own process group, stream
-//! the redacted output to the database, keep the artifacts and remove the worktree.
+//! deploy token (unless the cache has it), check it out in a worktree of the CI job that no other
+//! run holds meanwhile (updated in place when it exists), write the private `profiles.yml` with
+//! the schema override, run each dbt command with the job's timeout in its own process group,
+//! stream the redacted output to the database and keep the artifacts.
 //!
 //! The lease is renewed while the run is alive; the renewal also reads `cancel_requested`, so a
 //! cancellation asked on any replica kills the process group here.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,10 @@ use lablink_core::run::{CancelReason, FailureReason, RunEvent, RunState};
 use lablink_exec::dbt::{
     DbtCommand, DbtInstall, DbtRunSetup, DbtTarget, DbtWorkspace, WarehouseProfile,
 };
-use lablink_exec::{Git, GitConfig, GitCredential, LogLine, Remote, Stream, Termination};
+use lablink_exec::{
+    DirClaim, ExecError, Git, GitConfig, GitCredential, LogLine, Remote, Stream, Termination,
+    WorktreeState,
+};
 use lablink_store::ci_jobs::CiJob;
 use lablink_store::runs::{CiRepository, Holder, Run};
 use tokio::sync::mpsc;
@@ -71,6 +75,50 @@ impl CiRuntime {
             Arc::clone(locks.entry(path.clone()).or_default())
         };
         Some(lock.lock_owned().await)
+    }
+
+    /// The worktree for a run of CI job `ci_job_id`: one that no other run holds until the claim
+    /// is dropped, normally the one the job's previous run used (then updated in place).
+    pub fn claim_worktree(&self, ci_job_id: i64) -> Result<DirClaim, ExecError> {
+        DirClaim::claim(
+            &self.work_dir.join("worktrees"),
+            &format!("job-{ci_job_id}"),
+        )
+    }
+
+    /// Makes the claimed `worktree` exactly commit `sha` of the repository: fetches it into the
+    /// repository's bare cache unless the cache has it; meanwhile clears the worktree of what the
+    /// previous run left (that needs no new objects); then checks `sha` out in place, or in a new
+    /// worktree if there is none yet. Nothing is kept from the previous run: `dbt deps` runs
+    /// again anyway, and stale packages could change what dbt builds.
+    pub async fn checkout(
+        &self,
+        repository_id: &str,
+        remote: &Remote,
+        sha: &str,
+        worktree: &Path,
+        cancel: &CancellationToken,
+    ) -> Result<WorktreeState, String> {
+        let git = self.git.with_cancellation(cancel.clone());
+        let cache = self
+            .work_dir
+            .join("caches")
+            .join(format!("{repository_id}.git"));
+        let fetch = async {
+            let lock = self.cache_lock(repository_id);
+            let _guard = lock.lock().await;
+            git.fetch_commit(&cache, remote, sha)
+                .await
+                .map_err(|e| format!("fetching {sha}: {e}"))
+        };
+        // The worktree is this run's alone and git copes with readers of a cache being fetched
+        // into, so clearing needs no lock.
+        let (fetched, cleared) = tokio::join!(fetch, git.clear_worktree(&cache, worktree, &[]));
+        fetched?;
+        let cleared = cleared.map_err(|e| format!("checking out {sha}: {e}"))?;
+        git.checkout_worktree(&cache, worktree, sha, cleared)
+            .await
+            .map_err(|e| format!("checking out {sha}: {e}"))
     }
 
     fn cache_lock(&self, repository_id: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -162,16 +210,28 @@ impl Services {
         let first_seq = self.db.next_log_seq(&run.id).await?;
         let writer = tokio::spawn(write_logs(self.clone(), run.id.clone(), first_seq, lines));
 
-        let worktree = rt.work_dir.join("worktrees").join(&run.id);
         let run_dir = rt.work_dir.join("runs").join(&run.id);
         let mut state = RunState::Starting;
-        let outcome = self
-            .run_dbt(rt, &run, &worktree, &run_dir, &mut state, &sink, &cancel)
-            .await;
-        let cache = cache_path(rt, &run.repository_id);
-        if let Err(e) = rt.git.remove_worktree(&cache, &worktree).await {
-            tracing::warn!(run = %run.id, error = %e, "could not remove the run's worktree");
-        }
+        // The job's worktree stays for its next run, which updates it in place (much cheaper
+        // than a new checkout); the claim keeps concurrent runs of the job out of it until the
+        // run ends.
+        let worktree = rt.claim_worktree(run.ci_job_id);
+        let outcome = match &worktree {
+            Ok(worktree) => {
+                self.run_dbt(
+                    rt,
+                    &run,
+                    worktree.path(),
+                    &run_dir,
+                    &mut state,
+                    &sink,
+                    &cancel,
+                )
+                .await
+            }
+            Err(e) => Err(format!("could not reserve a worktree: {e}")),
+        };
+        drop(worktree);
         let _ = std::fs::remove_dir_all(&run_dir);
         drop(sink);
         let _ = writer.await;
@@ -384,24 +444,9 @@ impl Services {
             Some(GitCredential::new(username, token)),
         )
         .map_err(|e| e.to_string())?;
-        let git = rt.git.with_cancellation(cancel.clone());
-        let cache = cache_path(rt, &repository.id);
-        let lock = rt.cache_lock(&repository.id);
-        let _guard = lock.lock().await;
-        git.fetch_commit(&cache, &remote, sha)
-            .await
-            .map_err(|e| format!("fetching {sha}: {e}"))?;
-        if worktree.exists() {
-            git.remove_worktree(&cache, worktree)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        if let Some(parent) = worktree.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
-        }
-        git.add_worktree(&cache, worktree, sha)
-            .await
-            .map_err(|e| format!("checking out {sha}: {e}"))
+        rt.checkout(&repository.id, &remote, sha, worktree, cancel)
+            .await?;
+        Ok(())
     }
 
     async fn keep_artifacts(&self, run_id: &str, workspace: &DbtWorkspace) {
@@ -423,12 +468,6 @@ impl Services {
             }
         }
     }
-}
-
-fn cache_path(rt: &CiRuntime, repository_id: &str) -> PathBuf {
-    rt.work_dir
-        .join("caches")
-        .join(format!("{repository_id}.git"))
 }
 
 /// The schema a run builds into: the merge request's CI schema, or the merge job's own schema.

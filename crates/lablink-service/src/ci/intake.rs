@@ -1,13 +1,16 @@
-//! Webhook intake: verify, classify by header, store the delivery and its job in one
-//! transaction. Nothing here calls GitLab or parses the body; that is the processing job's work
-//! ([`super::events`]), so GitLab gets its 2xx fast and never disables the hook because of us.
+//! Webhook intake: verify, classify by header, store the delivery (one row, which is also its
+//! queue item). Nothing here calls GitLab or parses the body; that is the delivery processor's
+//! work ([`super::events`]), so GitLab gets its 2xx fast and never disables the hook because of us.
 
 use http::HeaderMap;
 use lablink_gitlab::webhook::{delivery_key, verify};
+use std::sync::Arc;
+
 use lablink_store::Db;
-use lablink_store::deliveries::{NewDelivery, Recorded};
+use lablink_store::deliveries::{HookSecrets, NewDelivery, PackedBody, Recorded};
 use tokio::sync::{mpsc, oneshot};
 
+use super::wake::Wakeups;
 use crate::{ServiceError, Services};
 
 /// Most deliveries committed together.
@@ -55,35 +58,20 @@ impl Services {
         headers: &HeaderMap,
         body: &[u8],
     ) -> Result<Accepted, IntakeError> {
-        let secrets = self
-            .db
-            .hook_secrets(&self.keys, repository_id)
-            .await
-            .map_err(ServiceError::from)?
-            .ok_or(IntakeError::Unauthorized)?;
-        verify(
-            headers,
-            body,
-            &secrets.secret,
-            secrets.previous.as_ref(),
-            secrets.signing_token.as_ref(),
-        )
-        .map_err(|e| {
-            tracing::info!(repository_id, error = %e, "webhook delivery refused");
-            IntakeError::Unauthorized
-        })?;
+        self.verify_delivery(repository_id, headers, body).await?;
         let event = headers.get("x-gitlab-event").and_then(|v| v.to_str().ok());
         let ignored = ignored_reason(event);
         let key = delivery_key(headers, body);
         let writer = self
             .intake
-            .get_or_init(|| IntakeWriter::spawn(self.db.clone()));
+            .get_or_init(|| IntakeWriter::spawn(self.db.clone(), Arc::clone(&self.wake)));
         let recorded = writer
             .record(OwnedDelivery {
                 repository_id: repository_id.to_owned(),
                 delivery_key: key,
                 event: event.map(str::to_owned),
-                body: body.to_vec(),
+                // Packed here, on the request's task, so the single writer only writes.
+                body: PackedBody::pack(body),
                 ignored: ignored.clone(),
             })
             .await?;
@@ -95,18 +83,59 @@ impl Services {
     }
 }
 
+impl Services {
+    /// Checks the delivery against the repository's secrets: the ones kept from a recent
+    /// delivery first, then the stored ones (which are kept when they verify).
+    async fn verify_delivery(
+        &self,
+        repository_id: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<(), IntakeError> {
+        let check = |secrets: &HookSecrets| {
+            verify(
+                headers,
+                body,
+                &secrets.secret,
+                secrets.previous.as_ref(),
+                secrets.signing_token.as_ref(),
+            )
+        };
+        if let Some(kept) = self.hook_secrets.fresh(repository_id)
+            && check(&kept).is_ok()
+        {
+            return Ok(());
+        }
+        let Some(stored) = self
+            .db
+            .hook_secrets(&self.keys, repository_id)
+            .await
+            .map_err(ServiceError::from)?
+        else {
+            self.hook_secrets.forget(repository_id);
+            return Err(IntakeError::Unauthorized);
+        };
+        check(&stored).map_err(|e| {
+            tracing::info!(repository_id, error = %e, "webhook delivery refused");
+            IntakeError::Unauthorized
+        })?;
+        self.hook_secrets.remember(repository_id, Arc::new(stored));
+        Ok(())
+    }
+}
+
 struct OwnedDelivery {
     repository_id: String,
     delivery_key: String,
     event: Option<String>,
-    body: Vec<u8>,
+    body: PackedBody,
     ignored: Option<String>,
 }
 
 type Reply = oneshot::Sender<Result<Recorded, String>>;
 
-/// The group-commit writer of deliveries: requests queue their delivery and wait; one task
-/// writes whatever has queued meanwhile in a single transaction, so concurrent deliveries share
+/// The group-commit writer of deliveries: requests queue their delivery and wait; a writer task
+/// writes whatever has queued meanwhile in a single statement, so concurrent deliveries share
 /// one commit. A request still answers only after its delivery is committed.
 #[derive(Debug)]
 pub struct IntakeWriter {
@@ -123,38 +152,20 @@ impl std::fmt::Debug for OwnedDelivery {
 }
 
 impl IntakeWriter {
-    fn spawn(db: Db) -> IntakeWriter {
-        let (queue, mut pending) = mpsc::channel::<(OwnedDelivery, Reply)>(MAX_BATCH * 4);
-        tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(MAX_BATCH);
-            while pending.recv_many(&mut batch, MAX_BATCH).await > 0 {
-                let news: Vec<NewDelivery<'_>> = batch
-                    .iter()
-                    .map(|(d, _)| NewDelivery {
-                        repository_id: &d.repository_id,
-                        delivery_key: &d.delivery_key,
-                        event: d.event.as_deref(),
-                        body: &d.body,
-                        ignored: d.ignored.as_deref(),
-                    })
-                    .collect();
-                let result = db.record_deliveries(&news).await;
-                drop(news);
-                match result {
-                    Ok(recorded) => {
-                        for ((_, reply), r) in batch.drain(..).zip(recorded) {
-                            let _ = reply.send(Ok(r));
-                        }
-                    }
-                    Err(e) => {
-                        let message = e.to_string();
-                        for (_, reply) in batch.drain(..) {
-                            let _ = reply.send(Err(message.clone()));
-                        }
-                    }
+    fn spawn(db: Db, wake: Arc<Wakeups>) -> IntakeWriter {
+        let (queue, pending) = mpsc::channel::<(OwnedDelivery, Reply)>(MAX_BATCH * 4);
+        let pending = Arc::new(tokio::sync::Mutex::new(pending));
+        for _ in 0..writers_for(&db) {
+            let (db, wake, pending) = (db.clone(), Arc::clone(&wake), Arc::clone(&pending));
+            tokio::spawn(async move {
+                let mut batch = Vec::with_capacity(MAX_BATCH);
+                // The lock is held only while taking a batch: the next writer takes the next
+                // batch while this one commits.
+                while pending.lock().await.recv_many(&mut batch, MAX_BATCH).await > 0 {
+                    commit_batch(&db, &wake, &mut batch).await;
                 }
-            }
-        });
+            });
+        }
         IntakeWriter { queue }
     }
 
@@ -169,6 +180,47 @@ impl IntakeWriter {
             .await
             .map_err(|_| gone())?
             .map_err(ServiceError::Internal)
+    }
+}
+
+/// How many batches may commit at once. PostgreSQL spends most of a commit waiting for its log
+/// flush, and flushes concurrent commits together, so a second and third writer fill that wait
+/// (and a delivery arriving during a flush does not wait for it). SQLite has one write lock:
+/// more writers would only queue on it.
+fn writers_for(db: &Db) -> usize {
+    match db {
+        Db::Sqlite(_) => 1,
+        Db::Postgres(_) => 4,
+    }
+}
+
+/// Stores `batch` in one statement and answers each of its requests.
+async fn commit_batch(db: &Db, wake: &Wakeups, batch: &mut Vec<(OwnedDelivery, Reply)>) {
+    let news: Vec<NewDelivery<'_>> = batch
+        .iter()
+        .map(|(d, _)| NewDelivery {
+            repository_id: &d.repository_id,
+            delivery_key: &d.delivery_key,
+            event: d.event.as_deref(),
+            body: &d.body,
+            ignored: d.ignored.as_deref(),
+        })
+        .collect();
+    let result = db.record_deliveries(&news).await;
+    drop(news);
+    match result {
+        Ok(recorded) => {
+            wake.deliveries.notify_one();
+            for ((_, reply), r) in batch.drain(..).zip(recorded) {
+                let _ = reply.send(Ok(r));
+            }
+        }
+        Err(e) => {
+            let message = e.to_string();
+            for (_, reply) in batch.drain(..) {
+                let _ = reply.send(Err(message.clone()));
+            }
+        }
     }
 }
 

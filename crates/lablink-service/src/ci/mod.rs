@@ -1,15 +1,17 @@
 //! Continuous integration: webhook intake ([`intake`]), turning deliveries into runs
 //! ([`events`]), running real dbt ([`executor`]), reporting commit statuses ([`statuses`]),
 //! catching up on lost webhooks ([`reconcile`]), CI job management ([`jobs`]), run views
-//! ([`runs`]) and the background loops that drive it all ([`worker`]).
+//! ([`runs`]) and the background loops that drive it all ([`worker`], woken by [`wake`]).
 
 pub mod events;
 pub mod executor;
+pub(crate) mod hook_secret_cache;
 pub mod intake;
 pub mod jobs;
 pub mod reconcile;
 pub mod runs;
 pub mod statuses;
+pub mod wake;
 pub mod worker;
 
 use lablink_core::run::{RunEvent, RunState, TransitionError, transition};

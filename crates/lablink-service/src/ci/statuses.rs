@@ -1,10 +1,12 @@
 //! Commit statuses back to GitLab, from the durable outbox. Always posted with the repository's
 //! project access token (never a user's token: every update of a status name must come from the
 //! same identity). 5xx, 429 (after `Retry-After`) and 409 are retried; "Cannot transition" for the
-//! state GitLab already shows counts as done.
+//! state GitLab already shows counts as done. A job's merge request note rides on the run's
+//! terminal status: the delivery is only done once the note is posted too (or refused for good).
 
 use lablink_gitlab::GitLabError;
 use lablink_gitlab::api::{Api, CommitState, CommitStatusRequest, StatusOutcome};
+use lablink_store::runs::CiRepository;
 use lablink_store::status_outbox::PendingStatus;
 
 use crate::{ServiceError, Services};
@@ -93,10 +95,6 @@ impl Services {
     }
 
     async fn post_status(&self, status: &PendingStatus) -> Result<(), NotPosted> {
-        let internal = |e: ServiceError| NotPosted::Retry {
-            error: e.to_string(),
-            after_ms: None,
-        };
         let Some(run) = self
             .db
             .run(&status.run_id)
@@ -148,28 +146,85 @@ impl Services {
             )
             .await
             .map_err(|e| not_posted(&e, &repository.id))?;
+        // Either way GitLab now shows `state`; "already in state" is also what a retry gets when
+        // the answer to an earlier post was lost, so the note is due in both cases.
+        let (StatusOutcome::Posted(_) | StatusOutcome::AlreadyInState) = outcome;
         let terminal = matches!(
             state,
             CommitState::Success | CommitState::Failed | CommitState::Canceled
         );
-        if let (StatusOutcome::Posted(_), true, true, Some(iid)) =
-            (&outcome, terminal, job.input.mr_note, run.mr_iid)
+        if terminal
+            && job.input.mr_note
+            && let Some(iid) = run.mr_iid
         {
-            // A summary for people reading the MR. Best effort: the status is what counts.
             let body = format!(
                 "**{name}**: {} for {} ({}). Details: {target_url}",
                 state.as_str(),
                 &run.sha[..run.sha.len().min(8)],
                 status.description.replace(['\n', '\r'], " "),
             );
-            if let Err(e) = api
-                .create_merge_request_note(repository.gitlab_project_id, iid, &body)
-                .await
-            {
-                tracing::warn!(run = %run.id, error = %e, "could not post the MR note");
-            }
+            self.post_mr_note(&api, &repository, &run.id, iid, &body)
+                .await?;
         }
         Ok(())
+    }
+
+    /// Posts the summary note of a finished run on its merge request, once per run. A retryable
+    /// failure fails the whole delivery, which re-sends the (harmless) status and tries again; a
+    /// refusal is written on the run page and does not hold up the status.
+    async fn post_mr_note(
+        &self,
+        api: &Api,
+        repository: &CiRepository,
+        run_id: &str,
+        iid: i64,
+        body: &str,
+    ) -> Result<(), NotPosted> {
+        if self
+            .db
+            .mr_note_posted(run_id)
+            .await
+            .map_err(|e| internal(e.into()))?
+        {
+            return Ok(());
+        }
+        match api
+            .create_merge_request_note(repository.gitlab_project_id, iid, body)
+            .await
+        {
+            // Recorded only after GitLab's answer, so a note is never lost. The price: if lablink
+            // stops (or this write fails) between GitLab creating the note and this write, or
+            // GitLab's answer is lost on the way, the retried delivery posts the note a second
+            // time. That window is tiny and a duplicate note is acceptable; recording first
+            // would instead lose the note for good whenever the post then failed.
+            Ok(_) => self
+                .db
+                .set_mr_note_posted(run_id)
+                .await
+                .map_err(|e| internal(e.into())),
+            Err(e) => match not_posted(&e, &repository.id) {
+                NotPosted::Skip(_) => {
+                    let note = format!("GitLab refused the merge request note: {e}");
+                    self.db
+                        .set_run_status_note(run_id, &note)
+                        .await
+                        .map_err(|e| internal(e.into()))
+                }
+                NotPosted::Retry { error, after_ms } => Err(NotPosted::Retry {
+                    error: format!("could not post the merge request note: {error}"),
+                    after_ms,
+                }),
+                token_rejected => Err(token_rejected),
+            },
+        }
+    }
+}
+
+/// A failure on lablink's side (e.g. the database): try again later.
+fn internal(e: ServiceError) -> NotPosted {
+    NotPosted::Retry {
+        error: e.to_string(),
+        after_ms: None,
     }
 }
 

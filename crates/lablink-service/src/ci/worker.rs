@@ -1,6 +1,7 @@
 //! The background loops of CI, started by `lablink serve`: the job queue (delivery processing
 //! and schema cleanup), run executors, the status outbox, lease reaping and reconciliation.
-//! Every loop polls the database, so any replica picks up any work.
+//! Every loop polls the database, so any replica picks up any work; this replica's own new work
+//! also wakes the loop at once ([`super::wake`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,10 +10,10 @@ use std::time::Duration;
 use lablink_core::names::ci_schema_name;
 use lablink_core::run::{FailureReason, RunEvent, RunState};
 use lablink_exec::dbt::{DbtInstall, DbtTarget, drop_schema};
-use lablink_store::deliveries::PROCESS_DELIVERY_JOB;
 use lablink_store::jobs::Job;
 use lablink_store::runs::Holder;
 use serde::Deserialize;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -57,11 +58,6 @@ impl CiWorkerConfig {
 }
 
 #[derive(Deserialize)]
-struct DeliveryPayload {
-    delivery_id: String,
-}
-
-#[derive(Deserialize)]
 struct DropSchemaPayload {
     ci_job_id: i64,
     mr_iid: i64,
@@ -79,24 +75,50 @@ pub fn spawn_ci_workers(
     ));
     let mut handles = Vec::new();
     let poll = config.poll;
+    let wake = Arc::clone(&services.wake);
+    {
+        let (s, worker) = (services.clone(), config.worker_id.clone());
+        handles.push(spawn_loop(
+            "webhook deliveries",
+            poll,
+            Some(Arc::clone(&wake.deliveries)),
+            shutdown.clone(),
+            move || {
+                let (s, worker) = (s.clone(), worker.clone());
+                async move { s.process_next_deliveries(&worker).await }
+            },
+        ));
+    }
     {
         let (s, rt) = (services.clone(), Arc::clone(&rt));
-        handles.push(spawn_loop("ci jobs", poll, shutdown.clone(), move || {
-            let (s, rt) = (s.clone(), Arc::clone(&rt));
-            async move { s.run_next_job(&rt).await }
-        }));
+        handles.push(spawn_loop(
+            "ci jobs",
+            poll,
+            None,
+            shutdown.clone(),
+            move || {
+                let (s, rt) = (s.clone(), Arc::clone(&rt));
+                async move { s.run_next_job(&rt).await }
+            },
+        ));
     }
     for _ in 0..config.run_slots.max(1) {
         let (s, rt) = (services.clone(), Arc::clone(&rt));
         handles.push(spawn_loop(
             "ci runs",
             poll * 4,
+            Some(Arc::clone(&wake.runs)),
             shutdown.clone(),
             move || {
                 let (s, rt) = (s.clone(), Arc::clone(&rt));
                 async move {
                     s.reap_expired_runs().await?;
-                    s.execute_next_run(&rt).await
+                    let ran = s.execute_next_run(&rt).await?;
+                    if ran {
+                        // The run's final status is queued: post it now.
+                        s.wake.statuses.notify_one();
+                    }
+                    Ok(ran)
                 }
             },
         ));
@@ -106,6 +128,7 @@ pub fn spawn_ci_workers(
         handles.push(spawn_loop(
             "commit statuses",
             poll,
+            Some(Arc::clone(&wake.statuses)),
             shutdown.clone(),
             move || {
                 let (s, worker) = (s.clone(), worker.clone());
@@ -118,6 +141,7 @@ pub fn spawn_ci_workers(
         handles.push(spawn_loop(
             "stale connects",
             poll * 4,
+            None,
             shutdown.clone(),
             move || {
                 let s = s.clone();
@@ -138,10 +162,12 @@ pub fn spawn_ci_workers(
     handles
 }
 
-/// Calls `step` until it reports no work, then waits `idle`; errors are logged and waited out.
+/// Calls `step` until it reports no work, then waits `idle` or until `wake` is notified; errors
+/// are logged and waited out.
 fn spawn_loop<F, Fut>(
     name: &'static str,
     idle: Duration,
+    wake: Option<Arc<Notify>>,
     shutdown: CancellationToken,
     step: F,
 ) -> JoinHandle<()>
@@ -159,9 +185,16 @@ where
                     idle * 20
                 }
             };
+            let woken = async {
+                match &wake {
+                    Some(notify) => notify.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(wait) => {}
+                () = woken => {}
             }
         }
     })
@@ -229,14 +262,15 @@ impl Services {
         let bad_payload =
             |e: serde_json::Error| ServiceError::Internal(format!("job {}: payload: {e}", job.id));
         match job.kind.as_str() {
-            PROCESS_DELIVERY_JOB => {
-                let p: DeliveryPayload = serde_json::from_str(&job.payload).map_err(bad_payload)?;
-                self.process_delivery(&p.delivery_id).await
-            }
             crate::rotation::ROTATE_PROJECT_TOKEN_JOB => {
                 let p: crate::rotation::RotatePayload =
                     serde_json::from_str(&job.payload).map_err(bad_payload)?;
                 self.run_rotation_job(&p).await
+            }
+            lablink_store::repositories::import_list::FILL_IMPORT_LIST_JOB => {
+                let p: crate::repositories::import_list::FillPayload =
+                    serde_json::from_str(&job.payload).map_err(bad_payload)?;
+                self.fill_import_list(&p).await
             }
             DROP_SCHEMA_JOB => {
                 let p: DropSchemaPayload =

@@ -1,6 +1,7 @@
 //! Repairs: each repairable finding has one, which changes GitLab and stores what lablink must
 //! remember in the same order connecting does (GitLab first, then the row), except the webhook
-//! secret, which is stored first so no delivery signed with the new secret is ever refused.
+//! secret and signing token, which are stored first so no delivery sent with the new ones is
+//! ever refused.
 
 use lablink_gitlab::Api;
 use lablink_gitlab::api::HookSpec;
@@ -112,27 +113,31 @@ impl Services {
         Ok(Ok(format!("created webhook {} with a new secret", hook.id)))
     }
 
-    /// Puts lablink's settings back and resets the secret: GitLab never shows the secret, so a
-    /// reset is the only way to know it is right. The new secret is stored first; the previous
-    /// one stays valid for a grace window.
+    /// Puts lablink's settings back and resets the secret and the signing token together:
+    /// GitLab never shows them, so a reset is the only way to know they are right. The new ones
+    /// are stored first; the previous secret stays valid for a grace window.
     async fn reset_hook(&self, repo: &Repository, api: &Api) -> Fixed {
         let Some(hook_id) = repo.hook_id else {
             return self.recreate_hook(repo, api).await;
         };
         let secret = SecretString::from(random_secret());
+        let signing = signing_token();
         let grace_until = lablink_store::now_ms() + SECRET_GRACE_MS;
         self.db
-            .rotate_hook_secret(&self.keys, &repo.id, &secret, grace_until)
+            .rotate_hook_secret(&self.keys, &repo.id, &secret, &signing, grace_until)
             .await?;
-        api.edit_hook(
-            repo.gitlab_project_id,
-            hook_id,
-            &self.hook_spec(repo, Some(secret)),
-        )
-        .await?;
+        let mut spec = self.hook_spec(repo, Some(secret));
+        spec.signing_token = Some(signing);
+        let hook = api
+            .edit_hook(repo.gitlab_project_id, hook_id, &spec)
+            .await?;
+        if hook.signing_token_present != Some(true) {
+            // GitLab before 19.0 signs nothing: the secret token alone proves deliveries.
+            self.db.forget_signing_token(&repo.id).await?;
+        }
         Ok(Ok(
-            "reset the webhook's URL, events, SSL verification and secret (the previous secret stays \
-             valid for 24 hours)"
+            "reset the webhook's URL, events, SSL verification, secret and signing token (the \
+             previous secret stays valid for 24 hours)"
                 .into(),
         ))
     }

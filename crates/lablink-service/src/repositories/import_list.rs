@@ -2,17 +2,20 @@
 //! account, with their effective access level, searchable and paged by GitLab project id.
 //!
 //! GitLab lists projects 100 at a time by keyset pagination, so a large list takes many
-//! sequential requests. The first page is fetched and shown at once; a background task fetches
-//! the rest into a per-user cache in the database (progress visible to any replica), and later
-//! pages and searches are answered from that cache. Until the cache is complete a search is
-//! answered by GitLab's own search. The access level of the rows shown comes from `members/all`
-//! (inherited and shared-group membership included), fetched concurrently and cached.
+//! sequential requests. The first page is fetched and shown at once; a job of the database queue
+//! (queued with that page, at most one waiting per user) fetches the rest into a per-user cache
+//! in the database. Progress and the link of the next page live in that cache, so any replica
+//! shows progress and a fill cut short by a crash resumes where it stopped once its lease runs
+//! out. Later pages and searches are answered from that cache. Until the cache is complete a
+//! search is answered by GitLab's own search. The access level of the rows shown comes from
+//! `members/all` (inherited and shared-group membership included), fetched concurrently and
+//! cached.
 
 use futures::future::join_all;
 use lablink_core::AccessLevel;
-use lablink_gitlab::api::{Pager, Project};
-use lablink_store::now_ms;
-use lablink_store::repositories::import_list::{ListItem, ListState};
+use lablink_gitlab::api::{Page, Pager, Project};
+use lablink_store::repositories::import_list::{ImportPage, ListItem, ListState};
+use serde::Deserialize;
 
 use super::{MAINTAINER_REQUIRED, UserGitLab};
 use crate::error::require;
@@ -22,8 +25,15 @@ use crate::{Principal, ServiceError, Services};
 pub const PAGE_ROWS: i64 = 20;
 /// GitLab's largest page.
 const FETCH_PER_PAGE: u32 = 100;
-/// A fill that has not progressed for this long died with its replica: start again.
-const STALE_FILL_MS: i64 = 5 * 60 * 1000;
+/// Pages one fill job fetches before it queues its continuation, so that a long list does not
+/// hold the job queue (webhook processing waits behind it) for long.
+const PAGES_PER_JOB: usize = 10;
+
+/// The payload of a fill job (`FILL_IMPORT_LIST_JOB`).
+#[derive(Debug, Deserialize)]
+pub struct FillPayload {
+    pub user_id: String,
+}
 
 /// What the user asked for.
 #[derive(Debug, Clone, Default)]
@@ -107,10 +117,6 @@ fn row_of(item: ListItem) -> ImportRow {
     }
 }
 
-fn stale(state: &ListState, now: i64) -> bool {
-    !state.complete && state.error.is_none() && now - state.started_at > STALE_FILL_MS
-}
-
 impl Services {
     /// A page of the caller's import list; starts loading it when there is no usable cache.
     pub async fn gitlab_import_list(
@@ -125,7 +131,7 @@ impl Services {
         let gitlab = self.user_gitlab(caller).await?;
         let user = &caller.user_id;
         let state = match self.db.import_list_state(user).await? {
-            Some(state) if !query.refresh && !stale(&state, now_ms()) => state,
+            Some(state) if !query.refresh => state,
             _ => self.load_import_list(user, &gitlab).await?,
         };
         let search = query.search.trim();
@@ -169,7 +175,7 @@ impl Services {
         Ok(self.db.import_list_state(&caller.user_id).await?)
     }
 
-    /// Starts a new generation: the first page now, the rest in the background.
+    /// Starts a new generation: the first page now, the rest by a queued fill job.
     async fn load_import_list(
         &self,
         user: &str,
@@ -184,55 +190,83 @@ impl Services {
             Ok(page) => page,
             Err(e) => {
                 self.db
-                    .fail_import_list(user, generation, &e.to_string())
+                    .fail_import_list(user, generation, None, &e.to_string())
                     .await?;
                 return Err(e.into());
             }
         };
-        let last = first.next.is_none();
-        self.db
-            .store_import_page(user, generation, &listable(&first.items), last)
-            .await?;
-        if !last {
-            let pager = Pager::resume(&gitlab.api, first.next);
-            tokio::spawn(
-                self.clone()
-                    .fill_import_list(user.to_owned(), generation, pager),
-            );
-        }
+        let page = ImportPage {
+            fetched_from: None,
+            items: &listable(&first.items),
+            next: first.next.as_ref().map(|u| u.as_str()),
+            queue_fill: true,
+        };
+        self.db.store_import_page(user, generation, page).await?;
         self.db
             .import_list_state(user)
             .await?
             .ok_or_else(|| ServiceError::Internal("the import list vanished".into()))
     }
 
-    /// Fetches the remaining pages into the cache until done, failed, or superseded.
-    async fn fill_import_list(self, user: String, generation: i64, mut pager: Pager<Project>) {
-        loop {
-            let outcome = match pager.next_page().await {
-                Ok(Some(page)) => {
-                    let last = page.next.is_none();
-                    self.db
-                        .store_import_page(&user, generation, &listable(&page.items), last)
-                        .await
-                        .map(|current| !current || last)
-                        .map_err(|e| e.to_string())
-                }
-                Ok(None) => Ok(true),
-                Err(e) => Err(e.to_string()),
-            };
-            match outcome {
-                Ok(false) => continue,
-                Ok(true) => return,
-                Err(error) => {
-                    tracing::warn!(user_id = %user, %error, "loading the import list failed");
-                    if let Err(e) = self.db.fail_import_list(&user, generation, &error).await {
-                        tracing::warn!(user_id = %user, error = %e, "could not record the failure");
-                    }
-                    return;
-                }
-            }
+    /// The fill job: fetches the pages of the user's current list from where it stands, up to
+    /// `PAGES_PER_JOB`, then leaves the rest to the job it queued with its last page. Safe to
+    /// run twice: a page another fill stored first is not stored again. GitLab's failures are
+    /// recorded on the list (shown to the user, who can refresh); only database errors fail the
+    /// job, which is then retried.
+    pub(crate) async fn fill_import_list(&self, p: &FillPayload) -> Result<(), ServiceError> {
+        let user = p.user_id.as_str();
+        let Some(state) = self.db.import_list_state(user).await? else {
+            return Ok(());
+        };
+        if state.next_page.is_none() || state.error.is_some() {
+            return Ok(());
         }
+        let gitlab = match self.user_gitlab_of(user).await {
+            Ok(gitlab) => gitlab,
+            Err(e) => return self.stop_fill(user, &state, &e).await,
+        };
+        for fetched in 1..=PAGES_PER_JOB {
+            let Some(state) = self.db.import_list_state(user).await? else {
+                return Ok(());
+            };
+            let Some(next) = state.next_page.as_deref().filter(|_| state.error.is_none()) else {
+                return Ok(());
+            };
+            let page = match fetch_page_at(&gitlab, next).await {
+                Ok(page) => page,
+                Err(e) => return self.stop_fill(user, &state, &e).await,
+            };
+            let page = ImportPage {
+                fetched_from: Some(next),
+                items: &listable(&page.items),
+                next: page.next.as_ref().map(|u| u.as_str()),
+                queue_fill: fetched == PAGES_PER_JOB,
+            };
+            // `false`: a refresh or another fill moved the list on; go on from where it is now.
+            self.db
+                .store_import_page(user, state.generation, page)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Records on the list why loading the page it waits for failed.
+    async fn stop_fill(
+        &self,
+        user: &str,
+        state: &ListState,
+        error: &ServiceError,
+    ) -> Result<(), ServiceError> {
+        tracing::warn!(user_id = %user, %error, "loading the import list failed");
+        self.db
+            .fail_import_list(
+                user,
+                state.generation,
+                state.next_page.as_deref(),
+                &error.to_string(),
+            )
+            .await?;
+        Ok(())
     }
 
     /// Looks up the effective access level of rows that have none yet, concurrently.
@@ -264,6 +298,28 @@ impl Services {
         }
         Ok(())
     }
+}
+
+/// The page at `link`, which must be on the linked account's GitLab: the link was stored when
+/// the list started, and the user may have linked another GitLab since (their token must not
+/// go elsewhere).
+async fn fetch_page_at(gitlab: &UserGitLab, link: &str) -> Result<Page<Project>, ServiceError> {
+    let url = url::Url::parse(link)
+        .ok()
+        .filter(|u| u.origin() == gitlab.api.instance().base_url().origin())
+        .ok_or_else(|| {
+            ServiceError::Conflict(
+                "The linked GitLab account changed while the list was loading; refresh the list."
+                    .into(),
+            )
+        })?;
+    let page = Pager::<Project>::resume(&gitlab.api, Some(url))
+        .next_page()
+        .await?;
+    Ok(page.unwrap_or(Page {
+        items: Vec::new(),
+        next: None,
+    }))
 }
 
 #[cfg(test)]

@@ -3,12 +3,14 @@ use std::collections::{BTreeMap, HashSet};
 use lablink_store::Db;
 use lablink_store::ci_jobs::CiJobInput;
 use lablink_store::crypto::KeyRing;
-use lablink_store::deliveries::{NewDelivery, PROCESS_DELIVERY_JOB, Recorded};
+use lablink_store::deliveries::{NewDelivery, PROCESS_ATTEMPTS, PackedBody, Recorded};
 use lablink_store::runs::{Holder, NewRun, Transition};
 use secrecy::{ExposeSecret, SecretString};
 
 crate::on_both!(
-    a_delivery_is_stored_once_with_its_job,
+    a_delivery_is_stored_once_and_queued,
+    a_batch_answers_in_order_and_dedupes_within_itself,
+    deliveries_are_claimed_once_retried_then_failed,
     ci_jobs_get_increasing_ids_and_sealed_variables,
     a_commit_runs_once_per_job_and_is_claimed_once,
     an_expired_run_lease_lets_another_worker_take_over,
@@ -20,17 +22,21 @@ fn keys() -> KeyRing {
     KeyRing::new(&[7; 32], &[])
 }
 
+const BODY: &[u8] = b"{\"object_kind\":\"merge_request\"}";
+
 fn delivery<'a>(key: &'a str, ignored: Option<&'a str>) -> NewDelivery<'a> {
+    static PACKED: std::sync::LazyLock<PackedBody> =
+        std::sync::LazyLock::new(|| PackedBody::pack(BODY));
     NewDelivery {
         repository_id: "repo-1",
         delivery_key: key,
         event: Some("Merge Request Hook"),
-        body: b"{\"object_kind\":\"merge_request\"}",
+        body: &PACKED,
         ignored,
     }
 }
 
-async fn a_delivery_is_stored_once_with_its_job(db: Db) {
+async fn a_delivery_is_stored_once_and_queued(db: Db) {
     let first = db.record_delivery(&delivery("k1", None)).await.unwrap();
     let Recorded::New { delivery_id } = first else {
         panic!("{first:?}")
@@ -40,19 +46,27 @@ async fn a_delivery_is_stored_once_with_its_job(db: Db) {
         Recorded::Duplicate
     );
     let stored = db.delivery(&delivery_id).await.unwrap().unwrap();
-    assert_eq!(stored.body, b"{\"object_kind\":\"merge_request\"}");
+    assert_eq!(stored.body, BODY);
     assert_eq!(stored.status, "received");
-    // An ignored event is stored with its reason and no job.
+    // An ignored event is stored with its reason and is not queued.
     let ignored = db
         .record_delivery(&delivery("k2", Some("tag pushes start nothing")))
         .await
         .unwrap();
     assert!(matches!(ignored, Recorded::New { .. }));
     assert_eq!(db.count_deliveries("repo-1", "ignored").await.unwrap(), 1);
-    let job = db.claim_job("w", 60_000).await.unwrap().unwrap();
-    assert_eq!(job.kind, PROCESS_DELIVERY_JOB);
-    assert!(job.payload.contains(&delivery_id));
-    assert!(db.claim_job("w", 60_000).await.unwrap().is_none());
+    let claimed = db.claim_deliveries("w", 60_000, 10).await.unwrap();
+    assert_eq!(
+        claimed.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        [delivery_id.as_str()]
+    );
+    assert_eq!(claimed[0].attempts, 1);
+    assert!(
+        db.claim_deliveries("w2", 60_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // The same key in another repository is another delivery.
     let other = NewDelivery {
         repository_id: "repo-2",
@@ -62,6 +76,107 @@ async fn a_delivery_is_stored_once_with_its_job(db: Db) {
         db.record_delivery(&other).await.unwrap(),
         Recorded::New { .. }
     ));
+}
+
+async fn a_batch_answers_in_order_and_dedupes_within_itself(db: Db) {
+    db.record_delivery(&delivery("seen", None)).await.unwrap();
+    let batch = [
+        delivery("a", None),
+        delivery("seen", None),
+        delivery("b", Some("comments start nothing")),
+        delivery("a", None),
+    ];
+    let recorded = db.record_deliveries(&batch).await.unwrap();
+    assert!(matches!(recorded[0], Recorded::New { .. }));
+    assert_eq!(recorded[1], Recorded::Duplicate);
+    assert!(matches!(recorded[2], Recorded::New { .. }));
+    assert_eq!(recorded[3], Recorded::Duplicate);
+    assert_eq!(db.count_deliveries("repo-1", "received").await.unwrap(), 2);
+    assert_eq!(db.count_deliveries("repo-1", "ignored").await.unwrap(), 1);
+    assert!(db.record_deliveries(&[]).await.unwrap().is_empty());
+}
+
+async fn deliveries_are_claimed_once_retried_then_failed(db: Db) {
+    let keys: Vec<String> = (0..5).map(|i| format!("k{i}")).collect();
+    for key in &keys {
+        db.record_delivery(&delivery(key, None)).await.unwrap();
+    }
+    // Two processors taking batches at once never share a delivery, and get the oldest first.
+    let (a, b) = tokio::join!(
+        db.claim_deliveries("a", 60_000, 3),
+        db.claim_deliveries("b", 60_000, 3)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.len() + b.len(), 5);
+    let mut all: Vec<&str> = a
+        .iter()
+        .chain(&b)
+        .map(|d| d.delivery_key.as_str())
+        .collect();
+    all.sort();
+    assert_eq!(all, ["k0", "k1", "k2", "k3", "k4"]);
+    let first = if a.len() == 3 { &a } else { &b };
+    let worker = if a.len() == 3 { "a" } else { "b" };
+    assert!(
+        first
+            .windows(2)
+            .all(|w| w[0].received_at <= w[1].received_at)
+    );
+
+    // Another worker's outcome does not count; the holder's does.
+    let done = (first[0].id.clone(), "processed", "ran nothing".to_owned());
+    db.finish_deliveries("intruder", std::slice::from_ref(&done))
+        .await
+        .unwrap();
+    assert_eq!(db.count_deliveries("repo-1", "processed").await.unwrap(), 0);
+    db.finish_deliveries(worker, &[done]).await.unwrap();
+    assert_eq!(db.count_deliveries("repo-1", "processed").await.unwrap(), 1);
+
+    // A failed attempt waits for its retry time, and the last attempt marks it failed.
+    let failing = &first[1];
+    db.retry_delivery(&failing.id, worker, "warehouse down", 60_000)
+        .await
+        .unwrap();
+    let stored = db.delivery(&failing.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, "received");
+    assert_eq!(stored.note.as_deref(), Some("warehouse down"));
+    let retried = |d: &lablink_store::deliveries::Delivery| d.id == failing.id;
+    assert!(
+        !db.claim_deliveries("c", 60_000, 10)
+            .await
+            .unwrap()
+            .iter()
+            .any(retried)
+    );
+    expire_delivery_lock(&db, &failing.id).await;
+    for attempt in 2..=PROCESS_ATTEMPTS {
+        let claimed = db.claim_deliveries("c", 60_000, 10).await.unwrap();
+        let again = claimed.iter().find(|d| retried(d)).expect("retried");
+        assert_eq!(again.attempts, attempt);
+        db.retry_delivery(&failing.id, "c", "warehouse down", 0)
+            .await
+            .unwrap();
+    }
+    let stored = db.delivery(&failing.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, "failed");
+    assert!(
+        !db.claim_deliveries("d", 60_000, 10)
+            .await
+            .unwrap()
+            .iter()
+            .any(retried)
+    );
+}
+
+async fn expire_delivery_lock(db: &Db, id: &str) {
+    lablink_store::on_db!(db, |pool| {
+        sqlx::query("UPDATE webhook_deliveries SET locked_until = 0 WHERE id = $1")
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(drop)
+            .unwrap()
+    });
 }
 
 fn job_input(name: &str) -> CiJobInput {

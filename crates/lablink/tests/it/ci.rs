@@ -1,167 +1,115 @@
 //! CI end to end: a repository connected to gitlab-sim (over HTTP, real git), merge requests in
-//! the simulator fire real webhooks at lablink, runs execute real dbt (dbt-duckdb from the test
-//! virtualenv) on the sample project, and the commit statuses land in the simulator.
+//! the simulator fire real webhooks at lablink, runs execute real dbt (dbt-duckdb or
+//! dbt-postgres from the test virtualenv) on the sample project, and the commit statuses (and,
+//! when asked, a note on the merge request) land in the simulator.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use lablink_core::{Plan, Role};
 use reqwest::Method;
 use serde_json::{Value, json};
+use sqlx::postgres::PgPool;
 
-use crate::support::gitlab::{GitLab, SimUser, free_port, link};
-use crate::support::{Backend, Browser, TestApp};
+use crate::secrets_at_rest::{contains, database_bytes};
+use crate::support::connected::Connected;
+use crate::support::gitlab::{GitLab, SimUser};
+use crate::support::{Backend, Browser, TestApp, TestDatabase};
 
-/// `<name>::sqlite` and `<name>::postgres` from `async fn <name>(backend: Backend)`.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    super::$name(crate::support::Backend::Sqlite).await;
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    super::$name(crate::support::Backend::Postgres).await;
-                }
-            }
-        )*
-    };
-}
-
-on_both_backends!(
+crate::on_both_backends!(
     merge_request_runs_report_statuses_and_close_drops_the_schema,
     drafts_wait_and_replayed_deliveries_run_once,
     statuses_survive_an_unreliable_status_api,
     intake_refuses_strangers_and_ignores_what_it_does_not_handle,
     a_project_token_revoked_in_gitlab_is_replaced_on_use,
+    finished_runs_are_summarised_on_the_merge_request_when_asked,
+    a_postgres_warehouse_gets_the_schema_and_loses_it_on_close,
+    runs_of_vanished_workers_are_taken_up_again_then_given_up,
+    the_mr_note_survives_an_unreliable_notes_api,
 );
 
 /// Upper bound for waiting on background work (dbt runs take seconds); not a timing assertion.
 const PATIENCE: Duration = Duration::from_secs(180);
 
 /// A GitLab project seeded with the sample dbt project, connected to a lablink project with
-/// one CI job building into a DuckDB file.
+/// one CI job `ci`.
 struct World {
     gitlab: GitLab,
     app: TestApp,
     alice: SimUser,
     browser: Browser,
+    csrf: String,
+    account: String,
     gitlab_project: u64,
     project: String,
     repository_id: String,
     job_id: i64,
-    duckdb: PathBuf,
-    _dir: tempfile::TempDir,
+    /// Holds the DuckDB warehouses.
+    dir: tempfile::TempDir,
 }
 
 fn sample_project() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/jaffle_shop_duckdb")
 }
 
+/// The settings of a job `name` building into the DuckDB file `path`.
+fn duckdb_job(name: &str, path: &Path) -> Value {
+    json!({"name": name, "timeout_secs": 600, "warehouse": {"type": "duckdb", "path": path}})
+}
+
 impl World {
+    /// The job `ci` builds into `warehouse.duckdb`.
     async fn start(backend: Backend) -> World {
-        let gitlab = GitLab::start().await;
-        let port = free_port();
-        let base = format!("http://127.0.0.1:{port}");
-        let oauth = gitlab.app(&[&base]).await;
-        let listen = format!("127.0.0.1:{port}");
-        let app = TestApp::spawn_with(
-            backend,
-            &[
-                ("listen", &listen),
-                ("public_url", &base),
-                ("allow_http_loopback_gitlab", "true"),
-                ("gitlab_url", &gitlab.base),
-                ("gitlab_app_id", &oauth.client_id),
-                ("gitlab_app_secret", &oauth.secret),
-            ],
-        )
-        .await;
-        let alice = gitlab.user("alice").await;
-        let group = gitlab
-            .control(Method::POST, "/groups", json!({"path": "analytics"}))
-            .await["id"]
-            .as_u64()
-            .unwrap();
-        let gitlab_project = gitlab
-            .control(
-                Method::POST,
-                "/projects",
-                json!({"path": "warehouse", "namespace": {"kind": "group", "id": group}}),
-            )
-            .await["id"]
-            .as_u64()
-            .unwrap();
-        gitlab
-            .control(
-                Method::POST,
-                &format!("/projects/{gitlab_project}/members"),
-                json!({"user_id": alice.id, "access_level": 40}),
-            )
-            .await;
-        gitlab
-            .control(
-                Method::POST,
-                &format!("/projects/{gitlab_project}/repository/seed"),
-                json!({"dir": sample_project(), "user_id": alice.id}),
-            )
-            .await;
-
-        app.create_user("acme", Plan::Enterprise, "dev@acme.test", Role::Developer)
-            .await;
-        let browser = app.login("dev@acme.test").await;
-        link(&browser, &gitlab, &alice).await;
-        let csrf = browser.get("/profile/linked-accounts").await.csrf();
-        let res = browser
-            .api(
-                Method::POST,
-                "/api/v1/projects",
-                Some(json!({"name": "Analytics", "subdirectory": "", "target_branch": "main"})),
-                Some(&csrf),
-            )
-            .await;
-        assert_eq!(res.status, 201, "{}", res.body);
-        let project = res.json()["id"].as_str().unwrap().to_owned();
-        let res = browser
-            .api(
-                Method::PUT,
-                &format!("/api/v1/projects/{project}/repository"),
-                Some(json!({"gitlab_project_id": gitlab_project})),
-                Some(&csrf),
-            )
-            .await;
-        assert_eq!(res.status, 200, "{}", res.body);
-        let repository_id = res.json()["id"].as_str().unwrap().to_owned();
-
         let dir = tempfile::tempdir().unwrap();
-        let duckdb = dir.path().join("warehouse.duckdb");
-        let res = browser
-            .api(
-                Method::POST,
-                &format!("/api/v1/projects/{project}/ci-jobs"),
-                Some(json!({"name": "ci", "timeout_secs": 600,
-                            "warehouse": {"type": "duckdb", "path": duckdb}})),
-                Some(&csrf),
-            )
-            .await;
-        assert_eq!(res.status, 201, "{}", res.body);
-        let job = res.json();
-        assert_eq!(job["status_name"], "lablink/ci");
-        assert_eq!(job["run_on_draft"], false);
-        World {
-            job_id: job["id"].as_i64().unwrap(),
+        let job = duckdb_job("ci", &dir.path().join("warehouse.duckdb"));
+        World::with_job(backend, dir, job).await
+    }
+
+    /// The job `ci` is created from `job` (its JSON settings).
+    async fn with_job(backend: Backend, dir: tempfile::TempDir, job: Value) -> World {
+        let Connected {
+            gitlab,
+            app,
+            alice,
+            user,
+            browser,
+            csrf,
+            gitlab_project,
+            project,
+            repository_id,
+        } = Connected::start(backend, &[], Some(&sample_project())).await;
+        let mut w = World {
             gitlab,
             app,
             alice,
             browser,
+            csrf,
+            account: user.account_id,
             gitlab_project,
             project,
             repository_id,
-            duckdb,
-            _dir: dir,
-        }
+            job_id: 0,
+            dir,
+        };
+        let job = w.create_job(job).await;
+        assert_eq!(job["status_name"], "lablink/ci");
+        assert_eq!(job["run_on_draft"], false);
+        w.job_id = job["id"].as_i64().unwrap();
+        w
+    }
+
+    /// Creates a CI job of the project; returns it as the API shows it.
+    async fn create_job(&self, job: Value) -> Value {
+        let res = self
+            .browser
+            .api(
+                Method::POST,
+                &format!("/api/v1/projects/{}/ci-jobs", self.project),
+                Some(job),
+                Some(&self.csrf),
+            )
+            .await;
+        assert_eq!(res.status, 201, "{}", res.body);
+        res.json()
     }
 
     /// Commits `files` (path, content) to `branch` (created from main when new); returns the SHA.
@@ -210,26 +158,26 @@ impl World {
     }
 
     async fn sim_state(&self) -> Value {
-        self.gitlab
-            .control(
-                Method::GET,
-                &format!("/projects/{}/state", self.gitlab_project),
-                json!({}),
-            )
-            .await
+        self.gitlab.project_state(self.gitlab_project).await
     }
 
     /// The simulator's commit status `lablink/ci` for `sha`, once it is `state`.
     async fn wait_for_status(&self, sha: &str, state: &str) -> Value {
+        self.wait_for_named_status("lablink/ci", sha, state).await
+    }
+
+    /// The simulator's commit status `name` for `sha`, once it is `state`.
+    async fn wait_for_named_status(&self, name: &str, sha: &str, state: &str) -> Value {
         let mut last = Value::Null;
         let waited = tokio::time::timeout(PATIENCE, async {
             loop {
                 let statuses = self.sim_state().await["commit_statuses"].clone();
                 last = statuses.clone();
-                let found =
-                    statuses.as_array().unwrap().iter().find(|s| {
-                        s["sha"] == sha && s["name"] == "lablink/ci" && s["status"] == state
-                    });
+                let found = statuses
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|s| s["sha"] == sha && s["name"] == name && s["status"] == state);
                 if let Some(found) = found {
                     return found.clone();
                 }
@@ -240,10 +188,60 @@ impl World {
         match waited {
             Ok(status) => status,
             Err(_) => panic!(
-                "no `{state}` status for {sha}; statuses: {last:#}\nruns: {:#}",
+                "no `{state}` status {name} for {sha}; statuses: {last:#}\nruns: {:#}",
                 self.runs().await
             ),
         }
+    }
+
+    /// The run's page data once lablink has finished delivering its final `state` to GitLab
+    /// (including the merge request note, which is posted before the delivery is recorded).
+    async fn wait_for_delivered(&self, run_id: &str, state: &str) -> Value {
+        let mut last = Value::Null;
+        let waited = tokio::time::timeout(PATIENCE, async {
+            loop {
+                last = self.run(run_id).await;
+                if last["status_sent"] == state {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+        .await;
+        assert!(waited.is_ok(), "`{state}` was not delivered: {last:#}");
+        last
+    }
+
+    /// The notes of merge request `iid` in the simulator, oldest first.
+    async fn notes(&self, iid: i64) -> Vec<Value> {
+        let state = self.sim_state().await;
+        let mr = state["merge_requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|mr| mr["iid"] == iid)
+            .unwrap_or_else(|| panic!("no merge request !{iid}: {state:#}"))
+            .clone();
+        mr["notes"].as_array().unwrap().clone()
+    }
+
+    /// The GitLab user behind lablink's (active) project access token.
+    async fn project_token_user(&self) -> u64 {
+        let state = self.sim_state().await;
+        let active: Vec<u64> = state["project_access_tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["revoked"] == false)
+            .filter(|t| {
+                t["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("lablink token for GitLab project:"))
+            })
+            .map(|t| t["user_id"].as_u64().unwrap())
+            .collect();
+        assert_eq!(active.len(), 1, "{state:#}");
+        active[0]
     }
 
     async fn runs(&self) -> Value {
@@ -316,7 +314,7 @@ impl World {
                  print('\\n'.join(r[0] for r in c.execute(\
                  'select schema_name from information_schema.schemata').fetchall()))",
             )
-            .arg(&self.duckdb)
+            .arg(self.dir.path().join("warehouse.duckdb"))
             .output()
             .unwrap();
         if String::from_utf8_lossy(&out.stderr).contains("Could not set lock") {
@@ -330,6 +328,51 @@ impl World {
                 .map(str::to_owned)
                 .collect(),
         )
+    }
+
+    /// Waits for the runs of both jobs (`noted` and `ci`) at `sha` to have delivered `state`;
+    /// returns their ids.
+    async fn both_runs_delivered(&self, sha: &str, state: &str) -> (String, String) {
+        self.wait_for_named_status("lablink/noted", sha, state)
+            .await;
+        self.wait_for_status(sha, state).await;
+        let runs = self.runs_at(sha).await;
+        assert_eq!(runs.len(), 2, "{runs:#?}");
+        let id_of = |job: &str| {
+            runs.iter()
+                .find(|r| r["job_name"] == job)
+                .and_then(|r| r["id"].as_str())
+                .unwrap_or_else(|| panic!("no run of `{job}`: {runs:#?}"))
+                .to_owned()
+        };
+        let (noted, quiet) = (id_of("noted"), id_of("ci"));
+        for id in [&noted, &quiet] {
+            self.wait_for_delivered(id, state).await;
+        }
+        (noted, quiet)
+    }
+
+    /// A run of `ci` at `sha` as a worker leaves it when it dies during attempt `attempts`:
+    /// running, held under a lease that runs out a moment later and is never renewed.
+    async fn run_of_dead_worker(&self, sha: &str, branch: &str, iid: i64, attempts: i64) -> String {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let now = lablink_store::now_ms();
+        self.app
+            .execute(&format!(
+                "INSERT INTO runs (id, ci_job_id, account_id, project_id, repository_id, sha, \
+                 ref_name, mr_iid, triggered_by, state, reason, attempts, locked_by, locked_until, \
+                 cancel_requested, created_at, started_at, updated_at) VALUES ('{id}', {job}, \
+                 '{account}', '{project}', '{repository}', '{sha}', '{branch}', {iid}, 'webhook', \
+                 'running', 'dbt started', {attempts}, 'ci-dead-worker', {until}, FALSE, {now}, \
+                 {now}, {now})",
+                job = self.job_id,
+                account = self.account,
+                project = self.project,
+                repository = self.repository_id,
+                until = now + 1_000,
+            ))
+            .await;
+        id
     }
 }
 
@@ -669,4 +712,257 @@ async fn a_project_token_revoked_in_gitlab_is_replaced_on_use(backend: Backend) 
         "exactly one active lablink token: {after:?}"
     );
     assert_ne!(active[0].0, old_id, "the revoked token was replaced");
+}
+
+/// A job with "MR note" on summarises each finished run in one note on the merge request,
+/// posted with lablink's project access token; a job without it posts nothing.
+async fn finished_runs_are_summarised_on_the_merge_request_when_asked(backend: Backend) {
+    let w = World::start(backend).await;
+    let mut noted = duckdb_job("noted", &w.dir.path().join("noted.duckdb"));
+    noted["mr_note"] = json!(true);
+    let noted = w.create_job(noted).await;
+    assert_eq!(noted["mr_note"], true);
+    assert_eq!(noted["status_name"], "lablink/noted");
+    let token_user = w.project_token_user().await;
+
+    let sha1 = w.commit("feature", &[(MODEL_PATH, GOOD_MODEL)]).await;
+    let iid = w.open_mr("feature", "Count orders").await;
+    let (passed, quiet) = w.both_runs_delivered(&sha1, "success").await;
+    let notes = w.notes(iid).await;
+    assert_eq!(
+        notes.len(),
+        1,
+        "one note, from the noted job only: {notes:#?}"
+    );
+    let note = &notes[0];
+    assert_eq!(note["author_id"], token_user, "{note:#}");
+    assert_eq!(note["system"], false);
+    let body = note["body"].as_str().unwrap();
+    for expected in [
+        "lablink/noted",
+        "success",
+        &sha1[..8],
+        &format!("{}/runs/{passed}", w.app.base),
+    ] {
+        assert!(body.contains(expected), "`{expected}` missing from: {body}");
+    }
+    assert!(!body.contains("lablink/ci"), "{body}");
+    assert!(!body.contains(&quiet), "{body}");
+
+    // A failing model: the next note says the run failed, and which dbt command did.
+    let sha2 = w.commit("feature", &[(MODEL_PATH, BAD_MODEL)]).await;
+    let (failed, _) = w.both_runs_delivered(&sha2, "failed").await;
+    let notes = w.notes(iid).await;
+    assert_eq!(notes.len(), 2, "{notes:#?}");
+    assert_eq!(notes[1]["author_id"], token_user);
+    let body = notes[1]["body"].as_str().unwrap();
+    for expected in [
+        "lablink/noted",
+        "failed",
+        "`dbt build",
+        &sha2[..8],
+        &format!("{}/runs/{failed}", w.app.base),
+    ] {
+        assert!(body.contains(expected), "`{expected}` missing from: {body}");
+    }
+}
+
+/// The job's warehouse is a PostgreSQL database: the run builds the models into the merge
+/// request's schema there, closing the merge request drops it, and the warehouse password is
+/// sealed at rest.
+async fn a_postgres_warehouse_gets_the_schema_and_loses_it_on_close(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = TestDatabase::create(Backend::Postgres, dir.path()).await;
+    let dbname = warehouse.url.rsplit('/').next().unwrap().to_owned();
+    let password = format!("warehouse-{}", uuid::Uuid::new_v4().simple());
+    let job = json!({"name": "ci", "timeout_secs": 600,
+                     "warehouse": {"type": "postgres", "host": "127.0.0.1", "port": 5432,
+                                   "user": "postgres", "dbname": dbname},
+                     "warehouse_password": password});
+    let w = World::with_job(backend, dir, job).await;
+    let shown = w
+        .browser
+        .api(
+            Method::GET,
+            &format!("/api/v1/projects/{}/ci-jobs", w.project),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(shown.json()[0]["has_warehouse_password"], true);
+    assert!(!shown.body.contains(&password), "{}", shown.body);
+    let stored = database_bytes(&w.app).await;
+    assert!(!stored.is_empty());
+    assert!(
+        !contains(&stored, &password),
+        "the warehouse password is stored in plain text"
+    );
+
+    let sha = w.commit("feature", &[(MODEL_PATH, GOOD_MODEL)]).await;
+    let iid = w.open_mr("feature", "Count orders").await;
+    w.wait_for_status(&sha, "success").await;
+    let schema = format!("lablink_pr_{}_{iid}", w.job_id);
+    let pg = PgPool::connect(&warehouse.url).await.unwrap();
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1 \
+         ORDER BY table_name",
+    )
+    .bind(&schema)
+    .fetch_all(&pg)
+    .await
+    .unwrap();
+    assert_eq!(
+        tables,
+        ["customer_orders", "raw_orders", "stg_orders"],
+        "in {schema}"
+    );
+    let version: i32 = sqlx::query_scalar(&format!(
+        "SELECT MAX(version) FROM {schema}.customer_orders"
+    ))
+    .fetch_one(&pg)
+    .await
+    .unwrap();
+    assert_eq!(version, 2, "the merge request's model was built");
+    let run_id = w.runs_at(&sha).await[0]["id"].as_str().unwrap().to_owned();
+    let log = w
+        .browser
+        .api(
+            Method::GET,
+            &format!("/api/v1/runs/{run_id}/log"),
+            None,
+            None,
+        )
+        .await;
+    assert!(log.body.contains(&schema), "{}", log.body);
+    assert!(!log.body.contains(&password), "{}", log.body);
+
+    w.wait_until_settled().await;
+    w.mr_action(iid, "close").await;
+    let schema_exists = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = $1",
+        )
+        .bind(&schema)
+        .fetch_one(&pg)
+        .await
+        .unwrap()
+            > 0
+    };
+    tokio::time::timeout(PATIENCE, async {
+        while schema_exists().await {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    })
+    .await
+    .expect("the CI schema was not dropped");
+    pg.close().await;
+}
+
+/// `MAX_RUN_ATTEMPTS` of `lablink_service::ci::worker`: a run whose worker vanished this many
+/// times is failed.
+const MAX_RUN_ATTEMPTS: i64 = 3;
+
+/// Runs held by a worker that died (a lease in the database that is no longer renewed): the
+/// live worker takes one up again once the lease has expired and finishes it, with its status
+/// in GitLab; one that had already been lost `MAX_RUN_ATTEMPTS` times is failed with the reason
+/// instead of running forever.
+async fn runs_of_vanished_workers_are_taken_up_again_then_given_up(backend: Backend) {
+    let w = World::start(backend).await;
+    // Drafts start no run, so the runs below are the only ones, each held by the dead worker.
+    let again = w.commit("again", &[(MODEL_PATH, GOOD_MODEL)]).await;
+    let again_iid = w.open_mr("again", "Draft: taken up again").await;
+    let given_up = w
+        .commit("given-up", &[(MODEL_PATH, &GOOD_MODEL.replace('2', "5"))])
+        .await;
+    let given_up_iid = w.open_mr("given-up", "Draft: given up").await;
+    let again_run = w.run_of_dead_worker(&again, "again", again_iid, 1).await;
+    let given_up_run = w
+        .run_of_dead_worker(&given_up, "given-up", given_up_iid, MAX_RUN_ATTEMPTS)
+        .await;
+
+    let status = w.wait_for_status(&again, "success").await;
+    assert_eq!(
+        status["target_url"],
+        format!("{}/runs/{again_run}", w.app.base)
+    );
+    let run = w.run(&again_run).await;
+    assert_eq!(run["run"]["state"], "success", "{run:#}");
+    assert_eq!(run["run"]["attempts"], 2, "{run:#}");
+    assert_eq!(w.runs_at(&again).await.len(), 1);
+
+    let status = w.wait_for_status(&given_up, "failed").await;
+    let run = w.run(&given_up_run).await;
+    assert_eq!(run["run"]["state"], "error", "{run:#}");
+    let reason = run["run"]["reason"].as_str().unwrap();
+    assert_eq!(
+        reason,
+        format!("given up after {MAX_RUN_ATTEMPTS} attempts lost by workers")
+    );
+    assert_eq!(status["description"], reason);
+    assert!(run["steps"].as_array().unwrap().is_empty(), "{run:#}");
+    assert_eq!(run["run"]["attempts"], MAX_RUN_ATTEMPTS);
+}
+
+/// GitLab's notes endpoint answers 500 for a while after a run asking for an MR note finished:
+/// the status delivery is retried (re-sending the status GitLab already shows) until the note
+/// is posted, and the merge request ends with exactly one note for the run.
+async fn the_mr_note_survives_an_unreliable_notes_api(backend: Backend) {
+    let w = World::start(backend).await;
+    let mut noted = duckdb_job("noted", &w.dir.path().join("noted.duckdb"));
+    noted["mr_note"] = json!(true);
+    w.create_job(noted).await;
+    let notes_path = format!(
+        "/api/v4/projects/{}/merge_requests/*/notes",
+        w.gitlab_project
+    );
+    let fault = w
+        .gitlab
+        .control(
+            Method::POST,
+            "/faults",
+            json!({"method": "POST", "path": notes_path, "error_rate": 1.0, "error_status": 500}),
+        )
+        .await["id"]
+        .as_u64()
+        .unwrap();
+
+    // The run finishes and GitLab shows its status, but every note post fails meanwhile.
+    let sha = w.commit("feature", &[(MODEL_PATH, GOOD_MODEL)]).await;
+    let iid = w.open_mr("feature", "Count orders").await;
+    w.wait_for_named_status("lablink/noted", &sha, "success")
+        .await;
+    let refused = tokio::time::timeout(PATIENCE, async {
+        while note_posts(&w.gitlab, 500).await < 3 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(refused.is_ok(), "the note was not tried three times");
+    assert!(w.notes(iid).await.is_empty());
+    w.gitlab
+        .control(Method::DELETE, &format!("/faults/{fault}"), json!({}))
+        .await;
+
+    let (noted, _) = w.both_runs_delivered(&sha, "success").await;
+    let notes = w.notes(iid).await;
+    assert_eq!(notes.len(), 1, "exactly one note: {notes:#?}");
+    let body = notes[0]["body"].as_str().unwrap();
+    let link = format!("{}/runs/{noted}", w.app.base);
+    assert!(body.contains(&link), "`{link}` missing from: {body}");
+    assert_eq!(note_posts(&w.gitlab, 201).await, 1);
+    let run = w.run(&noted).await;
+    assert!(run["run"]["status_note"].is_null(), "{run:#}");
+}
+
+/// How many merge request notes GitLab answered with `status`.
+async fn note_posts(gitlab: &GitLab, status: u64) -> u64 {
+    let requests = gitlab.control(Method::GET, "/requests", json!({})).await;
+    requests
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["method"] == "POST" && r["status"] == status)
+        .filter(|r| r["route"].as_str().is_some_and(|p| p.ends_with("/notes")))
+        .map(|r| r["count"].as_u64().unwrap())
+        .sum()
 }

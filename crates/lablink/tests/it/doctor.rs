@@ -7,7 +7,8 @@ use lablink_service::doctor::{Code, Outcome, Report};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::gitlab::{GitLab, free_port, link};
+use crate::support::connected::{Connected, MAINTAINER, connect, create_project};
+use crate::support::gitlab::GitLab;
 use crate::support::{Backend, Browser, TestApp};
 use lablink_service::Principal;
 
@@ -23,6 +24,7 @@ crate::on_both_backends!(
     a_revoked_deploy_token_is_replaced,
     a_replaced_deploy_key_is_out_of_date_and_replaced,
     a_repository_moved_out_of_its_group_says_what_to_do,
+    a_webhook_reset_replaces_secret_and_signing_token,
 );
 
 /// lablink connected to a GitLab project by a Maintainer, and that Maintainer's personal access
@@ -43,47 +45,25 @@ pub(crate) struct World {
 
 impl World {
     pub async fn start(backend: Backend) -> World {
-        let gitlab = GitLab::start().await;
-        let port = free_port();
-        let base = format!("http://127.0.0.1:{port}");
-        let oauth = gitlab.app(&[&base]).await;
-        let listen = format!("127.0.0.1:{port}");
-        let app = TestApp::spawn_with(
+        let Connected {
+            gitlab,
+            app,
+            alice,
+            user,
+            browser,
+            csrf,
+            gitlab_project,
+            project,
+            ..
+        } = Connected::start(
             backend,
             &[
-                ("listen", &listen),
-                ("public_url", &base),
-                ("allow_http_loopback_gitlab", "true"),
-                ("gitlab_url", &gitlab.base),
-                ("gitlab_app_id", &oauth.client_id),
-                ("gitlab_app_secret", &oauth.secret),
                 ("repository_deploy_keys", "true"),
                 ("project_token_days", "90"),
             ],
+            None,
         )
         .await;
-        let group = gitlab
-            .control(Method::POST, "/groups", json!({"path": "analytics"}))
-            .await["id"]
-            .as_u64()
-            .unwrap();
-        let gitlab_project = gitlab
-            .control(
-                Method::POST,
-                "/projects",
-                json!({"path": "warehouse", "namespace": {"kind": "group", "id": group}}),
-            )
-            .await["id"]
-            .as_u64()
-            .unwrap();
-        let alice = gitlab.user("alice").await;
-        gitlab
-            .control(
-                Method::POST,
-                &format!("/projects/{gitlab_project}/members"),
-                json!({"user_id": alice.id, "access_level": 40}),
-            )
-            .await;
         let pat = gitlab
             .control(
                 Method::POST,
@@ -94,31 +74,6 @@ impl World {
             .as_str()
             .unwrap()
             .to_owned();
-        let user = app
-            .create_user("acme", Plan::Enterprise, "dev@acme.test", Role::Developer)
-            .await;
-        let browser = app.login("dev@acme.test").await;
-        link(&browser, &gitlab, &alice).await;
-        let csrf = browser.get("/profile/linked-accounts").await.csrf();
-        let res = browser
-            .api(
-                Method::POST,
-                "/api/v1/projects",
-                Some(json!({"name": "Analytics", "subdirectory": "", "target_branch": "main"})),
-                Some(&csrf),
-            )
-            .await;
-        assert_eq!(res.status, 201, "{}", res.body);
-        let project = res.json()["id"].as_str().unwrap().to_owned();
-        let res = browser
-            .api(
-                Method::PUT,
-                &format!("/api/v1/projects/{project}/repository"),
-                Some(json!({"gitlab_project_id": gitlab_project})),
-                Some(&csrf),
-            )
-            .await;
-        assert!(res.status < 300, "connect failed: {}", res.body);
         World {
             gitlab,
             app,
@@ -135,7 +90,7 @@ impl World {
                 email: user.email,
                 username: "dev".into(),
                 role: Role::Developer,
-                account_id: user.account_id.clone(),
+                account_id: user.account_id,
                 account_name: "acme".into(),
                 plan: Plan::Enterprise,
             },
@@ -157,32 +112,10 @@ impl World {
             .as_u64()
             .unwrap();
         self.gitlab
-            .control(
-                Method::POST,
-                &format!("/projects/{gitlab_project}/members"),
-                json!({"user_id": self.alice, "access_level": 40}),
-            )
+            .member(gitlab_project, self.alice, MAINTAINER)
             .await;
-        let res = self
-            .browser
-            .api(
-                Method::POST,
-                "/api/v1/projects",
-                Some(json!({"name": path, "subdirectory": "", "target_branch": "main"})),
-                Some(&self.csrf),
-            )
-            .await;
-        assert_eq!(res.status, 201, "{}", res.body);
-        let project = res.json()["id"].as_str().unwrap().to_owned();
-        let res = self
-            .browser
-            .api(
-                Method::PUT,
-                &format!("/api/v1/projects/{project}/repository"),
-                Some(json!({"gitlab_project_id": gitlab_project})),
-                Some(&self.csrf),
-            )
-            .await;
+        let project = create_project(&self.browser, &self.csrf, path, "").await;
+        let res = connect(&self.browser, &self.csrf, &project, gitlab_project).await;
         assert!(res.status < 300, "connect failed: {}", res.body);
         self.app
             .services
@@ -246,13 +179,7 @@ impl World {
     }
 
     pub async fn sim_state(&self) -> Value {
-        self.gitlab
-            .control(
-                Method::GET,
-                &format!("/projects/{}/state", self.gitlab_project),
-                json!({}),
-            )
-            .await
+        self.gitlab.project_state(self.gitlab_project).await
     }
 }
 
@@ -393,13 +320,7 @@ async fn changed_webhook_settings_are_found_and_reset(backend: Backend) {
 async fn link_and_membership_problems_say_what_to_do(backend: Backend) {
     let w = World::start(backend).await;
     // The connecting user is demoted to Developer in GitLab.
-    w.gitlab
-        .control(
-            Method::POST,
-            &format!("/projects/{}/members", w.gitlab_project),
-            json!({"user_id": w.alice, "access_level": 30}),
-        )
-        .await;
+    w.gitlab.member(w.gitlab_project, w.alice, 30).await;
     let report = w.doctor(true).await;
     assert_eq!(
         codes(&report),
@@ -409,13 +330,7 @@ async fn link_and_membership_problems_say_what_to_do(backend: Backend) {
     );
     assert!(!report.findings[0].repairable);
     assert_eq!(report.repairs[0].outcome, Outcome::Manual);
-    w.gitlab
-        .control(
-            Method::POST,
-            &format!("/projects/{}/members", w.gitlab_project),
-            json!({"user_id": w.alice, "access_level": 40}),
-        )
-        .await;
+    w.gitlab.member(w.gitlab_project, w.alice, MAINTAINER).await;
     assert!(w.doctor(false).await.healthy());
 
     // The connecting user unlinks their GitLab account in lablink.
@@ -768,5 +683,104 @@ async fn a_repository_moved_out_of_its_group_says_what_to_do(backend: Backend) {
         .await;
     let after = w.doctor(false).await;
     assert!(after.healthy(), "{:#?}", after.findings);
+    w.app.stop().await;
+}
+
+/// Sends a delivery to lablink as GitLab would, with `secret` in `X-Gitlab-Token` and signed with
+/// `signing` (Standard Webhooks); returns the HTTP status.
+async fn deliver(w: &World, repository_id: &str, secret: &str, signing: &str) -> u16 {
+    let body = br#"{"object_kind":"tag_push"}"#;
+    let id = uuid::Uuid::new_v4().to_string();
+    let timestamp = chrono::Utc::now().timestamp();
+    let signature =
+        gitlab_sim::webhooks::delivery::signature(signing, &id, timestamp, body).unwrap();
+    reqwest::Client::new()
+        .post(format!("{}/webhooks/gitlab/{repository_id}", w.app.base))
+        .header("Content-Type", "application/json")
+        .header("X-Gitlab-Event", "Tag Push Hook")
+        .header("Idempotency-Key", &id)
+        .header("X-Gitlab-Token", secret)
+        .header("webhook-id", &id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
+        .body(&body[..])
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn a_webhook_reset_replaces_secret_and_signing_token(backend: Backend) {
+    use secrecy::ExposeSecret;
+    let w = World::start(backend).await;
+    let services = &w.app.services;
+    let repo = w.repository().await;
+    let hook = repo.hook_id.unwrap();
+    let stored = || async {
+        let s = services
+            .db
+            .repository_secrets(&services.keys, &repo.id)
+            .await
+            .unwrap();
+        (
+            s.hook_secret.unwrap().expose_secret().to_owned(),
+            s.signing_token.map(|t| t.expose_secret().to_owned()),
+        )
+    };
+    let in_gitlab = || {
+        let state = w.gitlab.sim().lock();
+        let h = &state.hooks[&(hook as u64)];
+        (h.token.clone(), h.signing_token.clone())
+    };
+    let (old_secret, old_signing) = stored().await;
+    let old_signing = old_signing.expect("GitLab 19 hooks are signed");
+    assert_eq!(
+        in_gitlab(),
+        (Some(old_secret.clone()), Some(old_signing.clone()))
+    );
+
+    // A Maintainer clears the secret token in GitLab: found, and reset.
+    let url = w.sim_state().await["hooks"][0]["url"].clone();
+    w.as_maintainer(
+        Method::PUT,
+        &format!("/hooks/{hook}"),
+        json!({"url": url, "token": ""}),
+    )
+    .await;
+    let report = w.doctor(false).await;
+    assert_eq!(codes(&report), [Code::WebhookSecretMissing]);
+    fix_and_expect_clean(&w).await;
+
+    // Both were replaced, and lablink holds what GitLab holds.
+    let (secret, signing) = stored().await;
+    let signing = signing.unwrap();
+    assert_ne!(secret, old_secret);
+    assert_ne!(signing, old_signing);
+    assert_eq!(in_gitlab(), (Some(secret.clone()), Some(signing.clone())));
+
+    // During the grace window, deliveries GitLab sent before the reset still pass, and the new
+    // ones too; a wrong secret does not.
+    assert!(deliver(&w, &repo.id, &old_secret, &old_signing).await < 300);
+    assert!(deliver(&w, &repo.id, &secret, &signing).await < 300);
+    assert_eq!(deliver(&w, &repo.id, "guess", &old_signing).await, 401);
+
+    // After it, only the new secret and signing token verify deliveries (read from the store:
+    // intake keeps verified secrets for a moment).
+    w.app
+        .execute("UPDATE repositories SET hook_secret_grace_until = 0")
+        .await;
+    let verifying = services
+        .db
+        .hook_secrets(&services.keys, &repo.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(verifying.secret.expose_secret(), secret);
+    assert!(verifying.previous.is_none());
+    assert_eq!(
+        verifying.signing_token.as_ref().map(|t| t.expose_secret()),
+        Some(signing.as_str())
+    );
     w.app.stop().await;
 }

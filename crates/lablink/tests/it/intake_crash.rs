@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use lablink_core::{Plan, Role};
 use lablink_store::Db;
-use lablink_store::deliveries::PROCESS_DELIVERY_JOB;
 use reqwest::Method;
 use secrecy::ExposeSecret;
 use serde_json::json;
@@ -321,18 +320,13 @@ async fn ids(db: &Db, sql: &str) -> HashSet<String> {
     rows.into_iter().collect()
 }
 
-/// A stored delivery with its processing jobs: (delivery key, delivery status, job id, job
-/// status, job attempts).
-type Row = (String, String, Option<String>, Option<String>, Option<i64>);
+/// A stored delivery: (delivery key, status, processing attempts).
+type Row = (String, String, i64);
 
-async fn deliveries_with_jobs(db: &Db, repository_id: &str) -> Vec<Row> {
-    // The job's payload is `{"delivery_id": ...}`; matching on the quoted id finds it on both
-    // backends without JSON functions.
+async fn deliveries(db: &Db, repository_id: &str) -> Vec<Row> {
     let sql = format!(
-        "SELECT d.delivery_key, d.status, j.id, j.status, j.attempts FROM webhook_deliveries d \
-         LEFT JOIN jobs j ON j.kind = '{PROCESS_DELIVERY_JOB}' \
-           AND j.payload LIKE '%\"' || d.id || '\"%' \
-         WHERE d.repository_id = '{repository_id}'"
+        "SELECT delivery_key, status, attempts FROM webhook_deliveries \
+         WHERE repository_id = '{repository_id}'"
     );
     let mut rows: Vec<Row> =
         on_pool!(db, |pool| sqlx::query_as(&sql).fetch_all(pool).await).unwrap();
@@ -341,15 +335,17 @@ async fn deliveries_with_jobs(db: &Db, repository_id: &str) -> Vec<Row> {
 }
 
 async fn wait_until_drained(db: &Db, server: &Server) {
-    let pending = format!(
-        "SELECT COUNT(*) FROM jobs WHERE kind = '{PROCESS_DELIVERY_JOB}' \
-         AND status IN ('queued', 'running')"
-    );
     let deadline = tokio::time::Instant::now() + PATIENCE;
-    while count(db, &pending).await > 0 {
+    while count(
+        db,
+        "SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'received'",
+    )
+    .await
+        > 0
+    {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the job queue did not drain: {}",
+            "the delivery queue did not drain: {}",
             server.output()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -365,40 +361,35 @@ async fn burst_survives_sigkill(backend: Backend) {
     let acknowledged = burst_until_killed(&c, server).await;
 
     let db = Db::connect(&c.app.database_url).await.unwrap();
-    // Jobs the dead server had claimed keep their lease (up to a minute, no longer renewed)
-    // although nobody holds them; ending the leases stands for that minute passing, so the
-    // restarted server may take them over at once.
+    // Deliveries the dead server had claimed keep their lease (a minute) although nobody holds
+    // them; ending the leases stands for that minute passing, so the restarted server may take
+    // them over at once.
     let interrupted = ids(
         &db,
-        &format!(
-            "SELECT id FROM jobs WHERE status = 'running' AND kind = '{PROCESS_DELIVERY_JOB}'"
-        ),
+        "SELECT delivery_key FROM webhook_deliveries \
+         WHERE status = 'received' AND locked_by IS NOT NULL",
     )
     .await;
     execute(
         &db,
-        "UPDATE jobs SET locked_until = 0 WHERE status = 'running'",
+        "UPDATE webhook_deliveries SET locked_until = 0 WHERE status = 'received'",
     )
     .await;
 
     let server = Server::start(&c.settings, data_dir.path(), "second").await;
     wait_until_drained(&db, &server).await;
 
-    let rows = deliveries_with_jobs(&db, &c.repository_id).await;
+    let rows = deliveries(&db, &c.repository_id).await;
     let mut stored: HashMap<String, usize> = HashMap::new();
-    for (key, delivery_status, job, job_status, attempts) in &rows {
+    for (key, status, attempts) in &rows {
         *stored.entry(key.clone()).or_default() += 1;
-        let job = job
-            .as_deref()
-            .unwrap_or_else(|| panic!("delivery {key} has no processing job"));
-        assert_eq!(delivery_status, "processed", "delivery {key}");
-        assert_eq!(job_status.as_deref(), Some("done"), "job of delivery {key}");
-        // One completed attempt; a job the crash interrupted has that one attempt more.
-        let expected = if interrupted.contains(job) { 2 } else { 1 };
-        assert_eq!(*attempts, Some(expected), "attempts of delivery {key}");
+        assert_eq!(status, "processed", "delivery {key}");
+        // One completed attempt; a delivery the crash interrupted has that one attempt more.
+        let expected = if interrupted.contains(key) { 2 } else { 1 };
+        assert_eq!(*attempts, expected, "attempts of delivery {key}");
     }
     for (key, n) in &stored {
-        assert_eq!(*n, 1, "delivery {key} is stored or queued {n} times");
+        assert_eq!(*n, 1, "delivery {key} is stored {n} times");
         assert!(key.starts_with("crash-burst-"), "unexpected delivery {key}");
     }
     for i in &acknowledged {
@@ -416,6 +407,6 @@ async fn burst_survives_sigkill(backend: Backend) {
         assert_eq!(res.text().await.unwrap(), "duplicate", "delivery {i}");
     }
     wait_until_drained(&db, &server).await;
-    assert_eq!(deliveries_with_jobs(&db, &c.repository_id).await, rows);
+    assert_eq!(deliveries(&db, &c.repository_id).await, rows);
     db.close().await;
 }

@@ -12,30 +12,11 @@ use lablink_service::repositories::STOPPED_WHILE_CONNECTING;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::gitlab::{GitLab, SimUser, free_port, link};
+use crate::support::connected::{Linked, connect, create_project};
+use crate::support::gitlab::{GitLab, SimUser, lablink_with_operator_app_and, link};
 use crate::support::{Backend, Browser, TestApp};
 
-/// `<name>::sqlite` and `<name>::postgres` from `async fn <name>(backend: Backend)`.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod both_backends {
-            $(
-                mod $name {
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                    async fn sqlite() {
-                        super::super::$name($crate::support::Backend::Sqlite).await;
-                    }
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                    async fn postgres() {
-                        super::super::$name($crate::support::Backend::Postgres).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+crate::on_both_backends!(
     connect_fetch_disconnect_and_move,
     only_maintainers_connect_and_inherited_ownership_counts,
     a_failure_at_each_step_leaves_nothing_behind,
@@ -43,6 +24,7 @@ on_both_backends!(
     read_only_users_see_projects_but_change_nothing,
     pages_list_connect_and_disconnect_through_forms,
     a_long_list_loads_in_the_background_page_by_page,
+    a_fill_cut_short_by_a_dead_replica_completes,
     a_connect_cut_short_by_a_crash_is_rolled_back_later,
     a_crashed_connect_without_its_user_lists_what_is_left,
 );
@@ -62,38 +44,17 @@ struct World {
 impl World {
     async fn start(backend: Backend) -> World {
         let gitlab = GitLab::start().await;
-        let port = free_port();
-        let base = format!("http://127.0.0.1:{port}");
-        let oauth = gitlab.app(&[&base]).await;
-        let listen = format!("127.0.0.1:{port}");
-        let app = TestApp::spawn_with(
+        let (app, _) = lablink_with_operator_app_and(
             backend,
+            &gitlab,
             &[
-                ("listen", &listen),
-                ("public_url", &base),
-                ("allow_http_loopback_gitlab", "true"),
-                ("gitlab_url", &gitlab.base),
-                ("gitlab_app_id", &oauth.client_id),
-                ("gitlab_app_secret", &oauth.secret),
                 ("repository_deploy_keys", "true"),
                 ("project_token_days", "90"),
             ],
         )
         .await;
-        let group = gitlab
-            .control(Method::POST, "/groups", json!({"path": "analytics"}))
-            .await["id"]
-            .as_u64()
-            .unwrap();
-        let subgroup = gitlab
-            .control(
-                Method::POST,
-                "/groups",
-                json!({"path": "dbt", "parent_id": group}),
-            )
-            .await["id"]
-            .as_u64()
-            .unwrap();
+        let group = gitlab.group("analytics", None).await;
+        let subgroup = gitlab.group("dbt", Some(group)).await;
         World {
             gitlab,
             app,
@@ -102,47 +63,10 @@ impl World {
         }
     }
 
-    async fn project_in(&self, group: u64, path: &str) -> u64 {
-        self.gitlab
-            .control(
-                Method::POST,
-                "/projects",
-                json!({"path": path, "namespace": {"kind": "group", "id": group}}),
-            )
-            .await["id"]
-            .as_u64()
-            .unwrap()
-    }
-
-    async fn member(&self, project: u64, user: &SimUser, level: u8) {
-        self.gitlab
-            .control(
-                Method::POST,
-                &format!("/projects/{project}/members"),
-                json!({"user_id": user.id, "access_level": level}),
-            )
-            .await;
-    }
-
     /// A lablink user of `role` with `gitlab_user` linked, signed in, and their CSRF token.
     async fn linked(&self, email: &str, role: Role, gitlab_user: &SimUser) -> (Browser, String) {
-        self.app
-            .create_user("acme", Plan::Enterprise, email, role)
-            .await;
-        let browser = self.app.login(email).await;
-        link(&browser, &self.gitlab, gitlab_user).await;
-        let csrf = browser.get("/profile/linked-accounts").await.csrf();
-        (browser, csrf)
-    }
-
-    async fn sim_state(&self, project: u64) -> Value {
-        self.gitlab
-            .control(
-                Method::GET,
-                &format!("/projects/{project}/state"),
-                json!({}),
-            )
-            .await
+        let linked = Linked::new(&self.app, &self.gitlab, email, role, gitlab_user).await;
+        (linked.browser, linked.csrf)
     }
 
     async fn commit(&self, project: u64, user: &SimUser, file: &str) -> String {
@@ -168,19 +92,6 @@ impl World {
             )
             .await;
     }
-}
-
-async fn create_project(browser: &Browser, csrf: &str, name: &str) -> String {
-    let res = browser
-        .api(
-            Method::POST,
-            "/api/v1/projects",
-            Some(json!({"name": name, "subdirectory": "transform", "target_branch": "main"})),
-            Some(csrf),
-        )
-        .await;
-    assert_eq!(res.status, 201, "{}", res.body);
-    res.json()["id"].as_str().unwrap().to_owned()
 }
 
 async fn import_rows(browser: &Browser, query: &str) -> Value {
@@ -212,22 +123,6 @@ async fn all_rows(browser: &Browser) -> Vec<Value> {
         };
         page = import_rows(browser, &format!("?after={after}")).await;
     }
-}
-
-async fn connect(
-    browser: &Browser,
-    csrf: &str,
-    project: &str,
-    gitlab_project: u64,
-) -> crate::support::Page {
-    browser
-        .api(
-            Method::PUT,
-            &format!("/api/v1/projects/{project}/repository"),
-            Some(json!({"gitlab_project_id": gitlab_project})),
-            Some(csrf),
-        )
-        .await
 }
 
 async fn disconnect(browser: &Browser, csrf: &str, project: &str) -> crate::support::Page {
@@ -286,10 +181,10 @@ fn git(cache: &Path, args: &[&str]) -> String {
 async fn connect_fetch_disconnect_and_move(backend: Backend) {
     let w = World::start(backend).await;
     let alice = w.gitlab.user("alice").await;
-    let warehouse = w.project_in(w.subgroup, "warehouse").await;
-    let other = w.project_in(w.group, "marts").await;
-    w.member(warehouse, &alice, 40).await;
-    w.member(other, &alice, 40).await;
+    let warehouse = w.gitlab.project_in(w.subgroup, "warehouse").await;
+    let other = w.gitlab.project_in(w.group, "marts").await;
+    w.gitlab.member(warehouse, alice.id, 40).await;
+    w.gitlab.member(other, alice.id, 40).await;
     // A project in alice's personal namespace is never listed.
     let personal = w
         .gitlab
@@ -303,7 +198,7 @@ async fn connect_fetch_disconnect_and_move(backend: Backend) {
         .unwrap();
     let first = w.commit(warehouse, &alice, "models/a.sql").await;
     let (browser, csrf) = w.linked("dev@acme.test", Role::Developer, &alice).await;
-    let project = create_project(&browser, &csrf, "Analytics").await;
+    let project = create_project(&browser, &csrf, "Analytics", "transform").await;
 
     let rows = all_rows(&browser).await;
     let paths: Vec<&str> = rows
@@ -345,7 +240,7 @@ async fn connect_fetch_disconnect_and_move(backend: Backend) {
     assert!(public_key.starts_with("ssh-ed25519 AAAA") && public_key.ends_with(" lablink"));
 
     // What exists in GitLab now.
-    let state = w.sim_state(warehouse).await;
+    let state = w.gitlab.project_state(warehouse).await;
     let hooks = state["hooks"].as_array().unwrap();
     assert_eq!(hooks.len(), 1);
     let hook = &hooks[0];
@@ -435,7 +330,7 @@ async fn connect_fetch_disconnect_and_move(backend: Backend) {
     let res = disconnect(&browser, &csrf, &project).await;
     assert_eq!(res.status, 200, "{}", res.body);
     assert_eq!(res.json()["status"], "disconnected");
-    assert_nothing_left(&w.sim_state(warehouse).await);
+    assert_nothing_left(&w.gitlab.project_state(warehouse).await);
     let gone = w
         .app
         .services
@@ -493,10 +388,10 @@ async fn connect_fetch_disconnect_and_move(backend: Backend) {
     // A second connect while connected is refused.
     let res = connect(&browser, &csrf, &project, warehouse).await;
     assert_eq!(res.status, 409, "{}", res.body);
-    assert_nothing_left(&w.sim_state(warehouse).await);
+    assert_nothing_left(&w.gitlab.project_state(warehouse).await);
     let res = disconnect(&browser, &csrf, &project).await;
     assert_eq!(res.status, 200, "{}", res.body);
-    assert_nothing_left(&w.sim_state(other).await);
+    assert_nothing_left(&w.gitlab.project_state(other).await);
 
     let audit = w
         .app
@@ -538,8 +433,8 @@ async fn only_maintainers_connect_and_inherited_ownership_counts(backend: Backen
     let w = World::start(backend).await;
     let bob = w.gitlab.user("bob").await;
     let carol = w.gitlab.user("carol").await;
-    let warehouse = w.project_in(w.subgroup, "warehouse").await;
-    w.member(warehouse, &bob, 30).await;
+    let warehouse = w.gitlab.project_in(w.subgroup, "warehouse").await;
+    w.gitlab.member(warehouse, bob.id, 30).await;
     // carol owns the top-level group: Owner of the project in its subgroup by inheritance.
     w.gitlab
         .control(
@@ -550,7 +445,7 @@ async fn only_maintainers_connect_and_inherited_ownership_counts(backend: Backen
         .await;
 
     let (dev, dev_csrf) = w.linked("bob@acme.test", Role::Developer, &bob).await;
-    let project = create_project(&dev, &dev_csrf, "Analytics").await;
+    let project = create_project(&dev, &dev_csrf, "Analytics", "transform").await;
     let rows = all_rows(&dev).await;
     assert_eq!(rows.len(), 1, "{rows:#?}");
     assert_eq!(rows[0]["access_level"], 30);
@@ -560,7 +455,7 @@ async fn only_maintainers_connect_and_inherited_ownership_counts(backend: Backen
     let res = connect(&dev, &dev_csrf, &project, warehouse).await;
     assert_eq!(res.status, 403, "{}", res.body);
     assert_eq!(res.json()["error"], MAINTAINER_MESSAGE);
-    assert_nothing_left(&w.sim_state(warehouse).await);
+    assert_nothing_left(&w.gitlab.project_state(warehouse).await);
     assert!(
         w.app
             .services
@@ -586,10 +481,10 @@ async fn only_maintainers_connect_and_inherited_ownership_counts(backend: Backen
 async fn a_failure_at_each_step_leaves_nothing_behind(backend: Backend) {
     let w = World::start(backend).await;
     let alice = w.gitlab.user("alice").await;
-    let warehouse = w.project_in(w.subgroup, "warehouse").await;
-    w.member(warehouse, &alice, 40).await;
+    let warehouse = w.gitlab.project_in(w.subgroup, "warehouse").await;
+    w.gitlab.member(warehouse, alice.id, 40).await;
     let (browser, csrf) = w.linked("dev@acme.test", Role::Developer, &alice).await;
-    let project = create_project(&browser, &csrf, "Analytics").await;
+    let project = create_project(&browser, &csrf, "Analytics", "transform").await;
     let steps = [
         ("hooks", "creating the webhook"),
         ("access_tokens", "creating the project access token"),
@@ -615,7 +510,7 @@ async fn a_failure_at_each_step_leaves_nothing_behind(backend: Backend) {
             "GitLab's reason is shown: {message}"
         );
         assert!(message.contains("nothing was connected"), "{message}");
-        assert_nothing_left(&w.sim_state(warehouse).await);
+        assert_nothing_left(&w.gitlab.project_state(warehouse).await);
         let res = browser
             .api(
                 Method::GET,
@@ -658,10 +553,10 @@ async fn gitlab_com_free_connects_with_a_persistent_warning(backend: Backend) {
         .control(Method::PUT, "/settings", json!({"gitlab_com_free": true}))
         .await;
     let alice = w.gitlab.user("alice").await;
-    let warehouse = w.project_in(w.subgroup, "warehouse").await;
-    w.member(warehouse, &alice, 40).await;
+    let warehouse = w.gitlab.project_in(w.subgroup, "warehouse").await;
+    w.gitlab.member(warehouse, alice.id, 40).await;
     let (browser, csrf) = w.linked("dev@acme.test", Role::Developer, &alice).await;
-    let project = create_project(&browser, &csrf, "Analytics").await;
+    let project = create_project(&browser, &csrf, "Analytics", "transform").await;
     let res = connect(&browser, &csrf, &project, warehouse).await;
     assert_eq!(res.status, 200, "{}", res.body);
     let repo = res.json();
@@ -670,7 +565,7 @@ async fn gitlab_com_free_connects_with_a_persistent_warning(backend: Backend) {
     assert_eq!(repo["status_reporting"], false);
     assert_eq!(repo["status_warning"], warning);
     assert_eq!(repo["project_token_id"], Value::Null);
-    let state = w.sim_state(warehouse).await;
+    let state = w.gitlab.project_state(warehouse).await;
     assert_eq!(state["hooks"].as_array().unwrap().len(), 1);
     assert_eq!(state["project_access_tokens"].as_array().unwrap().len(), 0);
     // The warning persists: the project's repository page shows it.
@@ -681,14 +576,14 @@ async fn gitlab_com_free_connects_with_a_persistent_warning(backend: Backend) {
     assert!(page.body.contains(warning), "{}", page.body);
     let res = disconnect(&browser, &csrf, &project).await;
     assert_eq!(res.status, 200, "{}", res.body);
-    assert_nothing_left(&w.sim_state(warehouse).await);
+    assert_nothing_left(&w.gitlab.project_state(warehouse).await);
 }
 
 async fn read_only_users_see_projects_but_change_nothing(backend: Backend) {
     let w = World::start(backend).await;
     let alice = w.gitlab.user("alice").await;
     let (dev, csrf) = w.linked("dev@acme.test", Role::Developer, &alice).await;
-    let project = create_project(&dev, &csrf, "Analytics").await;
+    let project = create_project(&dev, &csrf, "Analytics", "transform").await;
     w.app
         .create_user("acme", Plan::Enterprise, "viewer@acme.test", Role::ReadOnly)
         .await;
@@ -721,7 +616,7 @@ async fn read_only_users_see_projects_but_change_nothing(backend: Backend) {
         )
         .await;
     assert_eq!(res.status, 422, "{}", res.body);
-    let res = create_project(&dev, &csrf, "Marts").await;
+    let res = create_project(&dev, &csrf, "Marts", "transform").await;
     let dup = dev
         .api(
             Method::PUT,
@@ -746,10 +641,10 @@ async fn read_only_users_see_projects_but_change_nothing(backend: Backend) {
 async fn pages_list_connect_and_disconnect_through_forms(backend: Backend) {
     let w = World::start(backend).await;
     let alice = w.gitlab.user("alice").await;
-    let warehouse = w.project_in(w.subgroup, "warehouse").await;
-    let marts = w.project_in(w.group, "marts").await;
-    w.member(warehouse, &alice, 40).await;
-    w.member(marts, &alice, 30).await;
+    let warehouse = w.gitlab.project_in(w.subgroup, "warehouse").await;
+    let marts = w.gitlab.project_in(w.group, "marts").await;
+    w.gitlab.member(warehouse, alice.id, 40).await;
+    w.gitlab.member(marts, alice.id, 30).await;
     let (browser, _) = w.linked("dev@acme.test", Role::Developer, &alice).await;
 
     let list = browser.get("/projects").await;
@@ -862,7 +757,7 @@ async fn pages_list_connect_and_disconnect_through_forms(backend: Backend) {
         )
         .await;
     assert_eq!(gone.status, 303, "{}", gone.body);
-    assert_nothing_left(&w.sim_state(warehouse).await);
+    assert_nothing_left(&w.gitlab.project_state(warehouse).await);
     let after = browser.get(&repo_url).await;
     assert!(after.body.contains("Earlier connections"), "{}", after.body);
     assert!(after.body.contains("disconnected"));
@@ -882,7 +777,11 @@ async fn a_long_list_loads_in_the_background_page_by_page(backend: Backend) {
         .await;
     let mut ids = Vec::new();
     for i in 0..130 {
-        ids.push(w.project_in(w.subgroup, &format!("model-{i:03}")).await as i64);
+        ids.push(
+            w.gitlab
+                .project_in(w.subgroup, &format!("model-{i:03}"))
+                .await as i64,
+        );
     }
     let (browser, _) = w.linked("dev@acme.test", Role::Developer, &alice).await;
     let rows = all_rows(&browser).await;
@@ -936,8 +835,8 @@ struct Crashed {
 /// dropped mid-step (no rollback of its own runs), like a killed process.
 async fn crash_mid_connect(w: &World) -> Crashed {
     let alice = w.gitlab.user("alice").await;
-    let warehouse = w.project_in(w.subgroup, "warehouse").await;
-    w.member(warehouse, &alice, 40).await;
+    let warehouse = w.gitlab.project_in(w.subgroup, "warehouse").await;
+    w.gitlab.member(warehouse, alice.id, 40).await;
     let user = w
         .app
         .create_user("acme", Plan::Enterprise, "dev@acme.test", Role::Developer)
@@ -945,7 +844,7 @@ async fn crash_mid_connect(w: &World) -> Crashed {
     let browser = w.app.login("dev@acme.test").await;
     link(&browser, &w.gitlab, &alice).await;
     let csrf = browser.get("/profile/linked-accounts").await.csrf();
-    let project = create_project(&browser, &csrf, "Analytics").await;
+    let project = create_project(&browser, &csrf, "Analytics", "transform").await;
     // Adding the deploy key hangs: the process is "killed" while it waits.
     w.gitlab
         .control(
@@ -993,7 +892,7 @@ async fn crash_mid_connect(w: &World) -> Crashed {
     assert_eq!(row.status, "connecting");
     assert!(row.hook_id.is_some() && row.project_token_id.is_some());
     assert!(row.deploy_key_id.is_none());
-    let state = w.sim_state(warehouse).await;
+    let state = w.gitlab.project_state(warehouse).await;
     assert_eq!(state["hooks"].as_array().unwrap().len(), 1, "{state:#}");
     let res = connect(&browser, &csrf, &project, warehouse).await;
     assert_eq!(
@@ -1023,7 +922,7 @@ async fn a_connect_cut_short_by_a_crash_is_rolled_back_later(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(recovered, 1);
-    assert_nothing_left(&w.sim_state(c.warehouse).await);
+    assert_nothing_left(&w.gitlab.project_state(c.warehouse).await);
     let failed = w
         .app
         .services
@@ -1089,7 +988,7 @@ async fn a_crashed_connect_without_its_user_lists_what_is_left(backend: Backend)
     for id in [c.row.hook_id, c.row.project_token_id, c.row.deploy_token_id] {
         assert!(reason.contains(&id.unwrap().to_string()), "{reason}");
     }
-    let state = w.sim_state(c.warehouse).await;
+    let state = w.gitlab.project_state(c.warehouse).await;
     assert_eq!(state["hooks"].as_array().unwrap().len(), 1, "{state:#}");
     assert!(
         w.app
@@ -1101,4 +1000,91 @@ async fn a_crashed_connect_without_its_user_lists_what_is_left(backend: Backend)
             .is_none(),
         "the project is free to connect again"
     );
+}
+
+/// The import list's fill job: `(status, attempts, locked_by)`.
+async fn fill_job(app: &TestApp) -> Option<(String, i64, Option<String>)> {
+    use lablink_store::repositories::import_list::FILL_IMPORT_LIST_JOB;
+    let sql = "SELECT status, attempts, locked_by FROM jobs WHERE kind = $1";
+    match &app.services.db {
+        lablink_store::Db::Sqlite(pool) => sqlx::query_as(sql)
+            .bind(FILL_IMPORT_LIST_JOB)
+            .fetch_optional(pool)
+            .await
+            .unwrap(),
+        lablink_store::Db::Postgres(pool) => sqlx::query_as(sql)
+            .bind(FILL_IMPORT_LIST_JOB)
+            .fetch_optional(pool)
+            .await
+            .unwrap(),
+    }
+}
+
+async fn a_fill_cut_short_by_a_dead_replica_completes(backend: Backend) {
+    let w = World::start(backend).await;
+    let alice = w.gitlab.user("alice").await;
+    w.gitlab
+        .control(
+            Method::POST,
+            &format!("/groups/{}/members", w.subgroup),
+            json!({"user_id": alice.id, "access_level": 40}),
+        )
+        .await;
+    let mut ids = Vec::new();
+    for i in 0..130 {
+        ids.push(
+            w.gitlab
+                .project_in(w.subgroup, &format!("model-{i:03}"))
+                .await as i64,
+        );
+    }
+    let (browser, _) = w.linked("dev@acme.test", Role::Developer, &alice).await;
+    // GitLab answers project lists slowly, so the replica's fill job is still waiting for the
+    // second page when that replica "dies" (its lease is made to run out, as a crash leaves it).
+    w.gitlab
+        .control(
+            Method::POST,
+            "/faults",
+            json!({"method": "GET", "path": "/api/v4/projects", "latency_ms": 5000}),
+        )
+        .await;
+    let first = import_rows(&browser, "?refresh=true").await;
+    assert_eq!(first["loading"], true, "{first:#}");
+    assert_eq!(first["loaded"], 100);
+    while fill_job(&w.app).await.map(|j| j.0) != Some("running".into()) {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    w.app
+        .execute(&format!(
+            "UPDATE jobs SET locked_until = 0 WHERE kind = '{}'",
+            lablink_store::repositories::import_list::FILL_IMPORT_LIST_JOB
+        ))
+        .await;
+    w.gitlab.sim().clear_faults();
+    // Another replica takes the job over and resumes from the stored progress.
+    let dir = tempfile::tempdir().unwrap();
+    let replica =
+        lablink_service::ci::executor::CiRuntime::new(dir.path().to_owned(), "replica-2".into());
+    while w.app.services.run_next_job(&replica).await.unwrap() {}
+    let (status, attempts, _) = fill_job(&w.app).await.unwrap();
+    assert_eq!((status.as_str(), attempts), ("done", 2), "claimed twice");
+    let mut page = import_rows(&browser, "").await;
+    assert_eq!(page["loading"], false, "{page:#}");
+    assert_eq!(page["loaded"], 130);
+    assert!(page["error"].is_null(), "{page:#}");
+    let mut listed = Vec::new();
+    loop {
+        listed.extend(
+            page["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["gitlab_project_id"].as_i64().unwrap()),
+        );
+        let Some(after) = page["next_after"].as_i64() else {
+            break;
+        };
+        page = import_rows(&browser, &format!("?after={after}")).await;
+    }
+    assert_eq!(listed, ids, "every project once, in id order");
 }

@@ -13,6 +13,7 @@ use crate::support::{Backend, TestApp};
 crate::on_both_backends!(
     tokens_rotated_in_gitlab_and_lost_rotations_are_recovered,
     scheduling_enqueues_only_the_due_tokens,
+    a_token_needing_a_person_is_not_enqueued_again_until_it_changes,
 );
 
 async fn tokens_rotated_in_gitlab_and_lost_rotations_are_recovered(backend: Backend) {
@@ -269,4 +270,86 @@ async fn unfinished_rotation_jobs(app: &TestApp) -> i64 {
 /// Jobs that failed at least once.
 async fn failed_rotation_jobs(app: &TestApp) -> i64 {
     count_rotation_jobs(app, "last_error IS NOT NULL").await
+}
+
+/// How many rotation jobs were ever queued for each repository.
+async fn rotation_jobs_of(app: &TestApp, repository_id: &str) -> usize {
+    rotation_jobs(app)
+        .await
+        .iter()
+        .filter(|p| p["repository_id"] == repository_id)
+        .count()
+}
+
+/// Runs one scheduling pass and waits for the job workers to run what it enqueued.
+async fn schedule_and_run(app: &TestApp) -> usize {
+    let enqueued = app.services.schedule_token_rotations(30).await.unwrap();
+    while unfinished_rotation_jobs(app).await > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    enqueued
+}
+
+async fn a_token_needing_a_person_is_not_enqueued_again_until_it_changes(backend: Backend) {
+    let w = World::start(backend).await;
+    let stuck = w.repository().await;
+    let healthy = w.connect_another("healthy").await;
+    let due = |id: &str| {
+        format!(
+            "UPDATE repositories SET project_token_expires_on = '{}' WHERE id = '{id}'",
+            (chrono::Utc::now().date_naive() + chrono::Days::new(3)).format("%Y-%m-%d")
+        )
+    };
+    // Both tokens are due. The first was revoked in GitLab, and its connecting user is no longer
+    // Maintainer there, so lablink cannot replace it: it needs a person.
+    w.app.execute(&due(&stuck.id)).await;
+    w.app.execute(&due(&healthy.id)).await;
+    w.as_maintainer(
+        Method::DELETE,
+        &format!("/access_tokens/{}", stuck.project_token_id.unwrap()),
+        json!({}),
+    )
+    .await;
+    w.gitlab.member(w.gitlab_project, w.alice, 30).await;
+    assert_eq!(schedule_and_run(&w.app).await, 2);
+    let rotated = w
+        .app
+        .services
+        .db
+        .repository(&healthy.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(rotated.project_token_id, healthy.project_token_id);
+    let after = w
+        .app
+        .services
+        .db
+        .repository(&stuck.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        after.project_token_id, stuck.project_token_id,
+        "not replaced"
+    );
+
+    // The next passes leave the stuck token alone but still enqueue the due ones.
+    w.app.execute(&due(&healthy.id)).await;
+    assert_eq!(schedule_and_run(&w.app).await, 1);
+    assert_eq!(rotation_jobs_of(&w.app, &healthy.id).await, 2);
+    assert_eq!(schedule_and_run(&w.app).await, 0);
+    assert_eq!(rotation_jobs_of(&w.app, &stuck.id).await, 1);
+
+    // Once its repository changes, the token is scheduled again.
+    w.app
+        .services
+        .db
+        .set_repository_status_warning(&stuck.id, "checked by an administrator")
+        .await
+        .unwrap();
+    assert_eq!(schedule_and_run(&w.app).await, 1);
+    assert_eq!(rotation_jobs_of(&w.app, &stuck.id).await, 2);
+    assert_eq!(failed_rotation_jobs(&w.app).await, 0);
+    w.app.stop().await;
 }

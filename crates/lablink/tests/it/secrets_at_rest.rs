@@ -59,7 +59,8 @@ async fn stored_tokens(app: &TestApp, user: &TestUser) -> [String; 2] {
     ]
 }
 
-async fn database_bytes(app: &TestApp) -> Vec<u8> {
+/// The database as stored at rest: the SQLite files, or a data-only `pg_dump`.
+pub(crate) async fn database_bytes(app: &TestApp) -> Vec<u8> {
     if let Some(path) = app.database_url.strip_prefix("sqlite://") {
         let mut bytes = std::fs::read(path).unwrap();
         for suffix in ["-wal", "-shm"] {
@@ -87,7 +88,7 @@ async fn database_bytes(app: &TestApp) -> Vec<u8> {
     }
 }
 
-fn contains(haystack: &[u8], needle: &str) -> bool {
+pub(crate) fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
         .any(|w| w == needle.as_bytes())

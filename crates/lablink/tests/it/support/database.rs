@@ -10,7 +10,8 @@ pub enum Backend {
     Postgres,
 }
 
-/// A database made for one test. PostgreSQL being unreachable fails the test: never skipped.
+/// A database made for one test, dropped with it. PostgreSQL being unreachable fails the test:
+/// never skipped.
 pub struct TestDatabase {
     pub url: String,
     pg_name: Option<String>,
@@ -70,5 +71,11 @@ impl TestDatabase {
         })
         .join()
         .unwrap();
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        self.drop_now();
     }
 }

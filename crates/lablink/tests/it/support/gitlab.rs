@@ -122,6 +122,50 @@ impl GitLab {
         }
     }
 
+    /// A group (a subgroup of `parent`); returns its id.
+    pub async fn group(&self, path: &str, parent: Option<u64>) -> u64 {
+        self.control(
+            reqwest::Method::POST,
+            "/groups",
+            json!({"path": path, "parent_id": parent}),
+        )
+        .await["id"]
+            .as_u64()
+            .unwrap()
+    }
+
+    /// An empty project in `group`; returns its id.
+    pub async fn project_in(&self, group: u64, path: &str) -> u64 {
+        self.control(
+            reqwest::Method::POST,
+            "/projects",
+            json!({"path": path, "namespace": {"kind": "group", "id": group}}),
+        )
+        .await["id"]
+            .as_u64()
+            .unwrap()
+    }
+
+    /// Makes the user `user_id` a member of `project` with `access_level`.
+    pub async fn member(&self, project: u64, user_id: u64, access_level: u8) {
+        self.control(
+            reqwest::Method::POST,
+            &format!("/projects/{project}/members"),
+            json!({"user_id": user_id, "access_level": access_level}),
+        )
+        .await;
+    }
+
+    /// Everything the simulator holds about `project` (hooks, tokens, merge requests, statuses).
+    pub async fn project_state(&self, project: u64) -> Value {
+        self.control(
+            reqwest::Method::GET,
+            &format!("/projects/{project}/state"),
+            json!({}),
+        )
+        .await
+    }
+
     pub async fn advance_clock(&self, seconds: i64) {
         self.control(
             reqwest::Method::POST,
@@ -225,22 +269,29 @@ fn unescape(text: &str) -> String {
 /// A lablink server that may talk to the simulator over http on loopback, with the operator's
 /// application registered in the simulator (its redirect URI needs the port in advance).
 pub async fn lablink_with_operator_app(backend: Backend, gitlab: &GitLab) -> (TestApp, SimApp) {
+    lablink_with_operator_app_and(backend, gitlab, &[]).await
+}
+
+/// Like [`lablink_with_operator_app`], with more settings.
+pub async fn lablink_with_operator_app_and(
+    backend: Backend,
+    gitlab: &GitLab,
+    extra: &[(&str, &str)],
+) -> (TestApp, SimApp) {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let app = gitlab.app(&[&base]).await;
     let listen = format!("127.0.0.1:{port}");
-    let lablink = TestApp::spawn_with(
-        backend,
-        &[
-            ("listen", &listen),
-            ("public_url", &base),
-            ("allow_http_loopback_gitlab", "true"),
-            ("gitlab_url", &gitlab.base),
-            ("gitlab_app_id", &app.client_id),
-            ("gitlab_app_secret", &app.secret),
-        ],
-    )
-    .await;
+    let mut settings = vec![
+        ("listen", listen.as_str()),
+        ("public_url", &base),
+        ("allow_http_loopback_gitlab", "true"),
+        ("gitlab_url", &gitlab.base),
+        ("gitlab_app_id", &app.client_id),
+        ("gitlab_app_secret", &app.secret),
+    ];
+    settings.extend_from_slice(extra);
+    let lablink = TestApp::spawn_with(backend, &settings).await;
     (lablink, app)
 }
 

@@ -3,12 +3,13 @@
 //! reads CSRF tokens from forms.
 
 mod browser;
+pub mod connected;
 mod database;
 pub mod gitlab;
 pub mod webdriver;
 
 pub use browser::{Browser, Page};
-pub use database::Backend;
+pub use database::{Backend, TestDatabase};
 
 use lablink::startup::Application;
 use lablink_core::{Plan, Role};
