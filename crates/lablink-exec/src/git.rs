@@ -128,8 +128,9 @@ pub struct GitConfig {
     pub tuning: Vec<(String, String)>,
 }
 
-/// What makes checking out and updating a worktree of many small files cheaper, measured in
-/// `crates/lablink/benches/checkout.rs` (see BENCHMARKS.md, "Checkout for a run"):
+/// Settings meant to make checking out and updating a worktree of many small files cheaper; their
+/// effect is measured in `crates/lablink/benches/checkout.rs` (BENCHMARKS.md, "Checkout for a
+/// run": it helps when writes are slow, and is within noise otherwise):
 /// - `checkout.workers=0`: write files with one worker per core (parallel checkout);
 /// - `feature.manyFiles`: index version 4 (prefix-compressed paths) without the trailing hash, and
 ///   the untracked cache;

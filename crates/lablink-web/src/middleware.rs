@@ -36,6 +36,9 @@ pub fn apply(router: Router<AppState>) -> Router<AppState> {
             header::AUTHORIZATION,
             header::COOKIE,
             header::SET_COOKIE,
+            // GitLab's webhook secret and its signature, sent with every delivery.
+            header::HeaderName::from_static("x-gitlab-token"),
+            header::HeaderName::from_static("webhook-signature"),
         ]))
 }
 

@@ -1,4 +1,5 @@
-//! Webhook intake of the real server (all workers running): durable intake throughput as a ratio
+//! Webhook intake of the real server, all in one (CI loops processing the deliveries meanwhile)
+//! and as an intake replica (`background_work = false`): durable intake throughput as a ratio
 //! to a no-op 200 route of the same server (`GET /healthz`, measured in the same run), and intake
 //! latency at a steady 500 deliveries/s. 8 KiB merge request payloads (a real GitLab capture),
 //! a unique `Idempotency-Key` each. Medians of several repetitions.
@@ -60,7 +61,7 @@ async fn exec(db: &Db, sql: &str, text: &[&str], blob: Option<Vec<u8>>) {
 
 /// `gitlab_project_id` is the payload's project, so that processing goes all the way to the
 /// CI decision.
-async fn start(postgres: bool, gitlab_project_id: i64) -> Server {
+async fn start(postgres: bool, gitlab_project_id: i64, background_work: bool) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let url = if postgres {
         pg_database().await
@@ -75,6 +76,10 @@ async fn start(postgres: bool, gitlab_project_id: i64) -> Server {
         ("metrics_listen", "127.0.0.1:0"),
         ("data_dir", &data_dir),
         ("secret_key", &key),
+        (
+            "background_work",
+            if background_work { "true" } else { "false" },
+        ),
     ])
     .unwrap();
     let app = Application::build(settings).await.unwrap();
@@ -280,7 +285,10 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
-async fn bench(postgres: bool) {
+/// One server: with `background_work`, the whole of lablink on one machine (CI loops process
+/// the deliveries while intake runs); without, an intake replica whose deliveries are processed
+/// by other replicas (not running here, so the stored deliveries just wait).
+async fn bench(postgres: bool, background_work: bool) {
     let body: &'static [u8] = Box::leak(payload().into_boxed_slice());
     let project: serde_json::Value = serde_json::from_slice(body).unwrap();
     let server = start(
@@ -288,6 +296,7 @@ async fn bench(postgres: bool) {
         project["object_attributes"]["target_project_id"]
             .as_i64()
             .unwrap(),
+        background_work,
     )
     .await;
     let client = reqwest::Client::builder()
@@ -319,24 +328,37 @@ async fn bench(postgres: bool) {
     let mut ratios = Vec::new();
     let mut drains = Vec::new();
     for _ in 0..REPETITIONS {
-        drain(&server).await;
+        if background_work {
+            drain(&server).await;
+        }
         let b = throughput(Arc::clone(&noop)).await;
         let d = throughput(Arc::clone(&intake)).await;
         // Processing of what that window stored, at the end of the window.
-        drains.push(drain(&server).await.as_secs_f64());
+        if background_work {
+            drains.push(drain(&server).await.as_secs_f64());
+        }
         baseline.push(b);
         durable.push(d);
         ratios.push(d / b);
     }
     let (p50, p99) = latency_at_rate(Arc::clone(&intake)).await;
-    let backlog_after_latency_window = drain(&server).await;
+    let backlog_after_latency_window = if background_work {
+        ms(drain(&server).await)
+    } else {
+        "n/a".into()
+    };
     let (noop_p50, noop_p99) = latency_at_rate(Arc::clone(&noop)).await;
     println!(
         "{}: no-op {:.0} req/s, intake {:.0} req/s, ratio {:.3} (runs: {}); \
          processing caught up {:.1} s after each intake window (median); \
          at {RATE_PER_SEC}/s intake p50 {} p99 {} (processing caught up {} after), \
          no-op p50 {} p99 {}",
-        if postgres { "PostgreSQL" } else { "SQLite" },
+        match (postgres, background_work) {
+            (false, true) => "SQLite, all in one",
+            (false, false) => "SQLite, intake replica",
+            (true, true) => "PostgreSQL, all in one",
+            (true, false) => "PostgreSQL, intake replica",
+        },
         median(baseline),
         median(durable),
         median(ratios.clone()),
@@ -345,10 +367,14 @@ async fn bench(postgres: bool) {
             .map(|r| format!("{r:.3}"))
             .collect::<Vec<_>>()
             .join(", "),
-        median(drains),
+        if drains.is_empty() {
+            f64::NAN
+        } else {
+            median(drains)
+        },
         ms(p50),
         ms(p99),
-        ms(backlog_after_latency_window),
+        backlog_after_latency_window,
         ms(noop_p50),
         ms(noop_p99),
     );
@@ -357,6 +383,8 @@ async fn bench(postgres: bool) {
 
 #[tokio::main]
 async fn main() {
-    bench(false).await;
-    bench(true).await;
+    for postgres in [false, true] {
+        bench(postgres, true).await;
+        bench(postgres, false).await;
+    }
 }

@@ -32,6 +32,7 @@ const SETTINGS: &[&str] = &[
     "project_token_days",
     "token_rotation_margin_days",
     "repository_deploy_keys",
+    "background_work",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +85,9 @@ pub struct Settings {
     pub token_rotation_margin_days: u32,
     /// Also create an ed25519 SSH deploy key with write access when connecting.
     pub repository_deploy_keys: bool,
+    /// Run the background loops (webhook processing, CI runs, commit statuses, token rotation)
+    /// on this replica; `false` for a replica that only serves pages, the API and webhook intake.
+    pub background_work: bool,
 }
 
 /// Values as read, before validation. Env values are parsed by figment as numbers or booleans
@@ -125,6 +129,8 @@ struct Raw {
     token_rotation_margin_days: Option<String>,
     #[serde(default, deserialize_with = "text")]
     repository_deploy_keys: Option<String>,
+    #[serde(default, deserialize_with = "text")]
+    background_work: Option<String>,
 }
 
 /// Accepts a string, number or boolean as text.
@@ -202,9 +208,9 @@ fn socket(setting: &str, value: Option<String>, default: &str) -> Result<SocketA
     })
 }
 
-fn boolean(setting: &str, value: Option<String>) -> Result<bool, ConfigError> {
+fn boolean(setting: &str, value: Option<String>, default: bool) -> Result<bool, ConfigError> {
     match value.as_deref().map(str::trim) {
-        None => Ok(false),
+        None => Ok(default),
         Some("true" | "1" | "yes") => Ok(true),
         Some("false" | "0" | "no") => Ok(false),
         Some(v) => Err(invalid(setting, format!("`{v}` is not true or false"))),
@@ -295,8 +301,11 @@ fn from_raw(raw: Raw) -> Result<Settings, ConfigError> {
             ));
         }
     };
-    let allow_http_loopback_gitlab =
-        boolean("allow_http_loopback_gitlab", raw.allow_http_loopback_gitlab)?;
+    let allow_http_loopback_gitlab = boolean(
+        "allow_http_loopback_gitlab",
+        raw.allow_http_loopback_gitlab,
+        false,
+    )?;
     let gitlab_url = http_url(
         "gitlab_url",
         raw.gitlab_url.as_deref().unwrap_or("https://gitlab.com"),
@@ -348,7 +357,12 @@ fn from_raw(raw: Raw) -> Result<Settings, ConfigError> {
     Ok(Settings {
         project_token_days: project_token_days as u32,
         token_rotation_margin_days: token_rotation_margin_days as u32,
-        repository_deploy_keys: boolean("repository_deploy_keys", raw.repository_deploy_keys)?,
+        repository_deploy_keys: boolean(
+            "repository_deploy_keys",
+            raw.repository_deploy_keys,
+            false,
+        )?,
+        background_work: boolean("background_work", raw.background_work, true)?,
         database_url,
         public_url,
         listen: socket("listen", raw.listen, "127.0.0.1:8080")?,
@@ -361,6 +375,7 @@ fn from_raw(raw: Raw) -> Result<Settings, ConfigError> {
         allow_private_network_gitlab: boolean(
             "allow_private_network_gitlab",
             raw.allow_private_network_gitlab,
+            false,
         )?,
         session_idle: Duration::from_secs(
             60 * positive("session_idle_minutes", raw.session_idle_minutes, 8 * 60)?,
@@ -399,6 +414,12 @@ mod tests {
         assert_eq!(s.log_format, LogFormat::Pretty);
         assert!(s.operator_gitlab.is_none());
         assert!(!s.allow_http_loopback_gitlab);
+        assert!(s.background_work);
+        assert!(
+            !from_pairs(&[("background_work", "false")])
+                .unwrap()
+                .background_work
+        );
     }
 
     #[test]
@@ -420,6 +441,7 @@ mod tests {
             err(&[("allow_private_network_gitlab", "2")])
                 .contains("`allow_private_network_gitlab`")
         );
+        assert!(err(&[("background_work", "sometimes")]).contains("`background_work`"));
         assert!(err(&[("session_idle_minutes", "0")]).contains("`session_idle_minutes`"));
         assert!(err(&[("session_absolute_hours", "x")]).contains("`session_absolute_hours`"));
         assert!(

@@ -25,7 +25,8 @@ pub struct Application {
     metrics_listener: TcpListener,
     services: Services,
     setup_link: Option<String>,
-    ci: lablink_service::ci::worker::CiWorkerConfig,
+    /// `None` on a replica without background work (setting `background_work = false`).
+    ci: Option<lablink_service::ci::worker::CiWorkerConfig>,
 }
 
 /// Opens the database named by the settings, creating the SQLite file's directory if needed.
@@ -139,7 +140,9 @@ impl Application {
             metrics_listener,
             services,
             setup_link,
-            ci: lablink_service::ci::worker::CiWorkerConfig::new(settings.data_dir.join("ci")),
+            ci: settings.background_work.then(|| {
+                lablink_service::ci::worker::CiWorkerConfig::new(settings.data_dir.join("ci"))
+            }),
         })
     }
 
@@ -169,25 +172,29 @@ impl Application {
         let metrics = axum::serve(self.metrics_listener, telemetry::metrics_app())
             .with_graceful_shutdown(stop.clone().cancelled_owned());
         tracing::info!(public_url = %self.services.settings.public_url, "lablink is serving");
-        let ci_workers = lablink_service::ci::worker::spawn_ci_workers(
-            self.services.clone(),
-            self.ci,
-            stop.clone(),
-        );
-        let rotations = tokio::spawn(lablink_service::rotation::rotation_scheduler(
-            self.services.clone(),
-            self.services
-                .settings
-                .repositories
-                .token_rotation_margin_days
-                .into(),
-            std::time::Duration::from_secs(60 * 60),
-            stop.clone(),
-        ));
+        let mut background = Vec::new();
+        if let Some(ci) = self.ci {
+            background = lablink_service::ci::worker::spawn_ci_workers(
+                self.services.clone(),
+                ci,
+                stop.clone(),
+            );
+            background.push(tokio::spawn(lablink_service::rotation::rotation_scheduler(
+                self.services.clone(),
+                self.services
+                    .settings
+                    .repositories
+                    .token_rotation_margin_days
+                    .into(),
+                std::time::Duration::from_secs(60 * 60),
+                stop.clone(),
+            )));
+        } else {
+            tracing::info!("background work is off on this replica (setting `background_work`)");
+        }
         let (main, metrics) = tokio::join!(main, metrics);
-        rotations.abort();
         // A run cut short here is resumed by another replica (or this one) when its lease expires.
-        ci_workers.iter().for_each(tokio::task::JoinHandle::abort);
+        background.iter().for_each(tokio::task::JoinHandle::abort);
         main.context("the HTTP server failed")?;
         metrics.context("the metrics server failed")?;
         self.services.db.close().await;
