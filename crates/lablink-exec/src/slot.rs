@@ -14,6 +14,7 @@ use crate::error::ExecError;
 #[derive(Debug)]
 pub struct DirClaim {
     dir: PathBuf,
+    lock_path: PathBuf,
     _lock: File,
 }
 
@@ -26,36 +27,57 @@ impl DirClaim {
                 value: prefix.to_owned(),
             });
         }
+        std::fs::create_dir_all(parent).map_err(|source| ExecError::Io {
+            path: parent.to_owned(),
+            source,
+        })?;
+        for n in 0u32.. {
+            if let Some(claim) = Self::try_claim_named(parent, &format!("{prefix}-{n}"))? {
+                return Ok(claim);
+            }
+        }
+        unreachable!("more than u32::MAX concurrent claims")
+    }
+
+    /// Claims `<parent>/<name>` if nobody holds it; `None` when someone does.
+    pub fn try_claim_named(parent: &Path, name: &str) -> Result<Option<Self>, ExecError> {
+        let lock_path = parent.join(format!("{name}.lock"));
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| ExecError::Io {
+                path: lock_path.clone(),
+                source,
+            })?;
+        match lock.try_lock() {
+            Ok(()) => Ok(Some(Self {
+                dir: parent.join(name),
+                lock_path,
+                _lock: lock,
+            })),
+            Err(TryLockError::WouldBlock) => Ok(None),
+            Err(TryLockError::Error(source)) => Err(ExecError::Io {
+                path: lock_path,
+                source,
+            }),
+        }
+    }
+
+    /// Deletes the claimed directory and its lock file (for a directory nobody will use again).
+    /// The lock file goes while still held, so nobody can hold the deleted directory meanwhile.
+    pub fn remove(self) -> Result<(), ExecError> {
         let io = |path: &Path| {
             let path = path.to_owned();
             move |source| ExecError::Io { path, source }
         };
-        std::fs::create_dir_all(parent).map_err(io(parent))?;
-        for n in 0u32.. {
-            let lock_path = parent.join(format!("{prefix}-{n}.lock"));
-            let lock = OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&lock_path)
-                .map_err(io(&lock_path))?;
-            match lock.try_lock() {
-                Ok(()) => {
-                    return Ok(Self {
-                        dir: parent.join(format!("{prefix}-{n}")),
-                        _lock: lock,
-                    });
-                }
-                Err(TryLockError::WouldBlock) => {}
-                Err(TryLockError::Error(source)) => {
-                    return Err(ExecError::Io {
-                        path: lock_path,
-                        source,
-                    });
-                }
-            }
+        match std::fs::remove_dir_all(&self.dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&self.dir)(e)),
         }
-        unreachable!("more than u32::MAX concurrent claims")
+        std::fs::remove_file(&self.lock_path).map_err(io(&self.lock_path))
     }
 
     pub fn path(&self) -> &Path {
@@ -84,6 +106,25 @@ mod tests {
             DirClaim::claim(root.path(), "job-7").unwrap().path(),
             root.path().join("job-7-2")
         );
+    }
+
+    #[test]
+    fn a_free_directory_can_be_claimed_by_name_and_removed() {
+        let root = tempfile::tempdir().unwrap();
+        let held = DirClaim::claim(root.path(), "job-1").unwrap();
+        std::fs::create_dir_all(held.path().join("models")).unwrap();
+        assert!(
+            DirClaim::try_claim_named(root.path(), "job-1-0")
+                .unwrap()
+                .is_none()
+        );
+        drop(held);
+        let free = DirClaim::try_claim_named(root.path(), "job-1-0")
+            .unwrap()
+            .unwrap();
+        free.remove().unwrap();
+        assert!(!root.path().join("job-1-0").exists());
+        assert!(!root.path().join("job-1-0.lock").exists());
     }
 
     #[test]

@@ -241,6 +241,16 @@ impl Db {
         }
     }
 
+    /// The ids of every CI job, of every account (to find what belongs to deleted jobs).
+    pub async fn ci_job_ids(&self) -> Result<std::collections::HashSet<i64>, StoreError> {
+        let ids: Vec<i64> = crate::on_db!(self, |pool| {
+            sqlx::query_scalar("SELECT id FROM ci_jobs")
+                .fetch_all(pool)
+                .await
+        })?;
+        Ok(ids.into_iter().collect())
+    }
+
     /// Deletes a job and, with it, its runs.
     pub async fn delete_ci_job(&self, id: i64) -> Result<bool, StoreError> {
         let n = crate::on_db!(self, |pool| {

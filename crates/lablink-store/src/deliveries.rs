@@ -292,25 +292,31 @@ impl Db {
         worker: &str,
         outcomes: &[(String, &str, String)],
     ) -> Result<(), StoreError> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        // One statement for the batch: VALUES rows joined on the id (`columnN` are the names both
+        // SQLite and PostgreSQL give VALUES columns).
+        let rows = (0..outcomes.len())
+            .map(|i| format!("(${}, ${}, ${})", 3 + i * 3, 4 + i * 3, 5 + i * 3))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "UPDATE webhook_deliveries SET status = v.column2, note = v.column3, \
+             processed_at = $1, locked_by = NULL FROM (VALUES {rows}) AS v \
+             WHERE webhook_deliveries.id = v.column1 AND webhook_deliveries.locked_by = $2"
+        );
         let now = now_ms();
         crate::on_db!(self, |pool| {
             let mut tx = pool.begin().await?;
             if let Db::Postgres(_) = self {
                 sqlx::query(NO_FLUSH).execute(&mut *tx).await?;
             }
+            let mut query = sqlx::query(&sql).bind(now).bind(worker);
             for (id, status, note) in outcomes {
-                sqlx::query(
-                    "UPDATE webhook_deliveries SET status = $1, note = $2, processed_at = $3, \
-                     locked_by = NULL WHERE id = $4 AND locked_by = $5",
-                )
-                .bind(*status)
-                .bind(note)
-                .bind(now)
-                .bind(id)
-                .bind(worker)
-                .execute(&mut *tx)
-                .await?;
+                query = query.bind(id).bind(*status).bind(note);
             }
+            query.execute(&mut *tx).await?;
             tx.commit().await
         })?;
         Ok(())

@@ -110,7 +110,6 @@ impl Services {
         }
         self.db.finish_deliveries(worker, &outcomes).await?;
         self.wake.runs.notify_one();
-        self.wake.statuses.notify_one();
         Ok(true)
     }
 
@@ -228,7 +227,12 @@ impl Services {
                     })
                     .await?;
                 match created {
-                    Some(run_id) => format!("job {job_id}: run {run_id} queued for {sha}"),
+                    Some(run_id) => {
+                        // Its `pending` status is committed with it: post it now, before the run
+                        // loops (woken when the batch is done) move the run on to `running`.
+                        self.wake.statuses.notify_one();
+                        format!("job {job_id}: run {run_id} queued for {sha}")
+                    }
                     None => format!("job {job_id} already has a run for {sha}"),
                 }
             }

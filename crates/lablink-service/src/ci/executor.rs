@@ -7,7 +7,7 @@
 //! The lease is renewed while the run is alive; the renewal also reads `cancel_requested`, so a
 //! cancellation asked on any replica kills the process group here.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -84,6 +84,42 @@ impl CiRuntime {
             &self.work_dir.join("worktrees"),
             &format!("job-{ci_job_id}"),
         )
+    }
+
+    /// Deletes the worktrees of CI jobs that no longer exist (a job's worktree otherwise stays
+    /// for its next run, a full checkout each); worktrees a run holds are left alone. Returns
+    /// how many were deleted.
+    pub fn remove_worktrees_except(&self, jobs: &HashSet<i64>) -> Result<usize, ExecError> {
+        let parent = self.work_dir.join("worktrees");
+        let entries = match std::fs::read_dir(&parent) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(source) => {
+                return Err(ExecError::Io {
+                    path: parent,
+                    source,
+                });
+            }
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // Every worktree has a `job-<id>-<n>.lock` beside it.
+            let Some(slot) = name.strip_suffix(".lock") else {
+                continue;
+            };
+            let Some(job) = worktree_job(slot) else {
+                continue;
+            };
+            if jobs.contains(&job) {
+                continue;
+            }
+            if let Some(claim) = DirClaim::try_claim_named(&parent, slot)? {
+                claim.remove()?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// Makes the claimed `worktree` exactly commit `sha` of the repository: fetches it into the
@@ -471,6 +507,13 @@ impl Services {
 }
 
 /// The schema a run builds into: the merge request's CI schema, or the merge job's own schema.
+/// The CI job of a worktree directory name `job-<id>-<n>`.
+fn worktree_job(name: &str) -> Option<i64> {
+    let (job, slot) = name.strip_prefix("job-")?.rsplit_once('-')?;
+    slot.parse::<u32>().ok()?;
+    job.parse().ok()
+}
+
 pub(crate) fn run_schema(job: &CiJob, mr_iid: Option<i64>) -> String {
     match mr_iid {
         Some(iid) => ci_schema_name(job.id, iid),
@@ -539,6 +582,36 @@ async fn write_logs(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn worktrees_of_deleted_jobs_are_removed_unless_held() {
+        let root = tempfile::tempdir().unwrap();
+        let rt = CiRuntime::new(root.path().to_path_buf(), "w".into());
+        let mut slots = Vec::new();
+        for job in [1, 2, 3] {
+            let claim = rt.claim_worktree(job).unwrap();
+            std::fs::create_dir_all(claim.path().join("models")).unwrap();
+            slots.push(claim);
+        }
+        let held = slots.pop().unwrap();
+        drop(slots);
+        let worktrees = root.path().join("worktrees");
+        std::fs::write(worktrees.join("notes.lock"), "").unwrap();
+        // Job 1 still exists; jobs 2 and 3 were deleted, but a run still holds job 3's worktree.
+        let removed = rt.remove_worktrees_except(&HashSet::from([1])).unwrap();
+        assert_eq!(removed, 1);
+        assert!(worktrees.join("job-1-0").exists());
+        assert!(!worktrees.join("job-2-0").exists());
+        assert!(!worktrees.join("job-2-0.lock").exists());
+        assert!(worktrees.join("job-3-0").exists());
+        assert!(worktrees.join("notes.lock").exists());
+        drop(held);
+        assert_eq!(rt.remove_worktrees_except(&HashSet::from([1])).unwrap(), 1);
+        assert!(!worktrees.join("job-3-0").exists());
+        assert_eq!(worktree_job("job-12-3"), Some(12));
+        assert_eq!(worktree_job("job-x-3"), None);
+        assert_eq!(worktree_job("job-12"), None);
+    }
 
     #[test]
     fn cancel_reasons_survive_the_database() {

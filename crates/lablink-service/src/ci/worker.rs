@@ -23,7 +23,7 @@ use super::jobs::warehouse_profile;
 use crate::{ServiceError, Services};
 
 /// A run whose worker vanished this many times is failed instead of queued again.
-const MAX_RUN_ATTEMPTS: i64 = 3;
+pub const MAX_RUN_ATTEMPTS: i64 = 3;
 /// A job's lease is short and renewed while the job runs, so a job interrupted by a crash is
 /// taken up again within a minute, while a long job (a schema drop) keeps its lease.
 const JOB_LEASE_MS: i64 = 60_000;
@@ -156,6 +156,7 @@ pub fn spawn_ci_workers(
     }
     handles.push(tokio::spawn(reconcile_loop(
         services,
+        rt,
         config.reconcile_every,
         shutdown,
     )));
@@ -200,10 +201,31 @@ where
     })
 }
 
-async fn reconcile_loop(services: Services, every: Duration, shutdown: CancellationToken) {
+/// Reconciliation, and the housekeeping that runs as rarely: worktrees of deleted CI jobs.
+async fn reconcile_loop(
+    services: Services,
+    rt: Arc<CiRuntime>,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
     let mut since = None;
     loop {
         let started = chrono::Utc::now();
+        match services.db.ci_job_ids().await {
+            Ok(jobs) => {
+                // Deleting 20,000 files takes a while: not on the async workers.
+                let rt = Arc::clone(&rt);
+                match tokio::task::spawn_blocking(move || rt.remove_worktrees_except(&jobs)).await {
+                    Ok(Ok(0)) => {}
+                    Ok(Ok(n)) => {
+                        tracing::info!(removed = n, "removed worktrees of deleted CI jobs")
+                    }
+                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot remove old worktrees"),
+                    Err(e) => tracing::warn!(error = %e, "worktree removal stopped"),
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot list CI jobs"),
+        }
         match services.reconcile(since).await {
             Ok(report) => {
                 for error in &report.errors {

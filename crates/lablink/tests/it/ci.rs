@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use lablink_service::ci::worker::MAX_RUN_ATTEMPTS;
 use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::postgres::PgPool;
@@ -857,10 +858,6 @@ async fn a_postgres_warehouse_gets_the_schema_and_loses_it_on_close(backend: Bac
     .expect("the CI schema was not dropped");
     pg.close().await;
 }
-
-/// `MAX_RUN_ATTEMPTS` of `lablink_service::ci::worker`: a run whose worker vanished this many
-/// times is failed.
-const MAX_RUN_ATTEMPTS: i64 = 3;
 
 /// Runs held by a worker that died (a lease in the database that is no longer renewed): the
 /// live worker takes one up again once the lease has expired and finishes it, with its status
