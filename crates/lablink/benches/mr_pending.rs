@@ -37,6 +37,9 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+mod support;
+use support::{PG_ADMIN, pg_database, pg_url};
+
 /// Measured merge requests per backend, after the warm-up ones.
 const MERGE_REQUESTS: usize = 40;
 /// The first merge requests fill caches (the run's bare clone, connections) and are not counted.
@@ -68,22 +71,6 @@ struct World {
     stop: CancellationToken,
     postgres: Option<String>,
     _dir: tempfile::TempDir,
-}
-
-const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-async fn pg_database() -> String {
-    let name = format!("lablink_bench_{}", uuid::Uuid::new_v4().simple());
-    let admin = Db::connect(PG_ADMIN)
-        .await
-        .expect("PostgreSQL at 127.0.0.1:5432");
-    if let Db::Postgres(pool) = &admin {
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(pool)
-            .await
-            .unwrap();
-    }
-    name
 }
 
 fn free_port() -> u16 {
@@ -141,7 +128,7 @@ impl World {
             None
         };
         let database_url = match &pg {
-            Some(name) => format!("postgres://postgres@127.0.0.1:5432/{name}"),
+            Some(name) => pg_url(name),
             None => format!("sqlite://{}", dir.path().join("lablink.db").display()),
         };
         let settings = lablink::config::from_pairs(&[

@@ -18,6 +18,9 @@ use lablink_store::crypto::KeyRing;
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
+mod support;
+use support::{pg_database, pg_url};
+
 const CONCURRENCY: usize = 32;
 const THROUGHPUT_WINDOW: Duration = Duration::from_secs(4);
 const REPETITIONS: usize = 3;
@@ -31,20 +34,6 @@ struct Server {
     db: Db,
     stop: CancellationToken,
     _dir: tempfile::TempDir,
-}
-
-async fn pg_database() -> String {
-    let name = format!("lablink_bench_{}", uuid::Uuid::new_v4().simple());
-    let admin = Db::connect("postgres://postgres@127.0.0.1:5432/postgres")
-        .await
-        .expect("PostgreSQL at 127.0.0.1:5432");
-    if let Db::Postgres(pool) = &admin {
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(pool)
-            .await
-            .unwrap();
-    }
-    format!("postgres://postgres@127.0.0.1:5432/{name}")
 }
 
 async fn exec(db: &Db, sql: &str, text: &[&str], blob: Option<Vec<u8>>) {
@@ -65,7 +54,7 @@ async fn exec(db: &Db, sql: &str, text: &[&str], blob: Option<Vec<u8>>) {
 async fn start(postgres: bool, gitlab_project_id: i64, background_work: bool) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let url = if postgres {
-        pg_database().await
+        pg_url(&pg_database().await)
     } else {
         format!("sqlite://{}", dir.path().join("bench.db").display())
     };

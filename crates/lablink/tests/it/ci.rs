@@ -515,17 +515,7 @@ async fn drafts_wait_and_replayed_deliveries_run_once(backend: Backend) {
     w.wait_for_status(&sha, "success").await;
 
     // Replaying every delivery GitLab made changes nothing.
-    let pat = w
-        .gitlab
-        .control(
-            Method::POST,
-            &format!("/users/{}/personal_access_tokens", w.alice.id),
-            json!({"name": "replay", "scopes": ["api"]}),
-        )
-        .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let pat = w.gitlab.personal_token(w.alice.id, "replay").await;
     let state = w.sim_state().await;
     let hook_id = state["hooks"][0]["id"].as_u64().unwrap();
     let http = reqwest::Client::new();
@@ -625,17 +615,7 @@ async fn intake_refuses_strangers_and_ignores_what_it_does_not_handle(backend: B
     assert_eq!(res.status(), 413);
     // GitLab's own test delivery of an event lablink does not act on gets a 2xx, recorded as
     // ignored.
-    let pat = w
-        .gitlab
-        .control(
-            Method::POST,
-            &format!("/users/{}/personal_access_tokens", w.alice.id),
-            json!({"name": "test", "scopes": ["api"]}),
-        )
-        .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let pat = w.gitlab.personal_token(w.alice.id, "test").await;
     let hook_id = w.sim_state().await["hooks"][0]["id"].as_u64().unwrap();
     let res = http
         .post(format!(
@@ -678,17 +658,7 @@ async fn a_project_token_revoked_in_gitlab_is_replaced_on_use(backend: Backend) 
     let before = lablink_token(&w.sim_state().await);
     assert_eq!(before.len(), 1, "one token after connect: {before:?}");
     let (old_id, _) = before[0];
-    let pat = w
-        .gitlab
-        .control(
-            Method::POST,
-            &format!("/users/{}/personal_access_tokens", w.alice.id),
-            json!({"name": "maintainer", "scopes": ["api"]}),
-        )
-        .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let pat = w.gitlab.personal_token(w.alice.id, "maintainer").await;
     let res = reqwest::Client::new()
         .delete(format!(
             "{}/api/v4/projects/{}/access_tokens/{old_id}",

@@ -64,16 +64,7 @@ impl World {
             None,
         )
         .await;
-        let pat = gitlab
-            .control(
-                Method::POST,
-                &format!("/users/{}/personal_access_tokens", alice.id),
-                json!({"scopes": ["api"]}),
-            )
-            .await["token"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let pat = gitlab.personal_token(alice.id, "doctor").await;
         World {
             gitlab,
             app,

@@ -59,6 +59,19 @@ impl GitLab {
     }
 
     /// A call to the simulator's control API (`/-/sim/...`).
+    /// A new personal access token of GitLab user `user` with the `api` scope.
+    pub async fn personal_token(&self, user: u64, name: &str) -> String {
+        self.control(
+            reqwest::Method::POST,
+            &format!("/users/{user}/personal_access_tokens"),
+            serde_json::json!({"name": name, "scopes": ["api"]}),
+        )
+        .await["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     pub async fn control(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
         let res = self
             .http
