@@ -106,11 +106,16 @@ pub struct Identity {
     pub email: String,
 }
 
-/// Whether [`Git::prepare_worktree`] updated an existing worktree or made a new one.
+/// How a run's worktree came to hold its commit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WorktreeState {
+    /// An existing worktree, updated in place ([`Git::prepare_worktree`]).
     Reused,
+    /// A new worktree ([`Git::prepare_worktree`]).
     Created,
+    /// An idle spare worktree of the repository, moved into place with [`Git::move_worktree`]
+    /// and then updated in place.
+    Spare,
 }
 
 /// Settings shared by every git invocation.
@@ -285,6 +290,19 @@ impl Git {
             sha.into(),
         ];
         self.ok("worktree add", cache, args, None, &[]).await?;
+        Ok(())
+    }
+
+    /// Moves the worktree of `cache` at `from` to `to`, which must not exist yet. Fails when
+    /// `from` is not a worktree of `cache`.
+    pub async fn move_worktree(
+        &self,
+        cache: &Path,
+        from: &Path,
+        to: &Path,
+    ) -> Result<(), ExecError> {
+        let args: [OsString; 4] = ["worktree".into(), "move".into(), from.into(), to.into()];
+        self.ok("worktree move", cache, args, None, &[]).await?;
         Ok(())
     }
 

@@ -2,8 +2,10 @@
 //! CI job: each concurrent user gets a directory of its own, and a later user reuses a free one.
 //!
 //! A claim is an advisory lock (`flock`) on `<parent>/<prefix>-<n>.lock`. The kernel releases it
-//! when the claim is dropped and also when the process dies, so a crash never leaves a directory
-//! claimed; it also holds between processes sharing the parent directory.
+//! when the process dies, so a crash never leaves a directory claimed; it also holds between
+//! processes sharing the parent directory. A dropped claim unlocks explicitly: closing the file
+//! alone would not release it while a child process being spawned by another thread still has
+//! a copy of the descriptor (between its fork and its exec).
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
@@ -15,7 +17,14 @@ use crate::error::ExecError;
 pub struct DirClaim {
     dir: PathBuf,
     lock_path: PathBuf,
-    _lock: File,
+    lock: File,
+}
+
+impl Drop for DirClaim {
+    fn drop(&mut self) {
+        // Nothing to do if it fails: closing the file releases the lock soon after anyway.
+        let _ = self.lock.unlock();
+    }
 }
 
 impl DirClaim {
@@ -55,7 +64,7 @@ impl DirClaim {
             Ok(()) => Ok(Some(Self {
                 dir: parent.join(name),
                 lock_path,
-                _lock: lock,
+                lock,
             })),
             Err(TryLockError::WouldBlock) => Ok(None),
             Err(TryLockError::Error(source)) => Err(ExecError::Io {

@@ -199,7 +199,7 @@ impl Db {
         let mut rows: Vec<(&String, &NewDelivery<'_>)> = ids.iter().zip(batch).collect();
         rows.sort_by_key(|(_, new)| (new.repository_id, new.delivery_key));
         let inserted: Vec<String> = crate::on_db!(self, |pool| {
-            let mut query = sqlx::query_scalar(&sql).bind(now).bind(packed::DEFLATE);
+            let mut query = sqlx::query_scalar(&sql).bind(now).bind(packed::ZSTD);
             for (id, new) in &rows {
                 let (status, processed_at) = match new.ignored {
                     Some(_) => (IGNORED, Some(now)),

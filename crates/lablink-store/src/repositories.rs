@@ -157,6 +157,18 @@ fn open(
 }
 
 impl Db {
+    /// Ids of the repositories that are connected now.
+    pub async fn connected_repository_ids(
+        &self,
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let ids: Vec<String> = crate::on_db!(self, |pool| {
+            sqlx::query_scalar("SELECT id FROM repositories WHERE status = 'connected'")
+                .fetch_all(pool)
+                .await
+        })?;
+        Ok(ids.into_iter().collect())
+    }
+
     /// Starts a connection (`connecting`). A project with a live connection is a conflict.
     pub async fn begin_repository_connection(
         &self,

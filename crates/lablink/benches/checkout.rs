@@ -4,7 +4,11 @@
 //!
 //! Each repetition pushes new commits and measures, interleaved:
 //! - baseline: `git clone` of the repository (git's defaults, credential in the environment);
-//! - new worktree: a CI job's first run, warm cache, the commit fetched first;
+//! - new worktree from the spare: a CI job's first run (or a second run of a job at the same
+//!   time), warm cache, the commit fetched first, the repository's spare worktree (made in the
+//!   background after the previous new worktree) taken and updated in place;
+//! - new worktree, no spare ready: the same with the spare held elsewhere, so a worktree is
+//!   made from nothing;
 //! - reuse, fetch: the job's next run on a new commit (3 files changed, 1 added) in the worktree
 //!   its previous run left dirty (dbt output, packages, a stray file, an edited model);
 //! - reuse, cached: the same with a commit the cache already has (nothing to fetch).
@@ -20,7 +24,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use gitlab_sim::state::{Namespace, NewProject, NewUser, Visibility};
 use gitlab_sim::{Sim, SimConfig};
-use lablink_exec::{Git, GitConfig, GitCredential, Remote, WorktreeState};
+use lablink_exec::{DirClaim, Git, GitConfig, GitCredential, Remote, WorktreeState};
 use lablink_service::ci::executor::CiRuntime;
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
@@ -205,6 +209,7 @@ struct Variant {
 #[derive(Default)]
 struct Samples {
     baseline: Vec<Duration>,
+    spare: Vec<Vec<Duration>>,
     new: Vec<Vec<Duration>>,
     reuse_fetch: Vec<Vec<Duration>>,
     reuse_cached: Vec<Vec<Duration>>,
@@ -243,6 +248,13 @@ async fn timed_checkout(
     let head = rt.git.head(claim.path()).await.unwrap();
     assert_eq!(head, sha);
     took
+}
+
+/// Waits until the spare worktree made in the background after the last checkout is ready.
+async fn spare_made(rt: &CiRuntime) {
+    while !rt.spare_ready("warehouse") {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 #[tokio::main]
@@ -345,6 +357,7 @@ async fn main() {
     }
 
     let mut samples = Samples {
+        spare: vec![Vec::new(); variants.len()],
         new: vec![Vec::new(); variants.len()],
         reuse_fetch: vec![Vec::new(); variants.len()],
         reuse_cached: vec![Vec::new(); variants.len()],
@@ -357,10 +370,23 @@ async fn main() {
             .baseline
             .push(clone(dir.path().join(format!("clones/{run}"))));
         for (i, v) in variants.iter().enumerate() {
+            let job = 100 + 2 * (run * variants.len() + i) as i64;
+            spare_made(&v.rt).await;
+            let sha = upstream.push_commit();
+            samples.spare[i]
+                .push(timed_checkout(&v.rt, &remote, job, &sha, WorktreeState::Spare).await);
+
+            // Held here, the spare is not there for the run, which makes a worktree anew.
+            spare_made(&v.rt).await;
+            let held =
+                DirClaim::try_claim_named(&v.rt.work_dir.join("worktrees"), "spare-warehouse")
+                    .unwrap()
+                    .unwrap();
             let new_sha = upstream.push_commit();
-            let job = 100 + (run * variants.len() + i) as i64;
-            samples.new[i]
-                .push(timed_checkout(&v.rt, &remote, job, &new_sha, WorktreeState::Created).await);
+            samples.new[i].push(
+                timed_checkout(&v.rt, &remote, job + 1, &new_sha, WorktreeState::Created).await,
+            );
+            drop(held);
 
             let job_tree = v.rt.claim_worktree(1).unwrap().path().to_owned();
             dirty(&job_tree);
@@ -390,7 +416,16 @@ async fn main() {
     );
     for (i, v) in variants.iter().enumerate() {
         for (label, xs, target) in [
-            ("new worktree (fetch + worktree add)", &samples.new[i], 0.65),
+            (
+                "new worktree from the spare (fetch + move + update)",
+                &samples.spare[i],
+                0.65,
+            ),
+            (
+                "new worktree, no spare (fetch + worktree add)",
+                &samples.new[i],
+                0.65,
+            ),
             (
                 "reuse job's worktree, new commit (fetch + update)",
                 &samples.reuse_fetch[i],

@@ -172,13 +172,17 @@ impl Application {
         let metrics = axum::serve(self.metrics_listener, telemetry::metrics_app())
             .with_graceful_shutdown(stop.clone().cancelled_owned());
         tracing::info!(public_url = %self.services.settings.public_url, "lablink is serving");
-        let mut background = Vec::new();
+        // Every replica writes (intake alone does), so every replica keeps the log short.
+        let mut background = vec![tokio::spawn(checkpoint_loop(
+            self.services.db.clone(),
+            stop.clone(),
+        ))];
         if let Some(ci) = self.ci {
-            background = lablink_service::ci::worker::spawn_ci_workers(
+            background.extend(lablink_service::ci::worker::spawn_ci_workers(
                 self.services.clone(),
                 ci,
                 stop.clone(),
-            );
+            ));
             background.push(tokio::spawn(lablink_service::rotation::rotation_scheduler(
                 self.services.clone(),
                 self.services
@@ -200,6 +204,24 @@ impl Application {
         self.services.db.close().await;
         tracing::info!("lablink stopped");
         Ok(())
+    }
+}
+
+/// Checkpoints the database's write-ahead log until `stop` ([`Db::checkpoint`]).
+async fn checkpoint_loop(db: Db, stop: CancellationToken) {
+    if !matches!(db, Db::Sqlite(_)) {
+        return;
+    }
+    let mut tick = tokio::time::interval(Db::CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = db.checkpoint().await {
+            tracing::warn!(error = %e, "cannot checkpoint the database log");
+        }
     }
 }
 

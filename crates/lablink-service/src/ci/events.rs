@@ -82,10 +82,14 @@ fn to_domain(event: Event, repository: &CiRepository) -> Result<Domain, String> 
 
 impl Services {
     /// Claims a batch of received deliveries and handles them in the order they arrived;
-    /// `false` when there was none. The outcomes are recorded in one transaction; a delivery whose
+    /// `false` when there was none, or while intake on this replica is saturated
+    /// ([`super::wake::IntakePressure`]). The outcomes are recorded in one transaction; a delivery whose
     /// handling failed is retried with backoff. Handling twice is harmless (see the module doc),
     /// so a crash between handling and recording only repeats work.
     pub async fn process_next_deliveries(&self, worker: &str) -> Result<bool, ServiceError> {
+        if self.wake.intake.hold_back() {
+            return Ok(false);
+        }
         let batch = self
             .db
             .claim_deliveries(worker, DELIVERY_LEASE_MS, DELIVERY_BATCH)

@@ -1,14 +1,14 @@
 //! Executing a claimed run: fetch the exact commit into the repository's bare cache with the
 //! deploy token (unless the cache has it), check it out in a worktree of the CI job that no other
-//! run holds meanwhile (updated in place when it exists), write the private `profiles.yml` with
+//! run holds meanwhile ([`super::worktrees`]), write the private `profiles.yml` with
 //! the schema override, run each dbt command with the job's timeout in its own process group,
 //! stream the redacted output to the database and keep the artifacts.
 //!
 //! The lease is renewed while the run is alive; the renewal also reads `cancel_requested`, so a
 //! cancellation asked on any replica kills the process group here.
 
-use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,8 +18,7 @@ use lablink_exec::dbt::{
     DbtCommand, DbtInstall, DbtRunSetup, DbtTarget, DbtWorkspace, WarehouseProfile,
 };
 use lablink_exec::{
-    DirClaim, ExecError, Git, GitConfig, GitCredential, LogLine, Remote, Stream, Termination,
-    WorktreeState,
+    Git, GitConfig, GitCredential, LogLine, Remote, Stream, Termination, WorktreeState,
 };
 use lablink_store::ci_jobs::CiJob;
 use lablink_store::runs::{CiRepository, Holder, Run};
@@ -77,87 +76,7 @@ impl CiRuntime {
         Some(lock.lock_owned().await)
     }
 
-    /// The worktree for a run of CI job `ci_job_id`: one that no other run holds until the claim
-    /// is dropped, normally the one the job's previous run used (then updated in place).
-    pub fn claim_worktree(&self, ci_job_id: i64) -> Result<DirClaim, ExecError> {
-        DirClaim::claim(
-            &self.work_dir.join("worktrees"),
-            &format!("job-{ci_job_id}"),
-        )
-    }
-
-    /// Deletes the worktrees of CI jobs that no longer exist (a job's worktree otherwise stays
-    /// for its next run, a full checkout each); worktrees a run holds are left alone. Returns
-    /// how many were deleted.
-    pub fn remove_worktrees_except(&self, jobs: &HashSet<i64>) -> Result<usize, ExecError> {
-        let parent = self.work_dir.join("worktrees");
-        let entries = match std::fs::read_dir(&parent) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-            Err(source) => {
-                return Err(ExecError::Io {
-                    path: parent,
-                    source,
-                });
-            }
-        };
-        let mut removed = 0;
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            // Every worktree has a `job-<id>-<n>.lock` beside it.
-            let Some(slot) = name.strip_suffix(".lock") else {
-                continue;
-            };
-            let Some(job) = worktree_job(slot) else {
-                continue;
-            };
-            if jobs.contains(&job) {
-                continue;
-            }
-            if let Some(claim) = DirClaim::try_claim_named(&parent, slot)? {
-                claim.remove()?;
-                removed += 1;
-            }
-        }
-        Ok(removed)
-    }
-
-    /// Makes the claimed `worktree` exactly commit `sha` of the repository: fetches it into the
-    /// repository's bare cache unless the cache has it; meanwhile clears the worktree of what the
-    /// previous run left (that needs no new objects); then checks `sha` out in place, or in a new
-    /// worktree if there is none yet. Nothing is kept from the previous run: `dbt deps` runs
-    /// again anyway, and stale packages could change what dbt builds.
-    pub async fn checkout(
-        &self,
-        repository_id: &str,
-        remote: &Remote,
-        sha: &str,
-        worktree: &Path,
-        cancel: &CancellationToken,
-    ) -> Result<WorktreeState, String> {
-        let git = self.git.with_cancellation(cancel.clone());
-        let cache = self
-            .work_dir
-            .join("caches")
-            .join(format!("{repository_id}.git"));
-        let fetch = async {
-            let lock = self.cache_lock(repository_id);
-            let _guard = lock.lock().await;
-            git.fetch_commit(&cache, remote, sha)
-                .await
-                .map_err(|e| format!("fetching {sha}: {e}"))
-        };
-        // The worktree is this run's alone and git copes with readers of a cache being fetched
-        // into, so clearing needs no lock.
-        let (fetched, cleared) = tokio::join!(fetch, git.clear_worktree(&cache, worktree, &[]));
-        fetched?;
-        let cleared = cleared.map_err(|e| format!("checking out {sha}: {e}"))?;
-        git.checkout_worktree(&cache, worktree, sha, cleared)
-            .await
-            .map_err(|e| format!("checking out {sha}: {e}"))
-    }
-
-    fn cache_lock(&self, repository_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+    pub(crate) fn cache_lock(&self, repository_id: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.cache_locks.lock().unwrap_or_else(|e| e.into_inner());
         Arc::clone(locks.entry(repository_id.to_owned()).or_default())
     }
@@ -331,8 +250,16 @@ impl Services {
         let _ = log
             .send(say(format!("checking out {} ({})", run.sha, run.ref_name)))
             .await;
-        self.checkout(rt, &repository, &run.sha, worktree, cancel)
+        let how = self
+            .checkout(rt, &repository, &run.sha, worktree, cancel)
             .await?;
+        let _ = log
+            .send(say(match how {
+                WorktreeState::Reused => "updated the worktree of the job's previous run",
+                WorktreeState::Created => "checked out into a new worktree",
+                WorktreeState::Spare => "checked out into the repository's spare worktree",
+            }))
+            .await;
         if cancel.is_cancelled() {
             return Ok(Outcome::Cancelled);
         }
@@ -468,7 +395,7 @@ impl Services {
         sha: &str,
         worktree: &std::path::Path,
         cancel: &CancellationToken,
-    ) -> Result<(), String> {
+    ) -> Result<WorktreeState, String> {
         let (Some(username), Some(token)) = (
             repository.deploy_token_username.clone(),
             repository.deploy_token.clone(),
@@ -481,8 +408,7 @@ impl Services {
         )
         .map_err(|e| e.to_string())?;
         rt.checkout(&repository.id, &remote, sha, worktree, cancel)
-            .await?;
-        Ok(())
+            .await
     }
 
     async fn keep_artifacts(&self, run_id: &str, workspace: &DbtWorkspace) {
@@ -507,13 +433,6 @@ impl Services {
 }
 
 /// The schema a run builds into: the merge request's CI schema, or the merge job's own schema.
-/// The CI job of a worktree directory name `job-<id>-<n>`.
-fn worktree_job(name: &str) -> Option<i64> {
-    let (job, slot) = name.strip_prefix("job-")?.rsplit_once('-')?;
-    slot.parse::<u32>().ok()?;
-    job.parse().ok()
-}
-
 pub(crate) fn run_schema(job: &CiJob, mr_iid: Option<i64>) -> String {
     match mr_iid {
         Some(iid) => ci_schema_name(job.id, iid),
@@ -582,36 +501,6 @@ async fn write_logs(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn worktrees_of_deleted_jobs_are_removed_unless_held() {
-        let root = tempfile::tempdir().unwrap();
-        let rt = CiRuntime::new(root.path().to_path_buf(), "w".into());
-        let mut slots = Vec::new();
-        for job in [1, 2, 3] {
-            let claim = rt.claim_worktree(job).unwrap();
-            std::fs::create_dir_all(claim.path().join("models")).unwrap();
-            slots.push(claim);
-        }
-        let held = slots.pop().unwrap();
-        drop(slots);
-        let worktrees = root.path().join("worktrees");
-        std::fs::write(worktrees.join("notes.lock"), "").unwrap();
-        // Job 1 still exists; jobs 2 and 3 were deleted, but a run still holds job 3's worktree.
-        let removed = rt.remove_worktrees_except(&HashSet::from([1])).unwrap();
-        assert_eq!(removed, 1);
-        assert!(worktrees.join("job-1-0").exists());
-        assert!(!worktrees.join("job-2-0").exists());
-        assert!(!worktrees.join("job-2-0.lock").exists());
-        assert!(worktrees.join("job-3-0").exists());
-        assert!(worktrees.join("notes.lock").exists());
-        drop(held);
-        assert_eq!(rt.remove_worktrees_except(&HashSet::from([1])).unwrap(), 1);
-        assert!(!worktrees.join("job-3-0").exists());
-        assert_eq!(worktree_job("job-12-3"), Some(12));
-        assert_eq!(worktree_job("job-x-3"), None);
-        assert_eq!(worktree_job("job-12"), None);
-    }
 
     #[test]
     fn cancel_reasons_survive_the_database() {

@@ -210,6 +210,7 @@ async fn commit_batch(db: &Db, wake: &Wakeups, batch: &mut Vec<(OwnedDelivery, R
     drop(news);
     match result {
         Ok(recorded) => {
+            wake.intake.record_batch(recorded.len());
             wake.deliveries.notify_one();
             for ((_, reply), r) in batch.drain(..).zip(recorded) {
                 let _ = reply.send(Ok(r));

@@ -1,7 +1,8 @@
 //! Continuous integration: webhook intake ([`intake`]), turning deliveries into runs
 //! ([`events`]), running real dbt ([`executor`]), reporting commit statuses ([`statuses`]),
 //! catching up on lost webhooks ([`reconcile`]), CI job management ([`jobs`]), run views
-//! ([`runs`]) and the background loops that drive it all ([`worker`], woken by [`wake`]).
+//! ([`runs`]), the worktrees runs check out into ([`worktrees`]) and the background loops that
+//! drive it all ([`worker`], woken by [`wake`]).
 
 pub mod events;
 pub mod executor;
@@ -13,6 +14,7 @@ pub mod runs;
 pub mod statuses;
 pub mod wake;
 pub mod worker;
+pub mod worktrees;
 
 use lablink_core::run::{RunEvent, RunState, TransitionError, transition};
 use lablink_store::runs::{Holder, Transition};

@@ -201,7 +201,8 @@ where
     })
 }
 
-/// Reconciliation, and the housekeeping that runs as rarely: worktrees of deleted CI jobs.
+/// Reconciliation, and the housekeeping that runs as rarely: worktrees of deleted CI jobs and
+/// spares of disconnected repositories.
 async fn reconcile_loop(
     services: Services,
     rt: Arc<CiRuntime>,
@@ -211,20 +212,28 @@ async fn reconcile_loop(
     let mut since = None;
     loop {
         let started = chrono::Utc::now();
-        match services.db.ci_job_ids().await {
-            Ok(jobs) => {
+        let kept = tokio::try_join!(
+            services.db.ci_job_ids(),
+            services.db.connected_repository_ids()
+        );
+        match kept {
+            Ok((jobs, repositories)) => {
                 // Deleting 20,000 files takes a while: not on the async workers.
                 let rt = Arc::clone(&rt);
-                match tokio::task::spawn_blocking(move || rt.remove_worktrees_except(&jobs)).await {
+                let remove = move || rt.remove_worktrees_except(&jobs, &repositories);
+                match tokio::task::spawn_blocking(remove).await {
                     Ok(Ok(0)) => {}
                     Ok(Ok(n)) => {
-                        tracing::info!(removed = n, "removed worktrees of deleted CI jobs")
+                        tracing::info!(
+                            removed = n,
+                            "removed worktrees of deleted CI jobs and disconnected repositories"
+                        )
                     }
                     Ok(Err(e)) => tracing::warn!(error = %e, "cannot remove old worktrees"),
                     Err(e) => tracing::warn!(error = %e, "worktree removal stopped"),
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "cannot list CI jobs"),
+            Err(e) => tracing::warn!(error = %e, "cannot list CI jobs and repositories"),
         }
         match services.reconcile(since).await {
             Ok(report) => {

@@ -18,3 +18,4 @@ mod secrets_at_rest;
 mod setup;
 mod support;
 mod token_refresh;
+mod worktrees;
