@@ -172,51 +172,14 @@ impl Db {
         }
         let now = now_ms();
         let ids: Vec<String> = batch.iter().map(|_| new_id()).collect();
-        let mut sql = String::from(
-            "INSERT INTO webhook_deliveries (id, repository_id, delivery_key, event, body, \
-             body_encoding, received_at, status, note, processed_at) VALUES ",
-        );
-        for i in 0..batch.len() {
-            let p = 3 + i * 8;
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${}, $2, $1, ${}, ${}, ${})",
-                p,
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4,
-                p + 5,
-                p + 6,
-                p + 7
-            ));
-        }
-        sql.push_str(" ON CONFLICT (repository_id, delivery_key) DO NOTHING RETURNING id");
         // Rows go in key order: two batches committing at once with overlapping keys (a
         // re-sent delivery) then wait for each other in one direction only, never deadlock.
         let mut rows: Vec<(&String, &NewDelivery<'_>)> = ids.iter().zip(batch).collect();
         rows.sort_by_key(|(_, new)| (new.repository_id, new.delivery_key));
-        let inserted: Vec<String> = crate::on_db!(self, |pool| {
-            let mut query = sqlx::query_scalar(&sql).bind(now).bind(packed::ZSTD);
-            for (id, new) in &rows {
-                let (status, processed_at) = match new.ignored {
-                    Some(_) => (IGNORED, Some(now)),
-                    None => (RECEIVED, None),
-                };
-                query = query
-                    .bind(id)
-                    .bind(new.repository_id)
-                    .bind(new.delivery_key)
-                    .bind(new.event)
-                    .bind(new.body.bytes())
-                    .bind(status)
-                    .bind(new.ignored)
-                    .bind(processed_at);
-            }
-            query.fetch_all(pool).await
-        })?;
+        let inserted = match self {
+            Db::Postgres(pool) => insert_unnested(pool, now, &rows).await?,
+            Db::Sqlite(pool) => insert_values(pool, now, &rows).await?,
+        };
         let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
         Ok(ids
             .into_iter()
@@ -241,19 +204,20 @@ impl Db {
     ) -> Result<Vec<Delivery>, StoreError> {
         let now = now_ms();
         // Written twice like the job queue's claim: PostgreSQL needs `FOR UPDATE SKIP LOCKED` so
-        // that concurrent replicas take different rows; SQLite has a single writer.
+        // that concurrent replicas take different rows; SQLite has a single writer. The status
+        // is written out, not bound: only then may either database use the partial queue index
+        // (`status = 'received'`), whatever plan it caches.
         const PICK: &str = "SELECT id FROM webhook_deliveries \
-             WHERE status = $1 AND locked_until <= $2 ORDER BY received_at, id LIMIT $5";
+             WHERE status = 'received' AND locked_until <= $1 ORDER BY received_at, id LIMIT $4";
         let update = |pick: &str| {
             format!(
-                "UPDATE webhook_deliveries SET attempts = attempts + 1, locked_by = $3, \
-                 locked_until = $4 WHERE id IN ({pick}) RETURNING {COLUMNS}"
+                "UPDATE webhook_deliveries SET attempts = attempts + 1, locked_by = $2, \
+                 locked_until = $3 WHERE id IN ({pick}) RETURNING {COLUMNS}"
             )
         };
         let claimed: Vec<DeliveryRow> = match self {
             Db::Sqlite(pool) => {
                 sqlx::query_as(&update(PICK))
-                    .bind(RECEIVED)
                     .bind(now)
                     .bind(worker)
                     .bind(now + lease_ms)
@@ -265,7 +229,6 @@ impl Db {
                 let mut tx = pool.begin().await?;
                 sqlx::query(NO_FLUSH).execute(&mut *tx).await?;
                 let claimed = sqlx::query_as(&update(&format!("{PICK} FOR UPDATE SKIP LOCKED")))
-                    .bind(RECEIVED)
                     .bind(now)
                     .bind(worker)
                     .bind(now + lease_ms)
@@ -295,30 +258,60 @@ impl Db {
         if outcomes.is_empty() {
             return Ok(());
         }
-        // One statement for the batch: VALUES rows joined on the id (`columnN` are the names both
-        // SQLite and PostgreSQL give VALUES columns).
-        let rows = (0..outcomes.len())
-            .map(|i| format!("(${}, ${}, ${})", 3 + i * 3, 4 + i * 3, 5 + i * 3))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "UPDATE webhook_deliveries SET status = v.column2, note = v.column3, \
-             processed_at = $1, locked_by = NULL FROM (VALUES {rows}) AS v \
-             WHERE webhook_deliveries.id = v.column1 AND webhook_deliveries.locked_by = $2"
-        );
         let now = now_ms();
-        crate::on_db!(self, |pool| {
-            let mut tx = pool.begin().await?;
-            if let Db::Postgres(_) = self {
+        match self {
+            Db::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
                 sqlx::query(NO_FLUSH).execute(&mut *tx).await?;
+                // Arrays, like intake's insert: one statement text for every batch size.
+                sqlx::query(
+                    "UPDATE webhook_deliveries SET status = v.status, note = v.note, \
+                     processed_at = $1, locked_by = NULL \
+                     FROM UNNEST($3::text[], $4::text[], $5::text[]) AS v(id, status, note) \
+                     WHERE webhook_deliveries.id = v.id AND webhook_deliveries.locked_by = $2",
+                )
+                .bind(now)
+                .bind(worker)
+                .bind(
+                    outcomes
+                        .iter()
+                        .map(|(id, ..)| id.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    outcomes
+                        .iter()
+                        .map(|(_, status, _)| *status)
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    outcomes
+                        .iter()
+                        .map(|(.., note)| note.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
             }
-            let mut query = sqlx::query(&sql).bind(now).bind(worker);
-            for (id, status, note) in outcomes {
-                query = query.bind(id).bind(*status).bind(note);
+            Db::Sqlite(pool) => {
+                // VALUES rows joined on the id (`columnN` is what SQLite names VALUES columns).
+                let rows = (0..outcomes.len())
+                    .map(|i| format!("(${}, ${}, ${})", 3 + i * 3, 4 + i * 3, 5 + i * 3))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = format!(
+                    "UPDATE webhook_deliveries SET status = v.column2, note = v.column3, \
+                     processed_at = $1, locked_by = NULL FROM (VALUES {rows}) AS v \
+                     WHERE webhook_deliveries.id = v.column1 AND webhook_deliveries.locked_by = $2"
+                );
+                let mut query = sqlx::query(&sql).bind(now).bind(worker);
+                for (id, status, note) in outcomes {
+                    query = query.bind(id).bind(*status).bind(note);
+                }
+                query.execute(pool).await?;
             }
-            query.execute(&mut *tx).await?;
-            tx.commit().await
-        })?;
+        }
         Ok(())
     }
 
@@ -378,4 +371,96 @@ impl Db {
         })?;
         Ok(n)
     }
+}
+
+const INSERT_INTO: &str = "INSERT INTO webhook_deliveries (id, repository_id, delivery_key, event, \
+     body, body_encoding, received_at, status, note, processed_at) ";
+const ON_CONFLICT: &str = " ON CONFLICT (repository_id, delivery_key) DO NOTHING RETURNING id";
+
+/// The status, note and `processed_at` a new delivery is stored with.
+fn outcome(new: &NewDelivery<'_>, now: i64) -> (&'static str, Option<i64>) {
+    match new.ignored {
+        Some(_) => (IGNORED, Some(now)),
+        None => (RECEIVED, None),
+    }
+}
+
+/// PostgreSQL: the batch as one array per column, so that every batch size is the same statement,
+/// parsed and planned once per connection (a `VALUES` list per size made PostgreSQL plan a
+/// statement of up to 2,000 parameters for most batches).
+async fn insert_unnested(
+    pool: &sqlx::PgPool,
+    now: i64,
+    rows: &[(&String, &NewDelivery<'_>)],
+) -> Result<Vec<String>, sqlx::Error> {
+    let outcomes: Vec<_> = rows.iter().map(|(_, new)| outcome(new, now)).collect();
+    sqlx::query_scalar(&format!(
+        "{INSERT_INTO}SELECT d.id, d.repository_id, d.delivery_key, d.event, d.body, $1, $2, \
+         d.status, d.note, d.processed_at FROM UNNEST($3::text[], $4::text[], $5::text[], \
+         $6::text[], $7::bytea[], $8::text[], $9::text[], $10::bigint[]) \
+         AS d(id, repository_id, delivery_key, event, body, status, note, processed_at)\
+         {ON_CONFLICT}"
+    ))
+    .bind(packed::LZ4)
+    .bind(now)
+    .bind(rows.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|(_, n)| n.repository_id)
+            .collect::<Vec<_>>(),
+    )
+    .bind(rows.iter().map(|(_, n)| n.delivery_key).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, n)| n.event).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, n)| n.body.bytes()).collect::<Vec<_>>())
+    .bind(
+        outcomes
+            .iter()
+            .map(|(status, _)| *status)
+            .collect::<Vec<_>>(),
+    )
+    .bind(rows.iter().map(|(_, n)| n.ignored).collect::<Vec<_>>())
+    .bind(outcomes.iter().map(|(_, at)| *at).collect::<Vec<_>>())
+    .fetch_all(pool)
+    .await
+}
+
+/// SQLite: a multi-row `VALUES` list (SQLite has no arrays; preparing it is cheap).
+async fn insert_values(
+    pool: &sqlx::SqlitePool,
+    now: i64,
+    rows: &[(&String, &NewDelivery<'_>)],
+) -> Result<Vec<String>, sqlx::Error> {
+    let mut sql = format!("{INSERT_INTO}VALUES ");
+    for i in 0..rows.len() {
+        let p = 3 + i * 8;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "(${}, ${}, ${}, ${}, ${}, $1, $2, ${}, ${}, ${})",
+            p,
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4,
+            p + 5,
+            p + 6,
+            p + 7
+        ));
+    }
+    sql.push_str(ON_CONFLICT);
+    let mut query = sqlx::query_scalar(&sql).bind(packed::LZ4).bind(now);
+    for (id, new) in rows {
+        let (status, processed_at) = outcome(new, now);
+        query = query
+            .bind(id.as_str())
+            .bind(new.repository_id)
+            .bind(new.delivery_key)
+            .bind(new.event)
+            .bind(new.body.bytes())
+            .bind(status)
+            .bind(new.ignored)
+            .bind(processed_at);
+    }
+    query.fetch_all(pool).await
 }

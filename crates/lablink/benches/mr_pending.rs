@@ -31,14 +31,13 @@ use lablink_service::ci::jobs::CiJobForm;
 use lablink_service::links::CallbackQuery;
 use lablink_service::projects::ProjectInput;
 use lablink_service::{Principal, Services};
-use lablink_store::Db;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 mod support;
-use support::{PG_ADMIN, pg_database, pg_url};
+use support::{drop_pg_database, pg_database, pg_url};
 
 /// Measured merge requests per backend, after the warm-up ones.
 const MERGE_REQUESTS: usize = 40;
@@ -321,13 +320,7 @@ impl World {
         self.stop.cancel();
         drop(self.sim);
         if let Some(name) = self.postgres {
-            // The server's pool closes as it stops; FORCE ends what is left of it.
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            if let Ok(Db::Postgres(pool)) = Db::connect(PG_ADMIN).await {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&pool)
-                    .await;
-            }
+            drop_pg_database(&name).await;
         }
     }
 }

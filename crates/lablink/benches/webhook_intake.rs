@@ -19,7 +19,7 @@ use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
 mod support;
-use support::{pg_database, pg_url};
+use support::{drop_pg_database, pg_database, pg_url};
 
 const CONCURRENCY: usize = 32;
 const THROUGHPUT_WINDOW: Duration = Duration::from_secs(4);
@@ -30,6 +30,8 @@ const SECRET: &str = "bench-hook-secret";
 
 struct Server {
     base: String,
+    /// The throw-away PostgreSQL database, dropped when the bench ends.
+    postgres: Option<String>,
     repository_id: String,
     db: Db,
     stop: CancellationToken,
@@ -53,10 +55,13 @@ async fn exec(db: &Db, sql: &str, text: &[&str], blob: Option<Vec<u8>>) {
 /// CI decision.
 async fn start(postgres: bool, gitlab_project_id: i64, background_work: bool) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let url = if postgres {
-        pg_url(&pg_database().await)
-    } else {
-        format!("sqlite://{}", dir.path().join("bench.db").display())
+    let postgres = match postgres {
+        true => Some(pg_database().await),
+        false => None,
+    };
+    let url = match &postgres {
+        Some(name) => pg_url(name),
+        None => format!("sqlite://{}", dir.path().join("bench.db").display()),
     };
     let key = KeyRing::generate_key().to_string();
     let data_dir = dir.path().display().to_string();
@@ -114,6 +119,7 @@ async fn start(postgres: bool, gitlab_project_id: i64, background_work: bool) ->
     tokio::spawn(app.run_until_stopped(stop.clone()));
     Server {
         base,
+        postgres,
         repository_id,
         db,
         stop,
@@ -387,6 +393,9 @@ async fn bench(postgres: bool, background_work: bool) {
         ms(noop_p99),
     );
     server.stop.cancel();
+    if let Some(name) = &server.postgres {
+        drop_pg_database(name).await;
+    }
 }
 
 /// Arguments (optional) pick configurations by name: `sqlite`, `postgres`, `all-in-one`,

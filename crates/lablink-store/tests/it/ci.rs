@@ -11,6 +11,7 @@ crate::on_both!(
     a_delivery_is_stored_once_and_queued,
     a_batch_answers_in_order_and_dedupes_within_itself,
     deliveries_are_claimed_once_retried_then_failed,
+    a_backlog_is_claimed_oldest_first_past_leased_deliveries,
     ci_jobs_get_increasing_ids_and_sealed_variables,
     a_commit_runs_once_per_job_and_is_claimed_once,
     an_expired_run_lease_lets_another_worker_take_over,
@@ -94,6 +95,43 @@ async fn a_batch_answers_in_order_and_dedupes_within_itself(db: Db) {
     assert_eq!(db.count_deliveries("repo-1", "received").await.unwrap(), 2);
     assert_eq!(db.count_deliveries("repo-1", "ignored").await.unwrap(), 1);
     assert!(db.record_deliveries(&[]).await.unwrap().is_empty());
+}
+
+async fn a_backlog_is_claimed_oldest_first_past_leased_deliveries(db: Db) {
+    let keys: Vec<String> = (0..300).map(|i| format!("k{i:03}")).collect();
+    for chunk in keys.chunks(50) {
+        let batch: Vec<_> = chunk.iter().map(|k| delivery(k, None)).collect();
+        db.record_deliveries(&batch).await.unwrap();
+    }
+    let order = |claimed: &[lablink_store::deliveries::Delivery]| {
+        claimed
+            .iter()
+            .map(|d| (d.received_at, d.id.clone()))
+            .collect::<Vec<_>>()
+    };
+    let leased = db.claim_deliveries("a", 60_000, 100).await.unwrap();
+    let next = db.claim_deliveries("b", 60_000, 100).await.unwrap();
+    assert_eq!((leased.len(), next.len()), (100, 100));
+    // Every delivery "b" got is younger than every one "a" holds: the claim skipped the
+    // leased ones and went on in order.
+    assert!(order(&leased).last().unwrap() < order(&next).first().unwrap());
+    // Finished ones leave the queue; a retry waiting for its time is passed over too.
+    let outcomes: Vec<_> = leased
+        .iter()
+        .skip(1)
+        .map(|d| (d.id.clone(), "processed", String::new()))
+        .collect();
+    db.finish_deliveries("a", &outcomes).await.unwrap();
+    db.retry_delivery(&leased[0].id, "a", "warehouse down", 60_000)
+        .await
+        .unwrap();
+    let rest = db.claim_deliveries("c", 60_000, 1000).await.unwrap();
+    assert_eq!(rest.len(), 100);
+    assert!(order(&next).last().unwrap() < order(&rest).first().unwrap());
+    assert_eq!(
+        db.count_deliveries("repo-1", "processed").await.unwrap(),
+        99
+    );
 }
 
 async fn deliveries_are_claimed_once_retried_then_failed(db: Db) {
@@ -393,4 +431,47 @@ async fn the_outbox_keeps_the_latest_status_until_it_is_sent(db: Db) {
         (wanted.as_str(), sent.as_deref()),
         ("failed", Some("failed"))
     );
+}
+
+/// PostgreSQL moves rows over 2 KB out of line by default; packed bodies up to a page stay in
+/// the row (one heap write per delivery), and applying the settings again changes nothing.
+#[tokio::test]
+async fn delivery_rows_up_to_a_page_stay_inline_on_postgres() {
+    let t = crate::support::TestDb::new(crate::support::Backend::Postgres).await;
+    t.db.migrate().await.unwrap();
+    // 6 KiB that LZ4 cannot shrink.
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let raw: Vec<u8> = (0..6144)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let packed = PackedBody::pack(&raw);
+    let keys: Vec<String> = (0..20).map(|i| format!("big{i}")).collect();
+    let batch: Vec<_> = keys
+        .iter()
+        .map(|key| NewDelivery {
+            body: &packed,
+            ..delivery(key, None)
+        })
+        .collect();
+    let recorded = t.db.record_deliveries(&batch).await.unwrap();
+    let Recorded::New { delivery_id } = &recorded[0] else {
+        panic!("{recorded:?}")
+    };
+    assert_eq!(t.db.delivery(delivery_id).await.unwrap().unwrap().body, raw);
+    let Db::Postgres(pool) = &t.db else {
+        unreachable!()
+    };
+    let toasted: i64 = sqlx::query_scalar(
+        "SELECT pg_relation_size(reltoastrelid) FROM pg_class \
+         WHERE oid = 'webhook_deliveries'::regclass",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(toasted, 0, "delivery bodies went to the TOAST table");
 }

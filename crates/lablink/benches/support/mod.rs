@@ -24,3 +24,14 @@ pub async fn pg_database() -> String {
 pub fn pg_url(name: &str) -> String {
     format!("postgres://postgres@127.0.0.1:5432/{name}")
 }
+
+/// Drops database `name` once the server that used it has stopped (its pool closes as it stops;
+/// `FORCE` ends what is left of it), so that benchmark runs do not fill the disk.
+pub async fn drop_pg_database(name: &str) {
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    if let Ok(Db::Postgres(pool)) = Db::connect(PG_ADMIN).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&pool)
+            .await;
+    }
+}
