@@ -424,6 +424,10 @@ async fn main() {
             };
             if wanted(name, &["all-in-one", "replica"]) {
                 bench(postgres, background_work).await;
+                // The previous server's files are being deleted and its dirty pages written
+                // back; without a pause that showed as a stall in the next server's first
+                // latency window.
+                tokio::time::sleep(Duration::from_secs(15)).await;
             }
         }
     }
