@@ -30,7 +30,7 @@ macro_rules! on_db {
 
 /// Keeps a webhook delivery's row in the table itself up to a full page (`toast_tuple_target`),
 /// and never has PostgreSQL try to compress its body (`STORAGE EXTERNAL`). Bodies are already
-/// compressed (`PackedBody`), about 2 KB for a typical event: by default PostgreSQL moves any row
+/// compressed (`PackedBody`), about 3 KB for a typical event: by default PostgreSQL moves any row
 /// over 2 KB into the TOAST table (a second heap and index write per delivery) after running its
 /// own compression on the body in vain, which was a tenth of PostgreSQL's time during intake.
 /// These are PostgreSQL's own words, so they are not in the shared migrations; applying them

@@ -385,6 +385,17 @@ fn outcome(new: &NewDelivery<'_>, now: i64) -> (&'static str, Option<i64>) {
     }
 }
 
+/// Built once: it is on intake's path.
+static UNNESTED_INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{INSERT_INTO}SELECT d.id, d.repository_id, d.delivery_key, d.event, d.body, $1, $2, \
+         d.status, d.note, d.processed_at FROM UNNEST($3::text[], $4::text[], $5::text[], \
+         $6::text[], $7::bytea[], $8::text[], $9::text[], $10::bigint[]) \
+         AS d(id, repository_id, delivery_key, event, body, status, note, processed_at)\
+         {ON_CONFLICT}"
+    )
+});
+
 /// PostgreSQL: the batch as one array per column, so that every batch size is the same statement,
 /// parsed and planned once per connection (a `VALUES` list per size made PostgreSQL plan a
 /// statement of up to 2,000 parameters for most batches).
@@ -394,34 +405,28 @@ async fn insert_unnested(
     rows: &[(&String, &NewDelivery<'_>)],
 ) -> Result<Vec<String>, sqlx::Error> {
     let outcomes: Vec<_> = rows.iter().map(|(_, new)| outcome(new, now)).collect();
-    sqlx::query_scalar(&format!(
-        "{INSERT_INTO}SELECT d.id, d.repository_id, d.delivery_key, d.event, d.body, $1, $2, \
-         d.status, d.note, d.processed_at FROM UNNEST($3::text[], $4::text[], $5::text[], \
-         $6::text[], $7::bytea[], $8::text[], $9::text[], $10::bigint[]) \
-         AS d(id, repository_id, delivery_key, event, body, status, note, processed_at)\
-         {ON_CONFLICT}"
-    ))
-    .bind(packed::LZ4)
-    .bind(now)
-    .bind(rows.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>())
-    .bind(
-        rows.iter()
-            .map(|(_, n)| n.repository_id)
-            .collect::<Vec<_>>(),
-    )
-    .bind(rows.iter().map(|(_, n)| n.delivery_key).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(_, n)| n.event).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(_, n)| n.body.bytes()).collect::<Vec<_>>())
-    .bind(
-        outcomes
-            .iter()
-            .map(|(status, _)| *status)
-            .collect::<Vec<_>>(),
-    )
-    .bind(rows.iter().map(|(_, n)| n.ignored).collect::<Vec<_>>())
-    .bind(outcomes.iter().map(|(_, at)| *at).collect::<Vec<_>>())
-    .fetch_all(pool)
-    .await
+    sqlx::query_scalar(&UNNESTED_INSERT)
+        .bind(packed::LZ4)
+        .bind(now)
+        .bind(rows.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|(_, n)| n.repository_id)
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.iter().map(|(_, n)| n.delivery_key).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(_, n)| n.event).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(_, n)| n.body.bytes()).collect::<Vec<_>>())
+        .bind(
+            outcomes
+                .iter()
+                .map(|(status, _)| *status)
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.iter().map(|(_, n)| n.ignored).collect::<Vec<_>>())
+        .bind(outcomes.iter().map(|(_, at)| *at).collect::<Vec<_>>())
+        .fetch_all(pool)
+        .await
 }
 
 /// SQLite: a multi-row `VALUES` list (SQLite has no arrays; preparing it is cheap).
