@@ -24,6 +24,11 @@ if ((${#missing[@]})); then
     apt-get install -y "${missing[@]}"
 fi
 command -v cargo >/dev/null || die "cargo is missing: install Rust from https://rustup.rs"
+# The unused-dependency check (pinned: its findings must not change under us).
+if [ "$(cargo machete --version 2>/dev/null)" != "0.9.2" ]; then
+    say "installing cargo-machete"
+    cargo install --quiet --locked cargo-machete --version 0.9.2
+fi
 
 # --- PostgreSQL ---------------------------------------------------------------------------------
 pg_up() { pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; }
@@ -76,6 +81,16 @@ say "cargo fmt"
 cargo fmt --all -- --check
 say "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+say "unused dependencies"
+cargo machete
+say "the production binary (no simulator)"
+cargo clippy -p lablink --no-default-features -- -D warnings
+cargo build -p lablink --no-default-features
+target_dir="${CARGO_TARGET_DIR:-target}"
+if cargo tree -p lablink --no-default-features -e normal --prefix none | grep -q '^gitlab-sim '; then
+    die "the production binary depends on gitlab-sim"
+fi
+"$target_dir/debug/lablink" demo >/dev/null 2>&1 && die "the production binary has the demo command"
 say "cargo test"
 cargo test --workspace
 say "all checks passed"

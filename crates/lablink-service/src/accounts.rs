@@ -1,12 +1,14 @@
 //! Accounts and users: creating users (admins in the UI, operators from the CLI), listing them,
 //! and role changes.
 
+pub use lablink_store::users::User;
+
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use lablink_core::{Plan, Role, validate};
 use lablink_store::accounts::Account;
 use lablink_store::audit::AuditEvent;
-use lablink_store::users::{NewUser, User};
+use lablink_store::users::NewUser;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::require;

@@ -1,7 +1,8 @@
 //! Personal API tokens for the JSON API and the CLI: shown once, stored hashed, revocable.
 
+pub use lablink_store::api_tokens::ApiToken;
+
 use lablink_core::validate;
-use lablink_store::api_tokens::ApiToken;
 use lablink_store::audit::AuditEvent;
 use secrecy::SecretString;
 

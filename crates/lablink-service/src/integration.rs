@@ -2,6 +2,8 @@
 //! application (enterprise plans), is sent through GitLab's authorization, and comes back to
 //! "Integration ready". Also the one place that decides which application an account uses.
 
+pub use lablink_store::integrations::{IntegrationStatus, OAuthPurpose};
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -10,7 +12,7 @@ use lablink_core::Plan;
 use lablink_gitlab::oauth::{self, AppCredentials};
 use lablink_gitlab::{GitLabError, Instance, InstanceConfig, NetworkPolicy};
 use lablink_store::audit::AuditEvent;
-use lablink_store::integrations::{Integration, IntegrationStatus, NewIntegration, OAuthPurpose};
+use lablink_store::integrations::{Integration, NewIntegration};
 use lablink_store::links::{Link, LinkStatus};
 use secrecy::{ExposeSecret as _, SecretString};
 use url::Url;

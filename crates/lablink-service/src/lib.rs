@@ -30,8 +30,8 @@ pub use settings::{OperatorGitlabApp, ServiceSettings};
 /// The context of every use case: the database, the master keys and the settings.
 #[derive(Clone, Debug)]
 pub struct Services {
-    pub db: Db,
-    pub keys: Arc<KeyRing>,
+    pub(crate) db: Db,
+    pub(crate) keys: Arc<KeyRing>,
     pub settings: Arc<ServiceSettings>,
     /// Per-process GitLab state (HTTP clients, the token-refresh single-flight table).
     pub gitlab: Arc<integration::GitLabRuntime>,

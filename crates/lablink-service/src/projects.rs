@@ -1,8 +1,10 @@
 //! dbt projects: name, the dbt project's directory inside the repository and the CI target
 //! branch. Admins and developers create and edit them; everyone in the account sees them.
 
+pub use lablink_store::projects::Project;
+
 use lablink_core::validate;
-use lablink_store::projects::{Project, ProjectFields};
+use lablink_store::projects::ProjectFields;
 
 use crate::accounts::bad;
 use crate::error::require;

@@ -9,6 +9,8 @@
 //! stored on the row the moment GitLab returns it, so a connect cut short by a crash is rolled
 //! back later by [`Services::recover_stale_connections`].
 
+pub use lablink_store::repositories::Repository;
+
 pub mod fetch;
 pub mod import_list;
 pub mod ssh_key;
@@ -20,7 +22,7 @@ use lablink_gitlab::api::{HookSpec, NewAccessToken};
 use lablink_gitlab::{Api, GitLabError};
 use lablink_store::audit::AuditEvent;
 use lablink_store::repositories::{
-    self as store, Connected, DeployKey, GitLabObject, NewRepository, ProjectToken, Repository,
+    self as store, Connected, DeployKey, GitLabObject, NewRepository, ProjectToken,
 };
 use rand::RngCore;
 use secrecy::SecretString;

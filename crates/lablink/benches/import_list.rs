@@ -126,9 +126,10 @@ async fn services(
         .await
         .unwrap();
     db.migrate().await.unwrap();
+    let keys = || KeyRing::new(&[7u8; 32], &[]);
     let services = Services::new(
-        db,
-        KeyRing::new(&[7u8; 32], &[]),
+        db.clone(),
+        keys(),
         ServiceSettings {
             public_url: "http://127.0.0.1:1".parse().unwrap(),
             session_idle: Duration::from_secs(3600),
@@ -158,26 +159,24 @@ async fn services(
         .unwrap();
     let access = SecretString::from(token.to_owned());
     let refresh = SecretString::from("unused");
-    services
-        .db
-        .save_gitlab_link(
-            &services.keys,
-            NewLink {
-                user_id: &user.id,
-                account_id: &account.id,
-                instance_url: instance(gitlab).base_url().as_str(),
-                application_id: APP_ID,
-                gitlab_user_id: gitlab_user as i64,
-                gitlab_username: "bench",
-                tokens: Tokens {
-                    access_token: &access,
-                    refresh_token: &refresh,
-                    expires_at: lablink_store::now_ms() + 24 * 3600 * 1000,
-                },
+    db.save_gitlab_link(
+        &keys(),
+        NewLink {
+            user_id: &user.id,
+            account_id: &account.id,
+            instance_url: instance(gitlab).base_url().as_str(),
+            application_id: APP_ID,
+            gitlab_user_id: gitlab_user as i64,
+            gitlab_username: "bench",
+            tokens: Tokens {
+                access_token: &access,
+                refresh_token: &refresh,
+                expires_at: lablink_store::now_ms() + 24 * 3600 * 1000,
             },
-        )
-        .await
-        .unwrap();
+        },
+    )
+    .await
+    .unwrap();
     let principal = Principal {
         user_id: user.id,
         email: user.email,

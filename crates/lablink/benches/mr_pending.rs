@@ -37,7 +37,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 mod support;
-use support::{drop_pg_database, pg_database, pg_url};
+use lablink_testkit::{ThrowawayDatabase, free_port};
+use support::{drop_pg_database, pg_database};
 
 /// Measured merge requests per backend, after the warm-up ones.
 const MERGE_REQUESTS: usize = 40;
@@ -68,17 +69,8 @@ struct World {
     baseline_hooks: mpsc::UnboundedReceiver<(Instant, u64)>,
     http: reqwest::Client,
     stop: CancellationToken,
-    postgres: Option<String>,
+    postgres: Option<ThrowawayDatabase>,
     _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    // Chosen now and bound by the server a moment later: lablink's public URL (the OAuth redirect
-    // URI and the webhook URL it registers) must be known before it starts.
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port()
 }
 
 /// The no-op webhook receiver: records when each merge request hook arrives and answers 200.
@@ -127,7 +119,7 @@ impl World {
             None
         };
         let database_url = match &pg {
-            Some(name) => pg_url(name),
+            Some(database) => database.url.clone(),
             None => format!("sqlite://{}", dir.path().join("lablink.db").display()),
         };
         let settings = lablink::config::from_pairs(&[
@@ -319,8 +311,8 @@ impl World {
     async fn stop(self) {
         self.stop.cancel();
         drop(self.sim);
-        if let Some(name) = self.postgres {
-            drop_pg_database(&name).await;
+        if let Some(database) = self.postgres {
+            drop_pg_database(database).await;
         }
     }
 }

@@ -19,7 +19,8 @@ use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
 mod support;
-use support::{drop_pg_database, pg_database, pg_url};
+use lablink_testkit::ThrowawayDatabase;
+use support::{drop_pg_database, pg_database};
 
 const CONCURRENCY: usize = 32;
 const THROUGHPUT_WINDOW: Duration = Duration::from_secs(4);
@@ -31,7 +32,7 @@ const SECRET: &str = "bench-hook-secret";
 struct Server {
     base: String,
     /// The throw-away PostgreSQL database, dropped when the bench ends.
-    postgres: Option<String>,
+    postgres: Option<ThrowawayDatabase>,
     repository_id: String,
     db: Db,
     stop: CancellationToken,
@@ -60,7 +61,7 @@ async fn start(postgres: bool, gitlab_project_id: i64, background_work: bool) ->
         false => None,
     };
     let url = match &postgres {
-        Some(name) => pg_url(name),
+        Some(database) => database.url.clone(),
         None => format!("sqlite://{}", dir.path().join("bench.db").display()),
     };
     let key = KeyRing::generate_key().to_string();
@@ -79,7 +80,7 @@ async fn start(postgres: bool, gitlab_project_id: i64, background_work: bool) ->
     .unwrap();
     let app = Application::build(settings).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
-    let db = app.services().db.clone();
+    let db = lablink_store::Db::connect(&url).await.unwrap();
     let keys = KeyRing::new(&KeyRing::decode_key(&key).unwrap(), &[]);
     let now = lablink_store::now_ms().to_string();
     // A connected repository with a webhook secret (inserted directly: no GitLab is involved
@@ -393,8 +394,8 @@ async fn bench(postgres: bool, background_work: bool) {
         ms(noop_p99),
     );
     server.stop.cancel();
-    if let Some(name) = &server.postgres {
-        drop_pg_database(name).await;
+    if let Some(database) = server.postgres {
+        drop_pg_database(database).await;
     }
 }
 

@@ -32,6 +32,7 @@ pub enum Command {
     /// Apply pending database migrations and exit.
     Migrate,
     /// Run lablink with a simulated GitLab and sample data, on free ports, in a temporary directory.
+    #[cfg(feature = "demo")]
     Demo,
     /// Check connected repositories (webhook, tokens, deploy token and key); `--fix` repairs.
     Doctor {
@@ -82,6 +83,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => serve(settings).await,
         // The demo brings its own database, ports and GitLab; only the log format is used.
+        #[cfg(feature = "demo")]
         Command::Demo => crate::demo::run().await,
         Command::Migrate => {
             let db = startup::open_database(&settings).await?;
@@ -93,7 +95,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Doctor { project, fix, json } => {
             let services = offline_services(&settings).await?;
-            let reports = crate::doctor::run(&services, project.as_deref(), fix).await?;
+            let reports = services.check_connections(project.as_deref(), fix).await?;
             crate::doctor::print(&reports, json)?;
             if reports
                 .iter()

@@ -1,35 +1,7 @@
 //! `lablink doctor`: the connection checks from a shell, as text or as the stable JSON report
 //! described in `docs/doctor-json.md`.
 
-use anyhow::Context;
-use lablink_service::Services;
 use lablink_service::doctor::{Outcome, Report};
-
-/// Checks one project (by id) or every project with a connected repository.
-pub async fn run(
-    services: &Services,
-    project: Option<&str>,
-    fix: bool,
-) -> anyhow::Result<Vec<Report>> {
-    let targets = match project {
-        Some(id) => {
-            let repo = services
-                .db
-                .live_repository_of_project(id)
-                .await?
-                .with_context(|| {
-                    format!("project {id} has no connected repository (or does not exist)")
-                })?;
-            vec![(repo.account_id, repo.project_id)]
-        }
-        None => services.db.connected_projects().await?,
-    };
-    let mut reports = Vec::with_capacity(targets.len());
-    for (account, project) in targets {
-        reports.push(services.check_connection(&account, &project, fix).await?);
-    }
-    Ok(reports)
-}
 
 /// True when `--fix` repaired every finding of the report.
 pub fn all_repaired(report: &Report) -> bool {

@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod doctor;
 pub mod startup;

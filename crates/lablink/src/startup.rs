@@ -24,6 +24,8 @@ pub struct Application {
     listener: TcpListener,
     metrics_listener: TcpListener,
     services: Services,
+    /// The same database the services use, for the loops this binary runs and the final close.
+    db: Db,
     setup_link: Option<String>,
     /// `None` on a replica without background work (setting `background_work = false`).
     ci: Option<lablink_service::ci::worker::CiWorkerConfig>,
@@ -133,12 +135,13 @@ impl Application {
             Some(u) => u.clone(),
             None => Url::parse(&format!("http://{}", listener.local_addr()?))?,
         };
-        let services = services(&settings, db, keys, public_url);
+        let services = services(&settings, db.clone(), keys, public_url);
         let setup_link = services.setup_link_if_empty().await?;
         Ok(Application {
             listener,
             metrics_listener,
             services,
+            db,
             setup_link,
             ci: settings.background_work.then(|| {
                 lablink_service::ci::worker::CiWorkerConfig::new(settings.data_dir.join("ci"))
@@ -173,10 +176,7 @@ impl Application {
             .with_graceful_shutdown(stop.clone().cancelled_owned());
         tracing::info!(public_url = %self.services.settings.public_url, "lablink is serving");
         // Every replica writes (intake alone does), so every replica keeps the log short.
-        let mut background = vec![tokio::spawn(checkpoint_loop(
-            self.services.db.clone(),
-            stop.clone(),
-        ))];
+        let mut background = vec![tokio::spawn(checkpoint_loop(self.db.clone(), stop.clone()))];
         if let Some(ci) = self.ci {
             background.extend(lablink_service::ci::worker::spawn_ci_workers(
                 self.services.clone(),
@@ -201,7 +201,7 @@ impl Application {
         background.iter().for_each(tokio::task::JoinHandle::abort);
         main.context("the HTTP server failed")?;
         metrics.context("the metrics server failed")?;
-        self.services.db.close().await;
+        self.db.close().await;
         tracing::info!("lablink stopped");
         Ok(())
     }

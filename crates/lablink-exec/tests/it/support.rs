@@ -178,26 +178,7 @@ fn cgi_response(raw: &[u8]) -> Response {
     response
 }
 
-/// Runs plain git (the test's own, outside the code under test) and returns trimmed stdout.
-pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_AUTHOR_NAME", "Seed")
-        .env("GIT_AUTHOR_EMAIL", "seed@example.com")
-        .env("GIT_COMMITTER_NAME", "Seed")
-        .env("GIT_COMMITTER_EMAIL", "seed@example.com")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
+pub use lablink_testkit::git;
 
 /// Creates the bare repository `<root>/<name>.git` with one commit of `files` files on `main`,
 /// made through a scratch clone at `<root>/<name>.seed`; returns the scratch clone's path.

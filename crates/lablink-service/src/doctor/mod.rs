@@ -65,7 +65,36 @@ impl Services {
             .await
     }
 
-    /// Checks (and with `fix`, repairs) a project's connection: the operator's entry (CLI).
+    /// Checks (and with `fix`, repairs) one project (by id) or every project with a connected
+    /// repository: the operator's entry (CLI), across accounts.
+    pub async fn check_connections(
+        &self,
+        project_id: Option<&str>,
+        fix: bool,
+    ) -> Result<Vec<Report>, ServiceError> {
+        let targets = match project_id {
+            Some(id) => {
+                let repository =
+                    self.db
+                        .live_repository_of_project(id)
+                        .await?
+                        .ok_or_else(|| {
+                            ServiceError::NotFound(format!(
+                                "project {id} has no connected repository (or does not exist)"
+                            ))
+                        })?;
+                vec![(repository.account_id, repository.project_id)]
+            }
+            None => self.db.connected_projects().await?,
+        };
+        let mut reports = Vec::with_capacity(targets.len());
+        for (account, project) in targets {
+            reports.push(self.check_connection(&account, &project, fix).await?);
+        }
+        Ok(reports)
+    }
+
+    /// Checks (and with `fix`, repairs) a project's connection.
     pub async fn check_connection(
         &self,
         account_id: &str,

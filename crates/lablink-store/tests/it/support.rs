@@ -2,13 +2,12 @@
 //! 127.0.0.1:5432 dropped when the test ends. PostgreSQL being unreachable fails the test.
 
 use lablink_store::Db;
-
-const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+use lablink_testkit::ThrowawayDatabase;
 
 pub struct TestDb {
     pub db: Db,
     _dir: Option<tempfile::TempDir>,
-    pg_name: Option<String>,
+    _postgres: Option<ThrowawayDatabase>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -26,62 +25,20 @@ impl TestDb {
                 TestDb {
                     db: Db::connect(&url).await.unwrap(),
                     _dir: Some(dir),
-                    pg_name: None,
+                    _postgres: None,
                 }
             }
             Backend::Postgres => {
-                let name = format!("lablink_t_{}", uuid::Uuid::new_v4().simple());
-                let admin = Db::connect(PG_ADMIN).await.unwrap_or_else(|e| {
-                    panic!("PostgreSQL must be running at 127.0.0.1:5432 for the tests: {e}")
-                });
-                let Db::Postgres(pool) = &admin else {
-                    unreachable!()
-                };
-                sqlx::query(&format!("CREATE DATABASE {name}"))
-                    .execute(pool)
-                    .await
-                    .unwrap();
-                admin.close().await;
-                let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+                let database = ThrowawayDatabase::create("lablink_t").await;
                 TestDb {
-                    db: Db::connect(&url).await.unwrap(),
+                    db: Db::connect(&database.url).await.unwrap(),
                     _dir: None,
-                    pg_name: Some(name),
+                    _postgres: Some(database),
                 }
             }
         };
         t.db.migrate().await.unwrap();
         t
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let Some(name) = self.pg_name.take() else {
-            return;
-        };
-        // Drop runs inside the test's (blocked) runtime, so the cleanup runs on its own thread
-        // and runtime; `WITH (FORCE)` ends the test's connections, whose pool cannot be closed
-        // from here.
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let admin = Db::connect(PG_ADMIN).await.unwrap();
-                let Db::Postgres(pool) = &admin else {
-                    unreachable!()
-                };
-                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(pool)
-                    .await
-                    .unwrap();
-                admin.close().await;
-            });
-        })
-        .join()
-        .unwrap();
     }
 }
 

@@ -4,8 +4,8 @@
 
 use axum::Json;
 use axum::extract::State;
+use lablink_service::integration::IntegrationStatus;
 use lablink_service::integration::{IntegrationForm, IntegrationView};
-use lablink_store::integrations::IntegrationStatus;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

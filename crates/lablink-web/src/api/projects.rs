@@ -3,8 +3,8 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use lablink_service::projects::Project;
 use lablink_service::projects::ProjectInput;
-use lablink_store::projects::Project;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 

@@ -3,8 +3,8 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use lablink_service::repositories::Repository;
 use lablink_service::repositories::import_list::{ImportList, ImportQuery, ImportRow};
-use lablink_store::repositories::Repository;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 

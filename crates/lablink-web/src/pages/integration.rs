@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use lablink_service::ServiceError;
+use lablink_service::integration::IntegrationStatus;
 use lablink_service::integration::{IntegrationForm, IntegrationView};
-use lablink_store::integrations::IntegrationStatus;
 use secrecy::SecretString;
 use serde::Deserialize;
 

@@ -9,8 +9,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use lablink_service::ServiceError;
+use lablink_service::integration::OAuthPurpose;
 use lablink_service::links::{CallbackQuery, LinkView};
-use lablink_store::integrations::OAuthPurpose;
 use serde::Deserialize;
 
 use super::when;

@@ -8,9 +8,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Form, Router};
 use lablink_service::ServiceError;
+use lablink_service::projects::Project;
 use lablink_service::projects::ProjectInput;
-use lablink_store::projects::Project;
-use lablink_store::repositories::Repository;
+use lablink_service::repositories::Repository;
 use serde::Deserialize;
 
 use crate::{AppState, Chrome, CurrentUser, HtmlError, render};

@@ -8,9 +8,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use lablink_service::ServiceError;
+use lablink_service::projects::Project;
+use lablink_service::repositories::Repository;
 use lablink_service::repositories::import_list::{ImportList, ImportQuery};
-use lablink_store::projects::Project;
-use lablink_store::repositories::Repository;
 use serde::Deserialize;
 
 use super::when;

@@ -113,7 +113,6 @@ async fn tokens_are_shown_once_hashed_and_revocable(app: TestApp) {
         .await;
     let second_token = new_token_on(&second.body);
     let second_id = app
-        .services
         .db
         .api_tokens_of_user(me.json()["user_id"].as_str().unwrap())
         .await

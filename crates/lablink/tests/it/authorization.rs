@@ -203,13 +203,7 @@ async fn pages_and_endpoints_check_who_calls(app: TestApp) {
             assert_eq!(r.location.as_deref(), Some("/settings"));
         }
     }
-    let stored = app
-        .services
-        .db
-        .user_by_id(&target.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = app.db.user_by_id(&target.id).await.unwrap().unwrap();
     assert_eq!(
         stored.role,
         Role::Developer,
@@ -235,12 +229,7 @@ async fn pages_and_endpoints_check_who_calls(app: TestApp) {
             _ => 303,
         };
         assert_eq!(r.status, want, "POST /settings/users as {}", c.name);
-        let created = app
-            .services
-            .db
-            .user_credentials_by_email(&email)
-            .await
-            .unwrap();
+        let created = app.db.user_credentials_by_email(&email).await.unwrap();
         match c.name {
             "admin" => assert_eq!(created.unwrap().user.account_id, admin.account_id),
             "other_admin" => assert_eq!(created.unwrap().user.account_id, other.account_id),

@@ -495,7 +495,6 @@ async fn drafts_wait_and_replayed_deliveries_run_once(backend: Backend) {
         loop {
             let n = w
                 .app
-                .services
                 .db
                 .count_deliveries(&w.repository_id, "processed")
                 .await
@@ -549,7 +548,6 @@ async fn drafts_wait_and_replayed_deliveries_run_once(backend: Backend) {
     for status in ["received", "processed", "ignored"] {
         stored += w
             .app
-            .services
             .db
             .count_deliveries(&w.repository_id, status)
             .await
@@ -629,7 +627,6 @@ async fn intake_refuses_strangers_and_ignores_what_it_does_not_handle(backend: B
     assert!(res.status().is_success(), "{:?}", res.text().await);
     let ignored = w
         .app
-        .services
         .db
         .count_deliveries(&w.repository_id, "ignored")
         .await

@@ -109,7 +109,6 @@ impl World {
         let res = connect(&self.browser, &self.csrf, &project, gitlab_project).await;
         assert!(res.status < 300, "connect failed: {}", res.body);
         self.app
-            .services
             .db
             .live_repository_of_project(&project)
             .await
@@ -149,7 +148,6 @@ impl World {
 
     pub async fn repository(&self) -> lablink_store::repositories::Repository {
         self.app
-            .services
             .db
             .live_repository_of_project(&self.project)
             .await
@@ -262,9 +260,7 @@ async fn broken_credentials_are_found_repaired_and_clean_afterwards(backend: Bac
     assert_eq!(state["hooks"].as_array().unwrap().len(), 1, "{state:#}");
 
     // The CLI's path over every connected project gives the same clean report.
-    let reports = lablink::doctor::run(&w.app.services, None, false)
-        .await
-        .unwrap();
+    let reports = w.app.services.check_connections(None, false).await.unwrap();
     assert_eq!(reports.len(), 1);
     assert!(reports[0].healthy());
     w.app.stop().await;
@@ -298,9 +294,8 @@ async fn changed_webhook_settings_are_found_and_reset(backend: Backend) {
     // The secret was reset: the previous one stays valid for a grace window.
     let secrets = w
         .app
-        .services
         .db
-        .hook_secrets(&w.app.services.keys, &repo.id)
+        .hook_secrets(&w.app.keys, &repo.id)
         .await
         .unwrap()
         .unwrap();
@@ -705,13 +700,13 @@ async fn deliver(w: &World, repository_id: &str, secret: &str, signing: &str) ->
 async fn a_webhook_reset_replaces_secret_and_signing_token(backend: Backend) {
     use secrecy::ExposeSecret;
     let w = World::start(backend).await;
-    let services = &w.app.services;
     let repo = w.repository().await;
     let hook = repo.hook_id.unwrap();
     let stored = || async {
-        let s = services
+        let s = w
+            .app
             .db
-            .repository_secrets(&services.keys, &repo.id)
+            .repository_secrets(&w.app.keys, &repo.id)
             .await
             .unwrap();
         (
@@ -761,9 +756,10 @@ async fn a_webhook_reset_replaces_secret_and_signing_token(backend: Backend) {
     w.app
         .execute("UPDATE repositories SET hook_secret_grace_until = 0")
         .await;
-    let verifying = services
+    let verifying = w
+        .app
         .db
-        .hook_secrets(&services.keys, &repo.id)
+        .hook_secrets(&w.app.keys, &repo.id)
         .await
         .unwrap()
         .unwrap();

@@ -123,9 +123,8 @@ async fn connect(backend: Backend) -> Connected {
     assert_eq!(res.status, 200, "{}", res.body);
     let repository_id = res.json()["id"].as_str().unwrap().to_owned();
     let secret = app
-        .services
         .db
-        .hook_secrets(&app.services.keys, &repository_id)
+        .hook_secrets(&app.keys, &repository_id)
         .await
         .unwrap()
         .expect("a connected repository has a webhook secret")

@@ -9,6 +9,7 @@ use std::path::Path;
 use lablink_core::{Plan, Role};
 use lablink_service::Principal;
 use lablink_service::repositories::STOPPED_WHILE_CONNECTING;
+use lablink_testkit::git;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -167,17 +168,6 @@ fn pack_files(cache: &Path) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-fn git(cache: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .arg("--git-dir")
-        .arg(cache)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {out:?}");
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
 async fn connect_fetch_disconnect_and_move(backend: Backend) {
     let w = World::start(backend).await;
     let alice = w.gitlab.user("alice").await;
@@ -283,9 +273,8 @@ async fn connect_fetch_disconnect_and_move(backend: Backend) {
     // Secrets are sealed at rest.
     let secrets = w
         .app
-        .services
         .db
-        .repository_secrets(&w.app.services.keys, &repo_id)
+        .repository_secrets(&w.app.keys, &repo_id)
         .await
         .unwrap();
     use secrecy::ExposeSecret as _;
@@ -333,9 +322,8 @@ async fn connect_fetch_disconnect_and_move(backend: Backend) {
     assert_nothing_left(&w.gitlab.project_state(warehouse).await);
     let gone = w
         .app
-        .services
         .db
-        .repository_secrets(&w.app.services.keys, &repo_id)
+        .repository_secrets(&w.app.keys, &repo_id)
         .await
         .unwrap();
     assert!(gone.hook_secret.is_none() && gone.deploy_token.is_none());
@@ -376,13 +364,7 @@ async fn connect_fetch_disconnect_and_move(backend: Backend) {
         .await
         .json();
     assert_eq!(dbt_project["repository_id"], moved["id"]);
-    let history = w
-        .app
-        .services
-        .db
-        .repositories_of_project(&project)
-        .await
-        .unwrap();
+    let history = w.app.db.repositories_of_project(&project).await.unwrap();
     let statuses: Vec<&str> = history.iter().map(|r| r.status.as_str()).collect();
     assert_eq!(statuses, ["connected", "disconnected"]);
     // A second connect while connected is refused.
@@ -395,7 +377,6 @@ async fn connect_fetch_disconnect_and_move(backend: Backend) {
 
     let audit = w
         .app
-        .services
         .db
         .audit_of_account(&repo_account(&w.app, &repo_id).await, 50)
         .await
@@ -420,8 +401,7 @@ async fn connect_fetch_disconnect_and_move(backend: Backend) {
 }
 
 async fn repo_account(app: &TestApp, repo_id: &str) -> String {
-    app.services
-        .db
+    app.db
         .repository(repo_id)
         .await
         .unwrap()
@@ -458,7 +438,6 @@ async fn only_maintainers_connect_and_inherited_ownership_counts(backend: Backen
     assert_nothing_left(&w.gitlab.project_state(warehouse).await);
     assert!(
         w.app
-            .services
             .db
             .repositories_of_project(&project)
             .await
@@ -522,21 +501,14 @@ async fn a_failure_at_each_step_leaves_nothing_behind(backend: Backend) {
         assert_eq!(res.status, 404, "{route}: nothing half-made is connected");
         w.gitlab.control(Method::DELETE, "/faults", json!({})).await;
     }
-    let history = w
-        .app
-        .services
-        .db
-        .repositories_of_project(&project)
-        .await
-        .unwrap();
+    let history = w.app.db.repositories_of_project(&project).await.unwrap();
     assert_eq!(history.len(), 4);
     for row in &history {
         assert_eq!(row.status, "failed");
         let secrets = w
             .app
-            .services
             .db
-            .repository_secrets(&w.app.services.keys, &row.id)
+            .repository_secrets(&w.app.keys, &row.id)
             .await
             .unwrap();
         assert!(secrets.hook_secret.is_none() && secrets.deploy_token.is_none());
@@ -872,13 +844,7 @@ async fn crash_mid_connect(w: &World) -> Crashed {
         })
     };
     let row = loop {
-        let live = w
-            .app
-            .services
-            .db
-            .live_repository_of_project(&project)
-            .await
-            .unwrap();
+        let live = w.app.db.live_repository_of_project(&project).await.unwrap();
         if let Some(row) = live.filter(|r| r.deploy_token_id.is_some()) {
             break row;
         }
@@ -923,14 +889,7 @@ async fn a_connect_cut_short_by_a_crash_is_rolled_back_later(backend: Backend) {
         .unwrap();
     assert_eq!(recovered, 1);
     assert_nothing_left(&w.gitlab.project_state(c.warehouse).await);
-    let failed = w
-        .app
-        .services
-        .db
-        .repository(&c.row.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let failed = w.app.db.repository(&c.row.id).await.unwrap().unwrap();
     assert_eq!(failed.status, "failed");
     assert_eq!(
         failed.status_warning.as_deref(),
@@ -938,9 +897,8 @@ async fn a_connect_cut_short_by_a_crash_is_rolled_back_later(backend: Backend) {
     );
     let secrets = w
         .app
-        .services
         .db
-        .repository_secrets(&w.app.services.keys, &c.row.id)
+        .repository_secrets(&w.app.keys, &c.row.id)
         .await
         .unwrap();
     assert!(secrets.hook_secret.is_none() && secrets.deploy_token.is_none());
@@ -971,14 +929,7 @@ async fn a_crashed_connect_without_its_user_lists_what_is_left(backend: Backend)
         .await
         .unwrap();
     assert_eq!(recovered, 1);
-    let failed = w
-        .app
-        .services
-        .db
-        .repository(&c.row.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let failed = w.app.db.repository(&c.row.id).await.unwrap().unwrap();
     assert_eq!(failed.status, "failed");
     let reason = failed.status_warning.unwrap();
     assert!(
@@ -992,7 +943,6 @@ async fn a_crashed_connect_without_its_user_lists_what_is_left(backend: Backend)
     assert_eq!(state["hooks"].as_array().unwrap().len(), 1, "{state:#}");
     assert!(
         w.app
-            .services
             .db
             .live_repository_of_project(&c.project)
             .await
@@ -1006,7 +956,7 @@ async fn a_crashed_connect_without_its_user_lists_what_is_left(backend: Backend)
 async fn fill_job(app: &TestApp) -> Option<(String, i64, Option<String>)> {
     use lablink_store::repositories::import_list::FILL_IMPORT_LIST_JOB;
     let sql = "SELECT status, attempts, locked_by FROM jobs WHERE kind = $1";
-    match &app.services.db {
+    match &app.db {
         lablink_store::Db::Sqlite(pool) => sqlx::query_as(sql)
             .bind(FILL_IMPORT_LIST_JOB)
             .fetch_optional(pool)

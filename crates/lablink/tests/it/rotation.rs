@@ -56,7 +56,7 @@ async fn tokens_rotated_in_gitlab_and_lost_rotations_are_recovered(backend: Back
     let repo = w.repository().await;
     let current = repo.project_token_id.unwrap();
     assert!(
-        services
+        w.app
             .db
             .begin_token_rotation(&repo.id, current)
             .await
@@ -70,7 +70,7 @@ async fn tokens_rotated_in_gitlab_and_lost_rotations_are_recovered(backend: Back
         Rotation::Skipped(_)
     ));
     assert_eq!(
-        services.db.token_rotation_started(&repo.id).await.unwrap(),
+        w.app.db.token_rotation_started(&repo.id).await.unwrap(),
         None
     );
 
@@ -78,7 +78,7 @@ async fn tokens_rotated_in_gitlab_and_lost_rotations_are_recovered(backend: Back
     // one exists. Recovery re-creates the token; it never rotates the revoked one again (which
     // would revoke the whole family, including the token it creates).
     assert!(
-        services
+        w.app
             .db
             .begin_token_rotation(&repo.id, current)
             .await
@@ -191,7 +191,7 @@ async fn scheduling_enqueues_only_the_due_tokens(backend: Backend) {
     for payload in &jobs {
         let id = payload["repository_id"].as_str().unwrap();
         let Some((r, days)) = real.iter().find(|(r, _)| r.id == id) else {
-            let row = w.app.services.db.repository(id).await.unwrap().unwrap();
+            let row = w.app.db.repository(id).await.unwrap().unwrap();
             assert!(row.project_token_expires_on.unwrap() <= soon);
             assert_eq!(row.project_token_id, payload["project_token_id"].as_i64());
             continue;
@@ -206,7 +206,7 @@ async fn scheduling_enqueues_only_the_due_tokens(backend: Backend) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     for (r, days) in &real {
-        let now = w.app.services.db.repository(&r.id).await.unwrap().unwrap();
+        let now = w.app.db.repository(&r.id).await.unwrap().unwrap();
         assert_eq!(
             now.project_token_id != r.project_token_id,
             *days <= 30,
@@ -229,7 +229,7 @@ async fn scheduling_enqueues_only_the_due_tokens(backend: Backend) {
 /// The payloads of the rotation jobs in the queue.
 async fn rotation_jobs(app: &TestApp) -> Vec<Value> {
     let sql = "SELECT payload FROM jobs WHERE kind = $1";
-    let rows: Vec<(String,)> = match &app.services.db {
+    let rows: Vec<(String,)> = match &app.db {
         lablink_store::Db::Sqlite(pool) => sqlx::query_as(sql)
             .bind(ROTATE_PROJECT_TOKEN_JOB)
             .fetch_all(pool)
@@ -248,7 +248,7 @@ async fn rotation_jobs(app: &TestApp) -> Vec<Value> {
 
 async fn count_rotation_jobs(app: &TestApp, condition: &str) -> i64 {
     let sql = format!("SELECT COUNT(*) FROM jobs WHERE kind = $1 AND {condition}");
-    let (n,): (i64,) = match &app.services.db {
+    let (n,): (i64,) = match &app.db {
         lablink_store::Db::Sqlite(pool) => sqlx::query_as(&sql)
             .bind(ROTATE_PROJECT_TOKEN_JOB)
             .fetch_one(pool)
@@ -312,23 +312,9 @@ async fn a_token_needing_a_person_is_not_enqueued_again_until_it_changes(backend
     .await;
     w.gitlab.member(w.gitlab_project, w.alice, 30).await;
     assert_eq!(schedule_and_run(&w.app).await, 2);
-    let rotated = w
-        .app
-        .services
-        .db
-        .repository(&healthy.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let rotated = w.app.db.repository(&healthy.id).await.unwrap().unwrap();
     assert_ne!(rotated.project_token_id, healthy.project_token_id);
-    let after = w
-        .app
-        .services
-        .db
-        .repository(&stuck.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let after = w.app.db.repository(&stuck.id).await.unwrap().unwrap();
     assert_eq!(
         after.project_token_id, stuck.project_token_id,
         "not replaced"
@@ -343,7 +329,6 @@ async fn a_token_needing_a_person_is_not_enqueued_again_until_it_changes(backend
 
     // Once its repository changes, the token is scheduled again.
     w.app
-        .services
         .db
         .set_repository_status_warning(&stuck.id, "checked by an administrator")
         .await

@@ -47,9 +47,8 @@ fn captured_logs() -> Captured {
 
 async fn stored_tokens(app: &TestApp, user: &TestUser) -> [String; 2] {
     let link = app
-        .services
         .db
-        .gitlab_link_of_user(&app.services.keys, &user.id)
+        .gitlab_link_of_user(&app.keys, &user.id)
         .await
         .unwrap()
         .unwrap();

@@ -55,7 +55,7 @@ async fn setup_link_creates_the_account_and_its_admin(app: TestApp) {
         .await;
     assert_eq!(bad_plan.status, 422);
     assert!(bad_plan.body.contains("`gold` is not a valid plan"));
-    assert_eq!(app.services.db.count_accounts().await.unwrap(), 0);
+    assert_eq!(app.db.count_accounts().await.unwrap(), 0);
 
     let done = b
         .post_form(

@@ -126,9 +126,8 @@ async fn check(base: &str, token: &str) -> crate::support::Page {
 }
 
 async fn stored_version(app: &TestApp, user: &TestUser) -> i64 {
-    app.services
-        .db
-        .gitlab_link_of_user(&app.services.keys, &user.id)
+    app.db
+        .gitlab_link_of_user(&app.keys, &user.id)
         .await
         .unwrap()
         .unwrap()
@@ -213,9 +212,8 @@ async fn a_dead_refresh_token_asks_to_link_again(backend: Backend) {
     let (user, browser, _) = linked_developer(&app, &gitlab, "frank").await;
     // The user revokes lablink in GitLab: both tokens of the pair die.
     let stored = app
-        .services
         .db
-        .gitlab_link_of_user(&app.services.keys, &user.id)
+        .gitlab_link_of_user(&app.keys, &user.id)
         .await
         .unwrap()
         .unwrap();

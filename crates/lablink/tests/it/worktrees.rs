@@ -12,6 +12,7 @@ use gitlab_sim::commits::FileChange;
 use gitlab_sim::state::{Namespace, NewProject, NewUser, Visibility};
 use lablink_exec::{GitCredential, Remote, WorktreeState};
 use lablink_service::ci::executor::CiRuntime;
+use lablink_testkit::git;
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
@@ -126,18 +127,6 @@ impl World {
             .join("worktrees")
             .join(format!("spare-{REPOSITORY}"))
     }
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {out:?}");
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 /// `dir` is a worktree at exactly `sha`: that HEAD, every tracked file as committed, nothing else.

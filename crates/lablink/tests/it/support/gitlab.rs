@@ -30,13 +30,7 @@ pub struct SimApp {
     pub secret: String,
 }
 
-/// A free local port, for a server whose public URL must be known before it starts.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port()
-}
+pub use lablink_testkit::free_port;
 
 impl GitLab {
     pub async fn start() -> GitLab {

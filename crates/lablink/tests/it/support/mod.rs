@@ -15,6 +15,8 @@ use lablink::startup::Application;
 use lablink_core::{Plan, Role};
 use lablink_service::Services;
 use lablink_service::accounts::UserInput;
+use lablink_store::Db;
+use lablink_store::crypto::KeyRing;
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
@@ -25,6 +27,10 @@ pub struct TestApp {
     pub metrics_base: String,
     pub setup_link: Option<String>,
     pub services: Services,
+    /// The server's database and master key, opened by the test itself to inspect and arrange
+    /// what is stored (the service keeps its own to itself).
+    pub db: Db,
+    pub keys: KeyRing,
     pub database_url: String,
     pub secret_key: String,
     stop: CancellationToken,
@@ -49,7 +55,7 @@ impl TestApp {
     pub async fn spawn_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let database = database::TestDatabase::create(backend, dir.path()).await;
-        let secret_key = lablink_store::crypto::KeyRing::generate_key().to_string();
+        let secret_key = KeyRing::generate_key().to_string();
         let data_dir = dir.path().display().to_string();
         let mut pairs = vec![
             ("database_url", database.url.as_str()),
@@ -65,6 +71,8 @@ impl TestApp {
         let metrics_base = format!("http://127.0.0.1:{}", app.metrics_port());
         let setup_link = app.setup_link().map(str::to_owned);
         let services = app.services().clone();
+        let db = Db::connect(&database.url).await.unwrap();
+        let keys = KeyRing::new(&KeyRing::decode_key(&secret_key).unwrap(), &[]);
         let stop = CancellationToken::new();
         let server = tokio::spawn(app.run_until_stopped(stop.clone()));
         TestApp {
@@ -72,6 +80,8 @@ impl TestApp {
             metrics_base,
             setup_link,
             services,
+            db,
+            keys,
             database_url: database.url.clone(),
             secret_key,
             stop,
@@ -135,9 +145,9 @@ impl TestApp {
 
     /// Runs a statement directly on the database (to age sessions, to inspect stored values).
     pub async fn execute(&self, sql: &str) {
-        match &self.services.db {
-            lablink_store::Db::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(drop),
-            lablink_store::Db::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(drop),
+        match &self.db {
+            Db::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(drop),
+            Db::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(drop),
         }
         .unwrap();
     }
@@ -159,9 +169,9 @@ impl TestApp {
                 }
             }};
         }
-        match &self.services.db {
-            lablink_store::Db::Sqlite(pool) => dump!(pool),
-            lablink_store::Db::Postgres(pool) => dump!(pool),
+        match &self.db {
+            Db::Sqlite(pool) => dump!(pool),
+            Db::Postgres(pool) => dump!(pool),
         }
         out
     }
@@ -172,7 +182,7 @@ impl TestApp {
     }
 
     /// Stops the in-process server but keeps its database (and `database_url`, `secret_key`)
-    /// for the test, e.g. to run the `lablink` binary on it. `services.db` is closed after this.
+    /// for the test, e.g. to run the `lablink` binary on it. The test's own `db` stays open.
     pub async fn stop_server(&mut self) {
         self.stop.cancel();
         if let Some(server) = self.server.take() {
