@@ -6,6 +6,7 @@ pub mod names;
 pub mod plan;
 pub mod role;
 pub mod run;
+mod text_enum;
 pub mod validate;
 
 pub use access::AccessLevel;
@@ -14,9 +15,9 @@ pub use role::Role;
 
 /// A value that did not parse into one of the domain's closed sets of names.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{value}` is not a valid {what}; expected one of: {expected}")]
+#[error("`{value}` is not a valid {what}; expected one of: {}", expected.join(", "))]
 pub struct UnknownName {
     pub what: &'static str,
     pub value: String,
-    pub expected: &'static str,
+    pub expected: &'static [&'static str],
 }

@@ -1,39 +1,16 @@
 //! Account plans and what they allow.
 
-use std::fmt;
-use std::str::FromStr;
-
-use serde::{Deserialize, Serialize};
-
-use crate::UnknownName;
-
-/// The plan of an account.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Plan {
-    Developer,
-    Starter,
-    Enterprise,
-    EnterprisePlus,
+crate::text_enum! {
+    /// The plan of an account.
+    pub enum Plan ("plan") {
+        Developer = "developer",
+        Starter = "starter",
+        Enterprise = "enterprise",
+        EnterprisePlus = "enterprise_plus",
+    }
 }
 
 impl Plan {
-    pub const ALL: [Plan; 4] = [
-        Plan::Developer,
-        Plan::Starter,
-        Plan::Enterprise,
-        Plan::EnterprisePlus,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Plan::Developer => "developer",
-            Plan::Starter => "starter",
-            Plan::Enterprise => "enterprise",
-            Plan::EnterprisePlus => "enterprise_plus",
-        }
-    }
-
     /// Human label for pages.
     pub fn label(self) -> &'static str {
         match self {
@@ -48,27 +25,6 @@ impl Plan {
     /// instance); the others use the operator's application for gitlab.com.
     pub fn allows_own_gitlab_app(self) -> bool {
         matches!(self, Plan::Enterprise | Plan::EnterprisePlus)
-    }
-}
-
-impl fmt::Display for Plan {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Plan {
-    type Err = UnknownName;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Plan::ALL
-            .into_iter()
-            .find(|p| p.as_str() == s.trim())
-            .ok_or_else(|| UnknownName {
-                what: "plan",
-                value: s.to_owned(),
-                expected: "developer, starter, enterprise, enterprise_plus",
-            })
     }
 }
 

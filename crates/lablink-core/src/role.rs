@@ -1,32 +1,15 @@
 //! User roles within an account and what each may do.
 
-use std::fmt;
-use std::str::FromStr;
-
-use serde::{Deserialize, Serialize};
-
-use crate::UnknownName;
-
-/// The role of a user in their account.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    AccountAdmin,
-    Developer,
-    ReadOnly,
+crate::text_enum! {
+    /// The role of a user in their account.
+    pub enum Role ("role") {
+        AccountAdmin = "account_admin",
+        Developer = "developer",
+        ReadOnly = "read_only",
+    }
 }
 
 impl Role {
-    pub const ALL: [Role; 3] = [Role::AccountAdmin, Role::Developer, Role::ReadOnly];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::AccountAdmin => "account_admin",
-            Role::Developer => "developer",
-            Role::ReadOnly => "read_only",
-        }
-    }
-
     pub fn label(self) -> &'static str {
         match self {
             Role::AccountAdmin => "Account admin",
@@ -43,27 +26,6 @@ impl Role {
     /// Changing things in projects: linking GitLab, connecting repositories, git actions.
     pub fn can_write(self) -> bool {
         matches!(self, Role::AccountAdmin | Role::Developer)
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Role {
-    type Err = UnknownName;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Role::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s.trim())
-            .ok_or_else(|| UnknownName {
-                what: "role",
-                value: s.to_owned(),
-                expected: "account_admin, developer, read_only",
-            })
     }
 }
 

@@ -2,47 +2,22 @@
 //! that move it, and how each state is shown in GitLab and in dbt-platform terms.
 
 use std::fmt;
-use std::str::FromStr;
 
-use crate::UnknownName;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RunState {
-    /// Waiting for a worker.
-    Queued,
-    /// Claimed by a worker that is checking out the commit and writing the profile.
-    Starting,
-    /// dbt is running.
-    Running,
-    Success,
-    Error,
-    Cancelled,
+crate::text_enum! {
+    pub enum RunState ("run state") {
+        /// Waiting for a worker.
+        Queued = "queued",
+        /// Claimed by a worker that is checking out the commit and writing the profile.
+        Starting = "starting",
+        /// dbt is running.
+        Running = "running",
+        Success = "success",
+        Error = "error",
+        Cancelled = "cancelled",
+    }
 }
 
-const RUN_STATE_NAMES: &str = "queued, starting, running, success, error, cancelled";
-
 impl RunState {
-    pub const ALL: [RunState; 6] = [
-        Self::Queued,
-        Self::Starting,
-        Self::Running,
-        Self::Success,
-        Self::Error,
-        Self::Cancelled,
-    ];
-
-    /// The name stored in the database and shown in the API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Starting => "starting",
-            Self::Running => "running",
-            Self::Success => "success",
-            Self::Error => "error",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Success | Self::Error | Self::Cancelled)
     }
@@ -72,53 +47,15 @@ impl RunState {
     }
 }
 
-impl fmt::Display for RunState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for RunState {
-    type Err = UnknownName;
-
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|state| state.as_str() == value)
-            .ok_or_else(|| UnknownName {
-                what: "run state",
-                value: value.to_owned(),
-                expected: RUN_STATE_NAMES,
-            })
-    }
-}
-
-/// GitLab's commit status states that lablink posts (gitlab-api.md §6.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CommitStatusState {
-    Pending,
-    Running,
-    Success,
-    Failed,
-    Canceled,
-}
-
-impl CommitStatusState {
-    /// The `state` parameter of `POST /projects/:id/statuses/:sha`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Running => "running",
-            Self::Success => "success",
-            Self::Failed => "failed",
-            Self::Canceled => "canceled",
-        }
-    }
-}
-
-impl fmt::Display for CommitStatusState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+crate::text_enum! {
+    /// GitLab's commit status states that lablink posts (gitlab-api.md §6.1); the texts are the
+    /// `state` parameter of `POST /projects/:id/statuses/:sha`.
+    pub enum CommitStatusState ("commit status") {
+        Pending = "pending",
+        Running = "running",
+        Success = "success",
+        Failed = "failed",
+        Canceled = "canceled",
     }
 }
 

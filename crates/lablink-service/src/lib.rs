@@ -12,6 +12,7 @@ mod error;
 pub mod integration;
 pub mod links;
 pub mod projects;
+mod queue;
 pub mod repositories;
 pub mod rotation;
 pub mod secrets;

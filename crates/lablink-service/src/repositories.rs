@@ -9,7 +9,7 @@
 //! stored on the row the moment GitLab returns it, so a connect cut short by a crash is rolled
 //! back later by [`Services::recover_stale_connections`].
 
-pub use lablink_store::repositories::Repository;
+pub use lablink_store::repositories::{Repository, RepositoryStatus};
 
 pub mod fetch;
 pub mod import_list;
@@ -284,7 +284,7 @@ impl Services {
             Err(interrupted) => {
                 let left = remove_all(api, found.id, &created).await;
                 self.db
-                    .end_repository_connection(&row.id, store::FAILED)
+                    .end_repository_connection(&row.id, store::ConnectionEnd::Failed)
                     .await?;
                 return Err(match interrupted {
                     Interrupted::Step(step, err) => {
@@ -483,7 +483,7 @@ impl Services {
             )));
         }
         self.db
-            .end_repository_connection(&repo.id, store::DISCONNECTED)
+            .end_repository_connection(&repo.id, store::ConnectionEnd::Disconnected)
             .await?;
         self.db
             .record_audit(AuditEvent {

@@ -17,26 +17,17 @@ use chrono::{Duration, NaiveDate, Utc};
 use lablink_core::names::project_access_token_name;
 use lablink_gitlab::api::NewAccessToken;
 use lablink_gitlab::{Api, GitLabError};
-use lablink_store::repositories::{CONNECTED, ProjectToken, Repository};
+use lablink_store::queue::Task;
+use lablink_store::repositories::{ProjectToken, Repository, RepositoryStatus};
 use secrecy::SecretString;
-use serde::{Deserialize, Serialize};
 
 use crate::repositories::{MAX_TOKEN_DAYS, TOKEN_ACCESS_LEVEL, TOKEN_SCOPES};
 use crate::{ServiceError, Services};
 
 /// The job kind that rotates one repository's project access token.
-pub const ROTATE_PROJECT_TOKEN_JOB: &str = "repositories.rotate_project_token";
 const ROTATE_ATTEMPTS: i64 = 5;
 /// At most this many jobs are enqueued per scheduling pass; the rest wait for the next pass.
 const SCHEDULE_BATCH: i64 = 1000;
-
-/// The payload of a rotation job.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RotatePayload {
-    pub repository_id: String,
-    /// The token to rotate: a job for a token that was already replaced does nothing.
-    pub project_token_id: i64,
-}
 
 /// What one rotation did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,14 +108,11 @@ impl Services {
             .await?;
         let now = lablink_store::now_ms();
         for token in &due {
-            let payload = serde_json::to_value(RotatePayload {
+            let task = Task::RotateProjectToken {
                 repository_id: token.repository_id.clone(),
                 project_token_id: token.project_token_id,
-            })
-            .map_err(|e| ServiceError::Internal(e.to_string()))?;
-            self.db
-                .enqueue_job(ROTATE_PROJECT_TOKEN_JOB, &payload, ROTATE_ATTEMPTS, now)
-                .await?;
+            };
+            self.db.enqueue(&task, ROTATE_ATTEMPTS, now).await?;
         }
         Ok(due.len())
     }
@@ -145,38 +133,33 @@ impl Services {
         else {
             return Ok(());
         };
-        let payload = serde_json::to_value(RotatePayload {
+        let task = Task::RotateProjectToken {
             repository_id: repository_id.to_owned(),
             project_token_id: token_id,
-        })
-        .map_err(|e| ServiceError::Internal(e.to_string()))?;
-        self.db
-            .enqueue_job(
-                ROTATE_PROJECT_TOKEN_JOB,
-                &payload,
-                ROTATE_ATTEMPTS,
-                lablink_store::now_ms(),
-            )
-            .await?;
-        Ok(())
+        };
+        self.enqueue(task, ROTATE_ATTEMPTS).await
     }
 
     /// The rotation job: a token lablink cannot replace alone is logged with what to do (the
     /// doctor reports it too) and marked, so the schedule leaves it alone until its repository
     /// changes (a repair, a new token) instead of enqueuing a job each pass that fails again.
-    pub(crate) async fn run_rotation_job(&self, p: &RotatePayload) -> Result<(), ServiceError> {
+    pub(crate) async fn run_rotation_task(
+        &self,
+        repository_id: &str,
+        project_token_id: i64,
+    ) -> Result<(), ServiceError> {
         match self
-            .rotate_project_token(&p.repository_id, p.project_token_id)
+            .rotate_project_token(repository_id, project_token_id)
             .await?
         {
             Rotation::NeedsAction(what) => {
-                tracing::warn!(repository_id = %p.repository_id, "{what}");
+                tracing::warn!(repository_id = %repository_id, "{what}");
                 self.db
-                    .mark_token_needs_action(&p.repository_id, p.project_token_id)
+                    .mark_token_needs_action(repository_id, project_token_id)
                     .await?;
             }
             other => {
-                tracing::debug!(repository_id = %p.repository_id, outcome = ?other, "rotation job");
+                tracing::debug!(repository_id = %repository_id, outcome = ?other, "rotation task");
             }
         }
         Ok(())
@@ -357,7 +340,7 @@ impl Services {
         self.db
             .repository(id)
             .await?
-            .filter(|r| r.status == CONNECTED)
+            .filter(|r| r.status == RepositoryStatus::Connected)
             .ok_or_else(|| ServiceError::NotFound("No connected repository with this id.".into()))
     }
 }

@@ -15,11 +15,40 @@ use crate::{Db, StoreError, new_id, now_ms};
 /// Attempts at processing a delivery before it is marked failed.
 pub const PROCESS_ATTEMPTS: i64 = 10;
 
-pub const RECEIVED: &str = "received";
-pub const PROCESSED: &str = "processed";
-pub const IGNORED: &str = "ignored";
-/// Processing kept failing; `note` holds the last error.
-pub const FAILED: &str = "failed";
+lablink_core::text_enum! {
+    /// Where a stored delivery is: waiting for a processor, or how processing ended.
+    pub enum DeliveryStatus ("delivery status") {
+        Received = "received",
+        Processed = "processed",
+        Ignored = "ignored",
+        /// Processing kept failing; `note` holds the last error.
+        Failed = "failed",
+    }
+}
+
+/// How handling a claimed delivery ended; the text is the delivery's note.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// It was acted on: what it did.
+    Processed(String),
+    /// Nothing to do: why.
+    Ignored(String),
+}
+
+impl DeliveryOutcome {
+    fn status(&self) -> DeliveryStatus {
+        match self {
+            DeliveryOutcome::Processed(_) => DeliveryStatus::Processed,
+            DeliveryOutcome::Ignored(_) => DeliveryStatus::Ignored,
+        }
+    }
+
+    fn note(&self) -> &str {
+        match self {
+            DeliveryOutcome::Processed(note) | DeliveryOutcome::Ignored(note) => note,
+        }
+    }
+}
 
 /// Claims and outcomes of processing need not wait for the disk on PostgreSQL: if a crash loses
 /// them, the delivery is processed again, which is harmless, and PostgreSQL writes its log in
@@ -64,7 +93,7 @@ pub struct Delivery {
     pub event: Option<String>,
     pub body: Vec<u8>,
     pub received_at: i64,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub note: Option<String>,
     /// Processing attempts so far, this one included for a claimed delivery.
     pub attempts: i64,
@@ -80,7 +109,8 @@ struct DeliveryRow {
     body: Vec<u8>,
     body_encoding: String,
     received_at: i64,
-    status: String,
+    #[sqlx(try_from = "String")]
+    status: DeliveryStatus,
     note: Option<String>,
     attempts: i64,
 }
@@ -248,12 +278,11 @@ impl Db {
         Ok(claimed)
     }
 
-    /// Records how deliveries were handled, each `(id, status, note)` with status `processed` or
-    /// `ignored`, in one transaction.
+    /// Records how deliveries were handled, each `(id, outcome)`, in one transaction.
     pub async fn finish_deliveries(
         &self,
         worker: &str,
-        outcomes: &[(String, &str, String)],
+        outcomes: &[(String, DeliveryOutcome)],
     ) -> Result<(), StoreError> {
         if outcomes.is_empty() {
             return Ok(());
@@ -281,13 +310,13 @@ impl Db {
                 .bind(
                     outcomes
                         .iter()
-                        .map(|(_, status, _)| *status)
+                        .map(|(_, outcome)| outcome.status().as_str())
                         .collect::<Vec<_>>(),
                 )
                 .bind(
                     outcomes
                         .iter()
-                        .map(|(.., note)| note.as_str())
+                        .map(|(_, outcome)| outcome.note())
                         .collect::<Vec<_>>(),
                 )
                 .execute(&mut *tx)
@@ -306,8 +335,11 @@ impl Db {
                      WHERE webhook_deliveries.id = v.column1 AND webhook_deliveries.locked_by = $2"
                 );
                 let mut query = sqlx::query(&sql).bind(now).bind(worker);
-                for (id, status, note) in outcomes {
-                    query = query.bind(id).bind(*status).bind(note);
+                for (id, outcome) in outcomes {
+                    query = query
+                        .bind(id)
+                        .bind(outcome.status().as_str())
+                        .bind(outcome.note());
                 }
                 query.execute(pool).await?;
             }
@@ -335,7 +367,7 @@ impl Db {
             .bind(now + retry_ms)
             .bind(error)
             .bind(PROCESS_ATTEMPTS)
-            .bind(FAILED)
+            .bind(DeliveryStatus::Failed.as_str())
             .bind(now)
             .bind(id)
             .bind(worker)
@@ -358,14 +390,14 @@ impl Db {
     pub async fn count_deliveries(
         &self,
         repository_id: &str,
-        status: &str,
+        status: DeliveryStatus,
     ) -> Result<i64, StoreError> {
         let n = crate::on_db!(self, |pool| {
             sqlx::query_scalar(
                 "SELECT COUNT(*) FROM webhook_deliveries WHERE repository_id = $1 AND status = $2",
             )
             .bind(repository_id)
-            .bind(status)
+            .bind(status.as_str())
             .fetch_one(pool)
             .await
         })?;
@@ -380,8 +412,8 @@ const ON_CONFLICT: &str = " ON CONFLICT (repository_id, delivery_key) DO NOTHING
 /// The status, note and `processed_at` a new delivery is stored with.
 fn outcome(new: &NewDelivery<'_>, now: i64) -> (&'static str, Option<i64>) {
     match new.ignored {
-        Some(_) => (IGNORED, Some(now)),
-        None => (RECEIVED, None),
+        Some(_) => (DeliveryStatus::Ignored.as_str(), Some(now)),
+        None => (DeliveryStatus::Received.as_str(), None),
     }
 }
 

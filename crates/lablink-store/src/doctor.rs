@@ -6,7 +6,7 @@
 use secrecy::SecretString;
 
 use crate::crypto::KeyRing;
-use crate::repositories::{CONNECTED, DeployKey};
+use crate::repositories::{DeployKey, RepositoryStatus};
 use crate::{Db, StoreError, now_ms, on_db};
 
 fn aad(column: &str, id: &str) -> String {
@@ -36,7 +36,7 @@ impl Db {
             .bind(&signing)
             .bind(now_ms())
             .bind(id)
-            .bind(CONNECTED)
+            .bind(RepositoryStatus::Connected.as_str())
             .execute(pool)
             .await
             .map(|r| r.rows_affected())
@@ -58,7 +58,7 @@ impl Db {
         let current: Option<(Option<Vec<u8>>,)> = on_db!(self, |pool| {
             sqlx::query_as("SELECT hook_secret FROM repositories WHERE id = $1 AND status = $2")
                 .bind(id)
-                .bind(CONNECTED)
+                .bind(RepositoryStatus::Connected.as_str())
                 .fetch_optional(pool)
                 .await
         })?;
@@ -84,7 +84,7 @@ impl Db {
             .bind(&signing)
             .bind(now_ms())
             .bind(id)
-            .bind(CONNECTED)
+            .bind(RepositoryStatus::Connected.as_str())
             .execute(pool)
             .await
             .map(|r| r.rows_affected())
@@ -128,7 +128,7 @@ impl Db {
             .bind(&sealed)
             .bind(now_ms())
             .bind(id)
-            .bind(CONNECTED)
+            .bind(RepositoryStatus::Connected.as_str())
             .execute(pool)
             .await
             .map(|r| r.rows_affected())
@@ -156,7 +156,7 @@ impl Db {
             .bind(&key.fingerprint)
             .bind(now_ms())
             .bind(id)
-            .bind(CONNECTED)
+            .bind(RepositoryStatus::Connected.as_str())
             .execute(pool)
             .await
             .map(|r| r.rows_affected())
@@ -190,7 +190,7 @@ impl Db {
             sqlx::query_as(
                 "SELECT account_id, project_id FROM repositories WHERE status = $1 ORDER BY project_id",
             )
-            .bind(CONNECTED)
+            .bind(RepositoryStatus::Connected.as_str())
             .fetch_all(pool)
             .await
         })?;

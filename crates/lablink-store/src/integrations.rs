@@ -9,29 +9,13 @@ use crate::{Db, StoreError, new_id, now_ms, on_db};
 const SECRET_AAD: &str = "gitlab_integrations.secret";
 const VERIFIER_AAD: &str = "gitlab_oauth_states.verifier";
 
-/// Where an integration is in its setup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IntegrationStatus {
-    /// Saved; the admin has not yet come back from authorizing it at GitLab.
-    PendingAuthorization,
-    /// The admin authorized it at GitLab: developers can link.
-    Ready,
-}
-
-impl IntegrationStatus {
-    fn as_str(self) -> &'static str {
-        match self {
-            IntegrationStatus::PendingAuthorization => "pending_authorization",
-            IntegrationStatus::Ready => "ready",
-        }
-    }
-
-    fn parse(text: &str) -> IntegrationStatus {
-        if text == "ready" {
-            IntegrationStatus::Ready
-        } else {
-            IntegrationStatus::PendingAuthorization
-        }
+lablink_core::text_enum! {
+    /// Where an account's GitLab application is in its set-up.
+    pub enum IntegrationStatus ("integration status") {
+        /// Saved; the admin has not yet come back from authorizing it at GitLab.
+        PendingAuthorization = "pending_authorization",
+        /// The admin authorized it at GitLab: developers can link.
+        Ready = "ready",
     }
 }
 
@@ -68,7 +52,8 @@ struct IntegrationRow {
     application_id: String,
     secret_enc: Vec<u8>,
     ca_bundle_pem: Option<String>,
-    status: String,
+    #[sqlx(try_from = "String")]
+    status: IntegrationStatus,
     saved_by: String,
     saved_at: i64,
     ready_at: Option<i64>,
@@ -79,7 +64,7 @@ impl IntegrationRow {
         let secret = keys.open_str(&format!("{SECRET_AAD}:{}", self.id), &self.secret_enc)?;
         Ok(Integration {
             secret,
-            status: IntegrationStatus::parse(&self.status),
+            status: self.status,
             id: self.id,
             account_id: self.account_id,
             instance_url: self.instance_url,
@@ -92,29 +77,13 @@ impl IntegrationRow {
     }
 }
 
-/// Why an OAuth authorization was started; the callback finishes it accordingly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OAuthPurpose {
-    /// A user links their GitLab account.
-    Link,
-    /// An admin authorizes the newly saved integration (and links their own account with it).
-    AdminAuthorize,
-}
-
-impl OAuthPurpose {
-    fn as_str(self) -> &'static str {
-        match self {
-            OAuthPurpose::Link => "link",
-            OAuthPurpose::AdminAuthorize => "admin_authorize",
-        }
-    }
-
-    fn parse(text: &str) -> OAuthPurpose {
-        if text == "admin_authorize" {
-            OAuthPurpose::AdminAuthorize
-        } else {
-            OAuthPurpose::Link
-        }
+lablink_core::text_enum! {
+    /// Why an OAuth authorization was started.
+    pub enum OAuthPurpose ("OAuth purpose") {
+        /// A user links their GitLab account.
+        Link = "link",
+        /// An admin authorizes the newly saved integration (and links their own account with it).
+        AdminAuthorize = "admin_authorize",
     }
 }
 
@@ -153,7 +122,8 @@ struct OAuthStateRow {
     session_id: String,
     user_id: String,
     account_id: String,
-    purpose: String,
+    #[sqlx(try_from = "String")]
+    purpose: OAuthPurpose,
     instance_url: String,
     application_id: String,
     verifier_enc: Vec<u8>,
@@ -300,7 +270,7 @@ impl Db {
         let verifier = keys.open_str(&format!("{VERIFIER_AAD}:{}", row.id), &row.verifier_enc)?;
         Ok(Some(OAuthState {
             verifier,
-            purpose: OAuthPurpose::parse(&row.purpose),
+            purpose: row.purpose,
             id: row.id,
             session_id: row.session_id,
             user_id: row.user_id,

@@ -13,21 +13,12 @@ use crate::{Db, StoreError, new_id, now_ms, on_db};
 const ACCESS_AAD: &str = "gitlab_links.access_token";
 const REFRESH_AAD: &str = "gitlab_links.refresh_token";
 
-/// Whether a link's tokens can still be used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LinkStatus {
-    Active,
-    /// GitLab no longer accepts the refresh token (or the application changed): link again.
-    Dead,
-}
-
-impl LinkStatus {
-    fn parse(text: &str) -> LinkStatus {
-        if text == "dead" {
-            LinkStatus::Dead
-        } else {
-            LinkStatus::Active
-        }
+lablink_core::text_enum! {
+    /// Whether a link's tokens can still be used.
+    pub enum LinkStatus ("link status") {
+        Active = "active",
+        /// GitLab no longer accepts the refresh token (or the application changed): link again.
+        Dead = "dead",
     }
 }
 
@@ -83,7 +74,8 @@ struct LinkRow {
     refresh_token_enc: Vec<u8>,
     expires_at: i64,
     token_version: i64,
-    status: String,
+    #[sqlx(try_from = "String")]
+    status: LinkStatus,
     dead_reason: Option<String>,
     linked_at: i64,
     refreshed_at: Option<i64>,
@@ -104,7 +96,7 @@ impl LinkRow {
         Ok(Link {
             access_token,
             refresh_token,
-            status: LinkStatus::parse(&self.status),
+            status: self.status,
             id: self.id,
             user_id: self.user_id,
             account_id: self.account_id,

@@ -9,10 +9,42 @@ use secrecy::SecretString;
 use crate::crypto::KeyRing;
 use crate::{Db, StoreError, new_id, now_ms, on_db};
 
-pub const CONNECTING: &str = "connecting";
-pub const CONNECTED: &str = "connected";
-pub const DISCONNECTED: &str = "disconnected";
-pub const FAILED: &str = "failed";
+lablink_core::text_enum! {
+    /// Where a connection is in its life (see the module documentation).
+    pub enum RepositoryStatus ("repository status") {
+        Connecting = "connecting",
+        Connected = "connected",
+        Disconnected = "disconnected",
+        Failed = "failed",
+    }
+}
+
+impl RepositoryStatus {
+    /// Connecting or connected: the row holds GitLab objects and secrets.
+    pub fn is_live(self) -> bool {
+        matches!(
+            self,
+            RepositoryStatus::Connecting | RepositoryStatus::Connected
+        )
+    }
+}
+
+/// How a live connection ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionEnd {
+    /// A connect step failed; everything was removed again.
+    Failed,
+    Disconnected,
+}
+
+impl ConnectionEnd {
+    fn status(self) -> RepositoryStatus {
+        match self {
+            ConnectionEnd::Failed => RepositoryStatus::Failed,
+            ConnectionEnd::Disconnected => RepositoryStatus::Disconnected,
+        }
+    }
+}
 
 /// A connection as shown to users: everything but the secrets.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -26,7 +58,8 @@ pub struct Repository {
     pub default_branch: String,
     pub http_url_to_repo: String,
     pub web_url: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: RepositoryStatus,
     pub hook_id: Option<i64>,
     pub project_token_id: Option<i64>,
     pub project_token_expires_on: Option<String>,
@@ -191,7 +224,7 @@ impl Db {
             .bind(new.default_branch)
             .bind(new.http_url_to_repo)
             .bind(new.web_url)
-            .bind(CONNECTING)
+            .bind(RepositoryStatus::Connecting.as_str())
             .bind(new.connected_by)
             .bind(now)
             .execute(pool)
@@ -247,7 +280,7 @@ impl Db {
                      deploy_key_private = $17, deploy_key_fingerprint = $18, connected_at = $19, \
                      updated_at = $19 WHERE id = $20 AND status = $21",
                 )
-                .bind(CONNECTED)
+                .bind(RepositoryStatus::Connected.as_str())
                 .bind(done.hook_id)
                 .bind(&hook_secret)
                 .bind(&signing)
@@ -267,7 +300,7 @@ impl Db {
                 .bind(key.map(|k| k.fingerprint.as_str()))
                 .bind(now)
                 .bind(id)
-                .bind(CONNECTING)
+                .bind(RepositoryStatus::Connecting.as_str())
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
@@ -294,9 +327,9 @@ impl Db {
     pub async fn end_repository_connection(
         &self,
         id: &str,
-        status: &str,
+        end: ConnectionEnd,
     ) -> Result<bool, StoreError> {
-        self.end_connection(id, status, None, i64::MAX).await
+        self.end_connection(id, end, None, i64::MAX).await
     }
 
     /// Records the GitLab id of `object` the moment GitLab created it, so that a connect cut
@@ -317,7 +350,7 @@ impl Db {
                 .bind(gitlab_id)
                 .bind(now_ms())
                 .bind(id)
-                .bind(CONNECTING)
+                .bind(RepositoryStatus::Connecting.as_str())
                 .execute(pool)
                 .await
                 .map(|r| r.rows_affected())
@@ -337,7 +370,7 @@ impl Db {
         );
         let rows = on_db!(self, |pool| {
             sqlx::query_as(&sql)
-                .bind(CONNECTING)
+                .bind(RepositoryStatus::Connecting.as_str())
                 .bind(before)
                 .fetch_all(pool)
                 .await
@@ -353,7 +386,8 @@ impl Db {
         before: i64,
         reason: &str,
     ) -> Result<bool, StoreError> {
-        self.end_connection(id, FAILED, Some(reason), before).await
+        self.end_connection(id, ConnectionEnd::Failed, Some(reason), before)
+            .await
     }
 
     /// Replaces the reason shown on a connection.
@@ -380,7 +414,7 @@ impl Db {
     async fn end_connection(
         &self,
         id: &str,
-        status: &str,
+        end: ConnectionEnd,
         reason: Option<&str>,
         before: i64,
     ) -> Result<bool, StoreError> {
@@ -395,11 +429,11 @@ impl Db {
                      status_warning = COALESCE($6, status_warning) \
                      WHERE id = $3 AND status IN ($4, $5) AND updated_at < $7",
                 )
-                .bind(status)
+                .bind(end.status().as_str())
                 .bind(now)
                 .bind(id)
-                .bind(CONNECTING)
-                .bind(CONNECTED)
+                .bind(RepositoryStatus::Connecting.as_str())
+                .bind(RepositoryStatus::Connected.as_str())
                 .bind(reason)
                 .bind(before)
                 .execute(&mut *tx)
@@ -441,8 +475,8 @@ impl Db {
         let row = on_db!(self, |pool| {
             sqlx::query_as(&sql)
                 .bind(project_id)
-                .bind(CONNECTING)
-                .bind(CONNECTED)
+                .bind(RepositoryStatus::Connecting.as_str())
+                .bind(RepositoryStatus::Connected.as_str())
                 .fetch_optional(pool)
                 .await
         })?;

@@ -3,7 +3,7 @@
 //! new token is durable before anything else can use it.
 
 use crate::crypto::KeyRing;
-use crate::repositories::{CONNECTED, ProjectToken};
+use crate::repositories::{ProjectToken, RepositoryStatus};
 use crate::{Db, StoreError, now_ms, on_db};
 
 /// A connected repository whose project access token expires on or before the due date.
@@ -38,7 +38,7 @@ impl Db {
                       OR project_token_needs_action_at <> updated_at) \
                  ORDER BY project_token_expires_on, id LIMIT $3",
             )
-            .bind(CONNECTED)
+            .bind(RepositoryStatus::Connected.as_str())
             .bind(due_on)
             .bind(limit)
             .fetch_all(pool)
@@ -59,7 +59,7 @@ impl Db {
             )
             .bind(now_ms())
             .bind(id)
-            .bind(CONNECTED)
+            .bind(RepositoryStatus::Connected.as_str())
             .bind(token_id)
             .execute(pool)
             .await
@@ -77,7 +77,7 @@ impl Db {
                  WHERE id = $1 AND status = $2 AND project_token_id = $3",
             )
             .bind(id)
-            .bind(CONNECTED)
+            .bind(RepositoryStatus::Connected.as_str())
             .bind(token_id)
             .execute(pool)
             .await

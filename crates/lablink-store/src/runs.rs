@@ -2,6 +2,7 @@
 //! run needs. Every state change is a compare-and-set on the expected state (and lease holder),
 //! and writes the commit status the run should show into the outbox in the same transaction.
 
+use lablink_core::run::RunState;
 use secrecy::SecretString;
 
 use crate::crypto::KeyRing;
@@ -17,8 +18,10 @@ pub struct Run {
     pub sha: String,
     pub ref_name: String,
     pub mr_iid: Option<i64>,
-    pub triggered_by: String,
-    pub state: String,
+    #[sqlx(try_from = "String")]
+    pub triggered_by: Trigger,
+    #[sqlx(try_from = "String")]
+    pub state: RunState,
     pub reason: Option<String>,
     pub attempts: i64,
     pub locked_by: Option<String>,
@@ -35,7 +38,27 @@ const COLUMNS: &str = "id, ci_job_id, account_id, project_id, repository_id, sha
     mr_iid, triggered_by, state, reason, attempts, locked_by, locked_until, cancel_requested, \
     cancel_reason, status_note, created_at, started_at, finished_at";
 
-/// A run to create (state `queued`).
+lablink_core::text_enum! {
+    /// What created a run.
+    pub enum Trigger ("run trigger") {
+        /// A webhook delivery.
+        Webhook = "webhook",
+        /// lablink's own look at GitLab's open merge requests (a delivery was missed).
+        Reconciliation = "reconciliation",
+    }
+}
+
+lablink_core::text_enum! {
+    /// How a run step (one dbt command) ended.
+    pub enum StepOutcome ("step outcome") {
+        Success = "success",
+        Error = "error",
+        TimedOut = "timed out",
+        Cancelled = "cancelled",
+    }
+}
+
+/// A run to create (state `queued`, commit status `pending`).
 pub struct NewRun<'a> {
     pub ci_job_id: i64,
     pub account_id: &'a str,
@@ -44,11 +67,9 @@ pub struct NewRun<'a> {
     pub sha: &'a str,
     pub ref_name: &'a str,
     pub mr_iid: Option<i64>,
-    /// `webhook` or `reconciliation`.
-    pub triggered_by: &'a str,
+    pub triggered_by: Trigger,
+    /// Also the description of the `pending` commit status that goes to the outbox.
     pub reason: &'a str,
-    /// The commit status `pending` with this description goes to the outbox.
-    pub status_state: &'a str,
 }
 
 /// Which holder a state change expects.
@@ -62,14 +83,11 @@ pub enum Holder<'a> {
     Anyone,
 }
 
-/// A state change of a run.
+/// A state change of a run; the commit status for the outbox follows from `to`.
 pub struct Transition<'a> {
-    pub from: &'a str,
-    pub to: &'a str,
+    pub from: RunState,
+    pub to: RunState,
     pub reason: &'a str,
-    /// The commit status state for the outbox.
-    pub status_state: &'a str,
-    pub terminal: bool,
 }
 
 /// What a run's repository and project give its execution.
@@ -214,7 +232,7 @@ impl Db {
             .bind(new.sha)
             .bind(new.ref_name)
             .bind(new.mr_iid)
-            .bind(new.triggered_by)
+            .bind(new.triggered_by.as_str())
             .bind(new.reason)
             .bind(now)
             .execute(&mut *tx)
@@ -223,7 +241,7 @@ impl Db {
             if n == 1 {
                 sqlx::query(OUTBOX_UPSERT)
                     .bind(&id)
-                    .bind(new.status_state)
+                    .bind(RunState::Queued.commit_status().as_str())
                     .bind(new.reason)
                     .bind(now)
                     .execute(&mut *tx)
@@ -257,8 +275,8 @@ impl Db {
             ($pool:expr, $sql:expr) => {{
                 let mut tx = $pool.begin().await?;
                 let run: Option<Run> = sqlx::query_as(&$sql)
-                    .bind(transition.from)
-                    .bind(transition.to)
+                    .bind(transition.from.as_str())
+                    .bind(transition.to.as_str())
                     .bind(transition.reason)
                     .bind(worker)
                     .bind(now + lease_ms)
@@ -268,7 +286,7 @@ impl Db {
                 if let Some(run) = &run {
                     sqlx::query(OUTBOX_UPSERT)
                         .bind(&run.id)
-                        .bind(transition.status_state)
+                        .bind(transition.to.commit_status().as_str())
                         .bind(transition.reason)
                         .bind(now)
                         .execute(&mut *tx)
@@ -310,12 +328,12 @@ impl Db {
                  WHERE id = $5 AND state = $6 AND (CAST($7 AS TEXT) IS NULL OR locked_by = $7) \
                  AND (CAST($8 AS BIGINT) IS NULL OR locked_until < $8)",
             )
-            .bind(transition.to)
+            .bind(transition.to.as_str())
             .bind(transition.reason)
             .bind(now)
-            .bind(transition.terminal)
+            .bind(transition.to.is_terminal())
             .bind(run_id)
-            .bind(transition.from)
+            .bind(transition.from.as_str())
             .bind(worker)
             .bind(expired_before)
             .execute(&mut *tx)
@@ -324,7 +342,7 @@ impl Db {
             if n == 1 {
                 sqlx::query(OUTBOX_UPSERT)
                     .bind(run_id)
-                    .bind(transition.status_state)
+                    .bind(transition.to.commit_status().as_str())
                     .bind(transition.reason)
                     .bind(now)
                     .execute(&mut *tx)
@@ -509,13 +527,13 @@ impl Db {
         &self,
         run_id: &str,
         position: i64,
-        outcome: &str,
+        outcome: StepOutcome,
     ) -> Result<(), StoreError> {
         crate::on_db!(self, |pool| {
             sqlx::query(
                 "UPDATE run_steps SET outcome = $1, finished_at = $2 WHERE run_id = $3 AND position = $4",
             )
-            .bind(outcome)
+            .bind(outcome.as_str())
             .bind(now_ms())
             .bind(run_id)
             .bind(position)

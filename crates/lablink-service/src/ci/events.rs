@@ -9,10 +9,10 @@ use lablink_core::ci::{Decision, MrAction, MrEvent, PushEvent, decide_mr, decide
 use lablink_core::run::{CancelReason, RunEvent, RunState};
 use lablink_gitlab::webhook::{self, Event, MergeRequestAction, Parsed};
 use lablink_store::ci_jobs::CiJob;
-use lablink_store::deliveries::{IGNORED, PROCESSED};
-use lablink_store::runs::{CiRepository, Holder, NewRun};
+use lablink_store::deliveries::DeliveryOutcome;
+use lablink_store::queue::Task;
+use lablink_store::runs::{CiRepository, Holder, NewRun, Trigger};
 
-use super::DROP_SCHEMA_JOB;
 use super::executor::encode_cancel;
 use super::jobs::job_spec;
 use crate::{ServiceError, Services};
@@ -101,8 +101,7 @@ impl Services {
         let mut context = BatchContext::default();
         for delivery in &batch {
             match self.handle_delivery(delivery, &mut context).await {
-                Ok(Ok(note)) => outcomes.push((delivery.id.clone(), PROCESSED, note)),
-                Ok(Err(reason)) => outcomes.push((delivery.id.clone(), IGNORED, reason)),
+                Ok(outcome) => outcomes.push((delivery.id.clone(), outcome)),
                 Err(e) => {
                     let retry_ms = 1000 * (1_i64 << delivery.attempts.clamp(0, 8));
                     tracing::warn!(delivery = %delivery.id, error = %e, "delivery failed");
@@ -121,22 +120,24 @@ impl Services {
         &self,
         delivery: &lablink_store::deliveries::Delivery,
         context: &mut BatchContext,
-    ) -> Result<Result<String, String>, ServiceError> {
+    ) -> Result<DeliveryOutcome, ServiceError> {
         let Some((repository, jobs)) = self.repository_and_jobs(context, delivery).await? else {
-            return Ok(Err("the repository no longer exists".into()));
+            return Ok(DeliveryOutcome::Ignored(
+                "the repository no longer exists".into(),
+            ));
         };
         let event = match webhook::parse(delivery.event.as_deref(), &delivery.body) {
             Parsed::Event(event) => event,
-            Parsed::Ignored { reason } => return Ok(Err(reason)),
+            Parsed::Ignored { reason } => return Ok(DeliveryOutcome::Ignored(reason)),
         };
         let domain = match to_domain(event, repository) {
             Ok(domain) => domain,
-            Err(reason) => return Ok(Err(reason)),
+            Err(reason) => return Ok(DeliveryOutcome::Ignored(reason)),
         };
         let notes = self
-            .decide_and_apply(repository, jobs, domain, "webhook")
+            .decide_and_apply(repository, jobs, domain, Trigger::Webhook)
             .await?;
-        Ok(Ok(notes.join("; ")))
+        Ok(DeliveryOutcome::Processed(notes.join("; ")))
     }
 
     /// The delivery's repository and its CI jobs, read once per batch.
@@ -169,7 +170,7 @@ impl Services {
         repository: &CiRepository,
         jobs: &[CiJob],
         event: Domain,
-        triggered_by: &str,
+        triggered_by: Trigger,
     ) -> Result<Vec<String>, ServiceError> {
         let default_filter = repository
             .project_target_branch
@@ -206,7 +207,7 @@ impl Services {
         &self,
         repository: &CiRepository,
         decision: Decision,
-        triggered_by: &str,
+        triggered_by: Trigger,
     ) -> Result<String, ServiceError> {
         Ok(match decision {
             Decision::StartRun {
@@ -227,7 +228,6 @@ impl Services {
                         mr_iid,
                         triggered_by,
                         reason: "queued",
-                        status_state: RunState::Queued.commit_status().as_str(),
                     })
                     .await?;
                 match created {
@@ -254,14 +254,11 @@ impl Services {
                     .cancel_mr_runs(repository, mr_iid, None, CancelReason::MergeRequestClosed)
                     .await?;
                 for job_id in &job_ids {
-                    self.db
-                        .enqueue_job(
-                            DROP_SCHEMA_JOB,
-                            &serde_json::json!({ "ci_job_id": job_id, "mr_iid": mr_iid }),
-                            DROP_SCHEMA_ATTEMPTS,
-                            lablink_store::now_ms(),
-                        )
-                        .await?;
+                    let task = Task::DropCiSchema {
+                        ci_job_id: *job_id,
+                        mr_iid,
+                    };
+                    self.enqueue(task, DROP_SCHEMA_ATTEMPTS).await?;
                 }
                 format!(
                     "{n} run(s) of !{mr_iid} cancelled; {} schema(s) to drop",
@@ -288,7 +285,7 @@ impl Services {
         let encoded = encode_cancel(&reason);
         let event = RunEvent::Cancelled(reason);
         for run in &runs {
-            let cancelled_while_queued = run.state == RunState::Queued.as_str()
+            let cancelled_while_queued = run.state == RunState::Queued
                 && self
                     .apply_run_event(&run.id, RunState::Queued, Holder::Anyone, &event)
                     .await?;
@@ -313,7 +310,7 @@ impl Services {
             .ci_jobs_of_project(&self.keys, &repository.project_id)
             .await?;
         let mut notes = self
-            .decide_and_apply(repository, &jobs, Domain::Mr(mr), "reconciliation")
+            .decide_and_apply(repository, &jobs, Domain::Mr(mr), Trigger::Reconciliation)
             .await?;
         // A missed push to the MR also means the older runs are superseded.
         let reason = CancelReason::SupersededBy { sha: sha.clone() };

@@ -21,7 +21,7 @@ use lablink_exec::{
     Git, GitConfig, GitCredential, LogLine, Remote, Stream, Termination, WorktreeState,
 };
 use lablink_store::ci_jobs::CiJob;
-use lablink_store::runs::{CiRepository, Holder, Run};
+use lablink_store::runs::{CiRepository, Holder, Run, StepOutcome};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -135,11 +135,9 @@ impl Services {
                 &rt.worker_id,
                 rt.lease_ms(),
                 &lablink_store::runs::Transition {
-                    from: RunState::Queued.as_str(),
-                    to: RunState::Starting.as_str(),
+                    from: RunState::Queued,
+                    to: RunState::Starting,
                     reason: &RunEvent::Claimed.to_string(),
-                    status_state: RunState::Starting.commit_status().as_str(),
-                    terminal: false,
                 },
             )
             .await?;
@@ -362,16 +360,16 @@ impl Services {
                 .await
                 .map_err(|e| e.to_string())?;
             let (step, next) = match termination {
-                t if t.success() => ("success", None),
-                Termination::Cancelled => ("cancelled", Some(Outcome::Cancelled)),
+                t if t.success() => (StepOutcome::Success, None),
+                Termination::Cancelled => (StepOutcome::Cancelled, Some(Outcome::Cancelled)),
                 Termination::TimedOut => (
-                    "timed out",
+                    StepOutcome::TimedOut,
                     Some(Outcome::Failed(FailureReason::TimedOut {
                         seconds: timeout_secs,
                     })),
                 ),
                 Termination::Exited(_) => (
-                    "error",
+                    StepOutcome::Error,
                     Some(Outcome::Failed(FailureReason::CommandFailed {
                         command: shown.clone(),
                         exit_code: termination.code(),

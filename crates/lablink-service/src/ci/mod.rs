@@ -21,9 +21,6 @@ use lablink_store::runs::{Holder, Transition};
 
 use crate::{ServiceError, Services};
 
-/// The job kind that drops a closed merge request's CI schema; payload `{ci_job_id, mr_iid}`.
-pub const DROP_SCHEMA_JOB: &str = "ci.drop_schema";
-
 impl Services {
     /// Applies `event` to a run in `from` through the domain's transition rules; `false` when the
     /// run had moved on meanwhile.
@@ -43,11 +40,9 @@ impl Services {
                 run_id,
                 holder,
                 &Transition {
-                    from: from.as_str(),
-                    to: to.as_str(),
+                    from,
+                    to,
                     reason: &reason,
-                    status_state: to.commit_status().as_str(),
-                    terminal: to.is_terminal(),
                 },
             )
             .await?;

@@ -1,8 +1,9 @@
 //! What users see of runs: lists per project and merge request, one run with its steps, log and
 //! artifacts. Every read checks that the run belongs to the caller's account.
 
+use lablink_core::run::RunState;
 use lablink_store::Principal;
-use lablink_store::runs::{LogLine, Run, RunStep};
+use lablink_store::runs::{LogLine, Run, RunStep, Trigger};
 use serde::Serialize;
 
 use crate::{ServiceError, Services};
@@ -21,9 +22,12 @@ pub struct RunSummary {
     pub sha: String,
     pub ref_name: String,
     pub mr_iid: Option<i64>,
-    pub triggered_by: String,
+    /// webhook or reconciliation
+    #[schema(value_type = String)]
+    pub triggered_by: Trigger,
     /// queued, starting, running, success, error or cancelled
-    pub state: String,
+    #[schema(value_type = String)]
+    pub state: RunState,
     pub reason: Option<String>,
     pub attempts: i64,
     /// Why no status goes to GitLab, or why posting it failed.

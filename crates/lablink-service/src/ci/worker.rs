@@ -8,26 +8,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lablink_core::names::ci_schema_name;
-use lablink_core::run::{FailureReason, RunEvent, RunState};
+use lablink_core::run::{FailureReason, RunEvent};
 use lablink_exec::dbt::{DbtInstall, DbtTarget, drop_schema};
-use lablink_store::jobs::Job;
 use lablink_store::runs::Holder;
-use serde::Deserialize;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::DROP_SCHEMA_JOB;
 use super::executor::{CiRuntime, decode_cancel};
 use super::jobs::warehouse_profile;
 use crate::{ServiceError, Services};
 
 /// A run whose worker vanished this many times is failed instead of queued again.
 pub const MAX_RUN_ATTEMPTS: i64 = 3;
-/// A job's lease is short and renewed while the job runs, so a job interrupted by a crash is
-/// taken up again within a minute, while a long job (a schema drop) keeps its lease.
-const JOB_LEASE_MS: i64 = 60_000;
-const JOB_LEASE_RENEW_EVERY: Duration = Duration::from_secs(20);
 const DROP_SCHEMA_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// How this replica runs CI.
@@ -55,12 +48,6 @@ impl CiWorkerConfig {
             reconcile_every: Duration::from_secs(120),
         }
     }
-}
-
-#[derive(Deserialize)]
-struct DropSchemaPayload {
-    ci_job_id: i64,
-    mr_iid: i64,
 }
 
 /// Starts every CI loop; they stop when `shutdown` is cancelled.
@@ -92,13 +79,13 @@ pub fn spawn_ci_workers(
     {
         let (s, rt) = (services.clone(), Arc::clone(&rt));
         handles.push(spawn_loop(
-            "ci jobs",
+            "task queue",
             poll,
             None,
             shutdown.clone(),
             move || {
                 let (s, rt) = (s.clone(), Arc::clone(&rt));
-                async move { s.run_next_job(&rt).await }
+                async move { s.run_next_queue_item(&rt).await }
             },
         ));
     }
@@ -253,69 +240,8 @@ async fn reconcile_loop(
 }
 
 impl Services {
-    /// Claims and runs one job of the queue. This is the queue's dispatcher: kinds without a
-    /// handler fail with a clear error.
-    pub async fn run_next_job(&self, rt: &CiRuntime) -> Result<bool, ServiceError> {
-        let Some(job) = self.db.claim_job(&rt.worker_id, JOB_LEASE_MS).await? else {
-            return Ok(false);
-        };
-        let renewal = {
-            let (db, id, worker) = (self.db.clone(), job.id.clone(), rt.worker_id.clone());
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(JOB_LEASE_RENEW_EVERY).await;
-                    match db.renew_job_lease(&id, &worker, JOB_LEASE_MS).await {
-                        Ok(true) => {}
-                        Ok(false) => break,
-                        Err(e) => tracing::warn!(job = %id, error = %e, "cannot renew job lease"),
-                    }
-                }
-            })
-        };
-        let result = self.dispatch(rt, &job).await;
-        renewal.abort();
-        match result {
-            Ok(()) => {
-                self.db.complete_job(&job.id, &rt.worker_id).await?;
-            }
-            Err(e) => {
-                let retry_ms = 1000 * (1_i64 << job.attempts.clamp(0, 8));
-                tracing::warn!(job = %job.id, kind = %job.kind, error = %e, "job failed");
-                self.db
-                    .fail_job(&job.id, &rt.worker_id, &e.to_string(), retry_ms)
-                    .await?;
-            }
-        }
-        Ok(true)
-    }
-
-    async fn dispatch(&self, rt: &CiRuntime, job: &Job) -> Result<(), ServiceError> {
-        let bad_payload =
-            |e: serde_json::Error| ServiceError::Internal(format!("job {}: payload: {e}", job.id));
-        match job.kind.as_str() {
-            crate::rotation::ROTATE_PROJECT_TOKEN_JOB => {
-                let p: crate::rotation::RotatePayload =
-                    serde_json::from_str(&job.payload).map_err(bad_payload)?;
-                self.run_rotation_job(&p).await
-            }
-            lablink_store::repositories::import_list::FILL_IMPORT_LIST_JOB => {
-                let p: crate::repositories::import_list::FillPayload =
-                    serde_json::from_str(&job.payload).map_err(bad_payload)?;
-                self.fill_import_list(&p).await
-            }
-            DROP_SCHEMA_JOB => {
-                let p: DropSchemaPayload =
-                    serde_json::from_str(&job.payload).map_err(bad_payload)?;
-                self.drop_ci_schema(rt, p.ci_job_id, p.mr_iid).await
-            }
-            other => Err(ServiceError::Internal(format!(
-                "no handler for jobs of kind `{other}`"
-            ))),
-        }
-    }
-
     /// Drops `lablink_pr_<job_id>_<mr_iid>` from the job's warehouse.
-    async fn drop_ci_schema(
+    pub(crate) async fn drop_ci_schema(
         &self,
         rt: &CiRuntime,
         ci_job_id: i64,
@@ -352,9 +278,7 @@ impl Services {
     /// attempts, or cancelled when that had been asked for.
     pub async fn reap_expired_runs(&self) -> Result<(), ServiceError> {
         for run in self.db.runs_with_expired_lease().await? {
-            let Ok(state) = run.state.parse::<RunState>() else {
-                continue;
-            };
+            let state = run.state;
             let event = if run.cancel_requested {
                 RunEvent::Cancelled(decode_cancel(run.cancel_reason.as_deref().unwrap_or("")))
             } else if run.attempts >= MAX_RUN_ATTEMPTS {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex};
 
 use lablink_exec::{Git, GitConfig, GitCredential, Remote};
-use lablink_store::repositories::CONNECTED;
+use lablink_store::repositories::RepositoryStatus;
 
 use crate::{ServiceError, Services};
 
@@ -37,7 +37,7 @@ impl Services {
             .db
             .repository(repository_id)
             .await?
-            .filter(|r| r.status == CONNECTED)
+            .filter(|r| r.status == RepositoryStatus::Connected)
             .ok_or_else(|| {
                 ServiceError::NotFound(format!("repository {repository_id} is not connected"))
             })?;

@@ -15,7 +15,6 @@ use futures::future::join_all;
 use lablink_core::AccessLevel;
 use lablink_gitlab::api::{Page, Pager, Project};
 use lablink_store::repositories::import_list::{ImportPage, ListItem, ListState};
-use serde::Deserialize;
 
 use super::{MAINTAINER_REQUIRED, UserGitLab};
 use crate::error::require;
@@ -28,12 +27,6 @@ const FETCH_PER_PAGE: u32 = 100;
 /// Pages one fill job fetches before it queues its continuation, so that a long list does not
 /// hold the job queue (webhook processing waits behind it) for long.
 const PAGES_PER_JOB: usize = 10;
-
-/// The payload of a fill job (`FILL_IMPORT_LIST_JOB`).
-#[derive(Debug, Deserialize)]
-pub struct FillPayload {
-    pub user_id: String,
-}
 
 /// What the user asked for.
 #[derive(Debug, Clone, Default)]
@@ -213,8 +206,7 @@ impl Services {
     /// run twice: a page another fill stored first is not stored again. GitLab's failures are
     /// recorded on the list (shown to the user, who can refresh); only database errors fail the
     /// job, which is then retried.
-    pub(crate) async fn fill_import_list(&self, p: &FillPayload) -> Result<(), ServiceError> {
-        let user = p.user_id.as_str();
+    pub(crate) async fn fill_import_list(&self, user: &str) -> Result<(), ServiceError> {
         let Some(state) = self.db.import_list_state(user).await? else {
             return Ok(());
         };

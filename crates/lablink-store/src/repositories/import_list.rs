@@ -3,11 +3,9 @@
 //! link of the next page to fetch, and a page is stored only if that link still names the page
 //! fetched, so two fills (or two refreshes) never mix or repeat pages.
 
-use crate::jobs::QUEUED;
+use crate::queue::{QueueItemStatus, Task};
 use crate::{Db, StoreError, new_id, now_ms, on_db};
 
-/// The job kind that fills a user's import list; its payload is `{"user_id": ...}`.
-pub const FILL_IMPORT_LIST_JOB: &str = "repositories.fill_import_list";
 /// Attempts of a fill job (GitLab's refusals are recorded on the list, not retried).
 const FILL_ATTEMPTS: i64 = 5;
 
@@ -34,11 +32,6 @@ pub struct ImportPage<'a> {
     pub next: Option<&'a str>,
     /// Queue a fill job (unless one is already queued) when pages remain.
     pub queue_fill: bool,
-}
-
-/// The payload of a fill job; equal for the same user, so a queued one is found and reused.
-fn fill_payload(user_id: &str) -> String {
-    serde_json::json!({ "user_id": user_id }).to_string()
 }
 
 /// One cached row of the import list.
@@ -121,7 +114,11 @@ impl Db {
              WHERE user_id = $4 AND generation = $5 AND COALESCE(next_page, '') = $6 \
              AND complete = FALSE AND error IS NULL";
         let queue_fill = page.queue_fill && page.next.is_some();
-        let payload = fill_payload(user_id);
+        // Equal for the same user, so a queued fill is found and reused.
+        let (kind, payload) = Task::FillImportList {
+            user_id: user_id.to_owned(),
+        }
+        .columns();
         let stored = on_db!(self, |pool| {
             async {
                 let mut tx = pool.begin().await?;
@@ -167,9 +164,9 @@ impl Db {
                          (SELECT 1 FROM jobs WHERE kind = $2 AND payload = $3 AND status = $4)",
                     )
                     .bind(new_id())
-                    .bind(FILL_IMPORT_LIST_JOB)
+                    .bind(&kind)
                     .bind(&payload)
-                    .bind(QUEUED)
+                    .bind(QueueItemStatus::Queued.as_str())
                     .bind(FILL_ATTEMPTS)
                     .bind(now)
                     .execute(&mut *tx)

@@ -1,10 +1,13 @@
 use std::collections::{BTreeMap, HashSet};
 
+use lablink_core::run::RunState;
 use lablink_store::Db;
 use lablink_store::ci_jobs::CiJobInput;
 use lablink_store::crypto::KeyRing;
-use lablink_store::deliveries::{NewDelivery, PROCESS_ATTEMPTS, PackedBody, Recorded};
-use lablink_store::runs::{Holder, NewRun, Transition};
+use lablink_store::deliveries::{
+    DeliveryOutcome, DeliveryStatus, NewDelivery, PROCESS_ATTEMPTS, PackedBody, Recorded,
+};
+use lablink_store::runs::{Holder, NewRun, Transition, Trigger};
 use secrecy::{ExposeSecret, SecretString};
 
 crate::on_both!(
@@ -48,14 +51,19 @@ async fn a_delivery_is_stored_once_and_queued(db: Db) {
     );
     let stored = db.delivery(&delivery_id).await.unwrap().unwrap();
     assert_eq!(stored.body, BODY);
-    assert_eq!(stored.status, "received");
+    assert_eq!(stored.status, DeliveryStatus::Received);
     // An ignored event is stored with its reason and is not queued.
     let ignored = db
         .record_delivery(&delivery("k2", Some("tag pushes start nothing")))
         .await
         .unwrap();
     assert!(matches!(ignored, Recorded::New { .. }));
-    assert_eq!(db.count_deliveries("repo-1", "ignored").await.unwrap(), 1);
+    assert_eq!(
+        db.count_deliveries("repo-1", DeliveryStatus::Ignored)
+            .await
+            .unwrap(),
+        1
+    );
     let claimed = db.claim_deliveries("w", 60_000, 10).await.unwrap();
     assert_eq!(
         claimed.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
@@ -92,8 +100,18 @@ async fn a_batch_answers_in_order_and_dedupes_within_itself(db: Db) {
     assert_eq!(recorded[1], Recorded::Duplicate);
     assert!(matches!(recorded[2], Recorded::New { .. }));
     assert_eq!(recorded[3], Recorded::Duplicate);
-    assert_eq!(db.count_deliveries("repo-1", "received").await.unwrap(), 2);
-    assert_eq!(db.count_deliveries("repo-1", "ignored").await.unwrap(), 1);
+    assert_eq!(
+        db.count_deliveries("repo-1", DeliveryStatus::Received)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        db.count_deliveries("repo-1", DeliveryStatus::Ignored)
+            .await
+            .unwrap(),
+        1
+    );
     assert!(db.record_deliveries(&[]).await.unwrap().is_empty());
 }
 
@@ -119,7 +137,7 @@ async fn a_backlog_is_claimed_oldest_first_past_leased_deliveries(db: Db) {
     let outcomes: Vec<_> = leased
         .iter()
         .skip(1)
-        .map(|d| (d.id.clone(), "processed", String::new()))
+        .map(|d| (d.id.clone(), DeliveryOutcome::Processed(String::new())))
         .collect();
     db.finish_deliveries("a", &outcomes).await.unwrap();
     db.retry_delivery(&leased[0].id, "a", "warehouse down", 60_000)
@@ -129,7 +147,9 @@ async fn a_backlog_is_claimed_oldest_first_past_leased_deliveries(db: Db) {
     assert_eq!(rest.len(), 100);
     assert!(order(&next).last().unwrap() < order(&rest).first().unwrap());
     assert_eq!(
-        db.count_deliveries("repo-1", "processed").await.unwrap(),
+        db.count_deliveries("repo-1", DeliveryStatus::Processed)
+            .await
+            .unwrap(),
         99
     );
 }
@@ -162,13 +182,26 @@ async fn deliveries_are_claimed_once_retried_then_failed(db: Db) {
     );
 
     // Another worker's outcome does not count; the holder's does.
-    let done = (first[0].id.clone(), "processed", "ran nothing".to_owned());
+    let done = (
+        first[0].id.clone(),
+        DeliveryOutcome::Processed("ran nothing".to_owned()),
+    );
     db.finish_deliveries("intruder", std::slice::from_ref(&done))
         .await
         .unwrap();
-    assert_eq!(db.count_deliveries("repo-1", "processed").await.unwrap(), 0);
+    assert_eq!(
+        db.count_deliveries("repo-1", DeliveryStatus::Processed)
+            .await
+            .unwrap(),
+        0
+    );
     db.finish_deliveries(worker, &[done]).await.unwrap();
-    assert_eq!(db.count_deliveries("repo-1", "processed").await.unwrap(), 1);
+    assert_eq!(
+        db.count_deliveries("repo-1", DeliveryStatus::Processed)
+            .await
+            .unwrap(),
+        1
+    );
 
     // A failed attempt waits for its retry time, and the last attempt marks it failed.
     let failing = &first[1];
@@ -176,7 +209,7 @@ async fn deliveries_are_claimed_once_retried_then_failed(db: Db) {
         .await
         .unwrap();
     let stored = db.delivery(&failing.id).await.unwrap().unwrap();
-    assert_eq!(stored.status, "received");
+    assert_eq!(stored.status, DeliveryStatus::Received);
     assert_eq!(stored.note.as_deref(), Some("warehouse down"));
     let retried = |d: &lablink_store::deliveries::Delivery| d.id == failing.id;
     assert!(
@@ -196,7 +229,7 @@ async fn deliveries_are_claimed_once_retried_then_failed(db: Db) {
             .unwrap();
     }
     let stored = db.delivery(&failing.id).await.unwrap().unwrap();
-    assert_eq!(stored.status, "failed");
+    assert_eq!(stored.status, DeliveryStatus::Failed);
     assert!(
         !db.claim_deliveries("d", 60_000, 10)
             .await
@@ -274,18 +307,15 @@ fn new_run<'a>(job: i64, sha: &'a str) -> NewRun<'a> {
         sha,
         ref_name: "feature",
         mr_iid: Some(7),
-        triggered_by: "webhook",
+        triggered_by: Trigger::Webhook,
         reason: "queued",
-        status_state: "pending",
     }
 }
 
 const CLAIM: Transition<'static> = Transition {
-    from: "queued",
-    to: "starting",
+    from: RunState::Queued,
+    to: RunState::Starting,
     reason: "claimed by a worker",
-    status_state: "running",
-    terminal: false,
 };
 
 async fn job(db: &Db) -> i64 {
@@ -301,29 +331,27 @@ async fn a_commit_runs_once_per_job_and_is_claimed_once(db: Db) {
     assert!(db.run_exists(job, "a1").await.unwrap());
     let run = db.claim_run("w1", 60_000, &CLAIM).await.unwrap().unwrap();
     assert_eq!(run.id, id);
-    assert_eq!(run.state, "starting");
+    assert_eq!(run.state, RunState::Starting);
     assert_eq!(run.attempts, 1);
     assert!(db.claim_run("w2", 60_000, &CLAIM).await.unwrap().is_none());
     // Only the holder finishes it.
     let succeed = |from| Transition {
         from,
-        to: "success",
+        to: RunState::Success,
         reason: "every dbt command succeeded",
-        status_state: "success",
-        terminal: true,
     };
     assert!(
-        !db.transition_run(&id, Holder::Worker("w2"), &succeed("starting"))
+        !db.transition_run(&id, Holder::Worker("w2"), &succeed(RunState::Starting))
             .await
             .unwrap()
     );
     assert!(
-        db.transition_run(&id, Holder::Worker("w1"), &succeed("starting"))
+        db.transition_run(&id, Holder::Worker("w1"), &succeed(RunState::Starting))
             .await
             .unwrap()
     );
     let done = db.run(&id).await.unwrap().unwrap();
-    assert_eq!(done.state, "success");
+    assert_eq!(done.state, RunState::Success);
     assert!(done.finished_at.is_some() && done.locked_by.is_none());
     // Cancellation requests only reach active runs.
     assert!(!db.request_run_cancel(&id, "closed").await.unwrap());
@@ -340,11 +368,9 @@ async fn an_expired_run_lease_lets_another_worker_take_over(db: Db) {
     let expired = db.runs_with_expired_lease().await.unwrap();
     assert_eq!(expired.len(), 1);
     let requeue = Transition {
-        from: "starting",
-        to: "queued",
+        from: RunState::Starting,
+        to: RunState::Queued,
         reason: "the worker stopped responding; queued again",
-        status_state: "pending",
-        terminal: false,
     };
     let now = lablink_store::now_ms();
     assert!(
@@ -411,11 +437,9 @@ async fn the_outbox_keeps_the_latest_status_until_it_is_sent(db: Db) {
     assert!(db.claim_status("s2", 60_000).await.unwrap().is_none());
     // A newer state makes it due again at once; once sent, nothing is due.
     let finish = Transition {
-        from: "starting",
-        to: "error",
+        from: RunState::Starting,
+        to: RunState::Error,
         reason: "`dbt build` failed with exit code 1",
-        status_state: "failed",
-        terminal: true,
     };
     assert!(
         db.transition_run(&id, Holder::Worker("w"), &finish)

@@ -3,5 +3,5 @@
 mod accounts;
 mod ci;
 mod gitlab;
-mod jobs;
+mod queue;
 mod support;

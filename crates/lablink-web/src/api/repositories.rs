@@ -3,8 +3,8 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use lablink_service::repositories::Repository;
 use lablink_service::repositories::import_list::{ImportList, ImportQuery, ImportRow};
+use lablink_service::repositories::{Repository, RepositoryStatus};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -17,7 +17,8 @@ pub struct RepositoryJson {
     pub id: String,
     pub project_id: String,
     /// `connecting`, `connected`, `disconnected` or `failed`.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: RepositoryStatus,
     pub gitlab_instance_url: String,
     pub gitlab_project_id: i64,
     pub path_with_namespace: String,

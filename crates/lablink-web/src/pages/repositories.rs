@@ -90,9 +90,7 @@ async fn page(
         .into_iter()
         .map(ConnectionView::of)
         .collect();
-    let live = history
-        .iter()
-        .position(|c| c.repo.status == "connected" || c.repo.status == "connecting");
+    let live = history.iter().position(|c| c.repo.status.is_live());
     let connected = live.map(|i| history.remove(i));
     let (list, list_problem) = if connected.is_some() {
         (None, None)

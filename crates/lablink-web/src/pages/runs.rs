@@ -46,10 +46,6 @@ impl RunRow {
     }
 }
 
-fn active(state: &str) -> bool {
-    matches!(state, "queued" | "starting" | "running")
-}
-
 #[derive(Template)]
 #[template(path = "runs.html")]
 struct RunsPage {
@@ -75,7 +71,7 @@ async fn list(
         .services
         .list_runs(&user.principal, &project_id, params.mr)
         .await?;
-    let refresh = runs.iter().any(|r| active(&r.state));
+    let refresh = runs.iter().any(|r| !r.state.is_terminal());
     render(&RunsPage {
         chrome: Chrome::for_user(&user),
         project_id,
@@ -109,7 +105,7 @@ async fn show(
         chrome: Chrome::for_user(&user),
         started: detail.run.started_at.map(when).unwrap_or_default(),
         finished: detail.run.finished_at.map(when).unwrap_or_default(),
-        refresh: active(&detail.run.state),
+        refresh: !detail.run.state.is_terminal(),
         row: RunRow::of(detail.run.clone()),
         detail,
     })

@@ -3,6 +3,7 @@
 //! dbt-postgres from the test virtualenv) on the sample project, and the commit statuses (and,
 //! when asked, a note on the merge request) land in the simulator.
 
+use lablink_store::deliveries::DeliveryStatus;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -496,7 +497,7 @@ async fn drafts_wait_and_replayed_deliveries_run_once(backend: Backend) {
             let n = w
                 .app
                 .db
-                .count_deliveries(&w.repository_id, "processed")
+                .count_deliveries(&w.repository_id, DeliveryStatus::Processed)
                 .await
                 .unwrap();
             if n >= 1 {
@@ -545,7 +546,11 @@ async fn drafts_wait_and_replayed_deliveries_run_once(backend: Backend) {
         assert!(res.status().is_success(), "{res:?}");
     }
     let mut stored = 0;
-    for status in ["received", "processed", "ignored"] {
+    for status in [
+        DeliveryStatus::Received,
+        DeliveryStatus::Processed,
+        DeliveryStatus::Ignored,
+    ] {
         stored += w
             .app
             .db
@@ -628,7 +633,7 @@ async fn intake_refuses_strangers_and_ignores_what_it_does_not_handle(backend: B
     let ignored = w
         .app
         .db
-        .count_deliveries(&w.repository_id, "ignored")
+        .count_deliveries(&w.repository_id, DeliveryStatus::Ignored)
         .await
         .unwrap();
     assert_eq!(ignored, 1);

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use lablink_core::{Plan, Role};
 use lablink_service::Principal;
-use lablink_service::repositories::STOPPED_WHILE_CONNECTING;
+use lablink_service::repositories::{RepositoryStatus, STOPPED_WHILE_CONNECTING};
 use lablink_testkit::git;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -504,7 +504,7 @@ async fn a_failure_at_each_step_leaves_nothing_behind(backend: Backend) {
     let history = w.app.db.repositories_of_project(&project).await.unwrap();
     assert_eq!(history.len(), 4);
     for row in &history {
-        assert_eq!(row.status, "failed");
+        assert_eq!(row.status, RepositoryStatus::Failed);
         let secrets = w
             .app
             .db
@@ -855,7 +855,7 @@ async fn crash_mid_connect(w: &World) -> Crashed {
     w.gitlab.control(Method::DELETE, "/faults", json!({})).await;
 
     // What the dead process left: a `connecting` row with every id GitLab had returned.
-    assert_eq!(row.status, "connecting");
+    assert_eq!(row.status, RepositoryStatus::Connecting);
     assert!(row.hook_id.is_some() && row.project_token_id.is_some());
     assert!(row.deploy_key_id.is_none());
     let state = w.gitlab.project_state(warehouse).await;
@@ -890,7 +890,7 @@ async fn a_connect_cut_short_by_a_crash_is_rolled_back_later(backend: Backend) {
     assert_eq!(recovered, 1);
     assert_nothing_left(&w.gitlab.project_state(c.warehouse).await);
     let failed = w.app.db.repository(&c.row.id).await.unwrap().unwrap();
-    assert_eq!(failed.status, "failed");
+    assert_eq!(failed.status, RepositoryStatus::Failed);
     assert_eq!(
         failed.status_warning.as_deref(),
         Some(STOPPED_WHILE_CONNECTING)
@@ -930,7 +930,7 @@ async fn a_crashed_connect_without_its_user_lists_what_is_left(backend: Backend)
         .unwrap();
     assert_eq!(recovered, 1);
     let failed = w.app.db.repository(&c.row.id).await.unwrap().unwrap();
-    assert_eq!(failed.status, "failed");
+    assert_eq!(failed.status, RepositoryStatus::Failed);
     let reason = failed.status_warning.unwrap();
     assert!(
         reason.contains("could not remove these from GitLab"),
@@ -954,7 +954,8 @@ async fn a_crashed_connect_without_its_user_lists_what_is_left(backend: Backend)
 
 /// The import list's fill job: `(status, attempts, locked_by)`.
 async fn fill_job(app: &TestApp) -> Option<(String, i64, Option<String>)> {
-    use lablink_store::repositories::import_list::FILL_IMPORT_LIST_JOB;
+    // The queue item's kind as stored.
+    const FILL_IMPORT_LIST_JOB: &str = "repositories.fill_import_list";
     let sql = "SELECT status, attempts, locked_by FROM jobs WHERE kind = $1";
     match &app.db {
         lablink_store::Db::Sqlite(pool) => sqlx::query_as(sql)
@@ -1005,17 +1006,14 @@ async fn a_fill_cut_short_by_a_dead_replica_completes(backend: Backend) {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     w.app
-        .execute(&format!(
-            "UPDATE jobs SET locked_until = 0 WHERE kind = '{}'",
-            lablink_store::repositories::import_list::FILL_IMPORT_LIST_JOB
-        ))
+        .execute("UPDATE jobs SET locked_until = 0 WHERE kind = 'repositories.fill_import_list'")
         .await;
     w.gitlab.sim().clear_faults();
     // Another replica takes the job over and resumes from the stored progress.
     let dir = tempfile::tempdir().unwrap();
     let replica =
         lablink_service::ci::executor::CiRuntime::new(dir.path().to_owned(), "replica-2".into());
-    while w.app.services.run_next_job(&replica).await.unwrap() {}
+    while w.app.services.run_next_queue_item(&replica).await.unwrap() {}
     let (status, attempts, _) = fill_job(&w.app).await.unwrap();
     assert_eq!((status.as_str(), attempts), ("done", 2), "claimed twice");
     let mut page = import_rows(&browser, "").await;

@@ -3,7 +3,10 @@
 //! rotated but the answer was lost), and scheduling at scale (only the due tokens are touched).
 
 use lablink_service::doctor::Code;
-use lablink_service::rotation::{ROTATE_PROJECT_TOKEN_JOB, Rotation};
+use lablink_service::rotation::Rotation;
+
+/// The rotation task's kind as stored in the queue.
+const ROTATE_PROJECT_TOKEN_JOB: &str = "repositories.rotate_project_token";
 use reqwest::Method;
 use serde_json::{Value, json};
 
