@@ -1,6 +1,7 @@
 //! The process runner used for dbt and git: own process group, explicit environment, line
 //! streaming with redaction, timeout and cancellation that kill the whole group.
 
+use rustix::process::{Pid, Signal, kill_process_group};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
@@ -220,9 +221,9 @@ async fn terminate(
     group: &GroupGuard,
     grace: Duration,
 ) -> Result<(), ExecError> {
-    group.signal(libc::SIGTERM);
+    group.signal(Signal::TERM);
     if tokio::time::timeout(grace, child.wait()).await.is_err() {
-        group.signal(libc::SIGKILL);
+        group.signal(Signal::KILL);
     }
     child.wait().await.map_err(ExecError::Wait)?;
     Ok(())
@@ -287,37 +288,32 @@ async fn send_line(
 
 /// The child's process group; SIGKILLed on drop so an abandoned run leaves nothing behind.
 struct GroupGuard {
-    pgid: libc::pid_t,
+    pgid: Pid,
 }
 
 impl GroupGuard {
     fn new(child: &Child) -> Result<Self, ExecError> {
         let pid = child.id().ok_or(ExecError::NoPid)?;
-        let pgid = libc::pid_t::try_from(pid).map_err(|_| ExecError::NoPid)?;
+        let pgid = i32::try_from(pid)
+            .ok()
+            .and_then(Pid::from_raw)
+            .ok_or(ExecError::NoPid)?;
         Ok(Self { pgid })
     }
 
-    fn signal(&self, signal: libc::c_int) {
-        signal_group(self.pgid, signal);
+    /// Sends `signal` to every process in the group. The group id comes from a child spawned as
+    /// group leader and still tracked, so it cannot name an unrelated group while any of its
+    /// members lives (the kernel does not reuse a pid that is still some group's id). Failure
+    /// (ESRCH: the group is already gone) is the expected outcome after a clean exit.
+    fn signal(&self, signal: Signal) {
+        if let Err(e) = kill_process_group(self.pgid, signal) {
+            tracing::trace!(error = %e, "signalling a finished process group");
+        }
     }
 }
 
 impl Drop for GroupGuard {
     fn drop(&mut self) {
-        self.signal(libc::SIGKILL);
-    }
-}
-
-/// Sends `signal` to every process in group `pgid`. Failure (ESRCH: the group is already gone)
-/// is the expected outcome after a clean exit, so it is ignored.
-#[allow(unsafe_code)]
-fn signal_group(pgid: libc::pid_t, signal: libc::c_int) {
-    // The group id comes from a child we spawned as group leader and have not stopped tracking,
-    // so it cannot name an unrelated group while any of its members lives (the kernel does not
-    // reuse a pid that is still some group's id).
-    // SAFETY: killpg takes two plain integers, touches no memory of this process and has no
-    // preconditions; failure is reported through its return value.
-    unsafe {
-        libc::killpg(pgid, signal);
+        self.signal(Signal::KILL);
     }
 }

@@ -17,9 +17,13 @@ pub enum ServiceError {
     BadInput(String),
     #[error("{0}")]
     Conflict(String),
-    /// GitLab could not be reached or refused; the message says what to do.
+    /// GitLab's API could not be reached or refused; its message says what to do.
     #[error("{0}")]
-    GitLab(String),
+    GitLab(#[from] lablink_gitlab::GitLabError),
+    /// Work with GitLab of several steps (a connect, a disconnect, a clone or fetch over git)
+    /// failed; the message says which step, what is left behind and what to do.
+    #[error("{0}")]
+    Remote(String),
     /// The user's GitLab link no longer works; the message tells them to link again.
     #[error("{0}")]
     LinkDead(String),
@@ -38,12 +42,6 @@ impl From<StoreError> for ServiceError {
             StoreError::NotFound(what) => ServiceError::NotFound(format!("{what} not found")),
             other => ServiceError::Store(other),
         }
-    }
-}
-
-impl From<lablink_gitlab::GitLabError> for ServiceError {
-    fn from(e: lablink_gitlab::GitLabError) -> Self {
-        ServiceError::GitLab(e.to_string())
     }
 }
 

@@ -57,6 +57,71 @@ pub struct GitLabRuntime {
     pub(crate) flights: RefreshFlights,
 }
 
+/// The integration form, checked: what to save.
+struct CheckedForm<'a> {
+    application_id: &'a str,
+    /// The typed secret, or the stored one when the field was left empty.
+    secret: SecretString,
+    ca_bundle: Option<&'a str>,
+    /// The instance URL as typed, or gitlab.com.
+    url: &'a str,
+}
+
+impl<'a> CheckedForm<'a> {
+    fn of(
+        form: &'a IntegrationForm,
+        previous: Option<&Integration>,
+    ) -> Result<CheckedForm<'a>, ServiceError> {
+        let application_id = form.application_id.trim();
+        if application_id.is_empty() {
+            return Err(invalid(
+                "Enter the Application ID that GitLab shows after saving the application.",
+            ));
+        }
+        if application_id.len() > MAX_FIELD_LEN || application_id.chars().any(char::is_whitespace) {
+            return Err(invalid(
+                "The Application ID is a single word of letters and digits, as GitLab shows it; copy it again.",
+            ));
+        }
+        let typed_secret = form.secret.expose_secret().trim();
+        let secret = if !typed_secret.is_empty() {
+            if typed_secret.len() > MAX_FIELD_LEN || typed_secret.chars().any(char::is_whitespace) {
+                return Err(invalid(
+                    "The Secret is a single word as GitLab shows it; copy it again.",
+                ));
+            }
+            SecretString::from(typed_secret.to_owned())
+        } else if let Some(prev) = previous {
+            prev.secret.clone()
+        } else {
+            return Err(invalid(
+                "Enter the Secret that GitLab shows after saving the application.",
+            ));
+        };
+        let ca_bundle = Some(form.ca_bundle_pem.trim()).filter(|pem| !pem.is_empty());
+        if ca_bundle.is_some_and(|pem| pem.len() > MAX_CA_BUNDLE_LEN) {
+            return Err(invalid(
+                "The CA bundle is too large; paste only the CA certificate(s) in PEM form.",
+            ));
+        }
+        if ca_bundle.is_some_and(|pem| !pem.contains("-----BEGIN CERTIFICATE-----")) {
+            return Err(invalid(
+                "The CA bundle is not usable: no `-----BEGIN CERTIFICATE-----` block found. Paste the PEM \
+                 certificate(s) of the CA that signed GitLab's certificate, or leave the field empty.",
+            ));
+        }
+        let url = Some(form.instance_url.trim())
+            .filter(|url| !url.is_empty())
+            .unwrap_or(DEFAULT_INSTANCE);
+        Ok(CheckedForm {
+            application_id,
+            secret,
+            ca_bundle,
+            url,
+        })
+    }
+}
+
 impl Services {
     /// The exact redirect URI to register in GitLab: `<public_url>/complete/gitlab`.
     pub fn gitlab_redirect_uri(&self) -> String {
@@ -329,102 +394,40 @@ impl Services {
     ) -> Result<Saved, ServiceError> {
         require_admin(caller)?;
         require_plan(caller)?;
-        let db = &self.db;
-        let keys = &*self.keys;
-        let previous = db.gitlab_integration(keys, &caller.account_id).await?;
-
-        let application_id = form.application_id.trim();
-        if application_id.is_empty() {
-            return Err(invalid(
-                "Enter the Application ID that GitLab shows after saving the application.",
-            ));
-        }
-        if application_id.len() > MAX_FIELD_LEN || application_id.chars().any(char::is_whitespace) {
-            return Err(invalid(
-                "The Application ID is a single word of letters and digits, as GitLab shows it; copy it again.",
-            ));
-        }
-        let typed_secret = form.secret.expose_secret().trim();
-        let secret = if !typed_secret.is_empty() {
-            if typed_secret.len() > MAX_FIELD_LEN || typed_secret.chars().any(char::is_whitespace) {
-                return Err(invalid(
-                    "The Secret is a single word as GitLab shows it; copy it again.",
-                ));
-            }
-            SecretString::from(typed_secret.to_owned())
-        } else if let Some(prev) = &previous {
-            prev.secret.clone()
-        } else {
-            return Err(invalid(
-                "Enter the Secret that GitLab shows after saving the application.",
-            ));
-        };
-        let ca_bundle = Some(form.ca_bundle_pem.trim()).filter(|pem| !pem.is_empty());
-        if ca_bundle.is_some_and(|pem| pem.len() > MAX_CA_BUNDLE_LEN) {
-            return Err(invalid(
-                "The CA bundle is too large; paste only the CA certificate(s) in PEM form.",
-            ));
-        }
-        if ca_bundle.is_some_and(|pem| !pem.contains("-----BEGIN CERTIFICATE-----")) {
-            return Err(invalid(
-                "The CA bundle is not usable: no `-----BEGIN CERTIFICATE-----` block found. Paste the PEM \
-                 certificate(s) of the CA that signed GitLab's certificate, or leave the field empty.",
-            ));
-        }
-        let typed_url = form.instance_url.trim();
-        let typed_url = if typed_url.is_empty() {
-            DEFAULT_INSTANCE
-        } else {
-            typed_url
-        };
+        let previous = self
+            .db
+            .gitlab_integration(&self.keys, &caller.account_id)
+            .await?;
+        let checked = CheckedForm::of(&form, previous.as_ref())?;
         let instance = self
-            .new_gitlab_instance(typed_url, ca_bundle)
-            .map_err(|e| invalid_gitlab(typed_url, e))?;
+            .new_gitlab_instance(checked.url, checked.ca_bundle)
+            .map_err(|e| invalid_gitlab(checked.url, e))?;
         instance
             .probe()
             .await
-            .map_err(|e| invalid_gitlab(typed_url, e))?;
+            .map_err(|e| invalid_gitlab(checked.url, e))?;
         let instance_url = instance.base_url().to_string();
+        let application_id = checked.application_id;
 
-        // Links made with another instance or application cannot refresh with the new one.
-        // Their issuing application is looked up before it is replaced, to revoke their grants.
-        let mut stale = Vec::new();
-        for link in db.gitlab_links_of_account(keys, &caller.account_id).await? {
-            if link.instance_url != instance_url || link.application_id != application_id {
-                let issuer = self.app_for_link(&link).await?;
-                stale.push((link, issuer));
-            }
-        }
-        let row = db
+        let stale = self
+            .links_of_another_app(&caller.account_id, &instance_url, application_id)
+            .await?;
+        let row = self
+            .db
             .save_gitlab_integration(
-                keys,
+                &self.keys,
                 NewIntegration {
                     account_id: &caller.account_id,
                     instance_url: &instance_url,
                     application_id,
-                    secret: &secret,
-                    ca_bundle_pem: ca_bundle,
+                    secret: &checked.secret,
+                    ca_bundle_pem: checked.ca_bundle,
                     saved_by: &caller.user_id,
                 },
             )
             .await?;
         let app = self.resolve_integration(row)?;
-        let mut links_disconnected = 0;
-        for (link, issuer) in stale {
-            if link.status == LinkStatus::Active
-                && db
-                    .mark_gitlab_link_dead(&link.id, link.token_version, APP_CHANGED_REASON)
-                    .await?
-            {
-                links_disconnected += 1;
-            }
-            if let Some(issuer) = issuer
-                && let Err(e) =
-                    oauth::revoke(&issuer.instance, &issuer.credentials, &link.refresh_token).await
-            {
-                tracing::warn!(link_id = %link.id, error = %e, "revoking a disconnected link failed");
-            }
-        }
+        let links_disconnected = self.disconnect_links(stale).await?;
         tracing::info!(
             account_id = %caller.account_id,
             instance = %instance_url,
@@ -452,6 +455,55 @@ impl Services {
             authorize_url,
             links_disconnected,
         })
+    }
+
+    /// The account's links made with another instance or application: they cannot refresh with
+    /// the new one. Each comes with the application that issued it (looked up before it is
+    /// replaced), to revoke its grant.
+    async fn links_of_another_app(
+        &self,
+        account_id: &str,
+        instance_url: &str,
+        application_id: &str,
+    ) -> Result<Vec<(Link, Option<ResolvedApp>)>, ServiceError> {
+        let mut stale = Vec::new();
+        for link in self
+            .db
+            .gitlab_links_of_account(&self.keys, account_id)
+            .await?
+        {
+            if link.instance_url != instance_url || link.application_id != application_id {
+                let issuer = self.app_for_link(&link).await?;
+                stale.push((link, issuer));
+            }
+        }
+        Ok(stale)
+    }
+
+    /// Marks the links dead (they say "link again") and revokes their grants at their issuer;
+    /// how many were live.
+    async fn disconnect_links(
+        &self,
+        links: Vec<(Link, Option<ResolvedApp>)>,
+    ) -> Result<usize, ServiceError> {
+        let mut disconnected = 0;
+        for (link, issuer) in links {
+            if link.status == LinkStatus::Active
+                && self
+                    .db
+                    .mark_gitlab_link_dead(&link.id, link.token_version, APP_CHANGED_REASON)
+                    .await?
+            {
+                disconnected += 1;
+            }
+            if let Some(issuer) = issuer
+                && let Err(e) =
+                    oauth::revoke(&issuer.instance, &issuer.credentials, &link.refresh_token).await
+            {
+                tracing::warn!(link_id = %link.id, error = %e, "revoking a disconnected link failed");
+            }
+        }
+        Ok(disconnected)
     }
 
     /// Sends the admin to GitLab again for a saved integration (for example after declining).

@@ -23,6 +23,7 @@ pub mod setup;
 use std::sync::Arc;
 
 pub use error::ServiceError;
+pub use lablink_gitlab::GitLabError;
 use lablink_store::Db;
 pub use lablink_store::Principal;
 use lablink_store::crypto::KeyRing;

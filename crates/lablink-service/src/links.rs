@@ -18,7 +18,6 @@ use lablink_store::{new_id, now_ms};
 use rand::RngCore as _;
 use secrecy::SecretString;
 use sha2::{Digest as _, Sha256};
-use subtle::ConstantTimeEq as _;
 use url::Url;
 
 use crate::error::require;
@@ -251,11 +250,7 @@ impl Services {
                 "This GitLab answer does not match any authorization started here (the `state` is unknown). {start}"
             )));
         };
-        let same_session: bool = stored
-            .session_id
-            .as_bytes()
-            .ct_eq(session_key.as_bytes())
-            .into();
+        let same_session = crate::secrets::secrets_equal(&stored.session_id, session_key);
         if !same_session || stored.user_id != caller.user_id {
             return Err(callback(format!(
                 "This GitLab answer belongs to an authorization started in another browser session (the `state` \

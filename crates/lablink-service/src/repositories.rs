@@ -15,8 +15,8 @@ pub mod fetch;
 pub mod import_list;
 pub mod ssh_key;
 
+use crate::rotation::new_expiry;
 use base64::Engine as _;
-use chrono::{Duration, Utc};
 use lablink_core::names::project_access_token_name;
 use lablink_gitlab::api::{HookSpec, NewAccessToken};
 use lablink_gitlab::{Api, GitLabError};
@@ -174,10 +174,33 @@ fn step_failed(step: Step, err: &GitLabError, left: &[String]) -> ServiceError {
             left.join("; ")
         )
     };
-    ServiceError::GitLab(format!(
+    ServiceError::Remote(format!(
         "Connecting failed while {}: {err}. {cleanup}",
         step.label()
     ))
+}
+
+/// The GitLab project, if it can be connected by this user: in a group, and the user is a
+/// Maintainer of it (inherited membership counts).
+async fn connectable_project(
+    api: &Api,
+    gitlab_user_id: i64,
+    gitlab_project_id: i64,
+) -> Result<lablink_gitlab::api::Project, ServiceError> {
+    let found = api.project(gitlab_project_id).await?;
+    if !found.in_group() {
+        return Err(ServiceError::BadInput(format!(
+            "{} is in a personal namespace. lablink connects repositories in GitLab groups only: \
+             move it into a group (GitLab → Settings → General → Advanced → Transfer project).",
+            found.path_with_namespace
+        )));
+    }
+    let level = api
+        .member_all(found.id, gitlab_user_id)
+        .await?
+        .map_or(0, |m| m.access_level);
+    require(level >= TOKEN_ACCESS_LEVEL, MAINTAINER_REQUIRED)?;
+    Ok(found)
 }
 
 /// What a disconnect did.
@@ -247,19 +270,7 @@ impl Services {
         let project = self.project(caller, project_id).await?;
         let gitlab = self.user_gitlab(caller).await?;
         let api = &gitlab.api;
-        let found = api.project(gitlab_project_id).await?;
-        if !found.in_group() {
-            return Err(ServiceError::BadInput(format!(
-                "{} is in a personal namespace. lablink connects repositories in GitLab groups only: \
-                 move it into a group (GitLab → Settings → General → Advanced → Transfer project).",
-                found.path_with_namespace
-            )));
-        }
-        let level = api
-            .member_all(found.id, gitlab.gitlab_user_id)
-            .await?
-            .map_or(0, |m| m.access_level);
-        require(level >= TOKEN_ACCESS_LEVEL, MAINTAINER_REQUIRED)?;
+        let found = connectable_project(api, gitlab.gitlab_user_id, gitlab_project_id).await?;
         let default_branch = found
             .default_branch
             .clone()
@@ -282,17 +293,9 @@ impl Services {
         let connected = match self.create_in_gitlab(api, &row, &mut created).await {
             Ok(connected) => connected,
             Err(interrupted) => {
-                let left = remove_all(api, found.id, &created).await;
-                self.db
-                    .end_repository_connection(&row.id, store::ConnectionEnd::Failed)
-                    .await?;
-                return Err(match interrupted {
-                    Interrupted::Step(step, err) => {
-                        tracing::warn!(repository_id = %row.id, step = step.label(), error = %err, "connect failed");
-                        step_failed(step, &err, &left)
-                    }
-                    Interrupted::Lost(e) => e,
-                });
+                return Err(self
+                    .roll_back_connect(api, &row, &created, interrupted)
+                    .await);
             }
         };
         if !self
@@ -323,6 +326,32 @@ impl Services {
             .ok_or_else(|| ServiceError::Internal("the connected repository vanished".into()))
     }
 
+    /// Removes what a failed connect created in GitLab and ends the row as failed; the error
+    /// says which step failed and what could not be removed.
+    async fn roll_back_connect(
+        &self,
+        api: &Api,
+        row: &Repository,
+        created: &[Created],
+        interrupted: Interrupted,
+    ) -> ServiceError {
+        let left = remove_all(api, row.gitlab_project_id, created).await;
+        if let Err(e) = self
+            .db
+            .end_repository_connection(&row.id, store::ConnectionEnd::Failed)
+            .await
+        {
+            return e.into();
+        }
+        match interrupted {
+            Interrupted::Step(step, err) => {
+                tracing::warn!(repository_id = %row.id, step = step.label(), error = %err, "connect failed");
+                step_failed(step, &err, &left)
+            }
+            Interrupted::Lost(e) => e,
+        }
+    }
+
     /// Pushes `item` to `created` and stores its id on the row before the next step.
     async fn keep(
         &self,
@@ -348,17 +377,49 @@ impl Services {
         row: &Repository,
         created: &mut Vec<Created>,
     ) -> Result<Connected, Interrupted> {
-        let project = row.gitlab_project_id;
         let hook_secret = SecretString::from(random_secret());
+        let (hook_id, signing_token) = self.create_webhook(api, row, &hook_secret, created).await?;
+        let (project_token, status_warning) = self.create_project_token(api, row, created).await?;
+        let deploy = api
+            .create_deploy_token(row.gitlab_project_id, DEPLOY_TOKEN_NAME, None, None)
+            .await
+            .map_err(|e| Interrupted::Step(Step::DeployToken, e))?;
+        self.keep(row, Created::DeployToken(deploy.info.id), created)
+            .await?;
+        let deploy_key = if self.settings.repositories.deploy_keys {
+            Some(self.create_deploy_key(api, row, created).await?)
+        } else {
+            None
+        };
+        Ok(Connected {
+            hook_id,
+            hook_secret,
+            signing_token,
+            project_token,
+            status_warning,
+            deploy_token_id: deploy.info.id,
+            deploy_token_username: deploy.info.username,
+            deploy_token: deploy.token,
+            deploy_key,
+        })
+    }
+
+    /// The webhook with its secret and signing token; the signing token is kept only when GitLab
+    /// has them (instances before 19.0 ignore the field).
+    async fn create_webhook(
+        &self,
+        api: &Api,
+        row: &Repository,
+        secret: &SecretString,
+        created: &mut Vec<Created>,
+    ) -> Result<(i64, Option<SecretString>), Interrupted> {
         let signing = signing_token();
         let hook = api
             .create_hook(
-                project,
+                row.gitlab_project_id,
                 &HookSpec {
-                    url: self
-                        .settings
-                        .public_link(&format!("/webhooks/gitlab/{}", row.id)),
-                    token: Some(hook_secret.clone()),
+                    url: self.webhook_url(&row.id),
+                    token: Some(secret.clone()),
                     signing_token: Some(signing.clone()),
                     merge_requests_events: true,
                     push_events: true,
@@ -368,19 +429,25 @@ impl Services {
             .await
             .map_err(|e| Interrupted::Step(Step::Webhook, e))?;
         self.keep(row, Created::Hook(hook.id), created).await?;
-        // Instances without signing tokens ignore the field; keep it only when GitLab has it.
-        let signing_token = (hook.signing_token_present == Some(true)).then_some(signing);
+        Ok((
+            hook.id,
+            (hook.signing_token_present == Some(true)).then_some(signing),
+        ))
+    }
 
-        let days = self
-            .settings
-            .repositories
-            .project_token_days
-            .clamp(1, MAX_TOKEN_DAYS);
-        let expires_at = (Utc::now() + Duration::days(i64::from(days))).date_naive();
-        let name = project_access_token_name(project);
-        let (project_token, status_warning) = match api
+    /// The project access token that posts commit statuses; where the plan has none (gitlab.com
+    /// Free), no token and the warning that says so.
+    async fn create_project_token(
+        &self,
+        api: &Api,
+        row: &Repository,
+        created: &mut Vec<Created>,
+    ) -> Result<(Option<ProjectToken>, Option<String>), Interrupted> {
+        let expires_at = new_expiry(self.settings.repositories.project_token_days);
+        let name = project_access_token_name(row.gitlab_project_id);
+        let issued = match api
             .create_project_access_token(
-                project,
+                row.gitlab_project_id,
                 &NewAccessToken {
                     name: &name,
                     scopes: TOKEN_SCOPES,
@@ -390,64 +457,48 @@ impl Services {
             )
             .await
         {
-            Ok(issued) => {
-                self.keep(row, Created::ProjectToken(issued.info.id), created)
-                    .await?;
-                let token = ProjectToken {
-                    id: issued.info.id,
-                    token: issued.token,
-                    expires_on: issued
-                        .info
-                        .expires_at
-                        .unwrap_or(expires_at)
-                        .format("%Y-%m-%d")
-                        .to_string(),
-                    user_id: issued.info.user_id,
-                    username: None,
-                };
-                (Some(token), None)
-            }
+            Ok(issued) => issued,
             Err(GitLabError::BadRequest { message }) if message.contains(PLAN_REFUSES_TOKENS) => {
-                (None, Some(NO_STATUS_REPORTING.to_owned()))
+                return Ok((None, Some(NO_STATUS_REPORTING.to_owned())));
             }
             Err(e) => return Err(Interrupted::Step(Step::ProjectAccessToken, e)),
         };
-
-        let deploy = api
-            .create_deploy_token(project, DEPLOY_TOKEN_NAME, None, None)
-            .await
-            .map_err(|e| Interrupted::Step(Step::DeployToken, e))?;
-        self.keep(row, Created::DeployToken(deploy.info.id), created)
+        self.keep(row, Created::ProjectToken(issued.info.id), created)
             .await?;
-
-        let deploy_key = if self.settings.repositories.deploy_keys {
-            let key = ssh_key::generate();
-            let added = api
-                .create_deploy_key(project, DEPLOY_KEY_TITLE, &key.public, true)
-                .await
-                .map_err(|e| Interrupted::Step(Step::DeployKey, e))?;
-            self.keep(row, Created::DeployKey(added.id), created)
-                .await?;
-            Some(DeployKey {
-                id: added.id,
-                public: key.public,
-                fingerprint: key.fingerprint,
-                private: key.private,
-            })
-        } else {
-            None
+        let token = ProjectToken {
+            id: issued.info.id,
+            token: issued.token,
+            expires_on: issued
+                .info
+                .expires_at
+                .unwrap_or(expires_at)
+                .format("%Y-%m-%d")
+                .to_string(),
+            user_id: issued.info.user_id,
+            username: None,
         };
+        Ok((Some(token), None))
+    }
 
-        Ok(Connected {
-            hook_id: hook.id,
-            hook_secret,
-            signing_token,
-            project_token,
-            status_warning,
-            deploy_token_id: deploy.info.id,
-            deploy_token_username: deploy.info.username,
-            deploy_token: deploy.token,
-            deploy_key,
+    /// An ed25519 SSH deploy key with write access.
+    async fn create_deploy_key(
+        &self,
+        api: &Api,
+        row: &Repository,
+        created: &mut Vec<Created>,
+    ) -> Result<DeployKey, Interrupted> {
+        let key = ssh_key::generate();
+        let added = api
+            .create_deploy_key(row.gitlab_project_id, DEPLOY_KEY_TITLE, &key.public, true)
+            .await
+            .map_err(|e| Interrupted::Step(Step::DeployKey, e))?;
+        self.keep(row, Created::DeployKey(added.id), created)
+            .await?;
+        Ok(DeployKey {
+            id: added.id,
+            public: key.public,
+            fingerprint: key.fingerprint,
+            private: key.private,
         })
     }
 
@@ -476,7 +527,7 @@ impl Services {
         let created = Created::recorded_on(&repo);
         let left = remove_all(&gitlab.api, repo.gitlab_project_id, &created).await;
         if !left.is_empty() {
-            return Err(ServiceError::GitLab(format!(
+            return Err(ServiceError::Remote(format!(
                 "GitLab refused to remove: {}. The repository stays connected; try again, or remove \
                  these in GitLab and disconnect again.",
                 left.join("; ")

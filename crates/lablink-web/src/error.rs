@@ -5,7 +5,7 @@ use askama::Template;
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use lablink_service::ServiceError;
+use lablink_service::{GitLabError, ServiceError};
 use serde::Serialize;
 
 const INTERNAL: &str =
@@ -18,10 +18,37 @@ fn status_of(e: &ServiceError) -> StatusCode {
         ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
         ServiceError::BadInput(_) => StatusCode::UNPROCESSABLE_ENTITY,
         ServiceError::Conflict(_) => StatusCode::CONFLICT,
-        ServiceError::GitLab(_) => StatusCode::BAD_GATEWAY,
+        ServiceError::GitLab(e) => gitlab_status(e),
+        ServiceError::Remote(_) => StatusCode::BAD_GATEWAY,
         ServiceError::LinkDead(_) => StatusCode::CONFLICT,
         ServiceError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
         ServiceError::Store(_) | ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// A GitLab refusal keeps its meaning: what the caller can fix is a 4xx, what GitLab or the way
+/// to it failed at is a 502.
+fn gitlab_status(e: &GitLabError) -> StatusCode {
+    match e {
+        GitLabError::InvalidUrl(_)
+        | GitLabError::InvalidCaBundle(_)
+        | GitLabError::NetworkPolicy { .. }
+        | GitLabError::NotGitLab { .. }
+        | GitLabError::BadRequest { .. }
+        | GitLabError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        GitLabError::OAuth { .. } | GitLabError::Unauthorized { .. } => StatusCode::CONFLICT,
+        GitLabError::InsufficientScope { .. } | GitLabError::Forbidden { .. } => {
+            StatusCode::FORBIDDEN
+        }
+        GitLabError::NotFound { .. } => StatusCode::NOT_FOUND,
+        GitLabError::Conflict { .. } => StatusCode::CONFLICT,
+        GitLabError::RateLimited { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        GitLabError::Unreachable { .. }
+        | GitLabError::Timeout { .. }
+        | GitLabError::Tls { .. }
+        | GitLabError::Server { .. }
+        | GitLabError::UnexpectedStatus { .. }
+        | GitLabError::Decode { .. } => StatusCode::BAD_GATEWAY,
     }
 }
 
@@ -40,6 +67,7 @@ fn public_message(e: &ServiceError) -> String {
 fn retry_after(e: &ServiceError) -> Option<u64> {
     match e {
         ServiceError::Throttled { retry_after_secs } => Some(*retry_after_secs),
+        ServiceError::GitLab(e) => e.retry_after().map(|d| d.as_secs().max(1)),
         _ => None,
     }
 }

@@ -181,7 +181,10 @@ impl Instance {
         if is_tls || cause.to_ascii_lowercase().contains("certificate") {
             GitLabError::Tls { host, cause }
         } else {
-            GitLabError::Unreachable { host, cause }
+            GitLabError::Unreachable {
+                host,
+                cause: plain_cause(err, &cause),
+            }
         }
     }
 }
@@ -205,6 +208,39 @@ pub(crate) async fn read_body(mut response: Response) -> Result<Bytes, GitLabErr
 }
 
 /// An error and its causes on one line, without the request URL reqwest adds at the top.
+/// Why a connection failed, in a person's words: the socket error's kind when there is one (the
+/// library's own text reads like "tcp connect error: Connection refused (os error 111)"), else
+/// the library's chain.
+fn plain_cause(err: &(dyn StdError + 'static), chain: &str) -> String {
+    use std::io::ErrorKind;
+    let mut source: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(current) = source {
+        if let Some(io) = current.downcast_ref::<std::io::Error>() {
+            let plain = match io.kind() {
+                ErrorKind::ConnectionRefused => {
+                    "the connection was refused (nothing listens there)"
+                }
+                ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => {
+                    "the connection was closed by the other side"
+                }
+                ErrorKind::HostUnreachable => "the host is unreachable",
+                ErrorKind::NetworkUnreachable => "the network is unreachable",
+                ErrorKind::TimedOut => "the connection timed out",
+                ErrorKind::AddrNotAvailable => "the address is not available",
+                _ => "",
+            };
+            if !plain.is_empty() {
+                return plain.to_owned();
+            }
+        }
+        source = current.source();
+    }
+    if chain.contains("dns error") || chain.contains("failed to lookup address") {
+        return "the name does not resolve".to_owned();
+    }
+    chain.to_owned()
+}
+
 fn error_chain(err: &(dyn StdError + 'static)) -> String {
     let mut parts = Vec::new();
     let mut source = err.source();

@@ -8,17 +8,17 @@
 //! cancellation asked on any replica kills the process group here.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lablink_core::names::ci_schema_name;
 use lablink_core::run::{CancelReason, FailureReason, RunEvent, RunState};
 use lablink_exec::dbt::{
-    DbtCommand, DbtInstall, DbtRunSetup, DbtTarget, DbtWorkspace, WarehouseProfile,
+    DbtCommand, DbtError, DbtInstall, DbtRunSetup, DbtTarget, DbtWorkspace, WarehouseProfile,
 };
 use lablink_exec::{
-    Git, GitConfig, GitCredential, LogLine, Remote, Stream, Termination, WorktreeState,
+    ExecError, Git, GitConfig, GitCredential, LogLine, Remote, Stream, Termination, WorktreeState,
 };
 use lablink_store::ci_jobs::CiJob;
 use lablink_store::runs::{CiRepository, Holder, Run, StepOutcome};
@@ -26,6 +26,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::jobs::warehouse_profile;
+use super::worktrees::CheckoutError;
 use crate::{ServiceError, Services};
 
 /// Where runs work on this replica and how they hold their lease.
@@ -118,11 +119,62 @@ enum Outcome {
     Cancelled,
 }
 
-/// A line of lablink's own about the run, shown in the log between dbt's lines.
-fn say(text: impl Into<String>) -> LogLine {
-    LogLine {
+/// Why a run could not get as far as an outcome of dbt's: a setup problem, in words for the run
+/// page.
+#[derive(Debug, thiserror::Error)]
+enum SetupError {
+    #[error("the CI job was deleted")]
+    JobDeleted,
+    #[error("the repository was removed")]
+    RepositoryRemoved,
+    #[error("the repository has no deploy token; reconnect it")]
+    NoDeployToken,
+    #[error("could not reserve a worktree: {0}")]
+    Worktree(ExecError),
+    #[error(transparent)]
+    Checkout(#[from] CheckoutError),
+    #[error(transparent)]
+    Dbt(#[from] DbtError),
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+}
+
+impl From<lablink_store::StoreError> for SetupError {
+    fn from(e: lablink_store::StoreError) -> Self {
+        SetupError::Service(e.into())
+    }
+}
+
+/// The dbt side of a run, ready to go: the workspace with its profile, the target, the commands.
+struct PreparedDbt {
+    workspace: DbtWorkspace,
+    target: DbtTarget,
+    commands: Vec<DbtCommand>,
+    defers_to_production: bool,
+}
+
+/// The run directory holds the profile with the warehouse secrets: it goes when the run ends.
+fn remove_run_dir(run_dir: &Path) {
+    match std::fs::remove_dir_all(run_dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(dir = %run_dir.display(), error = %e, "cannot remove a run directory")
+        }
+    }
+}
+
+/// Writes a line of lablink's own into the run's log. The log writer outlives every sender, so a
+/// closed channel only means the run is being torn down: the line has nowhere to go.
+async fn say(log: &mpsc::Sender<LogLine>, text: impl Into<String>) {
+    let line = LogLine {
         stream: Stream::Stdout,
         line: format!("[lablink] {}", text.into()),
+    };
+    if log.send(line).await.is_err() {
+        tracing::debug!("the run's log writer is gone");
     }
 }
 
@@ -168,8 +220,7 @@ impl Services {
         // The job's worktree stays for its next run, which updates it in place (much cheaper
         // than a new checkout); the claim keeps concurrent runs of the job out of it until the
         // run ends.
-        let worktree = rt.claim_worktree(run.ci_job_id);
-        let outcome = match &worktree {
+        let outcome = match rt.claim_worktree(run.ci_job_id) {
             Ok(worktree) => {
                 self.run_dbt(
                     rt,
@@ -182,12 +233,13 @@ impl Services {
                 )
                 .await
             }
-            Err(e) => Err(format!("could not reserve a worktree: {e}")),
+            Err(e) => Err(SetupError::Worktree(e)),
         };
-        drop(worktree);
-        let _ = std::fs::remove_dir_all(&run_dir);
+        remove_run_dir(&run_dir);
         drop(sink);
-        let _ = writer.await;
+        if let Err(e) = writer.await {
+            tracing::warn!(run = %run.id, error = %e, "the run's log writer stopped");
+        }
         heartbeat.abort();
 
         if lost.is_cancelled() {
@@ -213,60 +265,106 @@ impl Services {
                     .map_or(CancelReason::JobGone, |text| decode_cancel(&text));
                 RunEvent::Cancelled(reason)
             }
-            Err(setup) => RunEvent::Failed(FailureReason::Setup(setup)),
+            Err(setup) => RunEvent::Failed(FailureReason::Setup(setup.to_string())),
         };
         self.apply_run_event(&run.id, state, Holder::Worker(&rt.worker_id), &event)
             .await?;
         Ok(())
     }
 
-    /// Everything from fetching the commit to the artifacts. `Err` is a setup problem, in words
-    /// for the run page.
+    /// Everything from fetching the commit to the artifacts.
     #[allow(clippy::too_many_arguments)]
     async fn run_dbt(
         &self,
         rt: &CiRuntime,
         run: &Run,
-        worktree: &std::path::Path,
-        run_dir: &std::path::Path,
+        worktree: &Path,
+        run_dir: &Path,
         state: &mut RunState,
         log: &mpsc::Sender<LogLine>,
         cancel: &CancellationToken,
-    ) -> Result<Outcome, String> {
+    ) -> Result<Outcome, SetupError> {
         let job = self
             .db
             .ci_job(&self.keys, run.ci_job_id)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or("the CI job was deleted")?;
+            .await?
+            .ok_or(SetupError::JobDeleted)?;
         let repository = self
             .db
             .ci_repository(&self.keys, &run.repository_id)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or("the repository was removed")?;
-        let _ = log
-            .send(say(format!("checking out {} ({})", run.sha, run.ref_name)))
-            .await;
+            .await?
+            .ok_or(SetupError::RepositoryRemoved)?;
+        say(log, format!("checking out {} ({})", run.sha, run.ref_name)).await;
         let how = self
             .checkout(rt, &repository, &run.sha, worktree, cancel)
             .await?;
-        let _ = log
-            .send(say(match how {
+        say(
+            log,
+            match how {
                 WorktreeState::Reused => "updated the worktree of the job's previous run",
                 WorktreeState::Created => "checked out into a new worktree",
                 WorktreeState::Spare => "checked out into the repository's spare worktree",
-            }))
-            .await;
+            },
+        )
+        .await;
         if cancel.is_cancelled() {
             return Ok(Outcome::Cancelled);
         }
-        let install = DbtInstall::locate().map_err(|e| e.to_string())?;
+        let dbt = self
+            .prepare_dbt(run, &job, &repository, worktree, run_dir)
+            .await?;
+        say(
+            log,
+            format!(
+                "building into schema {}{}",
+                dbt.target.schema,
+                if dbt.defers_to_production {
+                    ", deferring to production"
+                } else {
+                    ""
+                }
+            ),
+        )
+        .await;
+        // Held until the commands end (dropped with this function's frame).
+        let _warehouse = tokio::select! {
+            guard = rt.hold_warehouse(&dbt.target.warehouse) => guard,
+            () = cancel.cancelled() => return Ok(Outcome::Cancelled),
+        };
+        let dbt_started = self
+            .apply_run_event(
+                &run.id,
+                RunState::Starting,
+                Holder::Worker(&rt.worker_id),
+                &RunEvent::DbtStarted,
+            )
+            .await?;
+        if !dbt_started {
+            return Ok(Outcome::Cancelled);
+        }
+        *state = RunState::Running;
+        let outcome = self.run_commands(run, &job, &dbt, log, cancel).await?;
+        self.keep_artifacts(&run.id, &dbt.workspace).await;
+        Ok(outcome)
+    }
+
+    /// The run's dbt workspace (profile with the run's schema, the job's environment), and the
+    /// commands: `dbt deps` when the project has packages, then the job's, deferring to the
+    /// production manifest on merge requests when there is one.
+    async fn prepare_dbt(
+        &self,
+        run: &Run,
+        job: &CiJob,
+        repository: &CiRepository,
+        worktree: &Path,
+        run_dir: &Path,
+    ) -> Result<PreparedDbt, SetupError> {
+        let install = DbtInstall::locate()?;
         let target = DbtTarget {
             name: "default".into(),
-            schema: run_schema(&job, run.mr_iid),
+            schema: run_schema(job, run.mr_iid),
             threads: 4,
-            warehouse: warehouse_profile(&job).map_err(|e| e.to_string())?,
+            warehouse: warehouse_profile(job)?,
         };
         let env: Vec<_> = job
             .input
@@ -284,82 +382,57 @@ impl Services {
                 target: &target,
                 env: &env,
             },
-        )
-        .map_err(|e| e.to_string())?;
-        let state_dir = match run.mr_iid {
-            Some(_) => match self
-                .db
-                .production_manifest(&run.project_id)
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                Some(manifest) => Some(
-                    workspace
-                        .install_production_manifest(manifest.as_bytes())
-                        .map_err(|e| e.to_string())?,
-                ),
-                None => None,
-            },
+        )?;
+        let production = match run.mr_iid {
+            Some(_) => self.db.production_manifest(&run.project_id).await?,
             None => None,
         };
+        let state_dir = production
+            .map(|manifest| workspace.install_production_manifest(manifest.as_bytes()))
+            .transpose()?;
         let mut commands = Vec::new();
         if workspace.needs_deps() {
             commands.push(DbtCommand::deps());
         }
-        commands.extend(
-            DbtCommand::for_job(&job.input.commands, state_dir.as_deref())
-                .map_err(|e| e.to_string())?,
-        );
-        let _ = log
-            .send(say(format!(
-                "building into schema {}{}",
-                target.schema,
-                if state_dir.is_some() {
-                    ", deferring to production"
-                } else {
-                    ""
-                }
-            )))
-            .await;
+        commands.extend(DbtCommand::for_job(
+            &job.input.commands,
+            state_dir.as_deref(),
+        )?);
+        Ok(PreparedDbt {
+            workspace,
+            target,
+            commands,
+            defers_to_production: state_dir.is_some(),
+        })
+    }
 
-        // Held until the commands end (dropped with this function's frame).
-        let _warehouse = tokio::select! {
-            guard = rt.hold_warehouse(&target.warehouse) => guard,
-            () = cancel.cancelled() => return Ok(Outcome::Cancelled),
-        };
-        if !self
-            .apply_run_event(
-                &run.id,
-                RunState::Starting,
-                Holder::Worker(&rt.worker_id),
-                &RunEvent::DbtStarted,
-            )
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            return Ok(Outcome::Cancelled);
-        }
-        *state = RunState::Running;
-
+    /// Runs the commands in order within the job's timeout, each a step of the run, until one
+    /// does not succeed.
+    async fn run_commands(
+        &self,
+        run: &Run,
+        job: &CiJob,
+        dbt: &PreparedDbt,
+        log: &mpsc::Sender<LogLine>,
+        cancel: &CancellationToken,
+    ) -> Result<Outcome, SetupError> {
         let timeout_secs = u64::try_from(job.input.timeout_secs).unwrap_or(1);
         let deadline = Instant::now() + Duration::from_secs(timeout_secs);
-        let mut outcome = Outcome::Succeeded;
-        for (position, command) in commands.iter().enumerate() {
-            let position = position as i64;
+        for (position, command) in (0_i64..).zip(&dbt.commands) {
             let shown = command.to_string();
-            let _ = self.db.start_run_step(&run.id, position, &shown).await;
-            let _ = log.send(say(format!("$ {shown}"))).await;
+            self.db.start_run_step(&run.id, position, &shown).await?;
+            say(log, format!("$ {shown}")).await;
             let left = deadline.saturating_duration_since(Instant::now());
-            let termination = workspace
+            let termination = dbt
+                .workspace
                 .run(
                     command,
                     left.max(Duration::from_millis(1)),
                     log.clone(),
                     cancel,
                 )
-                .await
-                .map_err(|e| e.to_string())?;
-            let (step, next) = match termination {
+                .await?;
+            let (step, stop) = match termination {
                 t if t.success() => (StepOutcome::Success, None),
                 Termination::Cancelled => (StepOutcome::Cancelled, Some(Outcome::Cancelled)),
                 Termination::TimedOut => (
@@ -371,19 +444,17 @@ impl Services {
                 Termination::Exited(_) => (
                     StepOutcome::Error,
                     Some(Outcome::Failed(FailureReason::CommandFailed {
-                        command: shown.clone(),
+                        command: shown,
                         exit_code: termination.code(),
                     })),
                 ),
             };
-            let _ = self.db.finish_run_step(&run.id, position, step).await;
-            if let Some(next) = next {
-                outcome = next;
-                break;
+            self.db.finish_run_step(&run.id, position, step).await?;
+            if let Some(stop) = stop {
+                return Ok(stop);
             }
         }
-        self.keep_artifacts(&run.id, &workspace).await;
-        Ok(outcome)
+        Ok(Outcome::Succeeded)
     }
 
     async fn checkout(
@@ -391,22 +462,22 @@ impl Services {
         rt: &CiRuntime,
         repository: &CiRepository,
         sha: &str,
-        worktree: &std::path::Path,
+        worktree: &Path,
         cancel: &CancellationToken,
-    ) -> Result<WorktreeState, String> {
+    ) -> Result<WorktreeState, SetupError> {
         let (Some(username), Some(token)) = (
             repository.deploy_token_username.clone(),
             repository.deploy_token.clone(),
         ) else {
-            return Err("the repository has no deploy token; reconnect it".into());
+            return Err(SetupError::NoDeployToken);
         };
         let remote = Remote::new(
             &repository.http_url_to_repo,
             Some(GitCredential::new(username, token)),
-        )
-        .map_err(|e| e.to_string())?;
-        rt.checkout(&repository.id, &remote, sha, worktree, cancel)
-            .await
+        )?;
+        Ok(rt
+            .checkout(&repository.id, &remote, sha, worktree, cancel)
+            .await?)
     }
 
     async fn keep_artifacts(&self, run_id: &str, workspace: &DbtWorkspace) {

@@ -60,85 +60,64 @@ pub fn spawn_ci_workers(
         config.work_dir.clone(),
         config.worker_id.clone(),
     ));
-    let mut handles = Vec::new();
     let poll = config.poll;
     let wake = Arc::clone(&services.wake);
-    {
-        let (s, worker) = (services.clone(), config.worker_id.clone());
-        handles.push(spawn_loop(
+    let mut handles = vec![
+        spawn_loop(
             "webhook deliveries",
             poll,
             Some(Arc::clone(&wake.deliveries)),
             shutdown.clone(),
-            move || {
-                let (s, worker) = (s.clone(), worker.clone());
-                async move { s.process_next_deliveries(&worker).await }
-            },
-        ));
-    }
-    {
-        let (s, rt) = (services.clone(), Arc::clone(&rt));
-        handles.push(spawn_loop(
+            each_time(&services, &config.worker_id, |s, worker| async move {
+                s.process_next_deliveries(&worker).await
+            }),
+        ),
+        spawn_loop(
             "task queue",
             poll,
             None,
             shutdown.clone(),
-            move || {
-                let (s, rt) = (s.clone(), Arc::clone(&rt));
-                async move { s.run_next_queue_item(&rt).await }
-            },
-        ));
-    }
+            each_time(&services, &rt, |s, rt| async move {
+                s.run_next_queue_item(&rt).await
+            }),
+        ),
+        spawn_loop(
+            "commit statuses",
+            poll,
+            Some(Arc::clone(&wake.statuses)),
+            shutdown.clone(),
+            each_time(&services, &config.worker_id, |s, worker| async move {
+                s.deliver_next_status(&worker).await
+            }),
+        ),
+        spawn_loop(
+            "stale connects",
+            poll * 4,
+            None,
+            shutdown.clone(),
+            each_time(&services, &(), |s, ()| async move {
+                let recovered = s
+                    .recover_stale_connections(crate::repositories::STALE_CONNECT_AFTER)
+                    .await?;
+                Ok(recovered > 0)
+            }),
+        ),
+    ];
     for _ in 0..config.run_slots.max(1) {
-        let (s, rt) = (services.clone(), Arc::clone(&rt));
         handles.push(spawn_loop(
             "ci runs",
             poll * 4,
             Some(Arc::clone(&wake.runs)),
             shutdown.clone(),
-            move || {
-                let (s, rt) = (s.clone(), Arc::clone(&rt));
-                async move {
-                    s.reap_expired_runs().await?;
-                    let ran = s.execute_next_run(&rt).await?;
-                    if ran {
-                        // The run's final status is queued: post it now.
-                        s.wake.statuses.notify_one();
-                    }
-                    Ok(ran)
+            each_time(&services, &rt, |s, rt| async move {
+                s.reap_expired_runs().await?;
+                let ran = s.execute_next_run(&rt).await?;
+                if ran {
+                    // The run's final status is queued: post it now.
+                    s.wake.statuses.notify_one();
                 }
-            },
-        ));
-    }
-    {
-        let (s, worker) = (services.clone(), config.worker_id.clone());
-        handles.push(spawn_loop(
-            "commit statuses",
-            poll,
-            Some(Arc::clone(&wake.statuses)),
-            shutdown.clone(),
-            move || {
-                let (s, worker) = (s.clone(), worker.clone());
-                async move { s.deliver_next_status(&worker).await }
-            },
-        ));
-    }
-    {
-        let s = services.clone();
-        handles.push(spawn_loop(
-            "stale connects",
-            poll * 4,
-            None,
-            shutdown.clone(),
-            move || {
-                let s = s.clone();
-                async move {
-                    let recovered = s
-                        .recover_stale_connections(crate::repositories::STALE_CONNECT_AFTER)
-                        .await?;
-                    Ok(recovered > 0)
-                }
-            },
+                Ok(ran)
+            }),
         ));
     }
     handles.push(tokio::spawn(reconcile_loop(
@@ -148,6 +127,16 @@ pub fn spawn_ci_workers(
         shutdown,
     )));
     handles
+}
+
+/// A loop's step: `step` called with its own clones of the services and of `with`.
+fn each_time<W, F, Fut>(services: &Services, with: &W, step: F) -> impl Fn() -> Fut + Send + 'static
+where
+    W: Clone + Send + 'static,
+    F: Fn(Services, W) -> Fut + Send + 'static,
+{
+    let (services, with) = (services.clone(), with.clone());
+    move || step(services.clone(), with.clone())
 }
 
 /// Calls `step` until it reports no work, then waits `idle` or until `wake` is notified; errors

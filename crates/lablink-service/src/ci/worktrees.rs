@@ -19,6 +19,15 @@ use tokio_util::sync::CancellationToken;
 use super::executor::CiRuntime;
 
 const JOB_PREFIX: &str = "job-";
+
+/// Why a run's commit could not be checked out.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckoutError {
+    #[error("fetching {sha}: {source}")]
+    Fetch { sha: String, source: ExecError },
+    #[error("checking out {sha}: {source}")]
+    Checkout { sha: String, source: ExecError },
+}
 const SPARE_PREFIX: &str = "spare-";
 
 impl CiRuntime {
@@ -51,7 +60,7 @@ impl CiRuntime {
         sha: &str,
         worktree: &Path,
         cancel: &CancellationToken,
-    ) -> Result<WorktreeState, String> {
+    ) -> Result<WorktreeState, CheckoutError> {
         let git = self.git.with_cancellation(cancel.clone());
         let cache = self.cache_dir(repository_id);
         let took_spare = !worktree.exists() && self.take_spare(repository_id, worktree).await;
@@ -60,17 +69,24 @@ impl CiRuntime {
             let _guard = lock.lock().await;
             git.fetch_commit(&cache, remote, sha)
                 .await
-                .map_err(|e| format!("fetching {sha}: {e}"))
+                .map_err(|source| CheckoutError::Fetch {
+                    sha: sha.to_owned(),
+                    source,
+                })
         };
         // The worktree is this run's alone and git copes with readers of a cache being fetched
         // into, so clearing needs no lock.
         let (fetched, cleared) = tokio::join!(fetch, git.clear_worktree(&cache, worktree, &[]));
         fetched?;
-        let cleared = cleared.map_err(|e| format!("checking out {sha}: {e}"))?;
+        let checkout_failed = |source| CheckoutError::Checkout {
+            sha: sha.to_owned(),
+            source,
+        };
+        let cleared = cleared.map_err(checkout_failed)?;
         let state = git
             .checkout_worktree(&cache, worktree, sha, cleared)
             .await
-            .map_err(|e| format!("checking out {sha}: {e}"))?;
+            .map_err(checkout_failed)?;
         let state = match state {
             WorktreeState::Reused if took_spare => WorktreeState::Spare,
             other => other,

@@ -51,9 +51,10 @@ impl Services {
             Code::DeployKeyMissing | Code::DeployKeyMismatch => {
                 self.recreate_deploy_key(repo, api).await
             }
-            Code::GitignoreIncomplete | Code::BuildFoldersTracked => {
-                self.fix_gitignore(repo, api, subdirectory).await.map(Ok)
-            }
+            Code::GitignoreIncomplete | Code::BuildFoldersTracked => self
+                .fix_gitignore(repo, api, subdirectory)
+                .await
+                .map(Fix::Done),
             Code::UserLinkBroken
             | Code::RepositoryGone
             | Code::RepositoryNotInGroup
@@ -66,12 +67,12 @@ impl Services {
             }
         };
         match result {
-            Ok(Ok(message)) => Repair {
+            Ok(Fix::Done(message)) => Repair {
                 code,
                 outcome: Outcome::Repaired,
                 message,
             },
-            Ok(Err(manual)) => Repair {
+            Ok(Fix::NeedsPerson(manual)) => Repair {
                 code,
                 outcome: Outcome::Manual,
                 message: manual,
@@ -110,7 +111,10 @@ impl Services {
         self.db
             .replace_hook(&self.keys, &repo.id, hook.id, &secret, signing.as_ref())
             .await?;
-        Ok(Ok(format!("created webhook {} with a new secret", hook.id)))
+        Ok(Fix::Done(format!(
+            "created webhook {} with a new secret",
+            hook.id
+        )))
     }
 
     /// Puts lablink's settings back and resets the secret and the signing token together:
@@ -135,7 +139,7 @@ impl Services {
             // GitLab before 19.0 signs nothing: the secret token alone proves deliveries.
             self.db.forget_signing_token(&repo.id).await?;
         }
-        Ok(Ok(
+        Ok(Fix::Done(
             "reset the webhook's URL, events, SSL verification, secret and signing token (the \
              previous secret stays valid for 24 hours)"
                 .into(),
@@ -151,7 +155,7 @@ impl Services {
             .await
         {
             Err(e) if delivery_failed(&e) => {
-                return Ok(Err(format!(
+                return Ok(Fix::NeedsPerson(format!(
                     "GitLab's test delivery failed ({e}): lablink's public URL {} is probably not \
                      reachable from GitLab (check firewalls, DNS and TLS)",
                     self.webhook_url(&repo.id)
@@ -161,11 +165,11 @@ impl Services {
         }
         let hook = api.hook(repo.gitlab_project_id, hook_id).await?;
         if hook.alert_status.as_deref() == Some("executable") {
-            Ok(Ok(
-                "sent a test delivery; GitLab enabled the webhook again".into()
+            Ok(Fix::Done(
+                "sent a test delivery; GitLab enabled the webhook again".into(),
             ))
         } else {
-            Ok(Err(format!(
+            Ok(Fix::NeedsPerson(format!(
                 "sent a test delivery but GitLab still reports the webhook {}: lablink's public URL {} \
                  is probably not reachable from GitLab (check firewalls, DNS and TLS)",
                 hook.alert_status.as_deref().unwrap_or("disabled"),
@@ -187,11 +191,16 @@ impl Services {
                 &issued.token,
             )
             .await?;
-        if let Some(old) = repo.deploy_token_id {
+        if let Some(old) = repo.deploy_token_id
+            && let Err(e) = api.delete_deploy_token(repo.gitlab_project_id, old).await
+        {
             // Best effort: a revoked or missing old token is already harmless.
-            let _ = api.delete_deploy_token(repo.gitlab_project_id, old).await;
+            tracing::debug!(token = old, error = %e, "the old deploy token was not deleted");
         }
-        Ok(Ok(format!("created deploy token {}", issued.info.id)))
+        Ok(Fix::Done(format!(
+            "created deploy token {}",
+            issued.info.id
+        )))
     }
 
     async fn recreate_deploy_key(&self, repo: &Repository, api: &Api) -> Fixed {
@@ -211,11 +220,16 @@ impl Services {
                 },
             )
             .await?;
-        if let Some(old) = repo.deploy_key_id.filter(|old| *old != added.id) {
-            // The old key is not ours any more (or is gone): remove it so it cannot push.
-            let _ = api.delete_deploy_key(repo.gitlab_project_id, old).await;
+        if let Some(old) = repo.deploy_key_id.filter(|old| *old != added.id)
+            && let Err(e) = api.delete_deploy_key(repo.gitlab_project_id, old).await
+        {
+            // The old key is not ours any more (or is gone); removing it keeps it from pushing.
+            tracing::warn!(key = old, error = %e, "the old deploy key could not be removed");
         }
-        Ok(Ok(format!("added a new SSH deploy key ({})", added.id)))
+        Ok(Fix::Done(format!(
+            "added a new SSH deploy key ({})",
+            added.id
+        )))
     }
 }
 
@@ -252,24 +266,31 @@ pub(crate) fn delivery_failed(e: &lablink_gitlab::GitLabError) -> bool {
 /// The trigger of test deliveries: a push event, which never starts a CI run.
 pub(crate) const TEST_TRIGGER: &str = "push_events";
 
-/// `Ok(Ok(done))`, `Ok(Err(what a person must do))`, or `Err(failure)`.
-type Fixed = Result<Result<String, String>, ServiceError>;
+/// What a repair that did not fail came to.
+enum Fix {
+    /// Repaired: what was done.
+    Done(String),
+    /// lablink could not finish it: what a person must do.
+    NeedsPerson(String),
+}
 
-fn describe(rotation: Rotation) -> Result<String, String> {
+type Fixed = Result<Fix, ServiceError>;
+
+fn describe(rotation: Rotation) -> Fix {
     match rotation {
         Rotation::Rotated {
             token_id,
             expires_on,
-        } => Ok(format!(
+        } => Fix::Done(format!(
             "rotated the project access token (now {token_id}, expires {expires_on})"
         )),
         Rotation::Recreated {
             token_id,
             expires_on,
-        } => Ok(format!(
+        } => Fix::Done(format!(
             "created a new project access token ({token_id}, expires {expires_on})"
         )),
-        Rotation::Skipped(why) => Ok(format!("nothing to do: {why}")),
-        Rotation::NeedsAction(what) => Err(what),
+        Rotation::Skipped(why) => Fix::Done(format!("nothing to do: {why}")),
+        Rotation::NeedsAction(what) => Fix::NeedsPerson(what),
     }
 }

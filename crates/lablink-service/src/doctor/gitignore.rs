@@ -142,7 +142,7 @@ impl Services {
             .clone(&remote, &checkout.path())
             .await
             .map_err(|e| {
-                ServiceError::GitLab(format!("cloning {} failed: {e}", repo.path_with_namespace))
+                ServiceError::Remote(format!("cloning {} failed: {e}", repo.path_with_namespace))
             })?;
         Ok(checkout)
     }
@@ -207,7 +207,7 @@ impl Services {
             std::fs::remove_dir_all(dir.join(name)).map_err(io)?;
         }
         let git = self.git()?;
-        let exec = |e: lablink_exec::ExecError| ServiceError::GitLab(e.to_string());
+        let exec = |e: lablink_exec::ExecError| ServiceError::Remote(e.to_string());
         git.switch_branch(&root, FIX_BRANCH, Some("HEAD"))
             .await
             .map_err(exec)?;

@@ -64,7 +64,7 @@ impl Services {
         let lock = cache_lock(&repo.id);
         let _guard = lock.lock().await;
         git.ensure_bare_cache(&path, &remote).await.map_err(|e| {
-            ServiceError::GitLab(format!(
+            ServiceError::Remote(format!(
                 "fetching {} from GitLab failed: {e}",
                 repo.path_with_namespace
             ))

@@ -2,15 +2,9 @@
 //! GitLab), the private key in OpenSSH's own file format (for `ssh -i`), and the SHA256
 //! fingerprint GitLab shows. The private key exists only in memory until it is sealed.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
-use ed25519_dalek::SigningKey;
-use rand::RngCore;
 use secrecy::SecretString;
-use sha2::{Digest, Sha256};
-use zeroize::Zeroizing;
+use ssh_key::{Algorithm, HashAlg, LineEnding, PrivateKey};
 
-const KEY_TYPE: &str = "ssh-ed25519";
 const COMMENT: &str = "lablink";
 
 pub struct GeneratedKey {
@@ -22,63 +16,19 @@ pub struct GeneratedKey {
     pub private: SecretString,
 }
 
-/// An SSH wire-format string: a u32 length, then the bytes.
-fn put_string(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-    out.extend_from_slice(bytes);
-}
-
-fn public_blob(public: &[u8; 32]) -> Vec<u8> {
-    let mut blob = Vec::with_capacity(51);
-    put_string(&mut blob, KEY_TYPE.as_bytes());
-    put_string(&mut blob, public);
-    blob
-}
-
-/// The unencrypted `openssh-key-v1` container (PROTOCOL.key in OpenSSH's sources).
-fn private_file(key: &SigningKey, public: &[u8; 32]) -> Zeroizing<String> {
-    let mut section = Zeroizing::new(Vec::with_capacity(160));
-    let check = rand::rngs::OsRng.next_u32().to_be_bytes();
-    section.extend_from_slice(&check);
-    section.extend_from_slice(&check);
-    put_string(&mut section, KEY_TYPE.as_bytes());
-    put_string(&mut section, public);
-    let mut secret = Zeroizing::new([0u8; 64]);
-    secret[..32].copy_from_slice(key.as_bytes());
-    secret[32..].copy_from_slice(public);
-    put_string(&mut section, secret.as_ref());
-    put_string(&mut section, COMMENT.as_bytes());
-    let mut pad = 1u8;
-    while section.len() % 8 != 0 {
-        section.push(pad);
-        pad += 1;
-    }
-    let mut file = Zeroizing::new(Vec::with_capacity(256));
-    file.extend_from_slice(b"openssh-key-v1\0");
-    put_string(&mut file, b"none");
-    put_string(&mut file, b"none");
-    put_string(&mut file, b"");
-    file.extend_from_slice(&1u32.to_be_bytes());
-    put_string(&mut file, &public_blob(public));
-    put_string(&mut file, &section);
-    let encoded = Zeroizing::new(STANDARD.encode(file.as_slice()));
-    let mut pem = Zeroizing::new(String::from("-----BEGIN OPENSSH PRIVATE KEY-----\n"));
-    for line in encoded.as_bytes().chunks(70) {
-        pem.push_str(std::str::from_utf8(line).unwrap_or_default());
-        pem.push('\n');
-    }
-    pem.push_str("-----END OPENSSH PRIVATE KEY-----\n");
-    pem
-}
-
 pub fn generate() -> GeneratedKey {
-    let key = SigningKey::generate(&mut rand::rngs::OsRng);
-    let public = key.verifying_key().to_bytes();
-    let blob = public_blob(&public);
+    let mut key = PrivateKey::random(&mut rand::rngs::OsRng, Algorithm::Ed25519)
+        .expect("the system's random source works");
+    key.set_comment(COMMENT);
+    let public = key.public_key();
     GeneratedKey {
-        public: format!("{KEY_TYPE} {} {COMMENT}", STANDARD.encode(&blob)),
-        fingerprint: format!("SHA256:{}", STANDARD_NO_PAD.encode(Sha256::digest(&blob))),
-        private: SecretString::from(private_file(&key, &public).to_string()),
+        public: public.to_openssh().expect("an ed25519 public key encodes"),
+        fingerprint: public.fingerprint(HashAlg::Sha256).to_string(),
+        private: SecretString::from(
+            key.to_openssh(LineEnding::LF)
+                .expect("an ed25519 private key encodes")
+                .to_string(),
+        ),
     }
 }
 

@@ -10,6 +10,7 @@ use lablink_service::ci::runs::{LogLineView, RunDetail, RunSummary};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use crate::ApiJson;
 use crate::error::ErrorBody;
 use crate::{ApiError, ApiUser, AppState};
 
@@ -39,7 +40,7 @@ pub async fn create_job(
     State(state): State<AppState>,
     user: ApiUser,
     Path(project_id): Path<String>,
-    Json(form): Json<CiJobForm>,
+    ApiJson(form): ApiJson<CiJobForm>,
 ) -> Result<(StatusCode, Json<CiJobView>), ApiError> {
     let job = state
         .services
@@ -68,7 +69,7 @@ pub async fn update_job(
     State(state): State<AppState>,
     user: ApiUser,
     Path(id): Path<i64>,
-    Json(form): Json<CiJobForm>,
+    ApiJson(form): ApiJson<CiJobForm>,
 ) -> Result<Json<CiJobView>, ApiError> {
     Ok(Json(
         state

@@ -10,6 +10,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::ApiJson;
 use crate::error::ErrorBody;
 use crate::{ApiError, ApiUser, AppState};
 
@@ -93,7 +94,7 @@ pub struct SavedJson {
 pub async fn save_integration(
     State(state): State<AppState>,
     user: ApiUser,
-    Json(body): Json<IntegrationBody>,
+    ApiJson(body): ApiJson<IntegrationBody>,
 ) -> Result<Json<SavedJson>, ApiError> {
     let form = IntegrationForm {
         instance_url: body.instance_url,

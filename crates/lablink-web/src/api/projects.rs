@@ -8,6 +8,7 @@ use lablink_service::projects::ProjectInput;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::ApiJson;
 use crate::error::ErrorBody;
 use crate::{ApiError, ApiUser, AppState};
 
@@ -78,7 +79,7 @@ pub async fn list_projects(
 pub async fn create_project(
     State(state): State<AppState>,
     user: ApiUser,
-    Json(body): Json<ProjectInputJson>,
+    ApiJson(body): ApiJson<ProjectInputJson>,
 ) -> Result<(StatusCode, Json<ProjectJson>), ApiError> {
     let project = state
         .services
@@ -110,7 +111,7 @@ pub async fn update_project(
     State(state): State<AppState>,
     user: ApiUser,
     Path(id): Path<String>,
-    Json(body): Json<ProjectInputJson>,
+    ApiJson(body): ApiJson<ProjectInputJson>,
 ) -> Result<Json<ProjectJson>, ApiError> {
     let project = state
         .services

@@ -8,6 +8,7 @@ use lablink_service::repositories::{Repository, RepositoryStatus};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::ApiJson;
 use crate::error::ErrorBody;
 use crate::{ApiError, ApiUser, AppState, ClientIp};
 
@@ -115,7 +116,7 @@ pub async fn connect_repository(
     user: ApiUser,
     ClientIp(ip): ClientIp,
     Path(id): Path<String>,
-    Json(body): Json<ConnectJson>,
+    ApiJson(body): ApiJson<ConnectJson>,
 ) -> Result<Json<RepositoryJson>, ApiError> {
     let repo = state
         .services

@@ -567,13 +567,7 @@ async fn statuses_survive_an_unreliable_status_api(backend: Backend) {
     let w = World::start(backend).await;
     let path = format!("/api/v4/projects/{}/statuses/*", w.gitlab_project);
     for status in [429, 502] {
-        w.gitlab
-            .control(
-                Method::POST,
-                "/faults",
-                json!({"method": "POST", "path": path, "error_rate": 0.2, "error_status": status}),
-            )
-            .await;
+        w.gitlab.fail(Some("POST"), &path, status, 0.2).await;
     }
     let good = w.commit("good", &[(MODEL_PATH, GOOD_MODEL)]).await;
     let bad = w.commit("bad", &[(MODEL_PATH, BAD_MODEL)]).await;
@@ -884,16 +878,7 @@ async fn the_mr_note_survives_an_unreliable_notes_api(backend: Backend) {
         "/api/v4/projects/{}/merge_requests/*/notes",
         w.gitlab_project
     );
-    let fault = w
-        .gitlab
-        .control(
-            Method::POST,
-            "/faults",
-            json!({"method": "POST", "path": notes_path, "error_rate": 1.0, "error_status": 500}),
-        )
-        .await["id"]
-        .as_u64()
-        .unwrap();
+    let fault = w.gitlab.fail(Some("POST"), &notes_path, 500, 1.0).await;
 
     // The run finishes and GitLab shows its status, but every note post fails meanwhile.
     let sha = w.commit("feature", &[(MODEL_PATH, GOOD_MODEL)]).await;
@@ -908,9 +893,7 @@ async fn the_mr_note_survives_an_unreliable_notes_api(backend: Backend) {
     .await;
     assert!(refused.is_ok(), "the note was not tried three times");
     assert!(w.notes(iid).await.is_empty());
-    w.gitlab
-        .control(Method::DELETE, &format!("/faults/{fault}"), json!({}))
-        .await;
+    w.gitlab.remove_fault(fault).await;
 
     let (noted, _) = w.both_runs_delivered(&sha, "success").await;
     let notes = w.notes(iid).await;

@@ -87,13 +87,7 @@ async fn link_show_check_and_unlink(backend: Backend) {
 
     // GitLab failing to revoke does not keep the link: it is deleted here, and the page says so.
     link(&browser, &gitlab, &alice).await;
-    gitlab
-        .control(
-            Method::POST,
-            "/faults",
-            serde_json::json!({"path": "/oauth/revoke", "error_rate": 1.0, "error_status": 500}),
-        )
-        .await;
+    gitlab.fail(None, "/oauth/revoke", 500, 1.0).await;
     let csrf = browser.get("/profile/linked-accounts").await.csrf();
     let res = browser
         .post_form(
@@ -220,22 +214,14 @@ async fn callback_problems_each_say_what_to_do_and_link_nothing(backend: Backend
     // GitLab unreachable at the token endpoint.
     let authorize = start_link(&browser).await;
     let back = gitlab.consent(&bob, &authorize, "Authorize").await;
-    gitlab
-        .control(
-            Method::POST,
-            "/faults",
-            serde_json::json!({"path": "/oauth/token", "drop_connection": true}),
-        )
-        .await;
+    gitlab.drop_connections("/oauth/token").await;
     refused(
         &browser,
         callback(&browser, &back).await,
         "could not reach GitLab",
     )
     .await;
-    gitlab
-        .control(Method::DELETE, "/faults", serde_json::json!({}))
-        .await;
+    gitlab.clear_faults().await;
 
     // State expired (the authorization took longer than 10 minutes on lablink's side).
     let authorize = start_link(&browser).await;

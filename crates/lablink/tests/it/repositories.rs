@@ -85,13 +85,7 @@ impl World {
     }
 
     async fn fault(&self, method: &str, path: &str, status: u16) {
-        self.gitlab
-            .control(
-                Method::POST,
-                "/faults",
-                json!({"method": method, "path": path, "error_rate": 1.0, "error_status": status}),
-            )
-            .await;
+        self.gitlab.fail(Some(method), path, status, 1.0).await;
     }
 }
 
@@ -499,7 +493,7 @@ async fn a_failure_at_each_step_leaves_nothing_behind(backend: Backend) {
             )
             .await;
         assert_eq!(res.status, 404, "{route}: nothing half-made is connected");
-        w.gitlab.control(Method::DELETE, "/faults", json!({})).await;
+        w.gitlab.clear_faults().await;
     }
     let history = w.app.db.repositories_of_project(&project).await.unwrap();
     assert_eq!(history.len(), 4);
@@ -692,7 +686,7 @@ async fn pages_list_connect_and_disconnect_through_forms(backend: Backend) {
         "{}",
         failed.body
     );
-    w.gitlab.control(Method::DELETE, "/faults", json!({})).await;
+    w.gitlab.clear_faults().await;
 
     let done = browser
         .post_form(&format!("{repo_url}/connect"), &connect_form)
@@ -819,11 +813,10 @@ async fn crash_mid_connect(w: &World) -> Crashed {
     let project = create_project(&browser, &csrf, "Analytics", "transform").await;
     // Adding the deploy key hangs: the process is "killed" while it waits.
     w.gitlab
-        .control(
-            Method::POST,
-            "/faults",
-            json!({"method": "POST", "path": format!("/api/v4/projects/{warehouse}/deploy_keys"),
-                   "latency_ms": 600_000}),
+        .delay(
+            Some("POST"),
+            &format!("/api/v4/projects/{warehouse}/deploy_keys"),
+            600_000,
         )
         .await;
     let caller = Principal {
@@ -852,7 +845,7 @@ async fn crash_mid_connect(w: &World) -> Crashed {
     };
     connecting.abort();
     assert!(connecting.await.unwrap_err().is_cancelled());
-    w.gitlab.control(Method::DELETE, "/faults", json!({})).await;
+    w.gitlab.clear_faults().await;
 
     // What the dead process left: a `connecting` row with every id GitLab had returned.
     assert_eq!(row.status, RepositoryStatus::Connecting);
@@ -992,13 +985,7 @@ async fn a_fill_cut_short_by_a_dead_replica_completes(backend: Backend) {
     let (browser, _) = w.linked("dev@acme.test", Role::Developer, &alice).await;
     // GitLab answers project lists slowly, so the replica's fill job is still waiting for the
     // second page when that replica "dies" (its lease is made to run out, as a crash leaves it).
-    w.gitlab
-        .control(
-            Method::POST,
-            "/faults",
-            json!({"method": "GET", "path": "/api/v4/projects", "latency_ms": 5000}),
-        )
-        .await;
+    w.gitlab.delay(Some("GET"), "/api/v4/projects", 5000).await;
     let first = import_rows(&browser, "?refresh=true").await;
     assert_eq!(first["loading"], true, "{first:#}");
     assert_eq!(first["loaded"], 100);

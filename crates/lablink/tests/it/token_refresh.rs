@@ -174,13 +174,7 @@ async fn refreshes_ahead_of_expiry(backend: Backend) {
     assert_eq!(stored_version(&app, &user).await, 1);
     let token = api_token(&browser).await;
     // GitLab unreachable while a refresh is due: an error that says so, and no lockout.
-    gitlab
-        .control(
-            Method::POST,
-            "/faults",
-            serde_json::json!({"path": "/oauth/token", "drop_connection": true}),
-        )
-        .await;
+    gitlab.drop_connections("/oauth/token").await;
     let res = check(&app.base, &token).await;
     assert_eq!(res.status, 502, "{}", res.body);
     assert!(
@@ -192,9 +186,7 @@ async fn refreshes_ahead_of_expiry(backend: Backend) {
         res.body
     );
     assert_eq!(stored_version(&app, &user).await, 1);
-    gitlab
-        .control(Method::DELETE, "/faults", serde_json::json!({}))
-        .await;
+    gitlab.clear_faults().await;
 
     let res = check(&app.base, &token).await;
     assert_eq!(res.status, 200, "{}", res.body);

@@ -80,6 +80,55 @@ impl GitLab {
         serde_json::from_str(&text).unwrap_or(Value::Null)
     }
 
+    /// Injects a fault into the simulator's handling of `path` (`*` globs; `method` narrows it),
+    /// with the fault's other fields from `effect`; returns the fault's id.
+    async fn add_fault(&self, method: Option<&str>, path: &str, effect: Value) -> u64 {
+        let mut fault = effect;
+        fault["path"] = path.into();
+        if let Some(method) = method {
+            fault["method"] = method.into();
+        }
+        self.control(reqwest::Method::POST, "/faults", fault).await["id"]
+            .as_u64()
+            .expect("the fault's id")
+    }
+
+    /// Matching requests fail with `status`, at `rate` (0 to 1).
+    pub async fn fail(&self, method: Option<&str>, path: &str, status: u16, rate: f64) -> u64 {
+        self.add_fault(
+            method,
+            path,
+            serde_json::json!({"error_rate": rate, "error_status": status}),
+        )
+        .await
+    }
+
+    /// Matching requests are answered after `latency_ms`.
+    pub async fn delay(&self, method: Option<&str>, path: &str, latency_ms: u64) -> u64 {
+        self.add_fault(method, path, serde_json::json!({"latency_ms": latency_ms}))
+            .await
+    }
+
+    /// Matching requests get their connection closed without an answer.
+    pub async fn drop_connections(&self, path: &str) -> u64 {
+        self.add_fault(None, path, serde_json::json!({"drop_connection": true}))
+            .await
+    }
+
+    pub async fn remove_fault(&self, id: u64) {
+        self.control(
+            reqwest::Method::DELETE,
+            &format!("/faults/{id}"),
+            serde_json::json!({}),
+        )
+        .await;
+    }
+
+    pub async fn clear_faults(&self) {
+        self.control(reqwest::Method::DELETE, "/faults", serde_json::json!({}))
+            .await;
+    }
+
     pub async fn user(&self, username: &str) -> SimUser {
         let password = format!("{username}-gitlab-password");
         let created = self
@@ -238,7 +287,7 @@ impl GitLab {
                 let attr = |name: &str| {
                     let start = input.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
                     let end = input[start..].find('"').unwrap() + start;
-                    unescape(&input[start..end])
+                    text(&input[start..end])
                 };
                 (attr("name"), attr("value"))
             })
@@ -263,14 +312,6 @@ fn location(res: &reqwest::Response) -> String {
         .to_str()
         .unwrap()
         .to_owned()
-}
-
-fn unescape(text: &str) -> String {
-    text.replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
 }
 
 /// A lablink server that may talk to the simulator over http on loopback, with the operator's
