@@ -18,7 +18,8 @@
 //! 4. Return `Result<impl IntoResponse, HtmlError>`; a `ServiceError` converts with `?` into the
 //!    error page with the right status. JSON handlers return `Result<_, ApiError>`, take
 //!    [`ApiUser`] (a personal API token or the session), read bodies with [`ApiJson`], and get a
-//!    `#[utoipa::path]` plus an entry in [`api::ApiDoc`].
+//!    `#[utoipa::path]` and one `.routes(routes!(...))` line in `api::api`, which registers the
+//!    route and its OpenAPI entry together.
 //!
 //! Navigation targets reserved for the GitLab integration pages: `/settings/integrations/gitlab`
 //! (admins) and `/profile/linked-accounts` (everyone).
@@ -53,7 +54,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(pages::health::readyz))
         .merge(pages::routes())
         .merge(hooks_intake::routes())
-        .nest("/api/v1", api::routes())
+        .merge(api::routes())
         .fallback(pages::not_found);
     middleware::apply(routes).with_state(state)
 }

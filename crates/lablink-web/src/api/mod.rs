@@ -12,49 +12,22 @@ mod repositories;
 mod tokens;
 mod users;
 
-use axum::routing::{delete, get, patch, post};
+use std::sync::Arc;
+
+use axum::routing::get;
 use axum::{Json, Router};
 use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::AppState;
 use crate::error::ErrorBody;
 
+/// What the document says beyond the routes, which [`routes`] adds as it registers them.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "lablink API", version = "1"),
-    paths(
-        me::me,
-        users::list_users,
-        users::create_user,
-        users::change_role,
-        tokens::list_tokens,
-        tokens::create_token,
-        tokens::revoke_token,
-        integration::get_integration,
-        integration::save_integration,
-        integration::remove_integration,
-        linked_accounts::get_link,
-        linked_accounts::check_link,
-        linked_accounts::unlink,
-        projects::list_projects,
-        projects::create_project,
-        projects::get_project,
-        projects::update_project,
-        repositories::get_repository,
-        repositories::connect_repository,
-        repositories::disconnect_repository,
-        repositories::import_list,
-        ci::list_jobs,
-        ci::create_job,
-        ci::get_job,
-        ci::update_job,
-        ci::delete_job,
-        ci::list_runs,
-        ci::get_run,
-        ci::run_log,
-        ci::run_artifact,
-    ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -73,58 +46,47 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// Every route of the API with its OpenAPI entry, registered together (the path is the one in
+/// each handler's `#[utoipa::path]`), and the document they make.
+fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(me::me))
+        .routes(routes!(users::list_users, users::create_user))
+        .routes(routes!(users::change_role))
+        .routes(routes!(tokens::list_tokens, tokens::create_token))
+        .routes(routes!(tokens::revoke_token))
+        .routes(routes!(
+            integration::get_integration,
+            integration::save_integration,
+            integration::remove_integration
+        ))
+        .routes(routes!(linked_accounts::get_link, linked_accounts::unlink))
+        .routes(routes!(linked_accounts::check_link))
+        .routes(routes!(ci::list_jobs, ci::create_job))
+        .routes(routes!(ci::get_job, ci::update_job, ci::delete_job))
+        .routes(routes!(ci::list_runs))
+        .routes(routes!(ci::get_run))
+        .routes(routes!(ci::run_log))
+        .routes(routes!(ci::run_artifact))
+        .routes(routes!(projects::list_projects, projects::create_project))
+        .routes(routes!(projects::get_project, projects::update_project))
+        .routes(routes!(
+            repositories::get_repository,
+            repositories::connect_repository,
+            repositories::disconnect_repository
+        ))
+        .routes(routes!(repositories::import_list))
+        .split_for_parts()
+}
+
+/// The API's routes under `/api/v1`, and its document at `/api/v1/openapi.json`.
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
-        .route("/me", get(me::me))
-        .route("/users", get(users::list_users).post(users::create_user))
-        .route("/users/{id}", patch(users::change_role))
-        .route(
-            "/tokens",
-            get(tokens::list_tokens).post(tokens::create_token),
-        )
-        .route("/tokens/{id}", delete(tokens::revoke_token))
-        .route(
-            "/integrations/gitlab",
-            get(integration::get_integration)
-                .put(integration::save_integration)
-                .delete(integration::remove_integration),
-        )
-        .route(
-            "/linked-accounts/gitlab",
-            get(linked_accounts::get_link).delete(linked_accounts::unlink),
-        )
-        .route(
-            "/linked-accounts/gitlab/check",
-            post(linked_accounts::check_link),
-        )
-        .route(
-            "/projects/{id}/ci-jobs",
-            get(ci::list_jobs).post(ci::create_job),
-        )
-        .route(
-            "/ci-jobs/{id}",
-            get(ci::get_job).put(ci::update_job).delete(ci::delete_job),
-        )
-        .route("/projects/{id}/runs", get(ci::list_runs))
-        .route("/runs/{id}", get(ci::get_run))
-        .route("/runs/{id}/log", get(ci::run_log))
-        .route("/runs/{id}/artifacts/{name}", get(ci::run_artifact))
-        .route(
-            "/projects",
-            get(projects::list_projects).post(projects::create_project),
-        )
-        .route(
-            "/projects/{id}",
-            get(projects::get_project).put(projects::update_project),
-        )
-        .route(
-            "/projects/{id}/repository",
-            get(repositories::get_repository)
-                .put(repositories::connect_repository)
-                .delete(repositories::disconnect_repository),
-        )
-        .route("/gitlab/projects", get(repositories::import_list))
+    let (router, document) = api();
+    let document = Arc::new(document);
+    router.route(
+        "/api/v1/openapi.json",
+        get(move || async move { Json(document.as_ref().clone()) }),
+    )
 }
 
 #[cfg(test)]
@@ -133,7 +95,7 @@ mod tests {
 
     #[test]
     fn the_document_lists_every_route() {
-        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let doc = serde_json::to_value(api().1).unwrap();
         let mut listed: Vec<String> = doc["paths"]
             .as_object()
             .unwrap()
