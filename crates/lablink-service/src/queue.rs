@@ -73,6 +73,13 @@ impl Services {
             Task::DropCiSchema { ci_job_id, mr_iid } => {
                 self.drop_ci_schema(rt, *ci_job_id, *mr_iid).await
             }
+            Task::RepackDeliveryBodies {} => {
+                let mut after = String::new();
+                while let Some(last) = self.db.repack_legacy_delivery_bodies(&after, 200).await? {
+                    after = last;
+                }
+                Ok(())
+            }
         }
     }
 }

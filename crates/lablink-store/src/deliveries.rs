@@ -386,6 +386,52 @@ impl Db {
         row.map(DeliveryRow::open).transpose()
     }
 
+    /// Repacks up to `batch` bodies stored with zstd or deflate by earlier versions as LZ4,
+    /// the rows after id `after` in id order; the last id looked at, `None` when none were left.
+    /// A body that cannot be unpacked is left as it is (processing it fails with its own error).
+    pub async fn repack_legacy_delivery_bodies(
+        &self,
+        after: &str,
+        batch: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let rows: Vec<(String, Vec<u8>, String)> = crate::on_db!(self, |pool| {
+            sqlx::query_as(
+                "SELECT id, body, body_encoding FROM webhook_deliveries \
+                 WHERE body_encoding IN ($1, $2) AND id > $3 ORDER BY id LIMIT $4",
+            )
+            .bind(packed::ZSTD)
+            .bind(packed::DEFLATE)
+            .bind(after)
+            .bind(batch)
+            .fetch_all(pool)
+            .await
+        })?;
+        let last = rows.last().map(|(id, ..)| id.clone());
+        for (id, body, encoding) in rows {
+            let raw = match packed::unpack(&encoding, body) {
+                Ok(raw) => raw,
+                Err(e) => {
+                    tracing::warn!(delivery = %id, error = %e, "cannot repack a delivery body");
+                    continue;
+                }
+            };
+            crate::on_db!(self, |pool| {
+                sqlx::query(
+                    "UPDATE webhook_deliveries SET body = $1, body_encoding = $2 \
+                     WHERE id = $3 AND body_encoding = $4",
+                )
+                .bind(PackedBody::pack(&raw).bytes())
+                .bind(packed::LZ4)
+                .bind(&id)
+                .bind(&encoding)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+            })?;
+        }
+        Ok(last)
+    }
+
     /// How many deliveries a repository has in each status, for tests and the repository page.
     pub async fn count_deliveries(
         &self,

@@ -25,6 +25,9 @@ pub enum Task {
     /// Drop a closed merge request's CI schema `lablink_pr_<ci_job_id>_<mr_iid>`.
     #[serde(rename = "ci.drop_schema")]
     DropCiSchema { ci_job_id: i64, mr_iid: i64 },
+    /// Repack delivery bodies stored by earlier versions as LZ4 (queued once, by migration 0010).
+    #[serde(rename = "deliveries.repack_bodies")]
+    RepackDeliveryBodies {},
 }
 
 impl Task {

@@ -4,7 +4,10 @@
 //! Packing happens on the request's own task, so its cost is on the request path: LZ4 packs an
 //! 8 KiB payload in about 10 µs where zstd's level 1 took 25 µs (a tenth of the machine's CPU at
 //! full intake; measured in BENCHMARKS.md, "Webhook intake"), for 3.3 KB instead of 2.2 KB.
-//! Rows packed with zstd or deflate by earlier versions are still read.
+//! Rows packed with zstd or deflate by earlier versions are read only to repack them as LZ4
+//! ([`Db::repack_legacy_delivery_bodies`](crate::Db::repack_legacy_delivery_bodies), a one-time
+//! background task queued by migration 0010); their decoders are pure Rust and go once every
+//! database has run it.
 
 use std::io::Read;
 
@@ -46,7 +49,7 @@ pub(crate) fn unpack(encoding: &str, stored: Vec<u8>) -> Result<Vec<u8>, StoreEr
         IDENTITY => Ok(stored),
         LZ4 => unpack_lz4(&stored),
         ZSTD => {
-            let decoder = zstd::stream::read::Decoder::with_buffer(stored.as_slice())
+            let decoder = ruzstd::decoding::StreamingDecoder::new(stored.as_slice())
                 .map_err(|e| StoreError::Corrupt(format!("delivery body: {e}")))?;
             read_bounded(decoder, stored.len())
         }
@@ -104,7 +107,10 @@ mod tests {
             flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
         encoder.write_all(&raw).unwrap();
         assert_eq!(unpack(DEFLATE, encoder.finish().unwrap()).unwrap(), raw);
-        let zstd_frame = zstd::bulk::compress(&raw, 1).unwrap();
+        let zstd_frame = ruzstd::encoding::compress_to_vec(
+            raw.as_slice(),
+            ruzstd::encoding::CompressionLevel::Fastest,
+        );
         assert_eq!(unpack(ZSTD, zstd_frame).unwrap(), raw);
     }
 
@@ -131,7 +137,10 @@ mod tests {
         let mut claim = (u32::MAX).to_le_bytes().to_vec();
         claim.extend_from_slice(&[0; 8]);
         assert!(matches!(unpack(LZ4, claim), Err(StoreError::Corrupt(_))));
-        let zstd_frame = zstd::bulk::compress(&raw, 1).unwrap();
+        let zstd_frame = ruzstd::encoding::compress_to_vec(
+            raw.as_slice(),
+            ruzstd::encoding::CompressionLevel::Fastest,
+        );
         assert!(matches!(
             unpack(ZSTD, zstd_frame),
             Err(StoreError::Corrupt(_))

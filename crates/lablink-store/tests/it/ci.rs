@@ -20,6 +20,7 @@ crate::on_both!(
     an_expired_run_lease_lets_another_worker_take_over,
     concurrent_workers_never_claim_the_same_run,
     the_outbox_keeps_the_latest_status_until_it_is_sent,
+    bodies_of_earlier_versions_are_repacked_once,
 );
 
 fn keys() -> KeyRing {
@@ -498,4 +499,55 @@ async fn delivery_rows_up_to_a_page_stay_inline_on_postgres() {
     .await
     .unwrap();
     assert_eq!(toasted, 0, "delivery bodies went to the TOAST table");
+}
+
+/// Migration 0010 queues the repack once; it turns zstd and deflate bodies into LZ4, reading the
+/// same bytes back, and leaves a body it cannot unpack as it was.
+async fn bodies_of_earlier_versions_are_repacked_once(db: Db) {
+    use lablink_store::queue::Task;
+    use std::io::Write;
+    let queued = db.claim_queue_item("w", 60_000).await.unwrap().unwrap();
+    assert_eq!(queued.task, Task::RepackDeliveryBodies {});
+    assert!(db.claim_queue_item("w2", 60_000).await.unwrap().is_none());
+
+    let zstd = ruzstd::encoding::compress_to_vec(BODY, ruzstd::encoding::CompressionLevel::Fastest);
+    let mut deflate = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+    deflate.write_all(BODY).unwrap();
+    let deflate = deflate.finish().unwrap();
+    let mut ids = Vec::new();
+    for (key, encoding, body) in [
+        ("z", "zstd", zstd),
+        ("d", "deflate", deflate),
+        ("bad", "zstd", vec![0xff; 12]),
+    ] {
+        let Recorded::New { delivery_id } = db.record_delivery(&delivery(key, None)).await.unwrap()
+        else {
+            panic!("stored")
+        };
+        lablink_store::on_db!(&db, |pool| sqlx::query(
+            "UPDATE webhook_deliveries SET body = $1, body_encoding = $2 WHERE id = $3"
+        )
+        .bind(&body)
+        .bind(encoding)
+        .bind(&delivery_id)
+        .execute(pool)
+        .await
+        .map(drop))
+        .unwrap();
+        ids.push(delivery_id);
+    }
+    let mut after = String::new();
+    while let Some(last) = db.repack_legacy_delivery_bodies(&after, 2).await.unwrap() {
+        after = last;
+    }
+    for id in &ids[..2] {
+        assert_eq!(db.delivery(id).await.unwrap().unwrap().body, BODY);
+    }
+    let encodings: Vec<String> = lablink_store::on_db!(&db, |pool| sqlx::query_scalar(
+        "SELECT body_encoding FROM webhook_deliveries ORDER BY delivery_key"
+    )
+    .fetch_all(pool)
+    .await)
+    .unwrap();
+    assert_eq!(encodings, ["zstd", "lz4", "lz4"]);
 }

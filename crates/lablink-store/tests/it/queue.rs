@@ -1,6 +1,15 @@
 use lablink_store::Db;
 use lablink_store::queue::{FailOutcome, QueueItemStatus, Task};
 
+/// The queue as a test starts it: empty, after the one-time tasks that migrations queue are done.
+async fn emptied(db: Db) -> Db {
+    while let Some(item) = db.claim_queue_item("setup", 60_000).await.unwrap() {
+        assert_eq!(item.task, Task::RepackDeliveryBodies {});
+        assert!(db.complete_queue_item(&item.id, "setup").await.unwrap());
+    }
+    db
+}
+
 fn task(n: i64) -> Task {
     Task::DropCiSchema {
         ci_job_id: n,
@@ -17,6 +26,7 @@ crate::on_both!(
 );
 
 async fn a_job_is_claimed_once_and_completed(db: Db) {
+    let db = emptied(db).await;
     let id = db.enqueue(&task(1), 3, 0).await.unwrap();
     let job = db.claim_queue_item("w1", 60_000).await.unwrap().unwrap();
     assert_eq!(job.id, id);
@@ -38,6 +48,7 @@ async fn a_job_is_claimed_once_and_completed(db: Db) {
 }
 
 async fn a_failed_job_is_retried_then_given_up(db: Db) {
+    let db = emptied(db).await;
     let id = db.enqueue(&task(2), 2, 0).await.unwrap();
     let _ = db.claim_queue_item("w", 60_000).await.unwrap().unwrap();
     let outcome = db
@@ -63,6 +74,7 @@ async fn a_failed_job_is_retried_then_given_up(db: Db) {
 }
 
 async fn an_expired_lease_makes_a_job_claimable_again(db: Db) {
+    let db = emptied(db).await;
     let id = db.enqueue(&task(3), 3, 0).await.unwrap();
     // A lease that is already over: the worker "died".
     let _ = db.claim_queue_item("dead", -1).await.unwrap().unwrap();
@@ -81,6 +93,7 @@ async fn an_expired_lease_makes_a_job_claimable_again(db: Db) {
 }
 
 async fn a_renewed_lease_keeps_a_long_job_from_being_taken_over(db: Db) {
+    let db = emptied(db).await;
     let id = db.enqueue(&task(3), 3, 0).await.unwrap();
     // Claimed with a lease that has already run out, as if the job had run long...
     let _ = db.claim_queue_item("busy", -1).await.unwrap().unwrap();
@@ -104,6 +117,7 @@ async fn a_renewed_lease_keeps_a_long_job_from_being_taken_over(db: Db) {
 }
 
 async fn concurrent_workers_never_claim_the_same_job(db: Db) {
+    let db = emptied(db).await;
     for i in 0..20 {
         db.enqueue(&task(i), 1, 0).await.unwrap();
     }
