@@ -6,9 +6,10 @@ mod showcase;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
+use gitlab_sim::changes::CommitRequest;
+use gitlab_sim::commits::FileChange;
 use gitlab_sim::state::{Namespace, NewGroup, NewProject, NewUser, SetupError};
 use gitlab_sim::{Sim, SimConfig};
 use lablink_core::{Plan, Role};
@@ -209,7 +210,6 @@ struct SeededGitlab {
 /// personal project (which lablink must never offer).
 async fn seed_gitlab(sim: &Sim) -> anyhow::Result<SeededGitlab> {
     let gl = sim.handle();
-    let sim_err = |e: SetupError| anyhow::anyhow!("gitlab-sim: {e}");
     let group = gl
         .create_group(NewGroup {
             path: "jaffle-labs".into(),
@@ -258,7 +258,7 @@ async fn seed_gitlab(sim: &Sim) -> anyhow::Result<SeededGitlab> {
     gl.create_project(project("scratch", Namespace::User(users[1].id)))
         .await
         .map_err(sim_err)?;
-    push_sample_project(&gl.repo_path(dbt.id))?;
+    commit_sample_project(gl, dbt.id, users[0].id).await?;
     Ok(SeededGitlab {
         project_path: "jaffle-labs/analytics/jaffle_shop",
         project_id: dbt.id,
@@ -266,49 +266,49 @@ async fn seed_gitlab(sim: &Sim) -> anyhow::Result<SeededGitlab> {
     })
 }
 
-/// Commits the sample dbt project and pushes it to the simulator's bare repository.
-fn push_sample_project(bare_repo: &Path) -> anyhow::Result<()> {
-    let work = bare_repo.with_extension("seed");
-    copy_tree(Path::new(SAMPLE_PROJECT), &work)
-        .with_context(|| format!("cannot copy the sample project from {SAMPLE_PROJECT}"))?;
-    let git = |args: &[&str]| -> anyhow::Result<()> {
-        let out = Command::new("git")
-            .args(["-c", "user.name=Ada", "-c", "user.email=admin@jaffle.test"])
-            .args(args)
-            .current_dir(&work)
-            .output()
-            .context("cannot run git (is it installed?)")?;
-        if !out.status.success() {
-            bail!(
-                "git {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(())
-    };
-    git(&["init", "--quiet", "--initial-branch=main"])?;
-    git(&["add", "--all"])?;
-    git(&["commit", "--quiet", "-m", "Sample dbt project"])?;
-    git(&[
-        "push",
-        "--quiet",
-        &bare_repo.display().to_string(),
-        "main:main",
-    ])?;
-    std::fs::remove_dir_all(&work)?;
+fn sim_err(e: SetupError) -> anyhow::Error {
+    anyhow::anyhow!("gitlab-sim: {e}")
+}
+
+/// Commits the sample dbt project to the simulated project's default branch, as `user_id`,
+/// through the simulator (GitLab's commits API), so the demo runs no git of its own.
+async fn commit_sample_project(
+    gl: &gitlab_sim::SimHandle,
+    project_id: u64,
+    user_id: u64,
+) -> anyhow::Result<()> {
+    let mut files = Vec::new();
+    sample_files(Path::new(SAMPLE_PROJECT), "", &mut files)
+        .with_context(|| format!("cannot read the sample project in {SAMPLE_PROJECT}"))?;
+    gl.commit_files(
+        project_id,
+        CommitRequest {
+            branch: "main".into(),
+            start_branch: None,
+            message: "Sample dbt project".into(),
+            files,
+            user_id,
+            author: None,
+        },
+    )
+    .await
+    .map_err(sim_err)?;
     Ok(())
 }
 
-fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
+/// Every file below `dir`, with its path relative to the sample project's root.
+fn sample_files(dir: &Path, prefix: &str, files: &mut Vec<FileChange>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
-        let target = to.join(entry.file_name());
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = format!("{prefix}{name}");
         if entry.file_type()?.is_dir() {
-            copy_tree(&entry.path(), &target)?;
+            sample_files(&entry.path(), &format!("{path}/"), files)?;
         } else {
-            std::fs::copy(entry.path(), target)?;
+            files.push(FileChange {
+                path,
+                content: Some(std::fs::read(entry.path())?),
+            });
         }
     }
     Ok(())
