@@ -90,6 +90,8 @@ pub enum FailureReason {
     Setup(String),
     /// Workers lost the run too many times; it is given up instead of retried again.
     TooManyAttempts { attempts: u32 },
+    /// A dbt command passed one of the run's limits and was stopped; the text says which.
+    LimitExceeded { command: String, limit: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +135,7 @@ impl fmt::Display for FailureReason {
             Self::TooManyAttempts { attempts } => {
                 write!(f, "given up after {attempts} attempts lost by workers")
             }
+            Self::LimitExceeded { command, limit } => write!(f, "`{command}` was stopped: {limit}"),
         }
     }
 }

@@ -16,7 +16,7 @@ pub use cleanup::drop_schema;
 pub use command::DbtCommand;
 pub use install::{DbtInstall, VENV_ENV};
 pub use profile::{DbtTarget, PROFILE_NAME, PostgresProfile, WarehouseProfile};
-pub use workspace::{DbtRunSetup, DbtWorkspace, SECRET_ENV_PREFIX};
+pub use workspace::{DbtRunSetup, DbtWorkspace, JOB_ENV_PREFIX, SECRET_ENV_PREFIX, check_env_name};
 
 use crate::error::ExecError;
 use crate::process::Termination;

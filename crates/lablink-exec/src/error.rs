@@ -25,6 +25,11 @@ pub enum ExecError {
     TimedOut { operation: &'static str },
     #[error("git {operation} was cancelled")]
     Cancelled { operation: &'static str },
+    #[error("git {operation} was stopped: {exceeded}")]
+    LimitExceeded {
+        operation: &'static str,
+        exceeded: crate::limits::LimitExceeded,
+    },
     #[error("the remote rejected the push to {branch}: {message}")]
     PushRejected { branch: String, message: String },
     #[error("the remote URL must not contain a user name or password")]

@@ -741,6 +741,10 @@ fn check_finished(operation: &'static str, out: &Output) -> Result<(), ExecError
     match out.termination {
         Termination::TimedOut => Err(ExecError::TimedOut { operation }),
         Termination::Cancelled => Err(ExecError::Cancelled { operation }),
+        Termination::LimitExceeded(exceeded) => Err(ExecError::LimitExceeded {
+            operation,
+            exceeded,
+        }),
         Termination::Exited(_) => Ok(()),
     }
 }

@@ -1,12 +1,15 @@
 //! Running external programs for lablink: the git CLI driver ([`git`]) and the process runner for
 //! dbt and git ([`process`]), with redaction of secrets from their output ([`redact`]), and exclusive
-//! claims on reusable directories such as worktrees ([`slot`]).
+//! claims on reusable directories such as worktrees ([`slot`]). Processes that run repository
+//! content start in a [`sandbox`] within [`limits`].
 
 pub mod dbt;
 mod error;
 pub mod git;
+pub mod limits;
 pub mod process;
 pub mod redact;
+pub mod sandbox;
 pub mod slot;
 
 pub use error::ExecError;

@@ -1,19 +1,21 @@
 //! The process runner used for dbt and git: own process group, explicit environment, line
 //! streaming with redaction, timeout and cancellation that kill the whole group.
 
-use rustix::process::{Pid, Signal, kill_process_group};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use rustix::process::{Pid, Signal, kill_process_group};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ExecError;
+use crate::limits::{LimitExceeded, Watch};
 use crate::redact::Redactor;
 
 /// Variables copied from the parent environment when a caller has no better list: enough to find
@@ -52,6 +54,8 @@ pub struct ProcessSpec {
     pub kill_grace: Duration,
     pub max_line_bytes: usize,
     pub redactor: Arc<Redactor>,
+    /// Limits watched while it runs (a sandboxed dbt process): a passed limit ends it.
+    pub watch: Option<Watch>,
 }
 
 impl std::fmt::Debug for ProcessSpec {
@@ -85,6 +89,7 @@ impl ProcessSpec {
             kill_grace: Duration::from_secs(5),
             max_line_bytes: 16 * 1024,
             redactor: Arc::new(Redactor::default()),
+            watch: None,
         }
     }
 
@@ -146,6 +151,8 @@ pub enum Termination {
     TimedOut,
     /// The cancellation token fired and its group was killed.
     Cancelled,
+    /// It passed one of its limits and was killed.
+    LimitExceeded(LimitExceeded),
 }
 
 impl Termination {
@@ -157,7 +164,7 @@ impl Termination {
     pub fn code(&self) -> Option<i32> {
         match self {
             Self::Exited(status) => status.code(),
-            Self::TimedOut | Self::Cancelled => None,
+            Self::TimedOut | Self::Cancelled | Self::LimitExceeded(_) => None,
         }
     }
 }
@@ -178,18 +185,26 @@ pub async fn run(
         source,
     })?;
     let group = GroupGuard::new(&child)?;
+    let logged = Arc::new(AtomicU64::new(0));
     let pumps = [
-        child
-            .stdout
-            .take()
-            .map(|out| tokio::spawn(pump(out, Stream::Stdout, sink.clone(), spec.clone()))),
-        child
-            .stderr
-            .take()
-            .map(|err| tokio::spawn(pump(err, Stream::Stderr, sink, spec.clone()))),
+        child.stdout.take().map(|out| {
+            let log = Output::new(Stream::Stdout, sink.clone(), spec, &logged);
+            tokio::spawn(pump(out, log))
+        }),
+        child.stderr.take().map(|err| {
+            let log = Output::new(Stream::Stderr, sink, spec, &logged);
+            tokio::spawn(pump(err, log))
+        }),
     ];
+    let root = child.id();
+    let watchdog = async {
+        match (&spec.watch, root) {
+            (Some(watch), Some(pid)) => watch.until_exceeded(pid, Arc::clone(&logged)).await,
+            _ => std::future::pending().await,
+        }
+    };
 
-    let termination = tokio::select! {
+    let mut termination = tokio::select! {
         status = child.wait() => Termination::Exited(status.map_err(ExecError::Wait)?),
         () = tokio::time::sleep(spec.timeout) => {
             terminate(&mut child, &group, spec.kill_grace).await?;
@@ -198,6 +213,10 @@ pub async fn run(
         () = cancel.cancelled() => {
             terminate(&mut child, &group, spec.kill_grace).await?;
             Termination::Cancelled
+        }
+        exceeded = watchdog => {
+            terminate(&mut child, &group, Duration::ZERO).await?;
+            Termination::LimitExceeded(exceeded)
         }
     };
     // Whatever the leader left behind in its group goes now, which also closes its pipes.
@@ -210,6 +229,17 @@ pub async fn run(
             .is_err()
         {
             pump.abort();
+        }
+    }
+    // A limit passed between the last sample and the end counts as much (a file that grew, the
+    // last lines of output).
+    if let (Termination::Exited(_), Some(watch)) = (termination, &spec.watch) {
+        let exceeded = match watch.check_log(&logged) {
+            Some(exceeded) => Some(exceeded),
+            None => watch.check_disk().await,
+        };
+        if let Some(exceeded) = exceeded {
+            termination = Termination::LimitExceeded(exceeded);
         }
     }
     Ok(termination)
@@ -234,16 +264,11 @@ async fn terminate(
 /// Lines are assembled from raw reads before redaction, so a secret split across two reads is
 /// still found. At most `max_line_bytes` plus the longest secret are held per line; the rest of
 /// an overlong line is dropped.
-async fn pump(
-    reader: impl AsyncRead + Unpin,
-    stream: Stream,
-    sink: mpsc::Sender<LogLine>,
-    spec: ProcessSpec,
-) {
+async fn pump(reader: impl AsyncRead + Unpin, out: Output) {
     let mut reader = BufReader::new(reader);
-    let hold = spec
+    let hold = out
         .max_line_bytes
-        .saturating_add(spec.redactor.longest_secret());
+        .saturating_add(out.redactor.longest_secret());
     let mut line = Vec::new();
     let mut overflowed = false;
     // A read error ends the stream like EOF: the process is gone or its pipe is broken.
@@ -259,31 +284,67 @@ async fn pump(
         overflowed |= content.len() > room;
         reader.consume(take);
         if newline.is_some() {
-            send_line(&sink, stream, &spec, &line, overflowed).await;
+            out.send(&line, overflowed).await;
             line.clear();
             overflowed = false;
         }
     }
     if !line.is_empty() || overflowed {
-        send_line(&sink, stream, &spec, &line, overflowed).await;
+        out.send(&line, overflowed).await;
     }
 }
 
-async fn send_line(
-    sink: &mpsc::Sender<LogLine>,
+/// Where one output stream of a process goes, and what it counts.
+struct Output {
     stream: Stream,
-    spec: &ProcessSpec,
-    raw: &[u8],
-    overflowed: bool,
-) {
-    let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-    let text = String::from_utf8_lossy(raw);
-    let (mut line, cut) = spec.redactor.redact_prefix(&text, spec.max_line_bytes);
-    if cut || overflowed {
-        line.push_str(LINE_TRUNCATED);
+    sink: mpsc::Sender<LogLine>,
+    redactor: Arc<Redactor>,
+    max_line_bytes: usize,
+    /// Bytes of output so far (both streams), and the most that is kept (the log limit).
+    logged: Arc<AtomicU64>,
+    keep_at_most: u64,
+}
+
+impl Output {
+    fn new(
+        stream: Stream,
+        sink: mpsc::Sender<LogLine>,
+        spec: &ProcessSpec,
+        logged: &Arc<AtomicU64>,
+    ) -> Output {
+        Output {
+            stream,
+            sink,
+            redactor: Arc::clone(&spec.redactor),
+            max_line_bytes: spec.max_line_bytes,
+            logged: Arc::clone(logged),
+            keep_at_most: spec.watch.as_ref().map_or(u64::MAX, |w| w.limits.log_bytes),
+        }
     }
-    // A closed sink means nobody wants the log any more; the process still runs to its end.
-    let _ = sink.send(LogLine { stream, line }).await;
+
+    async fn send(&self, raw: &[u8], overflowed: bool) {
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let before = self
+            .logged
+            .fetch_add(raw.len() as u64 + 1, Ordering::Relaxed);
+        if before >= self.keep_at_most {
+            // Past the log limit: counted (the watchdog ends the work), not kept.
+            return;
+        }
+        let text = String::from_utf8_lossy(raw);
+        let (mut line, cut) = self.redactor.redact_prefix(&text, self.max_line_bytes);
+        if cut || overflowed {
+            line.push_str(LINE_TRUNCATED);
+        }
+        let line = LogLine {
+            stream: self.stream,
+            line,
+        };
+        if self.sink.send(line).await.is_err() {
+            // Nobody wants the log any more; the process still runs to its end.
+            tracing::trace!("a process's log sink is closed");
+        }
+    }
 }
 
 /// The child's process group; SIGKILLed on drop so an abandoned run leaves nothing behind.

@@ -1,6 +1,10 @@
 //! The part of lablink's configuration the use cases need.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use lablink_exec::limits::Limits;
+use lablink_exec::sandbox::Isolation;
 
 use secrecy::SecretString;
 use url::Url;
@@ -21,6 +25,8 @@ pub struct ServiceSettings {
     pub allow_private_network_gitlab: bool,
     /// What connecting a repository creates, and where repositories are cached.
     pub repositories: RepositorySettings,
+    /// How runs of repository content are isolated and limited.
+    pub runs: RunSettings,
 }
 
 impl ServiceSettings {
@@ -69,5 +75,32 @@ impl RepositorySettings {
             deploy_keys: false,
             token_rotation_margin_days: 30,
         }
+    }
+}
+
+/// How processes that run repository content (dbt in CI runs) are isolated and limited.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    pub isolation: Isolation,
+    pub limits: Limits,
+    /// DuckDB warehouses: one directory per CI job below it, holding only that job's file.
+    pub warehouse_root: PathBuf,
+}
+
+impl RunSettings {
+    /// Bubblewrap, the default limits, warehouses under `<data_dir>/warehouses`.
+    pub fn in_data_dir(data_dir: &Path) -> RunSettings {
+        RunSettings {
+            isolation: Isolation::Bubblewrap,
+            limits: Limits::default(),
+            warehouse_root: data_dir.join("warehouses"),
+        }
+    }
+
+    /// The DuckDB file of CI job `ci_job_id`.
+    pub fn duckdb_file(&self, ci_job_id: i64) -> PathBuf {
+        self.warehouse_root
+            .join(format!("job-{ci_job_id}"))
+            .join("warehouse.duckdb")
     }
 }

@@ -55,6 +55,8 @@ lablink_core::text_enum! {
         Error = "error",
         TimedOut = "timed out",
         Cancelled = "cancelled",
+        /// It passed one of the run's limits.
+        Stopped = "stopped",
     }
 }
 

@@ -13,7 +13,7 @@ use lablink_gitlab::{Api, Instance, InstanceConfig, NetworkPolicy};
 use lablink_service::accounts::UserInput;
 use lablink_service::ci::worker::{CiWorkerConfig, spawn_ci_workers};
 use lablink_service::repositories::import_list::ImportQuery;
-use lablink_service::settings::RepositorySettings;
+use lablink_service::settings::{RepositorySettings, RunSettings};
 use lablink_service::{OperatorGitlabApp, Principal, ServiceSettings, Services};
 use lablink_store::Db;
 use lablink_store::crypto::KeyRing;
@@ -142,6 +142,7 @@ async fn services(
             allow_http_loopback_gitlab: true,
             allow_private_network_gitlab: false,
             repositories: RepositorySettings::in_data_dir(dir),
+            runs: RunSettings::in_data_dir(dir),
         },
     );
     let (account, user) = services

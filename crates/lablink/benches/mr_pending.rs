@@ -226,7 +226,7 @@ impl World {
         let form: CiJobForm = serde_json::from_value(json!({
             "name": "ci",
             "timeout_secs": 600,
-            "warehouse": {"type": "duckdb", "path": dir.path().join("warehouse.duckdb")},
+            "warehouse": {"type": "duckdb"},
         }))
         .unwrap();
         let job = services

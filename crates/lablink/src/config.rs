@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use lablink_exec::limits::Limits;
+use lablink_exec::sandbox::Isolation;
 use lablink_service::OperatorGitlabApp;
+use lablink_service::settings::RunSettings;
 use secrecy::SecretString;
 use serde::Deserialize;
 use url::Url;
@@ -99,6 +102,38 @@ struct Values {
     repository_deploy_keys: bool,
     #[serde(default = "defaults::yes", deserialize_with = "values::boolean")]
     background_work: bool,
+    #[serde(
+        default = "defaults::isolation",
+        deserialize_with = "values::isolation"
+    )]
+    run_isolation: Isolation,
+    #[serde(
+        default = "defaults::run_memory_mb",
+        deserialize_with = "values::positive"
+    )]
+    run_memory_mb: u64,
+    #[serde(
+        default = "defaults::run_max_processes",
+        deserialize_with = "values::positive"
+    )]
+    run_max_processes: u64,
+    #[serde(
+        default = "defaults::run_cpu_seconds",
+        deserialize_with = "values::positive"
+    )]
+    run_cpu_seconds: u64,
+    #[serde(
+        default = "defaults::run_log_mb",
+        deserialize_with = "values::positive"
+    )]
+    run_log_mb: u64,
+    #[serde(
+        default = "defaults::run_disk_mb",
+        deserialize_with = "values::positive"
+    )]
+    run_disk_mb: u64,
+    #[serde(default, deserialize_with = "values::optional_path")]
+    warehouse_root: Option<PathBuf>,
 }
 
 mod defaults {
@@ -134,6 +169,24 @@ mod defaults {
     pub fn yes() -> bool {
         true
     }
+    pub fn isolation() -> Isolation {
+        Isolation::Bubblewrap
+    }
+    pub fn run_memory_mb() -> u64 {
+        Limits::default().memory_bytes >> 20
+    }
+    pub fn run_max_processes() -> u64 {
+        Limits::default().processes
+    }
+    pub fn run_cpu_seconds() -> u64 {
+        Limits::default().cpu_seconds
+    }
+    pub fn run_log_mb() -> u64 {
+        Limits::default().log_bytes >> 20
+    }
+    pub fn run_disk_mb() -> u64 {
+        Limits::default().disk_bytes >> 20
+    }
 }
 
 /// The typed, validated configuration.
@@ -161,6 +214,8 @@ pub struct Settings {
     /// Run the background loops (webhook processing, CI runs, commit statuses, token rotation)
     /// on this replica; `false` for a replica that only serves pages, the API and webhook intake.
     pub background_work: bool,
+    /// How dbt processes are isolated and limited, and where DuckDB warehouses live.
+    pub runs: RunSettings,
 }
 
 /// Every setting's name (the TOML key; the variable is `LABLINK_` + its upper case), read off
@@ -253,7 +308,6 @@ impl Settings {
             listen: v.listen,
             metrics_listen: v.metrics_listen,
             secret_key: v.secret_key,
-            data_dir: v.data_dir,
             log_format: v.log_format,
             operator_gitlab,
             allow_http_loopback_gitlab: v.allow_http_loopback_gitlab,
@@ -264,6 +318,20 @@ impl Settings {
             token_rotation_margin_days: v.token_rotation_margin_days,
             repository_deploy_keys: v.repository_deploy_keys,
             background_work: v.background_work,
+            runs: RunSettings {
+                isolation: v.run_isolation,
+                limits: Limits {
+                    memory_bytes: v.run_memory_mb << 20,
+                    processes: v.run_max_processes,
+                    cpu_seconds: v.run_cpu_seconds,
+                    log_bytes: v.run_log_mb << 20,
+                    disk_bytes: v.run_disk_mb << 20,
+                },
+                warehouse_root: v
+                    .warehouse_root
+                    .unwrap_or_else(|| v.data_dir.join("warehouses")),
+            },
+            data_dir: v.data_dir,
         })
     }
 }
@@ -291,8 +359,8 @@ mod tests {
     fn the_settings_are_read_off_the_struct() {
         let names = setting_names();
         assert_eq!(names.first(), Some(&"database_url"));
-        assert_eq!(names.last(), Some(&"background_work"));
-        assert_eq!(names.len(), 18);
+        assert_eq!(names.last(), Some(&"warehouse_root"));
+        assert_eq!(names.len(), 25);
     }
 
     #[test]

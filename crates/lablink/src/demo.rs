@@ -122,7 +122,7 @@ pub async fn run() -> anyhow::Result<()> {
         gitlab_project_id: gitlab.project_id,
         gitlab_project_path: project,
     };
-    let ci = show_ci(&services, &admin, &public_url, &seeded, &dir.0);
+    let ci = show_ci(&services, &admin, &public_url, &seeded);
     // The showcase talks to the server, so both run together; stopping the server ends it.
     tokio::pin!(serve);
     tokio::select! {
@@ -140,7 +140,6 @@ async fn show_ci(
     admin: &Principal,
     public_url: &str,
     seeded: &showcase::Seeded<'_>,
-    dir: &Path,
 ) {
     if DbtInstall::locate().is_err() {
         println!(
@@ -158,7 +157,7 @@ async fn show_ci(
             }
         }
     }
-    match showcase::run(services, admin, public_url, seeded, dir).await {
+    match showcase::run(services, admin, public_url, seeded).await {
         Ok(shown) => {
             println!("  CI run      {}  ({})", shown.run_url, shown.status);
             println!("  MR          {}\n", shown.merge_request_url);

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::Context;
+use lablink_exec::sandbox::Isolation;
 use lablink_service::settings::RepositorySettings;
 use lablink_service::{ServiceSettings, Services};
 use lablink_store::Db;
@@ -107,6 +108,7 @@ pub fn services(settings: &Settings, db: Db, keys: KeyRing, public_url: Url) -> 
                 token_rotation_margin_days: settings.token_rotation_margin_days,
                 ..RepositorySettings::in_data_dir(&settings.data_dir)
             },
+            runs: settings.runs.clone(),
         },
     )
 }
@@ -178,6 +180,7 @@ impl Application {
         // Every replica writes (intake alone does), so every replica keeps the log short.
         let mut background = vec![tokio::spawn(checkpoint_loop(self.db.clone(), stop.clone()))];
         if let Some(ci) = self.ci {
+            check_run_isolation(self.services.settings.runs.isolation).await;
             background.extend(lablink_service::ci::worker::spawn_ci_workers(
                 self.services.clone(),
                 ci,
@@ -204,6 +207,21 @@ impl Application {
         self.db.close().await;
         tracing::info!("lablink stopped");
         Ok(())
+    }
+}
+
+/// Says at start what runs of repository content will be isolated by, and whether they can be.
+async fn check_run_isolation(isolation: Isolation) {
+    match isolation {
+        Isolation::None => tracing::warn!(
+            "run_isolation = \"none\": dbt processes of CI runs are NOT sandboxed; repository \
+             content can read what lablink can read (its data directory, its master key)"
+        ),
+        Isolation::Bubblewrap => {
+            if let Err(e) = lablink_exec::sandbox::probe().await {
+                tracing::error!(error = %e, "CI runs will fail until the sandbox can start");
+            }
+        }
     }
 }
 

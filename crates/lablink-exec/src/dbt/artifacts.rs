@@ -14,21 +14,52 @@ pub struct Artifacts {
     pub manifest: Option<String>,
 }
 
+/// The largest artifact kept: a manifest of a very large project stays well below it.
+const MAX_ARTIFACT_BYTES: u64 = 256 << 20;
+
 impl Artifacts {
-    /// Reads both files from a dbt target path; a missing file is `None`, not an error.
+    /// Reads both files from a dbt target path; a missing file is `None`, not an error. The run
+    /// wrote the directory, so the target path and each file must be what they claim: not
+    /// symlinks (which would make lablink read whatever they point at), regular files, and not
+    /// larger than [`MAX_ARTIFACT_BYTES`]. The run's processes are gone when this is called, so
+    /// nothing changes between the check and the read.
     pub(super) fn read(target_path: &Path) -> Result<Self, DbtError> {
+        match std::fs::symlink_metadata(target_path) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => return Err(not_regular(target_path)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(source) => {
+                return Err(DbtError::Io {
+                    path: target_path.to_owned(),
+                    source,
+                });
+            }
+        }
         let read = |name: &str| {
             let path = target_path.join(name);
-            match std::fs::read_to_string(&path) {
-                Ok(text) => Ok(Some(text)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(source) => Err(DbtError::Io { path, source }),
+            match std::fs::symlink_metadata(&path) {
+                Ok(meta) if meta.is_file() && meta.len() <= MAX_ARTIFACT_BYTES => {}
+                Ok(_) => return Err(not_regular(&path)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(source) => return Err(DbtError::Io { path, source }),
             }
+            std::fs::read_to_string(&path)
+                .map(Some)
+                .map_err(|source| DbtError::Io { path, source })
         };
         Ok(Self {
             run_results: read("run_results.json")?,
             manifest: read("manifest.json")?,
         })
+    }
+}
+
+fn not_regular(path: &Path) -> DbtError {
+    DbtError::Io {
+        path: path.to_owned(),
+        source: std::io::Error::other(
+            "not a regular file of the run (a symlink, a special file or too large); not read",
+        ),
     }
 }
 

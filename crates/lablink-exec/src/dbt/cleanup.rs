@@ -15,7 +15,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{DbtCommand, DbtError, DbtInstall, DbtRunSetup, DbtTarget, DbtWorkspace};
+use crate::limits::Limits;
 use crate::process::LogLine;
+use crate::sandbox::Isolation;
 
 const MACRO_NAME: &str = "lablink_drop_schema";
 
@@ -35,6 +37,7 @@ pub async fn drop_schema(
     install: &DbtInstall,
     target: &DbtTarget,
     work_dir: &Path,
+    isolation: Isolation,
     timeout: Duration,
     cancel: &CancellationToken,
 ) -> Result<(), DbtError> {
@@ -48,6 +51,10 @@ pub async fn drop_schema(
             run_dir: &work_dir.join("run"),
             target,
             env: &[],
+            // lablink's own project, in a sandbox all the same: the warehouse's credentials are
+            // the job's, and the adapter is code like any other.
+            isolation,
+            limits: Limits::default(),
         },
     )?;
     let (sink, mut lines) = mpsc::channel::<LogLine>(64);

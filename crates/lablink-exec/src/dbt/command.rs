@@ -130,6 +130,11 @@ impl DbtCommand {
     pub fn args(&self) -> &[String] {
         &self.args
     }
+
+    /// `dbt deps` downloads packages: it needs the network whatever the warehouse.
+    pub fn needs_network(&self) -> bool {
+        self.args.first().is_some_and(|sub| sub == "deps")
+    }
 }
 
 /// Shell-quoted, for logs and run pages.

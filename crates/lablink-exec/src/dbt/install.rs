@@ -100,6 +100,26 @@ impl DbtInstall {
         self.bin_dir().join("dbt")
     }
 
+    /// The directories dbt needs to run, read-only in its sandbox: the virtualenv and the Python
+    /// installation it was made from (`home` in `pyvenv.cfg`, whose parent is the prefix with the
+    /// standard library), when that is not a system directory every sandbox has anyway.
+    pub fn toolchain_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs = vec![self.venv.clone()];
+        let config = std::fs::read_to_string(self.venv.join("pyvenv.cfg")).unwrap_or_default();
+        let home = config.lines().find_map(|line| {
+            let (key, value) = line.split_once('=')?;
+            (key.trim() == "home").then(|| PathBuf::from(value.trim()))
+        });
+        if let Some(prefix) = home.as_deref().and_then(Path::parent)
+            && !prefix.starts_with("/usr")
+            && prefix.is_absolute()
+            && prefix != Path::new("/")
+        {
+            dirs.push(prefix.to_owned());
+        }
+        dirs
+    }
+
     /// `PATH` for dbt: the virtualenv first, so dbt and the adapters' helpers are the ones found.
     pub(super) fn search_path(&self) -> String {
         let mut path = self.bin_dir().to_string_lossy().into_owned();

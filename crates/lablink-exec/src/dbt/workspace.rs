@@ -14,8 +14,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::profile::PROFILE_NAME;
 use super::{Artifacts, DbtCommand, DbtError, DbtInstall, DbtTarget};
+use crate::limits::Limits;
 use crate::process::{self, DEFAULT_INHERITED_ENV, LogLine, ProcessSpec, Termination};
 use crate::redact::Redactor;
+use crate::sandbox::{Isolation, Sandbox};
 
 /// Variables lablink sets for every dbt process; a job may not set them itself.
 const RESERVED_ENV: &[&str] = &[
@@ -38,6 +40,11 @@ const RESERVED_ENV: &[&str] = &[
 /// from the log.
 pub const SECRET_ENV_PREFIX: &str = "DBT_ENV_SECRET_";
 
+/// Every job variable starts with this, as on the dbt platform (`DBT_`, `DBT_ENV_SECRET_`,
+/// `DBT_ENV_CUSTOM_ENV_`): an allow-list, so a job cannot set what changes how programs start
+/// (`PYTHONPATH`, `LD_PRELOAD`, `PYTHONSTARTUP` and the like).
+pub const JOB_ENV_PREFIX: &str = "DBT_";
+
 /// What a run brings to [`DbtWorkspace::prepare`].
 #[derive(Debug)]
 pub struct DbtRunSetup<'a> {
@@ -50,17 +57,25 @@ pub struct DbtRunSetup<'a> {
     pub target: &'a DbtTarget,
     /// The job's environment variables.
     pub env: &'a [(String, SecretString)],
+    pub isolation: Isolation,
+    pub limits: Limits,
 }
 
 /// A prepared dbt setting for one run: the profile is written, the directories exist.
 #[derive(Debug)]
 pub struct DbtWorkspace {
     install: DbtInstall,
+    worktree: PathBuf,
     project_dir: PathBuf,
     run_dir: PathBuf,
     target_name: String,
     job_env: Vec<(String, SecretString)>,
     redactor: Arc<Redactor>,
+    /// The directory of the DuckDB file, when the warehouse is one; `None` for a warehouse
+    /// reached over the network.
+    duckdb_dir: Option<PathBuf>,
+    isolation: Isolation,
+    limits: Limits,
 }
 
 fn private_dir(path: &Path) -> Result<(), DbtError> {
@@ -81,7 +96,9 @@ fn canonical(path: &Path) -> Result<PathBuf, DbtError> {
     })
 }
 
-fn validate_env_name(name: &str) -> Result<(), DbtError> {
+/// Whether `name` may be a job variable: a well-formed name on the allow-list, not one lablink
+/// sets itself.
+pub fn check_env_name(name: &str) -> Result<(), DbtError> {
     let mut bytes = name.bytes();
     let well_formed = bytes
         .next()
@@ -97,6 +114,12 @@ fn validate_env_name(name: &str) -> Result<(), DbtError> {
         return Err(DbtError::InvalidEnv {
             name: name.to_owned(),
             reason: "lablink sets it for every run",
+        });
+    }
+    if !name.starts_with(JOB_ENV_PREFIX) {
+        return Err(DbtError::InvalidEnv {
+            name: name.to_owned(),
+            reason: "job variables start with DBT_ (DBT_ENV_SECRET_ for secrets), as on the dbt platform",
         });
     }
     Ok(())
@@ -143,7 +166,7 @@ impl DbtWorkspace {
     /// Checks the setup, creates the run directory (mode 0700) and writes the profile into it.
     pub fn prepare(install: DbtInstall, setup: DbtRunSetup<'_>) -> Result<Self, DbtError> {
         for (name, _) in setup.env {
-            validate_env_name(name)?;
+            check_env_name(name)?;
         }
         let project_dir = project_dir(setup.worktree, setup.project_subdir)?;
         private_dir(setup.run_dir)?;
@@ -152,8 +175,19 @@ impl DbtWorkspace {
         if run_dir.starts_with(&worktree) {
             return Err(DbtError::RunDirInsideRepository { run_dir, worktree });
         }
+        let duckdb_dir = match &setup.target.warehouse {
+            super::WarehouseProfile::DuckDb { path } => path.parent().map(Path::to_owned),
+            super::WarehouseProfile::Postgres(_) => None,
+        };
+        if let Some(dir) = &duckdb_dir {
+            private_dir(dir)?;
+        }
         let workspace = Self {
             install,
+            worktree,
+            duckdb_dir,
+            isolation: setup.isolation,
+            limits: setup.limits,
             project_dir,
             target_name: setup.target.name.clone(),
             redactor: Arc::new(Redactor::new(
@@ -259,7 +293,29 @@ impl DbtWorkspace {
             .env("DBT_LOG_PATH", path(self.log_path()))
     }
 
-    /// Runs one dbt command, streaming its redacted output to `sink`.
+    /// The sandbox `command` runs in: the toolchain read-only; the worktree (but its `.git`
+    /// file, which lablink's git follows later), the run directory and the DuckDB file's
+    /// directory writable; the network only for a warehouse on a server and for `dbt deps`
+    /// (which downloads packages).
+    pub fn sandbox(&self, command: &DbtCommand) -> Sandbox {
+        let mut writable = vec![self.worktree.clone(), self.run_dir.clone()];
+        writable.extend(self.duckdb_dir.clone());
+        let git_file = self.worktree.join(".git");
+        Sandbox {
+            isolation: self.isolation,
+            read_only: self.install.toolchain_dirs(),
+            writable,
+            protected: std::fs::symlink_metadata(&git_file)
+                .is_ok()
+                .then_some(git_file)
+                .into_iter()
+                .collect(),
+            network: self.duckdb_dir.is_none() || command.needs_network(),
+            limits: self.limits,
+        }
+    }
+
+    /// Runs one dbt command in its sandbox, streaming its redacted output to `sink`.
     pub async fn run(
         &self,
         command: &DbtCommand,
@@ -267,10 +323,14 @@ impl DbtWorkspace {
         sink: mpsc::Sender<LogLine>,
         cancel: &CancellationToken,
     ) -> Result<Termination, DbtError> {
-        Ok(process::run(&self.process_spec(command, timeout), sink, cancel).await?)
+        let spec = self
+            .sandbox(command)
+            .wrap(self.process_spec(command, timeout));
+        Ok(process::run(&spec, sink, cancel).await?)
     }
 
-    /// Reads `run_results.json` and `manifest.json` from the run's target path.
+    /// Reads `run_results.json` and `manifest.json` from the run's target path. The run could
+    /// write there, so neither the directory nor the files may be symlinks.
     pub fn artifacts(&self) -> Result<Artifacts, DbtError> {
         Artifacts::read(&self.target_path())
     }
@@ -328,6 +388,8 @@ mod tests {
                     run_dir,
                     target: &self.target,
                     env,
+                    isolation: Isolation::Bubblewrap,
+                    limits: Limits::default(),
                 },
             )
         }
@@ -341,7 +403,10 @@ mod tests {
     fn the_environment_points_dbt_at_the_private_run_directory() {
         let f = fixture();
         let run_dir = f.root.join("runs/r1");
-        let env = [var("MY_FLAG", "1"), var("DBT_ENV_SECRET_KEY", "hunter22")];
+        let env = [
+            var("DBT_MY_FLAG", "1"),
+            var("DBT_ENV_SECRET_KEY", "hunter22"),
+        ];
         let ws = f.prepare(Some("analytics"), &run_dir, &env).unwrap();
         let run_dir = run_dir.canonicalize().unwrap();
         let project = f.root.join("repo/analytics").canonicalize().unwrap();
@@ -363,13 +428,13 @@ mod tests {
         assert_eq!(vars["HOME"], dir(&run_dir.join("home")));
         assert_eq!(vars["DBT_PROFILE"], "lablink");
         assert_eq!(vars["DBT_TARGET"], "default");
-        assert_eq!(vars["MY_FLAG"], "1");
+        assert_eq!(vars["DBT_MY_FLAG"], "1");
         assert!(vars["PATH"].starts_with(&dir(&f.root.join("venv/bin"))));
         // Every variable lablink sets is one a job may not set.
         for (name, _) in &spec.env {
             assert!(
                 RESERVED_ENV.contains(&name.as_str())
-                    || name == "MY_FLAG"
+                    || name == "DBT_MY_FLAG"
                     || name.starts_with(SECRET_ENV_PREFIX),
                 "{name}"
             );
@@ -408,7 +473,17 @@ mod tests {
             f.prepare(Some("empty"), &f.root.join("run"), &[]),
             Err(DbtError::NoDbtProject(_))
         ));
-        for name in ["PATH", "DBT_PROFILES_DIR", "1X", "A-B", ""] {
+        for name in [
+            "PATH",
+            "DBT_PROFILES_DIR",
+            "1X",
+            "A-B",
+            "",
+            "PYTHONPATH",
+            "LD_PRELOAD",
+            "PYTHONSTARTUP",
+            "MY_FLAG",
+        ] {
             assert!(
                 matches!(
                     f.prepare(None, &f.root.join("run"), &[var(name, "v")]),

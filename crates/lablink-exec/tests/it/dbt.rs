@@ -9,6 +9,8 @@ use lablink_exec::dbt::{
     DbtCommand, DbtError, DbtInstall, DbtRunSetup, DbtTarget, DbtWorkspace, PostgresProfile,
     ResultCounts, WarehouseProfile, drop_schema,
 };
+use lablink_exec::limits::Limits;
+use lablink_exec::sandbox::Isolation;
 use lablink_exec::{LogLine, Termination};
 use secrecy::SecretString;
 use serde_json::Value;
@@ -64,14 +66,14 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-struct Scene {
+pub(crate) struct Scene {
     _dir: tempfile::TempDir,
     root: PathBuf,
     install: DbtInstall,
 }
 
 impl Scene {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let install = install();
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_owned();
@@ -83,11 +85,11 @@ impl Scene {
         }
     }
 
-    fn repo(&self) -> PathBuf {
+    pub(crate) fn repo(&self) -> PathBuf {
         self.root.join("repo")
     }
 
-    fn target(&self, schema: &str) -> DbtTarget {
+    pub(crate) fn target(&self, schema: &str) -> DbtTarget {
         DbtTarget {
             name: "default".into(),
             schema: schema.into(),
@@ -99,6 +101,17 @@ impl Scene {
     }
 
     fn workspace(&self, run: &str, target: &DbtTarget) -> DbtWorkspace {
+        self.workspace_with(run, target, &[], Limits::default())
+    }
+
+    /// A workspace with the job's variables `env` and run limits `limits`.
+    pub(crate) fn workspace_with(
+        &self,
+        run: &str,
+        target: &DbtTarget,
+        env: &[(String, SecretString)],
+        limits: Limits,
+    ) -> DbtWorkspace {
         DbtWorkspace::prepare(
             self.install.clone(),
             DbtRunSetup {
@@ -106,14 +119,20 @@ impl Scene {
                 project_subdir: None,
                 run_dir: &self.root.join("runs").join(run),
                 target,
-                env: &[],
+                env,
+                isolation: Isolation::Bubblewrap,
+                limits,
             },
         )
         .unwrap()
     }
 
     /// Runs the commands in order like a run does, stopping at the first failure.
-    async fn run(&self, ws: &DbtWorkspace, commands: &[DbtCommand]) -> (Termination, Vec<String>) {
+    pub(crate) async fn run(
+        &self,
+        ws: &DbtWorkspace,
+        commands: &[DbtCommand],
+    ) -> (Termination, Vec<String>) {
         let mut log = Vec::new();
         let mut last = None;
         let cancel = CancellationToken::new();
@@ -226,15 +245,29 @@ async fn dbt_build_fills_the_ci_schema_and_drop_schema_removes_it() {
 
     let cleanup = scene.root.join("cleanup");
     let cancel = CancellationToken::new();
-    drop_schema(&scene.install, &target, &cleanup, TIMEOUT, &cancel)
-        .await
-        .unwrap();
+    drop_schema(
+        &scene.install,
+        &target,
+        &cleanup,
+        Isolation::Bubblewrap,
+        TIMEOUT,
+        &cancel,
+    )
+    .await
+    .unwrap();
     let left = scene.relations("lablink_pr_1_2");
     assert!(left.is_empty(), "{left:?}");
     // Dropping again (a replayed cleanup job) succeeds.
-    drop_schema(&scene.install, &target, &cleanup, TIMEOUT, &cancel)
-        .await
-        .unwrap();
+    drop_schema(
+        &scene.install,
+        &target,
+        &cleanup,
+        Isolation::Bubblewrap,
+        TIMEOUT,
+        &cancel,
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -467,6 +500,7 @@ async fn the_postgres_profile_builds_and_drops_with_real_dbt() {
         &scene.install,
         &target,
         &scene.root.join("cleanup"),
+        Isolation::Bubblewrap,
         TIMEOUT,
         &cancel,
     )

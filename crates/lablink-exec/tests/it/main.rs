@@ -4,4 +4,5 @@
 mod dbt;
 mod git;
 mod process;
+mod sandbox;
 mod support;

@@ -17,6 +17,8 @@ use lablink_core::run::{CancelReason, FailureReason, RunEvent, RunState};
 use lablink_exec::dbt::{
     DbtCommand, DbtError, DbtInstall, DbtRunSetup, DbtTarget, DbtWorkspace, WarehouseProfile,
 };
+use lablink_exec::limits::LimitExceeded;
+use lablink_exec::sandbox::{Isolation, SandboxUnavailable};
 use lablink_exec::{
     ExecError, Git, GitConfig, GitCredential, LogLine, Remote, Stream, Termination, WorktreeState,
 };
@@ -43,6 +45,9 @@ pub struct CiRuntime {
     /// One lock per DuckDB file: DuckDB allows a single writer per file, so two runs (or a run
     /// and a schema drop) on one file take turns instead of failing on DuckDB's file lock.
     warehouse_locks: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
+    /// Set once a sandbox started on this host; until then every run checks (and a run that
+    /// cannot have one fails with the reason).
+    sandbox_works: tokio::sync::OnceCell<()>,
 }
 
 impl CiRuntime {
@@ -55,6 +60,22 @@ impl CiRuntime {
             git,
             cache_locks: Mutex::default(),
             warehouse_locks: Mutex::default(),
+            sandbox_works: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// Fails closed: `Err` with the reason when runs cannot get a sandbox on this host.
+    pub(crate) async fn sandbox_ready(
+        &self,
+        isolation: Isolation,
+    ) -> Result<(), SandboxUnavailable> {
+        match isolation {
+            Isolation::None => Ok(()),
+            Isolation::Bubblewrap => self
+                .sandbox_works
+                .get_or_try_init(lablink_exec::sandbox::probe)
+                .await
+                .map(|_| ()),
         }
     }
 
@@ -131,6 +152,8 @@ enum SetupError {
     NoDeployToken,
     #[error("could not reserve a worktree: {0}")]
     Worktree(ExecError),
+    #[error("no sandbox for dbt: {0}")]
+    Sandbox(#[from] SandboxUnavailable),
     #[error(transparent)]
     Checkout(#[from] CheckoutError),
     #[error(transparent)]
@@ -146,6 +169,10 @@ impl From<lablink_store::StoreError> for SetupError {
         SetupError::Service(e.into())
     }
 }
+
+/// Said in the log of every run that runs without a sandbox.
+pub const NOT_ISOLATED: &str = "WARNING: this run is not isolated (setting run_isolation = \"none\"): \
+     its dbt processes run as lablink's own user and can read what lablink can read";
 
 /// The dbt side of a run, ready to go: the workspace with its profile, the target, the commands.
 struct PreparedDbt {
@@ -310,6 +337,11 @@ impl Services {
         if cancel.is_cancelled() {
             return Ok(Outcome::Cancelled);
         }
+        let isolation = self.settings.runs.isolation;
+        rt.sandbox_ready(isolation).await?;
+        if isolation == Isolation::None {
+            say(log, NOT_ISOLATED).await;
+        }
         let dbt = self
             .prepare_dbt(run, &job, &repository, worktree, run_dir)
             .await?;
@@ -364,7 +396,7 @@ impl Services {
             name: "default".into(),
             schema: run_schema(job, run.mr_iid),
             threads: 4,
-            warehouse: warehouse_profile(job)?,
+            warehouse: warehouse_profile(job, &self.settings.runs)?,
         };
         let env: Vec<_> = job
             .input
@@ -381,6 +413,8 @@ impl Services {
                 run_dir,
                 target: &target,
                 env: &env,
+                isolation: self.settings.runs.isolation,
+                limits: self.settings.runs.limits,
             },
         )?;
         let production = match run.mr_iid {
@@ -448,6 +482,18 @@ impl Services {
                         exit_code: termination.code(),
                     })),
                 ),
+                Termination::LimitExceeded(exceeded) => {
+                    if let LimitExceeded::Log(_) = exceeded {
+                        say(log, format!("the log stops here: {exceeded}")).await;
+                    }
+                    (
+                        StepOutcome::Stopped,
+                        Some(Outcome::Failed(FailureReason::LimitExceeded {
+                            command: shown,
+                            limit: exceeded.to_string(),
+                        })),
+                    )
+                }
             };
             self.db.finish_run_step(&run.id, position, step).await?;
             if let Some(stop) = stop {

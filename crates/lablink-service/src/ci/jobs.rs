@@ -2,7 +2,6 @@
 //! stored beside the sealed secrets.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use lablink_core::ci::{BranchFilter, CiJobSpec, JobKind};
 use lablink_exec::dbt::{DbtCommand, PostgresProfile, WarehouseProfile};
@@ -12,6 +11,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use crate::error::require;
+use crate::settings::RunSettings;
 use crate::{ServiceError, Services};
 
 const MAX_NAME_CHARS: usize = 100;
@@ -20,10 +20,11 @@ pub const DEFAULT_TIMEOUT_SECS: i64 = 30 * 60;
 
 /// The warehouse a job builds in, without secrets (stored as JSON, shown as is).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(tag = "type", rename_all = "lowercase")]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum WarehouseSettings {
-    /// dbt-duckdb with a database file at an absolute path on the lablink host.
-    DuckDb { path: String },
+    /// dbt-duckdb with a database file of the job's own, which lablink keeps (one directory per
+    /// job below the setting `warehouse_root`); runs see that file and nothing else of the host.
+    DuckDb {},
     /// dbt-postgres; the password is given separately and sealed.
     Postgres {
         host: String,
@@ -124,10 +125,13 @@ pub(crate) fn warehouse_settings(job: &CiJob) -> Result<WarehouseSettings, Servi
 }
 
 /// The dbt adapter profile of a job, with its secret.
-pub(crate) fn warehouse_profile(job: &CiJob) -> Result<WarehouseProfile, ServiceError> {
+pub(crate) fn warehouse_profile(
+    job: &CiJob,
+    runs: &RunSettings,
+) -> Result<WarehouseProfile, ServiceError> {
     Ok(match warehouse_settings(job)? {
-        WarehouseSettings::DuckDb { path } => WarehouseProfile::DuckDb {
-            path: PathBuf::from(path),
+        WarehouseSettings::DuckDb {} => WarehouseProfile::DuckDb {
+            path: runs.duckdb_file(job.id),
         },
         WarehouseSettings::Postgres {
             host,
@@ -203,21 +207,9 @@ fn validate(form: &CiJobForm) -> Result<(), ServiceError> {
         )));
     }
     for name in form.env.keys() {
-        let mut bytes = name.bytes();
-        let ok = bytes
-            .next()
-            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-            && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_');
-        if !ok {
-            return Err(bad(format!(
-                "`{name}` is not a valid variable name: letters, digits and `_`, not starting with a digit."
-            )));
-        }
+        lablink_exec::dbt::check_env_name(name).map_err(|e| bad(format!("{e}.")))?;
     }
     match &form.warehouse {
-        WarehouseSettings::DuckDb { path } if !path.starts_with('/') => Err(bad(
-            "The DuckDB path must be an absolute path on the lablink host.",
-        )),
         WarehouseSettings::Postgres {
             host, user, dbname, ..
         } if host.is_empty() || user.is_empty() || dbname.is_empty() => {

@@ -244,7 +244,7 @@ impl Services {
             name: "default".into(),
             schema: ci_schema_name(ci_job_id, mr_iid),
             threads: 1,
-            warehouse: warehouse_profile(&job)?,
+            warehouse: warehouse_profile(&job, &self.settings.runs)?,
         };
         let dir = rt
             .work_dir
@@ -255,6 +255,7 @@ impl Services {
             &install,
             &target,
             &dir,
+            self.settings.runs.isolation,
             DROP_SCHEMA_TIMEOUT,
             &CancellationToken::new(),
         )

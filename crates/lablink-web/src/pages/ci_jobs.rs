@@ -59,7 +59,6 @@ struct NewJob {
     #[serde(default)]
     run_on_draft: Option<String>,
     timeout_secs: i64,
-    duckdb_path: String,
     /// `NAME=value` per line.
     #[serde(default)]
     env: String,
@@ -99,9 +98,7 @@ async fn create(
         enabled: true,
         timeout_secs: form.timeout_secs,
         env: parse_env(&form.env)?,
-        warehouse: WarehouseSettings::DuckDb {
-            path: form.duckdb_path.trim().to_owned(),
-        },
+        warehouse: WarehouseSettings::DuckDb {},
         warehouse_password: None,
         mr_note: form.mr_note.is_some(),
     };

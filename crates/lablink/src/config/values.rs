@@ -11,6 +11,8 @@ use serde::Deserialize;
 use serde::de::{Deserializer, Error};
 use url::Url;
 
+use lablink_exec::sandbox::Isolation;
+
 use super::LogFormat;
 
 /// Any scalar, as text.
@@ -43,6 +45,24 @@ pub fn secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D
 
 pub fn path<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
     scalar(d).map(PathBuf::from)
+}
+
+pub fn optional_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+    let path = PathBuf::from(scalar(d)?.trim());
+    if path.is_absolute() {
+        Ok(Some(path))
+    } else {
+        Err(D::Error::custom("give an absolute path"))
+    }
+}
+
+pub fn isolation<'de, D: Deserializer<'de>>(d: D) -> Result<Isolation, D::Error> {
+    let v = scalar(d)?;
+    match v.trim() {
+        "bubblewrap" => Ok(Isolation::Bubblewrap),
+        "none" => Ok(Isolation::None),
+        _ => Err(D::Error::custom(format!("`{v}` is not bubblewrap or none"))),
+    }
 }
 
 pub fn socket<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {

@@ -3,7 +3,6 @@
 //! in the simulator, so a finished run and its commit status are there to look at.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -46,7 +45,6 @@ pub async fn run(
     admin: &Principal,
     lablink: &str,
     seeded: &Seeded<'_>,
-    data_dir: &Path,
 ) -> anyhow::Result<Showcase> {
     let user = Session::new(lablink)?;
     user.login(seeded.admin_email, seeded.admin_password)
@@ -69,7 +67,7 @@ pub async fn run(
     let form: CiJobForm = serde_json::from_value(json!({
         "name": JOB,
         "timeout_secs": 600,
-        "warehouse": {"type": "duckdb", "path": data_dir.join("warehouse.duckdb")},
+        "warehouse": {"type": "duckdb"},
     }))?;
     let job = services.create_ci_job(admin, &project.id, form).await?;
 

@@ -45,29 +45,25 @@ struct World {
     project: String,
     repository_id: String,
     job_id: i64,
-    /// Holds the DuckDB warehouses.
-    dir: tempfile::TempDir,
 }
 
 fn sample_project() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/jaffle_shop_duckdb")
 }
 
-/// The settings of a job `name` building into the DuckDB file `path`.
-fn duckdb_job(name: &str, path: &Path) -> Value {
-    json!({"name": name, "timeout_secs": 600, "warehouse": {"type": "duckdb", "path": path}})
+/// The settings of a job `name` building into its own DuckDB file.
+fn duckdb_job(name: &str) -> Value {
+    json!({"name": name, "timeout_secs": 600, "warehouse": {"type": "duckdb"}})
 }
 
 impl World {
     /// The job `ci` builds into `warehouse.duckdb`.
     async fn start(backend: Backend) -> World {
-        let dir = tempfile::tempdir().unwrap();
-        let job = duckdb_job("ci", &dir.path().join("warehouse.duckdb"));
-        World::with_job(backend, dir, job).await
+        World::with_job(backend, duckdb_job("ci")).await
     }
 
     /// The job `ci` is created from `job` (its JSON settings).
-    async fn with_job(backend: Backend, dir: tempfile::TempDir, job: Value) -> World {
+    async fn with_job(backend: Backend, job: Value) -> World {
         let Connected {
             gitlab,
             app,
@@ -90,7 +86,6 @@ impl World {
             project,
             repository_id,
             job_id: 0,
-            dir,
         };
         let job = w.create_job(job).await;
         assert_eq!(job["status_name"], "lablink/ci");
@@ -316,7 +311,7 @@ impl World {
                  print('\\n'.join(r[0] for r in c.execute(\
                  'select schema_name from information_schema.schemata').fetchall()))",
             )
-            .arg(self.dir.path().join("warehouse.duckdb"))
+            .arg(self.app.duckdb_file(self.job_id))
             .output()
             .unwrap();
         if String::from_utf8_lossy(&out.stderr).contains("Could not set lock") {
@@ -685,7 +680,7 @@ async fn a_project_token_revoked_in_gitlab_is_replaced_on_use(backend: Backend) 
 /// posted with lablink's project access token; a job without it posts nothing.
 async fn finished_runs_are_summarised_on_the_merge_request_when_asked(backend: Backend) {
     let w = World::start(backend).await;
-    let mut noted = duckdb_job("noted", &w.dir.path().join("noted.duckdb"));
+    let mut noted = duckdb_job("noted");
     noted["mr_note"] = json!(true);
     let noted = w.create_job(noted).await;
     assert_eq!(noted["mr_note"], true);
@@ -746,7 +741,7 @@ async fn a_postgres_warehouse_gets_the_schema_and_loses_it_on_close(backend: Bac
                      "warehouse": {"type": "postgres", "host": "127.0.0.1", "port": 5432,
                                    "user": "postgres", "dbname": dbname},
                      "warehouse_password": password});
-    let w = World::with_job(backend, dir, job).await;
+    let w = World::with_job(backend, job).await;
     let shown = w
         .browser
         .api(
@@ -871,7 +866,7 @@ async fn runs_of_vanished_workers_are_taken_up_again_then_given_up(backend: Back
 /// is posted, and the merge request ends with exactly one note for the run.
 async fn the_mr_note_survives_an_unreliable_notes_api(backend: Backend) {
     let w = World::start(backend).await;
-    let mut noted = duckdb_job("noted", &w.dir.path().join("noted.duckdb"));
+    let mut noted = duckdb_job("noted");
     noted["mr_note"] = json!(true);
     w.create_job(noted).await;
     let notes_path = format!(

@@ -91,6 +91,13 @@ impl TestApp {
         }
     }
 
+    /// The DuckDB file lablink keeps for CI job `ci_job_id` (setting `warehouse_root`'s default).
+    pub fn duckdb_file(&self, ci_job_id: i64) -> std::path::PathBuf {
+        self._dir
+            .path()
+            .join(format!("warehouses/job-{ci_job_id}/warehouse.duckdb"))
+    }
+
     pub fn browser(&self) -> Browser {
         Browser::new(&self.base)
     }
