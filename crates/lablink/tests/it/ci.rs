@@ -62,8 +62,17 @@ impl World {
         World::with_job(backend, duckdb_job("ci")).await
     }
 
+    /// Like [`World::start`], with more settings of the lablink server.
+    async fn start_with(backend: Backend, settings: &[(&str, &str)]) -> World {
+        World::with_job_and(backend, duckdb_job("ci"), settings).await
+    }
+
     /// The job `ci` is created from `job` (its JSON settings).
     async fn with_job(backend: Backend, job: Value) -> World {
+        World::with_job_and(backend, job, &[]).await
+    }
+
+    async fn with_job_and(backend: Backend, job: Value, settings: &[(&str, &str)]) -> World {
         let Connected {
             gitlab,
             app,
@@ -74,7 +83,7 @@ impl World {
             gitlab_project,
             project,
             repository_id,
-        } = Connected::start(backend, &[], Some(&sample_project())).await;
+        } = Connected::start(backend, settings, Some(&sample_project())).await;
         let mut w = World {
             gitlab,
             app,
@@ -253,6 +262,22 @@ impl World {
             .await;
         assert_eq!(res.status, 200, "{}", res.body);
         res.json()
+    }
+
+    /// The run's log as text, one line per log line.
+    async fn run_log(&self, id: &str) -> String {
+        let res = self
+            .browser
+            .api(Method::GET, &format!("/api/v1/runs/{id}/log"), None, None)
+            .await;
+        assert_eq!(res.status, 200, "{}", res.body);
+        res.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["line"].as_str().unwrap_or_default().to_owned())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     async fn run(&self, id: &str) -> Value {
@@ -912,4 +937,125 @@ async fn note_posts(gitlab: &GitLab, status: u64) -> u64 {
         .filter(|r| r["route"].as_str().is_some_and(|p| p.ends_with("/notes")))
         .map(|r| r["count"].as_u64().unwrap())
         .sum()
+}
+
+/// A merge request whose models attack the host, run by CI in its sandbox: each attack is
+/// checked from the host side. The models read lablink's database file and write what they read
+/// into the host's `/tmp` (DuckDB pre-hook, a Python model's shell), and print lablink's own
+/// environment through `/proc` (the server runs in this test process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_merge_request_reaches_nothing_of_the_host() {
+    let w = World::start(Backend::Sqlite).await;
+    let database = w
+        .app
+        .database_url
+        .trim_start_matches("sqlite://")
+        .to_owned();
+    let stolen = format!("/tmp/lablink-stolen-{}", uuid::Uuid::new_v4().simple());
+    let hook = format!(
+        "{{{{ config(pre_hook=\"COPY (SELECT content FROM read_text('{database}')) TO '{stolen}'\") }}}}\n\
+         select 1 as x\n"
+    );
+    let shell = format!(
+        "import subprocess\n\
+         def model(dbt, session):\n\
+         \x20   subprocess.run(['sh', '-c', 'cp {database} {stolen}-shell; cat /proc/{pid}/environ'])\n\
+         \x20   return session.sql('select 1 as x')\n",
+        pid = std::process::id(),
+    );
+    let sha = w
+        .commit(
+            "hostile",
+            &[
+                ("models/steal_database.sql", hook.as_str()),
+                ("models/shell.py", shell.as_str()),
+            ],
+        )
+        .await;
+    w.open_mr("hostile", "Hostile").await;
+    // Inside the sandbox the database file does not exist (DuckDB reads no rows from a path that
+    // matches nothing) and /tmp is the sandbox's own: the run itself succeeds.
+    w.wait_for_status(&sha, "success").await;
+    assert!(
+        !Path::new(&stolen).exists(),
+        "the pre-hook wrote to the host"
+    );
+    assert!(
+        !Path::new(&format!("{stolen}-shell")).exists(),
+        "the shell wrote to the host"
+    );
+    let run = &w.runs_at(&sha).await[0];
+    let log = w.run_log(run["id"].as_str().unwrap()).await;
+    assert!(log.contains("steal_database"), "{log}");
+    assert!(
+        !log.contains("CARGO_PKG_NAME="),
+        "lablink's environment leaked:\n{log}"
+    );
+}
+
+/// A job's variables are an allow-list: what would change how Python starts (a committed
+/// `sitecustomize.py` on `PYTHONPATH`) cannot be set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_variables_cannot_change_how_programs_start() {
+    let w = World::start(Backend::Sqlite).await;
+    for name in ["PYTHONPATH", "LD_PRELOAD", "PYTHONSTARTUP"] {
+        let mut job = duckdb_job(&format!("env-{}", name.to_lowercase()));
+        job["env"] = json!({ name: "." });
+        let res = w
+            .browser
+            .api(
+                Method::POST,
+                &format!("/api/v1/projects/{}/ci-jobs", w.project),
+                Some(job),
+                Some(&w.csrf),
+            )
+            .await;
+        assert_eq!(res.status, 422, "{name}: {}", res.body);
+        assert!(res.body.contains("start with DBT_"), "{}", res.body);
+    }
+}
+
+/// A fork bomb and a model that fills the disk, with the limits set small: each run ends in
+/// error, and says which limit it passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_past_their_limits_end_with_the_reason() {
+    let w = World::start_with(
+        Backend::Sqlite,
+        &[("run_max_processes", "16"), ("run_disk_mb", "60")],
+    )
+    .await;
+    let fork_bomb = "import os, time\n\
+        def model(dbt, session):\n\
+        \x20   while True:\n\
+        \x20       os.fork()\n\
+        \x20       time.sleep(0.05)\n\
+        \x20   return session.sql('select 1 as x')\n";
+    let filler = "def model(dbt, session):\n\
+        \x20   with open('filler.bin', 'wb') as f:\n\
+        \x20       for _ in range(200):\n\
+        \x20           f.write(b'x' * (1 << 20))\n\
+        \x20   return session.sql('select 1 as x')\n";
+    for (branch, model, reason) in [
+        (
+            "fork-bomb",
+            fork_bomb,
+            "it started more than 16 processes at once",
+        ),
+        ("filler", filler, "it used more than 60 MiB of disk"),
+    ] {
+        let sha = w
+            .commit(
+                branch,
+                &[(&format!("models/{}.py", branch.replace('-', "_")), model)],
+            )
+            .await;
+        w.open_mr(branch, branch).await;
+        w.wait_for_status(&sha, "failed").await;
+        let run = &w.runs_at(&sha).await[0];
+        assert_eq!(run["state"], "error");
+        assert!(
+            run["reason"].as_str().unwrap().contains(reason),
+            "{branch}: {run:#}"
+        );
+    }
 }
