@@ -2,6 +2,7 @@
 //! artifacts. Every read checks that the run belongs to the caller's account.
 
 use lablink_core::run::RunState;
+use lablink_exec::sandbox::Isolation;
 use lablink_store::Principal;
 use lablink_store::runs::{LogLine, Run, RunStep, Trigger};
 use serde::Serialize;
@@ -67,6 +68,8 @@ pub struct RunDetail {
     pub log_tail: Vec<LogLineView>,
     pub artifacts: Vec<String>,
     pub hook_warning: Option<String>,
+    /// Set while this host runs CI without a sandbox (setting `run_isolation = "none"`).
+    pub isolation_warning: Option<&'static str>,
 }
 
 impl From<RunStep> for StepView {
@@ -178,6 +181,8 @@ impl Services {
             log_tail: tail.into_iter().map(LogLineView::from).collect(),
             artifacts,
             hook_warning,
+            isolation_warning: (self.settings.runs.isolation == Isolation::None)
+                .then_some(super::executor::NOT_ISOLATED),
         })
     }
 

@@ -29,6 +29,10 @@ pub enum Code {
     ConnectorNotMaintainer,
     GitignoreIncomplete,
     BuildFoldersTracked,
+    /// `run_isolation = "none"`: CI runs are not sandboxed.
+    RunsNotIsolated,
+    /// The sandbox cannot start on this host: CI runs fail until it can.
+    SandboxUnavailable,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -58,7 +58,9 @@ impl Services {
             Code::UserLinkBroken
             | Code::RepositoryGone
             | Code::RepositoryNotInGroup
-            | Code::ConnectorNotMaintainer => {
+            | Code::ConnectorNotMaintainer
+            | Code::RunsNotIsolated
+            | Code::SandboxUnavailable => {
                 return Repair {
                     code,
                     outcome: Outcome::Manual,

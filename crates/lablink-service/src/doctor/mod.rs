@@ -8,6 +8,7 @@ pub mod findings;
 mod fixes;
 mod gitignore;
 
+use lablink_exec::sandbox::Isolation;
 use std::time::{Duration, Instant};
 
 use lablink_gitlab::Api;
@@ -94,6 +95,34 @@ impl Services {
         Ok(reports)
     }
 
+    /// How this host isolates CI runs, when that is a problem: every project's runs share it.
+    async fn check_run_isolation(&self) -> Option<Finding> {
+        match self.settings.runs.isolation {
+            Isolation::None => Some(Finding::warning(
+                Code::RunsNotIsolated,
+                "CI runs are not isolated (setting run_isolation = \"none\"): the dbt processes \
+                 of a merge request run as lablink's own user and can read lablink's data \
+                 directory and master key."
+                    .into(),
+                "Install bubblewrap (Debian package `bubblewrap`), make sure user namespaces are \
+                 enabled, and remove run_isolation from the configuration (see docs/security.md)."
+                    .into(),
+                false,
+            )),
+            Isolation::Bubblewrap => match lablink_exec::sandbox::probe().await {
+                Ok(()) => None,
+                Err(e) => Some(Finding::error(
+                    Code::SandboxUnavailable,
+                    format!("CI runs cannot start: {e}."),
+                    "Install bubblewrap and enable user namespaces on the lablink host (see \
+                     docs/security.md); runs succeed again at once."
+                        .into(),
+                    false,
+                )),
+            },
+        }
+    }
+
     /// Checks (and with `fix`, repairs) a project's connection.
     pub async fn check_connection(
         &self,
@@ -131,6 +160,7 @@ impl Services {
         let (mut findings, api) = self.diagnose(&repo).await?;
         self.check_gitignore(&repo, &project.subdirectory, &mut findings)
             .await;
+        findings.extend(self.check_run_isolation().await);
         let mut repairs = Vec::new();
         if fix {
             for finding in findings.iter().filter(|f| only.is_none_or(|c| c == f.code)) {

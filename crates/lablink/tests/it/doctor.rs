@@ -771,3 +771,22 @@ async fn a_webhook_reset_replaces_secret_and_signing_token(backend: Backend) {
     );
     w.app.stop().await;
 }
+
+/// A host that runs CI without a sandbox says so in every project's report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_without_a_sandbox_are_reported() {
+    let connected = Connected::start(Backend::Sqlite, &[("run_isolation", "none")], None).await;
+    let report = connected
+        .app
+        .services
+        .check_connection(&connected.user.account_id, &connected.project, false)
+        .await
+        .unwrap();
+    let finding = report
+        .findings
+        .iter()
+        .find(|f| f.code == Code::RunsNotIsolated)
+        .unwrap_or_else(|| panic!("{:#?}", report.findings));
+    assert!(finding.message.contains("not isolated"));
+    assert!(finding.fix.contains("bubblewrap"));
+}
