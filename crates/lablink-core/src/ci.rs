@@ -10,11 +10,35 @@ use std::fmt;
 /// Id of a CI or merge job; it is part of the CI schema name (`names::ci_schema_name`).
 pub type JobId = i64;
 
-/// What starts a job: a merge request (CI job) or a push to the default branch (merge job).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobKind {
-    Ci,
-    Merge,
+crate::text_enum! {
+    /// What a CI job does with merge requests from forks (whose code anyone with a fork wrote).
+    pub enum ForkPolicy ("fork policy") {
+        /// Nothing runs until a Maintainer of the target project approves the commit in lablink;
+        /// each new commit needs a new approval.
+        Approval = "approval",
+        /// Runs at once, without the job's secrets: `dbt parse` against no warehouse, without
+        /// the job's variables.
+        WithoutSecrets = "without_secrets",
+    }
+}
+
+crate::text_enum! {
+    /// What a run runs.
+    pub enum RunMode ("run mode") {
+        /// The job's commands, with its warehouse and variables.
+        Full = "full",
+        /// `dbt parse` only, with no warehouse and none of the job's variables (a fork's commit
+        /// under [`ForkPolicy::WithoutSecrets`]).
+        WithoutSecrets = "without_secrets",
+    }
+}
+
+crate::text_enum! {
+    /// What starts a job: a merge request (CI job) or a push to the default branch (merge job).
+    pub enum JobKind ("job kind") {
+        Ci = "ci",
+        Merge = "merge",
+    }
 }
 
 /// The part of a job's configuration that decides whether an event starts it.
@@ -26,6 +50,7 @@ pub struct CiJobSpec {
     pub run_on_draft: bool,
     pub enabled: bool,
     pub kind: JobKind,
+    pub forks: ForkPolicy,
 }
 
 /// A target-branch filter: a branch name, or a glob in which `*` stands for any run of characters
@@ -140,6 +165,8 @@ pub struct MrEvent {
     pub source_branch: String,
     /// `changes.draft` went from true to false in this event.
     pub draft_changed_to_ready: bool,
+    /// The source branch is in another project (a fork) than the target.
+    pub from_fork: bool,
 }
 
 /// A push event as the rules need it.
@@ -164,6 +191,9 @@ pub enum Decision {
         sha: String,
         branch: String,
         mr_iid: Option<i64>,
+        mode: RunMode,
+        /// A fork's commit: the run waits for a Maintainer's approval before it is queued.
+        awaits_approval: bool,
     },
     /// Cancel every unfinished run of the merge request whose SHA is not `except_sha`.
     CancelOlderRuns { mr_iid: i64, except_sha: String },
@@ -297,6 +327,7 @@ pub fn decide_mr(
         sha: &event.head_sha,
         status_branch: &event.source_branch,
         mr_iid: Some(event.iid),
+        from_fork: event.from_fork,
     };
     let candidates = jobs.iter().filter(|job| job.kind == JobKind::Ci);
     decisions.extend(trigger.start_or_skip(candidates, &already_ran, SkipReason::NoCiJobs));
@@ -335,6 +366,7 @@ pub fn decide_push(
         sha: &event.after,
         status_branch: branch,
         mr_iid: None,
+        from_fork: false,
     };
     let candidates = jobs.iter().filter(|job| job.kind == JobKind::Merge);
     trigger.start_or_skip(candidates, &already_ran, SkipReason::NoMergeJobs)
@@ -348,6 +380,7 @@ struct Trigger<'e> {
     sha: &'e str,
     status_branch: &'e str,
     mr_iid: Option<i64>,
+    from_fork: bool,
 }
 
 impl Trigger<'_> {
@@ -378,11 +411,19 @@ impl Trigger<'_> {
                         sha: self.sha.to_owned(),
                     })
                 } else {
+                    // A fork's code never runs with the job's secrets unless a Maintainer says so.
+                    let (mode, awaits_approval) = match (self.from_fork, job.forks) {
+                        (false, _) => (RunMode::Full, false),
+                        (true, ForkPolicy::Approval) => (RunMode::Full, true),
+                        (true, ForkPolicy::WithoutSecrets) => (RunMode::WithoutSecrets, false),
+                    };
                     Decision::StartRun {
                         job_id: job.id,
                         sha: self.sha.to_owned(),
                         branch: self.status_branch.to_owned(),
                         mr_iid: self.mr_iid,
+                        mode,
+                        awaits_approval,
                     }
                 }
             })
@@ -414,6 +455,7 @@ mod tests {
             run_on_draft: false,
             enabled: true,
             kind,
+            forks: ForkPolicy::Approval,
         }
     }
 
@@ -431,6 +473,7 @@ mod tests {
             target_branch: "main".into(),
             source_branch: "feature".into(),
             draft_changed_to_ready: false,
+            from_fork: false,
         }
     }
 
@@ -440,6 +483,8 @@ mod tests {
             sha: SHA_B.into(),
             branch: "feature".into(),
             mr_iid: Some(7),
+            mode: RunMode::Full,
+            awaits_approval: false,
         }
     }
 
@@ -696,6 +741,39 @@ mod tests {
     }
 
     #[test]
+    fn a_fork_never_runs_with_the_jobs_secrets_unless_approved() {
+        let mut event = mr(MrAction::Open);
+        event.from_fork = true;
+        let mut parse_only = ci(2);
+        parse_only.forks = ForkPolicy::WithoutSecrets;
+        let decisions = decide_mr(&event, &[ci(1), parse_only], never_ran);
+        let starts: Vec<_> = decisions
+            .iter()
+            .map(|d| match d {
+                Decision::StartRun {
+                    job_id,
+                    mode,
+                    awaits_approval,
+                    ..
+                } => (*job_id, *mode, *awaits_approval),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            starts,
+            [
+                (1, RunMode::Full, true),
+                (2, RunMode::WithoutSecrets, false)
+            ]
+        );
+        // The same project: everything as usual.
+        assert_eq!(
+            decide_mr(&mr(MrAction::Open), &[ci(1)], never_ran),
+            [start(1)]
+        );
+    }
+
+    #[test]
     fn a_push_to_the_default_branch_starts_merge_jobs() {
         let jobs = [
             ci(1),
@@ -707,6 +785,8 @@ mod tests {
             sha: SHA_B.into(),
             branch: "main".into(),
             mr_iid: None,
+            mode: RunMode::Full,
+            awaits_approval: false,
         };
         assert_eq!(
             decide_push(&push("refs/heads/main"), &jobs, never_ran),
@@ -819,6 +899,7 @@ mod tests {
                     target_branch: target.into(),
                     source_branch: "feature".into(),
                     draft_changed_to_ready: ready,
+                    from_fork: false,
                 }
             });
         proptest::collection::vec(event, 0..40)
@@ -845,6 +926,7 @@ mod tests {
                     run_on_draft: allow_drafts && drafts,
                     enabled,
                     kind: if merge { JobKind::Merge } else { JobKind::Ci },
+                    forks: ForkPolicy::Approval,
                 })
                 .collect()
         })

@@ -5,6 +5,8 @@ use std::fmt;
 
 crate::text_enum! {
     pub enum RunState ("run state") {
+        /// A fork's commit, waiting for a Maintainer's approval before it is queued.
+        AwaitingApproval = "awaiting_approval",
         /// Waiting for a worker.
         Queued = "queued",
         /// Claimed by a worker that is checking out the commit and writing the profile.
@@ -26,7 +28,7 @@ impl RunState {
     /// `running`, so the status moves as soon as somebody works on it.
     pub fn commit_status(self) -> CommitStatusState {
         match self {
-            Self::Queued => CommitStatusState::Pending,
+            Self::AwaitingApproval | Self::Queued => CommitStatusState::Pending,
             Self::Starting | Self::Running => CommitStatusState::Running,
             Self::Success => CommitStatusState::Success,
             Self::Error => CommitStatusState::Failed,
@@ -37,7 +39,8 @@ impl RunState {
     /// The dbt platform's numeric run status (dbt-platform.md §5.1).
     pub fn dbt_status_code(self) -> u8 {
         match self {
-            Self::Queued => 1,
+            // The dbt platform has no such state; its "queued" is the nearest.
+            Self::AwaitingApproval | Self::Queued => 1,
             Self::Starting => 2,
             Self::Running => 3,
             Self::Success => 10,
@@ -75,6 +78,8 @@ pub enum RunEvent {
     Cancelled(CancelReason),
     /// The worker holding the run lost its lease (crashed or stalled); another one may retry it.
     LeaseExpired,
+    /// A Maintainer approved a fork's commit to run with the job's secrets.
+    Approved { by: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +120,7 @@ impl fmt::Display for RunEvent {
             Self::Failed(reason) => reason.fmt(f),
             Self::Cancelled(reason) => reason.fmt(f),
             Self::LeaseExpired => f.write_str("the worker stopped responding; queued again"),
+            Self::Approved { by } => write!(f, "from a fork: approved by {by}; queued"),
         }
     }
 }
@@ -161,6 +167,7 @@ impl RunEvent {
             Self::Failed(_) => "fail",
             Self::Cancelled(_) => "cancel",
             Self::LeaseExpired => "expire the lease of",
+            Self::Approved { .. } => "approve",
         }
     }
 }
@@ -186,6 +193,8 @@ pub enum TransitionError {
 pub fn transition(state: RunState, event: &RunEvent) -> Result<RunState, TransitionError> {
     use RunState::*;
     let next = match (state, event) {
+        (AwaitingApproval, RunEvent::Approved { .. }) => Queued,
+        (AwaitingApproval, RunEvent::Cancelled(_)) => Cancelled,
         (Queued, RunEvent::Claimed) => Starting,
         (Starting, RunEvent::DbtStarted) => Running,
         (Running, RunEvent::Succeeded) => Success,
@@ -231,13 +240,20 @@ mod tests {
             failed(),
             cancelled(),
             RunEvent::LeaseExpired,
+            approved(),
         ]
+    }
+
+    fn approved() -> RunEvent {
+        RunEvent::Approved { by: "ada".into() }
     }
 
     /// The complete table: every (state, event) pair that is allowed and where it leads.
     fn allowed(state: RunState, event: &RunEvent) -> Option<RunState> {
         use RunState::*;
         let table = [
+            (AwaitingApproval, approved(), Queued),
+            (AwaitingApproval, cancelled(), Cancelled),
             (Queued, RunEvent::Claimed, Starting),
             (Queued, cancelled(), Cancelled),
             (Starting, RunEvent::DbtStarted, Running),
@@ -300,6 +316,13 @@ mod tests {
     fn states_map_to_gitlab_and_dbt_platform() {
         use CommitStatusState as C;
         let table = [
+            (
+                RunState::AwaitingApproval,
+                "awaiting_approval",
+                C::Pending,
+                "pending",
+                1,
+            ),
             (RunState::Queued, "queued", C::Pending, "pending", 1),
             (RunState::Starting, "starting", C::Running, "running", 2),
             (RunState::Running, "running", C::Running, "running", 3),

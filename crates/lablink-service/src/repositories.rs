@@ -56,6 +56,7 @@ const CANCELLED_WHILE_CONNECTING: &str =
 pub(crate) struct UserGitLab {
     pub api: Api,
     pub gitlab_user_id: i64,
+    pub username: String,
     pub instance_url: String,
 }
 
@@ -231,6 +232,7 @@ impl Services {
         Ok(UserGitLab {
             api: Api::bearer(&fresh.app.instance, fresh.token),
             gitlab_user_id: link.gitlab_user_id,
+            username: link.gitlab_username,
             instance_url: fresh.app.instance_url,
         })
     }

@@ -1,6 +1,7 @@
 //! CI jobs of a dbt project (`ci_jobs`). Environment variables and the warehouse password are
 //! sealed with the job's id as associated data; the rest is plain.
 
+use lablink_core::ci::{ForkPolicy, JobKind};
 use std::collections::BTreeMap;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -14,8 +15,7 @@ const WAREHOUSE_SECRET_AAD: &str = "ci_jobs.warehouse_secret";
 /// A job's settings as the service writes them.
 pub struct CiJobInput {
     pub name: String,
-    /// `ci` or `merge`.
-    pub kind: String,
+    pub kind: JobKind,
     pub commands: Vec<String>,
     pub target_branch_filter: Option<String>,
     pub run_on_draft: bool,
@@ -26,6 +26,7 @@ pub struct CiJobInput {
     pub warehouse: String,
     pub warehouse_secret: Option<SecretString>,
     pub mr_note: bool,
+    pub forks: ForkPolicy,
 }
 
 /// A stored job with its secrets opened.
@@ -44,7 +45,8 @@ struct Row {
     account_id: String,
     project_id: String,
     name: String,
-    kind: String,
+    #[sqlx(try_from = "String")]
+    kind: JobKind,
     commands: String,
     target_branch_filter: Option<String>,
     run_on_draft: bool,
@@ -54,12 +56,14 @@ struct Row {
     warehouse: String,
     warehouse_secret_enc: Option<Vec<u8>>,
     mr_note: bool,
+    #[sqlx(try_from = "String")]
+    fork_policy: ForkPolicy,
     created_at: i64,
     updated_at: i64,
 }
 
 const COLUMNS: &str = "id, account_id, project_id, name, kind, commands, target_branch_filter, \
-    run_on_draft, enabled, timeout_secs, env_enc, warehouse, warehouse_secret_enc, mr_note, \
+    run_on_draft, enabled, timeout_secs, env_enc, warehouse, warehouse_secret_enc, mr_note, fork_policy, \
     created_at, updated_at";
 
 impl Row {
@@ -98,6 +102,7 @@ impl Row {
                 warehouse: self.warehouse,
                 warehouse_secret,
                 mr_note: self.mr_note,
+                forks: self.fork_policy,
             },
             created_at: self.created_at,
             updated_at: self.updated_at,
@@ -155,14 +160,14 @@ impl Db {
                 sqlx::query(
                     "INSERT INTO ci_jobs (id, account_id, project_id, name, kind, commands, \
                      target_branch_filter, run_on_draft, enabled, timeout_secs, env_enc, \
-                     warehouse, warehouse_secret_enc, mr_note, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)",
+                     warehouse, warehouse_secret_enc, mr_note, fork_policy, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $16, $15, $15)",
                 )
                 .bind(id)
                 .bind(account_id)
                 .bind(project_id)
                 .bind(&input.name)
-                .bind(&input.kind)
+                .bind(input.kind.as_str())
                 .bind(&sealed.commands)
                 .bind(&input.target_branch_filter)
                 .bind(input.run_on_draft)
@@ -173,6 +178,7 @@ impl Db {
                 .bind(&sealed.warehouse_secret)
                 .bind(input.mr_note)
                 .bind(now)
+                .bind(input.forks.as_str())
                 .execute(pool)
                 .await
                 .map(|r| r.rows_affected())
@@ -211,10 +217,11 @@ impl Db {
             sqlx::query(
                 "UPDATE ci_jobs SET name = $1, kind = $2, commands = $3, target_branch_filter = $4, \
                  run_on_draft = $5, enabled = $6, timeout_secs = $7, env_enc = $8, warehouse = $9, \
-                 warehouse_secret_enc = $10, mr_note = $11, updated_at = $12 WHERE id = $13",
+                 warehouse_secret_enc = $10, mr_note = $11, updated_at = $12, fork_policy = $14 \
+                 WHERE id = $13",
             )
             .bind(&input.name)
-            .bind(&input.kind)
+            .bind(input.kind.as_str())
             .bind(&sealed.commands)
             .bind(&input.target_branch_filter)
             .bind(input.run_on_draft)
@@ -226,6 +233,7 @@ impl Db {
             .bind(input.mr_note)
             .bind(now_ms())
             .bind(id)
+            .bind(input.forks.as_str())
             .execute(pool)
             .await
             .map(|r| r.rows_affected())

@@ -2,6 +2,7 @@
 //! run needs. Every state change is a compare-and-set on the expected state (and lease holder),
 //! and writes the commit status the run should show into the outbox in the same transaction.
 
+use lablink_core::ci::RunMode;
 use lablink_core::run::RunState;
 use secrecy::SecretString;
 
@@ -22,6 +23,10 @@ pub struct Run {
     pub triggered_by: Trigger,
     #[sqlx(try_from = "String")]
     pub state: RunState,
+    #[sqlx(try_from = "String")]
+    pub mode: RunMode,
+    /// Who approved a fork's commit to run (`@username`).
+    pub approved_by: Option<String>,
     pub reason: Option<String>,
     pub attempts: i64,
     pub locked_by: Option<String>,
@@ -35,8 +40,8 @@ pub struct Run {
 }
 
 const COLUMNS: &str = "id, ci_job_id, account_id, project_id, repository_id, sha, ref_name, \
-    mr_iid, triggered_by, state, reason, attempts, locked_by, locked_until, cancel_requested, \
-    cancel_reason, status_note, created_at, started_at, finished_at";
+    mr_iid, triggered_by, state, mode, approved_by, reason, attempts, locked_by, locked_until, \
+    cancel_requested, cancel_reason, status_note, created_at, started_at, finished_at";
 
 lablink_core::text_enum! {
     /// What created a run.
@@ -60,7 +65,8 @@ lablink_core::text_enum! {
     }
 }
 
-/// A run to create (state `queued`, commit status `pending`).
+/// A run to create: `queued`, or `awaiting_approval` for a fork's commit (commit status
+/// `pending` either way).
 pub struct NewRun<'a> {
     pub ci_job_id: i64,
     pub account_id: &'a str,
@@ -72,6 +78,18 @@ pub struct NewRun<'a> {
     pub triggered_by: Trigger,
     /// Also the description of the `pending` commit status that goes to the outbox.
     pub reason: &'a str,
+    pub mode: RunMode,
+    pub awaits_approval: bool,
+}
+
+impl NewRun<'_> {
+    fn state(&self) -> RunState {
+        if self.awaits_approval {
+            RunState::AwaitingApproval
+        } else {
+            RunState::Queued
+        }
+    }
 }
 
 /// Which holder a state change expects.
@@ -90,6 +108,8 @@ pub struct Transition<'a> {
     pub from: RunState,
     pub to: RunState,
     pub reason: &'a str,
+    /// Who approved a fork's commit, recorded with the change that queues it.
+    pub approved_by: Option<&'a str>,
 }
 
 /// What a run's repository and project give its execution.
@@ -223,8 +243,8 @@ impl Db {
             let n = sqlx::query(
                 "INSERT INTO runs (id, ci_job_id, account_id, project_id, repository_id, sha, \
                  ref_name, mr_iid, triggered_by, state, reason, attempts, cancel_requested, \
-                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', \
-                 $10, 0, FALSE, $11, $11) ON CONFLICT (ci_job_id, sha) DO NOTHING",
+                 created_at, updated_at, mode) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $12, \
+                 $10, 0, FALSE, $11, $11, $13) ON CONFLICT (ci_job_id, sha) DO NOTHING",
             )
             .bind(&id)
             .bind(new.ci_job_id)
@@ -237,13 +257,15 @@ impl Db {
             .bind(new.triggered_by.as_str())
             .bind(new.reason)
             .bind(now)
+            .bind(new.state().as_str())
+            .bind(new.mode.as_str())
             .execute(&mut *tx)
             .await?
             .rows_affected();
             if n == 1 {
                 sqlx::query(OUTBOX_UPSERT)
                     .bind(&id)
-                    .bind(RunState::Queued.commit_status().as_str())
+                    .bind(new.state().commit_status().as_str())
                     .bind(new.reason)
                     .bind(now)
                     .execute(&mut *tx)
@@ -326,7 +348,8 @@ impl Db {
                 "UPDATE runs SET state = $1, reason = $2, updated_at = $3, \
                  finished_at = CASE WHEN $4 THEN $3 ELSE finished_at END, \
                  locked_by = CASE WHEN $4 OR $1 = 'queued' THEN NULL ELSE locked_by END, \
-                 locked_until = CASE WHEN $4 OR $1 = 'queued' THEN NULL ELSE locked_until END \
+                 locked_until = CASE WHEN $4 OR $1 = 'queued' THEN NULL ELSE locked_until END, \
+                 approved_by = COALESCE($9, approved_by) \
                  WHERE id = $5 AND state = $6 AND (CAST($7 AS TEXT) IS NULL OR locked_by = $7) \
                  AND (CAST($8 AS BIGINT) IS NULL OR locked_until < $8)",
             )
@@ -338,6 +361,7 @@ impl Db {
             .bind(transition.from.as_str())
             .bind(worker)
             .bind(expired_before)
+            .bind(transition.approved_by)
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -402,7 +426,8 @@ impl Db {
     ) -> Result<Vec<Run>, StoreError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM runs WHERE repository_id = $1 AND mr_iid = $2 \
-             AND state IN ('queued', 'starting', 'running') AND (CAST($3 AS TEXT) IS NULL OR sha <> $3) \
+             AND state IN ('awaiting_approval', 'queued', 'starting', 'running') \
+             AND (CAST($3 AS TEXT) IS NULL OR sha <> $3) \
              ORDER BY created_at"
         );
         let runs = crate::on_db!(self, |pool| {

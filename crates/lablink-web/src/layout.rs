@@ -12,6 +12,8 @@ pub struct NavUser {
     pub username: String,
     pub account_name: String,
     pub is_admin: bool,
+    /// Not read-only: may change things in projects.
+    pub can_write: bool,
 }
 
 impl Chrome {
@@ -21,9 +23,15 @@ impl Chrome {
                 username: user.principal.username.clone(),
                 account_name: user.principal.account_name.clone(),
                 is_admin: user.principal.role.can_manage_account(),
+                can_write: user.principal.role.can_write(),
             }),
             csrf_token: user.csrf_token.clone(),
         }
+    }
+
+    /// Whether the signed-in user may change things in projects.
+    pub fn can_write(&self) -> bool {
+        self.user.as_ref().is_some_and(|u| u.can_write)
     }
 
     /// For pages shown before sign-in; forms use the pre-session CSRF token.

@@ -46,6 +46,11 @@ impl DbtCommand {
         Self::from_args(["deps"])
     }
 
+    /// `dbt parse`: reads the whole project, builds nothing.
+    pub fn parse_only() -> Self {
+        Self::from_args(["parse"])
+    }
+
     /// The commands a job runs: its configured lines, or the default when it has none. With
     /// production state, node-selecting commands defer to it unless they choose their own.
     pub fn for_job(

@@ -35,6 +35,9 @@ pub enum WarehouseProfile {
     DuckDb { path: PathBuf },
     /// dbt-postgres.
     Postgres(PostgresProfile),
+    /// No warehouse: dbt-duckdb in memory, for work that must not reach one (a fork's commit
+    /// parsed without the job's secrets).
+    None,
 }
 
 #[derive(Debug, Clone)]
@@ -47,10 +50,15 @@ pub struct PostgresProfile {
 }
 
 impl WarehouseProfile {
+    /// Whether work with this warehouse needs the network (a database server).
+    pub fn over_network(&self) -> bool {
+        matches!(self, Self::Postgres(_))
+    }
+
     /// Values that must never appear in a stored log.
     pub fn secrets(&self) -> Vec<&SecretString> {
         match self {
-            Self::DuckDb { .. } => Vec::new(),
+            Self::DuckDb { .. } | Self::None => Vec::new(),
             Self::Postgres(pg) => vec![&pg.password],
         }
     }
@@ -140,6 +148,11 @@ impl DbtTarget {
         let output = match &self.warehouse {
             WarehouseProfile::DuckDb { path } => Output::Duckdb {
                 path: path.to_str().unwrap_or_default(),
+                schema: &self.schema,
+                threads: self.threads,
+            },
+            WarehouseProfile::None => Output::Duckdb {
+                path: ":memory:",
                 schema: &self.schema,
                 threads: self.threads,
             },

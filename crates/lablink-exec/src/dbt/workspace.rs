@@ -71,9 +71,10 @@ pub struct DbtWorkspace {
     target_name: String,
     job_env: Vec<(String, SecretString)>,
     redactor: Arc<Redactor>,
-    /// The directory of the DuckDB file, when the warehouse is one; `None` for a warehouse
-    /// reached over the network.
+    /// The directory of the DuckDB file, when the warehouse is one.
     duckdb_dir: Option<PathBuf>,
+    /// Whether the warehouse is reached over the network.
+    warehouse_over_network: bool,
     isolation: Isolation,
     limits: Limits,
 }
@@ -177,7 +178,7 @@ impl DbtWorkspace {
         }
         let duckdb_dir = match &setup.target.warehouse {
             super::WarehouseProfile::DuckDb { path } => path.parent().map(Path::to_owned),
-            super::WarehouseProfile::Postgres(_) => None,
+            super::WarehouseProfile::Postgres(_) | super::WarehouseProfile::None => None,
         };
         if let Some(dir) = &duckdb_dir {
             private_dir(dir)?;
@@ -186,6 +187,7 @@ impl DbtWorkspace {
             install,
             worktree,
             duckdb_dir,
+            warehouse_over_network: setup.target.warehouse.over_network(),
             isolation: setup.isolation,
             limits: setup.limits,
             project_dir,
@@ -310,7 +312,7 @@ impl DbtWorkspace {
                 .then_some(git_file)
                 .into_iter()
                 .collect(),
-            network: self.duckdb_dir.is_none() || command.needs_network(),
+            network: self.warehouse_over_network || command.needs_network(),
             limits: self.limits,
         }
     }

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use lablink_core::ci::{Decision, MrAction, MrEvent, PushEvent, decide_mr, decide_push};
+use lablink_core::ci::{Decision, MrAction, MrEvent, PushEvent, RunMode, decide_mr, decide_push};
 use lablink_core::run::{CancelReason, RunEvent, RunState};
 use lablink_gitlab::webhook::{self, Event, MergeRequestAction, Parsed};
 use lablink_store::ci_jobs::CiJob;
@@ -18,6 +18,8 @@ use super::jobs::job_spec;
 use crate::{ServiceError, Services};
 
 const DROP_SCHEMA_ATTEMPTS: i64 = 5;
+/// The state of a fork's run until a Maintainer approves it; also its commit status description.
+pub const AWAITING_APPROVAL: &str = "from a fork: waiting for a Maintainer's approval in lablink";
 /// Most deliveries handled per claim: one claim and one commit of outcomes for the batch.
 const DELIVERY_BATCH: i64 = 32;
 /// A batch handles in milliseconds (no GitLab calls); the lease only matters after a crash.
@@ -65,6 +67,7 @@ fn to_domain(event: Event, repository: &CiRepository) -> Result<Domain, String> 
                 draft: mr.draft,
                 target_branch: mr.target_branch,
                 source_branch: mr.source_branch,
+                from_fork: mr.source_project_id != mr.target_project_id,
             }))
         }
         Event::Push(push) => Ok(Domain::Push(PushEvent {
@@ -215,6 +218,8 @@ impl Services {
                 sha,
                 branch,
                 mr_iid,
+                mode,
+                awaits_approval,
             } => {
                 let created = self
                     .db
@@ -227,7 +232,13 @@ impl Services {
                         ref_name: &branch,
                         mr_iid,
                         triggered_by,
-                        reason: "queued",
+                        reason: if awaits_approval {
+                            AWAITING_APPROVAL
+                        } else {
+                            "queued"
+                        },
+                        mode,
+                        awaits_approval,
                     })
                     .await?;
                 match created {
@@ -235,7 +246,14 @@ impl Services {
                         // Its `pending` status is committed with it: post it now, before the run
                         // loops (woken when the batch is done) move the run on to `running`.
                         self.wake.statuses.notify_one();
-                        format!("job {job_id}: run {run_id} queued for {sha}")
+                        let how = match (awaits_approval, mode) {
+                            (true, _) => "from a fork, waiting for approval",
+                            (false, RunMode::WithoutSecrets) => {
+                                "from a fork, queued without secrets"
+                            }
+                            (false, RunMode::Full) => "queued",
+                        };
+                        format!("job {job_id}: run {run_id} {how} for {sha}")
                     }
                     None => format!("job {job_id} already has a run for {sha}"),
                 }
@@ -285,9 +303,11 @@ impl Services {
         let encoded = encode_cancel(&reason);
         let event = RunEvent::Cancelled(reason);
         for run in &runs {
-            let cancelled_while_queued = run.state == RunState::Queued
+            // Nobody holds a run that waits (for a worker or an approval): it ends here.
+            let waiting = matches!(run.state, RunState::Queued | RunState::AwaitingApproval);
+            let cancelled_while_queued = waiting
                 && self
-                    .apply_run_event(&run.id, RunState::Queued, Holder::Anyone, &event)
+                    .apply_run_event(&run.id, run.state, Holder::Anyone, &event)
                     .await?;
             if !cancelled_while_queued {
                 self.db.request_run_cancel(&run.id, &encoded).await?;

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use lablink_core::ci::RunMode;
 use lablink_core::names::ci_schema_name;
 use lablink_core::run::{CancelReason, FailureReason, RunEvent, RunState};
 use lablink_exec::dbt::{
@@ -217,6 +218,7 @@ impl Services {
                     from: RunState::Queued,
                     to: RunState::Starting,
                     reason: &RunEvent::Claimed.to_string(),
+                    approved_by: None,
                 },
             )
             .await?;
@@ -345,6 +347,13 @@ impl Services {
         let dbt = self
             .prepare_dbt(run, &job, &repository, worktree, run_dir)
             .await?;
+        if run.mode == RunMode::WithoutSecrets {
+            say(
+                log,
+                "from a fork: dbt parse only, without the job's warehouse or variables",
+            )
+            .await;
+        }
         say(
             log,
             format!(
@@ -392,18 +401,27 @@ impl Services {
         run_dir: &Path,
     ) -> Result<PreparedDbt, SetupError> {
         let install = DbtInstall::locate()?;
+        // A fork's commit run without secrets gets no warehouse and none of the job's variables.
+        let full = run.mode == RunMode::Full;
         let target = DbtTarget {
             name: "default".into(),
             schema: run_schema(job, run.mr_iid),
             threads: 4,
-            warehouse: warehouse_profile(job, &self.settings.runs)?,
+            warehouse: if full {
+                warehouse_profile(job, &self.settings.runs)?
+            } else {
+                WarehouseProfile::None
+            },
         };
-        let env: Vec<_> = job
-            .input
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let env: Vec<_> = if full {
+            job.input
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let subdir = Some(repository.project_subdirectory.as_str()).filter(|s| !s.is_empty());
         let workspace = DbtWorkspace::prepare(
             install,
@@ -418,8 +436,8 @@ impl Services {
             },
         )?;
         let production = match run.mr_iid {
-            Some(_) => self.db.production_manifest(&run.project_id).await?,
-            None => None,
+            Some(_) if full => self.db.production_manifest(&run.project_id).await?,
+            _ => None,
         };
         let state_dir = production
             .map(|manifest| workspace.install_production_manifest(manifest.as_bytes()))
@@ -428,10 +446,14 @@ impl Services {
         if workspace.needs_deps() {
             commands.push(DbtCommand::deps());
         }
-        commands.extend(DbtCommand::for_job(
-            &job.input.commands,
-            state_dir.as_deref(),
-        )?);
+        if full {
+            commands.extend(DbtCommand::for_job(
+                &job.input.commands,
+                state_dir.as_deref(),
+            )?);
+        } else {
+            commands.push(DbtCommand::parse_only());
+        }
         Ok(PreparedDbt {
             workspace,
             target,

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use lablink_core::ci::{BranchFilter, CiJobSpec, JobKind};
+use lablink_core::ci::{BranchFilter, CiJobSpec, ForkPolicy, JobKind};
 use lablink_exec::dbt::{DbtCommand, PostgresProfile, WarehouseProfile};
 use lablink_store::Principal;
 use lablink_store::ci_jobs::{CiJob, CiJobInput};
@@ -40,7 +40,8 @@ pub struct CiJobForm {
     pub name: String,
     /// `ci` (merge requests, the default) or `merge` (pushes to the default branch).
     #[serde(default = "default_kind")]
-    pub kind: String,
+    #[schema(value_type = String)]
+    pub kind: JobKind,
     /// dbt command lines; empty for `dbt build --select state:modified+` with deferral to
     /// production (or `dbt build` when there is no production run yet).
     #[serde(default)]
@@ -66,10 +67,20 @@ pub struct CiJobForm {
     /// Post a note summarising each finished run on the merge request.
     #[serde(default)]
     pub mr_note: bool,
+    /// Merge requests from forks: `approval` (the default: a Maintainer approves each commit in
+    /// lablink before it runs with the job's secrets) or `without_secrets` (`dbt parse` at once,
+    /// with no warehouse and none of the job's variables).
+    #[serde(default = "default_forks")]
+    #[schema(value_type = String)]
+    pub forks: ForkPolicy,
 }
 
-fn default_kind() -> String {
-    "ci".into()
+fn default_forks() -> ForkPolicy {
+    ForkPolicy::Approval
+}
+
+fn default_kind() -> JobKind {
+    JobKind::Ci
 }
 fn yes() -> bool {
     true
@@ -84,7 +95,8 @@ pub struct CiJobView {
     pub id: i64,
     pub project_id: String,
     pub name: String,
-    pub kind: String,
+    #[schema(value_type = String)]
+    pub kind: JobKind,
     pub commands: Vec<String>,
     pub target_branch_filter: Option<String>,
     pub run_on_draft: bool,
@@ -94,6 +106,8 @@ pub struct CiJobView {
     pub warehouse: WarehouseSettings,
     pub has_warehouse_password: bool,
     pub mr_note: bool,
+    #[schema(value_type = String)]
+    pub forks: ForkPolicy,
     /// The commit status name in GitLab.
     pub status_name: String,
 }
@@ -104,7 +118,7 @@ impl CiJobView {
             id: job.id,
             project_id: job.project_id.clone(),
             name: job.input.name.clone(),
-            kind: job.input.kind.clone(),
+            kind: job.input.kind,
             commands: job.input.commands.clone(),
             target_branch_filter: job.input.target_branch_filter.clone(),
             run_on_draft: job.input.run_on_draft,
@@ -114,6 +128,7 @@ impl CiJobView {
             warehouse: warehouse_settings(job)?,
             has_warehouse_password: job.input.warehouse_secret.is_some(),
             mr_note: job.input.mr_note,
+            forks: job.input.forks,
             status_name: lablink_core::names::commit_status_name(&job.input.name),
         })
     }
@@ -166,11 +181,8 @@ pub(crate) fn job_spec(job: &CiJob, default_filter: &str) -> Result<CiJobSpec, S
             .map_err(|e| ServiceError::Internal(format!("job {}: {e}", job.id)))?,
         run_on_draft: job.input.run_on_draft,
         enabled: job.input.enabled,
-        kind: if job.input.kind == "merge" {
-            JobKind::Merge
-        } else {
-            JobKind::Ci
-        },
+        kind: job.input.kind,
+        forks: job.input.forks,
     })
 }
 
@@ -187,9 +199,6 @@ fn validate(form: &CiJobForm) -> Result<(), ServiceError> {
     }
     if name.chars().any(char::is_control) {
         return Err(bad("The job name may not contain control characters."));
-    }
-    if !matches!(form.kind.as_str(), "ci" | "merge") {
-        return Err(bad("The kind must be `ci` or `merge`."));
     }
     for line in form.commands.iter().filter(|l| !l.trim().is_empty()) {
         DbtCommand::parse(line).map_err(|e| bad(e.to_string()))?;
@@ -243,6 +252,7 @@ fn input(form: CiJobForm, kept_secret: Option<SecretString>) -> Result<CiJobInpu
         warehouse,
         warehouse_secret,
         mr_note: form.mr_note,
+        forks: form.forks,
     })
 }
 

@@ -43,6 +43,10 @@ impl Services {
                     from,
                     to,
                     reason: &reason,
+                    approved_by: match event {
+                        RunEvent::Approved { by } => Some(by),
+                        _ => None,
+                    },
                 },
             )
             .await?;

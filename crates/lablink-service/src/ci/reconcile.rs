@@ -100,6 +100,7 @@ impl Services {
                 target_branch: mr.target_branch,
                 source_branch: mr.source_branch,
                 draft_changed_to_ready: false,
+                from_fork: mr.source_project_id != mr.target_project_id,
             };
             report
                 .notes

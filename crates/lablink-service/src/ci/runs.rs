@@ -1,12 +1,16 @@
 //! What users see of runs: lists per project and merge request, one run with its steps, log and
 //! artifacts. Every read checks that the run belongs to the caller's account.
 
-use lablink_core::run::RunState;
+use lablink_core::AccessLevel;
+use lablink_core::ci::RunMode;
+use lablink_core::run::{RunEvent, RunState};
 use lablink_exec::sandbox::Isolation;
 use lablink_store::Principal;
-use lablink_store::runs::{LogLine, Run, RunStep, Trigger};
+use lablink_store::audit::AuditEvent;
+use lablink_store::runs::{Holder, LogLine, Run, RunStep, Trigger};
 use serde::Serialize;
 
+use crate::error::require;
 use crate::{ServiceError, Services};
 
 /// Artifacts a run may have.
@@ -26,9 +30,15 @@ pub struct RunSummary {
     /// webhook or reconciliation
     #[schema(value_type = String)]
     pub triggered_by: Trigger,
-    /// queued, starting, running, success, error or cancelled
+    /// awaiting_approval (a fork's commit), queued, starting, running, success, error or
+    /// cancelled
     #[schema(value_type = String)]
     pub state: RunState,
+    /// full, or without_secrets (a fork's commit: `dbt parse` with no warehouse or variables)
+    #[schema(value_type = String)]
+    pub mode: RunMode,
+    /// Who approved a fork's commit to run (`@username` in GitLab).
+    pub approved_by: Option<String>,
     pub reason: Option<String>,
     pub attempts: i64,
     /// Why no status goes to GitLab, or why posting it failed.
@@ -36,6 +46,13 @@ pub struct RunSummary {
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+}
+
+impl RunSummary {
+    /// A fork's commit waiting for a Maintainer's approval.
+    pub fn awaits_approval(&self) -> bool {
+        self.state == RunState::AwaitingApproval
+    }
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -112,6 +129,8 @@ impl Services {
             mr_iid: run.mr_iid,
             triggered_by: run.triggered_by,
             state: run.state,
+            mode: run.mode,
+            approved_by: run.approved_by,
             reason: run.reason,
             attempts: run.attempts,
             status_note: run.status_note,
@@ -119,6 +138,83 @@ impl Services {
             started_at: run.started_at,
             finished_at: run.finished_at,
         })
+    }
+
+    /// A Maintainer of the target project in GitLab (checked now, with the caller's own GitLab
+    /// account) lets a fork's commit run with the job's secrets. One approval is for one commit:
+    /// a newer commit of the merge request waits again.
+    pub async fn approve_fork_run(
+        &self,
+        caller: &Principal,
+        run_id: &str,
+        client_ip: Option<&str>,
+    ) -> Result<RunSummary, ServiceError> {
+        require(
+            caller.role.can_write(),
+            "Read-only users cannot approve runs.",
+        )?;
+        let run = self.run_of_account(caller, run_id).await?;
+        if run.state != RunState::AwaitingApproval {
+            return Err(ServiceError::Conflict(format!(
+                "This run is not waiting for an approval: it is {}.",
+                run.state
+            )));
+        }
+        let repository = self
+            .db
+            .repository(&run.repository_id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound("The run's repository is gone.".into()))?;
+        let gitlab = self.user_gitlab(caller).await?;
+        let level = gitlab
+            .api
+            .member_all(repository.gitlab_project_id, gitlab.gitlab_user_id)
+            .await?
+            .map_or(0, |m| m.access_level);
+        let role = AccessLevel::try_from(u8::try_from(level).unwrap_or(0))
+            .map_or("no", AccessLevel::label);
+        require(
+            level >= i64::from(AccessLevel::Maintainer.value()),
+            &format!(
+                "Only a Maintainer of {} in GitLab may approve a fork's commit; your GitLab \
+                 account @{} has the {role} role there.",
+                repository.path_with_namespace, gitlab.username
+            ),
+        )?;
+        let by = format!("@{}", gitlab.username);
+        let approved = self
+            .apply_run_event(
+                &run.id,
+                RunState::AwaitingApproval,
+                Holder::Anyone,
+                &RunEvent::Approved { by: by.clone() },
+            )
+            .await?;
+        if !approved {
+            return Err(ServiceError::Conflict(
+                "This run stopped waiting meanwhile (a newer commit or a close cancelled it)."
+                    .into(),
+            ));
+        }
+        self.db
+            .record_audit(AuditEvent {
+                account_id: Some(&caller.account_id),
+                actor_user_id: Some(&caller.user_id),
+                action: "ci.fork_run.approved",
+                detail: format!(
+                    "run {} of {}!{} at {} from a fork approved by {by} (GitLab {role})",
+                    run.id,
+                    repository.path_with_namespace,
+                    run.mr_iid.unwrap_or_default(),
+                    run.sha
+                ),
+                client_ip,
+            })
+            .await?;
+        self.wake.runs.notify_one();
+        self.wake.statuses.notify_one();
+        let run = self.run_of_account(caller, run_id).await?;
+        self.summary(run).await
     }
 
     async fn run_of_account(&self, caller: &Principal, run_id: &str) -> Result<Run, ServiceError> {

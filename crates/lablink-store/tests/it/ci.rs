@@ -1,5 +1,6 @@
 use std::collections::{BTreeMap, HashSet};
 
+use lablink_core::ci::{ForkPolicy, JobKind, RunMode};
 use lablink_core::run::RunState;
 use lablink_store::Db;
 use lablink_store::ci_jobs::CiJobInput;
@@ -254,16 +255,17 @@ async fn expire_delivery_lock(db: &Db, id: &str) {
 fn job_input(name: &str) -> CiJobInput {
     CiJobInput {
         name: name.into(),
-        kind: "ci".into(),
+        kind: JobKind::Ci,
         commands: vec![],
         target_branch_filter: None,
         run_on_draft: false,
         enabled: true,
         timeout_secs: 60,
         env: BTreeMap::from([("DBT_ENV_SECRET_KEY".into(), SecretString::from("hunter2"))]),
-        warehouse: r#"{"type":"duckdb","path":"/tmp/x.duckdb"}"#.into(),
+        warehouse: r#"{"type":"duckdb"}"#.into(),
         warehouse_secret: None,
         mr_note: false,
+        forks: ForkPolicy::Approval,
     }
 }
 
@@ -310,6 +312,8 @@ fn new_run<'a>(job: i64, sha: &'a str) -> NewRun<'a> {
         mr_iid: Some(7),
         triggered_by: Trigger::Webhook,
         reason: "queued",
+        mode: RunMode::Full,
+        awaits_approval: false,
     }
 }
 
@@ -317,6 +321,7 @@ const CLAIM: Transition<'static> = Transition {
     from: RunState::Queued,
     to: RunState::Starting,
     reason: "claimed by a worker",
+    approved_by: None,
 };
 
 async fn job(db: &Db) -> i64 {
@@ -340,6 +345,7 @@ async fn a_commit_runs_once_per_job_and_is_claimed_once(db: Db) {
         from,
         to: RunState::Success,
         reason: "every dbt command succeeded",
+        approved_by: None,
     };
     assert!(
         !db.transition_run(&id, Holder::Worker("w2"), &succeed(RunState::Starting))
@@ -372,6 +378,7 @@ async fn an_expired_run_lease_lets_another_worker_take_over(db: Db) {
         from: RunState::Starting,
         to: RunState::Queued,
         reason: "the worker stopped responding; queued again",
+        approved_by: None,
     };
     let now = lablink_store::now_ms();
     assert!(
@@ -441,6 +448,7 @@ async fn the_outbox_keeps_the_latest_status_until_it_is_sent(db: Db) {
         from: RunState::Starting,
         to: RunState::Error,
         reason: "`dbt build` failed with exit code 1",
+        approved_by: None,
     };
     assert!(
         db.transition_run(&id, Holder::Worker("w"), &finish)

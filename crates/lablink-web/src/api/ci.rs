@@ -12,7 +12,7 @@ use utoipa::IntoParams;
 
 use crate::ApiJson;
 use crate::error::ErrorBody;
-use crate::{ApiError, ApiUser, AppState};
+use crate::{ApiError, ApiUser, AppState, ClientIp};
 
 /// A project's CI jobs.
 #[utoipa::path(get, path = "/api/v1/projects/{id}/ci-jobs", tag = "ci",
@@ -153,6 +153,26 @@ pub async fn run_log(
         state
             .services
             .run_log(&user.principal, &id, page.after, page.limit.unwrap_or(1000))
+            .await?,
+    ))
+}
+
+/// Approves a fork's commit to run with the job's secrets. Only a Maintainer of the target project
+/// in GitLab may (checked with the caller's linked GitLab account).
+#[utoipa::path(post, path = "/api/v1/runs/{id}/approve", tag = "ci",
+    params(("id" = String, Path, description = "run id")),
+    responses((status = 200, body = RunSummary), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn approve_run(
+    State(state): State<AppState>,
+    user: ApiUser,
+    ip: ClientIp,
+    Path(id): Path<String>,
+) -> Result<Json<RunSummary>, ApiError> {
+    Ok(Json(
+        state
+            .services
+            .approve_fork_run(&user.principal, &id, ip.0.as_deref())
             .await?,
     ))
 }

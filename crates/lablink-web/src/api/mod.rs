@@ -66,6 +66,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(ci::get_job, ci::update_job, ci::delete_job))
         .routes(routes!(ci::list_runs))
         .routes(routes!(ci::get_run))
+        .routes(routes!(ci::approve_run))
         .routes(routes!(ci::run_log))
         .routes(routes!(ci::run_artifact))
         .routes(routes!(projects::list_projects, projects::create_project))
@@ -135,6 +136,7 @@ mod tests {
                 "POST /api/v1/linked-accounts/gitlab/check",
                 "POST /api/v1/projects",
                 "POST /api/v1/projects/{id}/ci-jobs",
+                "POST /api/v1/runs/{id}/approve",
                 "POST /api/v1/tokens",
                 "POST /api/v1/users",
                 "PUT /api/v1/ci-jobs/{id}",

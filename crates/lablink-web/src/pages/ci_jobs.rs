@@ -64,6 +64,8 @@ struct NewJob {
     env: String,
     #[serde(default)]
     mr_note: Option<String>,
+    /// `approval` or `without_secrets`.
+    forks: String,
 }
 
 fn parse_env(text: &str) -> Result<BTreeMap<String, SecretString>, ServiceError> {
@@ -90,7 +92,10 @@ async fn create(
     user.check_csrf(&form.csrf_token)?;
     let job = CiJobForm {
         name: form.name,
-        kind: form.kind,
+        kind: form
+            .kind
+            .parse()
+            .map_err(|e: lablink_core::UnknownName| ServiceError::BadInput(format!("{e}.")))?,
         commands: form.commands.lines().map(str::to_owned).collect(),
         target_branch_filter: Some(form.target_branch_filter.trim().to_owned())
             .filter(|f| !f.is_empty()),
@@ -101,6 +106,10 @@ async fn create(
         warehouse: WarehouseSettings::DuckDb {},
         warehouse_password: None,
         mr_note: form.mr_note.is_some(),
+        forks: form
+            .forks
+            .parse()
+            .map_err(|e: lablink_core::UnknownName| ServiceError::BadInput(format!("{e}.")))?,
     };
     state
         .services

@@ -2,15 +2,16 @@
 //! status, timing, steps and a log tail that refreshes while the run is active.
 
 use askama::Template;
+use axum::Form;
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::response::{IntoResponse, Redirect};
+use axum::routing::{get, post};
 use lablink_service::ci::runs::{RunDetail, RunSummary};
 use serde::Deserialize;
 
 use super::when;
-use crate::{AppState, Chrome, CurrentUser, HtmlError, render};
+use crate::{AppState, Chrome, ClientIp, CurrentUser, HtmlError, render};
 
 /// How many log lines the run page shows.
 const LOG_TAIL: i64 = 300;
@@ -19,6 +20,28 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/projects/{id}/runs", get(list))
         .route("/runs/{id}", get(show))
+        .route("/runs/{id}/approve", post(approve))
+}
+
+#[derive(Deserialize)]
+struct ApproveForm {
+    csrf_token: String,
+}
+
+/// A Maintainer approves a fork's commit (the use case checks their GitLab role).
+async fn approve(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ip: ClientIp,
+    Path(id): Path<String>,
+    Form(form): Form<ApproveForm>,
+) -> Result<impl IntoResponse, HtmlError> {
+    user.check_csrf(&form.csrf_token)?;
+    state
+        .services
+        .approve_fork_run(&user.principal, &id, ip.0.as_deref())
+        .await?;
+    Ok(Redirect::to(&format!("/runs/{id}")))
 }
 
 /// A run with its times formatted for the page.

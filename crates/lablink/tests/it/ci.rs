@@ -13,9 +13,10 @@ use serde_json::{Value, json};
 use sqlx::postgres::PgPool;
 
 use crate::secrets_at_rest::{contains, database_bytes};
-use crate::support::connected::Connected;
+use crate::support::connected::{Connected, Linked};
 use crate::support::gitlab::{GitLab, SimUser};
 use crate::support::{Backend, Browser, TestApp, TestDatabase};
+use lablink_core::Role;
 
 crate::on_both_backends!(
     merge_request_runs_report_statuses_and_close_drops_the_schema,
@@ -27,6 +28,7 @@ crate::on_both_backends!(
     a_postgres_warehouse_gets_the_schema_and_loses_it_on_close,
     runs_of_vanished_workers_are_taken_up_again_then_given_up,
     the_mr_note_survives_an_unreliable_notes_api,
+    merge_requests_from_forks_wait_for_a_maintainers_approval,
 );
 
 /// Upper bound for waiting on background work (dbt runs take seconds); not a timing assertion.
@@ -1058,4 +1060,120 @@ async fn runs_past_their_limits_end_with_the_reason() {
             "{branch}: {run:#}"
         );
     }
+}
+
+/// A merge request from a fork (GitLab's event names another source project) never runs with
+/// the job's secrets until a Maintainer of the target project approves that commit in lablink;
+/// a Developer cannot. A job set to run forks without secrets parses them at once.
+async fn merge_requests_from_forks_wait_for_a_maintainers_approval(backend: Backend) {
+    use crate::support::webhooks;
+    use secrecy::ExposeSecret;
+    let w = World::start(backend).await;
+    let mut parse_only = duckdb_job("parse");
+    parse_only["forks"] = json!("without_secrets");
+    parse_only["env"] = json!({"DBT_ENV_SECRET_TOKEN": "fork-must-not-see-this"});
+    w.create_job(parse_only).await;
+    // The fork's commit, as GitLab keeps it in the target project (refs/merge-requests/<iid>/head);
+    // a draft merge request of the target project puts it there and starts nothing.
+    let sha = w.commit("from-fork", &[(MODEL_PATH, GOOD_MODEL)]).await;
+    let iid = w.open_mr("from-fork", "Draft: from a fork").await;
+    let secrets = w
+        .app
+        .db
+        .hook_secrets(&w.app.keys, &w.repository_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let event = webhooks::merge_request_opened(w.gitlab_project, 999_999, iid, &sha, "fork-branch");
+    let status = webhooks::deliver(
+        &w.app.base,
+        &w.repository_id,
+        "Merge Request Hook",
+        &event,
+        secrets.secret.expose_secret(),
+        secrets.signing_token.as_ref().map(|s| s.expose_secret()),
+    )
+    .await;
+    assert!(status < 300, "{status}");
+
+    // The full job waits, with a pending status that says so; the parse-only job runs at once.
+    let pending = w.wait_for_status(&sha, "pending").await;
+    assert!(
+        pending["description"]
+            .as_str()
+            .unwrap()
+            .contains("waiting for a Maintainer"),
+        "{pending:#}"
+    );
+    let parsed = w
+        .wait_for_named_status("lablink/parse", &sha, "success")
+        .await;
+    assert_eq!(parsed["status"], "success");
+    let runs = w.runs_at(&sha).await;
+    let waiting = runs.iter().find(|r| r["job_name"] == "ci").unwrap();
+    assert_eq!(waiting["state"], "awaiting_approval");
+    let parse_run = runs.iter().find(|r| r["job_name"] == "parse").unwrap();
+    assert_eq!(parse_run["mode"], "without_secrets");
+    let log = w.run_log(parse_run["id"].as_str().unwrap()).await;
+    assert!(log.contains("dbt parse"), "{log}");
+    assert!(!log.contains("fork-must-not-see-this"));
+    assert!(!log.contains("dbt build"), "{log}");
+    // The full job's warehouse was not touched: its file does not even exist yet.
+    let schema = format!("lablink_pr_{}_{iid}", w.job_id);
+    assert!(!w.app.duckdb_file(w.job_id).exists());
+
+    // A Developer in GitLab may not approve it.
+    let bob_gitlab = w.gitlab.user("bob").await;
+    w.gitlab.member(w.gitlab_project, bob_gitlab.id, 30).await;
+    let bob = Linked::new(
+        &w.app,
+        &w.gitlab,
+        "bob@acme.test",
+        Role::Developer,
+        &bob_gitlab,
+    )
+    .await;
+    let run_id = waiting["id"].as_str().unwrap();
+    let refused = bob
+        .browser
+        .api(
+            Method::POST,
+            &format!("/api/v1/runs/{run_id}/approve"),
+            None,
+            Some(&bob.csrf),
+        )
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.body.contains("Developer role"), "{}", refused.body);
+
+    // The Maintainer approves: the run goes ahead with the job's secrets and is audited.
+    let approved = w
+        .browser
+        .api(
+            Method::POST,
+            &format!("/api/v1/runs/{run_id}/approve"),
+            None,
+            Some(&w.csrf),
+        )
+        .await;
+    assert_eq!(approved.status, 200, "{}", approved.body);
+    assert_eq!(
+        approved.json()["approved_by"],
+        format!("@{}", w.alice.username)
+    );
+    w.wait_for_status(&sha, "success").await;
+    assert!(w.schemas().contains(&schema));
+    let audit = w.app.table_text("audit_log").await;
+    assert!(audit.contains("ci.fork_run.approved"), "{audit}");
+    // An approval is for one commit: approving again is refused.
+    let again = w
+        .browser
+        .api(
+            Method::POST,
+            &format!("/api/v1/runs/{run_id}/approve"),
+            None,
+            Some(&w.csrf),
+        )
+        .await;
+    assert_eq!(again.status, 409, "{}", again.body);
 }

@@ -672,29 +672,17 @@ async fn a_repository_moved_out_of_its_group_says_what_to_do(backend: Backend) {
     w.app.stop().await;
 }
 
-/// Sends a delivery to lablink as GitLab would, with `secret` in `X-Gitlab-Token` and signed with
-/// `signing` (Standard Webhooks); returns the HTTP status.
+/// A tag push, as GitLab would send it, with `secret` and signed with `signing`; its status.
 async fn deliver(w: &World, repository_id: &str, secret: &str, signing: &str) -> u16 {
-    let body = br#"{"object_kind":"tag_push"}"#;
-    let id = uuid::Uuid::new_v4().to_string();
-    let timestamp = chrono::Utc::now().timestamp();
-    let signature =
-        gitlab_sim::webhooks::delivery::signature(signing, &id, timestamp, body).unwrap();
-    reqwest::Client::new()
-        .post(format!("{}/webhooks/gitlab/{repository_id}", w.app.base))
-        .header("Content-Type", "application/json")
-        .header("X-Gitlab-Event", "Tag Push Hook")
-        .header("Idempotency-Key", &id)
-        .header("X-Gitlab-Token", secret)
-        .header("webhook-id", &id)
-        .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", signature)
-        .body(&body[..])
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    crate::support::webhooks::deliver(
+        &w.app.base,
+        repository_id,
+        "Tag Push Hook",
+        br#"{"object_kind":"tag_push"}"#,
+        secret,
+        Some(signing),
+    )
+    .await
 }
 
 async fn a_webhook_reset_replaces_secret_and_signing_token(backend: Backend) {

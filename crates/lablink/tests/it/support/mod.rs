@@ -7,6 +7,7 @@ pub mod connected;
 mod database;
 pub mod gitlab;
 pub mod webdriver;
+pub mod webhooks;
 
 pub use browser::{Browser, Page};
 pub use database::{Backend, TestDatabase};
