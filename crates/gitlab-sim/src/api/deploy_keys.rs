@@ -7,25 +7,14 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::deploy_tokens::parse_datetime;
-use super::{ProjectAccess, parse_id, visible_project};
-use crate::auth::{Auth, Identity};
+use super::{maintainer_project, parse_id};
+use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult};
 use crate::params::Params;
 use crate::render;
 use crate::ssh_key;
 use crate::state::{DeployKey, DeployKeyLink, Id, SimHandle, State as SimState, access};
 
-fn maintainer_project(
-    state: &SimState,
-    id: &str,
-    identity: &Identity,
-    write: bool,
-) -> Result<ProjectAccess, ApiError> {
-    identity.require_api(write)?;
-    let found = visible_project(state, id, Some(identity.user_id))?;
-    found.require(access::MAINTAINER)?;
-    Ok(found)
-}
 
 fn link(state: &SimState, project_id: Id, key_id: Id) -> Option<&DeployKeyLink> {
     state

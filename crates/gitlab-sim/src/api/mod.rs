@@ -18,7 +18,8 @@ use axum::routing::{any, get, post};
 use serde_json::json;
 
 use crate::error::ApiError;
-use crate::state::{Id, Project, SimHandle, State};
+use crate::auth::Identity;
+use crate::state::{Id, Project, SimHandle, State, access};
 
 pub fn router() -> Router<SimHandle> {
     Router::new()
@@ -133,6 +134,20 @@ pub fn visible_project(
         project: project.clone(),
         level,
     })
+}
+
+/// A project the caller maintains (Maintainer or more), with the `api` scope for writes and
+/// `api`/`read_api` for reads: the gate of every project settings endpoint.
+pub fn maintainer_project(
+    state: &State,
+    id: &str,
+    identity: &Identity,
+    write: bool,
+) -> Result<ProjectAccess, ApiError> {
+    identity.require_api(write)?;
+    let found = visible_project(state, id, Some(identity.user_id))?;
+    found.require(access::MAINTAINER)?;
+    Ok(found)
 }
 
 /// Parses a numeric path segment; anything else is GitLab's 404 for that resource.
