@@ -41,6 +41,20 @@ pub struct CommitRequest {
     pub author: Option<Signature>,
 }
 
+/// A merge request for [`SimHandle::open_merge_request_with`].
+#[derive(Debug, Clone)]
+pub struct OpenMergeRequest {
+    /// The project holding `source_branch`: the target itself or a fork of it.
+    pub source_project_id: Id,
+    pub target_project_id: Id,
+    pub author_id: Id,
+    pub source_branch: String,
+    pub target_branch: String,
+    pub title: String,
+    pub description: String,
+    pub remove_source_branch: bool,
+}
+
 /// A title/description edit for [`SimHandle::edit_merge_request`].
 #[derive(Debug, Clone, Default)]
 pub struct MergeRequestEdit {
@@ -295,8 +309,7 @@ impl SimHandle {
                 commits: &commits,
                 total_commits_count: total,
                 message: message.as_deref(),
-                ref_protected: branch
-                    .is_some_and(|b| project.protected_branches.iter().any(|p| p == b)),
+                ref_protected: branch.is_some_and(|b| state.is_protected(project.id, b)),
             };
             payload::push(&state, self.base_url(), project, pusher, &facts)
         };
@@ -321,7 +334,7 @@ impl SimHandle {
             .merge_requests
             .values()
             .filter(|mr| {
-                mr.project_id == project_id
+                mr.source_project() == project_id
                     && mr.state == MrState::Opened
                     && mr.source_branch == branch
                     && mr.sha != new
@@ -329,9 +342,14 @@ impl SimHandle {
             .cloned()
             .collect();
         for mr in moved {
-            let (base_sha, start_sha) = self.diff_base(project_id, &mr.target_branch, new).await?;
+            if mr.project_id != project_id {
+                self.fetch_source(mr.project_id, project_id, branch).await?;
+            }
+            let (base_sha, start_sha) = self
+                .diff_base(mr.project_id, &mr.target_branch, new)
+                .await?;
             let oldrev = mr.sha.clone();
-            let updated = self.change_merge_request(project_id, mr.iid, |mr, now| {
+            let updated = self.change_merge_request(mr.project_id, mr.iid, |mr, now| {
                 let previous = mr.updated_at;
                 mr.sha = new.to_owned();
                 mr.base_sha = base_sha.clone();
@@ -431,7 +449,8 @@ impl SimHandle {
         Ok(())
     }
 
-    /// Opens a merge request from `source` into `target` and fires its `open` hook.
+    /// Opens a merge request from `source` into `target` of one project and fires its `open`
+    /// hook.
     pub async fn open_merge_request(
         &self,
         project_id: Id,
@@ -441,40 +460,74 @@ impl SimHandle {
         title: &str,
         description: &str,
     ) -> Result<MergeRequest, SetupError> {
-        if title.trim().is_empty() {
+        self.open_merge_request_with(OpenMergeRequest {
+            source_project_id: project_id,
+            target_project_id: project_id,
+            author_id,
+            source_branch: source.to_owned(),
+            target_branch: target.to_owned(),
+            title: title.to_owned(),
+            description: description.to_owned(),
+            remove_source_branch: false,
+        })
+        .await
+    }
+
+    /// Opens a merge request, also from a fork into its parent: the source commits are fetched
+    /// into the target repository (as GitLab does for `refs/merge-requests/<iid>/head`).
+    pub async fn open_merge_request_with(
+        &self,
+        open: OpenMergeRequest,
+    ) -> Result<MergeRequest, SetupError> {
+        if open.title.trim().is_empty() {
             return Err(SetupError::Invalid("title can't be blank".into()));
         }
-        if source == target {
+        let same_project = open.source_project_id == open.target_project_id;
+        if same_project && open.source_branch == open.target_branch {
             return Err(SetupError::Invalid(
                 "source branch and target branch must differ".into(),
             ));
         }
-        let repo = self.repo_path(project_id);
-        let sha = commits::branch_head(&repo, source)
+        let source_repo = self.repo_path(open.source_project_id);
+        let sha = commits::branch_head(&source_repo, &open.source_branch)
             .await
             .map_err(repo_error)?
             .ok_or(SetupError::NotFound("Source branch"))?;
-        let (base_sha, start_sha) = self.diff_base(project_id, target, &sha).await?;
+        if !same_project {
+            self.fetch_source(
+                open.target_project_id,
+                open.source_project_id,
+                &open.source_branch,
+            )
+            .await?;
+        }
+        let (base_sha, start_sha) = self
+            .diff_base(open.target_project_id, &open.target_branch, &sha)
+            .await?;
         let mr = {
             let mut state = self.lock();
             let open_duplicate = state.merge_requests.values().any(|mr| {
-                mr.project_id == project_id
+                mr.project_id == open.target_project_id
+                    && mr.source_project() == open.source_project_id
                     && mr.state == MrState::Opened
-                    && mr.source_branch == source
-                    && mr.target_branch == target
+                    && mr.source_branch == open.source_branch
+                    && mr.target_branch == open.target_branch
             });
             if open_duplicate {
                 return Err(SetupError::Conflict(format!(
-                    "Another open merge request already exists for this source branch: {source}"
+                    "Another open merge request already exists for this source branch: {}",
+                    open.source_branch
                 )));
             }
             state.insert_merge_request(NewMergeRequest {
-                project_id,
-                author_id,
-                title: title.to_owned(),
-                description: description.to_owned(),
-                source_branch: source.to_owned(),
-                target_branch: target.to_owned(),
+                project_id: open.target_project_id,
+                source_project_id: open.source_project_id,
+                force_remove_source_branch: open.remove_source_branch,
+                author_id: open.author_id,
+                title: open.title,
+                description: open.description,
+                source_branch: open.source_branch,
+                target_branch: open.target_branch,
                 sha,
                 base_sha,
                 start_sha,
@@ -486,9 +539,25 @@ impl SimHandle {
             ("updated_at", now.clone(), now.clone()),
             ("prepared_at", Value::Null, now),
         ];
-        self.send_merge_request_hook(author_id, &mr, "open", None, changes)
+        self.send_merge_request_hook(open.author_id, &mr, "open", None, changes)
             .await?;
         Ok(mr)
+    }
+
+    /// Brings a fork's branch objects into the parent's repository.
+    async fn fetch_source(
+        &self,
+        target_project_id: Id,
+        source_project_id: Id,
+        branch: &str,
+    ) -> Result<(), SetupError> {
+        repo::fetch_branch_objects(
+            &self.repo_path(target_project_id),
+            &self.repo_path(source_project_id),
+            branch,
+        )
+        .await
+        .map_err(repo_error)
     }
 
     /// Edits title and/or description: an `update` without `oldrev` (no code changed).
@@ -600,12 +669,22 @@ impl SimHandle {
         iid: u64,
         user_id: Id,
     ) -> Result<MergeRequest, SetupError> {
-        let (source, target) = self
+        let (source_project, source, target) = self
             .lock()
             .merge_request(project_id, iid)
-            .map(|mr| (mr.source_branch.clone(), mr.target_branch.clone()))
+            .map(|mr| {
+                (
+                    mr.source_project(),
+                    mr.source_branch.clone(),
+                    mr.target_branch.clone(),
+                )
+            })
             .ok_or(SetupError::NotFound("Merge request"))?;
-        let repo = self.repo_path(project_id);
+        let repo = self.repo_path(source_project);
+        if source_project != project_id {
+            self.fetch_source(project_id, source_project, &source)
+                .await?;
+        }
         let head = commits::branch_head(&repo, &source)
             .await
             .map_err(repo_error)?

@@ -41,9 +41,12 @@
 pub mod api;
 pub mod auth;
 pub mod changes;
+pub mod checks;
 pub mod commits;
 pub mod control;
 pub mod error;
+pub mod git_access;
+pub mod git_hooks;
 pub mod git_http;
 pub mod middleware;
 pub mod oauth;
@@ -54,9 +57,11 @@ pub mod repo;
 pub mod request_log;
 pub mod secrets;
 pub mod server;
+pub mod ssh;
 pub mod ssh_key;
 pub mod state;
 pub mod webhooks;
+pub mod wildcard;
 
 pub use server::{Sim, SimConfig, StartError};
 pub use state::{SimHandle, State};

@@ -4,8 +4,9 @@ use chrono::SecondsFormat;
 use serde_json::{Value, json};
 
 use crate::state::{
-    CommitStatus, DeployKey, DeployToken, Group, Hook, Id, Member, MergeRequest, Namespace, Note,
-    Project, ProjectAccessToken, State, Time, User,
+    AccessGrant, CommitStatus, DeployKey, DeployToken, Grantee, Group, Hook, Id, Member,
+    MergeRequest, Namespace, Note, Project, ProjectAccessToken, ProtectedBranch, PushRule, SshKey,
+    State, Time, User, access, protection,
 };
 
 pub fn time(t: Time) -> String {
@@ -143,10 +144,6 @@ fn project_basic_fields(state: &State, base: &str, p: &Project) -> serde_json::M
             .unwrap_or_default(),
     };
     let web_url = format!("{base}/{full_path}");
-    let host = url::Url::parse(base)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_owned))
-        .unwrap_or_default();
     let v = json!({
         "id": p.id,
         "description": p.description,
@@ -158,7 +155,7 @@ fn project_basic_fields(state: &State, base: &str, p: &Project) -> serde_json::M
         "default_branch": p.default_branch,
         "tag_list": [],
         "topics": [],
-        "ssh_url_to_repo": format!("git@{host}:{full_path}.git"),
+        "ssh_url_to_repo": state.ssh_url_to_repo(base, &full_path),
         "http_url_to_repo": format!("{web_url}.git"),
         "web_url": web_url,
         "readme_url": format!("{web_url}/-/blob/{}/README.md", p.default_branch),
@@ -486,6 +483,95 @@ pub fn deploy_key(k: &DeployKey, can_push: bool) -> Value {
     })
 }
 
+/// GitLab's description of an access level entry.
+fn grant(state: &State, g: &AccessGrant) -> Value {
+    let (level, description, user_id, deploy_key_id) = match g.grantee {
+        Grantee::Role(level) => {
+            let description = match level {
+                protection::NO_ACCESS => "No one",
+                access::DEVELOPER => "Developers + Maintainers",
+                access::MAINTAINER => "Maintainers",
+                _ => "Admins",
+            };
+            (level, description.to_owned(), None, None)
+        }
+        Grantee::User(id) => (
+            access::MAINTAINER,
+            state
+                .users
+                .get(&id)
+                .map(|u| u.name.clone())
+                .unwrap_or_default(),
+            Some(id),
+            None,
+        ),
+        Grantee::DeployKey(id) => (
+            access::MAINTAINER,
+            state
+                .deploy_keys
+                .get(&id)
+                .map(|k| k.title.clone())
+                .unwrap_or_default(),
+            None,
+            Some(id),
+        ),
+    };
+    json!({
+        "id": g.id,
+        "access_level": level,
+        "access_level_description": description,
+        "deploy_key_id": deploy_key_id,
+        "user_id": user_id,
+        "group_id": null,
+    })
+}
+
+pub fn protected_branch(state: &State, p: &ProtectedBranch) -> Value {
+    json!({
+        "id": p.id,
+        "name": p.name,
+        "push_access_levels": p.push_access_levels.iter().map(|g| grant(state, g)).collect::<Vec<_>>(),
+        "merge_access_levels": p.merge_access_levels.iter().map(|g| grant(state, g)).collect::<Vec<_>>(),
+        "unprotect_access_levels": [],
+        "allow_force_push": p.allow_force_push,
+        "code_owner_approval_required": p.code_owner_approval_required,
+        "inherited": false,
+    })
+}
+
+pub fn push_rule(r: &PushRule) -> Value {
+    json!({
+        "id": r.id,
+        "project_id": r.project_id,
+        "created_at": opt_time(r.created_at),
+        "commit_message_regex": r.commit_message_regex,
+        "commit_message_negative_regex": r.commit_message_negative_regex,
+        "branch_name_regex": r.branch_name_regex,
+        "deny_delete_tag": r.deny_delete_tag,
+        "member_check": r.member_check,
+        "prevent_secrets": r.prevent_secrets,
+        "author_email_regex": r.author_email_regex,
+        "file_name_regex": r.file_name_regex,
+        "max_file_size": r.max_file_size,
+        "commit_committer_check": r.commit_committer_check,
+        "commit_committer_name_check": r.commit_committer_name_check,
+        "reject_unsigned_commits": r.reject_unsigned_commits,
+        "reject_non_dco_commits": r.reject_non_dco_commits,
+    })
+}
+
+pub fn ssh_key(k: &SshKey) -> Value {
+    json!({
+        "id": k.id,
+        "title": k.title,
+        "created_at": time(k.created_at),
+        "expires_at": opt_time(k.expires_at),
+        "last_used_at": opt_time(k.last_used_at),
+        "key": k.key,
+        "usage_type": k.usage_type,
+    })
+}
+
 pub fn commit_status(state: &State, base: &str, s: &CommitStatus) -> Value {
     json!({
         "id": s.id,
@@ -567,7 +653,7 @@ pub fn merge_request(state: &State, base: &str, mr: &MergeRequest) -> Value {
         "assignees": [],
         "assignee": null,
         "reviewers": [],
-        "source_project_id": mr.project_id,
+        "source_project_id": mr.source_project(),
         "target_project_id": mr.project_id,
         "labels": [],
         "draft": mr.draft,
@@ -582,7 +668,7 @@ pub fn merge_request(state: &State, base: &str, mr: &MergeRequest) -> Value {
         "squash_commit_sha": null,
         "discussion_locked": null,
         "should_remove_source_branch": null,
-        "force_remove_source_branch": true,
+        "force_remove_source_branch": mr.force_remove_source_branch,
         "prepared_at": time(mr.created_at),
         "reference": short,
         "references": {

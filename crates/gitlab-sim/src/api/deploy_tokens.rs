@@ -25,7 +25,6 @@ const SCOPES: [&str; 7] = [
     "write_virtual_registry",
 ];
 
-
 /// ISO-8601 date-time (or a plain date, read as midnight UTC).
 pub fn parse_datetime(params: &Params, key: &str) -> Result<Option<Time>, ApiError> {
     let Some(raw) = params.str(key) else {

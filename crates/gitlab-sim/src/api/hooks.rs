@@ -20,7 +20,6 @@ use crate::state::{HOOK_EVENT_FLAGS, Hook, KeyValue, SimHandle};
 
 const MAX_CUSTOM_HEADERS: usize = 20;
 
-
 fn is_local(host: &url::Host<&str>) -> bool {
     match host {
         url::Host::Domain(d) => *d == "localhost" || d.ends_with(".localhost"),

@@ -9,7 +9,10 @@ mod hooks;
 mod members;
 mod merge_requests;
 mod projects;
+mod protected_branches;
+mod push_rules;
 mod statuses;
+mod user_keys;
 mod users;
 
 use axum::Router;
@@ -17,14 +20,44 @@ use axum::http::StatusCode;
 use axum::routing::{any, get, post};
 use serde_json::json;
 
-use crate::error::ApiError;
 use crate::auth::Identity;
+use crate::error::ApiError;
 use crate::state::{Id, Project, SimHandle, State, access};
 
 pub fn router() -> Router<SimHandle> {
     Router::new()
         .route("/user", get(users::current))
         .route("/users/{id}", get(users::show))
+        .route(
+            "/user/keys",
+            get(user_keys::list_mine).post(user_keys::create_mine),
+        )
+        .route(
+            "/user/keys/{key_id}",
+            get(user_keys::show_mine).delete(user_keys::delete_mine),
+        )
+        .route("/user/emails", get(user_keys::emails))
+        .route(
+            "/users/{id}/keys",
+            get(user_keys::list_of_user).post(user_keys::create_for_user),
+        )
+        .route(
+            "/projects/{id}/protected_branches",
+            get(protected_branches::list).post(protected_branches::create),
+        )
+        .route(
+            "/projects/{id}/protected_branches/{name}",
+            get(protected_branches::show)
+                .patch(protected_branches::update)
+                .delete(protected_branches::delete),
+        )
+        .route(
+            "/projects/{id}/push_rule",
+            get(push_rules::show)
+                .post(push_rules::create)
+                .put(push_rules::update)
+                .delete(push_rules::delete),
+        )
         .route("/projects", get(projects::list))
         .route("/projects/{id}", get(projects::show))
         .route("/groups", get(groups::list))

@@ -204,7 +204,7 @@ async fn sample(
                 commits: &recent,
                 total_commits_count: total,
                 message: None,
-                ref_protected: project.protected_branches.contains(&default_branch),
+                ref_protected: state.is_protected(project.id, &default_branch),
             };
             Ok((
                 kind,

@@ -438,7 +438,7 @@ async fn push_refusals_carry_gitlab_messages() {
     assert!(!run.ok);
     assert!(
         run.stderr
-            .contains("GitLab: You can only delete protected branches using the web interface."),
+            .contains("remote: GitLab: The default branch of a project cannot be deleted."),
         "{}",
         run.stderr
     );
@@ -447,7 +447,8 @@ async fn push_refusals_carry_gitlab_messages() {
     s.sim.handle().lock().push_rules.insert(
         s.project_id,
         PushRule {
-            reject_unverified_users: true,
+            commit_committer_check: true,
+            ..PushRule::default()
         },
     );
     let run = s
