@@ -100,7 +100,7 @@ fn check_path(path: &str) -> Result<(), SetupError> {
 }
 
 /// Branch names git's `check-ref-format --branch` would refuse, refused up front.
-fn check_branch(name: &str) -> Result<(), SetupError> {
+pub fn check_branch(name: &str) -> Result<(), SetupError> {
     let bad = name.is_empty()
         || name.starts_with(['-', '/', '.'])
         || name.ends_with(['/', '.'])

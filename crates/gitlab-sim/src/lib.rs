@@ -54,6 +54,7 @@ pub mod paginate;
 pub mod params;
 pub mod render;
 pub mod repo;
+pub mod repo_browse;
 pub mod request_log;
 pub mod secrets;
 pub mod server;

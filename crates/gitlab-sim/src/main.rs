@@ -17,7 +17,7 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
     /// Address Git over SSH listens on (default: the --listen host, a free port). The second
-    /// line of stdout is `gitlab-sim ssh on ssh://git@HOST:PORT`.
+    /// line of stdout is `gitlab-sim ssh on ssh://git@HOST:PORT host key ssh-ed25519 AAAA...`.
     #[arg(long)]
     ssh_listen: Option<SocketAddr>,
     /// Directory for the bare git repositories of projects (default: a new temporary directory).
@@ -61,8 +61,8 @@ async fn main() -> ExitCode {
         sim.handle().set_gitlab_com_free(true);
     }
     println!("gitlab-sim listening on {}", sim.base_url());
-    if let Some(ssh) = sim.handle().ssh_url() {
-        println!("gitlab-sim ssh on {ssh}");
+    if let (Some(ssh), Some(key)) = (sim.handle().ssh_url(), sim.handle().ssh_host_key()) {
+        println!("gitlab-sim ssh on {ssh} host key {key}");
     }
     let _ = std::io::stdout().flush();
     if let Err(e) = tokio::signal::ctrl_c().await {

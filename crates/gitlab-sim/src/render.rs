@@ -703,3 +703,85 @@ pub fn merge_request(state: &State, base: &str, mr: &MergeRequest) -> Value {
         "user": { "can_merge": true },
     })
 }
+
+/// GitLab's `Commit` entity; `web` is the project's web URL.
+pub fn commit(web: &str, c: &crate::repo_browse::Commit) -> Value {
+    json!({
+        "id": c.id,
+        "short_id": c.short_id,
+        "created_at": c.committed_date,
+        "parent_ids": c.parent_ids,
+        "title": c.title,
+        "message": c.message,
+        "author_name": c.author_name,
+        "author_email": c.author_email,
+        "authored_date": c.authored_date,
+        "committer_name": c.committer_name,
+        "committer_email": c.committer_email,
+        "committed_date": c.committed_date,
+        "trailers": {},
+        "extended_trailers": {},
+        "web_url": format!("{web}/-/commit/{}", c.id),
+    })
+}
+
+/// What a branch entity says besides its protection.
+pub struct BranchFacts<'a> {
+    pub name: &'a str,
+    pub head: &'a crate::repo_browse::Commit,
+    pub merged: bool,
+    pub can_push: bool,
+}
+
+pub fn branch(
+    state: &State,
+    base: &str,
+    full_path: &str,
+    p: &Project,
+    b: &BranchFacts<'_>,
+) -> Value {
+    let web = format!("{base}/{full_path}");
+    let developers_can = |merge: bool| {
+        state.protections_for(p.id, b.name).any(|rule| {
+            let grants = if merge {
+                &rule.merge_access_levels
+            } else {
+                &rule.push_access_levels
+            };
+            grants
+                .iter()
+                .any(|g| g.grantee == Grantee::Role(access::DEVELOPER))
+        })
+    };
+    json!({
+        "name": b.name,
+        "commit": commit(&web, b.head),
+        "merged": b.merged,
+        "protected": state.is_protected(p.id, b.name),
+        "developers_can_push": developers_can(false),
+        "developers_can_merge": developers_can(true),
+        "can_push": b.can_push,
+        "default": b.name == p.default_branch,
+        "web_url": format!("{web}/-/tree/{}", b.name),
+    })
+}
+
+pub fn tree_entry(e: &crate::repo_browse::TreeEntry) -> Value {
+    json!({ "id": e.id, "name": e.name, "type": e.kind, "path": e.path, "mode": e.mode })
+}
+
+pub fn file_diff(d: &crate::repo_browse::FileDiff) -> Value {
+    json!({
+        "old_path": d.old_path,
+        "new_path": d.new_path,
+        "a_mode": d.a_mode,
+        "b_mode": d.b_mode,
+        "diff": d.diff,
+        "collapsed": false,
+        "too_large": false,
+        "new_file": d.new_file,
+        "renamed_file": d.renamed_file,
+        "deleted_file": d.deleted_file,
+        "generated_file": false,
+    })
+}

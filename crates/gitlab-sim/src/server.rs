@@ -7,7 +7,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::state::{SimHandle, State};
+use crate::state::{SimHandle, SshEndpoint, State};
 use crate::{api, control, git_http, middleware, oauth, request_log, ssh, webhooks};
 
 /// How to start a simulator.
@@ -133,19 +133,26 @@ impl Sim {
             Ok::<_, StartError>((listener, local))
         };
         let ssh = match ssh_listen {
-            Some(addr) => Some(bind(addr).await?),
+            Some(addr) => {
+                let (listener, local) = bind(addr).await?;
+                let key = ssh::host_key::load_or_create(&data_dir)?;
+                Some((listener, local, key))
+            }
             None => None,
         };
+        let endpoint = ssh.as_ref().map(|(_, addr, key)| SshEndpoint {
+            addr: *addr,
+            host_key: ssh::host_key::public_line(key),
+        });
         let handle = SimHandle::new(
             state,
             format!("http://{addr}"),
-            ssh.as_ref().map(|(_, local)| *local),
-            data_dir.clone(),
+            endpoint,
+            data_dir,
             config.state_file,
         );
         let shutdown = CancellationToken::new();
-        if let Some((listener, _)) = ssh {
-            let key = ssh::host_key::load_or_create(&data_dir)?;
+        if let Some((listener, _, key)) = ssh {
             ssh::spawn(handle.clone(), listener, key, shutdown.clone());
         }
         webhooks::spawn_note_listener(&handle, shutdown.clone());

@@ -11,6 +11,7 @@ mod merge_requests;
 mod projects;
 mod protected_branches;
 mod push_rules;
+mod repository;
 mod statuses;
 mod user_keys;
 mod users;
@@ -50,6 +51,27 @@ pub fn router() -> Router<SimHandle> {
             get(protected_branches::show)
                 .patch(protected_branches::update)
                 .delete(protected_branches::delete),
+        )
+        .route(
+            "/projects/{id}/repository/branches",
+            get(repository::list_branches).post(repository::create_branch),
+        )
+        .route(
+            "/projects/{id}/repository/branches/{branch}",
+            get(repository::show_branch).delete(repository::delete_branch),
+        )
+        .route("/projects/{id}/repository/tree", get(repository::tree))
+        .route(
+            "/projects/{id}/repository/files/{file_path}",
+            get(repository::file),
+        )
+        .route(
+            "/projects/{id}/repository/files/{file_path}/raw",
+            get(repository::raw_file),
+        )
+        .route(
+            "/projects/{id}/repository/compare",
+            get(repository::compare),
         )
         .route(
             "/projects/{id}/push_rule",

@@ -208,7 +208,7 @@ fn commit_check(ctx: &Context<'_>, rule: &PushRule, commit: &CommitFacts) -> Res
             commit.committer_email
         ));
     }
-    if rule.commit_committer_name_check && !pusher.is_some_and(|u| u.name == commit.author_name) {
+    if rule.commit_committer_name_check && pusher.is_none_or(|u| u.name != commit.author_name) {
         return Err("Your git username is inconsistent with GitLab account name".into());
     }
     if rule.reject_unsigned_commits && !ctx.from_web && !commit.signed {

@@ -46,3 +46,8 @@ pub fn load_or_create(data_dir: &Path) -> Result<PrivateKey, HostKeyError> {
         .map_err(io)?;
     Ok(key)
 }
+
+/// The public half as an OpenSSH line, without comment: `ssh-ed25519 AAAA...`.
+pub fn public_line(key: &PrivateKey) -> String {
+    key.public_key().to_openssh().unwrap_or_default()
+}

@@ -237,11 +237,19 @@ pub enum SimEvent {
     },
 }
 
+/// Where Git over SSH listens and the host key it presents.
+#[derive(Debug, Clone)]
+pub struct SshEndpoint {
+    pub addr: std::net::SocketAddr,
+    /// The host public key as an OpenSSH line (`ssh-ed25519 AAAA...`).
+    pub host_key: String,
+}
+
 struct Inner {
     state: Mutex<State>,
     base_url: String,
     /// Where Git over SSH listens, if it does.
-    ssh_addr: Option<std::net::SocketAddr>,
+    ssh: Option<SshEndpoint>,
     pushes: crate::git_hooks::PushRegistry,
     data_dir: PathBuf,
     state_file: Option<PathBuf>,
@@ -258,13 +266,13 @@ impl SimHandle {
     pub(crate) fn new(
         state: State,
         base_url: String,
-        ssh_addr: Option<std::net::SocketAddr>,
+        ssh: Option<SshEndpoint>,
         data_dir: PathBuf,
         state_file: Option<PathBuf>,
     ) -> Self {
         let (events, _) = broadcast::channel(1024);
         let mut state = state;
-        if let Some(addr) = ssh_addr {
+        if let Some(addr) = ssh.as_ref().map(|e| e.addr) {
             let host = url::Url::parse(&base_url)
                 .ok()
                 .and_then(|u| u.host_str().map(str::to_owned))
@@ -279,7 +287,7 @@ impl SimHandle {
             inner: Arc::new(Inner {
                 state: Mutex::new(state),
                 base_url,
-                ssh_addr,
+                ssh,
                 pushes: Default::default(),
                 data_dir,
                 state_file,
@@ -304,13 +312,19 @@ impl SimHandle {
     /// `ssh://git@HOST:PORT` where Git over SSH listens (no trailing slash), if it does.
     pub fn ssh_url(&self) -> Option<String> {
         self.inner
-            .ssh_addr
-            .map(|addr| format!("ssh://git@{}:{}", self.host(), addr.port()))
+            .ssh
+            .as_ref()
+            .map(|e| format!("ssh://git@{}:{}", self.host(), e.addr.port()))
     }
 
     /// Where Git over SSH listens, if it does.
     pub fn ssh_addr(&self) -> Option<std::net::SocketAddr> {
-        self.inner.ssh_addr
+        self.inner.ssh.as_ref().map(|e| e.addr)
+    }
+
+    /// The SSH host public key (`ssh-ed25519 AAAA...`), for clients' known_hosts.
+    pub fn ssh_host_key(&self) -> Option<&str> {
+        self.inner.ssh.as_ref().map(|e| e.host_key.as_str())
     }
 
     pub(crate) fn inner_pushes(&self) -> &crate::git_hooks::PushRegistry {

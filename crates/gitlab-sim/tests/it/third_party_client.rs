@@ -13,6 +13,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::common::{TestSim, TestUser, expect};
+use crate::gitcli::ssh_keygen;
 
 /// The python-gitlab major versions this test is known to pass with.
 const PYTHON_GITLAB_REQUIREMENT: &str = "python-gitlab>=4,<7";
@@ -62,28 +63,6 @@ fn python_with_gitlab() -> PathBuf {
         );
     }
     python
-}
-
-/// A real ed25519 public key and its `SHA256:` fingerprint as ssh-keygen prints it.
-fn ed25519_key(dir: &Path) -> (String, String) {
-    let key = dir.join("deploy_key");
-    let key_arg = key.to_str().expect("UTF-8 path");
-    let keygen = Path::new("ssh-keygen");
-    run(
-        keygen,
-        &[
-            "-q", "-t", "ed25519", "-N", "", "-C", "lablink", "-f", key_arg,
-        ],
-    )
-    .expect("ssh-keygen");
-    let public = std::fs::read_to_string(dir.join("deploy_key.pub")).expect("public key");
-    let listing = run(keygen, &["-l", "-E", "sha256", "-f", key_arg]).expect("fingerprint");
-    let fingerprint = listing
-        .split_whitespace()
-        .nth(1)
-        .expect("fingerprint field")
-        .to_owned();
-    (public.trim().to_owned(), fingerprint)
 }
 
 struct World {
@@ -205,7 +184,7 @@ fn ids(value: &Value) -> Vec<Id> {
 async fn python_gitlab_works_unchanged() {
     let python = python_with_gitlab();
     let keys = tempfile::tempdir().expect("tempdir");
-    let (public_key, fingerprint) = ed25519_key(keys.path());
+    let (_, public_key, fingerprint) = ssh_keygen(keys.path(), "deploy_key");
     let t = TestSim::start().await;
     let w = seed(&t).await;
     let expected_ids = maintained_project_ids(&t, w.alice.id);
