@@ -60,12 +60,14 @@ pub struct OpenMergeRequest {
 pub struct MergeRequestEdit {
     pub title: Option<String>,
     pub description: Option<String>,
+    pub target_branch: Option<String>,
+    pub remove_source_branch: Option<bool>,
 }
 
 /// `changes` entries of a merge request payload: attribute, previous value, current value.
-type Changes = Vec<(&'static str, Value, Value)>;
+pub(crate) type Changes = Vec<(&'static str, Value, Value)>;
 
-fn repo_error(e: RepoError) -> SetupError {
+pub(crate) fn repo_error(e: RepoError) -> SetupError {
     SetupError::Repository(e.to_string())
 }
 
@@ -118,7 +120,7 @@ pub fn check_branch(name: &str) -> Result<(), SetupError> {
 }
 
 impl SimHandle {
-    fn signature_of(&self, user_id: Id) -> Result<Signature, SetupError> {
+    pub(crate) fn signature_of(&self, user_id: Id) -> Result<Signature, SetupError> {
         let state = self.lock();
         let user = state
             .users
@@ -368,7 +370,7 @@ impl SimHandle {
     }
 
     /// `(base_sha, start_sha)` of a diff of `head` against `target`.
-    async fn diff_base(
+    pub(crate) async fn diff_base(
         &self,
         project_id: Id,
         target: &str,
@@ -387,7 +389,7 @@ impl SimHandle {
     }
 
     /// Applies `edit` to an MR under the lock; returns the MR after it and the `changes` entries.
-    fn change_merge_request<F>(
+    pub(crate) fn change_merge_request<F>(
         &self,
         project_id: Id,
         iid: u64,
@@ -405,7 +407,7 @@ impl SimHandle {
         Ok((mr.clone(), changes))
     }
 
-    async fn send_merge_request_hook(
+    pub(crate) async fn send_merge_request_hook(
         &self,
         actor_id: Id,
         mr: &MergeRequest,
@@ -506,17 +508,17 @@ impl SimHandle {
             .await?;
         let mr = {
             let mut state = self.lock();
-            let open_duplicate = state.merge_requests.values().any(|mr| {
+            let open_duplicate = state.merge_requests.values().find(|mr| {
                 mr.project_id == open.target_project_id
                     && mr.source_project() == open.source_project_id
                     && mr.state == MrState::Opened
                     && mr.source_branch == open.source_branch
                     && mr.target_branch == open.target_branch
             });
-            if open_duplicate {
+            if let Some(existing) = open_duplicate {
                 return Err(SetupError::Conflict(format!(
-                    "Another open merge request already exists for this source branch: {}",
-                    open.source_branch
+                    "Another open merge request already exists for this source branch: !{}",
+                    existing.iid
                 )));
             }
             state.insert_merge_request(NewMergeRequest {
@@ -545,7 +547,7 @@ impl SimHandle {
     }
 
     /// Brings a fork's branch objects into the parent's repository.
-    async fn fetch_source(
+    pub(crate) async fn fetch_source(
         &self,
         target_project_id: Id,
         source_project_id: Id,
@@ -571,8 +573,31 @@ impl SimHandle {
         if edit.title.as_deref().is_some_and(|t| t.trim().is_empty()) {
             return Err(SetupError::Invalid("title can't be blank".into()));
         }
+        // A new target branch means a new diff: its base is computed before the edit.
+        let retarget = match &edit.target_branch {
+            Some(target) => {
+                let sha = self
+                    .lock()
+                    .merge_request(project_id, iid)
+                    .map(|mr| mr.sha.clone())
+                    .ok_or(SetupError::NotFound("Merge request"))?;
+                Some(self.diff_base(project_id, target, &sha).await?)
+            }
+            None => None,
+        };
         let (mr, changes) = self.change_merge_request(project_id, iid, |mr, now| {
             let mut changes = Vec::new();
+            if let (Some(target), Some((base, start))) = (edit.target_branch, retarget)
+                && target != mr.target_branch
+            {
+                changes.push(("target_branch", json!(mr.target_branch), json!(target)));
+                mr.target_branch = target;
+                mr.base_sha = base;
+                mr.start_sha = start;
+            }
+            if let Some(remove) = edit.remove_source_branch {
+                mr.force_remove_source_branch = remove;
+            }
             if let Some(title) = edit.title.filter(|t| *t != mr.title) {
                 let draft = is_draft_title(&title);
                 if draft != mr.draft {
@@ -626,7 +651,7 @@ impl SimHandle {
             user_id,
             MergeRequestEdit {
                 title: Some(title),
-                description: None,
+                ..MergeRequestEdit::default()
             },
         )
         .await
@@ -739,89 +764,6 @@ impl SimHandle {
         self.send_merge_request_hook(user_id, &mr, "approved", None, changes)
             .await?;
         Ok(mr)
-    }
-
-    /// Merges with a merge commit on the target branch: a Push Hook for the target, then the
-    /// MR's `merge` hook. Drafts and conflicts are refused.
-    pub async fn merge_merge_request(
-        &self,
-        project_id: Id,
-        iid: u64,
-        user_id: Id,
-    ) -> Result<MergeRequest, SetupError> {
-        let mr = self
-            .lock()
-            .merge_request(project_id, iid)
-            .cloned()
-            .ok_or(SetupError::NotFound("Merge request"))?;
-        if mr.state != MrState::Opened {
-            return Err(SetupError::Conflict("merge request is not open".into()));
-        }
-        if mr.draft {
-            return Err(SetupError::Conflict(
-                "draft merge requests cannot be merged".into(),
-            ));
-        }
-        let merger = self.signature_of(user_id)?;
-        let repo = self.repo_path(project_id);
-        let target_head = commits::branch_head(&repo, &mr.target_branch)
-            .await
-            .map_err(repo_error)?
-            .ok_or(SetupError::NotFound("Target branch"))?;
-        let tree = commits::merge_tree(&repo, &target_head, &mr.sha)
-            .await
-            .map_err(repo_error)?
-            .ok_or_else(|| SetupError::Conflict("merge request has conflicts".into()))?;
-        let full_path = {
-            let state = self.lock();
-            state
-                .projects
-                .get(&project_id)
-                .map(|p| state.project_full_path(p))
-                .unwrap_or_default()
-        };
-        let message = format!(
-            "Merge branch '{}' into '{}'\n\n{}\n\nSee merge request {full_path}!{}\n",
-            mr.source_branch, mr.target_branch, mr.title, mr.iid
-        );
-        let merge_sha = commits::commit_tree(
-            &repo,
-            &tree,
-            &[&target_head, &mr.sha],
-            &message,
-            &merger,
-            &merger,
-        )
-        .await
-        .map_err(repo_error)?;
-        commits::update_branch(&repo, &mr.target_branch, &merge_sha, Some(&target_head))
-            .await
-            .map_err(repo_error)?;
-        let (merged, changes) = self.change_merge_request(project_id, iid, |mr, now| {
-            let changes = vec![
-                ("state_id", json!(1), json!(3)),
-                (
-                    "updated_at",
-                    json!(payload::hook_time(mr.updated_at)),
-                    json!(payload::hook_time(now)),
-                ),
-            ];
-            mr.state = MrState::Merged;
-            mr.merge_commit_sha = Some(merge_sha.clone());
-            mr.merged_by = Some(user_id);
-            mr.merged_at = Some(now);
-            mr.updated_at = now;
-            Ok(changes)
-        })?;
-        let update = RefUpdate {
-            old: target_head,
-            new: merge_sha,
-            git_ref: format!("refs/heads/{}", mr.target_branch),
-        };
-        self.after_push(project_id, user_id, &[update]).await?;
-        self.send_merge_request_hook(user_id, &merged, "merge", None, changes)
-            .await?;
-        Ok(merged)
     }
 }
 

@@ -159,7 +159,7 @@ fn project_basic_fields(state: &State, base: &str, p: &Project) -> serde_json::M
         "http_url_to_repo": format!("{web_url}.git"),
         "web_url": web_url,
         "readme_url": format!("{web_url}/-/blob/{}/README.md", p.default_branch),
-        "forks_count": 0,
+        "forks_count": state.projects.values().filter(|f| f.forked_from_id == Some(p.id)).count(),
         "avatar_url": avatar(base, "project", p.id),
         "star_count": 0,
         "last_activity_at": time(p.last_activity_at),
@@ -264,7 +264,6 @@ pub fn project_full(state: &State, base: &str, p: &Project, viewer: Option<Id>) 
         "ci_config_path": "",
         "public_jobs": true,
         "shared_with_groups": [],
-        "only_allow_merge_if_pipeline_succeeds": false,
         "allow_merge_on_skipped_pipeline": false,
         "allow_pipeline_trigger_approve_deployment": false,
         "restrict_user_defined_variables": false,
@@ -344,6 +343,17 @@ pub fn project_full(state: &State, base: &str, p: &Project, viewer: Option<Id>) 
     if let Value::Object(extra) = extra {
         obj.extend(extra);
     }
+    // Forks name their parent, in its basic representation.
+    if let Some(parent) = p.forked_from_id.and_then(|id| state.projects.get(&id)) {
+        obj.insert(
+            "forked_from_project".into(),
+            Value::Object(project_basic_fields(state, base, parent)),
+        );
+    }
+    obj.insert(
+        "only_allow_merge_if_pipeline_succeeds".into(),
+        json!(p.only_allow_merge_if_pipeline_succeeds),
+    );
     // GitLab exposes `owner` only for projects in a personal namespace.
     if let Some(owner) = owner {
         obj.insert("owner".into(), owner);

@@ -4,6 +4,7 @@
 mod access_tokens;
 mod deploy_keys;
 mod deploy_tokens;
+mod forks;
 mod groups;
 mod hooks;
 mod members;
@@ -18,7 +19,7 @@ mod users;
 
 use axum::Router;
 use axum::http::StatusCode;
-use axum::routing::{any, get, post};
+use axum::routing::{any, get, post, put};
 use serde_json::json;
 
 use crate::auth::Identity;
@@ -81,7 +82,9 @@ pub fn router() -> Router<SimHandle> {
                 .delete(push_rules::delete),
         )
         .route("/projects", get(projects::list))
-        .route("/projects/{id}", get(projects::show))
+        .route("/projects/{id}", get(projects::show).put(projects::update))
+        .route("/projects/{id}/fork", post(forks::create))
+        .route("/projects/{id}/forks", get(forks::list))
         .route("/groups", get(groups::list))
         .route("/groups/{id}", get(groups::show))
         .route(
@@ -142,7 +145,11 @@ pub fn router() -> Router<SimHandle> {
         )
         .route(
             "/projects/{id}/merge_requests/{iid}",
-            get(merge_requests::show),
+            get(merge_requests::show).put(merge_requests::update),
+        )
+        .route(
+            "/projects/{id}/merge_requests/{iid}/merge",
+            put(merge_requests::merge),
         )
         .route(
             "/projects/{id}/merge_requests/{iid}/notes",

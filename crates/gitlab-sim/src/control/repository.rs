@@ -181,6 +181,7 @@ async fn edit_merge_request(
     let edit = MergeRequestEdit {
         title: req.title,
         description: req.description,
+        ..MergeRequestEdit::default()
     };
     let mr = sim.edit_merge_request(id, iid, req.user_id, edit).await?;
     Ok(Json(render_mr(&sim, &mr)).into_response())

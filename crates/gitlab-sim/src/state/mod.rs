@@ -4,6 +4,7 @@
 
 mod access_rules;
 pub mod model;
+mod pipelines;
 mod protected_branches;
 mod setup;
 
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 pub use model::*;
+pub use pipelines::HeadPipeline;
 pub use protected_branches::{NewProtection, Pusher};
 pub use setup::{
     NewGroup, NewMergeRequest, NewProject, NewSshKey, NewUser, SetupError, SshKeyError,

@@ -13,6 +13,7 @@ mod git_ssh;
 mod gitcli;
 mod hooks;
 mod merge_requests;
+mod merge_requests_api;
 mod oauth;
 mod projects;
 mod push_checks;
