@@ -14,6 +14,9 @@ use crate::repo::RepoError;
 /// 40 zeros: the "no commit" side of a branch creation or deletion.
 pub const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
 
+/// The empty tree: what a root commit is compared with.
+pub const EMPTY_TREE: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
+
 /// A commit as webhook payloads describe it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitInfo {

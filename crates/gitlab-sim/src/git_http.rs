@@ -53,8 +53,9 @@ impl IntoResponse for Denied {
     }
 }
 
-/// The Git routes; merge into the top-level router (they only match `…/info/refs`,
-/// `…/git-upload-pack` and `…/git-receive-pack` paths and answer 404 otherwise).
+/// The Git routes; merge into the top-level router (they match `…/info/refs`,
+/// `…/git-upload-pack` and `…/git-receive-pack` paths and hand everything else to the project
+/// pages).
 pub fn router() -> Router<SimHandle> {
     Router::new()
         .route("/{*path}", any(serve))
@@ -166,7 +167,8 @@ async fn serve(
     body: Bytes,
 ) -> Response {
     let Some((repo_path, service, suffix)) = parse_request(&method, &uri) else {
-        return StatusCode::NOT_FOUND.into_response();
+        // Not Git: a project's page (project paths nest, so they share this catch-all).
+        return crate::pages::project_page(&sim, &method, &uri, &headers, body).await;
     };
     let checked = {
         let mut state = sim.lock();

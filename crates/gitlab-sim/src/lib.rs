@@ -52,6 +52,7 @@ pub mod git_http;
 pub mod merging;
 pub mod middleware;
 pub mod oauth;
+pub mod pages;
 pub mod paginate;
 pub mod params;
 pub mod render;
@@ -63,6 +64,7 @@ pub mod server;
 pub mod ssh;
 pub mod ssh_key;
 pub mod state;
+pub mod web;
 pub mod webhooks;
 pub mod wildcard;
 

@@ -241,12 +241,23 @@ pub async fn diff(
     to: &str,
     straight: bool,
 ) -> Result<Vec<FileDiff>, RepoError> {
-    let range = if straight {
-        format!("{from}..{to}")
+    // Straight: `from` against `to` (also a tree, e.g. the empty one for a root commit);
+    // otherwise against their merge base (`from...to`).
+    let revs: Vec<String> = if straight {
+        vec![from.to_owned(), to.to_owned()]
     } else {
-        format!("{from}...{to}")
+        vec![format!("{from}...{to}")]
     };
-    let Some(raw) = git(repo, &["diff", "--raw", "-z", "-M", &range, "--"]).await? else {
+    let with = |extra: &[&str]| {
+        let mut args: Vec<String> = vec!["diff".into()];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        args.extend(revs.iter().cloned());
+        args.push("--".into());
+        args
+    };
+    let raw_args = with(&["--raw", "-z", "-M"]);
+    let raw_args: Vec<&str> = raw_args.iter().map(String::as_str).collect();
+    let Some(raw) = git(repo, &raw_args).await? else {
         return Ok(Vec::new());
     };
     let text = String::from_utf8_lossy(&raw).into_owned();
@@ -266,20 +277,10 @@ pub async fn diff(
         } else {
             old_path.clone()
         };
-        let patch = git(
-            repo,
-            &[
-                "diff",
-                "--no-color",
-                "-M",
-                &range,
-                "--",
-                &old_path,
-                &new_path,
-            ],
-        )
-        .await?
-        .unwrap_or_default();
+        let mut patch_args = with(&["--no-color", "-M"]);
+        patch_args.extend([old_path.clone(), new_path.clone()]);
+        let patch_args: Vec<&str> = patch_args.iter().map(String::as_str).collect();
+        let patch = git(repo, &patch_args).await?.unwrap_or_default();
         let patch = String::from_utf8_lossy(&patch);
         let diff = patch
             .find("@@")

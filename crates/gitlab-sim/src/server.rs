@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::state::{SimHandle, SshEndpoint, State};
-use crate::{api, control, git_http, middleware, oauth, request_log, ssh, webhooks};
+use crate::{api, control, git_http, middleware, oauth, pages, request_log, ssh, webhooks};
 
 /// How to start a simulator.
 #[derive(Debug, Clone)]
@@ -77,6 +77,7 @@ pub fn app(handle: SimHandle) -> Router {
         .nest("/api/v4", api::router().merge(webhooks::api::router()))
         .merge(oauth::router())
         .nest(middleware::CONTROL_PREFIX, control::router())
+        .merge(pages::router())
         .merge(git_http::router())
         .layer(axum::middleware::from_fn_with_state(
             handle.clone(),

@@ -4,6 +4,7 @@
 mod access_tokens;
 mod auth;
 mod binary;
+mod browser;
 mod common;
 mod control;
 mod deploy;
@@ -15,6 +16,7 @@ mod hooks;
 mod merge_requests;
 mod merge_requests_api;
 mod oauth;
+mod pages;
 mod projects;
 mod push_checks;
 mod receiver;
