@@ -2,6 +2,7 @@
 //! state for assertions. GitLab has no such routes; every operation is also a Rust method on
 //! [`SimHandle`]. Documented in the crate README.
 
+mod project_setup;
 mod repository;
 
 use axum::Json;
@@ -53,6 +54,7 @@ pub fn router() -> Router<SimHandle> {
         )
         .route("/save", put(save).post(save))
         .merge(repository::router())
+        .merge(project_setup::router())
         .merge(crate::git_hooks::router())
 }
 
