@@ -178,6 +178,17 @@ impl SimHandle {
         project_id: Id,
         request: CommitRequest,
     ) -> Result<String, SetupError> {
+        let update = self.build_commit(project_id, &request).await?;
+        self.land_commit(project_id, request.user_id, update).await
+    }
+
+    /// The commit object of `request` and the ref update that would land it; nothing moves yet
+    /// (the REST API checks it first).
+    pub async fn build_commit(
+        &self,
+        project_id: Id,
+        request: &CommitRequest,
+    ) -> Result<RefUpdate, SetupError> {
         check_branch(&request.branch)?;
         for file in &request.files {
             check_path(&file.path)?;
@@ -210,11 +221,9 @@ impl SimHandle {
             }
         };
         let parents: Vec<&str> = parent.iter().map(String::as_str).collect();
-        let sha = commits::write_commit(
+        let sha = commits::build_commit(
             &repo,
             &NewCommit {
-                branch: &request.branch,
-                expected_old: old.as_deref(),
                 parents: &parents,
                 changes: &request.files,
                 message: &request.message,
@@ -224,13 +233,31 @@ impl SimHandle {
         )
         .await
         .map_err(repo_error)?;
-        let update = RefUpdate {
+        Ok(RefUpdate {
             old: old.unwrap_or_else(|| ZERO_SHA.to_owned()),
-            new: sha.clone(),
+            new: sha,
             git_ref: format!("refs/heads/{}", request.branch),
-        };
-        self.after_push(project_id, request.user_id, &[update])
-            .await?;
+        })
+    }
+
+    /// Moves the branch to a built commit (unless it moved meanwhile) and fires what a push
+    /// fires; returns the SHA.
+    pub async fn land_commit(
+        &self,
+        project_id: Id,
+        user_id: Id,
+        update: RefUpdate,
+    ) -> Result<String, SetupError> {
+        let branch = update
+            .git_ref
+            .strip_prefix("refs/heads/")
+            .ok_or_else(|| SetupError::Invalid("not a branch".into()))?;
+        let expected = Some(update.old.as_str()).filter(|old| *old != ZERO_SHA);
+        commits::update_branch(&self.repo_path(project_id), branch, &update.new, expected)
+            .await
+            .map_err(repo_error)?;
+        let sha = update.new.clone();
+        self.after_push(project_id, user_id, &[update]).await?;
         Ok(sha)
     }
 

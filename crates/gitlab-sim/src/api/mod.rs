@@ -63,6 +63,10 @@ pub fn router() -> Router<SimHandle> {
         )
         .route("/projects/{id}/repository/tree", get(repository::tree))
         .route(
+            "/projects/{id}/repository/commits",
+            post(repository::create_commit),
+        )
+        .route(
             "/projects/{id}/repository/files/{file_path}",
             get(repository::file),
         )

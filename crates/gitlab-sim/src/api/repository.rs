@@ -227,6 +227,115 @@ pub async fn delete_branch(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// One entry of `actions` of `POST /repository/commits`.
+fn file_action(item: &Value) -> Result<(String, String, Option<Vec<u8>>), ApiError> {
+    let field = |name: &str| item.get(name).and_then(Value::as_str);
+    let action = field("action").ok_or_else(|| ApiError::missing("actions[action]"))?;
+    let path = field("file_path").ok_or_else(|| ApiError::missing("actions[file_path]"))?;
+    let content = match action {
+        "delete" => None,
+        "create" | "update" => {
+            let raw = field("content").unwrap_or_default();
+            Some(if field("encoding") == Some("base64") {
+                base64::engine::general_purpose::STANDARD
+                    .decode(raw)
+                    .map_err(|_| ApiError::invalid("actions[content]"))?
+            } else {
+                raw.as_bytes().to_vec()
+            })
+        }
+        _ => return Err(ApiError::not_valid_value("actions[action]")),
+    };
+    Ok((action.to_owned(), path.to_owned(), content))
+}
+
+/// `POST /projects/:id/repository/commits`: one commit of `create` / `update` / `delete`
+/// actions. The branch must accept the caller's pushes (403 otherwise, as
+/// `authorize_push_to_branch!`), and the commit passes the push rules as a web commit.
+pub async fn create_commit(
+    State(sim): State<SimHandle>,
+    auth: Auth,
+    Path(id): Path<String>,
+    params: Params,
+) -> ApiResult<Response> {
+    let branch = params.required_str("branch")?;
+    let message = params.required_str("commit_message")?;
+    let actions = params
+        .value("actions")
+        .and_then(Value::as_array)
+        .cloned()
+        .ok_or_else(|| ApiError::missing("actions"))?;
+    let (found, full_path, user_id) = developer(&sim, &id, auth)?;
+    let project_id = found.project.id;
+    if !sim
+        .lock()
+        .can_push_to_branch(Pusher::User(user_id), &found.project, &branch)
+    {
+        return Err(ApiError::message(
+            StatusCode::FORBIDDEN,
+            "403 Forbidden - You are not allowed to push into this branch",
+        ));
+    }
+    let repo = sim.repo_path(project_id);
+    // Files are looked up where the commit starts: the branch, or `start_branch` for a new one.
+    let start = if repo_browse::commit(&repo, &format!("refs/heads/{branch}"))
+        .await?
+        .is_some()
+    {
+        branch.clone()
+    } else {
+        params
+            .str("start_branch")
+            .unwrap_or_else(|| found.project.default_branch.clone())
+    };
+    let mut files = Vec::with_capacity(actions.len());
+    for item in &actions {
+        let (action, path, content) = file_action(item)?;
+        let exists = repo_browse::blob(&repo, &start, &path).await?.is_some();
+        match (action.as_str(), exists) {
+            ("create", true) => {
+                return Err(ApiError::message(
+                    StatusCode::BAD_REQUEST,
+                    "A file with this name already exists",
+                ));
+            }
+            ("update" | "delete", false) => {
+                return Err(ApiError::message(
+                    StatusCode::BAD_REQUEST,
+                    "A file with this name doesn't exist",
+                ));
+            }
+            _ => files.push(crate::commits::FileChange { path, content }),
+        }
+    }
+    let author = match (params.str("author_name"), params.str("author_email")) {
+        (Some(name), Some(email)) => Some(crate::commits::Signature { name, email }),
+        _ => None,
+    };
+    let request = crate::changes::CommitRequest {
+        branch,
+        start_branch: params.str("start_branch"),
+        message,
+        files,
+        user_id,
+        author,
+    };
+    let update = sim
+        .build_commit(project_id, &request)
+        .await
+        .map_err(|e| ApiError::message(StatusCode::BAD_REQUEST, e.to_string()))?;
+    checked_update(&sim, project_id, user_id, &update).await?;
+    let sha = sim.land_commit(project_id, user_id, update).await?;
+    let commit = repo_browse::commit(&repo, &sha)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Commit"))?;
+    let mut body = render::commit(&format!("{}/{full_path}", sim.base_url()), &commit);
+    body["project_id"] = json!(project_id);
+    body["status"] = Value::Null;
+    body["last_pipeline"] = Value::Null;
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
 pub async fn tree(
     State(sim): State<SimHandle>,
     auth: Auth,

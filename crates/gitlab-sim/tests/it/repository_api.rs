@@ -247,3 +247,125 @@ async fn branches_tree_files_and_compare() {
     assert_eq!(me["commit_email"], "alice@example.com");
     assert_eq!(me["public_email"], "");
 }
+
+/// `POST /repository/commits` meets protected branches (403) and push rules (400, GitLab's
+/// message) like any push.
+#[tokio::test]
+async fn api_commits_meet_protected_branches_and_push_rules() {
+    let t = TestSim::start().await;
+    let owner = t.user("owner");
+    let dev = t.user("dev");
+    let group = t.group("team", None);
+    t.handle()
+        .add_group_member(group, owner.id, access::MAINTAINER)
+        .expect("member");
+    t.handle()
+        .add_group_member(group, dev.id, access::DEVELOPER)
+        .expect("member");
+    let project = t.project("analytics", Namespace::Group(group)).await;
+    let p = format!("/projects/{}", project.id);
+    let commit = |branch: &str, message: &str, action: &str| {
+        json!({
+            "branch": branch,
+            "commit_message": message,
+            "start_branch": "main",
+            "actions": [{ "action": action, "file_path": "models/a.sql", "content": "select 1\n" }],
+        })
+    };
+    let first = expect(
+        t.post(&format!("{p}/repository/commits"), &owner.token, json!({ "branch": "main", "commit_message": "Initial", "actions": [{ "action": "create", "file_path": "README.md", "content": "aGkK", "encoding": "base64" }] })).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(first["title"], "Initial");
+    let readme = t
+        .get(&format!("{p}/repository/files/README.md/raw"), &owner.token)
+        .await;
+    assert_eq!(readme.text().await.expect("body"), "hi\n");
+    assert_eq!(
+        expect(
+            t.post(
+                &format!("{p}/repository/commits"),
+                &dev.token,
+                commit("main", "x", "create")
+            )
+            .await,
+            StatusCode::FORBIDDEN
+        )
+        .await,
+        json!({ "message": "403 Forbidden - You are not allowed to push into this branch" })
+    );
+    let made = expect(
+        t.post(
+            &format!("{p}/repository/commits"),
+            &dev.token,
+            commit("feature", "Add a", "create"),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let branch = expect(
+        t.get(&format!("{p}/repository/branches/feature"), &dev.token)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(branch["commit"]["id"], made["id"]);
+    assert_eq!(
+        expect(
+            t.post(
+                &format!("{p}/repository/commits"),
+                &dev.token,
+                commit("feature", "again", "create")
+            )
+            .await,
+            StatusCode::BAD_REQUEST
+        )
+        .await,
+        json!({ "message": "A file with this name already exists" })
+    );
+    expect(
+        t.post(
+            &format!("{p}/push_rule"),
+            &owner.token,
+            json!({ "commit_message_regex": "^JIRA-" }),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(
+        expect(
+            t.post(
+                &format!("{p}/repository/commits"),
+                &dev.token,
+                commit("feature", "no ticket", "update")
+            )
+            .await,
+            StatusCode::BAD_REQUEST
+        )
+        .await,
+        json!({ "message": "Commit message does not follow the pattern '^JIRA-'" })
+    );
+    let branch_after = expect(
+        t.get(&format!("{p}/repository/branches/feature"), &dev.token)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        branch_after["commit"]["id"], made["id"],
+        "a refused commit moves nothing"
+    );
+    expect(
+        t.post(
+            &format!("{p}/repository/commits"),
+            &dev.token,
+            commit("feature", "JIRA-1 update", "update"),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+}
