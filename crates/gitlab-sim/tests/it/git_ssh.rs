@@ -285,7 +285,7 @@ async fn deploy_keys_fetch_and_push_only_with_write_access() {
     assert_eq!(updated["push_access_levels"][1]["deploy_key_id"], key_id);
     assert_eq!(
         updated["push_access_levels"][1]["access_level_description"],
-        "ci"
+        "Deploy key"
     );
     git.ok(&work, &["push", "origin", "HEAD:refs/heads/main"])
         .await;
