@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::commits::{self, CommitInfo, FileChange, NewCommit, Signature, ZERO_SHA};
 use crate::repo::{self, RepoError};
 use crate::state::{
-    Id, MergeRequest, MrState, NewMergeRequest, SetupError, SimHandle, is_draft_title,
+    Id, MergeRequest, MrState, NewMergeRequest, Pusher, SetupError, SimHandle, is_draft_title,
 };
 use crate::webhooks::{self, EventKind, payload};
 
@@ -259,6 +259,14 @@ impl SimHandle {
         let sha = update.new.clone();
         self.after_push(project_id, user_id, &[update]).await?;
         Ok(sha)
+    }
+
+    /// [`Self::after_push`] for a push that already happened (over Git or the API): failures are
+    /// only logged, the refs moved all the same.
+    pub async fn after_git_push(&self, project_id: Id, pusher: Pusher, updates: &[RefUpdate]) {
+        if let Err(e) = self.after_push(project_id, pusher.user_id(), updates).await {
+            tracing::warn!(error = %e, project = project_id, "push side effects failed");
+        }
     }
 
     /// What GitLab does after refs moved: Push Hooks and Tag Push Hooks (none when more than

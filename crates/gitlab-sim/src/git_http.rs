@@ -25,10 +25,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use tokio::io::AsyncWriteExt;
 
 use crate::auth;
-use crate::changes::RefUpdate;
 use crate::git_access::{self, Actor, Refusal, Service};
 use crate::git_hooks::{self, PreparedPush};
-use crate::state::{Project, Pusher, SecretRef, SimHandle, State as SimState};
+use crate::state::{Project, SecretRef, SimHandle, State as SimState};
 
 const UNAUTHORIZED_BODY: &str = "HTTP Basic: Access denied. If a password was provided for Git authentication, the password was incorrect or you're required to use a token instead of a password. If a token was provided, it was either incorrect, expired, or improperly scoped.";
 
@@ -207,7 +206,7 @@ async fn serve(
     match result {
         Ok(response) => {
             if let Some((pusher, updates)) = updates.filter(|(_, u)| !u.is_empty()) {
-                after_push(&sim, project.id, pusher, &updates).await;
+                sim.after_git_push(project.id, pusher, &updates).await;
             }
             response
         }
@@ -215,19 +214,6 @@ async fn serve(
             tracing::error!(error = %e, "git http-backend failed");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
-    }
-}
-
-/// Fires what a push fires (webhooks, merge request updates); failures are only logged, the
-/// push itself succeeded.
-pub(crate) async fn after_push(
-    sim: &SimHandle,
-    project_id: u64,
-    pusher: Pusher,
-    updates: &[RefUpdate],
-) {
-    if let Err(e) = sim.after_push(project_id, pusher.user_id(), updates).await {
-        tracing::warn!(error = %e, project = project_id, "push side effects failed");
     }
 }
 

@@ -195,7 +195,8 @@ pub async fn create_branch(
     };
     checked_update(&sim, project_id, user_id, &update).await?;
     crate::commits::update_branch(&repo, &branch, &head.id, None).await?;
-    crate::git_http::after_push(&sim, project_id, Pusher::User(user_id), &[update]).await;
+    sim.after_git_push(project_id, Pusher::User(user_id), &[update])
+        .await;
     let body = branch_json(&sim, &found, &full_path, &branch, &head, Some(user_id)).await?;
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
@@ -223,7 +224,8 @@ pub async fn delete_branch(
             "Failed to remove branch",
         ));
     }
-    crate::git_http::after_push(&sim, project_id, Pusher::User(user_id), &[update]).await;
+    sim.after_git_push(project_id, Pusher::User(user_id), &[update])
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -310,7 +310,7 @@ impl Exec {
         if let Some((pusher, prepared)) = push {
             let updates = prepared.finish().await;
             if !updates.is_empty() {
-                crate::git_http::after_push(&self.sim, project_id, pusher, &updates).await;
+                self.sim.after_git_push(project_id, pusher, &updates).await;
             }
         }
         finish(&write, status).await;
