@@ -50,23 +50,11 @@ impl SimHandle {
             archived: false,
         };
         let project = self.create_project(new).await?;
-        let repo = self.repo_path(project.id);
-        // `clone --bare` copies branches and tags (not `refs/merge-requests/*`), as GitLab's
-        // fork does; the empty repository made for the new project is replaced.
-        let _ = tokio::fs::remove_dir_all(&repo).await;
-        let out = Command::new("git")
-            .args(["clone", "--bare", "--quiet", "--no-local"])
-            .arg(self.repo_path(project_id))
-            .arg(&repo)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .output()
-            .await
-            .map_err(|e| SetupError::Repository(e.to_string()))?;
-        if !out.status.success() {
-            return Err(SetupError::Repository(
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            ));
+        if let Err(e) = self.copy_repository(project_id, project.id).await {
+            // No half-made fork: the project goes with its repository.
+            self.lock().projects.remove(&project.id);
+            let _ = tokio::fs::remove_dir_all(self.repo_path(project.id)).await;
+            return Err(e);
         }
         let mut state = self.lock();
         let now = state.now();
@@ -78,5 +66,28 @@ impl SimHandle {
         stored.creator_id = fork.user_id;
         stored.updated_at = now;
         Ok(stored.clone())
+    }
+
+    /// Replaces the new project's empty repository with a copy of the parent's: `clone --bare`
+    /// copies branches and tags (not `refs/merge-requests/*`), as GitLab's fork does.
+    async fn copy_repository(&self, parent: Id, fork: Id) -> Result<(), SetupError> {
+        let repo = self.repo_path(fork);
+        let _ = tokio::fs::remove_dir_all(&repo).await;
+        let out = Command::new("git")
+            .args(["clone", "--bare", "--quiet", "--no-local"])
+            .arg(self.repo_path(parent))
+            .arg(&repo)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .output()
+            .await
+            .map_err(|e| SetupError::Repository(e.to_string()))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(SetupError::Repository(
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            ))
+        }
     }
 }

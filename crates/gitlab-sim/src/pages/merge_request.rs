@@ -94,7 +94,7 @@ pub async fn show(request: &ProjectRequest<'_>, iid: &str) -> Response {
                     "<div id=\"pipeline-widget\"><p>Pipeline <strong>#{}</strong> {} for <code>{}</code></p>{}</div>",
                     head.pipeline.id,
                     status_badge(head.status.as_str()),
-                    &mr.sha[..mr.sha.len().min(8)],
+                    mr.sha.chars().take(8).collect::<String>(),
                     table("pipeline-jobs", &["Job", "Status", "Description"], &rows)
                 )
             }

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use crate::common::{TestSim, TestUser, expect};
 use crate::gitcli::{Git, SshKeyFile};
+use crate::receiver::Receiver;
 
 struct World {
     t: TestSim,
@@ -107,6 +108,17 @@ async fn users_keys_clone_and_push_over_ssh() {
     assert!(welcome.ok, "{}", welcome.stderr);
     assert_eq!(welcome.stdout, "Welcome to GitLab, @owner!\n");
 
+    let mut receiver = Receiver::start().await;
+    expect(
+        w.t.post(
+            &format!("/projects/{}/hooks", w.project_id),
+            &w.owner.token,
+            json!({ "url": receiver.url, "push_events": true }),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
     let email = w.t.handle().lock().users[&w.owner.id].email.clone();
     let git = Git::new(&email).ssh(&key);
     let run = w.clone(&git, "work").await;
@@ -120,6 +132,10 @@ async fn users_keys_clone_and_push_over_ssh() {
         .await;
     git.ok(&work, &["push", "origin", "HEAD:refs/heads/feature"])
         .await;
+    let pushed = receiver.next_event("Push Hook").await.body;
+    assert_eq!(pushed["ref"], "refs/heads/feature");
+    assert_eq!(pushed["user_username"], "owner");
+    assert_eq!(pushed["project"]["git_ssh_url"], w.ssh_url.as_str());
     // A Maintainer pushes to the protected default branch too.
     git.ok(&work, &["push", "origin", "HEAD:refs/heads/main"])
         .await;
