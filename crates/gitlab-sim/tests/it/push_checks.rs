@@ -617,3 +617,132 @@ async fn bots_push_with_their_noreply_email_under_committer_check() {
         "You cannot push commits for 'someone@example.com'. You can only push commits if the committer email is one of your own verified emails.",
     );
 }
+
+/// The remaining refusals: hexadecimal branch names, DCO sign-off, committers who are no
+/// GitLab users, archived projects; and SSH keys added by an administrator only.
+#[tokio::test]
+async fn hex_branches_dco_members_archived_and_admin_keys() {
+    let w = world().await;
+    let (dev, work) = w.clone_as(&w.dev).await;
+    dev.commit(&work, "a.txt", "a", "change").await;
+    let hex = "0123456789abcdef0123456789abcdef01234567";
+    refused(
+        &dev.run(
+            &work,
+            &["push", "origin", &format!("HEAD:refs/heads/{hex}")],
+        )
+        .await,
+        "You cannot create a branch with a 40-character hexadecimal branch name.",
+    );
+    expect(
+        w.t.post(
+            &w.path("/push_rule"),
+            &w.owner.token,
+            json!({ "reject_non_dco_commits": true, "member_check": true }),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    refused(
+        &dev.run(&work, &["push", "origin", "HEAD:refs/heads/dco"])
+            .await,
+        "Commit message must contain a DCO signoff",
+    );
+    dev.ok(
+        &work,
+        &[
+            "commit",
+            "-q",
+            "--amend",
+            "-m",
+            "change\n\nSigned-off-by: dev <dev@example.com>",
+        ],
+    )
+    .await;
+    assert!(
+        dev.run(&work, &["push", "origin", "HEAD:refs/heads/dco"])
+            .await
+            .ok
+    );
+    // The author is a GitLab user, the committer is not.
+    let stranger = dev.clone().identity("Stranger", "stranger@nowhere.example");
+    let amend = tokio::process::Command::new("git")
+        .args(["commit", "-q", "--amend", "--no-edit"])
+        .current_dir(&work)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "dev")
+        .env("GIT_AUTHOR_EMAIL", "dev@example.com")
+        .env("GIT_COMMITTER_NAME", "Stranger")
+        .env("GIT_COMMITTER_EMAIL", "stranger@nowhere.example")
+        .status()
+        .await
+        .expect("git");
+    assert!(amend.success());
+    refused(
+        &stranger
+            .run(&work, &["push", "origin", "HEAD:refs/heads/dco2"])
+            .await,
+        "Committer 'stranger@nowhere.example' is not a member of team",
+    );
+
+    w.t.handle()
+        .lock()
+        .projects
+        .get_mut(&w.project_id)
+        .expect("project")
+        .archived = true;
+    let run = dev
+        .run(&work, &["push", "origin", "HEAD:refs/heads/x"])
+        .await;
+    assert!(!run.ok);
+    assert!(
+        run.stderr
+            .contains("You are not allowed to push code to an archived project."),
+        "{}",
+        run.stderr
+    );
+
+    let keys = tempfile::tempdir().expect("tempdir");
+    let (_, key, _) = crate::gitcli::ssh_keygen(keys.path(), "k");
+    let body = json!({ "title": "by admin", "key": key });
+    expect(
+        w.t.post(
+            &format!("/users/{}/keys", w.dev.id),
+            &w.owner.token,
+            body.clone(),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    let admin = w.t.user("root");
+    w.t.handle()
+        .lock()
+        .users
+        .get_mut(&admin.id)
+        .expect("user")
+        .is_admin = true;
+    let added = expect(
+        w.t.post(&format!("/users/{}/keys", w.dev.id), &admin.token, body)
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let listed = expect(w.t.get("/user/keys", &w.dev.token).await, StatusCode::OK).await;
+    assert_eq!(listed[0]["id"], added["id"]);
+    assert_eq!(
+        expect(
+            w.t.post(
+                "/user/keys",
+                &w.dev.token,
+                json!({ "title": "bad", "key": "ssh-foo AAAA" })
+            )
+            .await,
+            StatusCode::BAD_REQUEST
+        )
+        .await,
+        json!({ "message": { "key": ["type is forbidden. Must be RSA, DSA, ECDSA, ED25519, ECDSA_SK, or ED25519_SK"] } })
+    );
+}
