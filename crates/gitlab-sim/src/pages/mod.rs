@@ -66,8 +66,7 @@ pub struct ProjectRequest<'a> {
     pub full_path: String,
     /// The viewer's effective access level.
     pub level: u8,
-    pub method: &'a Method,
-    pub uri: &'a Uri,
+    /// A submitted form's body (empty for `GET`).
     pub body: Bytes,
 }
 
@@ -204,8 +203,6 @@ pub async fn project_page(
         project,
         full_path,
         level,
-        method,
-        uri,
         body,
     };
     let segments: Vec<String> = rest
