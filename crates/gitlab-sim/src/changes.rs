@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::commits::{self, CommitInfo, FileChange, NewCommit, Signature, ZERO_SHA};
 use crate::repo::{self, RepoError};
 use crate::state::{
-    Id, MergeRequest, MrState, NewMergeRequest, SetupError, SimHandle, is_draft_title,
+    Id, MergeRequest, MrState, NewMergeRequest, Pusher, SetupError, SimHandle, is_draft_title,
 };
 use crate::webhooks::{self, EventKind, payload};
 
@@ -41,17 +41,33 @@ pub struct CommitRequest {
     pub author: Option<Signature>,
 }
 
+/// A merge request for [`SimHandle::open_merge_request_with`].
+#[derive(Debug, Clone)]
+pub struct OpenMergeRequest {
+    /// The project holding `source_branch`: the target itself or a fork of it.
+    pub source_project_id: Id,
+    pub target_project_id: Id,
+    pub author_id: Id,
+    pub source_branch: String,
+    pub target_branch: String,
+    pub title: String,
+    pub description: String,
+    pub remove_source_branch: bool,
+}
+
 /// A title/description edit for [`SimHandle::edit_merge_request`].
 #[derive(Debug, Clone, Default)]
 pub struct MergeRequestEdit {
     pub title: Option<String>,
     pub description: Option<String>,
+    pub target_branch: Option<String>,
+    pub remove_source_branch: Option<bool>,
 }
 
 /// `changes` entries of a merge request payload: attribute, previous value, current value.
-type Changes = Vec<(&'static str, Value, Value)>;
+pub(crate) type Changes = Vec<(&'static str, Value, Value)>;
 
-fn repo_error(e: RepoError) -> SetupError {
+pub(crate) fn repo_error(e: RepoError) -> SetupError {
     SetupError::Repository(e.to_string())
 }
 
@@ -86,7 +102,7 @@ fn check_path(path: &str) -> Result<(), SetupError> {
 }
 
 /// Branch names git's `check-ref-format --branch` would refuse, refused up front.
-fn check_branch(name: &str) -> Result<(), SetupError> {
+pub fn check_branch(name: &str) -> Result<(), SetupError> {
     let bad = name.is_empty()
         || name.starts_with(['-', '/', '.'])
         || name.ends_with(['/', '.'])
@@ -104,7 +120,7 @@ fn check_branch(name: &str) -> Result<(), SetupError> {
 }
 
 impl SimHandle {
-    fn signature_of(&self, user_id: Id) -> Result<Signature, SetupError> {
+    pub(crate) fn signature_of(&self, user_id: Id) -> Result<Signature, SetupError> {
         let state = self.lock();
         let user = state
             .users
@@ -162,6 +178,17 @@ impl SimHandle {
         project_id: Id,
         request: CommitRequest,
     ) -> Result<String, SetupError> {
+        let update = self.build_commit(project_id, &request).await?;
+        self.land_commit(project_id, request.user_id, update).await
+    }
+
+    /// The commit object of `request` and the ref update that would land it; nothing moves yet
+    /// (the REST API checks it first).
+    pub async fn build_commit(
+        &self,
+        project_id: Id,
+        request: &CommitRequest,
+    ) -> Result<RefUpdate, SetupError> {
         check_branch(&request.branch)?;
         for file in &request.files {
             check_path(&file.path)?;
@@ -194,11 +221,9 @@ impl SimHandle {
             }
         };
         let parents: Vec<&str> = parent.iter().map(String::as_str).collect();
-        let sha = commits::write_commit(
+        let sha = commits::build_commit(
             &repo,
             &NewCommit {
-                branch: &request.branch,
-                expected_old: old.as_deref(),
                 parents: &parents,
                 changes: &request.files,
                 message: &request.message,
@@ -208,14 +233,40 @@ impl SimHandle {
         )
         .await
         .map_err(repo_error)?;
-        let update = RefUpdate {
+        Ok(RefUpdate {
             old: old.unwrap_or_else(|| ZERO_SHA.to_owned()),
-            new: sha.clone(),
+            new: sha,
             git_ref: format!("refs/heads/{}", request.branch),
-        };
-        self.after_push(project_id, request.user_id, &[update])
-            .await?;
+        })
+    }
+
+    /// Moves the branch to a built commit (unless it moved meanwhile) and fires what a push
+    /// fires; returns the SHA.
+    pub async fn land_commit(
+        &self,
+        project_id: Id,
+        user_id: Id,
+        update: RefUpdate,
+    ) -> Result<String, SetupError> {
+        let branch = update
+            .git_ref
+            .strip_prefix("refs/heads/")
+            .ok_or_else(|| SetupError::Invalid("not a branch".into()))?;
+        let expected = Some(update.old.as_str()).filter(|old| *old != ZERO_SHA);
+        commits::update_branch(&self.repo_path(project_id), branch, &update.new, expected)
+            .await
+            .map_err(repo_error)?;
+        let sha = update.new.clone();
+        self.after_push(project_id, user_id, &[update]).await?;
         Ok(sha)
+    }
+
+    /// [`Self::after_push`] for a push that already happened (over Git or the API): failures are
+    /// only logged, the refs moved all the same.
+    pub async fn after_git_push(&self, project_id: Id, pusher: Pusher, updates: &[RefUpdate]) {
+        if let Err(e) = self.after_push(project_id, pusher.user_id(), updates).await {
+            tracing::warn!(error = %e, project = project_id, "push side effects failed");
+        }
     }
 
     /// What GitLab does after refs moved: Push Hooks and Tag Push Hooks (none when more than
@@ -295,8 +346,7 @@ impl SimHandle {
                 commits: &commits,
                 total_commits_count: total,
                 message: message.as_deref(),
-                ref_protected: branch
-                    .is_some_and(|b| project.protected_branches.iter().any(|p| p == b)),
+                ref_protected: branch.is_some_and(|b| state.is_protected(project.id, b)),
             };
             payload::push(&state, self.base_url(), project, pusher, &facts)
         };
@@ -321,7 +371,7 @@ impl SimHandle {
             .merge_requests
             .values()
             .filter(|mr| {
-                mr.project_id == project_id
+                mr.source_project() == project_id
                     && mr.state == MrState::Opened
                     && mr.source_branch == branch
                     && mr.sha != new
@@ -329,9 +379,14 @@ impl SimHandle {
             .cloned()
             .collect();
         for mr in moved {
-            let (base_sha, start_sha) = self.diff_base(project_id, &mr.target_branch, new).await?;
+            if mr.project_id != project_id {
+                self.fetch_source(mr.project_id, project_id, branch).await?;
+            }
+            let (base_sha, start_sha) = self
+                .diff_base(mr.project_id, &mr.target_branch, new)
+                .await?;
             let oldrev = mr.sha.clone();
-            let updated = self.change_merge_request(project_id, mr.iid, |mr, now| {
+            let updated = self.change_merge_request(mr.project_id, mr.iid, |mr, now| {
                 let previous = mr.updated_at;
                 mr.sha = new.to_owned();
                 mr.base_sha = base_sha.clone();
@@ -350,7 +405,7 @@ impl SimHandle {
     }
 
     /// `(base_sha, start_sha)` of a diff of `head` against `target`.
-    async fn diff_base(
+    pub(crate) async fn diff_base(
         &self,
         project_id: Id,
         target: &str,
@@ -369,7 +424,7 @@ impl SimHandle {
     }
 
     /// Applies `edit` to an MR under the lock; returns the MR after it and the `changes` entries.
-    fn change_merge_request<F>(
+    pub(crate) fn change_merge_request<F>(
         &self,
         project_id: Id,
         iid: u64,
@@ -387,7 +442,7 @@ impl SimHandle {
         Ok((mr.clone(), changes))
     }
 
-    async fn send_merge_request_hook(
+    pub(crate) async fn send_merge_request_hook(
         &self,
         actor_id: Id,
         mr: &MergeRequest,
@@ -431,7 +486,8 @@ impl SimHandle {
         Ok(())
     }
 
-    /// Opens a merge request from `source` into `target` and fires its `open` hook.
+    /// Opens a merge request from `source` into `target` of one project and fires its `open`
+    /// hook.
     pub async fn open_merge_request(
         &self,
         project_id: Id,
@@ -441,40 +497,74 @@ impl SimHandle {
         title: &str,
         description: &str,
     ) -> Result<MergeRequest, SetupError> {
-        if title.trim().is_empty() {
+        self.open_merge_request_with(OpenMergeRequest {
+            source_project_id: project_id,
+            target_project_id: project_id,
+            author_id,
+            source_branch: source.to_owned(),
+            target_branch: target.to_owned(),
+            title: title.to_owned(),
+            description: description.to_owned(),
+            remove_source_branch: false,
+        })
+        .await
+    }
+
+    /// Opens a merge request, also from a fork into its parent: the source commits are fetched
+    /// into the target repository (as GitLab does for `refs/merge-requests/<iid>/head`).
+    pub async fn open_merge_request_with(
+        &self,
+        open: OpenMergeRequest,
+    ) -> Result<MergeRequest, SetupError> {
+        if open.title.trim().is_empty() {
             return Err(SetupError::Invalid("title can't be blank".into()));
         }
-        if source == target {
+        let same_project = open.source_project_id == open.target_project_id;
+        if same_project && open.source_branch == open.target_branch {
             return Err(SetupError::Invalid(
                 "source branch and target branch must differ".into(),
             ));
         }
-        let repo = self.repo_path(project_id);
-        let sha = commits::branch_head(&repo, source)
+        let source_repo = self.repo_path(open.source_project_id);
+        let sha = commits::branch_head(&source_repo, &open.source_branch)
             .await
             .map_err(repo_error)?
             .ok_or(SetupError::NotFound("Source branch"))?;
-        let (base_sha, start_sha) = self.diff_base(project_id, target, &sha).await?;
+        if !same_project {
+            self.fetch_source(
+                open.target_project_id,
+                open.source_project_id,
+                &open.source_branch,
+            )
+            .await?;
+        }
+        let (base_sha, start_sha) = self
+            .diff_base(open.target_project_id, &open.target_branch, &sha)
+            .await?;
         let mr = {
             let mut state = self.lock();
-            let open_duplicate = state.merge_requests.values().any(|mr| {
-                mr.project_id == project_id
+            let open_duplicate = state.merge_requests.values().find(|mr| {
+                mr.project_id == open.target_project_id
+                    && mr.source_project() == open.source_project_id
                     && mr.state == MrState::Opened
-                    && mr.source_branch == source
-                    && mr.target_branch == target
+                    && mr.source_branch == open.source_branch
+                    && mr.target_branch == open.target_branch
             });
-            if open_duplicate {
+            if let Some(existing) = open_duplicate {
                 return Err(SetupError::Conflict(format!(
-                    "Another open merge request already exists for this source branch: {source}"
+                    "Another open merge request already exists for this source branch: !{}",
+                    existing.iid
                 )));
             }
             state.insert_merge_request(NewMergeRequest {
-                project_id,
-                author_id,
-                title: title.to_owned(),
-                description: description.to_owned(),
-                source_branch: source.to_owned(),
-                target_branch: target.to_owned(),
+                project_id: open.target_project_id,
+                source_project_id: open.source_project_id,
+                force_remove_source_branch: open.remove_source_branch,
+                author_id: open.author_id,
+                title: open.title,
+                description: open.description,
+                source_branch: open.source_branch,
+                target_branch: open.target_branch,
                 sha,
                 base_sha,
                 start_sha,
@@ -486,9 +576,25 @@ impl SimHandle {
             ("updated_at", now.clone(), now.clone()),
             ("prepared_at", Value::Null, now),
         ];
-        self.send_merge_request_hook(author_id, &mr, "open", None, changes)
+        self.send_merge_request_hook(open.author_id, &mr, "open", None, changes)
             .await?;
         Ok(mr)
+    }
+
+    /// Brings a fork's branch objects into the parent's repository.
+    pub(crate) async fn fetch_source(
+        &self,
+        target_project_id: Id,
+        source_project_id: Id,
+        branch: &str,
+    ) -> Result<(), SetupError> {
+        repo::fetch_branch_objects(
+            &self.repo_path(target_project_id),
+            &self.repo_path(source_project_id),
+            branch,
+        )
+        .await
+        .map_err(repo_error)
     }
 
     /// Edits title and/or description: an `update` without `oldrev` (no code changed).
@@ -502,8 +608,31 @@ impl SimHandle {
         if edit.title.as_deref().is_some_and(|t| t.trim().is_empty()) {
             return Err(SetupError::Invalid("title can't be blank".into()));
         }
+        // A new target branch means a new diff: its base is computed before the edit.
+        let retarget = match &edit.target_branch {
+            Some(target) => {
+                let sha = self
+                    .lock()
+                    .merge_request(project_id, iid)
+                    .map(|mr| mr.sha.clone())
+                    .ok_or(SetupError::NotFound("Merge request"))?;
+                Some(self.diff_base(project_id, target, &sha).await?)
+            }
+            None => None,
+        };
         let (mr, changes) = self.change_merge_request(project_id, iid, |mr, now| {
             let mut changes = Vec::new();
+            if let (Some(target), Some((base, start))) = (edit.target_branch, retarget)
+                && target != mr.target_branch
+            {
+                changes.push(("target_branch", json!(mr.target_branch), json!(target)));
+                mr.target_branch = target;
+                mr.base_sha = base;
+                mr.start_sha = start;
+            }
+            if let Some(remove) = edit.remove_source_branch {
+                mr.force_remove_source_branch = remove;
+            }
             if let Some(title) = edit.title.filter(|t| *t != mr.title) {
                 let draft = is_draft_title(&title);
                 if draft != mr.draft {
@@ -557,7 +686,7 @@ impl SimHandle {
             user_id,
             MergeRequestEdit {
                 title: Some(title),
-                description: None,
+                ..MergeRequestEdit::default()
             },
         )
         .await
@@ -600,12 +729,22 @@ impl SimHandle {
         iid: u64,
         user_id: Id,
     ) -> Result<MergeRequest, SetupError> {
-        let (source, target) = self
+        let (source_project, source, target) = self
             .lock()
             .merge_request(project_id, iid)
-            .map(|mr| (mr.source_branch.clone(), mr.target_branch.clone()))
+            .map(|mr| {
+                (
+                    mr.source_project(),
+                    mr.source_branch.clone(),
+                    mr.target_branch.clone(),
+                )
+            })
             .ok_or(SetupError::NotFound("Merge request"))?;
-        let repo = self.repo_path(project_id);
+        let repo = self.repo_path(source_project);
+        if source_project != project_id {
+            self.fetch_source(project_id, source_project, &source)
+                .await?;
+        }
         let head = commits::branch_head(&repo, &source)
             .await
             .map_err(repo_error)?
@@ -660,89 +799,6 @@ impl SimHandle {
         self.send_merge_request_hook(user_id, &mr, "approved", None, changes)
             .await?;
         Ok(mr)
-    }
-
-    /// Merges with a merge commit on the target branch: a Push Hook for the target, then the
-    /// MR's `merge` hook. Drafts and conflicts are refused.
-    pub async fn merge_merge_request(
-        &self,
-        project_id: Id,
-        iid: u64,
-        user_id: Id,
-    ) -> Result<MergeRequest, SetupError> {
-        let mr = self
-            .lock()
-            .merge_request(project_id, iid)
-            .cloned()
-            .ok_or(SetupError::NotFound("Merge request"))?;
-        if mr.state != MrState::Opened {
-            return Err(SetupError::Conflict("merge request is not open".into()));
-        }
-        if mr.draft {
-            return Err(SetupError::Conflict(
-                "draft merge requests cannot be merged".into(),
-            ));
-        }
-        let merger = self.signature_of(user_id)?;
-        let repo = self.repo_path(project_id);
-        let target_head = commits::branch_head(&repo, &mr.target_branch)
-            .await
-            .map_err(repo_error)?
-            .ok_or(SetupError::NotFound("Target branch"))?;
-        let tree = commits::merge_tree(&repo, &target_head, &mr.sha)
-            .await
-            .map_err(repo_error)?
-            .ok_or_else(|| SetupError::Conflict("merge request has conflicts".into()))?;
-        let full_path = {
-            let state = self.lock();
-            state
-                .projects
-                .get(&project_id)
-                .map(|p| state.project_full_path(p))
-                .unwrap_or_default()
-        };
-        let message = format!(
-            "Merge branch '{}' into '{}'\n\n{}\n\nSee merge request {full_path}!{}\n",
-            mr.source_branch, mr.target_branch, mr.title, mr.iid
-        );
-        let merge_sha = commits::commit_tree(
-            &repo,
-            &tree,
-            &[&target_head, &mr.sha],
-            &message,
-            &merger,
-            &merger,
-        )
-        .await
-        .map_err(repo_error)?;
-        commits::update_branch(&repo, &mr.target_branch, &merge_sha, Some(&target_head))
-            .await
-            .map_err(repo_error)?;
-        let (merged, changes) = self.change_merge_request(project_id, iid, |mr, now| {
-            let changes = vec![
-                ("state_id", json!(1), json!(3)),
-                (
-                    "updated_at",
-                    json!(payload::hook_time(mr.updated_at)),
-                    json!(payload::hook_time(now)),
-                ),
-            ];
-            mr.state = MrState::Merged;
-            mr.merge_commit_sha = Some(merge_sha.clone());
-            mr.merged_by = Some(user_id);
-            mr.merged_at = Some(now);
-            mr.updated_at = now;
-            Ok(changes)
-        })?;
-        let update = RefUpdate {
-            old: target_head,
-            new: merge_sha,
-            git_ref: format!("refs/heads/{}", mr.target_branch),
-        };
-        self.after_push(project_id, user_id, &[update]).await?;
-        self.send_merge_request_hook(user_id, &merged, "merge", None, changes)
-            .await?;
-        Ok(merged)
     }
 }
 

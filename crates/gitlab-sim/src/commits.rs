@@ -14,6 +14,9 @@ use crate::repo::RepoError;
 /// 40 zeros: the "no commit" side of a branch creation or deletion.
 pub const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
 
+/// The empty tree: what a root commit is compared with.
+pub const EMPTY_TREE: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
+
 /// A commit as webhook payloads describe it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitInfo {
@@ -216,12 +219,9 @@ pub fn read_tree_dir(dir: &Path) -> std::io::Result<Vec<FileChange>> {
         .collect())
 }
 
-/// A commit for [`write_commit`].
+/// A commit for [`build_commit`].
 #[derive(Debug, Clone)]
 pub struct NewCommit<'a> {
-    pub branch: &'a str,
-    /// Where the branch must point now (`None`: it must not exist yet).
-    pub expected_old: Option<&'a str>,
     pub parents: &'a [&'a str],
     pub changes: &'a [FileChange],
     pub message: &'a str,
@@ -229,9 +229,9 @@ pub struct NewCommit<'a> {
     pub committer: &'a Signature,
 }
 
-/// Writes one commit with the changes on top of its first parent (or an empty tree) and moves
-/// the branch to it; returns the new SHA.
-pub async fn write_commit(repo: &Path, commit: &NewCommit<'_>) -> Result<String, RepoError> {
+/// Writes one commit with the changes on top of its first parent (or an empty tree); no ref
+/// moves (checks may still refuse it); returns the new SHA.
+pub async fn build_commit(repo: &Path, commit: &NewCommit<'_>) -> Result<String, RepoError> {
     let index = repo.join(format!("sim-index-{}", uuid::Uuid::new_v4()));
     let index_str = index.to_string_lossy().into_owned();
     let env = [("GIT_INDEX_FILE", index_str.as_str())];
@@ -269,7 +269,6 @@ pub async fn write_commit(repo: &Path, commit: &NewCommit<'_>) -> Result<String,
             commit.committer,
         )
         .await?;
-        update_branch(repo, commit.branch, &sha, commit.expected_old).await?;
         Ok(sha)
     }
     .await;

@@ -140,6 +140,17 @@ impl From<crate::repo::RepoError> for ApiError {
     }
 }
 
+/// GitLab's validation errors for a bad SSH key (user keys and deploy keys alike).
+impl From<crate::ssh_key::KeyError> for ApiError {
+    fn from(e: crate::ssh_key::KeyError) -> Self {
+        let mut errors = json!({ "key": [e.to_string()] });
+        if e == crate::ssh_key::KeyError::Invalid {
+            errors["fingerprint_sha256"] = json!(["cannot be generated"]);
+        }
+        Self::new(StatusCode::BAD_REQUEST, json!({ "message": errors }))
+    }
+}
+
 /// A JSON success response with extra headers (pagination).
 pub fn with_headers(
     status: StatusCode,

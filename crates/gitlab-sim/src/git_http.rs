@@ -5,15 +5,13 @@
 //! - OAuth access tokens with any user name; personal and project access tokens with any
 //!   non-blank user name; deploy tokens only with their own user name and only for fetching.
 //! - No credentials on a non-public project: 401 with `WWW-Authenticate: Basic realm="GitLab"`.
-//! - Pushing needs a write scope and Developer access; protected branches need Maintainer and
-//!   refuse force pushes and deletion (GitLab's default protection); the
-//!   optional push rule "Reject unverified users" refuses commits whose committer email is not
-//!   the pusher's. The last two are checked by a pre-receive hook, so git shows GitLab's
-//!   `GitLab: ...` messages exactly as with the real server.
+//! - Who may fetch and push is decided by [`crate::git_access`] (shared with Git over SSH);
+//!   protected branches and push rules are checked by the pre-receive hook of
+//!   [`crate::git_hooks`], so git shows GitLab's `GitLab: ...` messages as with the real server.
 //! - A successful push fires Push / Tag Push Hooks and updates merge requests
 //!   ([`SimHandle::after_push`]).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 
 use axum::Router;
@@ -27,118 +25,24 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use tokio::io::AsyncWriteExt;
 
 use crate::auth;
-use crate::changes::RefUpdate;
-use crate::state::{Id, Project, SecretRef, SimHandle, State as SimState, Visibility, access};
+use crate::git_access::{self, Actor, Refusal, Service};
+use crate::git_hooks::{self, PreparedPush};
+use crate::state::{Project, SecretRef, SimHandle, State as SimState};
 
 const UNAUTHORIZED_BODY: &str = "HTTP Basic: Access denied. If a password was provided for Git authentication, the password was incorrect or you're required to use a token instead of a password. If a token was provided, it was either incorrect, expired, or improperly scoped.";
-const NOT_FOUND_BODY: &str =
-    "The project you were looking for could not be found or you don't have permission to view it.";
-const DOWNLOAD_DENIED: &str = "You are not allowed to download code from this project.";
-const UPLOAD_DENIED: &str = "You are not allowed to upload code.";
-const PUSH_DENIED: &str = "You are not allowed to push code to this project.";
 
-/// Checks GitLab runs before refs move, reading its facts from the environment the simulator
-/// sets for `git http-backend` (which hands it down to `receive-pack` and its hooks).
-const PRE_RECEIVE: &str = r#"#!/bin/sh
-# gitlab-sim: protected branches (Maintainers push; nobody force-pushes or deletes) and the
-# "Reject unverified users" push rule.
-zero=0000000000000000000000000000000000000000
-while read -r old new ref; do
-  case "$ref" in
-    refs/heads/*) branch=${ref#refs/heads/} ;;
-    *) continue ;;
-  esac
-  for protected in $SIM_PROTECTED_BRANCHES; do
-    [ "$protected" = "$branch" ] || continue
-    if [ "$SIM_MAY_PUSH_PROTECTED" != 1 ]; then
-      echo "GitLab: You are not allowed to push code to protected branches on this project." >&2
-      exit 1
-    fi
-    if [ "$new" = "$zero" ]; then
-      echo "GitLab: You can only delete protected branches using the web interface." >&2
-      exit 1
-    fi
-    if [ "$old" != "$zero" ] && ! git merge-base --is-ancestor "$old" "$new"; then
-      echo "GitLab: You are not allowed to force push code to a protected branch on this project." >&2
-      exit 1
-    fi
-  done
-  if [ -n "$SIM_COMMITTER_EMAIL" ] && [ "$new" != "$zero" ]; then
-    if [ "$old" = "$zero" ]; then
-      emails=$(git log --format=%ce "$new" --not --branches)
-    else
-      emails=$(git log --format=%ce "$old..$new")
-    fi
-    for email in $emails; do
-      if [ "$(echo "$email" | tr 'A-Z' 'a-z')" != "$SIM_COMMITTER_EMAIL" ]; then
-        echo "GitLab: You cannot push commits for '$email'. You can only push commits if the committer email is one of your own verified emails." >&2
-        exit 1
-      fi
-    done
-  fi
-done
-exit 0
-"#;
-
-/// Records what moved, for the simulator to fire hooks once `receive-pack` is done.
-const POST_RECEIVE: &str = r#"#!/bin/sh
-cat >> "$SIM_PUSH_LOG"
-"#;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Service {
-    Fetch,
-    Push,
-}
-
-/// Who is talking to the Git endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Actor {
-    Anonymous,
-    User {
-        user_id: Id,
-        read: bool,
-        write: bool,
-    },
-    DeployToken {
-        project_id: Id,
-        read: bool,
-    },
-}
-
-/// A refusal, answered as GitLab's Git endpoints answer it (plain text).
-struct Denied {
-    status: StatusCode,
-    message: &'static str,
-}
-
-impl Denied {
-    fn unauthorized() -> Self {
-        Self {
-            status: StatusCode::UNAUTHORIZED,
-            message: UNAUTHORIZED_BODY,
-        }
-    }
-
-    fn forbidden(message: &'static str) -> Self {
-        Self {
-            status: StatusCode::FORBIDDEN,
-            message,
-        }
-    }
-
-    fn not_found() -> Self {
-        Self {
-            status: StatusCode::NOT_FOUND,
-            message: NOT_FOUND_BODY,
-        }
-    }
-}
+/// A refusal, answered as GitLab's Git HTTP endpoints answer it (plain text).
+struct Denied(Refusal);
 
 impl IntoResponse for Denied {
     fn into_response(self) -> Response {
-        let mut response = (self.status, self.message).into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
+        let (status, message) = match self.0 {
+            Refusal::Unauthorized => (StatusCode::UNAUTHORIZED, UNAUTHORIZED_BODY),
+            Refusal::NotFound => (StatusCode::NOT_FOUND, git_access::NOT_FOUND),
+            Refusal::Forbidden(message) => (StatusCode::FORBIDDEN, message),
+        };
+        let mut response = (status, message).into_response();
+        if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"GitLab\""),
@@ -148,8 +52,9 @@ impl IntoResponse for Denied {
     }
 }
 
-/// The Git routes; merge into the top-level router (they only match `…/info/refs`,
-/// `…/git-upload-pack` and `…/git-receive-pack` paths and answer 404 otherwise).
+/// The Git routes; merge into the top-level router (they match `…/info/refs`,
+/// `…/git-upload-pack` and `…/git-receive-pack` paths and hand everything else to the project
+/// pages).
 pub fn router() -> Router<SimHandle> {
     Router::new()
         .route("/{*path}", any(serve))
@@ -204,9 +109,10 @@ fn has_scope(scopes: &[String], any_of: &[&str]) -> bool {
 
 /// `Gitlab::Auth.find_for_git_client` for the credential kinds the simulator has.
 fn authenticate(state: &mut SimState, headers: &HeaderMap) -> Result<Actor, Denied> {
+    let unauthorized = || Denied(Refusal::Unauthorized);
     let Some((login, password)) = basic_credentials(headers) else {
         return if headers.contains_key(header::AUTHORIZATION) {
-            Err(Denied::unauthorized())
+            Err(unauthorized())
         } else {
             Ok(Actor::Anonymous)
         };
@@ -214,17 +120,14 @@ fn authenticate(state: &mut SimState, headers: &HeaderMap) -> Result<Actor, Deni
     match state.find_secret(&password) {
         Some(SecretRef::DeployToken(id)) => {
             let now = state.now();
-            let token = state
-                .deploy_tokens
-                .get(&id)
-                .ok_or_else(Denied::unauthorized)?;
+            let token = state.deploy_tokens.get(&id).ok_or_else(unauthorized)?;
             let usable = !token.revoked
                 && !token.deleted
                 && token.expires_at.is_none_or(|t| t > now)
                 // Deploy tokens only work with their own user name (`login != token.username`).
                 && token.username == login;
             if !usable {
-                return Err(Denied::unauthorized());
+                return Err(unauthorized());
             }
             Ok(Actor::DeployToken {
                 project_id: token.project_id,
@@ -238,10 +141,10 @@ fn authenticate(state: &mut SimState, headers: &HeaderMap) -> Result<Actor, Deni
         ) => {
             // Access tokens need a non-blank user name; OAuth ignores it.
             if !matches!(secret, SecretRef::OAuthAccess(_)) && login.trim().is_empty() {
-                return Err(Denied::unauthorized());
+                return Err(unauthorized());
             }
             let identity =
-                auth::authenticate(state, &password, true).map_err(|_| Denied::unauthorized())?;
+                auth::authenticate(state, &password, true).map_err(|_| unauthorized())?;
             Ok(Actor::User {
                 user_id: identity.user_id,
                 read: has_scope(
@@ -251,100 +154,8 @@ fn authenticate(state: &mut SimState, headers: &HeaderMap) -> Result<Actor, Deni
                 write: has_scope(&identity.scopes, &["write_repository", "api"]),
             })
         }
-        _ => Err(Denied::unauthorized()),
+        _ => Err(unauthorized()),
     }
-}
-
-/// Facts the pre-receive hook needs about a permitted push.
-struct PushGrant {
-    user_id: Id,
-    may_push_protected: bool,
-    /// Set when the push rule is on: the only committer email accepted.
-    committer_email: Option<String>,
-}
-
-/// GitLab's access checks for `service` on `project` by `actor`.
-fn authorize(
-    state: &SimState,
-    project: &Project,
-    actor: Actor,
-    service: Service,
-) -> Result<Option<PushGrant>, Denied> {
-    match (actor, service) {
-        (Actor::Anonymous, Service::Fetch) if project.visibility == Visibility::Public => Ok(None),
-        (Actor::Anonymous, _) => Err(Denied::unauthorized()),
-        (Actor::DeployToken { project_id, read }, Service::Fetch) => {
-            if project_id != project.id {
-                Err(Denied::not_found())
-            } else if read {
-                Ok(None)
-            } else {
-                Err(Denied::forbidden(DOWNLOAD_DENIED))
-            }
-        }
-        (Actor::DeployToken { project_id, .. }, Service::Push) => {
-            if project_id != project.id {
-                Err(Denied::not_found())
-            } else {
-                Err(Denied::forbidden(UPLOAD_DENIED))
-            }
-        }
-        (
-            Actor::User {
-                user_id,
-                read,
-                write,
-            },
-            service,
-        ) => {
-            if !read {
-                return Err(Denied::unauthorized());
-            }
-            if !state.can_read_project(Some(user_id), project) {
-                return Err(Denied::not_found());
-            }
-            let level = state.project_access(user_id, project);
-            let is_admin = state.users.get(&user_id).is_some_and(|u| u.is_admin);
-            let may_download =
-                project.visibility != Visibility::Private || level >= access::REPORTER || is_admin;
-            match service {
-                Service::Fetch if may_download => Ok(None),
-                Service::Fetch => Err(Denied::forbidden(DOWNLOAD_DENIED)),
-                Service::Push if !write => Err(Denied::forbidden(UPLOAD_DENIED)),
-                Service::Push if level < access::DEVELOPER && !is_admin => {
-                    Err(Denied::forbidden(PUSH_DENIED))
-                }
-                Service::Push => Ok(Some(PushGrant {
-                    user_id,
-                    may_push_protected: state.can_push_to_protected(user_id, project) || is_admin,
-                    committer_email: state
-                        .push_rules
-                        .get(&project.id)
-                        .filter(|rule| rule.reject_unverified_users)
-                        .and_then(|_| state.users.get(&user_id))
-                        .map(|u| u.email.to_ascii_lowercase()),
-                })),
-            }
-        }
-    }
-}
-
-/// Writes the hook scripts once into `<data dir>/git-hooks` (used as `core.hooksPath`).
-async fn hooks_dir(sim: &SimHandle) -> std::io::Result<PathBuf> {
-    let dir = sim.data_dir().join("git-hooks");
-    for (name, script) in [("pre-receive", PRE_RECEIVE), ("post-receive", POST_RECEIVE)] {
-        let path = dir.join(name);
-        if tokio::fs::read_to_string(&path).await.ok().as_deref() == Some(script) {
-            continue;
-        }
-        tokio::fs::create_dir_all(&dir).await?;
-        // Written under a temporary name and renamed: a concurrent push never runs half a script.
-        let temp = dir.join(format!(".{name}.{}", uuid::Uuid::new_v4()));
-        tokio::fs::write(&temp, script).await?;
-        std::fs::set_permissions(&temp, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
-        tokio::fs::rename(&temp, &path).await?;
-    }
-    Ok(dir)
 }
 
 async fn serve(
@@ -355,7 +166,8 @@ async fn serve(
     body: Bytes,
 ) -> Response {
     let Some((repo_path, service, suffix)) = parse_request(&method, &uri) else {
-        return StatusCode::NOT_FOUND.into_response();
+        // Not Git: a project's page (project paths nest, so they share this catch-all).
+        return crate::pages::project_page(&sim, &method, &uri, &headers, body).await;
     };
     let checked = {
         let mut state = sim.lock();
@@ -363,35 +175,38 @@ async fn serve(
             let project = state.find_project(&repo_path).cloned();
             match project {
                 // Anonymous callers learn nothing about what exists: they are asked to sign in.
-                None if actor == Actor::Anonymous => Err(Denied::unauthorized()),
-                None => Err(Denied::not_found()),
-                Some(project) => {
-                    authorize(&state, &project, actor, service).map(|grant| (project, grant))
-                }
+                None if actor == Actor::Anonymous => Err(Denied(Refusal::Unauthorized)),
+                None => Err(Denied(Refusal::NotFound)),
+                Some(project) => git_access::authorize(&state, &project, actor, service)
+                    .map(|pusher| (project, pusher))
+                    .map_err(Denied),
             }
         })
     };
-    let (project, grant) = match checked {
+    let (project, pusher) = match checked {
         Ok(found) => found,
         Err(denied) => return denied.into_response(),
     };
-    match run_backend(
-        &sim,
-        &project,
-        &method,
-        &uri,
+    let request = CgiRequest {
+        method: &method,
+        uri: &uri,
         suffix,
-        &headers,
-        body,
-        grant.as_ref(),
-    )
-    .await
-    {
-        Ok((response, updates)) => {
-            if let (Some(grant), false) = (grant, updates.is_empty())
-                && let Err(e) = sim.after_push(project.id, grant.user_id, &updates).await
-            {
-                tracing::warn!(error = %e, project = project.id, "push side effects failed");
+        headers: &headers,
+    };
+    // Only the pack upload itself moves refs; its ref advertisement is a plain read.
+    let push = pusher
+        .filter(|_| suffix == "/git-receive-pack")
+        .map(|p| (p, sim.prepare_push(project.id, p)));
+    let prepared = push.as_ref().map(|(_, prepared)| prepared);
+    let result = run_backend(&sim, &project, &request, body, prepared).await;
+    let updates = match push {
+        Some((pusher, prepared)) => Some((pusher, prepared.finish().await)),
+        None => None,
+    };
+    match result {
+        Ok(response) => {
+            if let Some((pusher, updates)) = updates.filter(|(_, u)| !u.is_empty()) {
+                sim.after_git_push(project.id, pusher, &updates).await;
             }
             response
         }
@@ -402,19 +217,22 @@ async fn serve(
     }
 }
 
-/// Runs `git http-backend` for one request; returns its response and, for pushes, the refs that
-/// moved.
-#[allow(clippy::too_many_arguments)]
+/// The parts of a Git HTTP request `git http-backend` reads as CGI variables.
+struct CgiRequest<'a> {
+    method: &'a Method,
+    uri: &'a Uri,
+    suffix: &'a str,
+    headers: &'a HeaderMap,
+}
+
+/// Runs `git http-backend` for one request.
 async fn run_backend(
     sim: &SimHandle,
     project: &Project,
-    method: &Method,
-    uri: &Uri,
-    suffix: &str,
-    headers: &HeaderMap,
+    request: &CgiRequest<'_>,
     body: Bytes,
-    grant: Option<&PushGrant>,
-) -> std::io::Result<(Response, Vec<RefUpdate>)> {
+    push: Option<&PreparedPush>,
+) -> std::io::Result<Response> {
     let repo = sim.repo_path(project.id);
     let root = repo.parent().map(Path::to_path_buf).unwrap_or_default();
     let repo_name = repo
@@ -422,34 +240,24 @@ async fn run_backend(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let header = |name: &str| {
-        headers
+        request
+            .headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned()
     };
-    let hooks = hooks_dir(sim).await?;
-    let push_log = grant.map(|_| {
-        sim.data_dir()
-            .join(format!("push-{}.log", uuid::Uuid::new_v4()))
-    });
-
+    let hooks = git_hooks::hooks_dir(sim).await?;
     let mut cmd = tokio::process::Command::new("git");
     cmd.arg("http-backend")
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(git_hooks::git_config_env(&hooks))
         .env("GIT_PROJECT_ROOT", &root)
         .env("GIT_HTTP_EXPORT_ALL", "1")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_COUNT", "2")
-        .env("GIT_CONFIG_KEY_0", "core.hooksPath")
-        .env("GIT_CONFIG_VALUE_0", &hooks)
-        .env("GIT_CONFIG_KEY_1", "http.receivepack")
-        .env("GIT_CONFIG_VALUE_1", "true")
-        .env("REQUEST_METHOD", method.as_str())
-        .env("PATH_INFO", format!("/{repo_name}{suffix}"))
-        .env("QUERY_STRING", uri.query().unwrap_or_default())
+        .env("REQUEST_METHOD", request.method.as_str())
+        .env("PATH_INFO", format!("/{repo_name}{}", request.suffix))
+        .env("QUERY_STRING", request.uri.query().unwrap_or_default())
         .env("CONTENT_TYPE", header("content-type"))
         .env("CONTENT_LENGTH", body.len().to_string())
         .env("HTTP_CONTENT_ENCODING", header("content-encoding"))
@@ -458,19 +266,8 @@ async fn run_backend(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if let (Some(grant), Some(log)) = (grant, &push_log) {
-        let protected = project.protected_branches.join(" ");
-        cmd.env("REMOTE_USER", grant.user_id.to_string())
-            .env("SIM_PROTECTED_BRANCHES", protected)
-            .env(
-                "SIM_MAY_PUSH_PROTECTED",
-                if grant.may_push_protected { "1" } else { "0" },
-            )
-            .env(
-                "SIM_COMMITTER_EMAIL",
-                grant.committer_email.clone().unwrap_or_default(),
-            )
-            .env("SIM_PUSH_LOG", log);
+    if let Some(push) = push {
+        cmd.envs(push.env());
     }
     let mut child = cmd.spawn()?;
     if let Some(mut stdin) = child.stdin.take() {
@@ -480,26 +277,7 @@ async fn run_backend(
         });
     }
     let output = child.wait_with_output().await?;
-    let updates = match &push_log {
-        Some(log) => read_push_log(log).await,
-        None => Vec::new(),
-    };
-    Ok((cgi_response(&output.stdout), updates))
-}
-
-async fn read_push_log(log: &Path) -> Vec<RefUpdate> {
-    let text = tokio::fs::read_to_string(log).await.unwrap_or_default();
-    let _ = tokio::fs::remove_file(log).await;
-    text.lines()
-        .filter_map(|line| {
-            let mut parts = line.split_whitespace();
-            Some(RefUpdate {
-                old: parts.next()?.to_owned(),
-                new: parts.next()?.to_owned(),
-                git_ref: parts.next()?.to_owned(),
-            })
-        })
-        .collect()
+    Ok(cgi_response(&output.stdout))
 }
 
 /// Turns CGI output (headers, blank line, body) into an HTTP response.

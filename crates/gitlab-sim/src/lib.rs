@@ -27,9 +27,19 @@
 //!   (`SimHandle::request_counts`, `GET /-/sim/requests`).
 //! - `repo`: the real bare repositories (`<data-dir>/repositories/<project id>.git`, created with
 //!   `git init --bare` and default branch `main`); `SimHandle::repo_path` gives the path.
-//! - `ssh_key`: SSH public key validation and fingerprints.
-//! - `git_http`, `webhooks/`, `changes`, `commits`, `control/repository`: Git smart HTTP, webhook
-//!   delivery, and the pushes / merge-request changes that fire hooks (see their module docs).
+//! - `ssh_key`: SSH public key validation and fingerprints (the `ssh-key` crate).
+//! - `git_access`: who may fetch or push (`Gitlab::GitAccess`), shared by `git_http` (smart HTTP
+//!   through `git http-backend`) and `ssh` (a `russh` server running `git upload-pack` /
+//!   `receive-pack`). `git_hooks`: the pre-receive hook of both, which calls back
+//!   `/-/sim/internal/allowed`; `checks`: GitLab's branch checks and push rules, evaluated there
+//!   and for API ref updates.
+//! - `webhooks/`, `changes`, `commits`, `merging`, `forks`, `control/repository`: webhook delivery,
+//!   and the pushes / merge-request changes / merges / forks that fire hooks (see their docs).
+//! - `repo_browse`: branches, trees, files and comparisons read with git, for the repository API
+//!   (`api::repository`) and the pages.
+//! - `web`, `pages/`: session cookie, CSRF and layout of the HTML pages; the project, merge
+//!   request and settings pages at GitLab's paths (project paths arrive through `git_http`'s
+//!   catch-all route).
 //!
 //! Adding an area (e.g. Git smart HTTP or webhook delivery): write a module exposing
 //! `fn router() -> Router<SimHandle>` and merge it in `server::app` (or nest it in
@@ -41,22 +51,32 @@
 pub mod api;
 pub mod auth;
 pub mod changes;
+pub mod checks;
 pub mod commits;
 pub mod control;
 pub mod error;
+pub mod forks;
+pub mod git_access;
+pub mod git_hooks;
 pub mod git_http;
+pub mod merging;
 pub mod middleware;
 pub mod oauth;
+pub mod pages;
 pub mod paginate;
 pub mod params;
 pub mod render;
 pub mod repo;
+pub mod repo_browse;
 pub mod request_log;
 pub mod secrets;
 pub mod server;
+pub mod ssh;
 pub mod ssh_key;
 pub mod state;
+pub mod web;
 pub mod webhooks;
+pub mod wildcard;
 
 pub use server::{Sim, SimConfig, StartError};
 pub use state::{SimHandle, State};

@@ -16,6 +16,10 @@ struct Args {
     /// `gitlab-sim listening on http://HOST:PORT`.
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
+    /// Address Git over SSH listens on (default: the --listen host, a free port). The second
+    /// line of stdout is `gitlab-sim ssh on ssh://git@HOST:PORT host key ssh-ed25519 AAAA...`.
+    #[arg(long)]
+    ssh_listen: Option<SocketAddr>,
     /// Directory for the bare git repositories of projects (default: a new temporary directory).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -43,7 +47,10 @@ async fn main() -> ExitCode {
         data_dir: args.data_dir,
         state_file: args.state_file,
     };
-    let sim = match Sim::start(config).await {
+    let ssh_listen = args
+        .ssh_listen
+        .unwrap_or_else(|| SocketAddr::new(args.listen.ip(), 0));
+    let sim = match Sim::start_with_ssh(config, Some(ssh_listen)).await {
         Ok(sim) => sim,
         Err(e) => {
             eprintln!("gitlab-sim: {e}");
@@ -54,6 +61,9 @@ async fn main() -> ExitCode {
         sim.handle().set_gitlab_com_free(true);
     }
     println!("gitlab-sim listening on {}", sim.base_url());
+    if let (Some(ssh), Some(key)) = (sim.handle().ssh_url(), sim.handle().ssh_host_key()) {
+        println!("gitlab-sim ssh on {ssh} host key {key}");
+    }
     let _ = std::io::stdout().flush();
     if let Err(e) = tokio::signal::ctrl_c().await {
         eprintln!("gitlab-sim: cannot wait for Ctrl-C: {e}");

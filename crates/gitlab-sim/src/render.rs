@@ -4,8 +4,9 @@ use chrono::SecondsFormat;
 use serde_json::{Value, json};
 
 use crate::state::{
-    CommitStatus, DeployKey, DeployToken, Group, Hook, Id, Member, MergeRequest, Namespace, Note,
-    Project, ProjectAccessToken, State, Time, User,
+    AccessGrant, CommitStatus, DeployKey, DeployToken, Grantee, Group, Hook, Id, Member,
+    MergeRequest, Namespace, Note, Project, ProjectAccessToken, ProtectedBranch, PushRule, SshKey,
+    State, Time, User, access, protection,
 };
 
 pub fn time(t: Time) -> String {
@@ -143,10 +144,6 @@ fn project_basic_fields(state: &State, base: &str, p: &Project) -> serde_json::M
             .unwrap_or_default(),
     };
     let web_url = format!("{base}/{full_path}");
-    let host = url::Url::parse(base)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_owned))
-        .unwrap_or_default();
     let v = json!({
         "id": p.id,
         "description": p.description,
@@ -158,11 +155,11 @@ fn project_basic_fields(state: &State, base: &str, p: &Project) -> serde_json::M
         "default_branch": p.default_branch,
         "tag_list": [],
         "topics": [],
-        "ssh_url_to_repo": format!("git@{host}:{full_path}.git"),
+        "ssh_url_to_repo": state.ssh_url_to_repo(base, &full_path),
         "http_url_to_repo": format!("{web_url}.git"),
         "web_url": web_url,
         "readme_url": format!("{web_url}/-/blob/{}/README.md", p.default_branch),
-        "forks_count": 0,
+        "forks_count": state.projects.values().filter(|f| f.forked_from_id == Some(p.id)).count(),
         "avatar_url": avatar(base, "project", p.id),
         "star_count": 0,
         "last_activity_at": time(p.last_activity_at),
@@ -267,7 +264,6 @@ pub fn project_full(state: &State, base: &str, p: &Project, viewer: Option<Id>) 
         "ci_config_path": "",
         "public_jobs": true,
         "shared_with_groups": [],
-        "only_allow_merge_if_pipeline_succeeds": false,
         "allow_merge_on_skipped_pipeline": false,
         "allow_pipeline_trigger_approve_deployment": false,
         "restrict_user_defined_variables": false,
@@ -347,6 +343,17 @@ pub fn project_full(state: &State, base: &str, p: &Project, viewer: Option<Id>) 
     if let Value::Object(extra) = extra {
         obj.extend(extra);
     }
+    // Forks name their parent, in its basic representation.
+    if let Some(parent) = p.forked_from_id.and_then(|id| state.projects.get(&id)) {
+        obj.insert(
+            "forked_from_project".into(),
+            Value::Object(project_basic_fields(state, base, parent)),
+        );
+    }
+    obj.insert(
+        "only_allow_merge_if_pipeline_succeeds".into(),
+        json!(p.only_allow_merge_if_pipeline_succeeds),
+    );
     // GitLab exposes `owner` only for projects in a personal namespace.
     if let Some(owner) = owner {
         obj.insert("owner".into(), owner);
@@ -486,6 +493,87 @@ pub fn deploy_key(k: &DeployKey, can_push: bool) -> Value {
     })
 }
 
+/// GitLab's description of an access level entry.
+fn grant(state: &State, g: &AccessGrant) -> Value {
+    let (level, description, user_id, deploy_key_id) = match g.grantee {
+        Grantee::Role(level) => {
+            let description = match level {
+                protection::NO_ACCESS => "No one",
+                access::DEVELOPER => "Developers + Maintainers",
+                access::MAINTAINER => "Maintainers",
+                _ => "Admins",
+            };
+            (level, description.to_owned(), None, None)
+        }
+        Grantee::User(id) => (
+            access::MAINTAINER,
+            state
+                .users
+                .get(&id)
+                .map(|u| u.name.clone())
+                .unwrap_or_default(),
+            Some(id),
+            None,
+        ),
+        // GitLab's docs show deploy key entries as "Deploy key", whatever the key's title.
+        Grantee::DeployKey(id) => (access::MAINTAINER, "Deploy key".to_owned(), None, Some(id)),
+    };
+    json!({
+        "id": g.id,
+        "access_level": level,
+        "access_level_description": description,
+        "deploy_key_id": deploy_key_id,
+        "user_id": user_id,
+        "group_id": null,
+    })
+}
+
+pub fn protected_branch(state: &State, p: &ProtectedBranch) -> Value {
+    json!({
+        "id": p.id,
+        "name": p.name,
+        "push_access_levels": p.push_access_levels.iter().map(|g| grant(state, g)).collect::<Vec<_>>(),
+        "merge_access_levels": p.merge_access_levels.iter().map(|g| grant(state, g)).collect::<Vec<_>>(),
+        "unprotect_access_levels": [],
+        "allow_force_push": p.allow_force_push,
+        "code_owner_approval_required": p.code_owner_approval_required,
+        "inherited": false,
+    })
+}
+
+pub fn push_rule(r: &PushRule) -> Value {
+    json!({
+        "id": r.id,
+        "project_id": r.project_id,
+        "created_at": opt_time(r.created_at),
+        "commit_message_regex": r.commit_message_regex,
+        "commit_message_negative_regex": r.commit_message_negative_regex,
+        "branch_name_regex": r.branch_name_regex,
+        "deny_delete_tag": r.deny_delete_tag,
+        "member_check": r.member_check,
+        "prevent_secrets": r.prevent_secrets,
+        "author_email_regex": r.author_email_regex,
+        "file_name_regex": r.file_name_regex,
+        "max_file_size": r.max_file_size,
+        "commit_committer_check": r.commit_committer_check,
+        "commit_committer_name_check": r.commit_committer_name_check,
+        "reject_unsigned_commits": r.reject_unsigned_commits,
+        "reject_non_dco_commits": r.reject_non_dco_commits,
+    })
+}
+
+pub fn ssh_key(k: &SshKey) -> Value {
+    json!({
+        "id": k.id,
+        "title": k.title,
+        "created_at": time(k.created_at),
+        "expires_at": opt_time(k.expires_at),
+        "last_used_at": opt_time(k.last_used_at),
+        "key": k.key,
+        "usage_type": k.usage_type,
+    })
+}
+
 pub fn commit_status(state: &State, base: &str, s: &CommitStatus) -> Value {
     json!({
         "id": s.id,
@@ -567,7 +655,7 @@ pub fn merge_request(state: &State, base: &str, mr: &MergeRequest) -> Value {
         "assignees": [],
         "assignee": null,
         "reviewers": [],
-        "source_project_id": mr.project_id,
+        "source_project_id": mr.source_project(),
         "target_project_id": mr.project_id,
         "labels": [],
         "draft": mr.draft,
@@ -582,7 +670,7 @@ pub fn merge_request(state: &State, base: &str, mr: &MergeRequest) -> Value {
         "squash_commit_sha": null,
         "discussion_locked": null,
         "should_remove_source_branch": null,
-        "force_remove_source_branch": true,
+        "force_remove_source_branch": mr.force_remove_source_branch,
         "prepared_at": time(mr.created_at),
         "reference": short,
         "references": {
@@ -615,5 +703,87 @@ pub fn merge_request(state: &State, base: &str, mr: &MergeRequest) -> Value {
         "merge_error": null,
         "first_contribution": false,
         "user": { "can_merge": true },
+    })
+}
+
+/// GitLab's `Commit` entity; `web` is the project's web URL.
+pub fn commit(web: &str, c: &crate::repo_browse::Commit) -> Value {
+    json!({
+        "id": c.id,
+        "short_id": c.short_id,
+        "created_at": c.committed_date,
+        "parent_ids": c.parent_ids,
+        "title": c.title,
+        "message": c.message,
+        "author_name": c.author_name,
+        "author_email": c.author_email,
+        "authored_date": c.authored_date,
+        "committer_name": c.committer_name,
+        "committer_email": c.committer_email,
+        "committed_date": c.committed_date,
+        "trailers": {},
+        "extended_trailers": {},
+        "web_url": format!("{web}/-/commit/{}", c.id),
+    })
+}
+
+/// What a branch entity says besides its protection.
+pub struct BranchFacts<'a> {
+    pub name: &'a str,
+    pub head: &'a crate::repo_browse::Commit,
+    pub merged: bool,
+    pub can_push: bool,
+}
+
+pub fn branch(
+    state: &State,
+    base: &str,
+    full_path: &str,
+    p: &Project,
+    b: &BranchFacts<'_>,
+) -> Value {
+    let web = format!("{base}/{full_path}");
+    let developers_can = |merge: bool| {
+        state.protections_for(p.id, b.name).any(|rule| {
+            let grants = if merge {
+                &rule.merge_access_levels
+            } else {
+                &rule.push_access_levels
+            };
+            grants
+                .iter()
+                .any(|g| g.grantee == Grantee::Role(access::DEVELOPER))
+        })
+    };
+    json!({
+        "name": b.name,
+        "commit": commit(&web, b.head),
+        "merged": b.merged,
+        "protected": state.is_protected(p.id, b.name),
+        "developers_can_push": developers_can(false),
+        "developers_can_merge": developers_can(true),
+        "can_push": b.can_push,
+        "default": b.name == p.default_branch,
+        "web_url": format!("{web}/-/tree/{}", b.name),
+    })
+}
+
+pub fn tree_entry(e: &crate::repo_browse::TreeEntry) -> Value {
+    json!({ "id": e.id, "name": e.name, "type": e.kind, "path": e.path, "mode": e.mode })
+}
+
+pub fn file_diff(d: &crate::repo_browse::FileDiff) -> Value {
+    json!({
+        "old_path": d.old_path,
+        "new_path": d.new_path,
+        "a_mode": d.a_mode,
+        "b_mode": d.b_mode,
+        "diff": d.diff,
+        "collapsed": false,
+        "too_large": false,
+        "new_file": d.new_file,
+        "renamed_file": d.renamed_file,
+        "deleted_file": d.deleted_file,
+        "generated_file": false,
     })
 }

@@ -88,3 +88,46 @@ pub async fn merge_base(repo: &Path, a: &str, b: &str) -> Result<Option<String>,
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned()))
 }
+
+/// Every branch name of the repository.
+pub async fn branch_names(repo: &Path) -> Result<Vec<String>, RepoError> {
+    let out = git(
+        repo,
+        &["for-each-ref", "--format=%(refname:strip=2)", "refs/heads"],
+    )
+    .await?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect())
+}
+
+/// Fetches the objects of `branch` of `source` into `target` (no ref is written: the caller
+/// points `refs/merge-requests/<iid>/head` at them).
+pub async fn fetch_branch_objects(
+    target: &Path,
+    source: &Path,
+    branch: &str,
+) -> Result<(), RepoError> {
+    let source = source.to_string_lossy();
+    let refspec = format!("refs/heads/{branch}");
+    let out = git(
+        target,
+        &[
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--no-write-fetch-head",
+            &source,
+            &refspec,
+        ],
+    )
+    .await?;
+    if !out.status.success() {
+        return Err(RepoError::Failed {
+            command: "fetch".into(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        });
+    }
+    Ok(())
+}

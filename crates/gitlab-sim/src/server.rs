@@ -7,8 +7,8 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::state::{SimHandle, State};
-use crate::{api, control, git_http, middleware, oauth, request_log, webhooks};
+use crate::state::{SimHandle, SshEndpoint, State};
+use crate::{api, control, git_http, middleware, oauth, pages, request_log, ssh, webhooks};
 
 /// How to start a simulator.
 #[derive(Debug, Clone)]
@@ -45,6 +45,8 @@ pub enum StartError {
     },
     #[error("cannot load state file {path}: {reason}")]
     StateFile { path: PathBuf, reason: String },
+    #[error(transparent)]
+    HostKey(#[from] crate::ssh::host_key::HostKeyError),
 }
 
 /// A running simulator. Dropping it stops the server.
@@ -75,6 +77,7 @@ pub fn app(handle: SimHandle) -> Router {
         .nest("/api/v4", api::router().merge(webhooks::api::router()))
         .merge(oauth::router())
         .nest(middleware::CONTROL_PREFIX, control::router())
+        .merge(pages::router())
         .merge(git_http::router())
         .layer(axum::middleware::from_fn_with_state(
             handle.clone(),
@@ -88,7 +91,17 @@ pub fn app(handle: SimHandle) -> Router {
 }
 
 impl Sim {
+    /// Starts the simulator with Git over SSH on a free port of the HTTP address's host.
     pub async fn start(config: SimConfig) -> Result<Self, StartError> {
+        let ssh_listen = SocketAddr::new(config.listen.ip(), 0);
+        Self::start_with_ssh(config, Some(ssh_listen)).await
+    }
+
+    /// Starts the simulator; `ssh_listen` is where Git over SSH listens (`None`: no SSH).
+    pub async fn start_with_ssh(
+        config: SimConfig,
+        ssh_listen: Option<SocketAddr>,
+    ) -> Result<Self, StartError> {
         let data_dir = config.data_dir.clone().unwrap_or_else(|| {
             std::env::temp_dir().join(format!("gitlab-sim-{}", uuid::Uuid::new_v4()))
         });
@@ -111,8 +124,38 @@ impl Sim {
             addr: config.listen,
             source,
         })?;
-        let handle = SimHandle::new(state, format!("http://{addr}"), data_dir, config.state_file);
+        let bind = |addr: SocketAddr| async move {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })?;
+            let local = listener
+                .local_addr()
+                .map_err(|source| StartError::Bind { addr, source })?;
+            Ok::<_, StartError>((listener, local))
+        };
+        let ssh = match ssh_listen {
+            Some(addr) => {
+                let (listener, local) = bind(addr).await?;
+                let key = ssh::host_key::load_or_create(&data_dir)?;
+                Some((listener, local, key))
+            }
+            None => None,
+        };
+        let endpoint = ssh.as_ref().map(|(_, addr, key)| SshEndpoint {
+            addr: *addr,
+            host_key: ssh::host_key::public_line(key),
+        });
+        let handle = SimHandle::new(
+            state,
+            format!("http://{addr}"),
+            endpoint,
+            data_dir,
+            config.state_file,
+        );
         let shutdown = CancellationToken::new();
+        if let Some((listener, _, key)) = ssh {
+            ssh::spawn(handle.clone(), listener, key, shutdown.clone());
+        }
         webhooks::spawn_note_listener(&handle, shutdown.clone());
         let service = app(handle.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let stop = shutdown.clone();

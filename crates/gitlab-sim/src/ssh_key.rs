@@ -1,10 +1,10 @@
-//! OpenSSH public keys: type validation and GitLab's MD5 / SHA256 fingerprints.
+//! OpenSSH public keys: GitLab's type validation and its MD5 / SHA256 fingerprints, on the
+//! `ssh-key` crate's parser (the RustCrypto one, as re-exported by `russh`).
 
-use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
-use md5::Md5;
-use sha2::{Digest, Sha256};
+use md5::{Digest, Md5};
+use russh::keys::ssh_key::{self, HashAlg, public::KeyData};
 
+/// The key types GitLab accepts (`Gitlab::SSHPublicKey.supported_types`).
 const TYPES: [&str; 8] = [
     "ssh-rsa",
     "ssh-dss",
@@ -32,25 +32,20 @@ pub struct PublicKey {
     pub normalized: String,
     /// `4a:9d:...` (MD5 of the key blob).
     pub fingerprint: String,
-    /// `SHA256:` + unpadded base64 of SHA-256 of the blob.
+    /// `SHA256:` + unpadded base64 of SHA-256 of the blob (OpenSSH's form).
     pub fingerprint_sha256: String,
 }
 
-/// Reads one SSH wire-format string (u32 length + bytes) from `blob` at `pos`.
-fn read_string<'a>(blob: &'a [u8], pos: &mut usize) -> Option<&'a [u8]> {
-    let len_bytes = blob.get(*pos..*pos + 4)?;
-    let len = u32::from_be_bytes(len_bytes.try_into().ok()?) as usize;
-    let start = *pos + 4;
-    let value = blob.get(start..start.checked_add(len)?)?;
-    *pos = start + len;
-    Some(value)
+/// The `SHA256:` fingerprint of a key presented over SSH, to find it among stored keys.
+pub fn sha256_fingerprint(key: &ssh_key::PublicKey) -> String {
+    key.fingerprint(HashAlg::Sha256).to_string()
 }
 
-fn rsa_bits(blob: &[u8]) -> Option<usize> {
-    let mut pos = 0;
-    read_string(blob, &mut pos)?; // type
-    read_string(blob, &mut pos)?; // e
-    let n = read_string(blob, &mut pos)?;
+fn rsa_bits(data: &KeyData) -> Option<usize> {
+    let KeyData::Rsa(rsa) = data else {
+        return None;
+    };
+    let n = rsa.n.as_positive_bytes()?;
     let first = n.iter().position(|b| *b != 0)?;
     Some((n.len() - first) * 8 - n[first].leading_zeros() as usize)
 }
@@ -63,30 +58,27 @@ pub fn parse(key: &str) -> Result<PublicKey, KeyError> {
     if !TYPES.contains(&kind) {
         return Err(KeyError::ForbiddenType);
     }
-    let blob = STANDARD.decode(b64).map_err(|_| KeyError::Invalid)?;
-    let mut pos = 0;
-    let embedded = read_string(&blob, &mut pos).ok_or(KeyError::Invalid)?;
-    if embedded != kind.as_bytes() {
+    // The parser checks the blob and that its embedded type is the announced one.
+    let parsed = ssh_key::PublicKey::from_openssh(&format!("{kind} {b64}"))
+        .map_err(|_| KeyError::Invalid)?;
+    if kind == "ssh-rsa" && rsa_bits(parsed.key_data()).is_none_or(|bits| bits > MAX_RSA_BITS) {
         return Err(KeyError::Invalid);
     }
-    if kind == "ssh-rsa" && rsa_bits(&blob).is_none_or(|bits| bits > MAX_RSA_BITS) {
-        return Err(KeyError::Invalid);
-    }
+    let blob = parsed.to_bytes().map_err(|_| KeyError::Invalid)?;
     let comment: Vec<&str> = parts.collect();
     let mut normalized = format!("{kind} {b64}");
     if !comment.is_empty() {
         normalized.push(' ');
         normalized.push_str(&comment.join(" "));
     }
-    let md5 = Md5::digest(&blob);
     Ok(PublicKey {
         normalized,
-        fingerprint: md5
+        fingerprint: Md5::digest(&blob)
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect::<Vec<_>>()
             .join(":"),
-        fingerprint_sha256: format!("SHA256:{}", STANDARD_NO_PAD.encode(Sha256::digest(&blob))),
+        fingerprint_sha256: sha256_fingerprint(&parsed),
     })
 }
 

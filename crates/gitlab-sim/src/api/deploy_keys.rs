@@ -7,25 +7,13 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::deploy_tokens::parse_datetime;
-use super::{ProjectAccess, parse_id, visible_project};
-use crate::auth::{Auth, Identity};
+use super::{maintainer_project, parse_id};
+use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult};
 use crate::params::Params;
 use crate::render;
 use crate::ssh_key;
 use crate::state::{DeployKey, DeployKeyLink, Id, SimHandle, State as SimState, access};
-
-fn maintainer_project(
-    state: &SimState,
-    id: &str,
-    identity: &Identity,
-    write: bool,
-) -> Result<ProjectAccess, ApiError> {
-    identity.require_api(write)?;
-    let found = visible_project(state, id, Some(identity.user_id))?;
-    found.require(access::MAINTAINER)?;
-    Ok(found)
-}
 
 fn link(state: &SimState, project_id: Id, key_id: Id) -> Option<&DeployKeyLink> {
     state
@@ -106,19 +94,25 @@ pub async fn create(
     let expires_at = parse_datetime(&params, "expires_at")?;
     let mut state = sim.lock();
     let found = maintainer_project(&state, &id, &identity, true)?;
-    let parsed = ssh_key::parse(&raw_key).map_err(|e| {
-        let mut errors = json!({ "key": [e.to_string()] });
-        if e == ssh_key::KeyError::Invalid {
-            errors["fingerprint_sha256"] = json!(["cannot be generated"]);
-        }
-        ApiError::new(StatusCode::BAD_REQUEST, json!({ "message": errors }))
-    })?;
+    let parsed = ssh_key::parse(&raw_key)?;
     let project_id = found.project.id;
     let existing = state
         .deploy_keys
         .values()
         .find(|k| k.fingerprint_sha256 == parsed.fingerprint_sha256)
         .map(|k| k.id);
+    // Deploy keys and users' keys share GitLab's `keys` table: one fingerprint, one key.
+    if state
+        .ssh_keys
+        .values()
+        .any(|k| k.fingerprint_sha256 == parsed.fingerprint_sha256)
+    {
+        return Err(ApiError::validation(
+            StatusCode::BAD_REQUEST,
+            "fingerprint_sha256",
+            "has already been taken",
+        ));
+    }
     let key_id = match existing {
         Some(key_id) if link(&state, project_id, key_id).is_some() => {
             return Err(ApiError::validation(

@@ -6,13 +6,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use super::{ProjectAccess, parse_id, visible_project};
-use crate::auth::{Auth, Identity};
+use super::{maintainer_project, parse_id};
+use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult, with_headers};
 use crate::paginate;
 use crate::params::Params;
 use crate::render;
-use crate::state::{DeployToken, SecretRef, SimHandle, State as SimState, Time, access};
+use crate::state::{DeployToken, SecretRef, SimHandle, Time};
 
 /// `DeployToken::AVAILABLE_SCOPES`.
 const SCOPES: [&str; 7] = [
@@ -24,18 +24,6 @@ const SCOPES: [&str; 7] = [
     "read_virtual_registry",
     "write_virtual_registry",
 ];
-
-fn maintainer_project(
-    state: &SimState,
-    id: &str,
-    identity: &Identity,
-    write: bool,
-) -> Result<ProjectAccess, ApiError> {
-    identity.require_api(write)?;
-    let found = visible_project(state, id, Some(identity.user_id))?;
-    found.require(access::MAINTAINER)?;
-    Ok(found)
-}
 
 /// ISO-8601 date-time (or a plain date, read as midnight UTC).
 pub fn parse_datetime(params: &Params, key: &str) -> Result<Option<Time>, ApiError> {

@@ -10,27 +10,15 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde_json::Value;
 
-use super::{ProjectAccess, parse_id, visible_project};
-use crate::auth::{Auth, Identity};
+use super::{maintainer_project, parse_id};
+use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult, with_headers};
 use crate::paginate;
 use crate::params::Params;
 use crate::render;
-use crate::state::{HOOK_EVENT_FLAGS, Hook, KeyValue, SimHandle, State as SimState, access};
+use crate::state::{HOOK_EVENT_FLAGS, Hook, KeyValue, SimHandle};
 
 const MAX_CUSTOM_HEADERS: usize = 20;
-
-fn maintainer_project(
-    state: &SimState,
-    id: &str,
-    identity: &Identity,
-    write: bool,
-) -> Result<ProjectAccess, ApiError> {
-    identity.require_api(write)?;
-    let found = visible_project(state, id, Some(identity.user_id))?;
-    found.require(access::MAINTAINER)?;
-    Ok(found)
-}
 
 fn is_local(host: &url::Host<&str>) -> bool {
     match host {

@@ -5,17 +5,19 @@ use axum::Json;
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::deploy_tokens::parse_datetime;
 use super::{ProjectAccess, visible_project};
 use crate::auth::Auth;
+use crate::changes::{MergeRequestEdit, OpenMergeRequest};
 use crate::error::{ApiError, ApiResult, with_headers};
+use crate::merging::{MergeError, MergeOptions};
 use crate::paginate;
 use crate::params::Params;
 use crate::render;
 use crate::state::{
-    MergeRequest, Note, SimEvent, SimHandle, State as SimState, Visibility, access,
+    Id, MergeRequest, Note, SetupError, SimEvent, SimHandle, State as SimState, Visibility, access,
 };
 
 const MAX_NOTE_LENGTH: usize = 1_000_000;
@@ -26,7 +28,8 @@ fn readable_project(
     user_id: Option<u64>,
 ) -> Result<ProjectAccess, ApiError> {
     let found = visible_project(state, id, user_id)?;
-    if found.project.visibility != Visibility::Public {
+    // Internal projects' merge requests are open to every signed-in user, as their code is.
+    if found.project.visibility == Visibility::Private {
         found.require(access::GUEST)?;
     }
     Ok(found)
@@ -227,8 +230,9 @@ pub async fn create_note(
     Ok((StatusCode::CREATED, Json(rendered)).into_response())
 }
 
-/// `POST /projects/:id/merge_requests`: opens a merge request as the caller (Developer or more),
-/// firing its `open` hook like the control operation does.
+/// `POST /projects/:id/merge_requests`: opens a merge request as the caller (Developer or more
+/// of the source project `:id`), into `target_project_id` (the project itself or the parent of
+/// a fork), firing its `open` hook like the control operation does.
 pub async fn create(
     State(sim): State<SimHandle>,
     auth: Auth,
@@ -241,25 +245,174 @@ pub async fn create(
     let target = params.required_str("target_branch")?;
     let title = params.required_str("title")?;
     let description = params.str("description").unwrap_or_default();
-    let project_id = {
+    let target_project = params.int("target_project_id")?;
+    let remove_source_branch = params.bool("remove_source_branch")?.unwrap_or(false);
+    let (source_project_id, target_project_id) = {
         let state = sim.lock();
         let found = readable_project(&state, &id, Some(identity.user_id))?;
         found.require(access::DEVELOPER)?;
-        found.project.id
+        let source_id = found.project.id;
+        let target_id = match target_project.map(|t| t as Id) {
+            None => source_id,
+            Some(t) if t == source_id => t,
+            // Only into the project this one was forked from, and only if the caller sees it.
+            Some(t) if found.project.forked_from_id == Some(t) => {
+                readable_project(&state, &t.to_string(), Some(identity.user_id))?;
+                t
+            }
+            Some(_) => {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    json!({ "message": ["Validate fork Source project is not a fork of the target project"] }),
+                ));
+            }
+        };
+        (source_id, target_id)
     };
-    let mr = sim
-        .open_merge_request(
-            project_id,
-            identity.user_id,
-            &source,
-            &target,
-            &title,
-            &description,
-        )
-        .await?;
+    let opened = sim
+        .open_merge_request_with(OpenMergeRequest {
+            source_project_id,
+            target_project_id,
+            author_id: identity.user_id,
+            source_branch: source,
+            target_branch: target,
+            title,
+            description,
+            remove_source_branch,
+        })
+        .await;
+    let mr = match opened {
+        Ok(mr) => mr,
+        // Model validation errors come as a list (`render_validation_error!`).
+        Err(SetupError::Conflict(message)) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                json!({ "message": [message] }),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let body = {
         let state = sim.lock();
         render::merge_request(&state, sim.base_url(), &mr)
     };
     Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+const UPDATE_PARAMS: [&str; 5] = [
+    "title",
+    "description",
+    "target_branch",
+    "state_event",
+    "remove_source_branch",
+];
+
+/// `PUT /projects/:id/merge_requests/:iid`: title, description, target branch, "delete source
+/// branch", and `state_event` close/reopen; the author or a Developer may edit.
+pub async fn update(
+    State(sim): State<SimHandle>,
+    auth: Auth,
+    Path((id, iid)): Path<(String, String)>,
+    params: Params,
+) -> ApiResult<Json<Value>> {
+    let identity = auth.required()?;
+    identity.require_api(true)?;
+    if UPDATE_PARAMS.iter().all(|p| params.value(p).is_none()) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            json!({ "error": format!("{} are missing, at least one parameter must be provided", UPDATE_PARAMS.join(", ")) }),
+        ));
+    }
+    let state_event = params.str("state_event");
+    if state_event
+        .as_deref()
+        .is_some_and(|e| e != "close" && e != "reopen")
+    {
+        return Err(ApiError::not_valid_value("state_event"));
+    }
+    let (project_id, mr_iid) = {
+        let state = sim.lock();
+        let found = readable_project(&state, &id, Some(identity.user_id))?;
+        let mr = find_mr(&state, found.project.id, &iid)?;
+        if mr.author_id != identity.user_id {
+            found.require(access::DEVELOPER)?;
+        }
+        (found.project.id, mr.iid)
+    };
+    let user = identity.user_id;
+    let edit = MergeRequestEdit {
+        title: params.str("title"),
+        description: params.str("description"),
+        target_branch: params.str("target_branch"),
+        remove_source_branch: params.bool("remove_source_branch")?,
+    };
+    let edits = edit.title.is_some()
+        || edit.description.is_some()
+        || edit.target_branch.is_some()
+        || edit.remove_source_branch.is_some();
+    let mut mr = None;
+    if edits {
+        mr = Some(
+            sim.edit_merge_request(project_id, mr_iid, user, edit)
+                .await?,
+        );
+    }
+    match state_event.as_deref() {
+        Some("close") => mr = Some(sim.close_merge_request(project_id, mr_iid, user).await?),
+        Some("reopen") => mr = Some(sim.reopen_merge_request(project_id, mr_iid, user).await?),
+        _ => {}
+    }
+    let state = sim.lock();
+    let mr = match mr {
+        Some(mr) => mr,
+        None => find_mr(&state, project_id, &iid)?.clone(),
+    };
+    Ok(Json(render::merge_request(&state, sim.base_url(), &mr)))
+}
+
+/// `PUT /projects/:id/merge_requests/:iid/merge`, with GitLab's answers: 401 without the right
+/// to merge into the target branch, 405 when not mergeable (closed, draft, conflicts, pipeline
+/// required), 409 when `sha` is not the source head.
+pub async fn merge(
+    State(sim): State<SimHandle>,
+    auth: Auth,
+    Path((id, iid)): Path<(String, String)>,
+    params: Params,
+) -> ApiResult<Json<Value>> {
+    let identity = auth.required()?;
+    identity.require_api(true)?;
+    let options = MergeOptions {
+        sha: params.str("sha"),
+        remove_source_branch: params.bool("should_remove_source_branch")?,
+        message: params.str("merge_commit_message"),
+    };
+    let (project_id, mr_iid) = {
+        let state = sim.lock();
+        let found = readable_project(&state, &id, Some(identity.user_id))?;
+        let mr = find_mr(&state, found.project.id, &iid)?;
+        let may_merge = found.level >= access::DEVELOPER
+            && state.can_merge_to_branch(identity.user_id, &found.project, &mr.target_branch);
+        if !may_merge {
+            return Err(ApiError::unauthorized());
+        }
+        (found.project.id, mr.iid)
+    };
+    let merged = sim
+        .merge_merge_request_with(project_id, mr_iid, identity.user_id, options)
+        .await;
+    let mr = match merged {
+        Ok(mr) => mr,
+        Err(MergeError::NotMergeable(_)) => {
+            return Err(ApiError::message(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "405 Method Not Allowed",
+            ));
+        }
+        Err(e @ MergeError::ShaMismatch(_)) => {
+            return Err(ApiError::message(StatusCode::CONFLICT, e.to_string()));
+        }
+        Err(MergeError::Setup(e)) => return Err(e.into()),
+    };
+    let state = sim.lock();
+    Ok(Json(render::merge_request(&state, sim.base_url(), &mr)))
 }

@@ -4,28 +4,91 @@
 mod access_tokens;
 mod deploy_keys;
 mod deploy_tokens;
+mod forks;
 mod groups;
 mod hooks;
 mod members;
 mod merge_requests;
 mod projects;
+mod protected_branches;
+mod push_rules;
+mod repository;
 mod statuses;
+mod user_keys;
 mod users;
 
 use axum::Router;
 use axum::http::StatusCode;
-use axum::routing::{any, get, post};
+use axum::routing::{any, get, post, put};
 use serde_json::json;
 
+use crate::auth::Identity;
 use crate::error::ApiError;
-use crate::state::{Id, Project, SimHandle, State};
+use crate::state::{Id, Project, SimHandle, State, access};
 
 pub fn router() -> Router<SimHandle> {
     Router::new()
         .route("/user", get(users::current))
         .route("/users/{id}", get(users::show))
+        .route(
+            "/user/keys",
+            get(user_keys::list_mine).post(user_keys::create_mine),
+        )
+        .route(
+            "/user/keys/{key_id}",
+            get(user_keys::show_mine).delete(user_keys::delete_mine),
+        )
+        .route("/user/emails", get(user_keys::emails))
+        .route(
+            "/users/{id}/keys",
+            get(user_keys::list_of_user).post(user_keys::create_for_user),
+        )
+        .route(
+            "/projects/{id}/protected_branches",
+            get(protected_branches::list).post(protected_branches::create),
+        )
+        .route(
+            "/projects/{id}/protected_branches/{name}",
+            get(protected_branches::show)
+                .patch(protected_branches::update)
+                .delete(protected_branches::delete),
+        )
+        .route(
+            "/projects/{id}/repository/branches",
+            get(repository::list_branches).post(repository::create_branch),
+        )
+        .route(
+            "/projects/{id}/repository/branches/{branch}",
+            get(repository::show_branch).delete(repository::delete_branch),
+        )
+        .route("/projects/{id}/repository/tree", get(repository::tree))
+        .route(
+            "/projects/{id}/repository/commits",
+            post(repository::create_commit),
+        )
+        .route(
+            "/projects/{id}/repository/files/{file_path}",
+            get(repository::file),
+        )
+        .route(
+            "/projects/{id}/repository/files/{file_path}/raw",
+            get(repository::raw_file),
+        )
+        .route(
+            "/projects/{id}/repository/compare",
+            get(repository::compare),
+        )
+        .route(
+            "/projects/{id}/push_rule",
+            get(push_rules::show)
+                .post(push_rules::create)
+                .put(push_rules::update)
+                .delete(push_rules::delete),
+        )
         .route("/projects", get(projects::list))
-        .route("/projects/{id}", get(projects::show))
+        .route("/projects/{id}", get(projects::show).put(projects::update))
+        .route("/projects/{id}/fork", post(forks::create))
+        .route("/projects/{id}/forks", get(forks::list))
         .route("/groups", get(groups::list))
         .route("/groups/{id}", get(groups::show))
         .route(
@@ -86,7 +149,11 @@ pub fn router() -> Router<SimHandle> {
         )
         .route(
             "/projects/{id}/merge_requests/{iid}",
-            get(merge_requests::show),
+            get(merge_requests::show).put(merge_requests::update),
+        )
+        .route(
+            "/projects/{id}/merge_requests/{iid}/merge",
+            put(merge_requests::merge),
         )
         .route(
             "/projects/{id}/merge_requests/{iid}/notes",
@@ -133,6 +200,20 @@ pub fn visible_project(
         project: project.clone(),
         level,
     })
+}
+
+/// A project the caller maintains (Maintainer or more), with the `api` scope for writes and
+/// `api`/`read_api` for reads: the gate of every project settings endpoint.
+pub fn maintainer_project(
+    state: &State,
+    id: &str,
+    identity: &Identity,
+    write: bool,
+) -> Result<ProjectAccess, ApiError> {
+    identity.require_api(write)?;
+    let found = visible_project(state, id, Some(identity.user_id))?;
+    found.require(access::MAINTAINER)?;
+    Ok(found)
 }
 
 /// Parses a numeric path segment; anything else is GitLab's 404 for that resource.

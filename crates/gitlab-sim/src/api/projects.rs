@@ -203,3 +203,40 @@ pub async fn show(
         auth.user_id(),
     )))
 }
+
+/// `PUT /projects/:id` (Maintainer): the settings the simulator models.
+pub async fn update(
+    State(sim): State<SimHandle>,
+    auth: Auth,
+    Path(id): Path<String>,
+    params: Params,
+) -> ApiResult<Json<Value>> {
+    let identity = auth.required()?;
+    let pipeline = params.bool("only_allow_merge_if_pipeline_succeeds")?;
+    let description = params.str("description");
+    let name = params.str("name").filter(|n| !n.trim().is_empty());
+    let mut state = sim.lock();
+    let found = super::maintainer_project(&state, &id, &identity, true)?;
+    let now = state.now();
+    let project = state
+        .projects
+        .get_mut(&found.project.id)
+        .ok_or_else(|| ApiError::not_found("Project"))?;
+    if let Some(v) = pipeline {
+        project.only_allow_merge_if_pipeline_succeeds = v;
+    }
+    if let Some(v) = description {
+        project.description = v;
+    }
+    if let Some(v) = name {
+        project.name = v;
+    }
+    project.updated_at = now;
+    let project = project.clone();
+    Ok(Json(render::project_full(
+        &state,
+        sim.base_url(),
+        &project,
+        Some(identity.user_id),
+    )))
+}

@@ -16,7 +16,7 @@ use crate::paginate;
 use crate::params::Params;
 use crate::render;
 use crate::repo;
-use crate::state::{CommitStatus, Id, JobStatus, Pipeline, SimHandle, access};
+use crate::state::{CommitStatus, Id, JobStatus, Pipeline, Pusher, SimHandle, access};
 
 const STATES: [&str; 6] = [
     "pending", "running", "success", "failed", "canceled", "skipped",
@@ -124,8 +124,10 @@ pub async fn create(
 
     let mut state = sim.lock();
     // Protected refs accept statuses only from identities that may push or merge there.
-    if project.protected_branches.contains(&git_ref)
-        && !state.can_push_to_protected(identity.user_id, &project)
+    let user = Pusher::User(identity.user_id);
+    if state.is_protected(project.id, &git_ref)
+        && !state.can_push_to_branch(user, &project, &git_ref)
+        && !state.can_merge_to_branch(identity.user_id, &project, &git_ref)
     {
         return Err(ApiError::forbidden());
     }

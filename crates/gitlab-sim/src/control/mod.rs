@@ -2,6 +2,7 @@
 //! state for assertions. GitLab has no such routes; every operation is also a Rust method on
 //! [`SimHandle`]. Documented in the crate README.
 
+mod project_setup;
 mod repository;
 
 use axum::Json;
@@ -19,8 +20,8 @@ use serde_json::{Value, json};
 use crate::error::ApiError;
 use crate::render;
 use crate::state::{
-    Fault, Id, Namespace, NewGroup, NewProject, NewUser, RateLimit, SetupError, SimHandle,
-    State as SimState,
+    Fault, Id, Namespace, NewGroup, NewProject, NewSshKey, NewUser, RateLimit, SetupError,
+    SimHandle, State as SimState,
 };
 
 pub fn router() -> Router<SimHandle> {
@@ -28,6 +29,7 @@ pub fn router() -> Router<SimHandle> {
         .route("/users", post(create_user))
         .route("/users/{id}/personal_access_tokens", post(create_pat))
         .route("/users/{id}/sessions", post(create_session))
+        .route("/users/{id}/keys", post(add_ssh_key))
         .route("/groups", post(create_group))
         .route("/groups/{id}/members", post(add_group_member))
         .route("/projects", post(create_project))
@@ -52,6 +54,8 @@ pub fn router() -> Router<SimHandle> {
         )
         .route("/save", put(save).post(save))
         .merge(repository::router())
+        .merge(project_setup::router())
+        .merge(crate::git_hooks::router())
 }
 
 type ControlResult = Result<Response, ApiError>;
@@ -117,6 +121,16 @@ async fn create_session(State(sim): State<SimHandle>, Path(id): Path<Id>) -> Con
     }
     let cookie = sim.create_web_session(id);
     created(json!({ "cookie_name": "_gitlab_session", "cookie_value": cookie }))
+}
+
+async fn add_ssh_key(
+    State(sim): State<SimHandle>,
+    Path(id): Path<Id>,
+    raw: Bytes,
+) -> ControlResult {
+    let new: NewSshKey = body(&raw)?;
+    let key = sim.lock().add_ssh_key(id, new).map_err(SetupError::from)?;
+    created(render::ssh_key(&key))
 }
 
 async fn create_group(State(sim): State<SimHandle>, raw: Bytes) -> ControlResult {

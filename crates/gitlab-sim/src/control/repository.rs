@@ -123,11 +123,7 @@ async fn set_push_rule(
     raw: Bytes,
 ) -> ControlResult {
     let rule: PushRule = body(&raw)?;
-    let mut state = sim.lock();
-    if !state.projects.contains_key(&id) {
-        return Err(SetupError::NotFound("Project").into());
-    }
-    state.push_rules.insert(id, rule.clone());
+    let rule = sim.lock().set_push_rule(id, rule)?;
     Ok(Json(json!(rule)).into_response())
 }
 
@@ -185,6 +181,7 @@ async fn edit_merge_request(
     let edit = MergeRequestEdit {
         title: req.title,
         description: req.description,
+        ..MergeRequestEdit::default()
     };
     let mr = sim.edit_merge_request(id, iid, req.user_id, edit).await?;
     Ok(Json(render_mr(&sim, &mr)).into_response())

@@ -3,15 +3,18 @@
 
 use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::Response;
 
 use super::describe;
 use crate::params::Params;
 use crate::render::html_escape;
 use crate::secrets;
 use crate::state::{Id, OAuthApplication, SimHandle, State as SimState};
+use crate::web::{
+    SESSION_COOKIE, authentic, authenticity_token, found, hidden, page, session_user,
+    sign_in_redirect,
+};
 
-pub const SESSION_COOKIE: &str = "_gitlab_session";
 const CODE_CHALLENGE_METHODS: [&str; 2] = ["plain", "S256"];
 
 /// A validated authorization request (Doorkeeper's pre-authorization).
@@ -102,30 +105,6 @@ fn has_matching_token(state: &SimState, user_id: Id, pre: &PreAuth) -> bool {
     })
 }
 
-fn session_user(state: &SimState, headers: &HeaderMap) -> Option<(Id, String)> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
-        .and_then(|(_, value)| state.web_session_user(value).map(|u| (u, value.to_owned())))
-}
-
-/// CSRF token bound to the session cookie.
-fn authenticity_token(cookie: &str) -> String {
-    secrets::digest(&format!("csrf:{cookie}"))
-}
-
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
-    let html = format!(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{t} · GitLab</title></head>\n<body>\n<h1>{t}</h1>\n{body}\n</body></html>\n",
-        t = html_escape(title)
-    );
-    (status, Html(html)).into_response()
-}
-
 fn refusal_response(refusal: Refusal) -> Response {
     match refusal {
         Refusal::Page(status, error) => page(
@@ -165,19 +144,6 @@ fn code_redirect(state: &mut SimState, user_id: Id, pre: &PreAuth) -> Response {
     found(url.as_str())
 }
 
-/// Rails redirects with 302 Found.
-fn found(location: &str) -> Response {
-    (StatusCode::FOUND, [(header::LOCATION, location.to_owned())]).into_response()
-}
-
-fn hidden(name: &str, value: &str) -> String {
-    format!(
-        "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
-        html_escape(name),
-        html_escape(value)
-    )
-}
-
 fn consent_page(pre: &PreAuth, cookie: &str) -> Response {
     let mut fields = vec![
         hidden("authenticity_token", &authenticity_token(cookie)),
@@ -208,15 +174,6 @@ fn consent_page(pre: &PreAuth, cookie: &str) -> Response {
         &format!("Authorize {}", pre.app.name),
         &body,
     )
-}
-
-fn sign_in_redirect(uri: &axum::http::Uri) -> Response {
-    let back = uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let target = format!(
-        "/users/sign_in?{}",
-        serde_urlencoded::to_string([("redirect_to", back)]).unwrap_or_default()
-    );
-    found(&target)
 }
 
 pub async fn show(
@@ -251,10 +208,7 @@ pub async fn decide(State(sim): State<SimHandle>, headers: HeaderMap, params: Pa
             "<p>You need to sign in.</p>",
         );
     };
-    let token_ok = params
-        .str("authenticity_token")
-        .is_some_and(|t| secrets::constant_time_eq(&t, &authenticity_token(&cookie)));
-    if !token_ok {
+    if !authentic(&cookie, params.str("authenticity_token").as_deref()) {
         return page(
             StatusCode::UNPROCESSABLE_ENTITY,
             "The change you requested was rejected",

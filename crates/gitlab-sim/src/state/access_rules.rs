@@ -112,9 +112,4 @@ impl State {
                     })
             })
     }
-
-    /// Protected branches accept pushes and merges from Maintainers and above (GitLab's default).
-    pub fn can_push_to_protected(&self, user_id: Id, project: &Project) -> bool {
-        self.project_access(user_id, project) >= access::MAINTAINER
-    }
 }

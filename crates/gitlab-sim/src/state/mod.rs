@@ -4,6 +4,8 @@
 
 mod access_rules;
 pub mod model;
+mod pipelines;
+mod protected_branches;
 mod setup;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -15,7 +17,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 pub use model::*;
-pub use setup::{NewGroup, NewMergeRequest, NewProject, NewUser, SetupError, is_draft_title};
+pub use pipelines::HeadPipeline;
+pub use protected_branches::{NewProtection, Pusher};
+pub use setup::{
+    NewGroup, NewMergeRequest, NewProject, NewSshKey, NewUser, SetupError, SshKeyError,
+    is_draft_title,
+};
 
 use crate::secrets;
 
@@ -53,9 +60,18 @@ pub struct State {
     /// Push rules per project (Premium in GitLab); absent means none.
     #[serde(default)]
     pub push_rules: BTreeMap<Id, PushRule>,
+    #[serde(default)]
+    pub protected_branches: BTreeMap<Id, ProtectedBranch>,
+    /// Users' SSH keys.
+    #[serde(default)]
+    pub ssh_keys: BTreeMap<Id, SshKey>,
     /// Fixed-window rate-limit counters: key → (window start in unix seconds, count).
     #[serde(skip)]
     pub rate_windows: HashMap<String, (i64, u32)>,
+    /// GitLab's `ssh_path_prefix` for clone URLs: `ssh://git@HOST:PORT/` (a port other than
+    /// 22), set at start; `None` without SSH.
+    #[serde(skip)]
+    pub ssh_path_prefix: Option<String>,
     /// Requests answered since the start or the last reset (not persisted).
     #[serde(skip)]
     pub request_counts: crate::request_log::RequestCounts,
@@ -149,6 +165,20 @@ impl State {
         }
     }
 
+    /// `ssh_url_to_repo` of a project with this full path.
+    pub fn ssh_url_to_repo(&self, base: &str, full_path: &str) -> String {
+        match &self.ssh_path_prefix {
+            Some(prefix) => format!("{prefix}{full_path}.git"),
+            None => {
+                let host = url::Url::parse(base)
+                    .ok()
+                    .and_then(|u| u.host_str().map(str::to_owned))
+                    .unwrap_or_default();
+                format!("git@{host}:{full_path}.git")
+            }
+        }
+    }
+
     pub fn project_full_path(&self, project: &Project) -> String {
         format!(
             "{}/{}",
@@ -209,9 +239,20 @@ pub enum SimEvent {
     },
 }
 
+/// Where Git over SSH listens and the host key it presents.
+#[derive(Debug, Clone)]
+pub struct SshEndpoint {
+    pub addr: std::net::SocketAddr,
+    /// The host public key as an OpenSSH line (`ssh-ed25519 AAAA...`).
+    pub host_key: String,
+}
+
 struct Inner {
     state: Mutex<State>,
     base_url: String,
+    /// Where Git over SSH listens, if it does.
+    ssh: Option<SshEndpoint>,
+    pushes: crate::git_hooks::PushRegistry,
     data_dir: PathBuf,
     state_file: Option<PathBuf>,
     events: broadcast::Sender<SimEvent>,
@@ -227,14 +268,29 @@ impl SimHandle {
     pub(crate) fn new(
         state: State,
         base_url: String,
+        ssh: Option<SshEndpoint>,
         data_dir: PathBuf,
         state_file: Option<PathBuf>,
     ) -> Self {
         let (events, _) = broadcast::channel(1024);
+        let mut state = state;
+        if let Some(addr) = ssh.as_ref().map(|e| e.addr) {
+            let host = url::Url::parse(&base_url)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_owned))
+                .unwrap_or_else(|| "localhost".into());
+            state.ssh_path_prefix = Some(if addr.port() == 22 {
+                format!("git@{host}:")
+            } else {
+                format!("ssh://git@{host}:{}/", addr.port())
+            });
+        }
         Self {
             inner: Arc::new(Inner {
                 state: Mutex::new(state),
                 base_url,
+                ssh,
+                pushes: Default::default(),
                 data_dir,
                 state_file,
                 events,
@@ -253,6 +309,46 @@ impl SimHandle {
     /// e.g. `http://127.0.0.1:41234` (no trailing slash).
     pub fn base_url(&self) -> &str {
         &self.inner.base_url
+    }
+
+    /// `ssh://git@HOST:PORT` where Git over SSH listens (no trailing slash), if it does.
+    pub fn ssh_url(&self) -> Option<String> {
+        self.inner
+            .ssh
+            .as_ref()
+            .map(|e| format!("ssh://git@{}:{}", self.host(), e.addr.port()))
+    }
+
+    /// Where Git over SSH listens, if it does.
+    pub fn ssh_addr(&self) -> Option<std::net::SocketAddr> {
+        self.inner.ssh.as_ref().map(|e| e.addr)
+    }
+
+    /// The SSH host public key (`ssh-ed25519 AAAA...`), for clients' known_hosts.
+    pub fn ssh_host_key(&self) -> Option<&str> {
+        self.inner.ssh.as_ref().map(|e| e.host_key.as_str())
+    }
+
+    pub(crate) fn inner_pushes(&self) -> &crate::git_hooks::PushRegistry {
+        &self.inner.pushes
+    }
+
+    /// Host and port the hooks call back on: the HTTP listener (loopback when it listens on
+    /// every address).
+    pub(crate) fn hook_address(&self) -> (String, u16) {
+        let url = url::Url::parse(&self.inner.base_url).ok();
+        let port = url
+            .as_ref()
+            .and_then(url::Url::port_or_known_default)
+            .unwrap_or(80);
+        let host = match url.as_ref().and_then(url::Url::host) {
+            Some(url::Host::Ipv4(ip)) if ip.is_unspecified() => "127.0.0.1".to_owned(),
+            Some(url::Host::Ipv6(ip)) if ip.is_unspecified() => "::1".to_owned(),
+            Some(url::Host::Ipv6(ip)) => ip.to_string(),
+            Some(host) => host.to_string(),
+            None => "127.0.0.1".to_owned(),
+        };
+        (host, port)
     }
 
     /// Host part of the base URL, used for bot e-mails (`@noreply.<host>`).

@@ -99,8 +99,12 @@ pub struct Project {
     pub visibility: Visibility,
     pub archived: bool,
     pub creator_id: Id,
-    /// Branch names protected like GitLab's default: push and merge for Maintainers only.
-    pub protected_branches: Vec<String>,
+    /// The project this one was forked from (`forked_from_project`).
+    #[serde(default)]
+    pub forked_from_id: Option<Id>,
+    /// "Pipelines must succeed" (merge checks).
+    #[serde(default)]
+    pub only_allow_merge_if_pipeline_succeeds: bool,
     pub created_at: Time,
     pub updated_at: Time,
     pub last_activity_at: Time,
@@ -294,7 +298,15 @@ impl MrState {
 pub struct MergeRequest {
     pub id: Id,
     pub iid: u64,
+    /// The target project: the MR lives there (its `iid` counts there).
     pub project_id: Id,
+    /// Where `source_branch` lives: the target project itself or a fork of it (0 in state
+    /// files written before forks existed: read as `project_id`).
+    #[serde(default)]
+    pub source_project_id: Id,
+    /// "Delete source branch when merge request is accepted".
+    #[serde(default)]
+    pub force_remove_source_branch: bool,
     pub title: String,
     pub description: String,
     pub source_branch: String,
@@ -480,9 +492,124 @@ impl Default for Settings {
     }
 }
 
-/// A project's push rules (gitlab-api.md §2.1); the simulator has the one lablink meets.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+impl MergeRequest {
+    /// The project holding the source branch.
+    pub fn source_project(&self) -> Id {
+        if self.source_project_id == 0 {
+            self.project_id
+        } else {
+            self.source_project_id
+        }
+    }
+}
+
+/// A project's push rule (Premium; `GET /projects/:id/push_rule`, gitlab-api.md §2.1). Empty
+/// strings and zero mean "no restriction", as in GitLab.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PushRule {
-    /// "Reject unverified users": every pushed commit's committer email must be the pusher's.
-    pub reject_unverified_users: bool,
+    pub id: Id,
+    pub project_id: Id,
+    pub created_at: Option<Time>,
+    pub commit_message_regex: String,
+    pub commit_message_negative_regex: String,
+    pub branch_name_regex: String,
+    pub deny_delete_tag: bool,
+    pub member_check: bool,
+    pub prevent_secrets: bool,
+    pub author_email_regex: String,
+    pub file_name_regex: String,
+    /// MiB; 0 = no limit.
+    pub max_file_size: u64,
+    /// "Reject unverified users" (the control API's older name is still accepted).
+    #[serde(alias = "reject_unverified_users")]
+    pub commit_committer_check: bool,
+    pub commit_committer_name_check: bool,
+    pub reject_unsigned_commits: bool,
+    pub reject_non_dco_commits: bool,
+}
+
+impl PushRule {
+    /// The rule's regex fields that are set, by name.
+    pub fn regexes(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("commit_message_regex", &self.commit_message_regex),
+            (
+                "commit_message_negative_regex",
+                &self.commit_message_negative_regex,
+            ),
+            ("branch_name_regex", &self.branch_name_regex),
+            ("author_email_regex", &self.author_email_regex),
+            ("file_name_regex", &self.file_name_regex),
+        ]
+        .into_iter()
+        .filter(|(_, p)| !p.is_empty())
+        .map(|(f, p)| (f, p.as_str()))
+        .collect()
+    }
+}
+
+/// GitLab's protected-branch access levels (`Gitlab::Access`): no one, Developers +
+/// Maintainers, Maintainers, instance admins.
+pub mod protection {
+    pub const NO_ACCESS: u8 = 0;
+    pub const ADMIN: u8 = 60;
+    pub const LEVELS: [u8; 4] = [
+        NO_ACCESS,
+        super::access::DEVELOPER,
+        super::access::MAINTAINER,
+        ADMIN,
+    ];
+}
+
+/// Who an access-level entry of a protected branch admits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub enum Grantee {
+    /// Everyone with at least this role ([`protection::LEVELS`]).
+    Role(u8),
+    User(Id),
+    DeployKey(Id),
+}
+
+/// One entry of `push_access_levels` / `merge_access_levels`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessGrant {
+    pub id: Id,
+    pub grantee: Grantee,
+}
+
+/// A protected branch rule; `name` may hold `*` wildcards (`release/*`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProtectedBranch {
+    pub id: Id,
+    pub project_id: Id,
+    pub name: String,
+    pub push_access_levels: Vec<AccessGrant>,
+    pub merge_access_levels: Vec<AccessGrant>,
+    pub unprotect_access_level: u8,
+    pub allow_force_push: bool,
+    pub code_owner_approval_required: bool,
+}
+
+impl ProtectedBranch {
+    pub fn matches(&self, branch: &str) -> bool {
+        crate::wildcard::matches(&self.name, branch)
+    }
+}
+
+/// An SSH key of a user (`/user/keys`): authenticates Git over SSH as that user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SshKey {
+    pub id: Id,
+    pub user_id: Id,
+    pub title: String,
+    pub key: String,
+    pub fingerprint: String,
+    pub fingerprint_sha256: String,
+    /// `auth`, `signing` or `auth_and_signing`.
+    pub usage_type: String,
+    pub expires_at: Option<Time>,
+    pub created_at: Time,
+    pub last_used_at: Option<Time>,
 }

@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::{
     Fault, Group, Id, Member, MergeRequest, MrState, Namespace, OAuthApplication, OAuthGrant,
-    PersonalAccessToken, Project, SecretRef, SimHandle, State, User, Visibility, access,
+    PersonalAccessToken, Project, PushRule, SecretRef, SimHandle, State, User, Visibility, access,
 };
 use crate::{repo, secrets};
 
@@ -57,7 +57,10 @@ pub struct NewProject {
 /// The input of [`State::insert_merge_request`]: the commits are already resolved from the repo.
 #[derive(Debug, Clone)]
 pub struct NewMergeRequest {
+    /// The target project.
     pub project_id: Id,
+    pub source_project_id: Id,
+    pub force_remove_source_branch: bool,
     pub author_id: Id,
     pub title: String,
     pub description: String,
@@ -210,17 +213,19 @@ impl State {
             path: new.path,
             namespace: new.namespace,
             description: new.description.unwrap_or_default(),
-            protected_branches: vec![default_branch.clone()],
-            default_branch,
+            default_branch: default_branch.clone(),
             visibility: new.visibility.unwrap_or(Visibility::Private),
             archived: new.archived,
             creator_id,
+            forked_from_id: None,
+            only_allow_merge_if_pipeline_succeeds: false,
             created_at: now,
             updated_at: now,
             last_activity_at: now,
             next_mr_iid: 1,
         };
         self.projects.insert(id, project.clone());
+        self.protect_branch(id, super::NewProtection::maintainers_only(&default_branch))?;
         Ok(project)
     }
 
@@ -265,6 +270,32 @@ impl State {
         project.updated_at = now;
         project.last_activity_at = now;
         Ok(project.clone())
+    }
+
+    /// Sets (or replaces) a project's push rule; its regexes must compile.
+    pub fn set_push_rule(
+        &mut self,
+        project_id: Id,
+        mut rule: PushRule,
+    ) -> Result<PushRule, SetupError> {
+        if !self.projects.contains_key(&project_id) {
+            return Err(SetupError::NotFound("Project"));
+        }
+        for (field, pattern) in rule.regexes() {
+            crate::checks::validate_regex(pattern)
+                .map_err(|e| SetupError::Invalid(format!("{field} {e}")))?;
+        }
+        let existing = self
+            .push_rules
+            .get(&project_id)
+            .map(|r| (r.id, r.created_at));
+        (rule.id, rule.created_at) = match existing {
+            Some(kept) => kept,
+            None => (self.next_id(), Some(self.now())),
+        };
+        rule.project_id = project_id;
+        self.push_rules.insert(project_id, rule.clone());
+        Ok(rule)
     }
 
     /// Revokes a deploy token as the Revoke button of GitLab's settings page does (the REST
@@ -443,6 +474,8 @@ impl State {
             draft,
             state: MrState::Opened,
             author_id: new.author_id,
+            source_project_id: new.source_project_id,
+            force_remove_source_branch: new.force_remove_source_branch,
             merge_commit_sha: None,
             merged_by: None,
             merged_at: None,
@@ -454,6 +487,76 @@ impl State {
         };
         self.merge_requests.insert(id, mr.clone());
         Ok(mr)
+    }
+}
+
+/// Why a user's SSH key is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SshKeyError {
+    #[error("key {0}")]
+    Key(#[from] crate::ssh_key::KeyError),
+    #[error("fingerprint_sha256 has already been taken")]
+    Taken,
+    #[error("User not found")]
+    UnknownUser,
+}
+
+impl From<SshKeyError> for SetupError {
+    fn from(e: SshKeyError) -> Self {
+        match e {
+            SshKeyError::UnknownUser => SetupError::NotFound("User"),
+            other => SetupError::Invalid(other.to_string()),
+        }
+    }
+}
+
+/// A user's SSH key as `POST /user/keys` takes it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NewSshKey {
+    pub title: String,
+    pub key: String,
+    #[serde(default)]
+    pub expires_at: Option<super::Time>,
+    /// `auth`, `signing` or `auth_and_signing` (the default).
+    #[serde(default)]
+    pub usage_type: Option<String>,
+}
+
+impl State {
+    /// Adds an SSH key to a user; fingerprints are unique across users' and deploy keys.
+    pub fn add_ssh_key(
+        &mut self,
+        user_id: Id,
+        new: NewSshKey,
+    ) -> Result<super::SshKey, SshKeyError> {
+        if !self.users.contains_key(&user_id) {
+            return Err(SshKeyError::UnknownUser);
+        }
+        let parsed = crate::ssh_key::parse(&new.key)?;
+        let taken = self
+            .ssh_keys
+            .values()
+            .map(|k| &k.fingerprint_sha256)
+            .chain(self.deploy_keys.values().map(|k| &k.fingerprint_sha256))
+            .any(|f| *f == parsed.fingerprint_sha256);
+        if taken {
+            return Err(SshKeyError::Taken);
+        }
+        let id = self.next_id();
+        let key = super::SshKey {
+            id,
+            user_id,
+            title: new.title,
+            key: parsed.normalized,
+            fingerprint: parsed.fingerprint,
+            fingerprint_sha256: parsed.fingerprint_sha256,
+            usage_type: new.usage_type.unwrap_or_else(|| "auth_and_signing".into()),
+            expires_at: new.expires_at,
+            created_at: self.now(),
+            last_used_at: None,
+        };
+        self.ssh_keys.insert(id, key.clone());
+        Ok(key)
     }
 }
 
@@ -474,6 +577,22 @@ impl SimHandle {
         self.lock().create_group(new)
     }
 
+    /// Adds an SSH key (OpenSSH public key line) to a user, as `POST /user/keys` does.
+    pub fn add_ssh_key(
+        &self,
+        user_id: Id,
+        title: &str,
+        key: &str,
+    ) -> Result<super::SshKey, SetupError> {
+        let new = NewSshKey {
+            title: title.to_owned(),
+            key: key.to_owned(),
+            expires_at: None,
+            usage_type: None,
+        };
+        Ok(self.lock().add_ssh_key(user_id, new)?)
+    }
+
     /// Creates the project and its bare repository (`git init --bare`, HEAD → default branch).
     pub async fn create_project(&self, new: NewProject) -> Result<Project, SetupError> {
         let project = self.lock().insert_project(new)?;
@@ -483,6 +602,32 @@ impl SimHandle {
             return Err(SetupError::Repository(e.to_string()));
         }
         Ok(project)
+    }
+
+    /// Protects a branch (or wildcard) of a project, as `POST /protected_branches` does.
+    pub fn protect_branch(
+        &self,
+        project_id: Id,
+        protection: super::NewProtection,
+    ) -> Result<super::ProtectedBranch, SetupError> {
+        self.lock().protect_branch(project_id, protection)
+    }
+
+    /// Removes the protection named `name` (exactly as created, wildcards included).
+    pub fn unprotect_branch(&self, project_id: Id, name: &str) -> Result<(), SetupError> {
+        let mut state = self.lock();
+        let id = state
+            .protected_branches_of(project_id)
+            .find(|p| p.name == name)
+            .map(|p| p.id)
+            .ok_or(SetupError::NotFound("Protected branch"))?;
+        state.protected_branches.remove(&id);
+        Ok(())
+    }
+
+    /// Sets (or replaces) a project's push rule.
+    pub fn set_push_rule(&self, project_id: Id, rule: PushRule) -> Result<PushRule, SetupError> {
+        self.lock().set_push_rule(project_id, rule)
     }
 
     pub fn transfer_project(

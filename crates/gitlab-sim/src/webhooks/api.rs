@@ -204,7 +204,7 @@ async fn sample(
                 commits: &recent,
                 total_commits_count: total,
                 message: None,
-                ref_protected: project.protected_branches.contains(&default_branch),
+                ref_protected: state.is_protected(project.id, &default_branch),
             };
             Ok((
                 kind,
@@ -270,19 +270,10 @@ pub async fn test(
     if !TEST_TRIGGERS.contains(&trigger.as_str()) {
         return Err(ApiError::not_valid_value("trigger"));
     }
-    let (kind, body) = sample(&sim, &hook, &trigger, user_id)
+    let delivery = send_test(&sim, &hook, &trigger, user_id)
         .await
         .map_err(|message| ApiError::message(StatusCode::UNPROCESSABLE_ENTITY, message))?;
-    let out = Outgoing {
-        hook_id: hook.id,
-        trigger: kind.trigger().into(),
-        event: kind.header().into(),
-        event_uuid: uuid::Uuid::new_v4().to_string(),
-        idempotency_key: uuid::Uuid::new_v4().to_string(),
-        payload: body,
-    };
-    // Test requests go out even to a disabled hook and a 2xx re-enables it (§3.5).
-    match delivery::deliver(&sim, out, true).await {
+    match delivery {
         d if d.succeeded() => Ok((
             StatusCode::CREATED,
             Json(json!({ "message": "201 Created" })),
@@ -297,6 +288,27 @@ pub async fn test(
             "Error: internal error",
         )),
     }
+}
+
+/// Sends a sample `trigger` event to `hook` as `user_id`; `Err` is GitLab's reason there is no
+/// sample (e.g. no commit yet). Test requests go out even to a disabled hook and a 2xx
+/// re-enables it (§3.5).
+pub async fn send_test(
+    sim: &SimHandle,
+    hook: &Hook,
+    trigger: &str,
+    user_id: Id,
+) -> Result<Delivery, String> {
+    let (kind, body) = sample(sim, hook, trigger, user_id).await?;
+    let out = Outgoing {
+        hook_id: hook.id,
+        trigger: kind.trigger().into(),
+        event: kind.header().into(),
+        event_uuid: uuid::Uuid::new_v4().to_string(),
+        idempotency_key: uuid::Uuid::new_v4().to_string(),
+        payload: body,
+    };
+    Ok(delivery::deliver(sim, out, true).await)
 }
 
 /// Routes of this module, to merge into the REST API router (under `/api/v4`).

@@ -68,28 +68,8 @@ fn branch_matches(hook: &Hook, branch: &str) -> bool {
     match hook.branch_filter_strategy.as_str() {
         "all_branches" => true,
         "regex" => regex::Regex::new(filter).is_ok_and(|re| re.is_match(branch)),
-        _ => filter.is_empty() || wildcard_match(filter, branch),
+        _ => filter.is_empty() || crate::wildcard::matches(filter, branch),
     }
-}
-
-/// GitLab's wildcard filter: `*` matches any run of characters, everything else is literal.
-fn wildcard_match(pattern: &str, text: &str) -> bool {
-    let mut parts = pattern.split('*');
-    let first = parts.next().unwrap_or_default();
-    let Some(mut rest) = text.strip_prefix(first) else {
-        return false;
-    };
-    let parts: Vec<&str> = parts.collect();
-    let Some((last, middle)) = parts.split_last() else {
-        return rest.is_empty();
-    };
-    for part in middle {
-        match rest.find(part) {
-            Some(at) => rest = &rest[at + part.len()..],
-            None => return false,
-        }
-    }
-    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 /// Sends `payload` to every hook of the project subscribed to `kind` (pushes: whose branch
@@ -208,20 +188,4 @@ fn note_payload(
     };
     let body = payload::merge_request_note(state, base, project, mr, note, author, last_commit);
     Some((kind, body))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::wildcard_match;
-
-    #[test]
-    fn wildcard_filters_match_like_gitlab() {
-        assert!(wildcard_match("main", "main"));
-        assert!(!wildcard_match("main", "main2"));
-        assert!(wildcard_match("feature/*", "feature/x"));
-        assert!(wildcard_match("*-stable", "15-0-stable"));
-        assert!(wildcard_match("a*b*c", "axxbyyc"));
-        assert!(!wildcard_match("a*b*c", "axxbyy"));
-        assert!(!wildcard_match("feature/*", "main"));
-    }
 }

@@ -11,13 +11,6 @@ pub fn hook_time(t: Time) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
-fn host(base: &str) -> String {
-    url::Url::parse(base)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_owned))
-        .unwrap_or_else(|| "localhost".into())
-}
-
 fn namespace_name(state: &State, project: &Project) -> String {
     match project.namespace {
         Namespace::Group(id) => state.groups.get(&id).map(|g| g.name.clone()),
@@ -38,7 +31,7 @@ fn urls(state: &State, base: &str, project: &Project) -> ProjectUrls {
     let web = format!("{base}/{path}");
     ProjectUrls {
         http: format!("{web}.git"),
-        ssh: format!("git@{}:{path}.git", host(base)),
+        ssh: state.ssh_url_to_repo(base, &path),
         path,
         web,
     }
@@ -189,6 +182,11 @@ fn merge_request_attributes(
     last_commit: &CommitInfo,
 ) -> Map<String, Value> {
     let project_json = project(state, base, p);
+    // A fork's merge request names the fork as its source.
+    let source_json = state.projects.get(&mr.source_project()).map_or_else(
+        || project_json.clone(),
+        |source| project(state, base, source),
+    );
     let web = urls(state, base, p).web;
     let value = json!({
         "assignee_id": null,
@@ -209,7 +207,7 @@ fn merge_request_attributes(
         "merge_when_pipeline_succeeds": false,
         "milestone_id": null,
         "source_branch": mr.source_branch,
-        "source_project_id": mr.project_id,
+        "source_project_id": mr.source_project(),
         "state_id": state_id(mr.state),
         "target_branch": mr.target_branch,
         "target_project_id": mr.project_id,
@@ -222,7 +220,7 @@ fn merge_request_attributes(
         "reviewer_ids": [],
         "labels": [],
         "url": mr_url(state, base, p, mr),
-        "source": project_json,
+        "source": source_json,
         "target": project_json,
         "last_commit": commit(&web, last_commit, false),
         "work_in_progress": mr.draft,

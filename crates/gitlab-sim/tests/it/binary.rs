@@ -34,6 +34,40 @@ async fn starts_on_port_zero_and_prints_its_url() {
     assert_eq!(body, serde_json::json!({"message": "401 Unauthorized"}));
 }
 
+/// The second line names the SSH URL and host key; the key is the same on the next start with
+/// the same data directory.
+#[test]
+fn prints_its_ssh_url_and_keeps_the_host_key_per_data_dir() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let start = || {
+        let mut child = Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let http = lines.next().expect("first line").expect("line");
+        let ssh = lines.next().expect("second line").expect("line");
+        child.kill().expect("kill");
+        child.wait().expect("wait");
+        (http, ssh)
+    };
+    let (http, ssh) = start();
+    assert!(
+        http.starts_with("gitlab-sim listening on http://127.0.0.1:"),
+        "{http}"
+    );
+    let rest = ssh
+        .strip_prefix("gitlab-sim ssh on ssh://git@127.0.0.1:")
+        .unwrap_or_else(|| panic!("{ssh}"));
+    let (_, key) = rest.split_once(" host key ").expect("host key");
+    assert!(key.starts_with("ssh-ed25519 AAAA"), "{key}");
+    let (_, again) = start();
+    assert_eq!(again.split_once(" host key ").map(|(_, k)| k), Some(key));
+}
+
 #[test]
 fn help_documents_every_flag() {
     let out = Command::new(BIN).arg("--help").output().expect("help");
@@ -41,6 +75,7 @@ fn help_documents_every_flag() {
     let help = String::from_utf8_lossy(&out.stdout);
     for flag in [
         "--listen",
+        "--ssh-listen",
         "--data-dir",
         "--state-file",
         "--gitlab-com-free",

@@ -300,3 +300,125 @@ async fn a_transfer_keeps_the_project_id_and_a_revoked_deploy_token_stays_listed
     .await;
     assert_eq!(shown["revoked"], true);
 }
+
+/// What lablink's tests and demo set up through the control API: SSH keys, protected
+/// branches, push rules, forks; each visible through the REST API afterwards.
+#[tokio::test]
+async fn keys_protections_push_rules_and_forks_over_http() {
+    let t = TestSim::start().await;
+    let ctl = |path: &str| t.url(&format!("/-/sim{path}"));
+    let post = |path: String, body: serde_json::Value| {
+        let request = t.http.post(ctl(&path)).json(&body);
+        async move { request.send().await.expect("request") }
+    };
+    let alice = t.user("alice");
+    let bob = t.user("bob");
+    let project = t
+        .project("warehouse", gitlab_sim::state::Namespace::User(alice.id))
+        .await;
+    let keys = tempfile::tempdir().expect("tempdir");
+    let (_, public, fingerprint) = crate::gitcli::ssh_keygen(keys.path(), "alice");
+    let key = expect(
+        post(
+            format!("/users/{}/keys", alice.id),
+            json!({ "title": "laptop", "key": public }),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(key["title"], "laptop");
+    assert_eq!(
+        expect(
+            post(
+                format!("/users/{}/keys", alice.id),
+                json!({ "title": "again", "key": public })
+            )
+            .await,
+            StatusCode::BAD_REQUEST
+        )
+        .await,
+        json!({ "message": "fingerprint_sha256 has already been taken" })
+    );
+    let listed = expect(
+        t.get(&format!("/users/{}/keys", alice.id), &bob.token)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(listed[0]["key"], public.as_str());
+    let stored = t
+        .handle()
+        .lock()
+        .ssh_keys
+        .values()
+        .next()
+        .map(|k| k.fingerprint_sha256.clone());
+    assert_eq!(stored.as_deref(), Some(fingerprint.as_str()));
+
+    let p = project.id;
+    let rule = expect(
+        post(format!("/projects/{p}/protected_branches"), json!({ "name": "release/*", "push_access_level": 30, "allowed_to_push": [{ "user_id": bob.id }] })).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(rule["push_access_levels"][1]["user_id"], bob.id);
+    let listed = expect(
+        t.get(&format!("/projects/{p}/protected_branches"), &alice.token)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(2));
+    let gone = t
+        .http
+        .delete(ctl(&format!(
+            "/projects/{p}/protected_branches/release%2F*"
+        )))
+        .send()
+        .await
+        .expect("r");
+    assert_eq!(gone.status(), StatusCode::NO_CONTENT);
+
+    let put = t
+        .http
+        .put(ctl(&format!("/projects/{p}/push_rule")))
+        .json(&json!({ "commit_message_regex": "^JIRA-", "max_file_size": 2 }))
+        .send()
+        .await
+        .expect("r");
+    expect(put, StatusCode::OK).await;
+    let shown = expect(
+        t.get(&format!("/projects/{p}/push_rule"), &alice.token)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(shown["commit_message_regex"], "^JIRA-");
+    assert_eq!(shown["max_file_size"], 2);
+    let bad = t
+        .http
+        .put(ctl(&format!("/projects/{p}/push_rule")))
+        .json(&json!({ "file_name_regex": "(" }))
+        .send()
+        .await
+        .expect("r");
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+
+    let fork = expect(
+        post(
+            format!("/projects/{p}/fork"),
+            json!({ "user_id": bob.id, "path": "warehouse-bob" }),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(fork["path_with_namespace"], "bob/warehouse-bob");
+    assert_eq!(fork["forked_from_project"]["id"], p);
+    assert!(
+        fork["repository_path"]
+            .as_str()
+            .is_some_and(|r| std::path::Path::new(r).exists())
+    );
+}

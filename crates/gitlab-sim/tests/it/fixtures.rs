@@ -314,3 +314,42 @@ async fn api_responses_are_supersets_of_the_fixtures() {
         "fixtures without a check: {uncovered:?}"
     );
 }
+
+/// The simulator's own fixtures (GitLab's documented examples, `tests/fixtures/README.md`).
+const OWN_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+
+#[tokio::test]
+async fn protected_branches_and_push_rules_match_gitlabs_documented_examples() {
+    let t = TestSim::start().await;
+    let user = t.user("alice");
+    let project = t.project("warehouse", Namespace::User(user.id)).await;
+    let p = format!("/projects/{}", project.id);
+    expect(
+        t.post(
+            &format!("{p}/push_rule"),
+            &user.token,
+            json!({ "max_file_size": 5 }),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    for (name, path) in [
+        (
+            "api.protected_branch.list.docs-example.json",
+            format!("{p}/protected_branches"),
+        ),
+        (
+            "api.push_rule.get.docs-example.json",
+            format!("{p}/push_rule"),
+        ),
+    ] {
+        let text = std::fs::read_to_string(format!("{OWN_DIR}/{name}"))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let expected: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let actual = expect(t.get(&path, &user.token).await, StatusCode::OK).await;
+        let mut errors = Vec::new();
+        superset(&actual, &expected, "$", &mut errors);
+        assert!(errors.is_empty(), "{name}: {errors:#?}\nactual: {actual:#}");
+    }
+}

@@ -12,41 +12,16 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::common::{TestSim, TestUser, expect, header};
+use crate::gitcli::{Git, GitRun};
 use crate::receiver::Receiver;
 
-/// Output of one git run.
-struct GitRun {
-    ok: bool,
-    stderr: String,
-}
-
-/// Runs real git (asynchronously: the simulator serves from the same runtime) with Basic
-/// credentials sent up front, and nothing from the user's configuration.
+/// Real git with Basic credentials sent up front, committing as `Dev <email>`.
 async fn git(dir: &Path, args: &[&str], credentials: Option<(&str, &str)>, email: &str) -> GitRun {
-    let mut cmd = tokio::process::Command::new("git");
+    let mut client = Git::new(email);
     if let Some((user, password)) = credentials {
-        let basic = BASE64.encode(format!("{user}:{password}"));
-        cmd.arg("-c")
-            .arg(format!("http.extraHeader=Authorization: Basic {basic}"));
+        client = client.basic(user, password);
     }
-    let out = cmd
-        .args(["-c", "credential.helper="])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_AUTHOR_NAME", "Dev")
-        .env("GIT_AUTHOR_EMAIL", email)
-        .env("GIT_COMMITTER_NAME", "Dev")
-        .env("GIT_COMMITTER_EMAIL", email)
-        .output()
-        .await
-        .expect("git runs");
-    GitRun {
-        ok: out.status.success(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    client.run(dir, args).await
 }
 
 struct Setup {
@@ -438,7 +413,7 @@ async fn push_refusals_carry_gitlab_messages() {
     assert!(!run.ok);
     assert!(
         run.stderr
-            .contains("GitLab: You can only delete protected branches using the web interface."),
+            .contains("remote: GitLab: The default branch of a project cannot be deleted."),
         "{}",
         run.stderr
     );
@@ -447,7 +422,8 @@ async fn push_refusals_carry_gitlab_messages() {
     s.sim.handle().lock().push_rules.insert(
         s.project_id,
         PushRule {
-            reject_unverified_users: true,
+            commit_committer_check: true,
+            ..PushRule::default()
         },
     );
     let run = s

@@ -23,6 +23,8 @@ async fn list_filters_get_and_notes() {
     let head = t.commit(project.id, "feature", "b.txt", "b");
     let new = |title: &str, source: &str| NewMergeRequest {
         project_id: project.id,
+        source_project_id: project.id,
+        force_remove_source_branch: false,
         author_id: user.id,
         title: title.into(),
         description: "desc".into(),

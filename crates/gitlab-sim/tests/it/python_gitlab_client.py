@@ -3,7 +3,7 @@
 Run by `third_party_client.rs`, which seeds the simulator and asserts on every value printed
 here. Inputs come from the environment (the token never from argv): SIM_URL, SIM_TOKEN,
 SIM_PROJECT_ID, SIM_PROJECT_PATH, SIM_PERSONAL_PROJECT_PATH, SIM_MEMBER_ID, SIM_SHA,
-SIM_MR_IID, SIM_DEPLOY_KEY. Any unexpected failure is an exception: a traceback and a non-zero
+SIM_MR_IID, SIM_DEPLOY_KEY, SIM_USER_KEY. Any unexpected failure is an exception: a traceback and a non-zero
 exit status.
 """
 
@@ -180,6 +180,98 @@ result["merge_request"] = {
     "note_author": note.author["username"],
     "note_ids": [n.id for n in mr.notes.list(get_all=True)],
     "note_id": note.id,
+}
+
+# The current user's SSH keys and e-mails.
+user_key = gl.user.keys.create({"title": "laptop", "key": env["SIM_USER_KEY"]})
+listed_user_keys = [k.id for k in gl.user.keys.list(get_all=True)]
+gl.user.keys.delete(user_key.id)
+result["user"] = {
+    "key_id": user_key.id,
+    "key_title": user_key.title,
+    "listed_key_ids": listed_user_keys,
+    "keys_after_delete": [k.id for k in gl.user.keys.list(get_all=True)],
+    "emails": [e.email for e in gl.user.emails.list(get_all=True)],
+    "commit_email": gl.user.commit_email,
+}
+
+# Protected branches, with a wildcard name.
+protected = project.protectedbranches.create(
+    {"name": "release/*", "push_access_level": 30, "merge_access_level": 40}
+)
+listed_protected = sorted(p.name for p in project.protectedbranches.list(get_all=True))
+fetched_protected = project.protectedbranches.get("release/*")
+project.protectedbranches.delete("release/*")
+result["protected_branches"] = {
+    "name": protected.name,
+    "push_level": protected.push_access_levels[0]["access_level"],
+    "listed": listed_protected,
+    "fetched": fetched_protected.name,
+    "after_delete": sorted(p.name for p in project.protectedbranches.list(get_all=True)),
+}
+
+# The push rule: create, read, edit, delete.
+created_rule = project.pushrules.create({"commit_message_regex": "JIRA-\\d+", "deny_delete_tag": True})
+rule = project.pushrules.get()
+rule.max_file_size = 10
+rule.save()
+edited_rule = project.pushrules.get()
+project.pushrules.delete()
+result["push_rule"] = {
+    "created_regex": created_rule.commit_message_regex,
+    "deny_delete_tag": rule.deny_delete_tag,
+    "edited_max_file_size": edited_rule.max_file_size,
+    "edited_regex": edited_rule.commit_message_regex,
+}
+
+# Branches, files, tree and compare.
+made = project.branches.create({"branch": "py-branch", "ref": "main"})
+branch_names = sorted(b.name for b in project.branches.list(get_all=True))
+project.branches.delete("py-branch")
+main = project.branches.get("main")
+orders = project.files.get(file_path="models/orders.sql", ref="main")
+compared = project.repository_compare("main", "feature")
+result["repository"] = {
+    "created_branch": made.name,
+    "branches": branch_names,
+    "after_delete": sorted(b.name for b in project.branches.list(get_all=True)),
+    "main_sha": main.commit["id"],
+    "main_protected": main.protected,
+    "file": orders.decode().decode(),
+    "raw": project.files.raw(file_path="models/orders.sql", ref="main").decode(),
+    "tree": sorted(t["path"] for t in project.repository_tree(ref="feature", recursive=True, get_all=True)),
+    "compare_commits": [c["id"] for c in compared["commits"]],
+    "compare_files": [d["new_path"] for d in compared["diffs"]],
+}
+
+# A merge request created, edited and merged through the API.
+project.branches.create({"branch": "py-mr", "ref": "feature"})
+opened = project.mergerequests.create(
+    {"source_branch": "py-mr", "target_branch": "main", "title": "Draft: from python"}
+)
+draft_at_creation = opened.draft
+opened.title = "From python"
+opened.description = "Edited by python-gitlab."
+opened.save()
+edited = project.mergerequests.get(opened.iid)
+opened.merge(should_remove_source_branch=True)
+merged = project.mergerequests.get(opened.iid)
+result["merge_request_api"] = {
+    "draft_at_creation": draft_at_creation,
+    "edited_title": edited.title,
+    "edited_draft": edited.draft,
+    "edited_description": edited.description,
+    "merged_state": merged.state,
+    "source_branch_left": "py-mr" in [b.name for b in project.branches.list(get_all=True)],
+}
+
+# A fork into the user's own namespace.
+fork = project.forks.create({"namespace_path": gl.user.username, "path": "warehouse-fork"})
+result["fork"] = {
+    "path_with_namespace": fork.path_with_namespace,
+    "forked_from": fork.forked_from_project["id"],
+    "listed": [f.id for f in project.forks.list(get_all=True)],
+    "id": fork.id,
 }
 
 try:

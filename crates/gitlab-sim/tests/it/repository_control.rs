@@ -208,6 +208,10 @@ async fn seed_commit_and_merge_request_lifecycle_over_http() {
         StatusCode::OK,
     )
     .await;
-    assert_eq!(rule, json!({ "reject_unverified_users": true }));
-    assert!(sim.handle().lock().push_rules[&p].reject_unverified_users);
+    assert_eq!(
+        rule["commit_committer_check"], true,
+        "the older name still works"
+    );
+    assert_eq!(rule["project_id"], p);
+    assert!(sim.handle().lock().push_rules[&p].commit_committer_check);
 }

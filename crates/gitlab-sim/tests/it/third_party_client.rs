@@ -13,6 +13,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::common::{TestSim, TestUser, expect};
+use crate::gitcli::ssh_keygen;
 
 /// The python-gitlab major versions this test is known to pass with.
 const PYTHON_GITLAB_REQUIREMENT: &str = "python-gitlab>=4,<7";
@@ -62,28 +63,6 @@ fn python_with_gitlab() -> PathBuf {
         );
     }
     python
-}
-
-/// A real ed25519 public key and its `SHA256:` fingerprint as ssh-keygen prints it.
-fn ed25519_key(dir: &Path) -> (String, String) {
-    let key = dir.join("deploy_key");
-    let key_arg = key.to_str().expect("UTF-8 path");
-    let keygen = Path::new("ssh-keygen");
-    run(
-        keygen,
-        &[
-            "-q", "-t", "ed25519", "-N", "", "-C", "lablink", "-f", key_arg,
-        ],
-    )
-    .expect("ssh-keygen");
-    let public = std::fs::read_to_string(dir.join("deploy_key.pub")).expect("public key");
-    let listing = run(keygen, &["-l", "-E", "sha256", "-f", key_arg]).expect("fingerprint");
-    let fingerprint = listing
-        .split_whitespace()
-        .nth(1)
-        .expect("fingerprint field")
-        .to_owned();
-    (public.trim().to_owned(), fingerprint)
 }
 
 struct World {
@@ -205,7 +184,8 @@ fn ids(value: &Value) -> Vec<Id> {
 async fn python_gitlab_works_unchanged() {
     let python = python_with_gitlab();
     let keys = tempfile::tempdir().expect("tempdir");
-    let (public_key, fingerprint) = ed25519_key(keys.path());
+    let (_, public_key, fingerprint) = ssh_keygen(keys.path(), "deploy_key");
+    let (_, user_key, _) = ssh_keygen(keys.path(), "user_key");
     let t = TestSim::start().await;
     let w = seed(&t).await;
     let expected_ids = maintained_project_ids(&t, w.alice.id);
@@ -227,6 +207,7 @@ async fn python_gitlab_works_unchanged() {
         .env("SIM_SHA", &w.sha)
         .env("SIM_MR_IID", w.mr_iid.to_string())
         .env("SIM_DEPLOY_KEY", &public_key)
+        .env("SIM_USER_KEY", &user_key)
         .output()
         .await
         .expect("python runs");
@@ -355,6 +336,68 @@ async fn python_gitlab_works_unchanged() {
     assert_eq!(mr["note_body"], "dbt build passed");
     assert_eq!(mr["note_author"], "alice");
     assert_eq!(ids(&mr["note_ids"]), vec![ids_of(mr, "note_id")]);
+
+    let user = &r["user"];
+    assert_eq!(user["key_title"], "laptop");
+    assert_eq!(ids(&user["listed_key_ids"]), vec![ids_of(user, "key_id")]);
+    assert_eq!(user["keys_after_delete"], json!([]));
+    assert_eq!(user["emails"], json!(["alice@example.com"]));
+    assert_eq!(user["commit_email"], "alice@example.com");
+
+    assert_eq!(
+        r["protected_branches"],
+        json!({
+            "name": "release/*",
+            "push_level": 30,
+            "listed": ["main", "release/*"],
+            "fetched": "release/*",
+            "after_delete": ["main"],
+        })
+    );
+    assert_eq!(
+        r["push_rule"],
+        json!({
+            "created_regex": "JIRA-\\d+",
+            "deny_delete_tag": true,
+            "edited_max_file_size": 10,
+            "edited_regex": "JIRA-\\d+",
+        })
+    );
+
+    let repository = &r["repository"];
+    assert_eq!(repository["created_branch"], "py-branch");
+    assert_eq!(
+        repository["branches"],
+        json!(["feature", "main", "py-branch"])
+    );
+    assert_eq!(repository["after_delete"], json!(["feature", "main"]));
+    assert_eq!(repository["main_sha"], w.sha.as_str());
+    assert_eq!(repository["main_protected"], true);
+    assert_eq!(repository["file"], "select 1\n");
+    assert_eq!(repository["raw"], "select 1\n");
+    assert_eq!(
+        repository["tree"],
+        json!(["models", "models/customers.sql", "models/orders.sql"])
+    );
+    assert_eq!(repository["compare_commits"], json!([w.mr_sha]));
+    assert_eq!(repository["compare_files"], json!(["models/customers.sql"]));
+
+    assert_eq!(
+        r["merge_request_api"],
+        json!({
+            "draft_at_creation": true,
+            "edited_title": "From python",
+            "edited_draft": false,
+            "edited_description": "Edited by python-gitlab.",
+            "merged_state": "merged",
+            "source_branch_left": false,
+        })
+    );
+
+    let fork = &r["fork"];
+    assert_eq!(fork["path_with_namespace"], "alice/warehouse-fork");
+    assert_eq!(fork["forked_from"], w.project_id);
+    assert_eq!(ids(&fork["listed"]), vec![ids_of(fork, "id")]);
 
     assert_eq!(
         r["errors"],

@@ -163,6 +163,7 @@ async fn merge_request_lifecycle_fires_each_hook_like_gitlab() {
     let edit = MergeRequestEdit {
         title: Some("Add the model".into()),
         description: Some("Adds one model.".into()),
+        ..MergeRequestEdit::default()
     };
     handle
         .edit_merge_request(p, mr.iid, me, edit)
