@@ -7,6 +7,7 @@
 //! credential helper, no hooks and no terminal prompt.
 
 use std::ffi::OsString;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,6 +72,9 @@ impl GitCredential {
 pub struct Remote {
     url: String,
     credential: Option<GitCredential>,
+    /// `host:port:address,…` for `http.curloptResolve`: git connects only to these addresses,
+    /// checked by the caller's network policy, whatever DNS answers at connection time.
+    resolve: Option<String>,
 }
 
 impl Remote {
@@ -91,7 +95,41 @@ impl Remote {
         Ok(Self {
             url: url.to_owned(),
             credential,
+            resolve: None,
         })
+    }
+
+    /// Pins the remote's host to `addresses` (already checked): git resolves the name to them
+    /// and to nothing else.
+    pub fn pinned_to(mut self, addresses: &[IpAddr]) -> Result<Self, ExecError> {
+        let parsed = url::Url::parse(&self.url).map_err(|_| ExecError::InvalidInput {
+            what: "remote URL",
+            value: self.url.clone(),
+        })?;
+        let (Some(host), Some(port)) = (parsed.host_str(), parsed.port_or_known_default()) else {
+            return Err(ExecError::InvalidInput {
+                what: "remote URL",
+                value: self.url.clone(),
+            });
+        };
+        if addresses.is_empty() {
+            return Err(ExecError::InvalidInput {
+                what: "remote addresses",
+                value: host.to_owned(),
+            });
+        }
+        let list = addresses
+            .iter()
+            .map(|ip| match ip {
+                IpAddr::V4(v4) => v4.to_string(),
+                IpAddr::V6(v6) => format!("[{v6}]"),
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        // curl wants the host as it appears in the URL, without IPv6 brackets.
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        self.resolve = Some(format!("{host}:{port}:{list}"));
+        Ok(self)
     }
 
     pub fn url(&self) -> &str {
@@ -677,7 +715,17 @@ impl Git {
             ("credential.helper".into(), String::new()),
             // Repository content must never run code in our process tree.
             ("core.hooksPath".into(), "/dev/null".into()),
+            ("core.fsmonitor".into(), "false".into()),
+            // Only the remote it was given, over http(s): no redirect to another place (the
+            // address policy checked this one), no other transport (`ext::`, `file://`, ssh).
+            ("http.followRedirects".into(), "false".into()),
+            ("protocol.allow".into(), "never".into()),
+            ("protocol.https.allow".into(), "always".into()),
+            ("protocol.http.allow".into(), "always".into()),
         ];
+        if let Some(resolve) = remote.and_then(|r| r.resolve.clone()) {
+            config.push(("http.curloptResolve".into(), resolve));
+        }
         config.extend(self.config.tuning.iter().cloned());
         let mut secrets = Vec::new();
         if let Some(credential) = remote.and_then(|r| r.credential.as_ref().map(|c| (r, c))) {

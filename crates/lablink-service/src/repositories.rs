@@ -273,6 +273,10 @@ impl Services {
         let gitlab = self.user_gitlab(caller).await?;
         let api = &gitlab.api;
         let found = connectable_project(api, gitlab.gitlab_user_id, gitlab_project_id).await?;
+        // GitLab's answer decides where lablink's git goes later: it must be GitLab itself.
+        self.gitlab_instance(&gitlab.instance_url, None)?
+            .git_addresses(&found.http_url_to_repo)
+            .await?;
         let default_branch = found
             .default_branch
             .clone()

@@ -660,3 +660,41 @@ async fn a_claim_held_by_a_process_that_dies_is_released() {
     let claim = DirClaim::claim(&worktrees, "job-5").unwrap();
     assert_eq!(claim.path(), worktrees.join("job-5-0"));
 }
+
+/// A remote pinned to checked addresses is reached at them whatever the name resolves to (here:
+/// a name that resolves to nothing), and git follows no redirect and speaks no other protocol.
+#[tokio::test]
+async fn git_connects_only_where_it_was_pinned() {
+    let fx = Fixture::new(2).await;
+    let port = fx
+        .server
+        .url("x")
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let url = format!("http://gitlab.invalid:{port}/group-project.git");
+    let credential = || {
+        Some(GitCredential::new(
+            USER,
+            SecretString::from(TOKEN.to_owned()),
+        ))
+    };
+    // Not pinned: the name does not resolve, so git cannot get there.
+    let cache = fx.work.join("unpinned.git");
+    let unpinned = Remote::new(&url, credential()).unwrap();
+    assert!(fx.git.ensure_bare_cache(&cache, &unpinned).await.is_err());
+    // Pinned to the checked address: git connects there.
+    let pinned = Remote::new(&url, credential())
+        .unwrap()
+        .pinned_to(&["127.0.0.1".parse().unwrap()])
+        .unwrap();
+    let cache = fx.work.join("pinned.git");
+    fx.git.ensure_bare_cache(&cache, &pinned).await.unwrap();
+    assert!(!git(&cache, &["rev-parse", "refs/heads/main"]).is_empty());
+    // Other transports are off: `ext::` would run a command.
+    assert!(Remote::new("ext::sh -c id", None).is_err());
+}

@@ -6,6 +6,7 @@ mod policy;
 pub(crate) mod response;
 
 use std::error::Error as StdError;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,17 +37,18 @@ pub struct InstanceConfig {
 pub struct Instance {
     base_url: Url,
     client: Client,
+    resolver: Arc<PolicyResolver>,
 }
 
 impl Instance {
     pub fn new(cfg: InstanceConfig) -> Result<Instance, GitLabError> {
         let base = base_url::validate(&cfg.base_url, &cfg.policy)?;
-        let resolver = PolicyResolver {
+        let resolver = Arc::new(PolicyResolver {
             policy: cfg.policy,
             loopback_only: base.loopback_only,
-        };
+        });
         let mut builder = Client::builder()
-            .dns_resolver(Arc::new(resolver))
+            .dns_resolver(Arc::clone(&resolver))
             // A proxy would resolve names itself, out of reach of the policy resolver.
             .no_proxy()
             // A redirect could lead anywhere, and reqwest keeps custom headers such as
@@ -74,6 +76,45 @@ impl Instance {
         Ok(Instance {
             base_url: base.url,
             client,
+            resolver,
+        })
+    }
+
+    /// Where git may connect for a repository of this instance: `clone_url` must be on the
+    /// instance itself (its scheme, host and port), and git is given the addresses its host
+    /// resolves to that the network policy allows, so git goes nowhere the API client may not.
+    /// Checked when a repository is stored and again before each use.
+    pub async fn git_addresses(&self, clone_url: &str) -> Result<Vec<IpAddr>, GitLabError> {
+        let url = Url::parse(clone_url)
+            .map_err(|_| GitLabError::InvalidUrl(format!("`{clone_url}` is not a URL")))?;
+        let same_origin = url.scheme() == self.base_url.scheme()
+            && url.host_str() == self.base_url.host_str()
+            && url.port_or_known_default() == self.base_url.port_or_known_default();
+        if !same_origin || !url.username().is_empty() || url.password().is_some() {
+            return Err(GitLabError::InvalidUrl(format!(
+                "the repository URL {clone_url} is not on the GitLab instance {}; lablink clones \
+                 only from the instance it talks to",
+                self.base_url
+            )));
+        }
+        let host = url
+            .host_str()
+            .unwrap_or_default()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        self.resolver.checked_addresses(&host).await.map_err(|e| {
+            match e.downcast_ref::<PolicyRefusal>() {
+                Some(refusal) => GitLabError::NetworkPolicy {
+                    host: refusal.host.clone(),
+                    address: refusal.address.to_string(),
+                    class: refusal.class.describe(),
+                },
+                None => GitLabError::Unreachable {
+                    host: host.clone(),
+                    cause: plain_cause(e.as_ref(), &e.to_string()),
+                },
+            }
         })
     }
 

@@ -129,31 +129,49 @@ pub(crate) struct PolicyRefusal {
 }
 
 /// A DNS resolver that drops every address the policy refuses, and fails if none is left.
+#[derive(Debug)]
 pub(crate) struct PolicyResolver {
     pub(crate) policy: NetworkPolicy,
     pub(crate) loopback_only: bool,
 }
 
+type ResolveError = Box<dyn std::error::Error + Send + Sync>;
+
+impl PolicyResolver {
+    /// The addresses `host` resolves to that the policy allows; a refusal when it resolves only
+    /// to refused ones. A literal address is checked as it is.
+    pub(crate) async fn checked_addresses(&self, host: &str) -> Result<Vec<IpAddr>, ResolveError> {
+        let resolved: Vec<IpAddr> = match host.parse::<IpAddr>() {
+            Ok(ip) => vec![ip],
+            Err(_) => tokio::net::lookup_host((host, 0))
+                .await?
+                .map(|a| a.ip())
+                .collect(),
+        };
+        let (allowed, refused): (Vec<IpAddr>, Vec<IpAddr>) = resolved
+            .into_iter()
+            .partition(|ip| self.policy.permits(*ip, self.loopback_only));
+        match (allowed.is_empty(), refused.first()) {
+            (true, Some(first)) => Err(Box::new(PolicyRefusal {
+                host: host.to_owned(),
+                address: *first,
+                class: AddressClass::of(*first),
+            })),
+            _ => Ok(allowed),
+        }
+    }
+}
+
 impl Resolve for PolicyResolver {
     fn resolve(&self, name: Name) -> Resolving {
-        let policy = self.policy;
-        let loopback_only = self.loopback_only;
+        let resolver = PolicyResolver {
+            policy: self.policy,
+            loopback_only: self.loopback_only,
+        };
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let resolved: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let (allowed, refused): (Vec<SocketAddr>, Vec<SocketAddr>) = resolved
-                .into_iter()
-                .partition(|addr| policy.permits(addr.ip(), loopback_only));
-            match (allowed.is_empty(), refused.first()) {
-                (true, Some(first)) => Err(Box::new(PolicyRefusal {
-                    host,
-                    address: first.ip(),
-                    class: AddressClass::of(first.ip()),
-                })
-                    as Box<dyn std::error::Error + Send + Sync>),
-                _ => Ok(Box::new(allowed.into_iter()) as Addrs),
-            }
+            let allowed = resolver.checked_addresses(&host).await?;
+            Ok(Box::new(allowed.into_iter().map(|ip| SocketAddr::new(ip, 0))) as Addrs)
         })
     }
 }

@@ -104,3 +104,53 @@ async fn tls_failures_are_reported_as_tls() {
     let err = instance.probe().await.unwrap_err();
     assert!(matches!(err, GitLabError::Tls { .. }), "{err:?}");
 }
+
+fn instance(url: &str, policy: NetworkPolicy) -> Instance {
+    Instance::new(InstanceConfig {
+        base_url: Url::parse(url).unwrap(),
+        ca_bundle_pem: None,
+        policy,
+        timeout: Duration::from_secs(5),
+    })
+    .unwrap()
+}
+
+/// git goes only where the API client may: to the instance's own origin, at addresses the
+/// network policy allows.
+#[tokio::test]
+async fn git_reaches_only_the_instance_at_allowed_addresses() {
+    let local = NetworkPolicy {
+        allow_http_loopback: true,
+        allow_private_networks: false,
+    };
+    let gitlab = instance("http://127.0.0.1:8929", local);
+    assert_eq!(
+        gitlab
+            .git_addresses("http://127.0.0.1:8929/group/project.git")
+            .await
+            .unwrap(),
+        ["127.0.0.1".parse::<std::net::IpAddr>().unwrap()]
+    );
+    for foreign in [
+        "http://127.0.0.1:9999/group/project.git",
+        "https://127.0.0.1:8929/group/project.git",
+        "http://169.254.169.254:8929/latest/meta-data",
+        "http://evil.example:8929/group/project.git",
+        "http://user:pw@127.0.0.1:8929/group/project.git",
+        "file:///etc/passwd",
+        "not a url",
+    ] {
+        let err = gitlab.git_addresses(foreign).await.unwrap_err();
+        assert!(
+            matches!(err, GitLabError::InvalidUrl(_)),
+            "{foreign}: {err:?}"
+        );
+    }
+    // A name that resolves to a refused address is refused after resolution.
+    let strict = instance("https://localhost", NetworkPolicy::default());
+    let err = strict
+        .git_addresses("https://localhost/group/project.git")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GitLabError::NetworkPolicy { .. }), "{err:?}");
+}

@@ -21,7 +21,7 @@ use lablink_exec::dbt::{
 use lablink_exec::limits::LimitExceeded;
 use lablink_exec::sandbox::{Isolation, SandboxUnavailable};
 use lablink_exec::{
-    ExecError, Git, GitConfig, GitCredential, LogLine, Remote, Stream, Termination, WorktreeState,
+    ExecError, Git, GitConfig, GitCredential, LogLine, Stream, Termination, WorktreeState,
 };
 use lablink_store::ci_jobs::CiJob;
 use lablink_store::runs::{CiRepository, Holder, Run, StepOutcome};
@@ -539,10 +539,13 @@ impl Services {
         ) else {
             return Err(SetupError::NoDeployToken);
         };
-        let remote = Remote::new(
-            &repository.http_url_to_repo,
-            Some(GitCredential::new(username, token)),
-        )?;
+        let remote = self
+            .git_remote(
+                &repository.gitlab_instance_url,
+                &repository.http_url_to_repo,
+                Some(GitCredential::new(username, token)),
+            )
+            .await?;
         Ok(rt
             .checkout(&repository.id, &remote, sha, worktree, cancel)
             .await?)

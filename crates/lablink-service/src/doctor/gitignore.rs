@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use lablink_exec::{Git, GitConfig, GitCredential, Identity, Remote};
+use lablink_exec::{Git, GitConfig, GitCredential, Identity};
 use lablink_gitlab::Api;
 use lablink_store::repositories::Repository;
 
@@ -136,8 +136,13 @@ impl Services {
                 .join("doctor")
                 .join(uuid::Uuid::now_v7().to_string()),
         };
-        let remote = Remote::new(&repo.http_url_to_repo, Some(credential))
-            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let remote = self
+            .git_remote(
+                &repo.gitlab_instance_url,
+                &repo.http_url_to_repo,
+                Some(credential),
+            )
+            .await?;
         self.git()?
             .clone(&remote, &checkout.path())
             .await
@@ -223,8 +228,13 @@ impl Services {
         )
         .await
         .map_err(exec)?;
-        let remote = Remote::new(&repo.http_url_to_repo, Some(credential))
-            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let remote = self
+            .git_remote(
+                &repo.gitlab_instance_url,
+                &repo.http_url_to_repo,
+                Some(credential),
+            )
+            .await?;
         git.push(&root, &remote, FIX_BRANCH, true)
             .await
             .map_err(exec)?;

@@ -30,6 +30,22 @@ impl Services {
             .join(format!("{repository_id}.git"))
     }
 
+    /// The git remote of a repository: its clone URL checked to be on its GitLab instance, and
+    /// git pinned to the addresses the network policy allows for that host (checked now, at each
+    /// use, since DNS answers change).
+    pub(crate) async fn git_remote(
+        &self,
+        instance_url: &str,
+        clone_url: &str,
+        credential: Option<GitCredential>,
+    ) -> Result<Remote, ServiceError> {
+        let instance = self.gitlab_instance(instance_url, None)?;
+        let addresses = instance.git_addresses(clone_url).await?;
+        Remote::new(clone_url, credential)
+            .and_then(|remote| remote.pinned_to(&addresses))
+            .map_err(|e| ServiceError::Internal(format!("the repository's git remote: {e}")))
+    }
+
     /// Creates or updates the repository's bare cache from GitLab (branches and merge request
     /// heads; later fetches transfer only what changed) and returns its path.
     pub async fn fetch_repository(&self, repository_id: &str) -> Result<PathBuf, ServiceError> {
@@ -48,11 +64,13 @@ impl Services {
                 "repository {repository_id} has no deploy token; disconnect and connect it again"
             )));
         };
-        let remote = Remote::new(
-            &repo.http_url_to_repo,
-            Some(GitCredential::new(username, token)),
-        )
-        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let remote = self
+            .git_remote(
+                &repo.gitlab_instance_url,
+                &repo.http_url_to_repo,
+                Some(GitCredential::new(username, token)),
+            )
+            .await?;
         let settings = &self.settings.repositories;
         std::fs::create_dir_all(&settings.git_home)
             .and_then(|()| std::fs::create_dir_all(&settings.cache_dir))
