@@ -209,10 +209,10 @@ pub struct Git {
 }
 
 /// Output lines of one git invocation, already redacted.
-struct Output {
-    termination: Termination,
-    stdout: Vec<String>,
-    stderr: Vec<String>,
+pub(crate) struct Output {
+    pub(crate) termination: Termination,
+    pub(crate) stdout: Vec<String>,
+    pub(crate) stderr: Vec<String>,
 }
 
 impl Output {
@@ -639,7 +639,7 @@ impl Git {
     }
 
     /// Runs git and fails unless it exited with 0.
-    async fn ok<I, S>(
+    pub(crate) async fn ok<I, S>(
         &self,
         operation: &'static str,
         cwd: &Path,
@@ -661,7 +661,7 @@ impl Git {
     }
 
     /// Runs git once and collects its redacted output, whatever its exit status.
-    async fn call<I, S>(
+    pub(crate) async fn call<I, S>(
         &self,
         operation: &'static str,
         cwd: &Path,
@@ -775,7 +775,7 @@ fn usable_unless_broken<T>(dir: &Path, result: Result<T, ExecError>) -> Result<b
     }
 }
 
-fn identity_env(author: &Identity, committer: &Identity) -> Vec<(String, String)> {
+pub(crate) fn identity_env(author: &Identity, committer: &Identity) -> Vec<(String, String)> {
     vec![
         ("GIT_AUTHOR_NAME".into(), author.name.clone()),
         ("GIT_AUTHOR_EMAIL".into(), author.email.clone()),
@@ -785,7 +785,7 @@ fn identity_env(author: &Identity, committer: &Identity) -> Vec<(String, String)
 }
 
 /// Timeouts and cancellations are errors of their own, whatever git managed to print.
-fn check_finished(operation: &'static str, out: &Output) -> Result<(), ExecError> {
+pub(crate) fn check_finished(operation: &'static str, out: &Output) -> Result<(), ExecError> {
     match out.termination {
         Termination::TimedOut => Err(ExecError::TimedOut { operation }),
         Termination::Cancelled => Err(ExecError::Cancelled { operation }),
@@ -797,7 +797,7 @@ fn check_finished(operation: &'static str, out: &Output) -> Result<(), ExecError
     }
 }
 
-fn failed(operation: &'static str, out: &Output) -> ExecError {
+pub(crate) fn failed(operation: &'static str, out: &Output) -> ExecError {
     ExecError::GitFailed {
         operation,
         code: out.termination.code(),
@@ -807,7 +807,7 @@ fn failed(operation: &'static str, out: &Output) -> ExecError {
 
 /// What the remote said about a refused push: its `remote:` lines (where GitLab's pre-receive
 /// messages arrive) and the rejected-ref lines of `--porcelain` output.
-fn rejection_message(out: &Output) -> String {
+pub(crate) fn rejection_message(out: &Output) -> String {
     let remote_lines = out.stderr.iter().filter_map(|line| {
         let text = line.strip_prefix("remote:")?.trim();
         (!text.is_empty()).then(|| text.to_owned())
@@ -824,7 +824,7 @@ fn rejection_message(out: &Output) -> String {
 }
 
 /// A full or abbreviated hexadecimal object name; anything else could be read as an option.
-fn check_sha(sha: &str) -> Result<(), ExecError> {
+pub(crate) fn check_sha(sha: &str) -> Result<(), ExecError> {
     if (4..=64).contains(&sha.len()) && sha.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(())
     } else {
@@ -836,7 +836,7 @@ fn check_sha(sha: &str) -> Result<(), ExecError> {
 }
 
 /// Rejects names git would misread (options, refspec syntax); git checks the rest itself.
-fn check_ref_name(name: &str) -> Result<(), ExecError> {
+pub(crate) fn check_ref_name(name: &str) -> Result<(), ExecError> {
     let bad = name.is_empty()
         || name.starts_with('-')
         || name.chars().any(|c| {

@@ -6,6 +6,7 @@
 pub mod dbt;
 mod error;
 pub mod git;
+mod git_objects;
 pub mod limits;
 pub mod process;
 pub mod redact;
@@ -14,6 +15,7 @@ pub mod slot;
 
 pub use error::ExecError;
 pub use git::{Git, GitConfig, GitCredential, Identity, Remote, WorktreeState};
+pub use git_objects::{CommitMessage, TreeEdit, TreeEntry};
 pub use process::{LogLine, ProcessSpec, Stream, Termination, run};
 pub use redact::Redactor;
 pub use slot::DirClaim;

@@ -43,6 +43,8 @@ pub struct Services {
     hook_secrets: Arc<ci::hook_secret_cache::HookSecretCache>,
     /// Wakes this replica's CI loops when it commits work for them.
     pub wake: Arc<ci::wake::Wakeups>,
+    /// The doctor's `.gitignore` inspections, by commit.
+    gitignore_cache: Arc<doctor::GitignoreCache>,
 }
 
 impl Services {
@@ -55,6 +57,7 @@ impl Services {
             intake: Arc::default(),
             hook_secrets: Arc::default(),
             wake: Arc::default(),
+            gitignore_cache: Arc::default(),
         }
     }
 }

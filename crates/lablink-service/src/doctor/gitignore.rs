@@ -1,11 +1,15 @@
 //! The dbt project's `.gitignore` (dbt-platform.md §6.8): dbt's build folders must be ignored and
-//! never tracked, or every run commits artefacts and merges conflict. The check clones the
-//! repository (a fresh clone's working tree holds exactly the tracked files); the fix corrects
-//! `.gitignore`, removes the tracked folders on a new branch and opens a merge request.
+//! never tracked, or every run commits artefacts and merges conflict. Both the check and the fix
+//! work on git objects of the default branch in the repository's bare cache, never on a checkout:
+//! a `.gitignore` that is a symlink (to `/dev/zero`, to a file outside the repository) is seen as
+//! one and replaced by a regular file, never followed. The fix commits a corrected `.gitignore`
+//! without the tracked folders on a new branch and opens a merge request.
 
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
 
-use lablink_exec::{Git, GitConfig, GitCredential, Identity};
+use lablink_exec::{CommitMessage, Git, GitConfig, GitCredential, Identity, TreeEdit};
 use lablink_gitlab::Api;
 use lablink_store::repositories::Repository;
 
@@ -16,6 +20,9 @@ const BUILD_FOLDERS: [&str; 4] = ["target", "dbt_packages", "logs", "dbt_modules
 /// The branch the fix is pushed to.
 pub(crate) const FIX_BRANCH: &str = "lablink/fix-gitignore";
 
+/// The largest `.gitignore` read; a larger one is not a list of ignore rules.
+const MAX_GITIGNORE_BYTES: u64 = 64 * 1024;
+
 /// What is wrong with the dbt project's ignore rules.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct GitignoreProblems {
@@ -23,11 +30,38 @@ pub(crate) struct GitignoreProblems {
     pub missing: Vec<&'static str>,
     /// Build folders with tracked files.
     pub tracked: Vec<&'static str>,
+    /// `.gitignore` is there but is not a regular file git reads rules from (a symlink, a
+    /// folder, too large): what it is.
+    pub not_a_file: Option<&'static str>,
 }
 
 impl GitignoreProblems {
     pub fn is_empty(&self) -> bool {
-        self.missing.is_empty() && self.tracked.is_empty()
+        self.missing.is_empty() && self.tracked.is_empty() && self.not_a_file.is_none()
+    }
+}
+
+/// Inspections by commit: the connection panel opens often, the default branch moves rarely.
+#[derive(Debug, Default)]
+pub(crate) struct GitignoreCache(Mutex<HashMap<(String, String, String), GitignoreProblems>>);
+
+impl GitignoreCache {
+    const MAX_ENTRIES: usize = 1024;
+
+    fn get(&self, key: &(String, String, String)) -> Option<GitignoreProblems> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    fn put(&self, key: (String, String, String), problems: GitignoreProblems) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= Self::MAX_ENTRIES {
+            map.clear();
+        }
+        map.insert(key, problems);
     }
 }
 
@@ -69,50 +103,60 @@ pub(crate) fn corrected(gitignore: &str, missing: &[&str]) -> String {
     text
 }
 
-/// The dbt project's directory inside a checkout.
-fn project_dir(checkout: &Path, subdirectory: &str) -> PathBuf {
-    let sub = subdirectory.trim_matches('/');
-    if sub.is_empty() {
-        checkout.to_path_buf()
-    } else {
-        checkout.join(sub)
+/// `name` inside the dbt project's directory, as a path in the repository.
+fn in_project(subdirectory: &str, name: &str) -> String {
+    match subdirectory.trim_matches('/') {
+        "" => name.to_owned(),
+        sub => format!("{sub}/{name}"),
     }
 }
 
-/// The problems of a fresh clone (where every file present is tracked). A directory without
-/// `dbt_project.yml` (an empty repository, a wrong subdirectory) is not a dbt project: nothing
-/// to say about its ignore rules.
-fn inspect(checkout: &Path, subdirectory: &str) -> GitignoreProblems {
-    let dir = project_dir(checkout, subdirectory);
-    if !dir.join("dbt_project.yml").is_file() {
-        return GitignoreProblems::default();
+/// The state of the ignore rules at commit `sha` of `cache`: the `.gitignore` entry and its
+/// text (empty when there is none, or when it is not a regular file), or `None` when the
+/// directory holds no dbt project (an empty repository, a wrong subdirectory).
+async fn read_rules(
+    git: &Git,
+    cache: &Path,
+    sha: &str,
+    subdirectory: &str,
+) -> Result<Option<(GitignoreProblems, String)>, lablink_exec::ExecError> {
+    let project = git
+        .tree_entry(cache, sha, &in_project(subdirectory, "dbt_project.yml"))
+        .await?;
+    if !project.is_some_and(|e| e.is_file()) {
+        return Ok(None);
     }
-    let gitignore = std::fs::read_to_string(dir.join(".gitignore")).unwrap_or_default();
-    GitignoreProblems {
-        missing: missing_entries(&gitignore),
-        tracked: BUILD_FOLDERS
-            .into_iter()
-            .filter(|name| dir.join(name).exists())
-            .collect(),
+    let mut problems = GitignoreProblems::default();
+    let entry = git
+        .tree_entry(cache, sha, &in_project(subdirectory, ".gitignore"))
+        .await?;
+    let text = match entry {
+        None => String::new(),
+        Some(e) if e.is_symlink() => {
+            problems.not_a_file = Some("a symlink");
+            String::new()
+        }
+        Some(e) if !e.is_file() => {
+            problems.not_a_file = Some("not a file");
+            String::new()
+        }
+        Some(e) if e.size.is_none_or(|size| size > MAX_GITIGNORE_BYTES) => {
+            problems.not_a_file = Some("larger than 64 KiB");
+            String::new()
+        }
+        Some(e) => git.read_text_blob(cache, &e, MAX_GITIGNORE_BYTES).await?,
+    };
+    problems.missing = missing_entries(&text);
+    for name in BUILD_FOLDERS {
+        if git
+            .tree_entry(cache, sha, &in_project(subdirectory, name))
+            .await?
+            .is_some()
+        {
+            problems.tracked.push(name);
+        }
     }
-}
-
-/// A clone in a directory of its own, removed when dropped.
-struct Checkout {
-    dir: PathBuf,
-}
-
-impl Checkout {
-    fn path(&self) -> PathBuf {
-        self.dir.join("repo")
-    }
-}
-
-impl Drop for Checkout {
-    fn drop(&mut self) {
-        // Best effort: a leftover directory only costs disk space.
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    Ok(Some((problems, text)))
 }
 
 impl Services {
@@ -123,54 +167,43 @@ impl Services {
         Ok(Git::new(GitConfig::new(home)))
     }
 
-    async fn clone_for_doctor(
+    /// The repository's bare cache brought up to date, and the head of its default branch.
+    async fn default_branch_head(
         &self,
         repo: &Repository,
-        credential: GitCredential,
-    ) -> Result<Checkout, ServiceError> {
-        let checkout = Checkout {
-            dir: self
-                .settings
-                .repositories
-                .cache_dir
-                .join("doctor")
-                .join(uuid::Uuid::now_v7().to_string()),
-        };
-        let remote = self
-            .git_remote(
-                &repo.gitlab_instance_url,
-                &repo.http_url_to_repo,
-                Some(credential),
-            )
-            .await?;
-        self.git()?
-            .clone(&remote, &checkout.path())
+    ) -> Result<(Git, std::path::PathBuf, String), ServiceError> {
+        let cache = self.fetch_repository(&repo.id).await?;
+        let git = self.git()?;
+        let sha = git
+            .resolve_commit(&cache, &format!("refs/heads/{}", repo.default_branch))
             .await
             .map_err(|e| {
-                ServiceError::Remote(format!("cloning {} failed: {e}", repo.path_with_namespace))
+                ServiceError::Remote(format!(
+                    "the default branch {} of {} could not be read: {e}",
+                    repo.default_branch, repo.path_with_namespace
+                ))
             })?;
-        Ok(checkout)
+        Ok((git, cache, sha))
     }
 
-    /// Clones the repository with its deploy token and inspects the dbt project's ignore rules.
+    /// Inspects the dbt project's ignore rules on the default branch (once per commit).
     pub(crate) async fn gitignore_problems(
         &self,
         repo: &Repository,
         subdirectory: &str,
     ) -> Result<GitignoreProblems, ServiceError> {
-        let credential = self.read_credential(repo).await?;
-        let checkout = self.clone_for_doctor(repo, credential).await?;
-        Ok(inspect(&checkout.path(), subdirectory))
-    }
-
-    async fn read_credential(&self, repo: &Repository) -> Result<GitCredential, ServiceError> {
-        let secrets = self.db.repository_secrets(&self.keys, &repo.id).await?;
-        match (repo.deploy_token_username.clone(), secrets.deploy_token) {
-            (Some(user), Some(token)) => Ok(GitCredential::new(user, token)),
-            _ => Err(ServiceError::Conflict(
-                "the repository has no deploy token".into(),
-            )),
+        let (git, cache, sha) = self.default_branch_head(repo).await?;
+        let key = (repo.id.clone(), sha.clone(), subdirectory.to_owned());
+        if let Some(known) = self.gitignore_cache.get(&key) {
+            return Ok(known);
         }
+        let problems = read_rules(&git, &cache, &sha, subdirectory)
+            .await
+            .map_err(|e| ServiceError::Remote(format!("reading the repository: {e}")))?
+            .map(|(problems, _)| problems)
+            .unwrap_or_default();
+        self.gitignore_cache.put(key, problems.clone());
+        Ok(problems)
     }
 
     /// A credential that may push: lablink's project access token, else the connecting user's
@@ -185,57 +218,68 @@ impl Services {
         Ok(GitCredential::new("oauth2", fresh.token))
     }
 
-    /// Commits a corrected `.gitignore` without the tracked build folders on [`FIX_BRANCH`] and
-    /// opens a merge request (or updates the one already open).
+    /// Commits a corrected `.gitignore` (a regular file, whatever was there) without the tracked
+    /// build folders on [`FIX_BRANCH`] and opens a merge request (or updates the one already
+    /// open). The commit is built from git objects; nothing is checked out.
     pub(crate) async fn fix_gitignore(
         &self,
         repo: &Repository,
         api: &Api,
         subdirectory: &str,
     ) -> Result<String, ServiceError> {
-        let credential = self.push_credential(repo).await?;
-        let checkout = self.clone_for_doctor(repo, credential.clone()).await?;
-        let root = checkout.path();
-        let problems = inspect(&root, subdirectory);
+        let (git, cache, sha) = self.default_branch_head(repo).await?;
+        let exec = |e: lablink_exec::ExecError| ServiceError::Remote(e.to_string());
+        let Some((problems, current)) = read_rules(&git, &cache, &sha, subdirectory)
+            .await
+            .map_err(exec)?
+        else {
+            return Ok("nothing to change: the default branch has no dbt project".into());
+        };
         if problems.is_empty() {
             return Ok("nothing to change: the default branch is already correct".into());
         }
-        let dir = project_dir(&root, subdirectory);
-        let io = |e: std::io::Error| ServiceError::Internal(format!("editing the checkout: {e}"));
-        let current = std::fs::read_to_string(dir.join(".gitignore")).unwrap_or_default();
-        std::fs::write(
-            dir.join(".gitignore"),
-            corrected(&current, &problems.missing),
-        )
-        .map_err(io)?;
-        for name in &problems.tracked {
-            std::fs::remove_dir_all(dir.join(name)).map_err(io)?;
-        }
-        let git = self.git()?;
-        let exec = |e: lablink_exec::ExecError| ServiceError::Remote(e.to_string());
-        git.switch_branch(&root, FIX_BRANCH, Some("HEAD"))
-            .await
-            .map_err(exec)?;
+        let mut edits = vec![TreeEdit::Write {
+            path: in_project(subdirectory, ".gitignore"),
+            content: corrected(&current, &problems.missing).into_bytes(),
+        }];
+        edits.extend(problems.tracked.iter().map(|name| TreeEdit::Remove {
+            path: in_project(subdirectory, name),
+        }));
         let me = Identity {
             name: "lablink".into(),
             email: "lablink@localhost".into(),
         };
-        git.commit_all(
-            &root,
-            "Ignore dbt build folders and stop tracking them",
-            &me,
-            &me,
-        )
-        .await
-        .map_err(exec)?;
+        let scratch = self
+            .settings
+            .repositories
+            .cache_dir
+            .join("scratch")
+            .join(uuid::Uuid::now_v7().to_string());
+        let commit = git
+            .commit_edits(
+                &cache,
+                &sha,
+                &edits,
+                &CommitMessage {
+                    message: "Ignore dbt build folders and stop tracking them",
+                    author: &me,
+                    committer: &me,
+                },
+                &scratch,
+            )
+            .await;
+        if let Err(e) = std::fs::remove_dir_all(&scratch) {
+            tracing::debug!(error = %e, "a scratch directory was not removed");
+        }
+        let commit = commit.map_err(exec)?;
         let remote = self
             .git_remote(
                 &repo.gitlab_instance_url,
                 &repo.http_url_to_repo,
-                Some(credential),
+                Some(self.push_credential(repo).await?),
             )
             .await?;
-        git.push(&root, &remote, FIX_BRANCH, true)
+        git.push_commit(&cache, &remote, &commit, FIX_BRANCH, true)
             .await
             .map_err(exec)?;
         match api

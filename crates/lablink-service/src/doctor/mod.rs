@@ -15,6 +15,7 @@ use lablink_gitlab::Api;
 use lablink_store::repositories::Repository;
 
 pub use findings::{Code, Finding, Outcome, Repair, Report, Severity};
+pub(crate) use gitignore::GitignoreCache;
 
 use crate::error::require;
 use crate::{Principal, ServiceError, Services};
@@ -273,6 +274,17 @@ impl Services {
                 format!(
                     "The dbt project's .gitignore does not ignore {}: dbt's build output ends up in commits.",
                     problems.missing.iter().map(|n| format!("{n}/")).collect::<Vec<_>>().join(", ")
+                ),
+                fix.clone(),
+                true,
+            ));
+        }
+        if let Some(what) = problems.not_a_file {
+            out.push(Finding::warning(
+                Code::GitignoreIncomplete,
+                format!(
+                    "The dbt project's .gitignore is {what}, so git reads no ignore rules from it; \
+                     lablink does not follow it."
                 ),
                 fix.clone(),
                 true,

@@ -19,6 +19,7 @@ crate::on_both_backends!(
     test_delivery_is_received_and_verified,
     the_panel_shows_findings_and_fixes_them,
     gitignore_is_fixed_through_a_merge_request,
+    a_symlinked_gitignore_is_replaced_never_followed,
     a_webhook_gitlab_disabled_is_enabled_again,
     expired_and_expiring_project_tokens_are_replaced,
     a_revoked_deploy_token_is_replaced,
@@ -459,6 +460,85 @@ async fn gitignore_is_fixed_through_a_merge_request(backend: Backend) {
         .await;
     let after = w.doctor(false).await;
     assert!(after.healthy(), "{:#?}", after.findings);
+    w.app.stop().await;
+}
+
+/// A `.gitignore` that is a symlink (to `/dev/zero`, or out of the repository to a file of the
+/// host) is reported as such and replaced by a regular file in the fix commit: lablink reads it
+/// from git objects and never follows it, so neither target is read or written.
+async fn a_symlinked_gitignore_is_replaced_never_followed(backend: Backend) {
+    let w = World::start(backend).await;
+    let outside = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(outside.path(), "target/\nhost secret\n").unwrap();
+    let before = std::fs::read(outside.path()).unwrap();
+    for target in [
+        "/dev/zero".to_owned(),
+        format!("../../../../../../../../..{}", outside.path().display()),
+    ] {
+        // Pushed with plain git as a Maintainer: a commit whose .gitignore is that symlink.
+        let work = tempfile::tempdir().unwrap();
+        let dir = work.path();
+        let url = format!(
+            "{}/{}.git",
+            w.gitlab.base,
+            w.repository().await.path_with_namespace
+        );
+        let authed = url.replacen("://", &format!("://alice:{}@", w.pat), 1);
+        lablink_testkit::git(dir, &["clone", "--quiet", &authed, "repo"]);
+        let repo = dir.join("repo");
+        std::fs::write(repo.join("dbt_project.yml"), "name: analytics\n").unwrap();
+        let link = repo.join(".gitignore");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        lablink_testkit::git(&repo, &["add", "--all"]);
+        lablink_testkit::git(
+            &repo,
+            &["commit", "--quiet", "-m", "symlinked ignore rules"],
+        );
+        lablink_testkit::git(&repo, &["push", "--quiet", "origin", "HEAD:main"]);
+
+        let report = w.doctor(false).await;
+        let finding = report
+            .findings
+            .iter()
+            .find(|f| f.code == Code::GitignoreIncomplete && f.message.contains("symlink"))
+            .unwrap_or_else(|| panic!("{target}: {:#?}", report.findings));
+        assert!(finding.repairable);
+        let fixed = w.doctor(true).await;
+        assert!(
+            fixed.repairs.iter().all(|r| r.outcome == Outcome::Repaired),
+            "{:#?}",
+            fixed.repairs
+        );
+        // The fix branch holds a regular .gitignore with the rules.
+        lablink_testkit::git(
+            &repo,
+            &["fetch", "--quiet", "origin", "lablink/fix-gitignore"],
+        );
+        let mode = lablink_testkit::git(&repo, &["ls-tree", "FETCH_HEAD", ".gitignore"]);
+        assert!(mode.starts_with("100644 blob"), "{mode}");
+        let text = lablink_testkit::git(&repo, &["show", "FETCH_HEAD:.gitignore"]);
+        assert!(
+            text.contains("target/") && text.contains("dbt_packages/"),
+            "{text}"
+        );
+        assert!(!text.contains("host secret"), "{text}");
+        // Close the fix's merge request so the next round opens its own.
+        let mrs = w
+            .as_maintainer(Method::GET, "/merge_requests?state=opened", json!({}))
+            .await;
+        for mr in mrs.as_array().unwrap() {
+            let iid = mr["iid"].as_u64().unwrap();
+            w.gitlab
+                .control(
+                    Method::POST,
+                    &format!("/projects/{}/merge_requests/{iid}/close", w.gitlab_project),
+                    json!({"user_id": w.alice}),
+                )
+                .await;
+        }
+    }
+    assert_eq!(std::fs::read(outside.path()).unwrap(), before);
     w.app.stop().await;
 }
 
