@@ -22,23 +22,13 @@ use axum::body::Bytes;
 use axum::extract::State;
 use gitlab_sim::changes::CommitRequest;
 use gitlab_sim::commits::FileChange;
-use gitlab_sim::state::{Namespace, NewGroup, NewProject, NewUser, SimHandle};
-use gitlab_sim::{Sim, SimConfig};
-use lablink::startup::Application;
-use lablink_core::{Plan, Role};
-use lablink_service::accounts::UserInput;
-use lablink_service::ci::jobs::CiJobForm;
-use lablink_service::links::CallbackQuery;
-use lablink_service::projects::ProjectInput;
-use lablink_service::{Principal, Services};
-use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
+#[path = "support/ci_world.rs"]
+mod ci_world;
 mod support;
-use lablink_testkit::{ThrowawayDatabase, free_port};
-use support::{drop_pg_database, pg_database};
+use ci_world::{CiWorld, Setup};
 
 /// Measured merge requests per backend, after the warm-up ones.
 const MERGE_REQUESTS: usize = 40;
@@ -50,27 +40,12 @@ const POLL: Duration = Duration::from_millis(1);
 const SETTLE: Duration = Duration::from_millis(300);
 /// Upper bound for anything awaited; not a timing assertion.
 const PATIENCE: Duration = Duration::from_secs(60);
-const SESSION: &str = "bench-browser-session";
 
-/// gitlab-sim and lablink wired together, with a connected repository and one CI job.
+/// The CI world, and the no-op receiver's hook arrivals.
 struct World {
-    sim: Sim,
-    services: Services,
-    principal: Principal,
-    /// The lablink project.
-    project_id: String,
-    gitlab_project: u64,
-    author: u64,
-    author_token: String,
-    status_name: String,
-    /// Where lablink's hook points (to tell its deliveries from the no-op receiver's).
-    lablink_hook_url: String,
+    ci: CiWorld,
     /// Merge request hooks as they reach the no-op receiver: (when, MR IID).
     baseline_hooks: mpsc::UnboundedReceiver<(Instant, u64)>,
-    http: reqwest::Client,
-    stop: CancellationToken,
-    postgres: Option<ThrowawayDatabase>,
-    _dir: tempfile::TempDir,
 }
 
 /// The no-op webhook receiver: records when each merge request hook arrives and answers 200.
@@ -93,203 +68,45 @@ async fn start_receiver() -> (String, mpsc::UnboundedReceiver<(Instant, u64)>) {
 }
 
 impl World {
+    /// The repository holds no dbt project: runs stop at setup.
     async fn start(postgres: bool) -> World {
-        let dir = tempfile::tempdir().unwrap();
-        let sim = Sim::start(SimConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: Some(dir.path().join("gitlab")),
-            state_file: None,
-        })
-        .await
-        .unwrap();
-        let gl = sim.handle().clone();
-        let port = free_port();
-        let public_url = format!("http://127.0.0.1:{port}");
-        let (oauth_app, oauth_secret) = gl
-            .create_oauth_application(
-                "lablink",
-                vec![format!("{public_url}/complete/gitlab")],
-                vec!["api".into()],
-                true,
-            )
-            .unwrap();
-        let pg = if postgres {
-            Some(pg_database().await)
-        } else {
-            None
-        };
-        let database_url = match &pg {
-            Some(database) => database.url.clone(),
-            None => format!("sqlite://{}", dir.path().join("lablink.db").display()),
-        };
-        let settings = lablink::config::from_pairs(&[
-            ("database_url", &database_url),
-            ("listen", &format!("127.0.0.1:{port}")),
-            ("metrics_listen", "127.0.0.1:0"),
-            (
-                "data_dir",
-                &dir.path().join("lablink").display().to_string(),
-            ),
-            ("public_url", &public_url),
-            ("gitlab_url", sim.base_url()),
-            ("gitlab_app_id", &oauth_app.uid),
-            ("gitlab_app_secret", &oauth_secret),
-            ("allow_http_loopback_gitlab", "true"),
-        ])
-        .unwrap();
-        let app = Application::build(settings).await.unwrap();
-        let services = app.services().clone();
-        let stop = CancellationToken::new();
-        tokio::spawn(app.run_until_stopped(stop.clone()));
-
-        // GitLab: a Maintainer and a group project whose repository holds no dbt project.
-        let (author, author_token) = gl
-            .create_user(NewUser {
-                username: "alice".into(),
-                name: Some("Alice".into()),
-                email: Some("alice@example.com".into()),
-                ..NewUser::default()
-            })
-            .unwrap();
-        let group = gl
-            .create_group(NewGroup {
-                path: "analytics".into(),
-                ..NewGroup::default()
-            })
-            .unwrap();
-        gl.add_group_member(group.id, author.id, 40).unwrap();
-        let project = gl
-            .create_project(NewProject {
-                path: "warehouse".into(),
-                name: None,
-                namespace: Namespace::Group(group.id),
-                visibility: None,
-                description: None,
-                default_branch: None,
-                archived: false,
-            })
-            .await
-            .unwrap();
-        let seed = dir.path().join("seed");
-        std::fs::create_dir_all(&seed).unwrap();
+        let seed = tempfile::tempdir().unwrap();
         std::fs::write(
-            seed.join("README.md"),
+            seed.path().join("README.md"),
             "Not a dbt project: runs stop at setup.\n",
         )
         .unwrap();
-        gl.seed_project(project.id, &seed, author.id).await.unwrap();
-
-        // lablink: a developer links alice's GitLab account, connects the repository, adds a job.
-        let (account, user) = services
-            .create_user_in_account(
-                "bench",
-                Plan::Enterprise,
-                UserInput {
-                    email: "dev@bench.test".into(),
-                    username: "dev".into(),
-                    password: SecretString::from("bench-password-0123456789"),
-                    role: Role::Developer,
-                },
-            )
-            .await
-            .unwrap();
-        let principal = Principal {
-            user_id: user.id,
-            email: user.email,
-            username: user.username,
-            role: user.role,
-            account_id: account.id,
-            account_name: account.name,
-            plan: account.plan,
-        };
-        link_gitlab(&services, &principal, &gl, author.id, oauth_app.id).await;
-        let lablink_project = services
-            .create_project(
-                &principal,
-                &ProjectInput {
-                    name: "Warehouse".into(),
-                    subdirectory: String::new(),
-                    target_branch: "main".into(),
-                },
-            )
-            .await
-            .unwrap();
-        let repository = services
-            .connect_repository(
-                &principal,
-                &lablink_project.id,
-                i64::try_from(project.id).unwrap(),
-                None,
-            )
-            .await
-            .unwrap();
-        let form: CiJobForm = serde_json::from_value(json!({
-            "name": "ci",
-            "timeout_secs": 600,
-            "warehouse": {"type": "duckdb"},
-        }))
-        .unwrap();
-        let job = services
-            .create_ci_job(&principal, &lablink_project.id, form)
-            .await
-            .unwrap();
-
-        let http = reqwest::Client::new();
+        let ci = CiWorld::start(Setup {
+            postgres,
+            settings: &[],
+            seed: seed.path(),
+        })
+        .await;
         let (receiver_url, baseline_hooks) = start_receiver().await;
-        let res = http
+        let res = ci
+            .http
             .post(format!(
                 "{}/api/v4/projects/{}/hooks",
-                sim.base_url(),
-                project.id
+                ci.sim.base_url(),
+                ci.gitlab_project
             ))
-            .header("PRIVATE-TOKEN", &author_token)
+            .header("PRIVATE-TOKEN", &ci.author_token)
             .json(&json!({"url": receiver_url, "push_events": false,
                           "merge_requests_events": true}))
             .send()
             .await
             .unwrap();
         assert!(res.status().is_success(), "cannot add the no-op hook");
-        World {
-            lablink_hook_url: format!("{public_url}/webhooks/gitlab/{}", repository.id),
-            sim,
-            services,
-            principal,
-            project_id: lablink_project.id,
-            gitlab_project: project.id,
-            author: author.id,
-            author_token,
-            status_name: job.status_name,
-            baseline_hooks,
-            http,
-            stop,
-            postgres: pg,
-            _dir: dir,
-        }
-    }
-
-    fn gl(&self) -> &SimHandle {
-        self.sim.handle()
-    }
-
-    /// lablink's hook deliveries of `trigger` logged by the simulator.
-    fn lablink_deliveries(&self, trigger: &str) -> Vec<gitlab_sim::state::HookDelivery> {
-        let state = self.gl().lock();
-        state
-            .hooks_of(self.gitlab_project)
-            .filter(|h| h.url == self.lablink_hook_url)
-            .flat_map(|h| h.deliveries.iter())
-            .filter(|d| d.trigger == trigger)
-            .cloned()
-            .collect()
+        World { ci, baseline_hooks }
     }
 
     /// The first status named like the job for `sha`.
     fn status_of(&self, sha: &str) -> Option<FirstStatus> {
-        let state = self.gl().lock();
+        let state = self.ci.gl().lock();
         state
             .commit_statuses
             .values()
-            .filter(|s| s.sha == sha && s.name == self.status_name)
+            .filter(|s| s.sha == sha && s.name == self.ci.status_name)
             .min_by_key(|s| s.id)
             .map(|s| FirstStatus {
                 state: s.status.as_str(),
@@ -299,63 +116,6 @@ impl World {
                 created_at: s.created_at,
             })
     }
-
-    fn final_status_of(&self, sha: &str) -> bool {
-        let state = self.gl().lock();
-        state
-            .commit_statuses
-            .values()
-            .any(|s| s.sha == sha && s.name == self.status_name && s.status.is_terminal())
-    }
-
-    async fn stop(self) {
-        self.stop.cancel();
-        drop(self.sim);
-        if let Some(database) = self.postgres {
-            drop_pg_database(database).await;
-        }
-    }
-}
-
-/// Profile → Linked accounts → Link, at the service level: GitLab (pre-approved, signed in)
-/// redirects back at once with a code, which lablink exchanges.
-async fn link_gitlab(
-    services: &Services,
-    principal: &Principal,
-    gl: &SimHandle,
-    gitlab_user: u64,
-    oauth_app: u64,
-) {
-    gl.preapprove_oauth(gitlab_user, oauth_app);
-    let cookie = gl.create_web_session(gitlab_user);
-    let authorize = services
-        .start_gitlab_link(principal, SESSION)
-        .await
-        .unwrap();
-    let res = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-        .get(authorize)
-        .header("Cookie", format!("_gitlab_session={cookie}"))
-        .send()
-        .await
-        .unwrap();
-    let back: url::Url = res.headers()["location"].to_str().unwrap().parse().unwrap();
-    let param = |name: &str| {
-        back.query_pairs()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.into_owned())
-    };
-    let query = CallbackQuery {
-        code: param("code"),
-        state: param("state"),
-        ..CallbackQuery::default()
-    };
-    services
-        .complete_gitlab_authorization(principal, SESSION, &query)
-        .await
-        .unwrap();
 }
 
 /// lablink's status for a head SHA as the simulator first shows it.
@@ -400,11 +160,11 @@ fn since(start: chrono::DateTime<chrono::Utc>, at: chrono::DateTime<chrono::Utc>
 }
 
 async fn one_merge_request(world: &mut World, n: usize) -> Sample {
-    let gl = world.gl().clone();
+    let gl = world.ci.gl().clone();
     let branch = format!("change-{n}");
     let sha = gl
         .commit_files(
-            world.gitlab_project,
+            world.ci.gitlab_project,
             CommitRequest {
                 branch: branch.clone(),
                 start_branch: Some("main".into()),
@@ -413,7 +173,7 @@ async fn one_merge_request(world: &mut World, n: usize) -> Sample {
                     path: format!("changes/{n}.txt"),
                     content: Some(format!("change {n}\n").into_bytes()),
                 }],
-                user_id: world.author,
+                user_id: world.ci.author,
                 author: None,
             },
         )
@@ -421,7 +181,7 @@ async fn one_merge_request(world: &mut World, n: usize) -> Sample {
         .unwrap();
     // The branch's push hook: answered, then handled by lablink during the quiet time.
     wait_for("the push hook", || {
-        world.lablink_deliveries("push_hooks").len() > n
+        world.ci.lablink_deliveries("push_hooks").len() > n
     })
     .await;
     tokio::time::sleep(SETTLE).await;
@@ -431,8 +191,8 @@ async fn one_merge_request(world: &mut World, n: usize) -> Sample {
     let started = Instant::now();
     let mr = gl
         .open_merge_request(
-            world.gitlab_project,
-            world.author,
+            world.ci.gitlab_project,
+            world.ci.author,
             &branch,
             "main",
             &format!("Change {n}"),
@@ -460,14 +220,16 @@ async fn one_merge_request(world: &mut World, n: usize) -> Sample {
         }
     };
     let answered = world
+        .ci
         .lablink_deliveries("merge_request_hooks")
         .into_iter()
         .find(|d| d.request_data["object_attributes"]["iid"].as_u64() == Some(mr.iid))
         .expect("lablink's merge request hook is logged")
         .created_at;
     let run = world
+        .ci
         .services
-        .list_runs(&world.principal, &world.project_id, None)
+        .list_runs(&world.ci.principal, &world.ci.project_id, None)
         .await
         .unwrap()
         .into_iter()
@@ -476,16 +238,17 @@ async fn one_merge_request(world: &mut World, n: usize) -> Sample {
     let run_created = chrono::DateTime::from_timestamp_millis(run.created_at).unwrap();
 
     // Nothing may run during the next measurement.
-    wait_for("the run's final status", || world.final_status_of(&sha)).await;
+    wait_for("the run's final status", || world.ci.final_status_of(&sha)).await;
     let probe = Instant::now();
     let res = world
+        .ci
         .http
         .post(format!(
             "{}/api/v4/projects/{}/statuses/{sha}",
-            world.sim.base_url(),
-            world.gitlab_project
+            world.ci.sim.base_url(),
+            world.ci.gitlab_project
         ))
-        .header("PRIVATE-TOKEN", &world.author_token)
+        .header("PRIVATE-TOKEN", &world.ci.author_token)
         .json(&json!({"state": "pending", "name": "bench/probe", "ref": branch}))
         .send()
         .await
@@ -527,7 +290,7 @@ async fn bench(postgres: bool) {
             samples.push(sample);
         }
     }
-    world.stop().await;
+    world.ci.stop().await;
 
     let seen_pending = samples
         .iter()
