@@ -230,6 +230,85 @@ pub async fn create_note(
     Ok((StatusCode::CREATED, Json(rendered)).into_response())
 }
 
+/// `GET /projects/:id/merge_requests/:iid/notes/:note_id`.
+pub async fn show_note(
+    State(sim): State<SimHandle>,
+    auth: Auth,
+    Path((id, iid, note_id)): Path<(String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    let identity = auth.required()?;
+    identity.require_api(false)?;
+    let state = sim.lock();
+    let found = readable_project(&state, &id, Some(identity.user_id))?;
+    let mr = find_mr(&state, found.project.id, &iid)?;
+    let note = find_note(mr, &note_id)?;
+    if note.internal {
+        found.require(access::REPORTER)?;
+    }
+    Ok(Json(render::note(&state, sim.base_url(), mr, note)))
+}
+
+/// `PUT /projects/:id/merge_requests/:iid/notes/:note_id`: only the note's author edits its
+/// body (GitLab answers others 403), with the same rules as on create.
+pub async fn update_note(
+    State(sim): State<SimHandle>,
+    auth: Auth,
+    Path((id, iid, note_id)): Path<(String, String, String)>,
+    params: Params,
+) -> ApiResult<Json<Value>> {
+    let identity = auth.required()?;
+    identity.require_api(true)?;
+    let body = params.required_str("body")?;
+    if body.trim().is_empty() {
+        return Err(ApiError::validation(
+            StatusCode::BAD_REQUEST,
+            "note",
+            "can't be blank",
+        ));
+    }
+    if body.chars().count() > MAX_NOTE_LENGTH {
+        return Err(ApiError::validation(
+            StatusCode::BAD_REQUEST,
+            "note",
+            "is too long (maximum is 1000000 characters)",
+        ));
+    }
+    let mut state = sim.lock();
+    let found = readable_project(&state, &id, Some(identity.user_id))?;
+    let project_id = found.project.id;
+    let mr_iid = find_mr(&state, project_id, &iid)?.iid;
+    let now = state.now();
+    let mr = state
+        .merge_request_mut(project_id, mr_iid)
+        .ok_or_else(|| ApiError::message(StatusCode::NOT_FOUND, "404 Not found"))?;
+    let note_id: Id = note_id
+        .parse()
+        .map_err(|_| ApiError::message(StatusCode::NOT_FOUND, "404 Not found"))?;
+    let note = mr
+        .notes
+        .iter_mut()
+        .find(|n| n.id == note_id && !n.system)
+        .ok_or_else(|| ApiError::message(StatusCode::NOT_FOUND, "404 Not found"))?;
+    if note.author_id != identity.user_id {
+        return Err(ApiError::forbidden());
+    }
+    note.body = body;
+    note.updated_at = now;
+    let note = note.clone();
+    let mr = mr.clone();
+    Ok(Json(render::note(&state, sim.base_url(), &mr, &note)))
+}
+
+fn find_note<'a>(mr: &'a MergeRequest, note_id: &str) -> ApiResult<&'a Note> {
+    let id: Id = note_id
+        .parse()
+        .map_err(|_| ApiError::message(StatusCode::NOT_FOUND, "404 Not found"))?;
+    mr.notes
+        .iter()
+        .find(|n| n.id == id)
+        .ok_or_else(|| ApiError::message(StatusCode::NOT_FOUND, "404 Not found"))
+}
+
 /// `POST /projects/:id/merge_requests`: opens a merge request as the caller (Developer or more
 /// of the source project `:id`), into `target_project_id` (the project itself or the parent of
 /// a fork), firing its `open` hook like the control operation does.

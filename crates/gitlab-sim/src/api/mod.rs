@@ -159,6 +159,10 @@ pub fn router() -> Router<SimHandle> {
             "/projects/{id}/merge_requests/{iid}/notes",
             get(merge_requests::list_notes).post(merge_requests::create_note),
         )
+        .route(
+            "/projects/{id}/merge_requests/{iid}/notes/{note_id}",
+            get(merge_requests::show_note).put(merge_requests::update_note),
+        )
         // An explicit catch-all (not a fallback) so it wins over other top-level catch-alls.
         .route("/{*unknown}", any(unknown_route))
 }

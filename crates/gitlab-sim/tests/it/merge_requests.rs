@@ -145,4 +145,37 @@ async fn list_filters_get_and_notes() {
         t.get(&notes, &stranger.token).await.status(),
         StatusCode::NOT_FOUND
     );
+
+    // Its author edits the note in place; nobody else may.
+    let one = format!("{notes}/{}", note["id"]);
+    let edited = expect(
+        t.put(&one, &user.token, json!({"body": "lablink: run failed"}))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(edited["id"], note["id"]);
+    assert_eq!(edited["body"], "lablink: run failed");
+    assert_eq!(
+        json(t.get(&one, &user.token).await).await["body"],
+        "lablink: run failed"
+    );
+    assert_eq!(
+        expect(
+            t.put(&one, &user.token, json!({"body": " "})).await,
+            StatusCode::BAD_REQUEST
+        )
+        .await,
+        json!({"message": {"note": ["can't be blank"]}})
+    );
+    assert_eq!(
+        t.put(
+            &format!("{notes}/999999"),
+            &user.token,
+            json!({"body": "x"})
+        )
+        .await
+        .status(),
+        StatusCode::NOT_FOUND
+    );
 }
