@@ -191,6 +191,8 @@ pub enum Decision {
         sha: String,
         branch: String,
         mr_iid: Option<i64>,
+        /// The merge request's target branch (what its changes are measured against).
+        target_branch: Option<String>,
         mode: RunMode,
         /// A fork's commit: the run waits for a Maintainer's approval before it is queued.
         awaits_approval: bool,
@@ -422,6 +424,7 @@ impl Trigger<'_> {
                         sha: self.sha.to_owned(),
                         branch: self.status_branch.to_owned(),
                         mr_iid: self.mr_iid,
+                        target_branch: self.mr_iid.map(|_| self.filtered_branch.to_owned()),
                         mode,
                         awaits_approval,
                     }
@@ -483,6 +486,7 @@ mod tests {
             sha: SHA_B.into(),
             branch: "feature".into(),
             mr_iid: Some(7),
+            target_branch: Some("main".into()),
             mode: RunMode::Full,
             awaits_approval: false,
         }
@@ -785,6 +789,7 @@ mod tests {
             sha: SHA_B.into(),
             branch: "main".into(),
             mr_iid: None,
+            target_branch: None,
             mode: RunMode::Full,
             awaits_approval: false,
         };

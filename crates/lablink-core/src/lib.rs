@@ -4,6 +4,7 @@ pub mod access;
 pub mod ci;
 pub mod names;
 pub mod plan;
+pub mod report;
 pub mod role;
 pub mod run;
 mod text_enum;

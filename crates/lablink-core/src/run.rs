@@ -16,23 +16,30 @@ crate::text_enum! {
         Success = "success",
         Error = "error",
         Cancelled = "cancelled",
+        /// Nothing for it to do (a merge request that changes no path the job watches).
+        Skipped = "skipped",
     }
 }
 
 impl RunState {
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Success | Self::Error | Self::Cancelled)
+        matches!(
+            self,
+            Self::Success | Self::Error | Self::Cancelled | Self::Skipped
+        )
     }
 
-    /// The commit status posted to GitLab for this state. A worker holding the run already shows
-    /// `running`, so the status moves as soon as somebody works on it.
+    /// The commit status posted to GitLab for this state. A run being set up (checkout, path
+    /// filter) stays `pending` until dbt starts: GitLab cannot move a `running` status to
+    /// `skipped`, which a merge request outside the job's watched paths ends as.
     pub fn commit_status(self) -> CommitStatusState {
         match self {
-            Self::AwaitingApproval | Self::Queued => CommitStatusState::Pending,
-            Self::Starting | Self::Running => CommitStatusState::Running,
+            Self::AwaitingApproval | Self::Queued | Self::Starting => CommitStatusState::Pending,
+            Self::Running => CommitStatusState::Running,
             Self::Success => CommitStatusState::Success,
             Self::Error => CommitStatusState::Failed,
             Self::Cancelled => CommitStatusState::Canceled,
+            Self::Skipped => CommitStatusState::Skipped,
         }
     }
 
@@ -45,7 +52,8 @@ impl RunState {
             Self::Running => 3,
             Self::Success => 10,
             Self::Error => 20,
-            Self::Cancelled => 30,
+            // The dbt platform has no skipped run; its cancelled is the nearest.
+            Self::Cancelled | Self::Skipped => 30,
         }
     }
 }
@@ -59,6 +67,7 @@ crate::text_enum! {
         Success = "success",
         Failed = "failed",
         Canceled = "canceled",
+        Skipped = "skipped",
     }
 }
 
@@ -80,6 +89,8 @@ pub enum RunEvent {
     LeaseExpired,
     /// A Maintainer approved a fork's commit to run with the job's secrets.
     Approved { by: String },
+    /// The run found nothing to do (the text says why).
+    Skipped { why: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +132,7 @@ impl fmt::Display for RunEvent {
             Self::Cancelled(reason) => reason.fmt(f),
             Self::LeaseExpired => f.write_str("the worker stopped responding; queued again"),
             Self::Approved { by } => write!(f, "from a fork: approved by {by}; queued"),
+            Self::Skipped { why } => write!(f, "skipped: {why}"),
         }
     }
 }
@@ -168,6 +180,7 @@ impl RunEvent {
             Self::Cancelled(_) => "cancel",
             Self::LeaseExpired => "expire the lease of",
             Self::Approved { .. } => "approve",
+            Self::Skipped { .. } => "skip",
         }
     }
 }
@@ -197,6 +210,7 @@ pub fn transition(state: RunState, event: &RunEvent) -> Result<RunState, Transit
         (AwaitingApproval, RunEvent::Cancelled(_)) => Cancelled,
         (Queued, RunEvent::Claimed) => Starting,
         (Starting, RunEvent::DbtStarted) => Running,
+        (Starting, RunEvent::Skipped { .. }) => Skipped,
         (Running, RunEvent::Succeeded) => Success,
         (Starting | Running, RunEvent::Failed(_)) => Error,
         (Queued | Starting | Running, RunEvent::Cancelled(_)) => Cancelled,
@@ -241,7 +255,14 @@ mod tests {
             cancelled(),
             RunEvent::LeaseExpired,
             approved(),
+            skipped(),
         ]
+    }
+
+    fn skipped() -> RunEvent {
+        RunEvent::Skipped {
+            why: "nothing under models/ changed".into(),
+        }
     }
 
     fn approved() -> RunEvent {
@@ -257,6 +278,7 @@ mod tests {
             (Queued, RunEvent::Claimed, Starting),
             (Queued, cancelled(), Cancelled),
             (Starting, RunEvent::DbtStarted, Running),
+            (Starting, skipped(), Skipped),
             (Starting, failed(), Error),
             (Starting, cancelled(), Cancelled),
             (Starting, RunEvent::LeaseExpired, Queued),
@@ -301,14 +323,19 @@ mod tests {
     }
 
     #[test]
-    fn terminal_states_are_exactly_success_error_cancelled() {
+    fn terminal_states_are_success_error_cancelled_and_skipped() {
         let terminal: Vec<_> = RunState::ALL
             .into_iter()
             .filter(|s| s.is_terminal())
             .collect();
         assert_eq!(
             terminal,
-            [RunState::Success, RunState::Error, RunState::Cancelled]
+            [
+                RunState::Success,
+                RunState::Error,
+                RunState::Cancelled,
+                RunState::Skipped
+            ]
         );
     }
 
@@ -324,7 +351,7 @@ mod tests {
                 1,
             ),
             (RunState::Queued, "queued", C::Pending, "pending", 1),
-            (RunState::Starting, "starting", C::Running, "running", 2),
+            (RunState::Starting, "starting", C::Pending, "pending", 2),
             (RunState::Running, "running", C::Running, "running", 3),
             (RunState::Success, "success", C::Success, "success", 10),
             (RunState::Error, "error", C::Failed, "failed", 20),
@@ -335,6 +362,7 @@ mod tests {
                 "canceled",
                 30,
             ),
+            (RunState::Skipped, "skipped", C::Skipped, "skipped", 30),
         ];
         for (state, name, status, status_name, code) in table {
             assert_eq!(state.as_str(), name);

@@ -1,20 +1,20 @@
 //! Running real dbt for a run: the private `profiles.yml` ([`DbtTarget::write_profiles`]), the
 //! command lines ([`DbtCommand`]), the process environment and artifacts ([`DbtWorkspace`]), and
-//! dropping a CI schema afterwards ([`drop_schema`]). Processes go through [`crate::process`].
+//! lablink's own work in the warehouse ([`drop_schema`], [`compare`]). Processes go through [`crate::process`].
 
 mod artifacts;
-mod cleanup;
 mod command;
 mod install;
+mod macros;
 mod profile;
 mod workspace;
 
 use std::path::PathBuf;
 
 pub use artifacts::{Artifacts, ResultCounts};
-pub use cleanup::drop_schema;
 pub use command::DbtCommand;
 pub use install::{DbtInstall, VENV_ENV};
+pub use macros::{MacroRun, compare, drop_schema};
 pub use profile::{DbtTarget, PROFILE_NAME, PostgresProfile, WarehouseProfile};
 pub use workspace::{DbtRunSetup, DbtWorkspace, JOB_ENV_PREFIX, SECRET_ENV_PREFIX, check_env_name};
 

@@ -316,6 +316,48 @@ impl Git {
         self.has_commit(cache, sha).await
     }
 
+    /// Whether commit `sha` changes anything under `paths` (repository-relative prefixes, taken
+    /// literally) since it forked from `branch`, as a merge request's diff does: `branch` is
+    /// fetched into the cache first (callers serialize calls per cache), then compared from the
+    /// merge base.
+    pub async fn changes_under(
+        &self,
+        cache: &Path,
+        remote: &Remote,
+        branch: &str,
+        sha: &str,
+        paths: &[String],
+    ) -> Result<bool, ExecError> {
+        check_sha(sha)?;
+        check_ref_name(branch)?;
+        let target = format!("refs/lablink/targets/{branch}");
+        let refspec = format!("+refs/heads/{branch}:{target}");
+        self.ok(
+            "fetch",
+            cache,
+            ["fetch", "--no-tags", "--quiet", remote.url(), &refspec],
+            Some(remote),
+            &[],
+        )
+        .await?;
+        let range = format!("{target}...{sha}");
+        let mut args = vec![
+            "diff".to_owned(),
+            "--quiet".to_owned(),
+            "--no-renames".to_owned(),
+            range,
+            "--".to_owned(),
+        ];
+        args.extend(paths.iter().map(|p| format!(":(literal){p}")));
+        let out = self.call("diff", cache, args, None, &[]).await?;
+        check_finished("diff", &out)?;
+        match out.termination.code() {
+            Some(0) => Ok(false),
+            Some(1) => Ok(true),
+            _ => Err(failed("diff", &out)),
+        }
+    }
+
     /// Adds a detached worktree of `cache` at `dir` checked out at `sha`.
     pub async fn add_worktree(&self, cache: &Path, dir: &Path, sha: &str) -> Result<(), ExecError> {
         check_sha(sha)?;

@@ -71,7 +71,7 @@ impl Services {
             }
             Task::FillImportList { user_id } => self.fill_import_list(user_id).await,
             Task::DropCiSchema { ci_job_id, mr_iid } => {
-                self.drop_ci_schema(rt, *ci_job_id, *mr_iid).await
+                self.drop_mr_schemas(rt, *ci_job_id, *mr_iid).await
             }
             Task::RepackDeliveryBodies {} => {
                 let mut after = String::new();

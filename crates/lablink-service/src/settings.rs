@@ -83,24 +83,30 @@ impl RepositorySettings {
 pub struct RunSettings {
     pub isolation: Isolation,
     pub limits: Limits,
-    /// DuckDB warehouses: one directory per CI job below it, holding only that job's file.
+    /// DuckDB warehouses: one directory per project below it, holding only that project's
+    /// file (its merge job builds production there and its CI jobs build next to it, so
+    /// deferral and the comparison with production work as on a warehouse server).
     pub warehouse_root: PathBuf,
+    /// A merge request's schemas unused this long are dropped by the sweep.
+    pub schema_ttl: Duration,
 }
 
 impl RunSettings {
-    /// Bubblewrap, the default limits, warehouses under `<data_dir>/warehouses`.
+    /// Bubblewrap, the default limits, warehouses under `<data_dir>/warehouses`, schemas kept
+    /// for a week.
     pub fn in_data_dir(data_dir: &Path) -> RunSettings {
         RunSettings {
             isolation: Isolation::Bubblewrap,
             limits: Limits::default(),
             warehouse_root: data_dir.join("warehouses"),
+            schema_ttl: Duration::from_secs(7 * 24 * 3600),
         }
     }
 
-    /// The DuckDB file of CI job `ci_job_id`.
-    pub fn duckdb_file(&self, ci_job_id: i64) -> PathBuf {
+    /// The DuckDB file of a project.
+    pub fn duckdb_file(&self, project_id: &str) -> PathBuf {
         self.warehouse_root
-            .join(format!("job-{ci_job_id}"))
+            .join(format!("project-{project_id}"))
             .join("warehouse.duckdb")
     }
 }

@@ -27,6 +27,12 @@ pub struct CiJobInput {
     pub warehouse_secret: Option<SecretString>,
     pub mr_note: bool,
     pub forks: ForkPolicy,
+    /// Paths (prefixes in the repository) a merge request must change for the job to run; empty:
+    /// the project's subdirectory, or everything.
+    pub watch_paths: Vec<String>,
+    /// The comparison with production: at most this many models, in at most this long.
+    pub compare_max_models: i64,
+    pub compare_timeout_secs: i64,
 }
 
 /// A stored job with its secrets opened.
@@ -58,12 +64,16 @@ struct Row {
     mr_note: bool,
     #[sqlx(try_from = "String")]
     fork_policy: ForkPolicy,
+    watch_paths: String,
+    compare_max_models: i64,
+    compare_timeout_secs: i64,
     created_at: i64,
     updated_at: i64,
 }
 
 const COLUMNS: &str = "id, account_id, project_id, name, kind, commands, target_branch_filter, \
     run_on_draft, enabled, timeout_secs, env_enc, warehouse, warehouse_secret_enc, mr_note, fork_policy, \
+    watch_paths, compare_max_models, compare_timeout_secs, \
     created_at, updated_at";
 
 impl Row {
@@ -103,6 +113,11 @@ impl Row {
                 warehouse_secret,
                 mr_note: self.mr_note,
                 forks: self.fork_policy,
+                watch_paths: serde_json::from_str(&self.watch_paths).map_err(|e| {
+                    StoreError::Corrupt(format!("ci job {}: watch paths: {e}", self.id))
+                })?,
+                compare_max_models: self.compare_max_models,
+                compare_timeout_secs: self.compare_timeout_secs,
             },
             created_at: self.created_at,
             updated_at: self.updated_at,
@@ -110,8 +125,10 @@ impl Row {
     }
 }
 
+/// A job's columns as stored: lists as JSON, secrets sealed.
 struct Sealed {
     commands: String,
+    watch_paths: String,
     env: Option<Vec<u8>>,
     warehouse_secret: Option<Vec<u8>>,
 }
@@ -128,6 +145,7 @@ fn seal(keys: &KeyRing, id: i64, input: &CiJobInput) -> Sealed {
     });
     Sealed {
         commands: serde_json::Value::from(input.commands.clone()).to_string(),
+        watch_paths: serde_json::Value::from(input.watch_paths.clone()).to_string(),
         env,
         warehouse_secret: input
             .warehouse_secret
@@ -160,8 +178,10 @@ impl Db {
                 sqlx::query(
                     "INSERT INTO ci_jobs (id, account_id, project_id, name, kind, commands, \
                      target_branch_filter, run_on_draft, enabled, timeout_secs, env_enc, \
-                     warehouse, warehouse_secret_enc, mr_note, fork_policy, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $16, $15, $15)",
+                     warehouse, warehouse_secret_enc, mr_note, fork_policy, watch_paths, \
+                     compare_max_models, compare_timeout_secs, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $16, $17, \
+                     $18, $19, $15, $15)",
                 )
                 .bind(id)
                 .bind(account_id)
@@ -179,6 +199,9 @@ impl Db {
                 .bind(input.mr_note)
                 .bind(now)
                 .bind(input.forks.as_str())
+                .bind(&sealed.watch_paths)
+                .bind(input.compare_max_models)
+                .bind(input.compare_timeout_secs)
                 .execute(pool)
                 .await
                 .map(|r| r.rows_affected())
@@ -217,7 +240,8 @@ impl Db {
             sqlx::query(
                 "UPDATE ci_jobs SET name = $1, kind = $2, commands = $3, target_branch_filter = $4, \
                  run_on_draft = $5, enabled = $6, timeout_secs = $7, env_enc = $8, warehouse = $9, \
-                 warehouse_secret_enc = $10, mr_note = $11, updated_at = $12, fork_policy = $14 \
+                 warehouse_secret_enc = $10, mr_note = $11, updated_at = $12, fork_policy = $14, \
+                 watch_paths = $15, compare_max_models = $16, compare_timeout_secs = $17 \
                  WHERE id = $13",
             )
             .bind(&input.name)
@@ -234,6 +258,9 @@ impl Db {
             .bind(now_ms())
             .bind(id)
             .bind(input.forks.as_str())
+            .bind(&sealed.watch_paths)
+            .bind(input.compare_max_models)
+            .bind(input.compare_timeout_secs)
             .execute(pool)
             .await
             .map(|r| r.rows_affected())

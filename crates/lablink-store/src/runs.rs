@@ -27,6 +27,8 @@ pub struct Run {
     pub mode: RunMode,
     /// Who approved a fork's commit to run (`@username`).
     pub approved_by: Option<String>,
+    /// A merge request's target branch.
+    pub target_branch: Option<String>,
     pub reason: Option<String>,
     pub attempts: i64,
     pub locked_by: Option<String>,
@@ -40,7 +42,7 @@ pub struct Run {
 }
 
 const COLUMNS: &str = "id, ci_job_id, account_id, project_id, repository_id, sha, ref_name, \
-    mr_iid, triggered_by, state, mode, approved_by, reason, attempts, locked_by, locked_until, \
+    mr_iid, triggered_by, state, mode, approved_by, target_branch, reason, attempts, locked_by, locked_until, \
     cancel_requested, cancel_reason, status_note, created_at, started_at, finished_at";
 
 lablink_core::text_enum! {
@@ -80,6 +82,8 @@ pub struct NewRun<'a> {
     pub reason: &'a str,
     pub mode: RunMode,
     pub awaits_approval: bool,
+    /// The merge request's target branch.
+    pub target_branch: Option<&'a str>,
 }
 
 impl NewRun<'_> {
@@ -243,8 +247,8 @@ impl Db {
             let n = sqlx::query(
                 "INSERT INTO runs (id, ci_job_id, account_id, project_id, repository_id, sha, \
                  ref_name, mr_iid, triggered_by, state, reason, attempts, cancel_requested, \
-                 created_at, updated_at, mode) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $12, \
-                 $10, 0, FALSE, $11, $11, $13) ON CONFLICT (ci_job_id, sha) DO NOTHING",
+                 created_at, updated_at, mode, target_branch) VALUES ($1, $2, $3, $4, $5, $6, $7, \
+                 $8, $9, $12, $10, 0, FALSE, $11, $11, $13, $14) ON CONFLICT (ci_job_id, sha) DO NOTHING",
             )
             .bind(&id)
             .bind(new.ci_job_id)
@@ -259,6 +263,7 @@ impl Db {
             .bind(now)
             .bind(new.state().as_str())
             .bind(new.mode.as_str())
+            .bind(new.target_branch)
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -710,24 +715,31 @@ impl Db {
         Ok(names)
     }
 
-    /// `manifest.json` of the project's newest successful run on its default branch (a merge
-    /// job's run): the production state CI runs defer to.
-    pub async fn production_manifest(
+    /// Production: the latest successful run of the project's merge job (pushes to the default
+    /// branch), with its manifest.
+    pub async fn production_run(
         &self,
         project_id: &str,
-    ) -> Result<Option<String>, StoreError> {
-        let content = crate::on_db!(self, |pool| {
-            sqlx::query_scalar(
-                "SELECT a.content FROM runs r JOIN run_artifacts a ON a.run_id = r.id \
-                 AND a.name = 'manifest.json' WHERE r.project_id = $1 AND r.mr_iid IS NULL \
-                 AND r.state = 'success' ORDER BY r.finished_at DESC LIMIT 1",
+    ) -> Result<Option<ProductionRun>, StoreError> {
+        Ok(crate::on_db!(self, |pool| {
+            sqlx::query_as(
+                "SELECT r.id, r.sha, a.content AS manifest FROM runs r JOIN run_artifacts a \
+                 ON a.run_id = r.id AND a.name = 'manifest.json' WHERE r.project_id = $1 \
+                 AND r.mr_iid IS NULL AND r.state = 'success' ORDER BY r.finished_at DESC LIMIT 1",
             )
             .bind(project_id)
             .fetch_optional(pool)
             .await
-        })?;
-        Ok(content)
+        })?)
     }
+}
+
+/// Production, as [`Db::production_run`] finds it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ProductionRun {
+    pub id: String,
+    pub sha: String,
+    pub manifest: String,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]

@@ -134,6 +134,11 @@ struct Values {
     run_disk_mb: u64,
     #[serde(default, deserialize_with = "values::optional_path")]
     warehouse_root: Option<PathBuf>,
+    #[serde(
+        default = "defaults::schema_ttl_days",
+        deserialize_with = "values::positive"
+    )]
+    ci_schema_ttl_days: u64,
 }
 
 mod defaults {
@@ -183,6 +188,9 @@ mod defaults {
     }
     pub fn run_log_mb() -> u64 {
         Limits::default().log_bytes >> 20
+    }
+    pub fn schema_ttl_days() -> u64 {
+        7
     }
     pub fn run_disk_mb() -> u64 {
         Limits::default().disk_bytes >> 20
@@ -330,6 +338,7 @@ impl Settings {
                 warehouse_root: v
                     .warehouse_root
                     .unwrap_or_else(|| v.data_dir.join("warehouses")),
+                schema_ttl: Duration::from_secs(24 * 3600 * v.ci_schema_ttl_days),
             },
             data_dir: v.data_dir,
         })
@@ -359,8 +368,8 @@ mod tests {
     fn the_settings_are_read_off_the_struct() {
         let names = setting_names();
         assert_eq!(names.first(), Some(&"database_url"));
-        assert_eq!(names.last(), Some(&"warehouse_root"));
-        assert_eq!(names.len(), 25);
+        assert_eq!(names.last(), Some(&"ci_schema_ttl_days"));
+        assert_eq!(names.len(), 26);
     }
 
     #[test]

@@ -106,6 +106,11 @@ impl DbtCommand {
         Ok(Self { args })
     }
 
+    /// A command of lablink's own (never a job's: those go through [`DbtCommand::parse`]).
+    pub(super) fn from_words(args: Vec<String>) -> Self {
+        Self { args }
+    }
+
     pub(super) fn from_args<const N: usize>(args: [&str; N]) -> Self {
         Self {
             args: args.iter().map(|a| a.to_string()).collect(),

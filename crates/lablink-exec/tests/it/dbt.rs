@@ -6,8 +6,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use lablink_exec::dbt::{
-    DbtCommand, DbtError, DbtInstall, DbtRunSetup, DbtTarget, DbtWorkspace, PostgresProfile,
-    ResultCounts, WarehouseProfile, drop_schema,
+    DbtCommand, DbtError, DbtInstall, DbtRunSetup, DbtTarget, DbtWorkspace, MacroRun,
+    PostgresProfile, ResultCounts, WarehouseProfile, compare, drop_schema,
 };
 use lablink_exec::limits::Limits;
 use lablink_exec::sandbox::Isolation;
@@ -69,6 +69,8 @@ fn copy_tree(from: &Path, to: &Path) {
 pub(crate) struct Scene {
     _dir: tempfile::TempDir,
     root: PathBuf,
+    /// Where lablink's own macros run.
+    macros: PathBuf,
     install: DbtInstall,
 }
 
@@ -80,6 +82,7 @@ impl Scene {
         copy_tree(&sample_project(), &root.join("repo"));
         Self {
             _dir: dir,
+            macros: root.join("macros"),
             root,
             install,
         }
@@ -97,6 +100,22 @@ impl Scene {
             warehouse: WarehouseProfile::DuckDb {
                 path: self.root.join("warehouse.duckdb"),
             },
+        }
+    }
+
+    /// lablink's own macros against `target`, in the sandbox.
+    fn macro_run<'a>(
+        &'a self,
+        target: &'a DbtTarget,
+        cancel: &'a CancellationToken,
+    ) -> MacroRun<'a> {
+        MacroRun {
+            install: &self.install,
+            target,
+            work_dir: &self.macros,
+            isolation: Isolation::Bubblewrap,
+            timeout: TIMEOUT,
+            cancel,
         }
     }
 
@@ -243,31 +262,13 @@ async fn dbt_build_fills_the_ci_schema_and_drop_schema_removes_it() {
         assert!(!scene.repo().join(generated).exists(), "{generated}");
     }
 
-    let cleanup = scene.root.join("cleanup");
     let cancel = CancellationToken::new();
-    drop_schema(
-        &scene.install,
-        &target,
-        &cleanup,
-        Isolation::Bubblewrap,
-        TIMEOUT,
-        &cancel,
-    )
-    .await
-    .unwrap();
+    let cleanup = scene.macro_run(&target, &cancel);
+    drop_schema(&cleanup).await.unwrap();
     let left = scene.relations("lablink_pr_1_2");
     assert!(left.is_empty(), "{left:?}");
     // Dropping again (a replayed cleanup job) succeeds.
-    drop_schema(
-        &scene.install,
-        &target,
-        &cleanup,
-        Isolation::Bubblewrap,
-        TIMEOUT,
-        &cancel,
-    )
-    .await
-    .unwrap();
+    drop_schema(&cleanup).await.unwrap();
 }
 
 #[tokio::test]
@@ -496,15 +497,135 @@ async fn the_postgres_profile_builds_and_drops_with_real_dbt() {
     assert!(models.is_subset(&relations), "{models:?} vs {relations:?}");
 
     let cancel = CancellationToken::new();
-    drop_schema(
-        &scene.install,
-        &target,
-        &scene.root.join("cleanup"),
-        Isolation::Bubblewrap,
-        TIMEOUT,
-        &cancel,
+    drop_schema(&scene.macro_run(&target, &cancel))
+        .await
+        .unwrap();
+    assert!(db.relations("lablink_pr_2_1").is_empty());
+}
+
+/// Production's `orders` and a merge request's: one row changed, two removed, one added; column
+/// `email` removed and `note` added; `customers` without a key.
+const COMPARE_FIXTURE: [&str; 8] = [
+    "create schema prod",
+    "create schema pr",
+    "create table prod.orders (id integer, amount integer, email varchar(20))",
+    "insert into prod.orders values (1, 10, 'a'), (2, 20, 'b'), (3, 30, 'c'), (4, 40, 'd')",
+    "create table pr.orders (id integer, amount integer, note varchar(20))",
+    "insert into pr.orders values (1, 10, 'x'), (2, 25, 'y'), (5, 50, 'z')",
+    "create table prod.customers as select 1 as id union all select 2",
+    "create table pr.customers as select 1 as id",
+];
+
+fn compare_pairs(database: &str) -> Value {
+    let relation = |schema: &str, table: &str| serde_json::json!({"database": database, "schema": schema, "identifier": table});
+    serde_json::json!([
+        {"id": "model.p.orders", "mr": relation("pr", "orders"),
+         "production": relation("prod", "orders"), "key": ["id"]},
+        {"id": "model.p.customers", "mr": relation("pr", "customers"),
+         "production": relation("prod", "customers"), "key": null},
+    ])
+}
+
+fn check_compared(results: &[Value]) {
+    let by_id = |id: &str| {
+        results
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap_or_else(|| panic!("{id} not compared: {results:?}"))
+    };
+    let orders = by_id("model.p.orders");
+    assert_eq!(
+        (orders["rows"].as_i64(), orders["production_rows"].as_i64()),
+        (Some(3), Some(4))
+    );
+    assert_eq!(
+        (
+            orders["added"].as_i64(),
+            orders["removed"].as_i64(),
+            orders["changed"].as_i64()
+        ),
+        (Some(1), Some(2), Some(1)),
+        "{orders}"
+    );
+    let names = |key: &str| -> Vec<String> {
+        orders[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c[0].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(names("mr_columns"), ["id", "amount", "note"]);
+    assert_eq!(names("production_columns"), ["id", "amount", "email"]);
+    let customers = by_id("model.p.customers");
+    assert_eq!(customers["rows"].as_i64(), Some(1));
+    assert_eq!(customers["production_rows"].as_i64(), Some(2));
+    assert!(customers.get("added").is_none(), "{customers}");
+}
+
+#[tokio::test]
+async fn the_comparison_counts_rows_columns_and_keyed_changes_in_duckdb() {
+    let scene = Scene::new();
+    let db = scene.root.join("warehouse.duckdb");
+    let script = "import duckdb, sys\n\
+        con = duckdb.connect(sys.argv[1])\n\
+        [con.execute(s) for s in sys.argv[2:]]\n\
+        con.close()\n";
+    let mut args = vec![db.to_str().unwrap()];
+    args.extend(COMPARE_FIXTURE);
+    python(&scene.install, script, &args);
+    let target = scene.target("pr");
+    let cancel = CancellationToken::new();
+    let (results, failure) = compare(
+        &scene.macro_run(&target, &cancel),
+        &compare_pairs("warehouse"),
     )
     .await
     .unwrap();
-    assert!(db.relations("lablink_pr_2_1").is_empty());
+    assert_eq!(failure, None);
+    check_compared(&results);
+}
+
+#[tokio::test]
+async fn the_comparison_counts_rows_columns_and_keyed_changes_in_postgres() {
+    let scene = Scene::new();
+    ensure_postgres_adapter(&scene.install);
+    let db = PgDatabase::create(&scene.install);
+    let script = "import psycopg2, sys\n\
+        con = psycopg2.connect(host='127.0.0.1', port=5432, user='postgres', dbname=sys.argv[1])\n\
+        con.autocommit = True\n\
+        [con.cursor().execute(s) for s in sys.argv[2:]]\n";
+    let mut args = vec![db.name.as_str()];
+    args.extend(COMPARE_FIXTURE);
+    python(&scene.install, script, &args);
+    let target = DbtTarget {
+        warehouse: WarehouseProfile::Postgres(PostgresProfile {
+            host: "127.0.0.1".into(),
+            port: 5432,
+            user: "postgres".into(),
+            password: SecretString::from("unused with trust auth"),
+            dbname: db.name.clone(),
+        }),
+        ..scene.target("pr")
+    };
+    let cancel = CancellationToken::new();
+    let (results, failure) = compare(&scene.macro_run(&target, &cancel), &compare_pairs(&db.name))
+        .await
+        .unwrap();
+    assert_eq!(failure, None);
+    check_compared(&results);
+}
+
+#[tokio::test]
+async fn a_comparison_past_its_budget_keeps_what_it_finished_and_says_why() {
+    let scene = Scene::new();
+    let target = scene.target("pr");
+    let cancel = CancellationToken::new();
+    let run = MacroRun {
+        timeout: Duration::from_millis(300),
+        ..scene.macro_run(&target, &cancel)
+    };
+    let (results, failure) = compare(&run, &compare_pairs("warehouse")).await.unwrap();
+    assert!(results.is_empty());
+    assert!(failure.unwrap().contains("time budget"));
 }

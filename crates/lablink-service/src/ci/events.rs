@@ -17,7 +17,7 @@ use super::executor::encode_cancel;
 use super::jobs::job_spec;
 use crate::{ServiceError, Services};
 
-const DROP_SCHEMA_ATTEMPTS: i64 = 5;
+pub(crate) const DROP_SCHEMA_ATTEMPTS: i64 = 5;
 /// The state of a fork's run until a Maintainer approves it; also its commit status description.
 pub const AWAITING_APPROVAL: &str = "from a fork: waiting for a Maintainer's approval in lablink";
 /// Most deliveries handled per claim: one claim and one commit of outcomes for the batch.
@@ -218,6 +218,7 @@ impl Services {
                 sha,
                 branch,
                 mr_iid,
+                target_branch,
                 mode,
                 awaits_approval,
             } => {
@@ -239,6 +240,7 @@ impl Services {
                         },
                         mode,
                         awaits_approval,
+                        target_branch: target_branch.as_deref(),
                     })
                     .await?;
                 match created {
@@ -270,6 +272,9 @@ impl Services {
             Decision::CancelAndDropSchema { mr_iid, job_ids } => {
                 let n = self
                     .cancel_mr_runs(repository, mr_iid, None, CancelReason::MergeRequestClosed)
+                    .await?;
+                self.db
+                    .mark_mr_schemas_closed(&repository.id, mr_iid)
                     .await?;
                 for job_id in &job_ids {
                     let task = Task::DropCiSchema {

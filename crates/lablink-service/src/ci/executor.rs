@@ -16,19 +16,21 @@ use lablink_core::ci::RunMode;
 use lablink_core::names::ci_schema_name;
 use lablink_core::run::{CancelReason, FailureReason, RunEvent, RunState};
 use lablink_exec::dbt::{
-    DbtCommand, DbtError, DbtInstall, DbtRunSetup, DbtTarget, DbtWorkspace, WarehouseProfile,
+    Artifacts, DbtCommand, DbtError, DbtInstall, DbtRunSetup, DbtTarget, DbtWorkspace,
+    WarehouseProfile,
 };
 use lablink_exec::limits::LimitExceeded;
 use lablink_exec::sandbox::{Isolation, SandboxUnavailable};
 use lablink_exec::{
-    ExecError, Git, GitConfig, GitCredential, LogLine, Stream, Termination, WorktreeState,
+    ExecError, Git, GitConfig, GitCredential, LogLine, Remote, Stream, Termination, WorktreeState,
 };
 use lablink_store::ci_jobs::CiJob;
-use lablink_store::runs::{CiRepository, Holder, Run, StepOutcome};
+use lablink_store::runs::{CiRepository, Holder, ProductionRun, Run, StepOutcome};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::jobs::warehouse_profile;
+use super::report::ReportInput;
 use super::worktrees::CheckoutError;
 use crate::{ServiceError, Services};
 
@@ -139,6 +141,8 @@ enum Outcome {
     Succeeded,
     Failed(FailureReason),
     Cancelled,
+    /// Nothing to run (why, in words).
+    Skipped(String),
 }
 
 /// Why a run could not get as far as an outcome of dbt's: a setup problem, in words for the run
@@ -176,10 +180,13 @@ pub const NOT_ISOLATED: &str = "WARNING: this run is not isolated (setting run_i
      its dbt processes run as lablink's own user and can read what lablink can read";
 
 /// The dbt side of a run, ready to go: the workspace with its profile, the target, the commands.
-struct PreparedDbt {
+pub(crate) struct PreparedDbt {
     workspace: DbtWorkspace,
-    target: DbtTarget,
+    pub target: DbtTarget,
     commands: Vec<DbtCommand>,
+    /// What a merge request's full run is compared with: the latest successful run of the
+    /// project's merge job (`None` for other runs, and while there is none).
+    pub production: Option<ProductionRun>,
     defers_to_production: bool,
 }
 
@@ -196,7 +203,7 @@ fn remove_run_dir(run_dir: &Path) {
 
 /// Writes a line of lablink's own into the run's log. The log writer outlives every sender, so a
 /// closed channel only means the run is being torn down: the line has nowhere to go.
-async fn say(log: &mpsc::Sender<LogLine>, text: impl Into<String>) {
+pub(crate) async fn say(log: &mpsc::Sender<LogLine>, text: impl Into<String>) {
     let line = LogLine {
         stream: Stream::Stdout,
         line: format!("[lablink] {}", text.into()),
@@ -285,6 +292,7 @@ impl Services {
         let event = match outcome {
             Ok(Outcome::Succeeded) => RunEvent::Succeeded,
             Ok(Outcome::Failed(reason)) => RunEvent::Failed(reason),
+            Ok(Outcome::Skipped(why)) => RunEvent::Skipped { why },
             Ok(Outcome::Cancelled) => {
                 let reason = self
                     .db
@@ -324,8 +332,9 @@ impl Services {
             .await?
             .ok_or(SetupError::RepositoryRemoved)?;
         say(log, format!("checking out {} ({})", run.sha, run.ref_name)).await;
-        let how = self
-            .checkout(rt, &repository, &run.sha, worktree, cancel)
+        let remote = self.deploy_remote(&repository).await?;
+        let how = rt
+            .checkout(&repository.id, &remote, &run.sha, worktree, cancel)
             .await?;
         say(
             log,
@@ -339,6 +348,13 @@ impl Services {
         if cancel.is_cancelled() {
             return Ok(Outcome::Cancelled);
         }
+        if let Some(why) = self
+            .unwatched(rt, run, &job, &repository, &remote, log, cancel)
+            .await
+        {
+            say(log, format!("nothing to run: {why}")).await;
+            return Ok(Outcome::Skipped(why));
+        }
         let isolation = self.settings.runs.isolation;
         rt.sandbox_ready(isolation).await?;
         if isolation == Isolation::None {
@@ -351,6 +367,14 @@ impl Services {
             say(
                 log,
                 "from a fork: dbt parse only, without the job's warehouse or variables",
+            )
+            .await;
+        }
+        if run.mr_iid.is_some() && run.mode == RunMode::Full && dbt.production.is_none() {
+            say(
+                log,
+                "no production yet (no successful run of the project's merge job): building \
+                 everything, comparing nothing",
             )
             .await;
         }
@@ -385,8 +409,67 @@ impl Services {
         }
         *state = RunState::Running;
         let outcome = self.run_commands(run, &job, &dbt, log, cancel).await?;
-        self.keep_artifacts(&run.id, &dbt.workspace).await;
+        let artifacts = self.keep_artifacts(&run.id, &dbt.workspace).await;
+        if run.mode == RunMode::Full
+            && run.mr_iid.is_some()
+            && !matches!(outcome, Outcome::Cancelled)
+            && let (Some(manifest), Some(results)) = (artifacts.manifest, artifacts.run_results)
+        {
+            self.record_run_schemas(run, &manifest, &results).await?;
+            self.report_what_changed(&ReportInput {
+                run,
+                job: &job,
+                dbt: &dbt,
+                run_dir,
+                manifest: &manifest,
+                run_results: &results,
+                log,
+                cancel,
+            })
+            .await?;
+        }
         Ok(outcome)
+    }
+
+    /// Why a merge request's run has nothing to do: it changes no path the job watches (by
+    /// default the project's dbt directory). When the diff cannot be told, the run goes ahead.
+    #[allow(clippy::too_many_arguments)]
+    async fn unwatched(
+        &self,
+        rt: &CiRuntime,
+        run: &Run,
+        job: &CiJob,
+        repository: &CiRepository,
+        remote: &Remote,
+        log: &mpsc::Sender<LogLine>,
+        cancel: &CancellationToken,
+    ) -> Option<String> {
+        let target = run
+            .target_branch
+            .as_deref()
+            .filter(|_| run.mr_iid.is_some())?;
+        let paths = watched_paths(job, repository);
+        if paths.is_empty() {
+            return None;
+        }
+        match rt
+            .changes_under(&repository.id, remote, target, &run.sha, &paths, cancel)
+            .await
+        {
+            Ok(true) => None,
+            Ok(false) => Some(format!(
+                "the merge request changes nothing under {} (the paths the CI job watches)",
+                paths.join(", ")
+            )),
+            Err(e) => {
+                say(
+                    log,
+                    format!("cannot tell which paths the merge request changes ({e}); running"),
+                )
+                .await;
+                None
+            }
+        }
     }
 
     /// The run's dbt workspace (profile with the run's schema, the job's environment), and the
@@ -436,11 +519,12 @@ impl Services {
             },
         )?;
         let production = match run.mr_iid {
-            Some(_) if full => self.db.production_manifest(&run.project_id).await?,
+            Some(_) if full => self.db.production_run(&run.project_id).await?,
             _ => None,
         };
         let state_dir = production
-            .map(|manifest| workspace.install_production_manifest(manifest.as_bytes()))
+            .as_ref()
+            .map(|p| workspace.install_production_manifest(p.manifest.as_bytes()))
             .transpose()?;
         let mut commands = Vec::new();
         if workspace.needs_deps() {
@@ -458,6 +542,7 @@ impl Services {
             workspace,
             target,
             commands,
+            production,
             defers_to_production: state_dir.is_some(),
         })
     }
@@ -525,50 +610,57 @@ impl Services {
         Ok(Outcome::Succeeded)
     }
 
-    async fn checkout(
-        &self,
-        rt: &CiRuntime,
-        repository: &CiRepository,
-        sha: &str,
-        worktree: &Path,
-        cancel: &CancellationToken,
-    ) -> Result<WorktreeState, SetupError> {
+    /// The repository as git reaches it with its deploy token.
+    async fn deploy_remote(&self, repository: &CiRepository) -> Result<Remote, SetupError> {
         let (Some(username), Some(token)) = (
             repository.deploy_token_username.clone(),
             repository.deploy_token.clone(),
         ) else {
             return Err(SetupError::NoDeployToken);
         };
-        let remote = self
+        Ok(self
             .git_remote(
                 &repository.gitlab_instance_url,
                 &repository.http_url_to_repo,
                 Some(GitCredential::new(username, token)),
             )
-            .await?;
-        Ok(rt
-            .checkout(&repository.id, &remote, sha, worktree, cancel)
             .await?)
     }
 
-    async fn keep_artifacts(&self, run_id: &str, workspace: &DbtWorkspace) {
+    /// Stores the run's artifacts and returns them.
+    async fn keep_artifacts(&self, run_id: &str, workspace: &DbtWorkspace) -> Artifacts {
         let artifacts = match workspace.artifacts() {
             Ok(a) => a,
             Err(e) => {
                 tracing::warn!(run = run_id, error = %e, "could not read the run's artifacts");
-                return;
+                return Artifacts::default();
             }
         };
         for (name, content) in [
-            ("run_results.json", artifacts.run_results),
-            ("manifest.json", artifacts.manifest),
+            ("run_results.json", &artifacts.run_results),
+            ("manifest.json", &artifacts.manifest),
         ] {
             if let Some(content) = content
-                && let Err(e) = self.db.save_run_artifact(run_id, name, &content).await
+                && let Err(e) = self.db.save_run_artifact(run_id, name, content).await
             {
                 tracing::warn!(run = run_id, error = %e, "could not store {name}");
             }
         }
+        artifacts
+    }
+}
+
+/// The paths a job watches: its own, else the project's dbt directory (none: every path).
+fn watched_paths(job: &CiJob, repository: &CiRepository) -> Vec<String> {
+    if job.input.watch_paths.is_empty() {
+        let subdir = repository.project_subdirectory.trim_matches('/');
+        if subdir.is_empty() {
+            Vec::new()
+        } else {
+            vec![subdir.to_owned()]
+        }
+    } else {
+        job.input.watch_paths.clone()
     }
 }
 

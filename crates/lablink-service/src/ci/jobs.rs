@@ -22,8 +22,9 @@ pub const DEFAULT_TIMEOUT_SECS: i64 = 30 * 60;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum WarehouseSettings {
-    /// dbt-duckdb with a database file of the job's own, which lablink keeps (one directory per
-    /// job below the setting `warehouse_root`); runs see that file and nothing else of the host.
+    /// dbt-duckdb with the project's database file, which lablink keeps (one directory per
+    /// project below the setting `warehouse_root`); runs see that file and nothing else of the
+    /// host.
     DuckDb {},
     /// dbt-postgres; the password is given separately and sealed.
     Postgres {
@@ -64,8 +65,9 @@ pub struct CiJobForm {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub warehouse_password: Option<SecretString>,
-    /// Post a note summarising each finished run on the merge request.
-    #[serde(default)]
+    /// Keep one note on the merge request that says what changed (nodes, tests, data against
+    /// production), edited after each run. On unless turned off.
+    #[serde(default = "yes")]
     pub mr_note: bool,
     /// Merge requests from forks: `approval` (the default: a Maintainer approves each commit in
     /// lablink before it runs with the job's secrets) or `without_secrets` (`dbt parse` at once,
@@ -73,6 +75,25 @@ pub struct CiJobForm {
     #[serde(default = "default_forks")]
     #[schema(value_type = String)]
     pub forks: ForkPolicy,
+    /// Paths in the repository (prefixes) a merge request must change for the job to run;
+    /// empty: the project's dbt directory (every path when it is the repository's root). A
+    /// merge request that changes none of them gets a `skipped` status with the reason.
+    #[serde(default)]
+    pub watch_paths: Vec<String>,
+    /// The comparison with production compares at most this many models (1–200)…
+    #[serde(default = "default_compare_models")]
+    pub compare_max_models: i64,
+    /// …in at most this many seconds (1–3600); what is left is listed as not compared.
+    #[serde(default = "default_compare_secs")]
+    pub compare_timeout_secs: i64,
+}
+
+fn default_compare_models() -> i64 {
+    20
+}
+
+fn default_compare_secs() -> i64 {
+    300
 }
 
 fn default_forks() -> ForkPolicy {
@@ -108,6 +129,9 @@ pub struct CiJobView {
     pub mr_note: bool,
     #[schema(value_type = String)]
     pub forks: ForkPolicy,
+    pub watch_paths: Vec<String>,
+    pub compare_max_models: i64,
+    pub compare_timeout_secs: i64,
     /// The commit status name in GitLab.
     pub status_name: String,
 }
@@ -129,6 +153,9 @@ impl CiJobView {
             has_warehouse_password: job.input.warehouse_secret.is_some(),
             mr_note: job.input.mr_note,
             forks: job.input.forks,
+            watch_paths: job.input.watch_paths.clone(),
+            compare_max_models: job.input.compare_max_models,
+            compare_timeout_secs: job.input.compare_timeout_secs,
             status_name: lablink_core::names::commit_status_name(&job.input.name),
         })
     }
@@ -146,7 +173,7 @@ pub(crate) fn warehouse_profile(
 ) -> Result<WarehouseProfile, ServiceError> {
     Ok(match warehouse_settings(job)? {
         WarehouseSettings::DuckDb {} => WarehouseProfile::DuckDb {
-            path: runs.duckdb_file(job.id),
+            path: runs.duckdb_file(&job.project_id),
         },
         WarehouseSettings::Postgres {
             host,
@@ -218,6 +245,22 @@ fn validate(form: &CiJobForm) -> Result<(), ServiceError> {
     for name in form.env.keys() {
         lablink_exec::dbt::check_env_name(name).map_err(|e| bad(format!("{e}.")))?;
     }
+    for path in &form.watch_paths {
+        let path = path.trim().trim_start_matches("./");
+        if path.starts_with('/') || path.split('/').any(|seg| seg == "..") {
+            return Err(bad(format!(
+                "`{path}` is not a path inside the repository: give it relative to the repository's root, without `..`."
+            )));
+        }
+    }
+    if !(1..=200).contains(&form.compare_max_models) {
+        return Err(bad("Compare between 1 and 200 models."));
+    }
+    if !(1..=3600).contains(&form.compare_timeout_secs) {
+        return Err(bad(
+            "The comparison's time budget is between 1 and 3600 seconds.",
+        ));
+    }
     match &form.warehouse {
         WarehouseSettings::Postgres {
             host, user, dbname, ..
@@ -253,6 +296,14 @@ fn input(form: CiJobForm, kept_secret: Option<SecretString>) -> Result<CiJobInpu
         warehouse_secret,
         mr_note: form.mr_note,
         forks: form.forks,
+        watch_paths: form
+            .watch_paths
+            .iter()
+            .map(|p| p.trim().trim_start_matches("./").to_owned())
+            .filter(|p| !p.is_empty())
+            .collect(),
+        compare_max_models: form.compare_max_models,
+        compare_timeout_secs: form.compare_timeout_secs,
     })
 }
 

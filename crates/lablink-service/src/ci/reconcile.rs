@@ -2,7 +2,7 @@
 //! periodic pass lists the open merge requests of every connected repository and starts what a
 //! lost webhook missed, through the same decisions as webhooks (runs stay unique per job and
 //! commit). It also reads each hook's `alert_status` and records a visible warning when GitLab
-//! disabled the hook.
+//! disabled the hook, and marks the schemas of merge requests closed meanwhile for the sweep.
 
 use chrono::{DateTime, Utc};
 use lablink_core::ci::{MrAction, MrEvent};
@@ -80,6 +80,18 @@ impl Services {
                     warning.as_deref().map(|w| (alert.as_str(), w)),
                 )
                 .await?;
+        }
+        // A close whose webhook was lost (lablink down, hook disabled) still frees the merge
+        // request's schemas: the sweep drops them.
+        for iid in self.db.mrs_with_open_schemas(&repository.id).await? {
+            if api
+                .merge_request(repository.gitlab_project_id, iid)
+                .await?
+                .state
+                != "opened"
+            {
+                self.db.mark_mr_schemas_closed(&repository.id, iid).await?;
+            }
         }
         let mrs = api
             .list_open_merge_requests(repository.gitlab_project_id, since, 100)

@@ -3,18 +3,22 @@
 
 use lablink_core::AccessLevel;
 use lablink_core::ci::RunMode;
+use lablink_core::report::Report;
 use lablink_core::run::{RunEvent, RunState};
 use lablink_exec::sandbox::Isolation;
 use lablink_store::Principal;
 use lablink_store::audit::AuditEvent;
+use lablink_store::ledger::LedgerSchema;
+use lablink_store::queue::Task;
 use lablink_store::runs::{Holder, LogLine, Run, RunStep, Trigger};
 use serde::Serialize;
 
+use super::report::REPORT_ARTIFACT;
 use crate::error::require;
 use crate::{ServiceError, Services};
 
 /// Artifacts a run may have.
-pub const ARTIFACT_NAMES: [&str; 2] = ["run_results.json", "manifest.json"];
+pub const ARTIFACT_NAMES: [&str; 3] = ["run_results.json", "manifest.json", REPORT_ARTIFACT];
 const LIST_LIMIT: i64 = 100;
 const MAX_LOG_PAGE: i64 = 5000;
 
@@ -87,6 +91,44 @@ pub struct RunDetail {
     pub hook_warning: Option<String>,
     /// Set while this host runs CI without a sandbox (setting `run_isolation = "none"`).
     pub isolation_warning: Option<&'static str>,
+    /// What a merge request's run changed against production (the merge request note's
+    /// content).
+    #[schema(value_type = Option<Object>)]
+    pub report: Option<Report>,
+    /// The warehouse schemas of the run's merge request and job (from the ledger).
+    pub schemas: Vec<SchemaView>,
+}
+
+/// A schema a merge request's runs made in the warehouse.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SchemaView {
+    /// Empty when the warehouse has no databases.
+    pub database: String,
+    pub schema: String,
+    pub created_at: i64,
+    pub last_used_at: i64,
+    /// live, due (its merge request closed; the sweep drops it), dropped, or drop_failed
+    pub state: &'static str,
+    pub drop_error: Option<String>,
+}
+
+impl From<LedgerSchema> for SchemaView {
+    fn from(s: LedgerSchema) -> Self {
+        let state = match (&s.dropped_at, &s.drop_error, &s.mr_closed_at) {
+            (Some(_), _, _) => "dropped",
+            (None, Some(_), _) => "drop_failed",
+            (None, None, Some(_)) => "due",
+            (None, None, None) => "live",
+        };
+        SchemaView {
+            database: s.database_name,
+            schema: s.schema_name,
+            created_at: s.created_at,
+            last_used_at: s.last_used_at,
+            state,
+            drop_error: s.drop_error,
+        }
+    }
 }
 
 impl From<RunStep> for StepView {
@@ -262,6 +304,15 @@ impl Services {
         let artifacts = self.db.run_artifact_names(run_id).await?;
         let delivery = self.db.run_status_delivery(run_id).await?;
         let hook_warning = self.db.hook_warning(&run.repository_id).await?;
+        let report = self
+            .db
+            .run_artifact(run_id, REPORT_ARTIFACT)
+            .await?
+            .and_then(|json| serde_json::from_str(&json).ok());
+        let schemas = match run.mr_iid {
+            Some(iid) => self.db.schemas_of_mr(run.ci_job_id, iid).await?,
+            None => Vec::new(),
+        };
         let run = self.summary(run).await?;
         let (status_wanted, status_sent, status_error) = match delivery {
             Some((wanted, sent, error)) => (Some(wanted), sent, error),
@@ -279,7 +330,48 @@ impl Services {
             hook_warning,
             isolation_warning: (self.settings.runs.isolation == Isolation::None)
                 .then_some(super::executor::NOT_ISOLATED),
+            report,
+            schemas: schemas.into_iter().map(SchemaView::from).collect(),
         })
+    }
+
+    /// Drops the schemas of the run's merge request and job now instead of at its close or the
+    /// sweep (queued: the drop happens in the background). The next run makes them again.
+    pub async fn drop_run_schemas(
+        &self,
+        caller: &Principal,
+        run_id: &str,
+        client_ip: Option<&str>,
+    ) -> Result<(), ServiceError> {
+        require(
+            caller.role.can_write(),
+            "Read-only users cannot drop schemas.",
+        )?;
+        let run = self.run_of_account(caller, run_id).await?;
+        let Some(mr_iid) = run.mr_iid else {
+            return Err(ServiceError::Conflict(
+                "This run built the merge job's own schema, which lablink never drops.".into(),
+            ));
+        };
+        let task = Task::DropCiSchema {
+            ci_job_id: run.ci_job_id,
+            mr_iid,
+        };
+        self.enqueue(task, super::events::DROP_SCHEMA_ATTEMPTS)
+            .await?;
+        self.db
+            .record_audit(AuditEvent {
+                account_id: Some(&caller.account_id),
+                actor_user_id: Some(&caller.user_id),
+                action: "ci.schemas.drop_requested",
+                detail: format!(
+                    "schemas of merge request !{mr_iid} and CI job {} (run {})",
+                    run.ci_job_id, run.id
+                ),
+                client_ip,
+            })
+            .await?;
+        Ok(())
     }
 
     /// Log lines from `after` on (sequence numbers), at most `limit`.

@@ -1,14 +1,17 @@
 //! Commit statuses back to GitLab, from the durable outbox. Always posted with the repository's
 //! project access token (never a user's token: every update of a status name must come from the
 //! same identity). 5xx, 429 (after `Retry-After`) and 409 are retried; "Cannot transition" for the
-//! state GitLab already shows counts as done. A job's merge request note rides on the run's
-//! terminal status: the delivery is only done once the note is posted too (or refused for good).
+//! state GitLab already shows counts as done. A job's merge request note (one per merge request
+//! and job, edited in place: the run's report of what changed) rides on the run's terminal
+//! status: the delivery is only done once the note is posted too (or refused for good).
 
+use lablink_core::report::Report;
 use lablink_gitlab::GitLabError;
 use lablink_gitlab::api::{Api, CommitState, CommitStatusRequest, StatusOutcome};
-use lablink_store::runs::CiRepository;
+use lablink_store::runs::{CiRepository, Run};
 use lablink_store::status_outbox::PendingStatus;
 
+use super::report::REPORT_ARTIFACT;
 use crate::{ServiceError, Services};
 
 /// A status that keeps failing with retryable errors is given up after this many attempts.
@@ -41,6 +44,7 @@ fn commit_state(state: &str) -> Option<CommitState> {
         "success" => CommitState::Success,
         "failed" => CommitState::Failed,
         "canceled" => CommitState::Canceled,
+        "skipped" => CommitState::Skipped,
         _ => return None,
     })
 }
@@ -151,62 +155,115 @@ impl Services {
         let (StatusOutcome::Posted(_) | StatusOutcome::AlreadyInState) = outcome;
         let terminal = matches!(
             state,
-            CommitState::Success | CommitState::Failed | CommitState::Canceled
+            CommitState::Success
+                | CommitState::Failed
+                | CommitState::Canceled
+                | CommitState::Skipped
         );
         if terminal
             && job.input.mr_note
             && let Some(iid) = run.mr_iid
         {
-            let body = format!(
-                "**{name}**: {} for {} ({}). Details: {target_url}",
-                state.as_str(),
-                &run.sha[..run.sha.len().min(8)],
-                status.description.replace(['\n', '\r'], " "),
-            );
-            self.post_mr_note(&api, &repository, &run.id, iid, &body)
-                .await?;
+            let body = self
+                .note_body(&run, &name, state, &status.description, &target_url)
+                .await
+                .map_err(internal)?;
+            let note = NoteTarget {
+                repository: &repository,
+                run_id: &run.id,
+                ci_job_id: job.id,
+                iid,
+                // A skipped run only updates a note that is there: merge requests that touch
+                // nothing the job watches get no note of their own.
+                may_create: state != CommitState::Skipped,
+            };
+            self.post_mr_note(&api, &note, &body).await?;
         }
         Ok(())
     }
 
-    /// Posts the summary note of a finished run on its merge request, once per run. A retryable
-    /// failure fails the whole delivery, which re-sends the (harmless) status and tries again; a
-    /// refusal is written on the run page and does not hold up the status.
+    /// The note: the run's report of what changed when it has one, else one line of its outcome.
+    async fn note_body(
+        &self,
+        run: &Run,
+        name: &str,
+        state: CommitState,
+        description: &str,
+        target_url: &str,
+    ) -> Result<String, ServiceError> {
+        let title = format!(
+            "{name}: {} for {} ({})",
+            state.as_str(),
+            &run.sha[..run.sha.len().min(8)],
+            lablink_core::report::inline(description),
+        );
+        let report = self.db.run_artifact(&run.id, REPORT_ARTIFACT).await?;
+        if let Some(report) = report.and_then(|r| serde_json::from_str::<Report>(&r).ok()) {
+            return Ok(report.markdown(&title, target_url));
+        }
+        Ok(format!("**{title}**\n\n[Run in lablink]({target_url})\n"))
+    }
+
+    /// Keeps the job's one note on the merge request: edits the note it made before, else (or
+    /// when that note was deleted) makes it; once per run. A retryable failure fails the whole
+    /// delivery, which re-sends the (harmless) status and tries again; a refusal is written on
+    /// the run page and does not hold up the status.
     async fn post_mr_note(
         &self,
         api: &Api,
-        repository: &CiRepository,
-        run_id: &str,
-        iid: i64,
+        note: &NoteTarget<'_>,
         body: &str,
     ) -> Result<(), NotPosted> {
+        let project = note.repository.gitlab_project_id;
         if self
             .db
-            .mr_note_posted(run_id)
+            .mr_note_posted(note.run_id)
             .await
             .map_err(|e| internal(e.into()))?
         {
             return Ok(());
         }
-        match api
-            .create_merge_request_note(repository.gitlab_project_id, iid, body)
+        let known = self
+            .db
+            .mr_note_id(&note.repository.id, note.iid, note.ci_job_id)
             .await
-        {
+            .map_err(|e| internal(e.into()))?;
+        let edited = match known {
+            Some(note_id) => match api
+                .update_merge_request_note(project, note.iid, note_id, body)
+                .await
+            {
+                Err(e) if e.is_not_found() => None,
+                other => Some(other),
+            },
+            None => None,
+        };
+        let posted = match edited {
+            Some(result) => result,
+            None if note.may_create => api.create_merge_request_note(project, note.iid, body).await,
+            None => return Ok(()),
+        };
+        match posted {
             // Recorded only after GitLab's answer, so a note is never lost. The price: if lablink
             // stops (or this write fails) between GitLab creating the note and this write, or
-            // GitLab's answer is lost on the way, the retried delivery posts the note a second
-            // time. That window is tiny and a duplicate note is acceptable; recording first
-            // would instead lose the note for good whenever the post then failed.
-            Ok(_) => self
-                .db
-                .set_mr_note_posted(run_id)
-                .await
-                .map_err(|e| internal(e.into())),
-            Err(e) => match not_posted(&e, &repository.id) {
+            // GitLab's answer is lost on the way, the retried delivery makes a second note. That
+            // window is tiny and a duplicate note is acceptable; recording first would instead
+            // lose the note for good whenever the post then failed.
+            Ok(posted) => {
+                self.db
+                    .set_mr_note_id(&note.repository.id, note.iid, note.ci_job_id, posted.id)
+                    .await
+                    .map_err(|e| internal(e.into()))?;
+                self.db
+                    .set_mr_note_posted(note.run_id)
+                    .await
+                    .map_err(|e| internal(e.into()))
+            }
+            Err(e) => match not_posted(&e, &note.repository.id) {
                 NotPosted::Skip(_) => {
-                    let note = format!("GitLab refused the merge request note: {e}");
+                    let text = format!("GitLab refused the merge request note: {e}");
                     self.db
-                        .set_run_status_note(run_id, &note)
+                        .set_run_status_note(note.run_id, &text)
                         .await
                         .map_err(|e| internal(e.into()))
                 }
@@ -218,6 +275,15 @@ impl Services {
             },
         }
     }
+}
+
+/// Where a run's note goes.
+struct NoteTarget<'a> {
+    repository: &'a CiRepository,
+    run_id: &'a str,
+    ci_job_id: i64,
+    iid: i64,
+    may_create: bool,
 }
 
 /// A failure on lablink's side (e.g. the database): try again later.

@@ -7,21 +7,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lablink_core::names::ci_schema_name;
 use lablink_core::run::{FailureReason, RunEvent};
-use lablink_exec::dbt::{DbtInstall, DbtTarget, drop_schema};
 use lablink_store::runs::Holder;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::executor::{CiRuntime, decode_cancel};
-use super::jobs::warehouse_profile;
 use crate::{ServiceError, Services};
 
 /// A run whose worker vanished this many times is failed instead of queued again.
 pub const MAX_RUN_ATTEMPTS: i64 = 3;
-const DROP_SCHEMA_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// How this replica runs CI.
 #[derive(Debug, Clone)]
@@ -221,6 +217,13 @@ async fn reconcile_loop(
             }
             Err(e) => tracing::warn!(error = %e, "reconciliation failed"),
         }
+        // Right after a start too, and after reconciliation found merge requests closed
+        // meanwhile: what leaked while lablink was down goes now.
+        match services.sweep_schemas(&rt).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(schemas = n, "swept merge request schemas that were due"),
+            Err(e) => tracing::warn!(error = %e, "some schemas due could not be dropped"),
+        }
         tokio::select! {
             () = shutdown.cancelled() => break,
             () = tokio::time::sleep(every) => {}
@@ -229,41 +232,6 @@ async fn reconcile_loop(
 }
 
 impl Services {
-    /// Drops `lablink_pr_<job_id>_<mr_iid>` from the job's warehouse.
-    pub(crate) async fn drop_ci_schema(
-        &self,
-        rt: &CiRuntime,
-        ci_job_id: i64,
-        mr_iid: i64,
-    ) -> Result<(), ServiceError> {
-        let Some(job) = self.db.ci_job(&self.keys, ci_job_id).await? else {
-            return Ok(());
-        };
-        let install = DbtInstall::locate().map_err(|e| ServiceError::Internal(e.to_string()))?;
-        let target = DbtTarget {
-            name: "default".into(),
-            schema: ci_schema_name(ci_job_id, mr_iid),
-            threads: 1,
-            warehouse: warehouse_profile(&job, &self.settings.runs)?,
-        };
-        let dir = rt
-            .work_dir
-            .join("cleanup")
-            .join(uuid::Uuid::new_v4().to_string());
-        let _warehouse = rt.hold_warehouse(&target.warehouse).await;
-        let result = drop_schema(
-            &install,
-            &target,
-            &dir,
-            self.settings.runs.isolation,
-            DROP_SCHEMA_TIMEOUT,
-            &CancellationToken::new(),
-        )
-        .await;
-        let _ = std::fs::remove_dir_all(&dir);
-        result.map_err(|e| ServiceError::Internal(e.to_string()))
-    }
-
     /// Runs whose worker stopped renewing its lease: queued again, failed after too many
     /// attempts, or cancelled when that had been asked for.
     pub async fn reap_expired_runs(&self) -> Result<(), ServiceError> {

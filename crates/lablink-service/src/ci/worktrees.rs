@@ -97,6 +97,24 @@ impl CiRuntime {
         Ok(state)
     }
 
+    /// Whether commit `sha` (already in the repository's cache) changes anything under `paths`
+    /// since it forked from `branch`.
+    pub async fn changes_under(
+        &self,
+        repository_id: &str,
+        remote: &Remote,
+        branch: &str,
+        sha: &str,
+        paths: &[String],
+        cancel: &CancellationToken,
+    ) -> Result<bool, ExecError> {
+        let git = self.git.with_cancellation(cancel.clone());
+        let lock = self.cache_lock(repository_id);
+        let _guard = lock.lock().await;
+        git.changes_under(&self.cache_dir(repository_id), remote, branch, sha, paths)
+            .await
+    }
+
     /// Moves the repository's spare worktree to `worktree` when it is ready (made and not being
     /// made or taken by someone else); whether it did.
     async fn take_spare(&self, repository_id: &str, worktree: &Path) -> bool {

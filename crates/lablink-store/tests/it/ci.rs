@@ -22,6 +22,7 @@ crate::on_both!(
     concurrent_workers_never_claim_the_same_run,
     the_outbox_keeps_the_latest_status_until_it_is_sent,
     bodies_of_earlier_versions_are_repacked_once,
+    the_schema_ledger_knows_what_is_due,
 );
 
 fn keys() -> KeyRing {
@@ -266,6 +267,9 @@ fn job_input(name: &str) -> CiJobInput {
         warehouse_secret: None,
         mr_note: false,
         forks: ForkPolicy::Approval,
+        watch_paths: vec!["models/".into()],
+        compare_max_models: 20,
+        compare_timeout_secs: 300,
     }
 }
 
@@ -314,6 +318,7 @@ fn new_run<'a>(job: i64, sha: &'a str) -> NewRun<'a> {
         reason: "queued",
         mode: RunMode::Full,
         awaits_approval: false,
+        target_branch: Some("main"),
     }
 }
 
@@ -431,11 +436,15 @@ async fn the_outbox_keeps_the_latest_status_until_it_is_sent(db: Db) {
     let job = job(&db).await;
     let id = db.create_run(&new_run(job, "d1")).await.unwrap().unwrap();
     db.claim_run("w", 60_000, &CLAIM).await.unwrap().unwrap();
-    // pending then running: only the latest is due.
+    // queued then claimed (both pending until dbt starts): only the latest is due.
     let status = db.claim_status("s1", 60_000).await.unwrap().unwrap();
     assert_eq!(
-        (status.run_id.as_str(), status.wanted_state.as_str()),
-        (id.as_str(), "running")
+        (
+            status.run_id.as_str(),
+            status.wanted_state.as_str(),
+            status.description.as_str()
+        ),
+        (id.as_str(), "pending", "claimed by a worker")
     );
     assert!(db.claim_status("s2", 60_000).await.unwrap().is_none());
     // A failed post is retried later, not now.
@@ -558,4 +567,59 @@ async fn bodies_of_earlier_versions_are_repacked_once(db: Db) {
     .await)
     .unwrap();
     assert_eq!(encodings, ["zstd", "lz4", "lz4"]);
+}
+
+/// Schemas are recorded once per name and used again on later runs; a close or the TTL makes
+/// them due; a failed drop stays due with its error; a dropped one is used again by a new run.
+async fn the_schema_ledger_knows_what_is_due(db: Db) {
+    use lablink_store::ledger::SchemaOwner;
+    let owner = |mr_iid| SchemaOwner {
+        project_id: "proj",
+        ci_job_id: 1,
+        repository_id: "repo-1",
+        mr_iid,
+    };
+    let pr = |s: &str| vec![("warehouse".to_owned(), s.to_owned())];
+    db.record_schemas(&owner(7), &pr("lablink_pr_1_7"))
+        .await
+        .unwrap();
+    db.record_schemas(&owner(7), &pr("lablink_pr_1_7"))
+        .await
+        .unwrap();
+    db.record_schemas(&owner(8), &pr("custom_8")).await.unwrap();
+    assert_eq!(db.schemas_of_mr(1, 7).await.unwrap().len(), 1);
+    assert_eq!(db.mrs_with_open_schemas("repo-1").await.unwrap(), [7, 8]);
+    // Nothing is due: both were used just now and no merge request is closed.
+    let an_hour_ago = lablink_store::now_ms() - 3_600_000;
+    assert!(db.schemas_due(an_hour_ago).await.unwrap().is_empty());
+    // Closing !7 makes its schema due; a TTL in the future makes every one due.
+    db.mark_mr_schemas_closed("repo-1", 7).await.unwrap();
+    let due = db.schemas_due(an_hour_ago).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].schema_name, "lablink_pr_1_7");
+    assert_eq!(db.mrs_with_open_schemas("repo-1").await.unwrap(), [8]);
+    let later = lablink_store::now_ms() + 1;
+    assert_eq!(db.schemas_due(later).await.unwrap().len(), 2);
+    // A failed drop stays due, with the reason; a dropped schema is not.
+    db.schema_drop_outcome(&due[0].id, Some("warehouse unreachable"))
+        .await
+        .unwrap();
+    let still = db.schemas_due(an_hour_ago).await.unwrap();
+    assert_eq!(
+        still[0].drop_error.as_deref(),
+        Some("warehouse unreachable")
+    );
+    db.schema_drop_outcome(&due[0].id, None).await.unwrap();
+    assert!(db.schemas_due(an_hour_ago).await.unwrap().is_empty());
+    assert!(db.live_schemas_of(1, 7).await.unwrap().is_empty());
+    // A new run of a reopened merge request uses it again: live and not closed.
+    db.record_schemas(&owner(7), &pr("lablink_pr_1_7"))
+        .await
+        .unwrap();
+    let revived = db.live_schemas_of(1, 7).await.unwrap();
+    assert_eq!(revived.len(), 1);
+    assert_eq!(
+        (revived[0].dropped_at, revived[0].mr_closed_at),
+        (None, None)
+    );
 }

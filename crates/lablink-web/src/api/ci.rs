@@ -177,10 +177,28 @@ pub async fn approve_run(
     ))
 }
 
-/// `run_results.json` or `manifest.json` of a run.
+/// Drops the warehouse schemas of the run's merge request and job now (in the background; 202).
+#[utoipa::path(post, path = "/api/v1/runs/{id}/drop-schemas", tag = "ci",
+    params(("id" = String, Path, description = "run id")),
+    responses((status = 202), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn drop_run_schemas(
+    State(state): State<AppState>,
+    user: ApiUser,
+    ip: ClientIp,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .services
+        .drop_run_schemas(&user.principal, &id, ip.0.as_deref())
+        .await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// `run_results.json`, `manifest.json` or `lablink_report.json` (what changed) of a run.
 #[utoipa::path(get, path = "/api/v1/runs/{id}/artifacts/{name}", tag = "ci",
     params(("id" = String, Path, description = "run id"),
-        ("name" = String, Path, description = "run_results.json or manifest.json")),
+        ("name" = String, Path, description = "run_results.json, manifest.json or lablink_report.json")),
     responses((status = 200, content_type = "application/json", body = String),
         (status = 404, body = ErrorBody)))]
 pub async fn run_artifact(

@@ -67,6 +67,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(ci::list_runs))
         .routes(routes!(ci::get_run))
         .routes(routes!(ci::approve_run))
+        .routes(routes!(ci::drop_run_schemas))
         .routes(routes!(ci::run_log))
         .routes(routes!(ci::run_artifact))
         .routes(routes!(projects::list_projects, projects::create_project))

@@ -66,6 +66,11 @@ struct NewJob {
     mr_note: Option<String>,
     /// `approval` or `without_secrets`.
     forks: String,
+    /// One path per line.
+    #[serde(default)]
+    watch_paths: String,
+    compare_max_models: i64,
+    compare_timeout_secs: i64,
 }
 
 fn parse_env(text: &str) -> Result<BTreeMap<String, SecretString>, ServiceError> {
@@ -106,6 +111,9 @@ async fn create(
         warehouse: WarehouseSettings::DuckDb {},
         warehouse_password: None,
         mr_note: form.mr_note.is_some(),
+        watch_paths: form.watch_paths.lines().map(str::to_owned).collect(),
+        compare_max_models: form.compare_max_models,
+        compare_timeout_secs: form.compare_timeout_secs,
         forks: form
             .forks
             .parse()

@@ -21,10 +21,12 @@ pub fn routes() -> Router<AppState> {
         .route("/projects/{id}/runs", get(list))
         .route("/runs/{id}", get(show))
         .route("/runs/{id}/approve", post(approve))
+        .route("/runs/{id}/drop-schemas", post(drop_schemas))
 }
 
+/// A form that carries nothing but its CSRF token.
 #[derive(Deserialize)]
-struct ApproveForm {
+struct CsrfOnly {
     csrf_token: String,
 }
 
@@ -34,7 +36,7 @@ async fn approve(
     user: CurrentUser,
     ip: ClientIp,
     Path(id): Path<String>,
-    Form(form): Form<ApproveForm>,
+    Form(form): Form<CsrfOnly>,
 ) -> Result<impl IntoResponse, HtmlError> {
     user.check_csrf(&form.csrf_token)?;
     state
@@ -42,6 +44,22 @@ async fn approve(
         .approve_fork_run(&user.principal, &id, ip.0.as_deref())
         .await?;
     Ok(Redirect::to(&format!("/runs/{id}")))
+}
+
+/// Drops the merge request's schemas now (queued; the page shows the ledger's state).
+async fn drop_schemas(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ip: ClientIp,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfOnly>,
+) -> Result<impl IntoResponse, HtmlError> {
+    user.check_csrf(&form.csrf_token)?;
+    state
+        .services
+        .drop_run_schemas(&user.principal, &id, ip.0.as_deref())
+        .await?;
+    Ok(Redirect::to(&format!("/runs/{id}?dropping=1#schemas")))
 }
 
 /// A run with its times formatted for the page.
@@ -113,12 +131,21 @@ struct RunPage {
     started: String,
     finished: String,
     refresh: bool,
+    /// Just asked to drop the schemas.
+    dropping: bool,
+}
+
+#[derive(Deserialize)]
+struct ShowParams {
+    #[serde(default)]
+    dropping: Option<String>,
 }
 
 async fn show(
     State(state): State<AppState>,
     user: CurrentUser,
     Path(id): Path<String>,
+    Query(params): Query<ShowParams>,
 ) -> Result<impl IntoResponse, HtmlError> {
     let detail = state
         .services
@@ -129,6 +156,7 @@ async fn show(
         started: detail.run.started_at.map(when).unwrap_or_default(),
         finished: detail.run.finished_at.map(when).unwrap_or_default(),
         refresh: !detail.run.state.is_terminal(),
+        dropping: params.dropping.is_some(),
         row: RunRow::of(detail.run.clone()),
         detail,
     })

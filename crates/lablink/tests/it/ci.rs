@@ -32,49 +32,53 @@ crate::on_both_backends!(
 );
 
 /// Upper bound for waiting on background work (dbt runs take seconds); not a timing assertion.
-const PATIENCE: Duration = Duration::from_secs(180);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(180);
 
 /// A GitLab project seeded with the sample dbt project, connected to a lablink project with
 /// one CI job `ci`.
-struct World {
-    gitlab: GitLab,
-    app: TestApp,
-    alice: SimUser,
-    browser: Browser,
-    csrf: String,
-    account: String,
-    gitlab_project: u64,
-    project: String,
-    repository_id: String,
-    job_id: i64,
+pub(crate) struct World {
+    pub(crate) gitlab: GitLab,
+    pub(crate) app: TestApp,
+    pub(crate) alice: SimUser,
+    pub(crate) browser: Browser,
+    pub(crate) csrf: String,
+    pub(crate) account: String,
+    pub(crate) gitlab_project: u64,
+    pub(crate) project: String,
+    pub(crate) repository_id: String,
+    pub(crate) job_id: i64,
 }
 
-fn sample_project() -> PathBuf {
+pub(crate) fn sample_project() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/jaffle_shop_duckdb")
 }
 
-/// The settings of a job `name` building into its own DuckDB file.
-fn duckdb_job(name: &str) -> Value {
-    json!({"name": name, "timeout_secs": 600, "warehouse": {"type": "duckdb"}})
+/// The settings of a job `name` building into the project's DuckDB file, without a note.
+pub(crate) fn duckdb_job(name: &str) -> Value {
+    json!({"name": name, "timeout_secs": 600, "warehouse": {"type": "duckdb"}, "mr_note": false})
 }
 
 impl World {
     /// The job `ci` builds into `warehouse.duckdb`.
-    async fn start(backend: Backend) -> World {
+    pub(crate) async fn start(backend: Backend) -> World {
         World::with_job(backend, duckdb_job("ci")).await
     }
 
     /// Like [`World::start`], with more settings of the lablink server.
-    async fn start_with(backend: Backend, settings: &[(&str, &str)]) -> World {
+    pub(crate) async fn start_with(backend: Backend, settings: &[(&str, &str)]) -> World {
         World::with_job_and(backend, duckdb_job("ci"), settings).await
     }
 
     /// The job `ci` is created from `job` (its JSON settings).
-    async fn with_job(backend: Backend, job: Value) -> World {
+    pub(crate) async fn with_job(backend: Backend, job: Value) -> World {
         World::with_job_and(backend, job, &[]).await
     }
 
-    async fn with_job_and(backend: Backend, job: Value, settings: &[(&str, &str)]) -> World {
+    pub(crate) async fn with_job_and(
+        backend: Backend,
+        job: Value,
+        settings: &[(&str, &str)],
+    ) -> World {
         let Connected {
             gitlab,
             app,
@@ -106,7 +110,7 @@ impl World {
     }
 
     /// Creates a CI job of the project; returns it as the API shows it.
-    async fn create_job(&self, job: Value) -> Value {
+    pub(crate) async fn create_job(&self, job: Value) -> Value {
         let res = self
             .browser
             .api(
@@ -121,7 +125,7 @@ impl World {
     }
 
     /// Commits `files` (path, content) to `branch` (created from main when new); returns the SHA.
-    async fn commit(&self, branch: &str, files: &[(&str, &str)]) -> String {
+    pub(crate) async fn commit(&self, branch: &str, files: &[(&str, &str)]) -> String {
         let files: Vec<Value> = files
             .iter()
             .map(|(path, content)| json!({"path": path, "content": content}))
@@ -139,7 +143,7 @@ impl World {
             .to_owned()
     }
 
-    async fn open_mr(&self, branch: &str, title: &str) -> i64 {
+    pub(crate) async fn open_mr(&self, branch: &str, title: &str) -> i64 {
         self.gitlab
             .control(
                 Method::POST,
@@ -152,7 +156,7 @@ impl World {
             .unwrap()
     }
 
-    async fn mr_action(&self, iid: i64, action: &str) {
+    pub(crate) async fn mr_action(&self, iid: i64, action: &str) {
         self.gitlab
             .control(
                 Method::POST,
@@ -165,17 +169,17 @@ impl World {
             .await;
     }
 
-    async fn sim_state(&self) -> Value {
+    pub(crate) async fn sim_state(&self) -> Value {
         self.gitlab.project_state(self.gitlab_project).await
     }
 
     /// The simulator's commit status `lablink/ci` for `sha`, once it is `state`.
-    async fn wait_for_status(&self, sha: &str, state: &str) -> Value {
+    pub(crate) async fn wait_for_status(&self, sha: &str, state: &str) -> Value {
         self.wait_for_named_status("lablink/ci", sha, state).await
     }
 
     /// The simulator's commit status `name` for `sha`, once it is `state`.
-    async fn wait_for_named_status(&self, name: &str, sha: &str, state: &str) -> Value {
+    pub(crate) async fn wait_for_named_status(&self, name: &str, sha: &str, state: &str) -> Value {
         let mut last = Value::Null;
         let waited = tokio::time::timeout(PATIENCE, async {
             loop {
@@ -204,7 +208,7 @@ impl World {
 
     /// The run's page data once lablink has finished delivering its final `state` to GitLab
     /// (including the merge request note, which is posted before the delivery is recorded).
-    async fn wait_for_delivered(&self, run_id: &str, state: &str) -> Value {
+    pub(crate) async fn wait_for_delivered(&self, run_id: &str, state: &str) -> Value {
         let mut last = Value::Null;
         let waited = tokio::time::timeout(PATIENCE, async {
             loop {
@@ -221,7 +225,7 @@ impl World {
     }
 
     /// The notes of merge request `iid` in the simulator, oldest first.
-    async fn notes(&self, iid: i64) -> Vec<Value> {
+    pub(crate) async fn notes(&self, iid: i64) -> Vec<Value> {
         let state = self.sim_state().await;
         let mr = state["merge_requests"]
             .as_array()
@@ -234,7 +238,7 @@ impl World {
     }
 
     /// The GitLab user behind lablink's (active) project access token.
-    async fn project_token_user(&self) -> u64 {
+    pub(crate) async fn project_token_user(&self) -> u64 {
         let state = self.sim_state().await;
         let active: Vec<u64> = state["project_access_tokens"]
             .as_array()
@@ -252,7 +256,7 @@ impl World {
         active[0]
     }
 
-    async fn runs(&self) -> Value {
+    pub(crate) async fn runs(&self) -> Value {
         let res = self
             .browser
             .api(
@@ -267,7 +271,7 @@ impl World {
     }
 
     /// The run's log as text, one line per log line.
-    async fn run_log(&self, id: &str) -> String {
+    pub(crate) async fn run_log(&self, id: &str) -> String {
         let res = self
             .browser
             .api(Method::GET, &format!("/api/v1/runs/{id}/log"), None, None)
@@ -282,7 +286,7 @@ impl World {
             .join("\n")
     }
 
-    async fn run(&self, id: &str) -> Value {
+    pub(crate) async fn run(&self, id: &str) -> Value {
         let res = self
             .browser
             .api(Method::GET, &format!("/api/v1/runs/{id}"), None, None)
@@ -291,7 +295,7 @@ impl World {
         res.json()
     }
 
-    async fn runs_at(&self, sha: &str) -> Vec<Value> {
+    pub(crate) async fn runs_at(&self, sha: &str) -> Vec<Value> {
         self.runs()
             .await
             .as_array()
@@ -303,7 +307,7 @@ impl World {
     }
 
     /// Waits until the status outbox holds nothing unsent and no run is active.
-    async fn wait_until_settled(&self) {
+    pub(crate) async fn wait_until_settled(&self) {
         tokio::time::timeout(PATIENCE, async {
             loop {
                 let runs = self.runs().await;
@@ -321,12 +325,12 @@ impl World {
     }
 
     /// The schemas in the DuckDB warehouse, read with the test virtualenv's DuckDB.
-    fn schemas(&self) -> Vec<String> {
+    pub(crate) fn schemas(&self) -> Vec<String> {
         self.try_schemas().expect("the warehouse is locked")
     }
 
     /// Like [`World::schemas`]; `None` while a dbt process holds the warehouse's lock.
-    fn try_schemas(&self) -> Option<Vec<String>> {
+    pub(crate) fn try_schemas(&self) -> Option<Vec<String>> {
         let venv = std::env::var("LABLINK_DBT_VENV").map_or_else(
             |_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/lablink/venv"),
             PathBuf::from,
@@ -338,7 +342,7 @@ impl World {
                  print('\\n'.join(r[0] for r in c.execute(\
                  'select schema_name from information_schema.schemata').fetchall()))",
             )
-            .arg(self.app.duckdb_file(self.job_id))
+            .arg(self.app.duckdb_file(&self.project))
             .output()
             .unwrap();
         if String::from_utf8_lossy(&out.stderr).contains("Could not set lock") {
@@ -356,7 +360,7 @@ impl World {
 
     /// Waits for the runs of both jobs (`noted` and `ci`) at `sha` to have delivered `state`;
     /// returns their ids.
-    async fn both_runs_delivered(&self, sha: &str, state: &str) -> (String, String) {
+    pub(crate) async fn both_runs_delivered(&self, sha: &str, state: &str) -> (String, String) {
         self.wait_for_named_status("lablink/noted", sha, state)
             .await;
         self.wait_for_status(sha, state).await;
@@ -378,7 +382,13 @@ impl World {
 
     /// A run of `ci` at `sha` as a worker leaves it when it dies during attempt `attempts`:
     /// running, held under a lease that runs out a moment later and is never renewed.
-    async fn run_of_dead_worker(&self, sha: &str, branch: &str, iid: i64, attempts: i64) -> String {
+    pub(crate) async fn run_of_dead_worker(
+        &self,
+        sha: &str,
+        branch: &str,
+        iid: i64,
+        attempts: i64,
+    ) -> String {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let now = lablink_store::now_ms();
         self.app
@@ -400,10 +410,10 @@ impl World {
     }
 }
 
-const GOOD_MODEL: &str = "select customer_id, count(*) as orders, 2 as version \
+pub(crate) const GOOD_MODEL: &str = "select customer_id, count(*) as orders, 2 as version \
     from {{ ref('stg_orders') }} group by customer_id\n";
 const BAD_MODEL: &str = "select this is not sql from nowhere\n";
-const MODEL_PATH: &str = "models/marts/customer_orders.sql";
+pub(crate) const MODEL_PATH: &str = "models/marts/customer_orders.sql";
 
 async fn merge_request_runs_report_statuses_and_close_drops_the_schema(backend: Backend) {
     let w = World::start(backend).await;
@@ -703,14 +713,14 @@ async fn a_project_token_revoked_in_gitlab_is_replaced_on_use(backend: Backend) 
     assert_ne!(active[0].0, old_id, "the revoked token was replaced");
 }
 
-/// A job with "MR note" on summarises each finished run in one note on the merge request,
-/// posted with lablink's project access token; a job without it posts nothing.
+/// A job with "MR note" on keeps one note on the merge request, posted with lablink's project
+/// access token and edited (never posted again) after each run; a job without it posts nothing.
 async fn finished_runs_are_summarised_on_the_merge_request_when_asked(backend: Backend) {
     let w = World::start(backend).await;
     let mut noted = duckdb_job("noted");
-    noted["mr_note"] = json!(true);
+    noted.as_object_mut().unwrap().remove("mr_note");
     let noted = w.create_job(noted).await;
-    assert_eq!(noted["mr_note"], true);
+    assert_eq!(noted["mr_note"], true, "the note is on by default");
     assert_eq!(noted["status_name"], "lablink/noted");
     let token_user = w.project_token_user().await;
 
@@ -732,19 +742,22 @@ async fn finished_runs_are_summarised_on_the_merge_request_when_asked(backend: B
         "success",
         &sha1[..8],
         &format!("{}/runs/{passed}", w.app.base),
+        // No merge job ran yet: nothing to compare with, and the note says so.
+        "no production run yet",
     ] {
         assert!(body.contains(expected), "`{expected}` missing from: {body}");
     }
     assert!(!body.contains("lablink/ci"), "{body}");
     assert!(!body.contains(&quiet), "{body}");
 
-    // A failing model: the next note says the run failed, and which dbt command did.
+    // A failing model: the same note now says the run failed, and which dbt command did.
     let sha2 = w.commit("feature", &[(MODEL_PATH, BAD_MODEL)]).await;
     let (failed, _) = w.both_runs_delivered(&sha2, "failed").await;
     let notes = w.notes(iid).await;
-    assert_eq!(notes.len(), 2, "{notes:#?}");
-    assert_eq!(notes[1]["author_id"], token_user);
-    let body = notes[1]["body"].as_str().unwrap();
+    assert_eq!(notes.len(), 1, "edited in place: {notes:#?}");
+    assert_eq!(notes[0]["id"], note["id"]);
+    assert_eq!(notes[0]["author_id"], token_user);
+    let body = notes[0]["body"].as_str().unwrap();
     for expected in [
         "lablink/noted",
         "failed",
@@ -1120,7 +1133,7 @@ async fn merge_requests_from_forks_wait_for_a_maintainers_approval(backend: Back
     assert!(!log.contains("dbt build"), "{log}");
     // The full job's warehouse was not touched: its file does not even exist yet.
     let schema = format!("lablink_pr_{}_{iid}", w.job_id);
-    assert!(!w.app.duckdb_file(w.job_id).exists());
+    assert!(!w.app.duckdb_file(&w.project).exists());
 
     // A Developer in GitLab may not approve it.
     let bob_gitlab = w.gitlab.user("bob").await;

@@ -19,4 +19,5 @@ mod secrets_at_rest;
 mod setup;
 mod support;
 mod token_refresh;
+mod what_changed;
 mod worktrees;

@@ -36,6 +36,8 @@ pub struct TestApp {
     pub secret_key: String,
     stop: CancellationToken,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// What the server was started with (`listen` pinned to the port it got), to start it again.
+    settings: Vec<(String, String)>,
     _dir: tempfile::TempDir,
     database: database::TestDatabase,
 }
@@ -69,6 +71,20 @@ impl TestApp {
         let settings = lablink::config::from_pairs(&pairs).unwrap();
         let app = Application::build(settings).await.unwrap();
         let base = format!("http://127.0.0.1:{}", app.port());
+        let listen = format!("127.0.0.1:{}", app.port());
+        let settings = pairs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    if *k == "listen" {
+                        listen.clone()
+                    } else {
+                        v.to_string()
+                    },
+                )
+            })
+            .collect();
         let metrics_base = format!("http://127.0.0.1:{}", app.metrics_port());
         let setup_link = app.setup_link().map(str::to_owned);
         let services = app.services().clone();
@@ -87,16 +103,17 @@ impl TestApp {
             secret_key,
             stop,
             server: Some(server),
+            settings,
             _dir: dir,
             database,
         }
     }
 
-    /// The DuckDB file lablink keeps for CI job `ci_job_id` (setting `warehouse_root`'s default).
-    pub fn duckdb_file(&self, ci_job_id: i64) -> std::path::PathBuf {
+    /// The DuckDB file lablink keeps for a project (setting `warehouse_root`'s default).
+    pub fn duckdb_file(&self, project_id: &str) -> std::path::PathBuf {
         self._dir
             .path()
-            .join(format!("warehouses/job-{ci_job_id}/warehouse.duckdb"))
+            .join(format!("warehouses/project-{project_id}/warehouse.duckdb"))
     }
 
     pub fn browser(&self) -> Browser {
@@ -196,6 +213,24 @@ impl TestApp {
         if let Some(server) = self.server.take() {
             server.await.unwrap().unwrap();
         }
+    }
+}
+
+impl TestApp {
+    /// Starts the stopped server again on the same port, database and data directory, as a
+    /// restart of the service after it was down.
+    pub async fn start_server_again(&mut self) {
+        assert!(self.server.is_none(), "the server is still running");
+        let pairs: Vec<(&str, &str)> = self
+            .settings
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let settings = lablink::config::from_pairs(&pairs).unwrap();
+        let app = Application::build(settings).await.unwrap();
+        self.services = app.services().clone();
+        self.stop = CancellationToken::new();
+        self.server = Some(tokio::spawn(app.run_until_stopped(self.stop.clone())));
     }
 }
 
