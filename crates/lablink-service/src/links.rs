@@ -114,6 +114,8 @@ pub struct Completed {
 pub struct Unlinked {
     /// Set when GitLab could not be told to revoke the token; the link is deleted anyway.
     pub revoke_problem: Option<String>,
+    /// Repositories whose statuses and notes were posted through this account: no longer.
+    pub stopped_posting: u64,
 }
 
 /// The linked-account use cases.
@@ -357,6 +359,17 @@ impl Services {
             Err(e) => Some(e.to_string()),
         };
         db.delete_gitlab_link(&link.id).await?;
+        let stopped_posting = db
+            .stop_posting_as(
+                &caller.user_id,
+                &format!(
+                    "Commit statuses and merge request notes are no longer posted to GitLab: \
+                     they were posted as @{}, who unlinked that GitLab account. A Maintainer \
+                     can post them as themselves here.",
+                    link.gitlab_username
+                ),
+            )
+            .await?;
         self.audit_gitlab(
             &caller.account_id,
             &caller.user_id,
@@ -375,7 +388,10 @@ impl Services {
         if let Some(problem) = &revoke_problem {
             tracing::warn!(user_id = %caller.user_id, %problem, "GitLab link deleted; revoking at GitLab failed");
         }
-        Ok(Unlinked { revoke_problem })
+        Ok(Unlinked {
+            revoke_problem,
+            stopped_posting,
+        })
     }
 
     /// Proves the link works now: `GET /user` with a fresh token (refreshing, and retrying once

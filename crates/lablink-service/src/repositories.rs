@@ -13,6 +13,7 @@ pub use lablink_store::repositories::{Repository, RepositoryStatus};
 
 pub mod fetch;
 pub mod import_list;
+pub mod posting;
 pub mod ssh_key;
 
 use crate::rotation::new_expiry;

@@ -77,6 +77,13 @@ pub struct Repository {
     pub disconnected_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Without a project access token (gitlab.com Free): the lablink user whose linked GitLab
+    /// account posts statuses and notes, chosen by them as a Maintainer.
+    pub post_as_user_id: Option<String>,
+    /// Their GitLab username when they chose it.
+    pub post_as_username: Option<String>,
+    /// Why posting through a user's account stopped (they unlinked it).
+    pub post_as_warning: Option<String>,
 }
 
 const COLUMNS: &str = "id, account_id, project_id, gitlab_instance_url, gitlab_project_id, \
@@ -84,7 +91,7 @@ const COLUMNS: &str = "id, account_id, project_id, gitlab_instance_url, gitlab_p
      project_token_id, project_token_expires_on, project_token_user_id, project_token_username, \
      status_reporting, status_warning, deploy_token_id, deploy_token_username, deploy_key_id, \
      deploy_key_public, deploy_key_fingerprint, connected_by, connected_at, disconnected_at, \
-     created_at, updated_at";
+     created_at, updated_at, post_as_user_id, post_as_username, post_as_warning";
 
 /// Something a connection creates in GitLab, by the column that keeps its GitLab id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -408,6 +415,46 @@ impl Db {
             .map(drop)
         })?;
         Ok(())
+    }
+
+    /// Statuses and notes of the repository are posted through `user`'s linked GitLab account
+    /// (`(user id, GitLab username)`), or not (`None`); clears an earlier warning either way.
+    pub async fn set_post_as(
+        &self,
+        id: &str,
+        user: Option<(&str, &str)>,
+    ) -> Result<(), StoreError> {
+        on_db!(self, |pool| {
+            sqlx::query(
+                "UPDATE repositories SET post_as_user_id = $1, post_as_username = $2, \
+                 post_as_warning = NULL, updated_at = $3 WHERE id = $4",
+            )
+            .bind(user.map(|u| u.0))
+            .bind(user.map(|u| u.1))
+            .bind(now_ms())
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(drop)
+        })?;
+        Ok(())
+    }
+
+    /// Stops posting through `user_id`'s account wherever it was chosen, leaving `warning`; how
+    /// many repositories that were.
+    pub async fn stop_posting_as(&self, user_id: &str, warning: &str) -> Result<u64, StoreError> {
+        Ok(on_db!(self, |pool| {
+            sqlx::query(
+                "UPDATE repositories SET post_as_user_id = NULL, post_as_warning = $1, \
+                 updated_at = $2 WHERE post_as_user_id = $3",
+            )
+            .bind(warning)
+            .bind(now_ms())
+            .bind(user_id)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?)
     }
 
     /// Ends a live connection last changed before `before` as `status`, in one transaction.

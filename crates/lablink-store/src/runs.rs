@@ -134,6 +134,8 @@ pub struct CiRepository {
     pub project_token: Option<SecretString>,
     pub deploy_token_username: Option<String>,
     pub deploy_token: Option<SecretString>,
+    /// Posts statuses and notes through this lablink user's GitLab account (no project token).
+    pub post_as_user_id: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -154,12 +156,13 @@ struct RepositoryRow {
     project_token: Option<Vec<u8>>,
     deploy_token_username: Option<String>,
     deploy_token: Option<Vec<u8>>,
+    post_as_user_id: Option<String>,
 }
 
 const REPOSITORY_SELECT: &str = "SELECT r.id, r.account_id, r.project_id, r.status, \
     r.gitlab_instance_url, r.gitlab_project_id, r.default_branch, r.http_url_to_repo, \
     r.status_reporting, r.status_warning, r.hook_id, p.subdirectory, p.target_branch, \
-    r.project_token, r.deploy_token_username, r.deploy_token \
+    r.project_token, r.deploy_token_username, r.deploy_token, r.post_as_user_id \
     FROM repositories r JOIN projects p ON p.id = r.project_id";
 
 impl RepositoryRow {
@@ -186,6 +189,7 @@ impl RepositoryRow {
             project_subdirectory: self.subdirectory,
             project_target_branch: self.target_branch,
             deploy_token_username: self.deploy_token_username,
+            post_as_user_id: self.post_as_user_id,
         })
     }
 }

@@ -1,7 +1,6 @@
 //! What users see of runs: lists per project and merge request, one run with its steps, log and
 //! artifacts. Every read checks that the run belongs to the caller's account.
 
-use lablink_core::AccessLevel;
 use lablink_core::ci::RunMode;
 use lablink_core::report::Report;
 use lablink_core::run::{RunEvent, RunState};
@@ -15,6 +14,7 @@ use serde::Serialize;
 
 use super::report::REPORT_ARTIFACT;
 use crate::error::require;
+use crate::repositories::posting::require_gitlab_maintainer;
 use crate::{ServiceError, Services};
 
 /// Artifacts a run may have.
@@ -208,21 +208,14 @@ impl Services {
             .await?
             .ok_or_else(|| ServiceError::NotFound("The run's repository is gone.".into()))?;
         let gitlab = self.user_gitlab(caller).await?;
-        let level = gitlab
-            .api
-            .member_all(repository.gitlab_project_id, gitlab.gitlab_user_id)
-            .await?
-            .map_or(0, |m| m.access_level);
-        let role = AccessLevel::try_from(u8::try_from(level).unwrap_or(0))
-            .map_or("no", AccessLevel::label);
-        require(
-            level >= i64::from(AccessLevel::Maintainer.value()),
-            &format!(
-                "Only a Maintainer of {} in GitLab may approve a fork's commit; your GitLab \
-                 account @{} has the {role} role there.",
-                repository.path_with_namespace, gitlab.username
-            ),
-        )?;
+        let role = require_gitlab_maintainer(
+            &gitlab,
+            repository.gitlab_project_id,
+            &repository.path_with_namespace,
+            "approve a fork's commit",
+        )
+        .await?
+        .label();
         let by = format!("@{}", gitlab.username);
         let approved = self
             .apply_run_event(

@@ -1,5 +1,6 @@
-//! Commit statuses back to GitLab, from the durable outbox. Always posted with the repository's
-//! project access token (never a user's token: every update of a status name must come from the
+//! Commit statuses back to GitLab, from the durable outbox. Posted with the repository's project
+//! access token, or, on GitLab plans without those, through the one Maintainer's account chosen
+//! for the repository (never anybody else's: every update of a status name must come from the
 //! same identity). 5xx, 429 (after `Retry-After`) and 409 are retried; "Cannot transition" for the
 //! state GitLab already shows counts as done. A job's merge request note (one per merge request
 //! and job, edited in place: the run's report of what changed) rides on the run's terminal
@@ -113,14 +114,6 @@ impl Services {
             .await
             .map_err(|e| internal(e.into()))?
             .ok_or_else(|| NotPosted::Skip("the repository is gone".into()))?;
-        if !repository.status_reporting {
-            return Err(NotPosted::Skip(repository.status_warning.unwrap_or_else(
-                || "This repository does not report CI status to GitLab.".into(),
-            )));
-        }
-        let token = repository.project_token.clone().ok_or_else(|| {
-            NotPosted::Skip("The repository has no project access token; reconnect it.".into())
-        })?;
         let job = self
             .db
             .ci_job(&self.keys, run.ci_job_id)
@@ -129,10 +122,7 @@ impl Services {
             .ok_or_else(|| NotPosted::Skip("the CI job is gone".into()))?;
         let state = commit_state(&status.wanted_state)
             .ok_or_else(|| NotPosted::Skip(format!("unknown state {}", status.wanted_state)))?;
-        let instance = self
-            .gitlab_instance(&repository.gitlab_instance_url, None)
-            .map_err(|e| NotPosted::Skip(e.to_string()))?;
-        let api = Api::private_token(&instance, token);
+        let (api, poster) = self.poster(&repository).await?;
         let name = lablink_core::names::commit_status_name(&job.input.name);
         let target_url = self.settings.public_link(&format!("/runs/{}", run.id));
         let outcome = api
@@ -149,7 +139,7 @@ impl Services {
                 },
             )
             .await
-            .map_err(|e| not_posted(&e, &repository.id))?;
+            .map_err(|e| not_posted(&e, &repository.id, poster))?;
         // Either way GitLab now shows `state`; "already in state" is also what a retry gets when
         // the answer to an earlier post was lost, so the note is due in both cases.
         let (StatusOutcome::Posted(_) | StatusOutcome::AlreadyInState) = outcome;
@@ -170,6 +160,7 @@ impl Services {
                 .map_err(internal)?;
             let note = NoteTarget {
                 repository: &repository,
+                poster,
                 run_id: &run.id,
                 ci_job_id: job.id,
                 iid,
@@ -259,7 +250,7 @@ impl Services {
                     .await
                     .map_err(|e| internal(e.into()))
             }
-            Err(e) => match not_posted(&e, &note.repository.id) {
+            Err(e) => match not_posted(&e, &note.repository.id, note.poster) {
                 NotPosted::Skip(_) => {
                     let text = format!("GitLab refused the merge request note: {e}");
                     self.db
@@ -277,13 +268,56 @@ impl Services {
     }
 }
 
+/// Whose GitLab identity posts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Poster {
+    /// lablink's project access token (its bot user).
+    ProjectToken,
+    /// A Maintainer's linked account, chosen for a repository without project access tokens.
+    Maintainer,
+}
+
 /// Where a run's note goes.
 struct NoteTarget<'a> {
     repository: &'a CiRepository,
+    poster: Poster,
     run_id: &'a str,
     ci_job_id: i64,
     iid: i64,
     may_create: bool,
+}
+
+impl Services {
+    /// The API client statuses and notes of `repository` are posted with: the project access
+    /// token's, or (without one) the chosen Maintainer's linked account; else why none.
+    async fn poster(&self, repository: &CiRepository) -> Result<(Api, Poster), NotPosted> {
+        if repository.status_reporting
+            && let Some(token) = repository.project_token.clone()
+        {
+            let instance = self
+                .gitlab_instance(&repository.gitlab_instance_url, None)
+                .map_err(|e| NotPosted::Skip(e.to_string()))?;
+            return Ok((Api::private_token(&instance, token), Poster::ProjectToken));
+        }
+        let Some(user_id) = &repository.post_as_user_id else {
+            return Err(NotPosted::Skip(
+                repository.status_warning.clone().unwrap_or_else(|| {
+                    "This repository does not report CI status to GitLab.".into()
+                }),
+            ));
+        };
+        match self.user_gitlab_of(user_id).await {
+            Ok(gitlab) => Ok((gitlab.api, Poster::Maintainer)),
+            Err(ServiceError::GitLab(e)) if e.is_retryable() => Err(NotPosted::Retry {
+                error: e.to_string(),
+                after_ms: None,
+            }),
+            Err(e) => Err(NotPosted::Skip(format!(
+                "Statuses are posted through a Maintainer's linked GitLab account, which cannot \
+                 be used now: {e}"
+            ))),
+        }
+    }
 }
 
 /// A failure on lablink's side (e.g. the database): try again later.
@@ -294,8 +328,13 @@ fn internal(e: ServiceError) -> NotPosted {
     }
 }
 
-fn not_posted(error: &GitLabError, repository_id: &str) -> NotPosted {
-    if error.token_problem().is_some() {
+fn not_posted(error: &GitLabError, repository_id: &str, poster: Poster) -> NotPosted {
+    if error.token_problem().is_some() && poster == Poster::Maintainer {
+        NotPosted::Skip(format!(
+            "GitLab refused the linked account of the Maintainer statuses are posted as: \
+             {error}. They can check it under Profile → Linked accounts."
+        ))
+    } else if error.token_problem().is_some() {
         NotPosted::TokenRejected {
             repository_id: repository_id.to_owned(),
             error: format!("GitLab refused lablink's project access token: {error}"),

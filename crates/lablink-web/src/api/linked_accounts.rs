@@ -90,6 +90,9 @@ pub async fn check_link(
 pub struct UnlinkedJson {
     /// Set when GitLab could not be told to revoke the token (the link is deleted anyway).
     pub revoke_problem: Option<String>,
+    /// How many repositories posted statuses and notes as this account (gitlab.com Free) and
+    /// now post nothing.
+    pub stopped_posting: u64,
 }
 
 /// Unlinks: revokes the token at GitLab (a failure there is reported) and deletes the link.
@@ -102,5 +105,6 @@ pub async fn unlink(
     let unlinked = state.services.unlink_gitlab(&user.principal).await?;
     Ok(Json(UnlinkedJson {
         revoke_problem: unlinked.revoke_problem,
+        stopped_posting: unlinked.stopped_posting,
     }))
 }

@@ -78,6 +78,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             repositories::disconnect_repository
         ))
         .routes(routes!(repositories::import_list))
+        .routes(routes!(repositories::set_post_as))
         .split_for_parts()
 }
 
@@ -138,12 +139,14 @@ mod tests {
                 "POST /api/v1/projects",
                 "POST /api/v1/projects/{id}/ci-jobs",
                 "POST /api/v1/runs/{id}/approve",
+                "POST /api/v1/runs/{id}/drop-schemas",
                 "POST /api/v1/tokens",
                 "POST /api/v1/users",
                 "PUT /api/v1/ci-jobs/{id}",
                 "PUT /api/v1/integrations/gitlab",
                 "PUT /api/v1/projects/{id}",
                 "PUT /api/v1/projects/{id}/repository",
+                "PUT /api/v1/projects/{id}/repository/post-as",
             ]
         );
     }

@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use lablink_service::repositories::import_list::{ImportList, ImportQuery, ImportRow};
+use lablink_service::repositories::posting::PostingIdentity;
 use lablink_service::repositories::{Repository, RepositoryStatus};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -44,11 +45,27 @@ pub struct RepositoryJson {
     /// Unix milliseconds.
     pub connected_at: Option<i64>,
     pub disconnected_at: Option<i64>,
+    /// Who posts commit statuses and merge request notes: `project_bot` (lablink's project
+    /// access token), `maintainer` (a Maintainer's own account, on GitLab plans without project
+    /// access tokens) or `nobody`.
+    pub posted_by: &'static str,
+    /// The GitLab username of the bot or the Maintainer.
+    pub posted_by_username: Option<String>,
+    /// Why posting through a Maintainer's account stopped (they unlinked it).
+    pub post_as_warning: Option<String>,
 }
 
 impl From<Repository> for RepositoryJson {
     fn from(r: Repository) -> Self {
+        let (posted_by, posted_by_username) = match PostingIdentity::of(&r) {
+            PostingIdentity::ProjectBot { username } => ("project_bot", username),
+            PostingIdentity::Maintainer { username } => ("maintainer", Some(username)),
+            PostingIdentity::Nobody => ("nobody", None),
+        };
         RepositoryJson {
+            posted_by,
+            posted_by_username,
+            post_as_warning: r.post_as_warning,
             id: r.id,
             project_id: r.project_id,
             status: r.status,
@@ -142,6 +159,34 @@ pub async fn disconnect_repository(
         .disconnect_repository(&user.principal, &id, ip.as_deref())
         .await?;
     Ok(Json(done.repository.into()))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PostAsBody {
+    /// `true`: post this repository's statuses and notes through the caller's own linked
+    /// GitLab account (GitLab shows them as the caller); `false`: stop.
+    pub enabled: bool,
+}
+
+/// On GitLab plans without project access tokens (gitlab.com Free): have statuses and merge
+/// request notes posted as the caller, a Maintainer of the repository in GitLab (checked now).
+#[utoipa::path(put, path = "/api/v1/projects/{id}/repository/post-as", tag = "repositories",
+    params(("id" = String, Path, description = "project id")), request_body = PostAsBody,
+    responses((status = 200, body = RepositoryJson), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn set_post_as(
+    State(state): State<AppState>,
+    user: ApiUser,
+    ClientIp(ip): ClientIp,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<PostAsBody>,
+) -> Result<Json<RepositoryJson>, ApiError> {
+    let repo = state
+        .services
+        .set_posting_as_me(&user.principal, &id, body.enabled, ip.as_deref())
+        .await?;
+    Ok(Json(repo.into()))
 }
 
 #[derive(Deserialize, IntoParams)]

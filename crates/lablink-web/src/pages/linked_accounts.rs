@@ -94,7 +94,7 @@ async fn unlink(
 ) -> Result<Response, HtmlError> {
     user.check_csrf(&form.csrf_token)?;
     let unlinked = state.services.unlink_gitlab(&user.principal).await?;
-    let notice = match unlinked.revoke_problem {
+    let mut notice = match unlinked.revoke_problem {
         None => "Your GitLab account was unlinked, and lablink's access was revoked at GitLab."
             .to_owned(),
         Some(problem) => format!(
@@ -102,6 +102,19 @@ async fn unlink(
              ({problem}). Revoke it yourself in GitLab under Preferences → Applications → Authorized applications."
         ),
     };
+    if unlinked.stopped_posting > 0 {
+        notice.push_str(&format!(
+            " Warning: {} repositor{} posted commit statuses and merge request notes as you; \
+             they no longer post anything until a Maintainer turns it on again on the \
+             repository's page.",
+            unlinked.stopped_posting,
+            if unlinked.stopped_posting == 1 {
+                "y"
+            } else {
+                "ies"
+            }
+        ));
+    }
     Ok(render(&page(&state, &user, None, Some(notice)).await?)?.into_response())
 }
 

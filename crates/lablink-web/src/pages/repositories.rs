@@ -11,6 +11,7 @@ use lablink_service::ServiceError;
 use lablink_service::projects::Project;
 use lablink_service::repositories::Repository;
 use lablink_service::repositories::import_list::{ImportList, ImportQuery};
+use lablink_service::repositories::posting::PostingIdentity;
 use serde::Deserialize;
 
 use super::when;
@@ -24,6 +25,7 @@ pub fn routes() -> Router<AppState> {
             "/projects/{id}/repository/disconnect",
             get(confirm_disconnect).post(disconnect),
         )
+        .route("/projects/{id}/repository/post-as", post(post_as))
 }
 
 /// A connection with its times formatted.
@@ -31,6 +33,7 @@ struct ConnectionView {
     repo: Repository,
     connected_at: String,
     disconnected_at: String,
+    posting: PostingIdentity,
 }
 
 impl ConnectionView {
@@ -38,6 +41,7 @@ impl ConnectionView {
         ConnectionView {
             connected_at: repo.connected_at.map(when).unwrap_or_default(),
             disconnected_at: repo.disconnected_at.map(when).unwrap_or_default(),
+            posting: PostingIdentity::of(&repo),
             repo,
         }
     }
@@ -193,6 +197,44 @@ async fn confirm_disconnect(
 #[derive(Deserialize)]
 struct CsrfForm {
     csrf_token: String,
+}
+
+#[derive(Deserialize)]
+struct PostAsForm {
+    csrf_token: String,
+    /// `on` or `off`.
+    post_as: String,
+}
+
+/// Turns posting statuses and notes as the user on or off; refusals are shown on the page.
+async fn post_as(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ClientIp(ip): ClientIp,
+    Path(id): Path<String>,
+    Form(form): Form<PostAsForm>,
+) -> Result<Response, HtmlError> {
+    user.check_csrf(&form.csrf_token)?;
+    match state
+        .services
+        .set_posting_as_me(&user.principal, &id, form.post_as == "on", ip.as_deref())
+        .await
+    {
+        Ok(_) => Ok(Redirect::to(&format!("/projects/{id}/repository#posting")).into_response()),
+        Err(
+            e @ (ServiceError::Forbidden(_)
+            | ServiceError::Conflict(_)
+            | ServiceError::NotFound(_)
+            | ServiceError::LinkDead(_)
+            | ServiceError::GitLab(_)),
+        ) => {
+            let message = e.to_string();
+            let status = HtmlError::from(e).status;
+            let page = page(&state, &user, &id, ListParams::default(), Some(message)).await?;
+            Ok((status, render(&page)?).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn disconnect(

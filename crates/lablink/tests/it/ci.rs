@@ -79,6 +79,17 @@ impl World {
         job: Value,
         settings: &[(&str, &str)],
     ) -> World {
+        let connected = Connected::start(backend, settings, Some(&sample_project())).await;
+        World::of(connected, job).await
+    }
+
+    /// The world on a GitLab that behaves like gitlab.com Free (no project access tokens).
+    pub(crate) async fn on_gitlab_com_free(backend: Backend, job: Value) -> World {
+        let connected = Connected::start_on(backend, &[], Some(&sample_project()), true).await;
+        World::of(connected, job).await
+    }
+
+    async fn of(connected: Connected, job: Value) -> World {
         let Connected {
             gitlab,
             app,
@@ -89,7 +100,7 @@ impl World {
             gitlab_project,
             project,
             repository_id,
-        } = Connected::start(backend, settings, Some(&sample_project())).await;
+        } = connected;
         let mut w = World {
             gitlab,
             app,

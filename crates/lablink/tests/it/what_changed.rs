@@ -12,12 +12,15 @@ use serde_json::{Value, json};
 use sqlx::postgres::PgPool;
 
 use crate::ci::{GOOD_MODEL, MODEL_PATH, PATIENCE, World, duckdb_job};
-use crate::support::{Backend, TestDatabase};
+use crate::support::connected::Linked;
+use crate::support::{Backend, Browser, Page, TestDatabase};
+use lablink_core::Role;
 
 crate::on_both_backends!(
     the_note_says_what_changed_against_production_on_duckdb,
     schemas_leaked_while_lablink_was_down_are_swept_when_it_starts,
     merge_requests_outside_the_watched_paths_are_skipped_with_the_reason,
+    on_gitlab_com_free_a_chosen_maintainer_posts_statuses_and_the_note,
 );
 
 const STG_PATH: &str = "models/staging/stg_orders.sql";
@@ -276,4 +279,145 @@ async fn merge_requests_outside_the_watched_paths_are_skipped_with_the_reason(ba
         .await;
     w.open_mr("staging", "Staging").await;
     w.wait_for_status(&sha2, "success").await;
+}
+
+/// The project's repository as the API shows it.
+async fn repository(w: &World) -> Value {
+    w.browser
+        .api(
+            Method::GET,
+            &format!("/api/v1/projects/{}/repository", w.project),
+            None,
+            None,
+        )
+        .await
+        .json()
+}
+
+/// Turns posting as the user of `browser` on or off.
+async fn post_as(w: &World, browser: &Browser, csrf: &str, enabled: bool) -> Page {
+    browser
+        .api(
+            Method::PUT,
+            &format!("/api/v1/projects/{}/repository/post-as", w.project),
+            Some(json!({ "enabled": enabled })),
+            Some(csrf),
+        )
+        .await
+}
+
+/// gitlab.com Free has no project access tokens: nothing reaches the merge request, and the run
+/// page says why. A Developer in GitLab may not have statuses posted as themselves; the
+/// Maintainer may, and then statuses and the note appear as that person. Unlinking their account
+/// stops it, with a warning on the repository page and on the run.
+async fn on_gitlab_com_free_a_chosen_maintainer_posts_statuses_and_the_note(backend: Backend) {
+    let mut job = duckdb_job("ci");
+    job.as_object_mut().unwrap().remove("mr_note");
+    let w = World::on_gitlab_com_free(backend, job).await;
+    assert_eq!(repository(&w).await["posted_by"], "nobody");
+
+    // Nothing is posted; the run says why.
+    let sha1 = w.commit("feature", &[(MODEL_PATH, GOOD_MODEL)]).await;
+    let iid = w.open_mr("feature", "Count orders").await;
+    let run1 = tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let Some(run) = w.runs_at(&sha1).await.first() {
+                return run["id"].as_str().unwrap().to_owned();
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("no run for the merge request");
+    let shown = w.wait_for_delivered(&run1, "success").await;
+    assert!(
+        shown["run"]["status_note"]
+            .as_str()
+            .is_some_and(|n| n.contains("project access tokens are not available")),
+        "{shown:#}"
+    );
+    assert!(
+        w.sim_state().await["commit_statuses"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert!(w.notes(iid).await.is_empty());
+    let page = w
+        .browser
+        .get(&format!("/projects/{}/repository", w.project))
+        .await;
+    assert!(page.body.contains("Post them as me"), "{}", page.body);
+
+    // A Developer in GitLab is refused, in words.
+    let bob_gitlab = w.gitlab.user("bob").await;
+    w.gitlab.member(w.gitlab_project, bob_gitlab.id, 30).await;
+    let bob = Linked::new(
+        &w.app,
+        &w.gitlab,
+        "bob@acme.test",
+        Role::Developer,
+        &bob_gitlab,
+    )
+    .await;
+    let refused = post_as(&w, &bob.browser, &bob.csrf, true).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.body.contains("Developer role"), "{}", refused.body);
+
+    // Alice, a Maintainer, chooses to post as herself.
+    let chosen = post_as(&w, &w.browser, &w.csrf, true).await;
+    assert_eq!(chosen.status, 200, "{}", chosen.body);
+    assert_eq!(chosen.json()["posted_by"], "maintainer");
+    assert_eq!(chosen.json()["posted_by_username"], "alice");
+    let page = w
+        .browser
+        .get(&format!("/projects/{}/repository", w.project))
+        .await;
+    assert!(
+        page.body.contains("GitLab shows every commit status"),
+        "{}",
+        page.body
+    );
+
+    let sha2 = w
+        .commit("feature", &[(MODEL_PATH, &GOOD_MODEL.replace('2', "3"))])
+        .await;
+    let status = w.wait_for_status(&sha2, "success").await;
+    assert_eq!(status["author_id"], w.alice.id, "{status:#}");
+    let run2 = w.runs_at(&sha2).await[0]["id"].as_str().unwrap().to_owned();
+    w.wait_for_delivered(&run2, "success").await;
+    let note = w.only_note(iid).await;
+    assert_eq!(note["author_id"], w.alice.id, "{note:#}");
+    assert!(
+        note["body"]
+            .as_str()
+            .unwrap()
+            .contains("lablink/ci: success")
+    );
+
+    // Alice unlinks her GitLab account: posting stops, visibly.
+    let unlinked = w
+        .browser
+        .api(
+            Method::DELETE,
+            "/api/v1/linked-accounts/gitlab",
+            None,
+            Some(&w.csrf),
+        )
+        .await;
+    assert_eq!(unlinked.status, 200, "{}", unlinked.body);
+    assert_eq!(unlinked.json()["stopped_posting"], 1);
+    let repo = repository(&w).await;
+    assert_eq!(repo["posted_by"], "nobody");
+    assert!(
+        repo["post_as_warning"]
+            .as_str()
+            .is_some_and(|t| t.contains("@alice")),
+        "{repo:#}"
+    );
+    let page = w
+        .browser
+        .get(&format!("/projects/{}/repository", w.project))
+        .await;
+    assert!(page.body.contains("no longer posted"), "{}", page.body);
 }

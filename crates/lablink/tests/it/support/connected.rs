@@ -34,7 +34,23 @@ impl Connected {
     /// `settings` are extra lablink settings; `seed` is a directory committed to `main` before
     /// connecting (GitLab projects start empty).
     pub async fn start(backend: Backend, settings: &[(&str, &str)], seed: Option<&Path>) -> Self {
+        Connected::start_on(backend, settings, seed, false).await
+    }
+
+    /// Like [`Connected::start`]; `gitlab_com_free`: the simulator behaves like a gitlab.com
+    /// Free namespace (no project access tokens).
+    pub async fn start_on(
+        backend: Backend,
+        settings: &[(&str, &str)],
+        seed: Option<&Path>,
+        gitlab_com_free: bool,
+    ) -> Self {
         let gitlab = GitLab::start().await;
+        if gitlab_com_free {
+            gitlab
+                .control(Method::PUT, "/settings", json!({"gitlab_com_free": true}))
+                .await;
+        }
         let (app, _) = lablink_with_operator_app_and(backend, &gitlab, settings).await;
         let group = gitlab.group("analytics", None).await;
         let gitlab_project = gitlab.project_in(group, "warehouse").await;
