@@ -160,7 +160,8 @@ async fn show_ci(
     match showcase::run(services, admin, public_url, seeded).await {
         Ok(shown) => {
             println!("  CI run      {}  ({})", shown.run_url, shown.status);
-            println!("  MR          {}\n", shown.merge_request_url);
+            println!("  MR          {}", shown.merge_request_url);
+            println!("  MR note     {}\n", shown.note_summary);
         }
         Err(e) => println!("  CI          the CI showcase failed: {e:#}\n"),
     }

@@ -1,6 +1,8 @@
 //! The demo's CI showcase: the demo admin links GitLab (the OAuth round trip over HTTP, as a
-//! browser does it), connects the sample repository, creates a CI job and opens a merge request
-//! in the simulator, so a finished run and its commit status are there to look at.
+//! browser does it), connects the sample repository, creates the merge job and runs it on a push
+//! to main (production), creates a CI job and opens a merge request in the simulator, so a
+//! finished run, its commit status and its note of what changed against production are there to
+//! look at.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -30,13 +32,20 @@ pub struct Showcase {
     pub run_url: String,
     pub merge_request_url: String,
     pub status: String,
+    /// The note's first line: what changed.
+    pub note_summary: String,
 }
 
 const JOB: &str = "ci";
-const BRANCH: &str = "demo/count-orders";
+const MERGE_JOB: &str = "production";
+const BRANCH: &str = "demo/largest-order";
 const MODEL_PATH: &str = "models/marts/customer_orders.sql";
-const MODEL: &str = "select customer_id, count(*) as orders \
-    from {{ ref('stg_orders') }} group by customer_id\n";
+/// The sample's model without returned orders and with each customer's largest order: rows go
+/// and a column comes, which the note shows.
+const MODEL: &str = "select customer_id, count(*) as number_of_orders, \
+    min(order_date) as first_order_date, sum(amount) as lifetime_value, \
+    max(amount) as largest_order \
+    from {{ ref('stg_orders') }} where status <> 'returned' group by customer_id\n";
 /// Upper bound for the dbt run; the demo keeps serving if it is exceeded.
 const PATIENCE: Duration = Duration::from_secs(600);
 
@@ -64,29 +73,84 @@ pub async fn run(
     services
         .connect_repository(admin, &project.id, gitlab_project_id, None)
         .await?;
-    let form: CiJobForm = serde_json::from_value(json!({
-        "name": JOB,
-        "timeout_secs": 600,
-        "warehouse": {"type": "duckdb"},
-    }))?;
-    let job = services.create_ci_job(admin, &project.id, form).await?;
+    let job = |name: &str, kind: &str| -> anyhow::Result<CiJobForm> {
+        Ok(serde_json::from_value(json!({
+            "name": name,
+            "kind": kind,
+            "timeout_secs": 600,
+            "warehouse": {"type": "duckdb"},
+        }))?)
+    };
+    let merge_job = services
+        .create_ci_job(admin, &project.id, job(MERGE_JOB, "merge")?)
+        .await?;
+    let ci_job = services
+        .create_ci_job(admin, &project.id, job(JOB, "ci")?)
+        .await?;
 
-    let (sha, iid) = open_merge_request(seeded).await?;
+    let control = Control(seeded);
+    println!("  CI          building production: the merge job on a push to main ...");
+    let main = control
+        .post(
+            "/repository/commits",
+            json!({"branch": "main", "message": "Describe the demo",
+                   "user_id": seeded.admin_gitlab_id,
+                   "files": [{"path": "README.md", "content": "The jaffle shop, run by lablink's demo.\n"}]}),
+        )
+        .await?;
+    let main = str_field(&main, "sha")?;
+    finish(
+        services,
+        admin,
+        &project.id,
+        &main,
+        &merge_job.status_name,
+        &control,
+    )
+    .await?;
+
+    let (sha, iid) = open_merge_request(&control, seeded.admin_gitlab_id).await?;
     println!("  CI          waiting for the CI run of merge request !{iid} ...");
-    let run_id = tokio::time::timeout(PATIENCE, finished_run(services, admin, &project.id, &sha))
+    let (run_id, status) = finish(
+        services,
+        admin,
+        &project.id,
+        &sha,
+        &ci_job.status_name,
+        &control,
+    )
+    .await?;
+    let note = tokio::time::timeout(PATIENCE, control.first_note(iid))
         .await
-        .context("the CI run did not finish in time")??;
-    let status = tokio::time::timeout(PATIENCE, commit_status(seeded, &sha, &job.status_name))
-        .await
-        .context("the commit status did not reach GitLab in time")??;
+        .context("the merge request note did not reach GitLab in time")??;
     Ok(Showcase {
         run_url: format!("{lablink}/runs/{run_id}"),
         merge_request_url: format!(
             "{}/{}/-/merge_requests/{iid}",
             seeded.sim_url, seeded.gitlab_project_path
         ),
-        status: format!("{}: {status}", job.status_name),
+        status: format!("{}: {status}", ci_job.status_name),
+        note_summary: note.lines().next().unwrap_or_default().to_owned(),
     })
+}
+
+/// Waits for lablink's run of `sha` and its final commit status `name` in GitLab; the run's
+/// id and the status.
+async fn finish(
+    services: &Services,
+    admin: &Principal,
+    project_id: &str,
+    sha: &str,
+    name: &str,
+    control: &Control<'_>,
+) -> anyhow::Result<(String, String)> {
+    let run_id = tokio::time::timeout(PATIENCE, finished_run(services, admin, project_id, sha))
+        .await
+        .context("the CI run did not finish in time")??;
+    let status = tokio::time::timeout(PATIENCE, control.commit_status(sha, name))
+        .await
+        .context("the commit status did not reach GitLab in time")??;
+    Ok((run_id, status))
 }
 
 /// The OAuth round trip of Profile → Linked accounts → Link, with the admin signed in to GitLab
@@ -118,15 +182,20 @@ async fn link_gitlab(user: &Session, seeded: &Seeded<'_>) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Commits a small model change to a branch and opens a merge request for it, through the
-/// simulator's control API; returns the head SHA and the merge request's IID.
-async fn open_merge_request(seeded: &Seeded<'_>) -> anyhow::Result<(String, u64)> {
-    let control = |path: String, body: Value| async move {
+/// The simulator's control API for the demo's GitLab project.
+struct Control<'a>(&'a Seeded<'a>);
+
+impl Control<'_> {
+    fn url(&self, path: &str) -> String {
+        format!(
+            "{}/-/sim/projects/{}{path}",
+            self.0.sim_url, self.0.gitlab_project_id
+        )
+    }
+
+    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         let res = reqwest::Client::new()
-            .post(format!(
-                "{}/-/sim/projects/{}{path}",
-                seeded.sim_url, seeded.gitlab_project_id
-            ))
+            .post(self.url(path))
             .json(&body)
             .send()
             .await?;
@@ -135,21 +204,72 @@ async fn open_merge_request(seeded: &Seeded<'_>) -> anyhow::Result<(String, u64)
         if !status.is_success() {
             bail!("gitlab-sim {path}: {status} {body}");
         }
-        anyhow::Ok(body)
-    };
-    let commit = control(
-        "/repository/commits".into(),
-        json!({"branch": BRANCH, "start_branch": "main", "message": "Count orders per customer",
-               "user_id": seeded.admin_gitlab_id,
-               "files": [{"path": MODEL_PATH, "content": MODEL}]}),
-    )
-    .await?;
-    let mr = control(
-        "/merge_requests".into(),
-        json!({"source_branch": BRANCH, "target_branch": "main",
-               "title": "Count orders per customer", "author_id": seeded.admin_gitlab_id}),
-    )
-    .await?;
+        Ok(body)
+    }
+
+    async fn state(&self) -> anyhow::Result<Value> {
+        Ok(reqwest::get(self.url("/state")).await?.json().await?)
+    }
+
+    /// Waits until the simulator holds a final commit status `name` for `sha`; its state.
+    async fn commit_status(&self, sha: &str, name: &str) -> anyhow::Result<String> {
+        loop {
+            let state = self.state().await?;
+            let done = state["commit_statuses"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|s| {
+                    s["sha"] == sha
+                        && s["name"] == name
+                        && matches!(
+                            s["status"].as_str(),
+                            Some("success" | "failed" | "canceled" | "skipped")
+                        )
+                });
+            if let Some(status) = done {
+                return str_field(status, "status");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Waits for the first note on merge request `iid`; its body.
+    async fn first_note(&self, iid: u64) -> anyhow::Result<String> {
+        loop {
+            let state = self.state().await?;
+            let note = state["merge_requests"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|mr| mr["iid"] == iid)
+                .and_then(|mr| mr["notes"].as_array()?.first().cloned());
+            if let Some(note) = note {
+                return str_field(&note, "body");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+/// Commits a model change to a branch and opens a merge request for it; returns the head SHA
+/// and the merge request's IID.
+async fn open_merge_request(control: &Control<'_>, author: u64) -> anyhow::Result<(String, u64)> {
+    let commit = control
+        .post(
+            "/repository/commits",
+            json!({"branch": BRANCH, "start_branch": "main",
+                   "message": "Largest order per customer, without returns",
+                   "user_id": author, "files": [{"path": MODEL_PATH, "content": MODEL}]}),
+        )
+        .await?;
+    let mr = control
+        .post(
+            "/merge_requests",
+            json!({"source_branch": BRANCH, "target_branch": "main",
+                   "title": "Largest order per customer, without returns", "author_id": author}),
+        )
+        .await?;
     let iid = mr["iid"].as_u64().context("no merge request IID")?;
     Ok((str_field(&commit, "sha")?, iid))
 }
@@ -168,33 +288,6 @@ async fn finished_run(
         });
         if let Some(run) = ended {
             return Ok(run.id);
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// Waits until the simulator holds a final commit status `name` for `sha`; returns its state.
-async fn commit_status(seeded: &Seeded<'_>, sha: &str, name: &str) -> anyhow::Result<String> {
-    let url = format!(
-        "{}/-/sim/projects/{}/state",
-        seeded.sim_url, seeded.gitlab_project_id
-    );
-    loop {
-        let state: Value = reqwest::get(&url).await?.json().await?;
-        let done = state["commit_statuses"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|s| {
-                s["sha"] == sha
-                    && s["name"] == name
-                    && matches!(
-                        s["status"].as_str(),
-                        Some("success" | "failed" | "canceled")
-                    )
-            });
-        if let Some(status) = done {
-            return str_field(status, "status");
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

@@ -1,5 +1,6 @@
 //! `lablink demo` starts, prints working URLs and logins, shows a finished CI run of a sample
-//! merge request (real dbt), and stops cleanly on SIGTERM.
+//! merge request (real dbt) with its note of what changed against production, and stops cleanly
+//! on SIGTERM.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -32,7 +33,7 @@ async fn the_demo_prints_working_urls_and_logins() {
     // assertion. The CI showcase prints its run after the logins, or says why it has none.
     while let Ok(line) = rx.recv_timeout(Duration::from_secs(300)) {
         let done = [
-            "MR ",
+            "MR note",
             "CI          the CI showcase failed",
             "CI          no CI run",
         ]
@@ -65,6 +66,19 @@ async fn the_demo_prints_working_urls_and_logins() {
     assert!(run.starts_with(&format!("{lablink}/runs/")), "{text}");
     let merge_request = url_after("MR");
     assert!(merge_request.starts_with(&gitlab), "{text}");
+    // The demo ran production first, so the note compares with it.
+    let note = printed
+        .iter()
+        .find(|l| l.trim_start().starts_with("MR note"))
+        .unwrap_or_else(|| panic!("no note in:\n{text}"));
+    for expected in [
+        "lablink/ci: success",
+        "1 model changed",
+        "`customer_orders`: -2 rows",
+        "`customer_orders`: column `largest_order` added",
+    ] {
+        assert!(note.contains(expected), "`{expected}` missing from: {note}");
+    }
     assert!(
         text.contains("password for everyone: lablink-demo-password"),
         "{text}"
@@ -109,6 +123,7 @@ async fn the_demo_prints_working_urls_and_logins() {
     let run_page = admin.get(&run).await;
     assert_eq!(run_page.status, 200, "{}", run_page.body);
     assert!(run_page.body.contains("lablink/ci"), "{}", run_page.body);
+    assert!(run_page.body.contains("What changed"), "{}", run_page.body);
     let state = Browser::new(&gitlab).get("/-/sim/state").await.json();
     let heads: Vec<&Value> = state["merge_requests"]
         .as_object()
