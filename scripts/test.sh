@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test of lablink. Works on a fresh Debian machine as root: installs what is
-# missing (git, PostgreSQL, Chromium and its driver, OpenSSH's client, a Python venv with dbt),
-# starts PostgreSQL if it is down, and fails loudly when something cannot be made to work. Quick
-# when all is present.
+# missing (git, PostgreSQL, bubblewrap, Chromium and its driver, OpenSSH's client, a Python venv
+# with dbt), starts PostgreSQL if it is down, and fails loudly when something cannot be made to
+# work. Quick when all is present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +16,8 @@ command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
 command -v python3 >/dev/null || missing+=(python3)
+# Every dbt process of a run starts inside bubblewrap.
+command -v bwrap >/dev/null || missing+=(bubblewrap)
 # gitlab-sim's Git-over-SSH tests drive the real OpenSSH client (and ssh-keygen).
 { command -v ssh && command -v ssh-keygen; } >/dev/null || missing+=(openssh-client)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 pub use artifacts::{Artifacts, ResultCounts};
 pub use command::DbtCommand;
 pub use install::{DbtInstall, VENV_ENV};
-pub use macros::{MacroRun, compare, drop_schema};
+pub use macros::{MacroRun, WarmCompare, compare, drop_schema};
 pub use profile::{DbtTarget, PROFILE_NAME, PostgresProfile, WarehouseProfile};
 pub use workspace::{DbtRunSetup, DbtWorkspace, JOB_ENV_PREFIX, SECRET_ENV_PREFIX, check_env_name};
 

@@ -82,12 +82,11 @@ pub struct MacroRun<'a> {
 }
 
 impl MacroRun<'_> {
-    /// Runs `macro_name` (defined in `text`) with `args` (JSON); the termination and every line.
+    /// Runs `macro_name` (defined in `text`); the termination and every line.
     async fn run(
         &self,
         macro_name: &str,
         text: &str,
-        args: Option<&serde_json::Value>,
     ) -> Result<(Termination, Vec<String>), DbtError> {
         let project = self.work_dir.join("project");
         write_project(&project, macro_name, text)?;
@@ -103,12 +102,8 @@ impl MacroRun<'_> {
                 limits: Limits::default(),
             },
         )?;
-        let mut words = vec!["run-operation".to_owned(), macro_name.to_owned()];
-        if let Some(args) = args {
-            words.push("--args".to_owned());
-            words.push(args.to_string());
-        }
-        let command = DbtCommand::from_words(words);
+        let command =
+            DbtCommand::from_words(vec!["run-operation".to_owned(), macro_name.to_owned()]);
         let (sink, mut lines) = mpsc::channel::<LogLine>(64);
         let collect = async {
             let mut all = Vec::new();
@@ -131,7 +126,7 @@ fn tail(lines: &[String]) -> String {
 
 /// Drops `target.schema` (with everything in it) from `target`'s warehouse.
 pub async fn drop_schema(run: &MacroRun<'_>) -> Result<(), DbtError> {
-    let (termination, lines) = run.run("lablink_drop_schema", DROP_SCHEMA, None).await?;
+    let (termination, lines) = run.run("lablink_drop_schema", DROP_SCHEMA).await?;
     if termination.success() {
         Ok(())
     } else {
@@ -149,27 +144,135 @@ pub async fn compare(
     run: &MacroRun<'_>,
     pairs: &serde_json::Value,
 ) -> Result<(Vec<serde_json::Value>, Option<String>), DbtError> {
-    let args = serde_json::json!({ "pairs": pairs });
-    let (termination, lines) = run.run("lablink_compare", COMPARE, Some(&args)).await?;
-    let results = lines
-        .iter()
-        .filter_map(|line| {
-            let json = &line[line.find(COMPARE_MARKER)? + COMPARE_MARKER.len()..];
-            serde_json::from_str(json).ok()
-        })
-        .collect();
-    let failure = match termination {
-        t if t.success() => None,
-        Termination::TimedOut => Some(format!(
-            "the comparison ran out of its time budget ({} s)",
-            run.timeout.as_secs()
-        )),
-        other => Some(format!(
-            "the comparison stopped ({other:?}): {}",
-            tail(&lines)
-        )),
-    };
-    Ok((results, failure))
+    WarmCompare::start(run, run.timeout)?
+        .compare(pairs, run.timeout)
+        .await
+}
+
+/// Drives dbt through its Python API: loads dbt and the adapter and parses lablink's project
+/// (`parse` connects to no warehouse), then waits for the file `argv[1]`, then runs the macro
+/// `argv[2]` with the file's JSON as its arguments.
+const WARM_SCRIPT: &str = r#"import json, os, sys, time
+from dbt.cli.main import dbtRunner
+runner = dbtRunner()
+runner.invoke(["parse", "--quiet"])
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.02)
+with open(sys.argv[1]) as f:
+    args = json.load(f)
+done = runner.invoke(["run-operation", sys.argv[2], "--args", json.dumps(args), "--no-populate-cache"])
+sys.exit(0 if done.success else 1)
+"#;
+
+/// The comparison with production, started ahead of time: its dbt process starts up (about two
+/// seconds of a comparison's three on a small warehouse) while the run's build is still going,
+/// and waits for the pairs. It touches the warehouse only once it has them, after the build.
+/// Dropped unused (nothing to compare), its process is killed.
+pub struct WarmCompare {
+    go: std::path::PathBuf,
+    task: tokio::task::JoinHandle<Result<(Termination, Vec<String>), DbtError>>,
+    stop: CancellationToken,
+}
+
+impl WarmCompare {
+    /// Starts the process for `run`'s warehouse; it waits at most `wait` for the pairs.
+    pub fn start(run: &MacroRun<'_>, wait: Duration) -> Result<WarmCompare, DbtError> {
+        let project = run.work_dir.join("project");
+        write_project(&project, "lablink_compare", COMPARE)?;
+        let workspace = DbtWorkspace::prepare(
+            run.install.clone(),
+            DbtRunSetup {
+                worktree: &project,
+                project_subdir: None,
+                run_dir: &run.work_dir.join("run"),
+                target: run.target,
+                env: &[],
+                isolation: run.isolation,
+                limits: Limits::default(),
+            },
+        )?;
+        let go = workspace.run_dir().join("pairs.json");
+        let args = vec![
+            "-c".to_owned(),
+            WARM_SCRIPT.to_owned(),
+            go.to_string_lossy().into_owned(),
+            "lablink_compare".to_owned(),
+        ];
+        let stop = run.cancel.child_token();
+        let process_stop = stop.clone();
+        let task = tokio::spawn(async move {
+            let (sink, mut lines) = mpsc::channel::<LogLine>(64);
+            let collect = async {
+                let mut all = Vec::new();
+                while let Some(line) = lines.recv().await {
+                    all.push(line.line);
+                }
+                all
+            };
+            let (termination, lines) = tokio::join!(
+                workspace.run_python(&args, wait, sink, &process_stop),
+                collect
+            );
+            Ok((termination?, lines))
+        });
+        Ok(WarmCompare { go, task, stop })
+    }
+
+    /// Compares `pairs` within `budget` from now.
+    pub async fn compare(
+        mut self,
+        pairs: &serde_json::Value,
+        budget: Duration,
+    ) -> Result<(Vec<serde_json::Value>, Option<String>), DbtError> {
+        self.release(&serde_json::json!({ "pairs": pairs }))?;
+        let (termination, lines) = match tokio::time::timeout(budget, &mut self.task).await {
+            Ok(done) => done,
+            Err(_) => {
+                self.stop.cancel();
+                (&mut self.task).await
+            }
+        }
+        .map_err(|e| DbtError::Io {
+            path: self.go.clone(),
+            source: std::io::Error::other(e),
+        })??;
+        let results = lines
+            .iter()
+            .filter_map(|line| {
+                let json = &line[line.find(COMPARE_MARKER)? + COMPARE_MARKER.len()..];
+                serde_json::from_str(json).ok()
+            })
+            .collect();
+        let failure = match termination {
+            t if t.success() => None,
+            Termination::TimedOut | Termination::Cancelled => Some(format!(
+                "the comparison ran out of its time budget ({} s)",
+                budget.as_secs()
+            )),
+            other => Some(format!(
+                "the comparison stopped ({other:?}): {}",
+                tail(&lines)
+            )),
+        };
+        Ok((results, failure))
+    }
+
+    /// Hands the process its arguments (written whole, then renamed into place).
+    fn release(&self, args: &serde_json::Value) -> Result<(), DbtError> {
+        let partial = self.go.with_extension("partial");
+        let io = |source| DbtError::Io {
+            path: self.go.clone(),
+            source,
+        };
+        std::fs::write(&partial, args.to_string()).map_err(io)?;
+        std::fs::rename(&partial, &self.go).map_err(io)
+    }
+}
+
+impl Drop for WarmCompare {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
 }
 
 fn write_project(dir: &Path, macro_name: &str, text: &str) -> Result<(), DbtError> {

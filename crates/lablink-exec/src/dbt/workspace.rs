@@ -267,9 +267,14 @@ impl DbtWorkspace {
     /// The process for `command`: the virtualenv's dbt in the project directory, with lablink's
     /// variables after the job's so they always win.
     pub fn process_spec(&self, command: &DbtCommand, timeout: Duration) -> ProcessSpec {
+        self.spec_of(self.install.dbt(), command.args(), timeout)
+    }
+
+    /// `program` with `args` in the project directory, in dbt's environment.
+    fn spec_of(&self, program: PathBuf, args: &[String], timeout: Duration) -> ProcessSpec {
         let path = |p: PathBuf| p.to_string_lossy().into_owned();
-        let mut spec = ProcessSpec::new(self.install.dbt(), &self.project_dir, timeout)
-            .args(command.args())
+        let mut spec = ProcessSpec::new(program, &self.project_dir, timeout)
+            .args(args)
             .redactor(self.redactor());
         spec.inherit_env = DEFAULT_INHERITED_ENV
             .iter()
@@ -300,6 +305,11 @@ impl DbtWorkspace {
     /// directory writable; the network only for a warehouse on a server and for `dbt deps`
     /// (which downloads packages).
     pub fn sandbox(&self, command: &DbtCommand) -> Sandbox {
+        self.sandbox_reaching_network(command.needs_network())
+    }
+
+    /// The sandbox of the run's processes; `network`: also without a warehouse on a server.
+    fn sandbox_reaching_network(&self, network: bool) -> Sandbox {
         let mut writable = vec![self.worktree.clone(), self.run_dir.clone()];
         writable.extend(self.duckdb_dir.clone());
         let git_file = self.worktree.join(".git");
@@ -312,7 +322,7 @@ impl DbtWorkspace {
                 .then_some(git_file)
                 .into_iter()
                 .collect(),
-            network: self.warehouse_over_network || command.needs_network(),
+            network: self.warehouse_over_network || network,
             limits: self.limits,
         }
     }
@@ -328,6 +338,23 @@ impl DbtWorkspace {
         let spec = self
             .sandbox(command)
             .wrap(self.process_spec(command, timeout));
+        Ok(process::run(&spec, sink, cancel).await?)
+    }
+
+    /// Runs the virtualenv's Python with `args` (`-c <script> ...`: lablink's own code that
+    /// drives dbt through its Python API) in the sandbox and environment a dbt command would get.
+    pub(crate) async fn run_python(
+        &self,
+        args: &[String],
+        timeout: Duration,
+        sink: mpsc::Sender<LogLine>,
+        cancel: &CancellationToken,
+    ) -> Result<Termination, DbtError> {
+        let spec = self.sandbox_reaching_network(false).wrap(self.spec_of(
+            self.install.bin_dir().join("python"),
+            args,
+            timeout,
+        ));
         Ok(process::run(&spec, sink, cancel).await?)
     }
 

@@ -408,6 +408,11 @@ impl Services {
             return Ok(Outcome::Cancelled);
         }
         *state = RunState::Running;
+        let warm = if run.mode == RunMode::Full && run.mr_iid.is_some() {
+            self.warm_compare(&job, &dbt, run_dir, cancel)
+        } else {
+            None
+        };
         let outcome = self.run_commands(run, &job, &dbt, log, cancel).await?;
         let artifacts = self.keep_artifacts(&run.id, &dbt.workspace).await;
         if run.mode == RunMode::Full
@@ -416,16 +421,17 @@ impl Services {
             && let (Some(manifest), Some(results)) = (artifacts.manifest, artifacts.run_results)
         {
             self.record_run_schemas(run, &manifest, &results).await?;
-            self.report_what_changed(&ReportInput {
-                run,
-                job: &job,
-                dbt: &dbt,
-                run_dir,
-                manifest: &manifest,
-                run_results: &results,
-                log,
-                cancel,
-            })
+            self.report_what_changed(
+                &ReportInput {
+                    run,
+                    job: &job,
+                    dbt: &dbt,
+                    manifest: &manifest,
+                    run_results: &results,
+                    log,
+                },
+                warm,
+            )
             .await?;
         }
         Ok(outcome)

@@ -1,6 +1,7 @@
 //! What a merge request's run changed ([`Report`]): worked out after dbt's commands from the
 //! run's artifacts and production's manifest, with the data compared in the warehouse (inside the
-//! sandbox, with the job's own profile, within the job's budget of models and seconds), and kept
+//! sandbox, with the job's own profile, within the job's budget of models and seconds; its dbt
+//! process starts with the build, so its start-up is not added to the run), and kept
 //! as the run's artifact [`REPORT_ARTIFACT`] for the run page and the merge request note.
 
 use std::path::Path;
@@ -11,7 +12,7 @@ use lablink_core::report::{
     parse_run_results,
 };
 use lablink_exec::LogLine;
-use lablink_exec::dbt::{DbtInstall, MacroRun, compare};
+use lablink_exec::dbt::{DbtInstall, MacroRun, WarmCompare};
 use lablink_store::ci_jobs::CiJob;
 use lablink_store::runs::Run;
 use tokio::sync::mpsc;
@@ -28,11 +29,9 @@ pub(crate) struct ReportInput<'a> {
     pub run: &'a Run,
     pub job: &'a CiJob,
     pub dbt: &'a PreparedDbt,
-    pub run_dir: &'a Path,
     pub manifest: &'a str,
     pub run_results: &'a str,
     pub log: &'a mpsc::Sender<LogLine>,
-    pub cancel: &'a CancellationToken,
 }
 
 impl Services {
@@ -41,6 +40,7 @@ impl Services {
     pub(crate) async fn report_what_changed(
         &self,
         input: &ReportInput<'_>,
+        warm: Option<Result<WarmCompare, String>>,
     ) -> Result<(), ServiceError> {
         let (mr, results) = match (
             Manifest::parse(input.manifest),
@@ -71,7 +71,7 @@ impl Services {
                     .collect();
                 let max = usize::try_from(input.job.input.compare_max_models).unwrap_or(0);
                 let (pairs, mut skipped) = compare_plan(&mr, production, &built, max);
-                let (data, more_skipped) = self.compare_in_warehouse(input, &pairs).await;
+                let (data, more_skipped) = self.compare_in_warehouse(input, warm, &pairs).await;
                 skipped.extend(more_skipped);
                 (data, skipped)
             }
@@ -93,17 +93,49 @@ impl Services {
         Ok(())
     }
 
-    /// Compares `pairs` in the warehouse; what was compared, and what was not with the reason.
+    /// Starts the comparison's dbt process for a merge request's full run that has a production
+    /// to compare with, so that its start-up overlaps the build; `None` otherwise, or when it
+    /// cannot start (the report then says so).
+    pub(crate) fn warm_compare(
+        &self,
+        job: &CiJob,
+        dbt: &PreparedDbt,
+        run_dir: &Path,
+        cancel: &CancellationToken,
+    ) -> Option<Result<WarmCompare, String>> {
+        dbt.production.as_ref()?;
+        let started = DbtInstall::locate()
+            .map_err(|e| e.to_string())
+            .and_then(|install| {
+                let build = Duration::from_secs(u64::try_from(job.input.timeout_secs).unwrap_or(1));
+                WarmCompare::start(
+                    &MacroRun {
+                        install: &install,
+                        target: &dbt.target,
+                        work_dir: &run_dir.join("compare"),
+                        isolation: self.settings.runs.isolation,
+                        timeout: build,
+                        cancel,
+                    },
+                    build + compare_budget(job),
+                )
+                .map_err(|e| e.to_string())
+            });
+        Some(started)
+    }
+
+    /// Compares `pairs` in the warehouse with the process started ahead; what was compared, and
+    /// what was not with the reason.
     async fn compare_in_warehouse(
         &self,
         input: &ReportInput<'_>,
+        warm: Option<Result<WarmCompare, String>>,
         pairs: &[ComparePair],
     ) -> (Vec<DataDiff>, Vec<NotCompared>) {
         if pairs.is_empty() {
             return (Vec::new(), Vec::new());
         }
-        let budget =
-            Duration::from_secs(u64::try_from(input.job.input.compare_timeout_secs).unwrap_or(1));
+        let budget = compare_budget(input.job);
         say(
             input.log,
             format!(
@@ -114,34 +146,20 @@ impl Services {
             ),
         )
         .await;
-        let compared = match DbtInstall::locate() {
-            Ok(install) => {
-                let args = serde_json::Value::Array(
-                    pairs
-                        .iter()
-                        .map(|p| {
-                            serde_json::json!({
-                                "id": p.unique_id, "mr": p.mr,
-                                "production": p.production, "key": p.key,
-                            })
-                        })
-                        .collect(),
-                );
-                compare(
-                    &MacroRun {
-                        install: &install,
-                        target: &input.dbt.target,
-                        work_dir: &input.run_dir.join("compare"),
-                        isolation: self.settings.runs.isolation,
-                        timeout: budget,
-                        cancel: input.cancel,
-                    },
-                    &args,
-                )
-                .await
-                .map_err(|e| e.to_string())
-            }
-            Err(e) => Err(e.to_string()),
+        let args = serde_json::Value::Array(
+            pairs
+                .iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "id": p.unique_id, "mr": p.mr, "production": p.production, "key": p.key,
+                    })
+                })
+                .collect(),
+        );
+        let compared = match warm {
+            Some(Ok(warm)) => warm.compare(&args, budget).await.map_err(|e| e.to_string()),
+            Some(Err(e)) => Err(e),
+            None => Err("no production when the run started".to_owned()),
         };
         let (values, failure) = match compared {
             Ok((values, failure)) => (values, failure),
@@ -165,4 +183,9 @@ impl Services {
             .collect();
         (data, not_compared)
     }
+}
+
+/// The job's time budget for the comparison.
+fn compare_budget(job: &CiJob) -> Duration {
+    Duration::from_secs(u64::try_from(job.input.compare_timeout_secs).unwrap_or(1))
 }
