@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod ci;
+pub mod ip_range;
 pub mod names;
 pub mod plan;
 pub mod report;

@@ -3,6 +3,8 @@
 
 pub use lablink_store::users::User;
 
+use std::sync::LazyLock;
+
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use lablink_core::{Plan, Role, validate};
@@ -10,6 +12,7 @@ use lablink_store::accounts::Account;
 use lablink_store::audit::AuditEvent;
 use lablink_store::users::NewUser;
 use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Semaphore;
 
 use crate::error::require;
 use crate::{Principal, ServiceError, Services};
@@ -25,14 +28,14 @@ pub struct UserInput {
 
 impl UserInput {
     /// Validates the input and hashes the password.
-    pub(crate) fn into_new_user(self) -> Result<NewUser, ServiceError> {
+    pub(crate) async fn into_new_user(self) -> Result<NewUser, ServiceError> {
         let email = validate::email(&self.email).map_err(bad)?;
         let username = validate::username(&self.username).map_err(bad)?;
         validate::new_password(self.password.expose_secret()).map_err(bad)?;
         Ok(NewUser {
             email,
             username,
-            password_hash: hash_password(&self.password)?,
+            password_hash: hash_password(&self.password).await?,
             role: self.role,
         })
     }
@@ -42,24 +45,51 @@ pub(crate) fn bad(e: validate::Invalid) -> ServiceError {
     ServiceError::BadInput(e.to_string())
 }
 
+/// argon2 takes tens of milliseconds of a core and 19 MiB per call. It runs on the blocking pool,
+/// at most one call per core at a time: a burst of sign-ins waits here instead of holding the
+/// async workers that take webhooks and serve pages.
+static ARGON2_SLOTS: LazyLock<Semaphore> =
+    LazyLock::new(|| Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get())));
+
+async fn on_an_argon2_slot<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ServiceError> {
+    let _slot = ARGON2_SLOTS
+        .acquire()
+        .await
+        .map_err(|_| ServiceError::Internal("password hashing is shut down".into()))?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ServiceError::Internal(format!("password hashing stopped: {e}")))
+}
+
 /// argon2id with the crate's default (OWASP-recommended) parameters, as a PHC string.
-pub(crate) fn hash_password(password: &SecretString) -> Result<String, ServiceError> {
-    let salt = SaltString::generate(&mut rand::rngs::OsRng);
-    Argon2::default()
-        .hash_password(password.expose_secret().as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| ServiceError::Internal(format!("password hashing failed: {e}")))
+pub(crate) async fn hash_password(password: &SecretString) -> Result<String, ServiceError> {
+    let password = password.clone();
+    on_an_argon2_slot(move || {
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        Argon2::default()
+            .hash_password(password.expose_secret().as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| ServiceError::Internal(format!("password hashing failed: {e}")))
+    })
+    .await?
 }
 
 /// Verifies a password against a stored PHC string; the comparison inside argon2 is constant time.
-pub(crate) fn verify_password(password: &SecretString, phc: &str) -> bool {
-    PasswordHash::new(phc)
-        .map(|h| {
+pub(crate) async fn verify_password(
+    password: &SecretString,
+    phc: &str,
+) -> Result<bool, ServiceError> {
+    let (password, phc) = (password.clone(), phc.to_owned());
+    on_an_argon2_slot(move || {
+        PasswordHash::new(&phc).is_ok_and(|h| {
             Argon2::default()
                 .verify_password(password.expose_secret().as_bytes(), &h)
                 .is_ok()
         })
-        .unwrap_or(false)
+    })
+    .await
 }
 
 impl Services {
@@ -73,10 +103,21 @@ impl Services {
             admin.role.can_manage_account(),
             "Only account admins can add users.",
         )?;
+        let new_user = input.into_new_user().await?;
+        // Emails are unique across lablink. The refusal is the same whether the email is in this
+        // account or another, and names neither: an admin must not learn of other accounts.
         let user = self
             .db
-            .create_user(&admin.account_id, &input.into_new_user()?)
-            .await?;
+            .create_user(&admin.account_id, &new_user)
+            .await
+            .map_err(|e| match e {
+                lablink_store::StoreError::Conflict(_) => ServiceError::Conflict(format!(
+                    "{} cannot be added: the email is already in use in lablink. Ask the person \
+                     for another address.",
+                    new_user.email
+                )),
+                other => other.into(),
+            })?;
         self.db
             .record_audit(AuditEvent {
                 account_id: Some(&admin.account_id),
@@ -98,7 +139,7 @@ impl Services {
         input: UserInput,
     ) -> Result<(Account, User), ServiceError> {
         let account_name = validate::display_name("account name", account_name).map_err(bad)?;
-        let new_user = input.into_new_user()?;
+        let new_user = input.into_new_user().await?;
         let account = match self.db.account_by_name(&account_name).await? {
             Some(a) => a,
             None => self.db.create_account(&account_name, plan_if_new).await?,

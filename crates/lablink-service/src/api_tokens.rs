@@ -4,6 +4,7 @@ pub use lablink_store::api_tokens::ApiToken;
 
 use lablink_core::validate;
 use lablink_store::audit::AuditEvent;
+use lablink_store::now_ms;
 use secrecy::SecretString;
 
 use crate::accounts::bad;
@@ -14,6 +15,12 @@ use crate::{Principal, ServiceError, Services};
 pub const TOKEN_PREFIX: &str = "lablink_pat_";
 /// How much of a token is kept in clear to tell tokens apart in lists.
 const SHOWN_LEN: usize = TOKEN_PREFIX.len() + 6;
+/// A token's last use is written at most this often: a busy script must not turn every API
+/// read into a database write.
+const LAST_USE_EVERY_MS: i64 = 60_000;
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+/// The longest expiry a token may be given (GitLab's personal access tokens live at most a year).
+pub const MAX_TOKEN_DAYS: u32 = 365;
 
 /// A token just created: the only moment its value exists outside the caller's hands.
 #[derive(Debug)]
@@ -27,8 +34,18 @@ impl Services {
         &self,
         principal: &Principal,
         name: &str,
+        expires_in_days: Option<u32>,
     ) -> Result<CreatedToken, ServiceError> {
         let name = validate::display_name("token name", name).map_err(bad)?;
+        let expires_at = match expires_in_days {
+            None => None,
+            Some(days @ 1..=MAX_TOKEN_DAYS) => Some(now_ms() + i64::from(days) * DAY_MS),
+            Some(days) => {
+                return Err(ServiceError::BadInput(format!(
+                    "A token expires after 1 to {MAX_TOKEN_DAYS} days (or never), not {days}."
+                )));
+            }
+        };
         let value = format!("{TOKEN_PREFIX}{}", random_secret());
         let token = self
             .db
@@ -37,6 +54,7 @@ impl Services {
                 &name,
                 &value[..SHOWN_LEN],
                 &secret_hash(&value),
+                expires_at,
             )
             .await?;
         self.db
@@ -85,15 +103,40 @@ impl Services {
         Ok(())
     }
 
-    /// The caller behind a bearer token.
+    /// The caller behind a bearer token that is neither revoked nor expired.
     pub async fn principal_for_api_token(&self, value: &str) -> Result<Principal, ServiceError> {
-        self.db
-            .principal_by_api_token(&secret_hash(value.trim()))
+        let hash = secret_hash(value.trim());
+        let unknown = || {
+            ServiceError::Unauthenticated(
+                "The API token is not valid: it is unknown or was revoked.".into(),
+            )
+        };
+        let usage = self.db.api_token_use(&hash).await?.ok_or_else(unknown)?;
+        let now = now_ms();
+        if let Some(expired) = usage.expires_at.filter(|at| *at <= now) {
+            return Err(ServiceError::Unauthenticated(format!(
+                "The API token expired on {}. Create a new one under Profile → Personal API \
+                 tokens.",
+                day(expired)
+            )));
+        }
+        let principal = self
+            .db
+            .principal_by_api_token(&hash)
             .await?
-            .ok_or_else(|| {
-                ServiceError::Unauthenticated(
-                    "The API token is not valid: it is unknown or was revoked.".into(),
-                )
-            })
+            .ok_or_else(unknown)?;
+        if usage
+            .last_used_at
+            .is_none_or(|at| at <= now - LAST_USE_EVERY_MS)
+        {
+            self.db.touch_api_token(&hash, now).await?;
+        }
+        Ok(principal)
     }
+}
+
+/// A moment as a day people read (UTC).
+fn day(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map_or_else(|| ms.to_string(), |t| t.format("%Y-%m-%d").to_string())
 }

@@ -1,22 +1,20 @@
 //! Sign-in (with throttling), browser sessions, CSRF tokens, sign-out.
 
-use std::sync::OnceLock;
-
 use lablink_store::audit::AuditEvent;
-use lablink_store::login_throttle::ThrottleState;
 use lablink_store::now_ms;
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
 
 use crate::accounts::{hash_password, verify_password};
 use crate::secrets::{random_secret, secret_hash};
 use crate::{Principal, ServiceError, Services};
 
-/// Failures allowed before a sign-in key is locked.
-const FREE_FAILURES: i64 = 5;
 /// The first lock lasts this long and doubles with every further failure, up to [`MAX_LOCK_MS`].
 const FIRST_LOCK_MS: i64 = 30_000;
 const MAX_LOCK_MS: i64 = 15 * 60_000;
+/// Failures are forgotten after this long without another one.
+const FORGET_AFTER_MS: i64 = 60 * 60_000;
 /// `last_seen_at` is written at most this often, so reads do not all become writes.
 const TOUCH_EVERY_MS: i64 = 60_000;
 
@@ -44,27 +42,65 @@ pub fn csrf_token(browser_secret: &str) -> String {
     hex::encode(h.finalize())
 }
 
-fn throttle_key(email: &str, client_ip: Option<&str>) -> String {
-    format!(
-        "{}|{}",
-        email.trim().to_lowercase(),
-        client_ip.unwrap_or("-")
-    )
+/// What seals pre-session cookies: they are only accepted when lablink issued them.
+const PRE_SESSION_AAD: &str = "lablink pre-session v1";
+
+/// What sign-in failures are counted against: the account's email (5 free failures, so guessing
+/// one account's password is slow from anywhere) and the client's address (20, more generous
+/// because offices and NATs share an address, but guessing many accounts from one address is
+/// slow too). A key is locked after its free failures, for longer with every further one.
+struct ThrottleKey {
+    key: String,
+    free_failures: i64,
 }
 
-fn lock_ms(failures: i64) -> i64 {
-    let doublings = (failures - FREE_FAILURES).clamp(0, 10) as u32;
-    (FIRST_LOCK_MS << doublings).min(MAX_LOCK_MS)
+fn throttle_keys(email: &str, client_ip: Option<&str>) -> Vec<ThrottleKey> {
+    let mut keys = vec![ThrottleKey {
+        key: format!("account|{}", email.trim().to_lowercase()),
+        free_failures: 5,
+    }];
+    if let Some(ip) = client_ip {
+        keys.push(ThrottleKey {
+            key: format!("address|{ip}"),
+            free_failures: 20,
+        });
+    }
+    keys
+}
+
+/// How long a key is locked after its `failures`-th failure (none while it has free ones left).
+fn lock_ms(failures: i64, free_failures: i64) -> Option<i64> {
+    let doublings = u32::try_from(failures - free_failures).ok()?.min(10);
+    Some((FIRST_LOCK_MS << doublings).min(MAX_LOCK_MS))
 }
 
 /// A hash to verify against when the email is unknown, so an unknown email costs the same time
 /// as a wrong password and does not reveal which emails exist.
-fn dummy_hash() -> &'static str {
-    static HASH: OnceLock<String> = OnceLock::new();
-    HASH.get_or_init(|| hash_password(&SecretString::from(random_secret())).unwrap_or_default())
+async fn dummy_hash() -> Result<&'static str, ServiceError> {
+    static HASH: OnceCell<String> = OnceCell::const_new();
+    HASH.get_or_try_init(|| async { hash_password(&SecretString::from(random_secret())).await })
+        .await
+        .map(String::as_str)
 }
 
 impl Services {
+    /// A new pre-session cookie value: a random secret sealed under the master key, so that a
+    /// cookie planted by someone else (a sibling subdomain, a man in the middle on http) is not
+    /// accepted and cannot carry a CSRF token its planter knows.
+    pub fn new_pre_session(&self) -> String {
+        use base64::Engine;
+        let sealed = self.keys.seal(PRE_SESSION_AAD, random_secret().as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed)
+    }
+
+    /// True when `cookie` is a pre-session value this lablink issued (under any of its keys).
+    pub fn pre_session_is_ours(&self, cookie: &str) -> bool {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(cookie)
+            .is_ok_and(|sealed| self.keys.open(PRE_SESSION_AAD, &sealed).is_ok())
+    }
+
     /// Signs a user in with email and password, throttled per email and client address.
     pub async fn login(
         &self,
@@ -72,11 +108,14 @@ impl Services {
         password: &SecretString,
         client_ip: Option<&str>,
     ) -> Result<NewSession, ServiceError> {
-        let key = throttle_key(email, client_ip);
+        let keys = throttle_keys(email, client_ip);
         let now = now_ms();
-        let state = self.db.throttle_state(&key).await?;
-        if let Some(s) = state.filter(|s| s.locked_until > now) {
-            let secs = (s.locked_until - now + 999) / 1000;
+        let mut locked_until = 0;
+        for k in &keys {
+            locked_until = locked_until.max(self.db.throttle_locked_until(&k.key).await?);
+        }
+        if locked_until > now {
+            let secs = (locked_until - now + 999) / 1000;
             return Err(ServiceError::Throttled {
                 retry_after_secs: secs as u64,
             });
@@ -85,28 +124,21 @@ impl Services {
             .db
             .user_credentials_by_email(&email.trim().to_lowercase())
             .await?;
-        let phc = creds
-            .as_ref()
-            .map(|c| c.password_hash.as_str())
-            .unwrap_or_else(|| dummy_hash());
-        let password_ok = verify_password(password, phc);
+        let phc = match &creds {
+            Some(c) => c.password_hash.as_str(),
+            None => dummy_hash().await?,
+        };
+        let password_ok = verify_password(password, phc).await?;
         let Some(creds) = creds.filter(|_| password_ok) else {
-            let failures = state.map_or(0, |s| s.failures) + 1;
-            let locked_until = if failures >= FREE_FAILURES {
-                now + lock_ms(failures)
-            } else {
-                0
-            };
-            self.db
-                .save_throttle_state(
-                    &key,
-                    ThrottleState {
-                        failures,
-                        locked_until,
-                    },
-                    now,
-                )
-                .await?;
+            for k in &keys {
+                let failures = self
+                    .db
+                    .count_failed_login(&k.key, now, now - FORGET_AFTER_MS)
+                    .await?;
+                if let Some(ms) = lock_ms(failures, k.free_failures) {
+                    self.db.lock_throttle(&k.key, now + ms).await?;
+                }
+            }
             self.db
                 .record_audit(AuditEvent {
                     action: "login.failed",
@@ -119,7 +151,9 @@ impl Services {
                 "The email or password is not correct.".into(),
             ));
         };
-        self.db.clear_throttle(&key).await?;
+        // The account's count starts over; the address's does not (one good password must not
+        // wipe out a run of guesses at other accounts).
+        self.db.clear_throttle(&keys[0].key).await?;
         let session = self.start_session(&creds.user.id).await?;
         self.db
             .record_audit(AuditEvent {
@@ -201,9 +235,11 @@ mod tests {
 
     #[test]
     fn locks_grow_and_are_capped() {
-        assert_eq!(lock_ms(5), 30_000);
-        assert_eq!(lock_ms(6), 60_000);
-        assert_eq!(lock_ms(40), MAX_LOCK_MS);
+        assert_eq!(lock_ms(4, 5), None);
+        assert_eq!(lock_ms(5, 5), Some(30_000));
+        assert_eq!(lock_ms(6, 5), Some(60_000));
+        assert_eq!(lock_ms(40, 5), Some(MAX_LOCK_MS));
+        assert_eq!(lock_ms(19, 20), None);
     }
 
     #[test]

@@ -12,6 +12,20 @@ use crate::sessions::NewSession;
 use crate::{ServiceError, Services};
 
 const SETUP_LINK_LIFETIME_MS: i64 = 24 * 60 * 60 * 1000;
+/// A link opened less than this long ago was opened by a replica starting at the same time: a
+/// second one is not opened. An older one is revoked by the next start.
+const SETUP_LINK_FRESH_MS: i64 = 60 * 1000;
+
+/// What a start on this database does about the first account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetupLink {
+    /// An account exists: no link.
+    NotNeeded,
+    /// The one open link (`<public_url>/setup/<token>`); any earlier one is revoked.
+    Opened(String),
+    /// A replica starting at the same time opened the link and printed it.
+    OpenedByAnotherReplica,
+}
 
 /// What the setup page asks for.
 #[derive(Debug)]
@@ -33,18 +47,28 @@ fn link_not_valid() -> ServiceError {
 }
 
 impl Services {
-    /// When no account exists yet, creates a one-time setup token and returns its link
-    /// (`<public_url>/setup/<token>`); `None` once an account exists.
-    pub async fn setup_link_if_empty(&self) -> Result<Option<String>, ServiceError> {
+    /// When no account exists yet, opens the one-time setup link (at most one is open at a
+    /// time: it revokes the link of an earlier start).
+    pub async fn setup_link_if_empty(&self) -> Result<SetupLink, ServiceError> {
         if self.db.count_accounts().await? > 0 {
-            return Ok(None);
+            return Ok(SetupLink::NotNeeded);
         }
         let token = random_secret();
         let now = now_ms();
-        self.db
-            .create_setup_token(&secret_hash(&token), now, now + SETUP_LINK_LIFETIME_MS)
+        let opened = self
+            .db
+            .mint_setup_token(
+                &secret_hash(&token),
+                now,
+                now + SETUP_LINK_LIFETIME_MS,
+                now - SETUP_LINK_FRESH_MS,
+            )
             .await?;
-        Ok(Some(self.settings.public_link(&format!("/setup/{token}"))))
+        Ok(if opened {
+            SetupLink::Opened(self.settings.public_link(&format!("/setup/{token}")))
+        } else {
+            SetupLink::OpenedByAnotherReplica
+        })
     }
 
     /// Checks a setup token before showing the form.
@@ -74,13 +98,19 @@ impl Services {
             password: input.password,
             role: Role::AccountAdmin,
         }
-        .into_new_user()?;
+        .into_new_user()
+        .await?;
         let account = self
             .db
             .complete_setup(&secret_hash(token), &account_name, input.plan, &admin)
             .await
             .map_err(|e| match e {
                 lablink_store::StoreError::NotFound(_) => link_not_valid(),
+                lablink_store::StoreError::Conflict(_) => ServiceError::Conflict(
+                    "An account exists already, so setup is over: sign in, or ask an admin of \
+                     the account to add you."
+                        .into(),
+                ),
                 other => other.into(),
             })?;
         let creds = self

@@ -102,6 +102,13 @@ impl Db {
         };
         on_db!(self, |pool| {
             let mut tx = pool.begin().await?;
+            // Setup makes the first account only: once one exists, no link completes.
+            let accounts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts")
+                .fetch_one(&mut *tx)
+                .await?;
+            if accounts > 0 {
+                return Err(StoreError::Conflict("an account exists already".into()));
+            }
             let consumed = sqlx::query(
                 "UPDATE setup_tokens SET used_at = $1 \
                  WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1",

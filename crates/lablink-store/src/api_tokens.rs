@@ -12,9 +12,17 @@ pub struct ApiToken {
     pub created_at: i64,
     pub last_used_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    pub expires_at: Option<i64>,
 }
 
-const COLUMNS: &str = "id, user_id, name, prefix, created_at, last_used_at, revoked_at";
+const COLUMNS: &str = "id, user_id, name, prefix, created_at, last_used_at, revoked_at, expires_at";
+
+/// What is checked of a token before its caller is let in.
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub struct TokenUse {
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+}
 
 impl Db {
     pub async fn create_api_token(
@@ -23,6 +31,7 @@ impl Db {
         name: &str,
         prefix: &str,
         token_hash: &str,
+        expires_at: Option<i64>,
     ) -> Result<ApiToken, StoreError> {
         let token = ApiToken {
             id: new_id(),
@@ -32,11 +41,13 @@ impl Db {
             created_at: now_ms(),
             last_used_at: None,
             revoked_at: None,
+            expires_at,
         };
         on_db!(self, |pool| {
             sqlx::query(
-                "INSERT INTO api_tokens (id, user_id, name, prefix, token_hash, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO api_tokens \
+                 (id, user_id, name, prefix, token_hash, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(&token.id)
             .bind(&token.user_id)
@@ -44,6 +55,7 @@ impl Db {
             .bind(&token.prefix)
             .bind(token_hash)
             .bind(token.created_at)
+            .bind(token.expires_at)
             .execute(pool)
             .await
             .map(|r| r.rows_affected())
@@ -81,12 +93,25 @@ impl Db {
         }
     }
 
-    /// The caller behind an unrevoked token, recording its use.
+    /// The expiry and last use of an unrevoked token.
+    pub async fn api_token_use(&self, token_hash: &str) -> Result<Option<TokenUse>, StoreError> {
+        let row = on_db!(self, |pool| {
+            sqlx::query_as(
+                "SELECT expires_at, last_used_at FROM api_tokens \
+                 WHERE token_hash = $1 AND revoked_at IS NULL",
+            )
+            .bind(token_hash)
+            .fetch_optional(pool)
+            .await
+        })?;
+        Ok(row)
+    }
+
+    /// The caller behind an unrevoked token.
     pub async fn principal_by_api_token(
         &self,
         token_hash: &str,
     ) -> Result<Option<Principal>, StoreError> {
-        let now = now_ms();
         let sql = format!(
             "SELECT {PRINCIPAL_COLUMNS} FROM api_tokens t \
              JOIN users u ON u.id = t.user_id JOIN accounts a ON a.id = u.account_id \
@@ -98,7 +123,11 @@ impl Db {
                 .fetch_optional(pool)
                 .await
         })?;
-        let Some(row) = row else { return Ok(None) };
+        row.map(Principal::try_from).transpose()
+    }
+
+    /// Records that a token was used at `now`.
+    pub async fn touch_api_token(&self, token_hash: &str, now: i64) -> Result<(), StoreError> {
         on_db!(self, |pool| {
             sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE token_hash = $2")
                 .bind(now)
@@ -107,6 +136,6 @@ impl Db {
                 .await
                 .map(|r| r.rows_affected())
         })?;
-        Ok(Some(row.try_into()?))
+        Ok(())
     }
 }

@@ -6,12 +6,21 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
-use lablink_service::secrets::{random_secret, secrets_equal};
+use lablink_service::secrets::secrets_equal;
 use lablink_service::sessions::csrf_token;
 
 use crate::{AppState, HtmlError};
 
-pub const PRE_SESSION_COOKIE: &str = "lablink_pre";
+/// The pre-session cookie's name: `__Host-` prefixed over https, so that browsers accept it only
+/// from this host, over https, for the whole site (never planted by a sibling subdomain). Over
+/// plain http (the demo, a loopback address) browsers refuse that prefix, so it goes without.
+pub fn pre_session_cookie(secure: bool) -> &'static str {
+    if secure {
+        "__Host-lablink_pre"
+    } else {
+        "lablink_pre"
+    }
+}
 
 /// Checks a submitted CSRF token against the expected one.
 pub fn check_csrf(expected: &str, submitted: &str) -> Result<(), HtmlError> {
@@ -45,9 +54,11 @@ impl FromRequestParts<AppState> for PreSession {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, HtmlError> {
         let jar = CookieJar::from_headers(&parts.headers);
+        let secure = state.services.settings.secure_cookies();
+        let name = pre_session_cookie(secure);
         if let Some(c) = jar
-            .get(PRE_SESSION_COOKIE)
-            .filter(|c| c.value().len() >= 32)
+            .get(name)
+            .filter(|c| state.services.pre_session_is_ours(c.value()))
         {
             let csrf_token = csrf_token(c.value());
             return Ok(PreSession {
@@ -56,13 +67,9 @@ impl FromRequestParts<AppState> for PreSession {
                 existed: true,
             });
         }
-        let secret = random_secret();
+        let secret = state.services.new_pre_session();
         let csrf_token = csrf_token(&secret);
-        let jar = jar.add(secure_cookie(
-            PRE_SESSION_COOKIE,
-            secret,
-            state.services.settings.secure_cookies(),
-        ));
+        let jar = jar.add(secure_cookie(name, secret, secure));
         Ok(PreSession {
             jar,
             csrf_token,
@@ -71,7 +78,8 @@ impl FromRequestParts<AppState> for PreSession {
     }
 }
 
-/// HttpOnly, SameSite=Lax, path `/`, and `Secure` when lablink is served over https.
+/// HttpOnly, SameSite=Lax, path `/`, no domain (host-only), and `Secure` when lablink is served
+/// over https.
 pub fn secure_cookie(name: &'static str, value: String, secure: bool) -> Cookie<'static> {
     Cookie::build((name, value))
         .http_only(true)

@@ -10,6 +10,7 @@ use axum_extra::extract::CookieJar;
 use lablink_service::sessions::{ActiveSession, csrf_token};
 use lablink_service::{Principal, ServiceError};
 
+use crate::client_address::client_address;
 use crate::{ApiError, AppState, HtmlError, check_csrf};
 
 pub const SESSION_COOKIE: &str = "lablink_session";
@@ -136,19 +137,24 @@ impl FromRequestParts<AppState> for ApiUser {
     }
 }
 
-/// The client's address, for throttling and the audit log.
+/// The client's address (see [`crate::client_address`]), for throttling, the audit log and IP
+/// restrictions. `None` only when the server was started without peer addresses.
 #[derive(Debug, Clone)]
 pub struct ClientIp(pub Option<String>);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+impl FromRequestParts<AppState> for ClientIp {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         Ok(ClientIp(
             parts
                 .extensions
                 .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip().to_string()),
+                .map(|c| client_address(c.0.ip(), &parts.headers, &state.trusted_proxies))
+                .map(|ip| ip.to_string()),
         ))
     }
 }

@@ -25,6 +25,7 @@
 //! (admins) and `/profile/linked-accounts` (everyone).
 
 pub mod api;
+mod client_address;
 mod csrf;
 mod error;
 mod extract;
@@ -39,6 +40,7 @@ mod state;
 use axum::Router;
 use axum::routing::get;
 
+pub use client_address::TrustedProxies;
 pub use csrf::{PreSession, check_csrf};
 pub use error::{ApiError, HtmlError};
 pub use extract::{ApiUser, ClientIp, CurrentUser};
@@ -52,9 +54,22 @@ pub fn router(state: AppState) -> Router {
     let routes = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(pages::health::readyz))
+        .route("/assets/lablink.css", get(stylesheet))
         .merge(pages::routes())
         .merge(hooks_intake::routes())
         .merge(api::routes())
         .fallback(pages::not_found);
-    middleware::apply(routes).with_state(state)
+    middleware::apply(routes, &state).with_state(state)
+}
+
+/// The one stylesheet, compiled in. Browsers revalidate it after five minutes, so a new
+/// release's styles arrive without a cache-busting name.
+async fn stylesheet() -> impl axum::response::IntoResponse {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (axum::http::header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        include_str!("../assets/lablink.css"),
+    )
 }

@@ -1,5 +1,6 @@
 //! The protective layers around every route: body size limit, request timeout, panics turned
-//! into a 500 page, request metrics and tracing with sensitive headers hidden.
+//! into a 500 page, request metrics and tracing with sensitive headers hidden, and the headers
+//! that tell browsers what a page may do.
 
 use std::time::{Duration, Instant};
 
@@ -19,8 +20,17 @@ use crate::{AppState, HtmlError};
 const BODY_LIMIT: usize = 1024 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub fn apply(router: Router<AppState>) -> Router<AppState> {
+/// What a lablink page may load and do: its own stylesheet, scripts and images, no inline code,
+/// no frames around it, no plugins, forms posting back to it.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; script-src 'self'; \
+     img-src 'self' data:; connect-src 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+pub fn apply(router: Router<AppState>, state: &AppState) -> Router<AppState> {
+    let https = state.services.settings.secure_cookies();
     router
+        .layer(axum::middleware::from_fn(move |req, next| {
+            browser_headers(req, next, https)
+        }))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -40,6 +50,24 @@ pub fn apply(router: Router<AppState>) -> Router<AppState> {
             header::HeaderName::from_static("x-gitlab-token"),
             header::HeaderName::from_static("webhook-signature"),
         ]))
+}
+
+/// The browser-facing security headers of every response; HSTS only when lablink is served over
+/// https (the public URL says so), where a browser must never fall back to http.
+async fn browser_headers(req: Request, next: Next, https: bool) -> Response {
+    let mut res = next.run(req).await;
+    let headers = res.headers_mut();
+    let mut set = |name: header::HeaderName, value: &'static str| {
+        headers.insert(name, header::HeaderValue::from_static(value));
+    };
+    set(header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY);
+    set(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(header::X_FRAME_OPTIONS, "DENY");
+    set(header::REFERRER_POLICY, "same-origin");
+    if https {
+        set(header::STRICT_TRANSPORT_SECURITY, "max-age=31536000");
+    }
+    res
 }
 
 /// Counts requests and their latency by method, route pattern (never the raw path, which may

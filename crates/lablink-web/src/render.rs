@@ -10,3 +10,49 @@ pub fn render<T: Template>(template: &T) -> Result<Html<String>, HtmlError> {
         .map(Html)
         .map_err(|e| HtmlError::internal(format!("template: {e}")))
 }
+
+/// Template filters (templates of a module that does `use crate::render::filters;`).
+pub mod filters {
+    /// A link that came from GitLab, as the `href` of a link: only http(s) URLs are linked;
+    /// anything else (`javascript:`, `data:`, garbage) becomes a link to nowhere.
+    pub fn http_href(
+        url: impl std::fmt::Display,
+        _: &dyn askama::Values,
+    ) -> askama::Result<String> {
+        Ok(super::http_link(&url.to_string()).unwrap_or("#").to_owned())
+    }
+}
+
+/// `url` when it is an absolute http(s) URL.
+pub fn http_link(url: &str) -> Option<&str> {
+    let lower = url.trim_start().to_ascii_lowercase();
+    ((lower.starts_with("https://") || lower.starts_with("http://"))
+        && !url.chars().any(char::is_control))
+    .then_some(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::http_link;
+
+    #[test]
+    fn only_http_links_are_linked() {
+        assert_eq!(
+            http_link("https://gitlab.com/acme/x"),
+            Some("https://gitlab.com/acme/x")
+        );
+        assert_eq!(
+            http_link("HTTP://gitlab.local/x"),
+            Some("HTTP://gitlab.local/x")
+        );
+        for bad in [
+            "javascript:alert(1)",
+            " data:text/html,x",
+            "/relative",
+            "https://x\n/y",
+            "",
+        ] {
+            assert_eq!(http_link(bad), None, "{bad}");
+        }
+    }
+}

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use lablink_core::{Plan, Role};
 use lablink_service::accounts::UserInput;
 use lablink_service::secrets::random_secret;
+use lablink_service::setup::SetupLink;
 use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 
@@ -183,10 +184,15 @@ async fn offline_services(settings: &Settings) -> anyhow::Result<lablink_service
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let app = Application::build(settings).await?;
-    if let Some(link) = app.setup_link() {
-        println!(
+    match app.setup() {
+        SetupLink::Opened(link) => println!(
             "No account exists yet. Open this one-time link to create the first admin:\n  {link}"
-        );
+        ),
+        SetupLink::OpenedByAnotherReplica => println!(
+            "No account exists yet. Another replica started just now and printed the one-time \
+             setup link; use that one (or restart in a minute for a new link)."
+        ),
+        SetupLink::NotNeeded => {}
     }
     let stop = CancellationToken::new();
     startup::stop_on_signals(stop.clone());

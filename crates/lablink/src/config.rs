@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use lablink_core::ip_range::IpNet;
 use lablink_exec::limits::Limits;
 use lablink_exec::sandbox::Isolation;
 use lablink_service::OperatorGitlabApp;
@@ -139,6 +140,8 @@ struct Values {
         deserialize_with = "values::positive"
     )]
     ci_schema_ttl_days: u64,
+    #[serde(default, deserialize_with = "values::ip_ranges")]
+    trusted_proxies: Vec<IpNet>,
 }
 
 mod defaults {
@@ -224,6 +227,8 @@ pub struct Settings {
     pub background_work: bool,
     /// How dbt processes are isolated and limited, and where DuckDB warehouses live.
     pub runs: RunSettings,
+    /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` headers tell the client's address.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 /// Every setting's name (the TOML key; the variable is `LABLINK_` + its upper case), read off
@@ -341,6 +346,7 @@ impl Settings {
                 schema_ttl: Duration::from_secs(24 * 3600 * v.ci_schema_ttl_days),
             },
             data_dir: v.data_dir,
+            trusted_proxies: v.trusted_proxies,
         })
     }
 }
@@ -368,8 +374,8 @@ mod tests {
     fn the_settings_are_read_off_the_struct() {
         let names = setting_names();
         assert_eq!(names.first(), Some(&"database_url"));
-        assert_eq!(names.last(), Some(&"ci_schema_ttl_days"));
-        assert_eq!(names.len(), 26);
+        assert_eq!(names.last(), Some(&"trusted_proxies"));
+        assert_eq!(names.len(), 27);
     }
 
     #[test]
@@ -415,6 +421,24 @@ mod tests {
             err(&[("data_dir_typo", "x")])
                 .starts_with("setting `data_dir_typo` (LABLINK_DATA_DIR_TYPO): unknown setting")
         );
+    }
+
+    #[test]
+    fn trusted_proxies_are_ranges_from_a_list_or_a_comma_separated_text() {
+        assert!(from_pairs(&[]).unwrap().trusted_proxies.is_empty());
+        let s = from_pairs(&[("trusted_proxies", "10.1.0.0/16, 2001:db8::1")]).unwrap();
+        let shown: Vec<String> = s.trusted_proxies.iter().map(|n| n.to_string()).collect();
+        assert_eq!(shown, ["10.1.0.0/16", "2001:db8::1/128"]);
+        let e = err(&[("trusted_proxies", "10.0.0.0/8, proxy.internal")]);
+        assert!(e.starts_with("setting `trusted_proxies`"), "{e}");
+        assert!(
+            e.contains("`proxy.internal` is not an address or a range"),
+            "{e}"
+        );
+        let toml = figment::Figment::from(figment::providers::Toml::string(
+            "trusted_proxies = [\"127.0.0.1\", \"::1\"]",
+        ));
+        assert_eq!(extract(toml).unwrap().trusted_proxies.len(), 2);
     }
 
     #[test]

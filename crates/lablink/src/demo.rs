@@ -104,6 +104,12 @@ pub async fn run() -> anyhow::Result<()> {
     println!("  metrics     http://{metrics_listen}/metrics");
     println!("  GitLab      {}/  (gitlab-sim)", sim.base_url());
     println!("  dbt project {}/{project}", sim.base_url());
+    // GitLab's own screens the guide's steps show, in the simulator.
+    let base = sim.base_url();
+    println!("    OAuth applications {base}/groups/jaffle-labs/-/settings/applications");
+    println!("    webhooks           {base}/{project}/-/hooks");
+    println!("    repository         {base}/{project}/-/settings/repository");
+    println!("    access tokens      {base}/{project}/-/settings/access_tokens");
     println!("\n  lablink account \"{ACCOUNT}\" (Enterprise), password for everyone: {PASSWORD}");
     for (email, role, gitlab, _) in PEOPLE {
         println!("    {email:<20} {:<14} GitLab user: {gitlab}", role.label());

@@ -9,6 +9,7 @@ use std::path::Path;
 use anyhow::Context;
 use lablink_exec::sandbox::Isolation;
 use lablink_service::settings::RepositorySettings;
+use lablink_service::setup::SetupLink;
 use lablink_service::{ServiceSettings, Services};
 use lablink_store::Db;
 use lablink_store::crypto::KeyRing;
@@ -27,7 +28,8 @@ pub struct Application {
     services: Services,
     /// The same database the services use, for the loops this binary runs and the final close.
     db: Db,
-    setup_link: Option<String>,
+    setup_link: SetupLink,
+    trusted_proxies: lablink_web::TrustedProxies,
     /// `None` on a replica without background work (setting `background_work = false`).
     ci: Option<lablink_service::ci::worker::CiWorkerConfig>,
 }
@@ -145,6 +147,7 @@ impl Application {
             services,
             db,
             setup_link,
+            trusted_proxies: lablink_web::TrustedProxies::new(settings.trusted_proxies.clone()),
             ci: settings.background_work.then(|| {
                 lablink_service::ci::worker::CiWorkerConfig::new(settings.data_dir.join("ci"))
             }),
@@ -163,15 +166,26 @@ impl Application {
         &self.services
     }
 
-    /// The one-time setup link, when the database was empty at start.
+    /// What this start did about the first account (the setup link it opened, if any).
+    pub fn setup(&self) -> &SetupLink {
+        &self.setup_link
+    }
+
+    /// The one-time setup link this start opened.
     pub fn setup_link(&self) -> Option<&str> {
-        self.setup_link.as_deref()
+        match &self.setup_link {
+            SetupLink::Opened(link) => Some(link),
+            SetupLink::NotNeeded | SetupLink::OpenedByAnotherReplica => None,
+        }
     }
 
     /// Serves until `stop` is cancelled, then drains in-flight requests and returns.
     pub async fn run_until_stopped(self, stop: CancellationToken) -> anyhow::Result<()> {
-        let app = lablink_web::router(lablink_web::AppState::new(self.services.clone()))
-            .into_make_service_with_connect_info::<SocketAddr>();
+        let app = lablink_web::router(lablink_web::AppState::new(
+            self.services.clone(),
+            self.trusted_proxies,
+        ))
+        .into_make_service_with_connect_info::<SocketAddr>();
         let main =
             axum::serve(self.listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
         let metrics = axum::serve(self.metrics_listener, telemetry::metrics_app())

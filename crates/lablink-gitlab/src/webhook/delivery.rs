@@ -6,8 +6,9 @@ use sha2::{Digest as _, Sha256};
 /// Header values longer than this are hashed, so stored keys stay small.
 const MAX_KEY_LEN: usize = 128;
 
-/// A key identical for every (re)delivery of one event: `Idempotency-Key` (17.4+, constant
-/// across resends), else `webhook-id` (19.0+, the same value), else `X-Gitlab-Event-UUID`.
+/// A key identical for every (re)delivery of one event: `webhook-id` (19.0+, constant across
+/// resends, and covered by the signature, so a replayed body cannot pick another key), else
+/// `Idempotency-Key` (17.4+, the same value unsigned), else `X-Gitlab-Event-UUID`.
 /// `X-Gitlab-Webhook-UUID` names the hook, not the delivery, so it is combined with a hash of the
 /// body; with no header at all the body hash alone is the key.
 pub fn delivery_key(headers: &HeaderMap, body: &[u8]) -> String {
@@ -19,7 +20,7 @@ pub fn delivery_key(headers: &HeaderMap, body: &[u8]) -> String {
             .filter(|v| !v.is_empty())
     };
     let body_hash = || hex::encode(Sha256::digest(body));
-    let key = match ["idempotency-key", "webhook-id", "x-gitlab-event-uuid"]
+    let key = match ["webhook-id", "idempotency-key", "x-gitlab-event-uuid"]
         .into_iter()
         .find_map(header)
     {
@@ -50,16 +51,19 @@ mod tests {
     }
 
     #[test]
-    fn prefers_idempotency_key_then_webhook_id_then_event_uuid() {
+    fn prefers_the_signed_webhook_id_then_idempotency_key_then_event_uuid() {
         let all = headers(&[
             ("Idempotency-Key", "idem"),
             ("webhook-id", "wid"),
             ("X-Gitlab-Event-UUID", "event"),
             ("X-Gitlab-Webhook-UUID", "hook"),
         ]);
-        assert_eq!(delivery_key(&all, b"{}"), "idem");
-        let no_idem = headers(&[("webhook-id", "wid"), ("X-Gitlab-Event-UUID", "event")]);
-        assert_eq!(delivery_key(&no_idem, b"{}"), "wid");
+        assert_eq!(delivery_key(&all, b"{}"), "wid");
+        let unsigned = headers(&[
+            ("Idempotency-Key", "idem"),
+            ("X-Gitlab-Event-UUID", "event"),
+        ]);
+        assert_eq!(delivery_key(&unsigned, b"{}"), "idem");
         let old = headers(&[
             ("X-Gitlab-Event-UUID", "event"),
             ("X-Gitlab-Webhook-UUID", "hook"),

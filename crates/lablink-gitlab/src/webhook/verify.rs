@@ -29,6 +29,10 @@ pub enum VerifyError {
     MissingToken,
     #[error("X-Gitlab-Token does not match the repository's webhook secret")]
     BadToken,
+    #[error(
+        "the delivery is not signed, but the repository's webhook has a signing token (GitLab signs every delivery of such a hook)"
+    )]
+    Unsigned,
     #[error("webhook-signature is present but webhook-id or webhook-timestamp is missing")]
     MissingSignatureHeaders,
     #[error(
@@ -53,9 +57,12 @@ pub fn verify(
     verify_at(headers, body, secret, previous_secret, signing_key, now)
 }
 
-/// When a signing key is configured and the delivery is signed, the signature decides (a bad
-/// signature is refused even if the token matches). Otherwise `X-Gitlab-Token` must equal the
-/// secret or, during a rotation, the previous one; both compared in constant time.
+/// When a signing key is stored, the signature decides: a bad signature is refused even if the
+/// token matches, and an unsigned delivery is refused too (someone who learnt the plain token
+/// must not get around the signature), except while a rotation's grace window is open
+/// (`previous_secret`), when the hook may still be the one from before the signing token.
+/// Without a signing key `X-Gitlab-Token` must equal the secret or, during a rotation, the
+/// previous one; both compared in constant time.
 pub fn verify_at(
     headers: &HeaderMap,
     body: &[u8],
@@ -64,8 +71,12 @@ pub fn verify_at(
     signing_key: Option<&SecretString>,
     now_unix: i64,
 ) -> Result<Verified, VerifyError> {
-    if let (Some(key), Some(signature)) = (signing_key, header(headers, "webhook-signature")) {
-        return verify_signature(headers, body, key, signature, now_unix);
+    match (signing_key, header(headers, "webhook-signature")) {
+        (Some(key), Some(signature)) => {
+            return verify_signature(headers, body, key, signature, now_unix);
+        }
+        (Some(_), None) if previous_secret.is_none() => return Err(VerifyError::Unsigned),
+        _ => {}
     }
     let token = header(headers, "x-gitlab-token").ok_or(VerifyError::MissingToken)?;
     if secret_matches(token, secret) {
@@ -234,11 +245,29 @@ mod tests {
     }
 
     #[test]
-    fn unsigned_delivery_falls_back_to_the_token_and_missing_headers_are_named() {
+    fn unsigned_deliveries_are_refused_when_signed_ones_are_due() {
         let key = secret(KEY);
         let h = headers(&[("X-Gitlab-Token", "tok".to_owned())]);
+        // A signing token is stored: the right plain token alone is not enough ...
         assert_eq!(
             verify_at(&h, b"{}", &secret("tok"), None, Some(&key), NOW),
+            Err(VerifyError::Unsigned)
+        );
+        // ... except in a rotation's grace window, when the hook may not be signed yet.
+        assert_eq!(
+            verify_at(
+                &h,
+                b"{}",
+                &secret("tok"),
+                Some(&secret("old")),
+                Some(&key),
+                NOW
+            ),
+            Ok(Verified::Token)
+        );
+        // Without a signing token the plain token decides.
+        assert_eq!(
+            verify_at(&h, b"{}", &secret("tok"), None, None, NOW),
             Ok(Verified::Token)
         );
         let h = headers(&[("webhook-signature", "v1,AAAA".to_owned())]);

@@ -106,6 +106,18 @@ impl CiRuntime {
         Arc::clone(locks.entry(repository_id.to_owned()).or_default())
     }
 
+    /// Held while a repository's worktrees are added, moved or checked out: git lists every
+    /// worktree of the cache when it adds or moves one, and fails on one being made at the same
+    /// moment ("failed to read worktrees/<name>/commondir").
+    pub(crate) fn worktree_admin_lock(&self, repository_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.cache_locks.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(
+            locks
+                .entry(format!("{repository_id} worktrees"))
+                .or_default(),
+        )
+    }
+
     fn lease_ms(&self) -> i64 {
         i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX)
     }

@@ -83,10 +83,13 @@ impl CiRuntime {
             source,
         };
         let cleared = cleared.map_err(checkout_failed)?;
-        let state = git
-            .checkout_worktree(&cache, worktree, sha, cleared)
-            .await
-            .map_err(checkout_failed)?;
+        let state = {
+            let lock = self.worktree_admin_lock(repository_id);
+            let _guard = lock.lock().await;
+            git.checkout_worktree(&cache, worktree, sha, cleared)
+                .await
+                .map_err(checkout_failed)?
+        };
         let state = match state {
             WorktreeState::Reused if took_spare => WorktreeState::Spare,
             other => other,
@@ -127,7 +130,12 @@ impl CiRuntime {
             return false;
         }
         let cache = self.cache_dir(repository_id);
-        match self.git.move_worktree(&cache, spare.path(), worktree).await {
+        let lock = self.worktree_admin_lock(repository_id);
+        let moved = {
+            let _guard = lock.lock().await;
+            self.git.move_worktree(&cache, spare.path(), worktree).await
+        };
+        match moved {
             Ok(()) => true,
             Err(e) => {
                 tracing::warn!(repository = repository_id, error = %e, "discarding a broken spare worktree");
@@ -150,6 +158,7 @@ impl CiRuntime {
             spare_name(repository_id),
             sha.to_owned(),
         );
+        let lock = self.worktree_admin_lock(repository_id);
         let repository_id = repository_id.to_owned();
         tokio::spawn(async move {
             let Ok(Some(spare)) = DirClaim::try_claim_named(&parent, &name) else {
@@ -158,7 +167,11 @@ impl CiRuntime {
             if spare.path().exists() {
                 return;
             }
-            if let Err(e) = git.add_worktree(&cache, spare.path(), &sha).await {
+            let added = {
+                let _guard = lock.lock().await;
+                git.add_worktree(&cache, spare.path(), &sha).await
+            };
+            if let Err(e) = added {
                 tracing::warn!(repository = %repository_id, error = %e, "could not make a spare worktree");
                 let _ = std::fs::remove_dir_all(spare.path());
             }

@@ -19,13 +19,25 @@ fn user(email: &str, role: Role) -> NewUser {
 
 async fn setup_consumes_its_token_once(db: Db) {
     let now = lablink_store::now_ms();
-    db.create_setup_token("h1", now, now + 60_000)
-        .await
-        .unwrap();
-    db.create_setup_token("expired", now - 10, now - 1)
-        .await
-        .unwrap();
+    // An expired link, then a fresh one (which revokes it), then a second fresh one at the
+    // same moment (a replica starting together), which is not opened.
+    assert!(
+        db.mint_setup_token("expired", now - 10, now - 1, now - 60_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        db.mint_setup_token("h1", now, now + 60_000, now - 60_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !db.mint_setup_token("h2", now, now + 60_000, now - 60_000)
+            .await
+            .unwrap()
+    );
     assert!(db.setup_token_is_valid("h1", now).await.unwrap());
+    assert!(!db.setup_token_is_valid("h2", now).await.unwrap());
     assert!(!db.setup_token_is_valid("expired", now).await.unwrap());
     let account = db
         .complete_setup(

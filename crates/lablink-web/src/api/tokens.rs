@@ -18,6 +18,8 @@ pub struct TokenJson {
     pub created_at: i64,
     pub last_used_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// When the token stops working (milliseconds since the epoch); `null`: never.
+    pub expires_at: Option<i64>,
 }
 
 impl From<ApiToken> for TokenJson {
@@ -29,6 +31,7 @@ impl From<ApiToken> for TokenJson {
             created_at: t.created_at,
             last_used_at: t.last_used_at,
             revoked_at: t.revoked_at,
+            expires_at: t.expires_at,
         }
     }
 }
@@ -47,6 +50,9 @@ pub async fn list_tokens(
 #[derive(Deserialize, ToSchema)]
 pub struct NewToken {
     pub name: String,
+    /// Days until the token stops working (1–365); absent or `null`: it does not expire.
+    #[serde(default)]
+    pub expires_in_days: Option<u32>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -67,7 +73,7 @@ pub async fn create_token(
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
     let created = state
         .services
-        .create_api_token(&user.principal, &body.name)
+        .create_api_token(&user.principal, &body.name, body.expires_in_days)
         .await?;
     Ok((
         StatusCode::CREATED,

@@ -12,7 +12,7 @@ use lablink_service::ServiceError;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::csrf::{PRE_SESSION_COOKIE, secure_cookie};
+use crate::csrf::{pre_session_cookie, secure_cookie};
 use crate::extract::SESSION_COOKIE;
 use crate::{AppState, Chrome, ClientIp, CurrentUser, HtmlError, PreSession, render};
 
@@ -57,11 +57,12 @@ pub(crate) fn signed_in(
     jar: CookieJar,
     session: &lablink_service::sessions::NewSession,
 ) -> CookieJar {
-    jar.remove(Cookie::build(PRE_SESSION_COOKIE).path("/"))
+    let secure = state.services.settings.secure_cookies();
+    jar.remove(Cookie::build(pre_session_cookie(secure)).path("/"))
         .add(secure_cookie(
             SESSION_COOKIE,
             session.session_id.expose_secret().to_owned(),
-            state.services.settings.secure_cookies(),
+            secure,
         ))
 }
 

@@ -27,6 +27,7 @@ struct TokenRow {
     prefix: String,
     created: String,
     last_used: String,
+    expires: String,
     revoked: bool,
 }
 
@@ -60,6 +61,7 @@ async fn page(
             prefix: t.prefix,
             created: when(t.created_at),
             last_used: t.last_used_at.map_or_else(|| "never".into(), when),
+            expires: t.expires_at.map_or_else(|| "never".into(), when),
             revoked: t.revoked_at.is_some(),
         })
         .collect();
@@ -86,6 +88,9 @@ struct NewTokenForm {
     #[serde(default)]
     csrf_token: String,
     name: String,
+    /// Days, or empty for a token that does not expire.
+    #[serde(default)]
+    expires_in_days: String,
 }
 
 async fn create_token(
@@ -94,11 +99,23 @@ async fn create_token(
     Form(form): Form<NewTokenForm>,
 ) -> Result<Response, HtmlError> {
     user.check_csrf(&form.csrf_token)?;
-    match state
-        .services
-        .create_api_token(&user.principal, &form.name)
-        .await
-    {
+    let days = match form.expires_in_days.trim() {
+        "" => Ok(None),
+        text => text
+            .parse()
+            .map(Some)
+            .map_err(|_| ServiceError::BadInput(format!("`{text}` is not a number of days."))),
+    };
+    let created = match days {
+        Ok(days) => {
+            state
+                .services
+                .create_api_token(&user.principal, &form.name, days)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    match created {
         Ok(created) => {
             let value = created.value.expose_secret().to_owned();
             Ok(render(&page(&state, &user, Some(value), None).await?)?.into_response())

@@ -13,6 +13,7 @@ use lablink_service::projects::ProjectInput;
 use lablink_service::repositories::Repository;
 use serde::Deserialize;
 
+use crate::render::filters;
 use crate::{AppState, Chrome, CurrentUser, HtmlError, render};
 
 pub fn routes() -> Router<AppState> {

@@ -15,6 +15,7 @@ use lablink_service::repositories::posting::PostingIdentity;
 use serde::Deserialize;
 
 use super::when;
+use crate::render::filters;
 use crate::{AppState, Chrome, ClientIp, CurrentUser, HtmlError, render};
 
 pub fn routes() -> Router<AppState> {

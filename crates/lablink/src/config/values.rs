@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde::de::{Deserializer, Error};
 use url::Url;
 
+use lablink_core::ip_range::{IpNet, parse_ip_range};
 use lablink_exec::sandbox::Isolation;
 
 use super::LogFormat;
@@ -63,6 +64,29 @@ pub fn isolation<'de, D: Deserializer<'de>>(d: D) -> Result<Isolation, D::Error>
         "none" => Ok(Isolation::None),
         _ => Err(D::Error::custom(format!("`{v}` is not bubblewrap or none"))),
     }
+}
+
+/// Address ranges: a TOML list, or one text with the ranges separated by commas (as an
+/// environment variable gives it).
+pub fn ip_ranges<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Ranges {
+        List(Vec<String>),
+        One(String),
+    }
+    let texts = match Ranges::deserialize(d)? {
+        Ranges::List(list) => list,
+        Ranges::One(text) => text
+            .split(',')
+            .map(str::to_owned)
+            .filter(|t| !t.trim().is_empty())
+            .collect(),
+    };
+    texts
+        .iter()
+        .map(|t| parse_ip_range(t).map_err(D::Error::custom))
+        .collect()
 }
 
 pub fn socket<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {

@@ -8,6 +8,7 @@ use crate::support::{Browser, PASSWORD, TestApp};
 crate::on_both!(
     sign_in_and_sign_out,
     repeated_failures_are_throttled,
+    parallel_wrong_guesses_are_all_counted,
     forms_without_the_right_csrf_token_are_refused,
     sessions_expire_when_idle_or_old,
     logout_everywhere_ends_every_session,
@@ -24,11 +25,18 @@ async fn cookies_are_secure_when_the_public_url_is_https() {
         .await;
     let b = app.login("dev@acme.test").await;
     let cookies = b.set_cookies.lock().unwrap().clone();
-    for name in ["lablink_pre=", "lablink_session="] {
+    for name in ["__Host-lablink_pre=", "lablink_session="] {
         let c = cookies.iter().find(|c| c.starts_with(name)).unwrap();
         assert!(c.contains("; Secure"), "{c}");
         assert!(c.contains("HttpOnly"), "{c}");
+        assert!(c.contains("Path=/") && !c.contains("Domain"), "{c}");
     }
+    // Over https browsers must never fall back to http.
+    let page = b.get("/").await;
+    assert_eq!(
+        page.header("strict-transport-security"),
+        Some("max-age=31536000")
+    );
 }
 
 async fn sign_in_and_sign_out(app: TestApp) {
@@ -140,6 +148,44 @@ async fn repeated_failures_are_throttled(app: TestApp) {
     app.execute("UPDATE login_throttle SET locked_until = 0")
         .await;
     app.login("dev@acme.test").await;
+}
+
+async fn parallel_wrong_guesses_are_all_counted(app: TestApp) {
+    app.create_user("Acme", Plan::Starter, "dev@acme.test", Role::Developer)
+        .await;
+    let b = std::sync::Arc::new(app.browser());
+    let csrf = b.get("/login").await.csrf();
+    let mut guesses = tokio::task::JoinSet::new();
+    for i in 0..50 {
+        let (b, csrf) = (b.clone(), csrf.clone());
+        guesses.spawn(async move {
+            let password = format!("wrong guess {i}");
+            b.post_form(
+                "/login",
+                &[
+                    ("csrf_token", &csrf),
+                    ("email", "dev@acme.test"),
+                    ("password", &password),
+                ],
+            )
+            .await
+            .status
+        });
+    }
+    let statuses = guesses.join_all().await;
+    // Guesses that arrived before the lock were checked (401) and every one of them is counted,
+    // against the account and against the address; the rest were refused unchecked (429).
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert_eq!(checked + statuses.iter().filter(|s| **s == 429).count(), 50);
+    assert!(checked >= 5, "{statuses:?}");
+    for key in ["account|dev@acme.test", "address|127.0.0.1"] {
+        let counted = app
+            .column(&format!(
+                "SELECT CAST(failures AS TEXT) FROM login_throttle WHERE throttle_key = '{key}'"
+            ))
+            .await;
+        assert_eq!(counted, [checked.to_string()], "{key}");
+    }
 }
 
 async fn forms_without_the_right_csrf_token_are_refused(app: TestApp) {

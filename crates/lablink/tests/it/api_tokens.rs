@@ -5,7 +5,94 @@ use reqwest::Method;
 
 use crate::support::{Browser, TestApp};
 
-crate::on_both!(tokens_are_shown_once_hashed_and_revocable);
+crate::on_both!(
+    tokens_are_shown_once_hashed_and_revocable,
+    tokens_expire_and_record_their_last_use_once_a_minute,
+);
+
+async fn tokens_expire_and_record_their_last_use_once_a_minute(app: TestApp) {
+    app.create_user("Acme", Plan::Enterprise, "dev@acme.test", Role::Developer)
+        .await;
+    let b = app.login("dev@acme.test").await;
+    let csrf = b.get("/profile").await.csrf();
+    // The expiry is chosen on the profile page and shown there.
+    let bad = b
+        .post_form(
+            "/profile/tokens",
+            &[
+                ("csrf_token", &csrf),
+                ("name", "ci"),
+                ("expires_in_days", "0"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, 422);
+    assert!(
+        bad.body
+            .contains("A token expires after 1 to 365 days (or never), not 0.")
+    );
+    let created = b
+        .post_form(
+            "/profile/tokens",
+            &[
+                ("csrf_token", &csrf),
+                ("name", "ci"),
+                ("expires_in_days", "30"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, 200, "{}", created.body);
+    let token = new_token_on(&created.body);
+    let listed = Browser::bearer(&app.base, &token, Method::GET, "/api/v1/tokens", None).await;
+    let expires_at = listed.json()[0]["expires_at"].as_i64().unwrap();
+    let created_at = listed.json()[0]["created_at"].as_i64().unwrap();
+    assert_eq!(expires_at - created_at, 30 * 24 * 3600 * 1000);
+    let api = Browser::bearer(
+        &app.base,
+        &token,
+        Method::POST,
+        "/api/v1/tokens",
+        Some(serde_json::json!({"name": "x", "expires_in_days": 400})),
+    )
+    .await;
+    assert_eq!(api.status, 422, "{}", api.body);
+
+    // Last use is written when it is older than a minute, not on every call.
+    app.execute("UPDATE api_tokens SET last_used_at = 1000")
+        .await;
+    let last_use =
+        || app.column("SELECT CAST(last_used_at AS TEXT) FROM api_tokens WHERE name = 'ci'");
+    assert_eq!(
+        Browser::bearer(&app.base, &token, Method::GET, "/api/v1/me", None)
+            .await
+            .status,
+        200
+    );
+    let first = last_use().await;
+    assert_ne!(first, ["1000"]);
+    assert_eq!(
+        Browser::bearer(&app.base, &token, Method::GET, "/api/v1/me", None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(last_use().await, first);
+
+    // Past its expiry the token is refused, saying so.
+    app.execute("UPDATE api_tokens SET expires_at = 86400000 WHERE name = 'ci'")
+        .await;
+    let expired = Browser::bearer(&app.base, &token, Method::GET, "/api/v1/me", None).await;
+    assert_eq!(expired.status, 401);
+    assert!(
+        expired.json()["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("The API token expired on 1970-01-02."),
+        "{}",
+        expired.body
+    );
+    assert!(b.get("/profile").await.body.contains("Expires"));
+}
 
 fn new_token_on(page: &str) -> String {
     let start = page

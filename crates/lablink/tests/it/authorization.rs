@@ -9,8 +9,61 @@ use crate::support::{Browser, PASSWORD, TestApp, TestUser};
 
 crate::on_both!(
     pages_and_endpoints_check_who_calls,
-    projects_are_invisible_to_other_accounts
+    projects_are_invisible_to_other_accounts,
+    adding_a_user_does_not_reveal_other_accounts,
 );
+
+async fn adding_a_user_does_not_reveal_other_accounts(app: TestApp) {
+    app.create_user(
+        "Acme",
+        Plan::Enterprise,
+        "admin@acme.test",
+        Role::AccountAdmin,
+    )
+    .await;
+    app.create_user("Acme", Plan::Enterprise, "dev@acme.test", Role::Developer)
+        .await;
+    app.create_user(
+        "Secret Beta",
+        Plan::Enterprise,
+        "ceo@beta.test",
+        Role::AccountAdmin,
+    )
+    .await;
+    let admin = app.login("admin@acme.test").await;
+    let csrf = admin.get("/profile").await.csrf();
+    let add = |email: &'static str| {
+        let admin = &admin;
+        let csrf = csrf.clone();
+        async move {
+            admin
+                .api(
+                    Method::POST,
+                    "/api/v1/users",
+                    Some(
+                        json!({"email": email, "username": "x", "password": PASSWORD,
+                                "role": "developer"}),
+                    ),
+                    Some(&csrf),
+                )
+                .await
+        }
+    };
+    let elsewhere = add("ceo@beta.test").await;
+    let here = add("dev@acme.test").await;
+    assert_eq!((elsewhere.status, here.status), (409, 409));
+    let said = elsewhere.json()["error"].as_str().unwrap().to_owned();
+    assert_eq!(
+        said,
+        "ceo@beta.test cannot be added: the email is already in use in lablink. Ask the person \
+         for another address."
+    );
+    assert_eq!(
+        here.json()["error"].as_str().unwrap(),
+        said.replace("ceo@beta.test", "dev@acme.test")
+    );
+    assert!(!elsewhere.body.contains("Beta"), "{}", elsewhere.body);
+}
 
 struct Caller {
     name: &'static str,
@@ -66,7 +119,7 @@ async fn signed_in(app: &TestApp, name: &'static str, user: &TestUser) -> Caller
         .principal;
     let token = app
         .services
-        .create_api_token(&principal, "matrix")
+        .create_api_token(&principal, "matrix", None)
         .await
         .unwrap();
     Caller {

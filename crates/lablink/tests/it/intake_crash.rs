@@ -48,6 +48,8 @@ struct Connected {
     repository_id: String,
     gitlab_project: u64,
     secret: String,
+    /// The hook's signing token (GitLab 19 signs every delivery of a hook that has one).
+    signing: Option<String>,
 }
 
 async fn connect(backend: Backend) -> Connected {
@@ -122,15 +124,14 @@ async fn connect(backend: Backend) -> Connected {
         .await;
     assert_eq!(res.status, 200, "{}", res.body);
     let repository_id = res.json()["id"].as_str().unwrap().to_owned();
-    let secret = app
+    let secrets = app
         .db
         .hook_secrets(&app.keys, &repository_id)
         .await
         .unwrap()
-        .expect("a connected repository has a webhook secret")
-        .secret
-        .expose_secret()
-        .to_owned();
+        .expect("a connected repository has a webhook secret");
+    let secret = secrets.secret.expose_secret().to_owned();
+    let signing = secrets.signing_token.map(|t| t.expose_secret().to_owned());
     let mut settings: Vec<(&'static str, String)> = shared.into_iter().collect();
     settings.push(("database_url", app.database_url.clone()));
     settings.push(("secret_key", app.secret_key.clone()));
@@ -138,6 +139,7 @@ async fn connect(backend: Backend) -> Connected {
         _gitlab: gitlab,
         app,
         settings,
+        signing,
         repository_id,
         gitlab_project,
         secret,
@@ -232,11 +234,23 @@ fn delivery(
         },
         "changes": {"title": {"previous": "old", "current": format!("change {i}")}}
     });
-    http.post(format!("{base}/webhooks/gitlab/{}", c.repository_id))
+    let body = serde_json::to_vec(&body).unwrap();
+    let mut req = http
+        .post(format!("{base}/webhooks/gitlab/{}", c.repository_id))
+        .header("Content-Type", "application/json")
         .header("X-Gitlab-Event", "Merge Request Hook")
         .header("X-Gitlab-Token", &c.secret)
-        .header("Idempotency-Key", key(i))
-        .json(&body)
+        .header("Idempotency-Key", key(i));
+    if let Some(signing) = &c.signing {
+        let timestamp = chrono::Utc::now().timestamp();
+        let signature =
+            gitlab_sim::webhooks::delivery::signature(signing, &key(i), timestamp, &body).unwrap();
+        req = req
+            .header("webhook-id", key(i))
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature);
+    }
+    req.body(body)
 }
 
 fn key(i: usize) -> String {

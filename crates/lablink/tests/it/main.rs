@@ -19,5 +19,6 @@ mod secrets_at_rest;
 mod setup;
 mod support;
 mod token_refresh;
+mod web_security;
 mod what_changed;
 mod worktrees;

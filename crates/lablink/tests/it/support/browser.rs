@@ -17,6 +17,7 @@ pub struct Page {
     pub status: u16,
     pub body: String,
     pub location: Option<String>,
+    pub headers: reqwest::header::HeaderMap,
 }
 
 impl Page {
@@ -35,6 +36,11 @@ impl Page {
             + marker.len();
         let end = self.body[start..].find('"').unwrap() + start;
         self.body[start..end].to_owned()
+    }
+
+    /// A response header as text (`None` when absent).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
     }
 
     pub fn json(&self) -> serde_json::Value {
@@ -63,6 +69,14 @@ impl Browser {
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join("; ")
+    }
+
+    /// Sets a cookie as if someone else had planted it in this browser.
+    pub fn plant_cookie(&self, name: &str, value: &str) {
+        self.cookies
+            .lock()
+            .unwrap()
+            .insert(name.to_owned(), value.to_owned());
     }
 
     pub fn has_cookie(&self, name: &str) -> bool {
@@ -94,6 +108,7 @@ impl Browser {
         }
         Page {
             status: res.status().as_u16(),
+            headers: res.headers().clone(),
             location: res
                 .headers()
                 .get(reqwest::header::LOCATION)

@@ -177,6 +177,26 @@ impl TestApp {
         .unwrap();
     }
 
+    /// The first column of a query's rows, as text (NULL as the empty text).
+    pub async fn column(&self, sql: &str) -> Vec<String> {
+        use sqlx::Row;
+        macro_rules! first {
+            ($pool:expr) => {
+                sqlx::query(sql)
+                    .fetch_all($pool)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|row| row.get::<Option<String>, _>(0).unwrap_or_default())
+                    .collect()
+            };
+        }
+        match &self.db {
+            Db::Sqlite(pool) => first!(pool),
+            Db::Postgres(pool) => first!(pool),
+        }
+    }
+
     /// Every text value of a table, for checking what is stored at rest.
     pub async fn table_text(&self, table: &str) -> String {
         let sql = format!("SELECT * FROM {table}");
