@@ -14,6 +14,7 @@ pub mod links;
 pub mod projects;
 mod queue;
 pub mod repositories;
+pub mod retention;
 pub mod rotation;
 pub mod secrets;
 pub mod sessions;

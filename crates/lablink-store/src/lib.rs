@@ -21,6 +21,7 @@ pub mod login_throttle;
 pub mod projects;
 pub mod queue;
 pub mod repositories;
+pub mod retention;
 pub mod rotation;
 pub mod runs;
 pub mod sessions;

@@ -15,6 +15,7 @@ use lablink_core::ip_range::IpNet;
 use lablink_exec::limits::Limits;
 use lablink_exec::sandbox::Isolation;
 use lablink_service::OperatorGitlabApp;
+use lablink_service::retention::Retention;
 use lablink_service::settings::RunSettings;
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -140,6 +141,21 @@ struct Values {
         deserialize_with = "values::positive"
     )]
     ci_schema_ttl_days: u64,
+    #[serde(
+        default = "defaults::retention_deliveries_days",
+        deserialize_with = "values::positive"
+    )]
+    retention_deliveries_days: u64,
+    #[serde(
+        default = "defaults::retention_runs_days",
+        deserialize_with = "values::positive"
+    )]
+    retention_runs_days: u64,
+    #[serde(
+        default = "defaults::retention_audit_days",
+        deserialize_with = "values::positive"
+    )]
+    retention_audit_days: u64,
     #[serde(default, deserialize_with = "values::ip_ranges")]
     trusted_proxies: Vec<IpNet>,
 }
@@ -195,6 +211,18 @@ mod defaults {
     pub fn schema_ttl_days() -> u64 {
         7
     }
+    fn days(d: std::time::Duration) -> u64 {
+        d.as_secs() / (24 * 3600)
+    }
+    pub fn retention_deliveries_days() -> u64 {
+        days(Retention::default().deliveries)
+    }
+    pub fn retention_runs_days() -> u64 {
+        days(Retention::default().runs)
+    }
+    pub fn retention_audit_days() -> u64 {
+        days(Retention::default().audit)
+    }
     pub fn run_disk_mb() -> u64 {
         Limits::default().disk_bytes >> 20
     }
@@ -229,6 +257,8 @@ pub struct Settings {
     pub runs: RunSettings,
     /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` headers tell the client's address.
     pub trusted_proxies: Vec<IpNet>,
+    /// How long handled deliveries, run logs and artifacts, and audit entries are kept.
+    pub retention: Retention,
 }
 
 /// Every setting's name (the TOML key; the variable is `LABLINK_` + its upper case), read off
@@ -347,6 +377,11 @@ impl Settings {
             },
             data_dir: v.data_dir,
             trusted_proxies: v.trusted_proxies,
+            retention: Retention {
+                deliveries: Duration::from_secs(24 * 3600 * v.retention_deliveries_days),
+                runs: Duration::from_secs(24 * 3600 * v.retention_runs_days),
+                audit: Duration::from_secs(24 * 3600 * v.retention_audit_days),
+            },
         })
     }
 }
@@ -375,7 +410,7 @@ mod tests {
         let names = setting_names();
         assert_eq!(names.first(), Some(&"database_url"));
         assert_eq!(names.last(), Some(&"trusted_proxies"));
-        assert_eq!(names.len(), 27);
+        assert_eq!(names.len(), 30);
     }
 
     #[test]
@@ -388,6 +423,7 @@ mod tests {
         assert!(s.operator_gitlab.is_none());
         assert!(!s.allow_http_loopback_gitlab);
         assert!(s.background_work);
+        assert_eq!(s.retention, Retention::default());
         assert!(
             !from_pairs(&[("background_work", "false")])
                 .unwrap()

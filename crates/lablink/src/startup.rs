@@ -30,6 +30,7 @@ pub struct Application {
     db: Db,
     setup_link: SetupLink,
     trusted_proxies: lablink_web::TrustedProxies,
+    retention: lablink_service::retention::Retention,
     /// `None` on a replica without background work (setting `background_work = false`).
     ci: Option<lablink_service::ci::worker::CiWorkerConfig>,
 }
@@ -148,6 +149,7 @@ impl Application {
             db,
             setup_link,
             trusted_proxies: lablink_web::TrustedProxies::new(settings.trusted_proxies.clone()),
+            retention: settings.retention,
             ci: settings.background_work.then(|| {
                 lablink_service::ci::worker::CiWorkerConfig::new(settings.data_dir.join("ci"))
             }),
@@ -207,6 +209,12 @@ impl Application {
                     .repositories
                     .token_rotation_margin_days
                     .into(),
+                std::time::Duration::from_secs(60 * 60),
+                stop.clone(),
+            )));
+            background.push(tokio::spawn(lablink_service::retention::retention_loop(
+                self.services.clone(),
+                self.retention,
                 std::time::Duration::from_secs(60 * 60),
                 stop.clone(),
             )));

@@ -104,17 +104,10 @@ impl MacroRun<'_> {
         )?;
         let command =
             DbtCommand::from_words(vec!["run-operation".to_owned(), macro_name.to_owned()]);
-        let (sink, mut lines) = mpsc::channel::<LogLine>(64);
-        let collect = async {
-            let mut all = Vec::new();
-            while let Some(line) = lines.recv().await {
-                all.push(line.line);
-            }
-            all
-        };
+        let (sink, lines) = mpsc::channel::<LogLine>(64);
         let (termination, lines) = tokio::join!(
             workspace.run(&command, self.timeout, sink, self.cancel),
-            collect
+            collect_lines(lines)
         );
         Ok((termination?, lines))
     }
@@ -201,17 +194,10 @@ impl WarmCompare {
         let stop = run.cancel.child_token();
         let process_stop = stop.clone();
         let task = tokio::spawn(async move {
-            let (sink, mut lines) = mpsc::channel::<LogLine>(64);
-            let collect = async {
-                let mut all = Vec::new();
-                while let Some(line) = lines.recv().await {
-                    all.push(line.line);
-                }
-                all
-            };
+            let (sink, lines) = mpsc::channel::<LogLine>(64);
             let (termination, lines) = tokio::join!(
                 workspace.run_python(&args, wait, sink, &process_stop),
-                collect
+                collect_lines(lines)
             );
             Ok((termination?, lines))
         });
@@ -296,4 +282,13 @@ fn write_project(dir: &Path, macro_name: &str, text: &str) -> Result<(), DbtErro
     });
     write(&dir.join("dbt_project.yml"), &project.to_string())?;
     write(&macros.join(format!("{macro_name}.sql")), text)
+}
+
+/// Every line a process printed, once it has ended.
+async fn collect_lines(mut lines: mpsc::Receiver<LogLine>) -> Vec<String> {
+    let mut all = Vec::new();
+    while let Some(line) = lines.recv().await {
+        all.push(line.line);
+    }
+    all
 }

@@ -12,4 +12,4 @@ pub use parse::{
     Event, MergeRequestAction, MergeRequestEvent, NoteEvent, Parsed, PushEvent, parse,
 };
 pub use time::parse_gitlab_time;
-pub use verify::{SIGNATURE_TOLERANCE_SECS, Verified, VerifyError, verify, verify_at};
+pub use verify::{SIGNATURE_TOLERANCE_SECS, Verified, VerifyError, precheck, verify, verify_at};

@@ -78,6 +78,49 @@ pub fn verify_at(
         (Some(_), None) if previous_secret.is_none() => return Err(VerifyError::Unsigned),
         _ => {}
     }
+    check_token(headers, secret, previous_secret)
+}
+
+/// What can be checked before the body is read, so that a sender without the repository's
+/// secret cannot make lablink read 25 MiB: `X-Gitlab-Token` must equal the secret (or, during a
+/// rotation, the previous one; lablink's hooks always have one), and when a signing token is
+/// stored, the signature's headers must be there and recent (the signature itself covers the
+/// body: [`verify`] checks it once the body is read).
+pub fn precheck(
+    headers: &HeaderMap,
+    secret: &SecretString,
+    previous_secret: Option<&SecretString>,
+    signing_key: Option<&SecretString>,
+) -> Result<(), VerifyError> {
+    precheck_at(
+        headers,
+        secret,
+        previous_secret,
+        signing_key,
+        chrono::Utc::now().timestamp(),
+    )
+}
+
+fn precheck_at(
+    headers: &HeaderMap,
+    secret: &SecretString,
+    previous_secret: Option<&SecretString>,
+    signing_key: Option<&SecretString>,
+    now_unix: i64,
+) -> Result<(), VerifyError> {
+    check_token(headers, secret, previous_secret)?;
+    match (signing_key, header(headers, "webhook-signature")) {
+        (Some(_), Some(_)) => signature_headers(headers, now_unix).map(drop),
+        (Some(_), None) if previous_secret.is_none() => Err(VerifyError::Unsigned),
+        _ => Ok(()),
+    }
+}
+
+fn check_token(
+    headers: &HeaderMap,
+    secret: &SecretString,
+    previous_secret: Option<&SecretString>,
+) -> Result<Verified, VerifyError> {
     let token = header(headers, "x-gitlab-token").ok_or(VerifyError::MissingToken)?;
     if secret_matches(token, secret) {
         Ok(Verified::Token)
@@ -86,6 +129,24 @@ pub fn verify_at(
     } else {
         Err(VerifyError::BadToken)
     }
+}
+
+/// `webhook-id` and a `webhook-timestamp` within the tolerance of now.
+fn signature_headers(headers: &HeaderMap, now_unix: i64) -> Result<(&str, &str), VerifyError> {
+    let (Some(id), Some(timestamp)) = (
+        header(headers, "webhook-id"),
+        header(headers, "webhook-timestamp"),
+    ) else {
+        return Err(VerifyError::MissingSignatureHeaders);
+    };
+    let sent_at: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| VerifyError::StaleTimestamp)?;
+    if now_unix.abs_diff(sent_at) > SIGNATURE_TOLERANCE_SECS.unsigned_abs() {
+        return Err(VerifyError::StaleTimestamp);
+    }
+    Ok((id, timestamp))
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -106,19 +167,7 @@ fn verify_signature(
     signature: &str,
     now_unix: i64,
 ) -> Result<Verified, VerifyError> {
-    let (Some(id), Some(timestamp)) = (
-        header(headers, "webhook-id"),
-        header(headers, "webhook-timestamp"),
-    ) else {
-        return Err(VerifyError::MissingSignatureHeaders);
-    };
-    let sent_at: i64 = timestamp
-        .trim()
-        .parse()
-        .map_err(|_| VerifyError::StaleTimestamp)?;
-    if now_unix.abs_diff(sent_at) > SIGNATURE_TOLERANCE_SECS.unsigned_abs() {
-        return Err(VerifyError::StaleTimestamp);
-    }
+    let (id, timestamp) = signature_headers(headers, now_unix)?;
     let encoded = key.expose_secret();
     let key_bytes = STANDARD
         .decode(encoded.strip_prefix("whsec_").unwrap_or(encoded))
@@ -242,6 +291,43 @@ mod tests {
             verify_at(&h, b"{}", &secret("tok"), None, Some(&secret(KEY)), NOW),
             Err(VerifyError::BadSignature)
         );
+    }
+
+    #[test]
+    fn the_precheck_needs_the_token_and_fresh_signature_headers_but_no_body() {
+        let key = secret(KEY);
+        let tok = secret("tok");
+        let signed = |token: &str, ts: i64| {
+            headers(&[
+                ("X-Gitlab-Token", token.to_owned()),
+                ("webhook-id", "m".to_owned()),
+                ("webhook-timestamp", ts.to_string()),
+                ("webhook-signature", "v1,AAAA".to_owned()),
+            ])
+        };
+        assert_eq!(
+            precheck_at(&signed("tok", NOW), &tok, None, Some(&key), NOW),
+            Ok(())
+        );
+        // Without the token a sender gets nowhere, signature headers or not.
+        assert_eq!(
+            precheck_at(&signed("x", NOW), &tok, None, Some(&key), NOW),
+            Err(VerifyError::BadToken)
+        );
+        assert_eq!(
+            precheck_at(&HeaderMap::new(), &tok, None, None, NOW),
+            Err(VerifyError::MissingToken)
+        );
+        assert_eq!(
+            precheck_at(&signed("tok", NOW - 301), &tok, None, Some(&key), NOW),
+            Err(VerifyError::StaleTimestamp)
+        );
+        let unsigned = headers(&[("X-Gitlab-Token", "tok".to_owned())]);
+        assert_eq!(
+            precheck_at(&unsigned, &tok, None, Some(&key), NOW),
+            Err(VerifyError::Unsigned)
+        );
+        assert_eq!(precheck_at(&unsigned, &tok, None, None, NOW), Ok(()));
     }
 
     #[test]

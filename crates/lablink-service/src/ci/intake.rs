@@ -3,7 +3,7 @@
 //! work ([`super::events`]), so GitLab gets its 2xx fast and never disables the hook because of us.
 
 use http::HeaderMap;
-use lablink_gitlab::webhook::{delivery_key, verify};
+use lablink_gitlab::webhook::{VerifyError, delivery_key, precheck, verify};
 use std::sync::Arc;
 
 use lablink_store::Db;
@@ -51,6 +51,24 @@ fn ignored_reason(event: Option<&str>) -> Option<String> {
 }
 
 impl Services {
+    /// Checks what can be checked of a delivery before its body is read (the token, the
+    /// signature's headers), so that strangers cannot make lablink read large bodies.
+    pub async fn precheck_webhook(
+        &self,
+        repository_id: &str,
+        headers: &HeaderMap,
+    ) -> Result<(), IntakeError> {
+        self.check_delivery(repository_id, |secrets| {
+            precheck(
+                headers,
+                &secrets.secret,
+                secrets.previous.as_ref(),
+                secrets.signing_token.as_ref(),
+            )
+        })
+        .await
+    }
+
     /// Accepts a delivery for `repository_id` if it proves it comes from the repository's hook.
     pub async fn receive_webhook(
         &self,
@@ -84,15 +102,14 @@ impl Services {
 }
 
 impl Services {
-    /// Checks the delivery against the repository's secrets: the ones kept from a recent
-    /// delivery first, then the stored ones (which are kept when they verify).
+    /// Verifies the whole delivery, signature included.
     async fn verify_delivery(
         &self,
         repository_id: &str,
         headers: &HeaderMap,
         body: &[u8],
     ) -> Result<(), IntakeError> {
-        let check = |secrets: &HookSecrets| {
+        self.check_delivery(repository_id, |secrets| {
             verify(
                 headers,
                 body,
@@ -100,7 +117,18 @@ impl Services {
                 secrets.previous.as_ref(),
                 secrets.signing_token.as_ref(),
             )
-        };
+            .map(drop)
+        })
+        .await
+    }
+
+    /// Checks a delivery with `check` against the repository's secrets: the ones kept from a
+    /// recent delivery first, then the stored ones (which are kept when they pass).
+    async fn check_delivery(
+        &self,
+        repository_id: &str,
+        check: impl Fn(&HookSecrets) -> Result<(), VerifyError>,
+    ) -> Result<(), IntakeError> {
         if let Some(kept) = self.hook_secrets.fresh(repository_id)
             && check(&kept).is_ok()
         {

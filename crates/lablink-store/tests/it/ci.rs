@@ -23,6 +23,7 @@ crate::on_both!(
     the_outbox_keeps_the_latest_status_until_it_is_sent,
     bodies_of_earlier_versions_are_repacked_once,
     the_schema_ledger_knows_what_is_due,
+    old_records_are_pruned_but_production_keeps_its_manifest,
 );
 
 fn keys() -> KeyRing {
@@ -622,4 +623,119 @@ async fn the_schema_ledger_knows_what_is_due(db: Db) {
         (revived[0].dropped_at, revived[0].mr_closed_at),
         (None, None)
     );
+}
+
+async fn finished_run(db: &Db, job: i64, sha: &str, mr_iid: Option<i64>) -> String {
+    let id = db
+        .create_run(&NewRun {
+            mr_iid,
+            ..new_run(job, sha)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let claimed = db.claim_run("w", 60_000, &CLAIM).await.unwrap().unwrap();
+    assert_eq!(claimed.id, id);
+    let done = Transition {
+        from: RunState::Starting,
+        to: RunState::Success,
+        reason: "every dbt command succeeded",
+        approved_by: None,
+    };
+    assert!(
+        db.transition_run(&id, Holder::Worker("w"), &done)
+            .await
+            .unwrap()
+    );
+    db.append_run_logs(&id, 0, &[("stdout".into(), format!("built {sha}"))])
+        .await
+        .unwrap();
+    db.save_run_artifact(&id, "manifest.json", "{}")
+        .await
+        .unwrap();
+    id
+}
+
+async fn old_records_are_pruned_but_production_keeps_its_manifest(db: Db) {
+    use lablink_store::audit::AuditEvent;
+    use lablink_store::retention::PruneBefore;
+    let job = job(&db).await;
+    let older_production = finished_run(&db, job, "p1", None).await;
+    let merge_request = finished_run(&db, job, "m1", Some(7)).await;
+    let production = finished_run(&db, job, "p2", None).await;
+    db.record_delivery(&delivery("waiting", None))
+        .await
+        .unwrap();
+    db.record_delivery(&delivery("handled", Some("tag pushes start nothing")))
+        .await
+        .unwrap();
+    db.record_audit(AuditEvent {
+        action: "login.failed",
+        ..AuditEvent::default()
+    })
+    .await
+    .unwrap();
+    let now = lablink_store::now_ms();
+    db.count_failed_login("account|stale", now - 10, now - 60_000)
+        .await
+        .unwrap();
+    db.count_failed_login("account|locked", now - 10, now - 60_000)
+        .await
+        .unwrap();
+    db.lock_throttle("account|locked", now + 60_000)
+        .await
+        .unwrap();
+
+    // Nothing is old enough yet.
+    let past = PruneBefore {
+        deliveries: now - 60_000,
+        runs: now - 60_000,
+        audit: now - 60_000,
+        throttle: now - 60_000,
+        now,
+    };
+    assert_eq!(db.prune(past).await.unwrap(), Default::default());
+
+    // Everything is: handled deliveries, every log, every artifact but production's, the audit
+    // entry and the unlocked counter go; the waiting delivery and the locked counter stay.
+    let later = now + 60_000;
+    let pruned = db
+        .prune(PruneBefore {
+            deliveries: later,
+            runs: later,
+            audit: later,
+            throttle: later,
+            now,
+        })
+        .await
+        .unwrap();
+    assert_eq!(pruned.deliveries, 1);
+    assert_eq!(pruned.run_logs, 3);
+    assert_eq!(pruned.run_artifacts, 2);
+    assert_eq!(pruned.audit_entries, 1);
+    assert_eq!(pruned.throttle_rows, 1);
+    for run in [&older_production, &merge_request] {
+        assert!(
+            db.run_artifact(run, "manifest.json")
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+    assert_eq!(
+        db.production_run("proj").await.unwrap().unwrap().id,
+        production
+    );
+    assert!(db.run_logs(&production, 0, 10).await.unwrap().is_empty());
+    assert_eq!(
+        db.throttle_locked_until("account|locked").await.unwrap(),
+        now + 60_000
+    );
+    assert_eq!(db.throttle_locked_until("account|stale").await.unwrap(), 0);
+    assert!(matches!(
+        db.record_delivery(&delivery("waiting", None))
+            .await
+            .unwrap(),
+        Recorded::Duplicate
+    ));
 }

@@ -621,6 +621,7 @@ async fn statuses_survive_an_unreliable_status_api(backend: Backend) {
 }
 
 async fn intake_refuses_strangers_and_ignores_what_it_does_not_handle(backend: Backend) {
+    use secrecy::ExposeSecret;
     let w = World::start(backend).await;
     let http = reqwest::Client::new();
     let url = format!("{}/webhooks/gitlab/{}", w.app.base, w.repository_id);
@@ -644,14 +645,50 @@ async fn intake_refuses_strangers_and_ignores_what_it_does_not_handle(backend: B
         assert_eq!(res.status(), 401);
         assert_eq!(res.text().await.unwrap(), "");
     }
-    // Above GitLab's 25 MiB maximum: 413.
-    let res = http
+    // A stranger announcing a 25 MiB body is answered 401 before it sends any of it: the
+    // secret is checked first (a server that read the body first would wait here forever).
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let host = w.app.base.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+        let head = format!(
+            "POST /webhooks/gitlab/{} HTTP/1.1\r\nHost: {host}\r\nX-Gitlab-Event: Push Hook\r\n\
+             X-Gitlab-Token: wrong\r\nContent-Length: {}\r\n\r\n",
+            w.repository_id,
+            25 * 1024 * 1024
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = [0u8; 12];
+        tokio::time::timeout(Duration::from_secs(30), stream.read_exact(&mut answer))
+            .await
+            .expect("answered without reading the body")
+            .unwrap();
+        assert_eq!(&answer, b"HTTP/1.1 401");
+    }
+    let huge = || vec![b' '; 25 * 1024 * 1024 + 1];
+    // From the hook itself (its token and, as GitLab 19 signs, the signature's headers), above
+    // GitLab's 25 MiB maximum: 413.
+    let secrets = w
+        .app
+        .db
+        .hook_secrets(&w.app.keys, &w.repository_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut req = http
         .post(&url)
         .header("X-Gitlab-Event", "Push Hook")
-        .body(vec![b' '; 25 * 1024 * 1024 + 1])
-        .send()
-        .await
-        .unwrap();
+        .header("X-Gitlab-Token", secrets.secret.expose_secret());
+    if secrets.signing_token.is_some() {
+        req = req
+            .header("webhook-id", "msg_huge")
+            .header(
+                "webhook-timestamp",
+                chrono::Utc::now().timestamp().to_string(),
+            )
+            .header("webhook-signature", "v1,AAAA");
+    }
+    let res = req.body(huge()).send().await.unwrap();
     assert_eq!(res.status(), 413);
     // GitLab's own test delivery of an event lablink does not act on gets a 2xx, recorded as
     // ignored.

@@ -19,6 +19,7 @@ use lablink_core::Role;
 crate::on_both_backends!(
     the_note_says_what_changed_against_production_on_duckdb,
     schemas_leaked_while_lablink_was_down_are_swept_when_it_starts,
+    a_custom_generate_schema_name_is_what_gets_dropped,
     merge_requests_outside_the_watched_paths_are_skipped_with_the_reason,
     on_gitlab_com_free_a_chosen_maintainer_posts_statuses_and_the_note,
 );
@@ -224,23 +225,68 @@ async fn schemas_leaked_while_lablink_was_down_are_swept_when_it_starts(backend:
     );
     w.app.start_server_again().await;
 
-    let gone = tokio::time::timeout(PATIENCE, async {
+    assert!(
+        dropped(&w, iid, &schema).await,
+        "the leaked schema was not swept"
+    );
+    let ledger = w.app.db.schemas_of_mr(w.job_id, iid).await.unwrap();
+    assert_eq!(ledger.len(), 1, "{ledger:#?}");
+    assert!(ledger[0].dropped_at.is_some(), "{ledger:#?}");
+    assert!(ledger[0].mr_closed_at.is_some(), "{ledger:#?}");
+}
+
+/// Waits until the ledger says every schema of merge request `iid` is dropped and `schema` is
+/// gone from the warehouse; whether that happened in time.
+async fn dropped(w: &World, iid: i64, schema: &str) -> bool {
+    tokio::time::timeout(PATIENCE, async {
         loop {
             let ledger = w.app.db.schemas_of_mr(w.job_id, iid).await.unwrap();
             if ledger.iter().all(|s| s.dropped_at.is_some())
-                && w.try_schemas().is_some_and(|s| !s.contains(&schema))
+                && w.try_schemas()
+                    .is_some_and(|s| !s.iter().any(|s| s == schema))
             {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     })
-    .await;
-    assert!(gone.is_ok(), "the leaked schema was not swept");
+    .await
+    .is_ok()
+}
+
+/// A project whose `generate_schema_name` puts a merge request's models somewhere else than
+/// lablink's own name for it: the ledger records the schema dbt built (from the run's manifest),
+/// and closing the merge request drops that one.
+async fn a_custom_generate_schema_name_is_what_gets_dropped(backend: Backend) {
+    const MACRO: &str = "{% macro generate_schema_name(custom_schema_name, node) -%}\n\
+        {{ target.schema | replace('lablink_pr', 'review') }}\n{%- endmacro %}\n";
+    let w = World::start(backend).await;
+    let sha = w
+        .commit(
+            "custom",
+            &[
+                (MODEL_PATH, GOOD_MODEL),
+                ("macros/generate_schema_name.sql", MACRO),
+            ],
+        )
+        .await;
+    let iid = w.open_mr("custom", "Custom schemas").await;
+    w.wait_for_status(&sha, "success").await;
+    w.wait_until_settled().await;
+    let custom = format!("review_{}_{iid}", w.job_id);
+    let assumed = format!("lablink_pr_{}_{iid}", w.job_id);
+    let built = w.schemas();
+    assert!(built.contains(&custom), "{built:?}");
+    assert!(!built.contains(&assumed), "{built:?}");
     let ledger = w.app.db.schemas_of_mr(w.job_id, iid).await.unwrap();
-    assert_eq!(ledger.len(), 1, "{ledger:#?}");
-    assert!(ledger[0].dropped_at.is_some(), "{ledger:#?}");
-    assert!(ledger[0].mr_closed_at.is_some(), "{ledger:#?}");
+    let names: Vec<&str> = ledger.iter().map(|s| s.schema_name.as_str()).collect();
+    assert_eq!(names, [custom.as_str()]);
+
+    w.mr_action(iid, "close").await;
+    assert!(
+        dropped(&w, iid, &custom).await,
+        "the schema dbt built was not dropped"
+    );
 }
 
 /// A job that watches `models/staging`: a merge request that changes only the marts gets a

@@ -1,0 +1,81 @@
+//! Retention: how long lablink keeps what grows with use, and the pass that prunes the rest
+//! (every hour on each replica with background work; passes on several replicas are harmless,
+//! each deletes what the others left).
+
+use std::time::Duration;
+
+use lablink_store::now_ms;
+use lablink_store::retention::{PruneBefore, Pruned};
+use tokio_util::sync::CancellationToken;
+
+use crate::{ServiceError, Services};
+
+/// Sign-in counters untouched this long are deleted (the throttle itself forgets failures after
+/// an hour; unlocked rows past that only take space).
+const THROTTLE_ROWS_FOR: Duration = Duration::from_secs(24 * 3600);
+
+/// How long each kind of record is kept (settings `retention_*_days`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Webhook deliveries once handled.
+    pub deliveries: Duration,
+    /// Run logs and artifacts (production's manifest is kept whatever its age).
+    pub runs: Duration,
+    pub audit: Duration,
+}
+
+impl Default for Retention {
+    /// 30 days of deliveries, 90 of run logs and artifacts, a year of audit entries.
+    fn default() -> Self {
+        let days = |n: u64| Duration::from_secs(n * 24 * 3600);
+        Retention {
+            deliveries: days(30),
+            runs: days(90),
+            audit: days(365),
+        }
+    }
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Services {
+    /// Prunes everything older than `retention` allows.
+    pub async fn prune_old_records(&self, retention: Retention) -> Result<Pruned, ServiceError> {
+        let now = now_ms();
+        let before = |keep: Duration| now.saturating_sub(ms(keep));
+        Ok(self
+            .db
+            .prune(PruneBefore {
+                deliveries: before(retention.deliveries),
+                runs: before(retention.runs),
+                audit: before(retention.audit),
+                throttle: before(THROTTLE_ROWS_FOR),
+                now,
+            })
+            .await?)
+    }
+}
+
+/// Prunes at start and then every `every` until `stop`.
+pub async fn retention_loop(
+    services: Services,
+    retention: Retention,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    loop {
+        match services.prune_old_records(retention).await {
+            Ok(pruned) if pruned != Pruned::default() => {
+                tracing::info!(?pruned, "old records pruned");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "pruning old records failed"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => break,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
+}
