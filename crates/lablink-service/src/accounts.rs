@@ -46,10 +46,12 @@ pub(crate) fn bad(e: validate::Invalid) -> ServiceError {
 }
 
 /// argon2 takes tens of milliseconds of a core and 19 MiB per call. It runs on the blocking pool,
-/// at most one call per core at a time: a burst of sign-ins waits here instead of holding the
-/// async workers that take webhooks and serve pages.
-static ARGON2_SLOTS: LazyLock<Semaphore> =
-    LazyLock::new(|| Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get())));
+/// on all cores but one at a time (one on a machine of one or two): a burst of sign-ins waits
+/// here, and a core stays free for the async workers that take webhooks and serve pages.
+static ARGON2_SLOTS: LazyLock<Semaphore> = LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Semaphore::new(cores.saturating_sub(1).max(1))
+});
 
 async fn on_an_argon2_slot<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,

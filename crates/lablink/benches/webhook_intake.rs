@@ -5,6 +5,9 @@
 //! latency at a steady 500 deliveries/s, before and after the throughput windows. 8 KiB merge request payloads (a real GitLab capture),
 //! a unique `Idempotency-Key` each. Medians of several repetitions.
 //!
+//! With `login-burst`, instead: intake latency at the steady rate alone, then the same while
+//! clients sign in as fast as they can (argon2 per sign-in; it must not hold up intake).
+//!
 //! Run: `cargo bench -p lablink --bench webhook_intake` (SQLite and PostgreSQL at
 //! 127.0.0.1:5432; results go to BENCHMARKS.md by hand).
 
@@ -28,6 +31,11 @@ const REPETITIONS: usize = 5;
 const RATE_PER_SEC: u64 = 500;
 const LATENCY_WINDOW: Duration = Duration::from_secs(8);
 const SECRET: &str = "bench-hook-secret";
+/// The bench user's sign-in, for the login burst.
+const EMAIL: &str = "bench@lablink.test";
+const PASSWORD: &str = "correct horse battery staple";
+/// Clients signing in at once during the login burst.
+const LOGIN_CLIENTS: usize = 16;
 
 struct Server {
     base: String,
@@ -116,6 +124,19 @@ async fn start(postgres: bool, gitlab_project_id: i64, background_work: bool) ->
         Some(sealed),
     )
     .await;
+    app.services()
+        .create_user_in_account(
+            "bench",
+            lablink_core::Plan::Enterprise,
+            lablink_service::accounts::UserInput {
+                email: EMAIL.into(),
+                username: "bench".into(),
+                password: SecretString::from(PASSWORD),
+                role: lablink_core::Role::Developer,
+            },
+        )
+        .await
+        .unwrap();
     let stop = CancellationToken::new();
     tokio::spawn(app.run_until_stopped(stop.clone()));
     Server {
@@ -257,6 +278,81 @@ async fn latency_at_rate(load: Arc<Load>) -> [Duration; 4] {
     [at(0.5), at(0.99), at(0.999), at(1.0)]
 }
 
+/// One sign-in as a browser does it: the form (for its pre-session cookie and CSRF token), then
+/// the right password; whether it signed in.
+async fn sign_in(base: &str) -> bool {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = client.get(format!("{base}/login")).send().await.unwrap();
+    let cookie = form.headers()[reqwest::header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let page = form.text().await.unwrap();
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = page.find(marker).unwrap() + marker.len();
+    let csrf = &page[start..start + page[start..].find('"').unwrap()];
+    let res = client
+        .post(format!("{base}/login"))
+        .header(reqwest::header::COOKIE, cookie)
+        .form(&[
+            ("csrf_token", csrf),
+            ("email", EMAIL),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    res.status() == reqwest::StatusCode::SEE_OTHER
+}
+
+/// Intake latency at the steady rate, alone and during a burst of sign-ins.
+async fn login_burst(postgres: bool, background_work: bool, intake: Arc<Load>, base: &str) {
+    let [alone_p50, alone_p99, ..] = latency_at_rate(Arc::clone(&intake)).await;
+    let stop = CancellationToken::new();
+    let signed_in = Arc::new(AtomicU64::new(0));
+    let burst: Vec<_> = (0..LOGIN_CLIENTS)
+        .map(|_| {
+            let (stop, signed_in, base) = (stop.clone(), Arc::clone(&signed_in), base.to_owned());
+            tokio::spawn(async move {
+                while !stop.is_cancelled() {
+                    assert!(
+                        sign_in(&base).await,
+                        "a sign-in with the right password failed"
+                    );
+                    signed_in.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    let [burst_p50, burst_p99, ..] = latency_at_rate(intake).await;
+    let rate = signed_in.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    stop.cancel();
+    for task in burst {
+        task.await.unwrap();
+    }
+    println!(
+        "{} {}: intake at {RATE_PER_SEC}/s p50 {} p99 {} alone; p50 {} p99 {} during a login \
+         burst ({LOGIN_CLIENTS} clients, {rate:.0} sign-ins/s)",
+        if postgres { "PostgreSQL" } else { "SQLite" },
+        if background_work {
+            "all in one"
+        } else {
+            "intake replica"
+        },
+        ms(alone_p50),
+        ms(alone_p99),
+        ms(burst_p50),
+        ms(burst_p99),
+    );
+}
+
 /// Waits until the server's CI loops have processed every stored delivery, so that each
 /// measurement starts from an idle server (a backlog left by the previous window would slow the
 /// next one, whichever route it measures); returns how long that took.
@@ -288,7 +384,7 @@ fn ms(d: Duration) -> String {
 /// One server: with `background_work`, the whole of lablink on one machine (CI loops process
 /// the deliveries while intake runs); without, an intake replica whose deliveries are processed
 /// by other replicas (not running here, so the stored deliveries just wait).
-async fn bench(postgres: bool, background_work: bool) {
+async fn bench(postgres: bool, background_work: bool, burst: bool) {
     let body: &'static [u8] = Box::leak(payload().into_boxed_slice());
     let project: serde_json::Value = serde_json::from_slice(body).unwrap();
     let server = start(
@@ -322,6 +418,14 @@ async fn bench(postgres: bool, background_work: bool) {
     for _ in 0..200 {
         noop.one().await;
         intake.one().await;
+    }
+    if burst {
+        login_burst(postgres, background_work, Arc::clone(&intake), &server.base).await;
+        server.stop.cancel();
+        if let Some(database) = server.postgres {
+            drop_pg_database(database).await;
+        }
+        return;
     }
     // Steady 500/s on a server that has not just absorbed the throughput windows' bursts (whose
     // aftermath, e.g. PostgreSQL's checkpoint after half a gigabyte of log, shows in the same
@@ -400,7 +504,8 @@ async fn bench(postgres: bool, background_work: bool) {
 }
 
 /// Arguments (optional) pick configurations by name: `sqlite`, `postgres`, `all-in-one`,
-/// `replica`; e.g. `cargo bench -p lablink --bench webhook_intake -- sqlite replica`.
+/// `replica`; e.g. `cargo bench -p lablink --bench webhook_intake -- sqlite replica`; and
+/// `login-burst` measures intake during sign-ins instead.
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args()
@@ -424,7 +529,12 @@ async fn main() {
                 "replica"
             };
             if wanted(name, &["all-in-one", "replica"]) {
-                bench(postgres, background_work).await;
+                bench(
+                    postgres,
+                    background_work,
+                    args.iter().any(|a| a == "login-burst"),
+                )
+                .await;
                 // The previous server's files are being deleted and its dirty pages written
                 // back; without a pause that showed as a stall in the next server's first
                 // latency window.
