@@ -329,17 +329,9 @@ impl Git {
         paths: &[String],
     ) -> Result<bool, ExecError> {
         check_sha(sha)?;
-        check_ref_name(branch)?;
-        let target = format!("refs/lablink/targets/{branch}");
-        let refspec = format!("+refs/heads/{branch}:{target}");
-        self.ok(
-            "fetch",
-            cache,
-            ["fetch", "--no-tags", "--quiet", remote.url(), &refspec],
-            Some(remote),
-            &[],
-        )
-        .await?;
+        let target = self
+            .fetch_branch_to(cache, remote, branch, "refs/lablink/targets")
+            .await?;
         let range = format!("{target}...{sha}");
         let mut args = vec![
             "diff".to_owned(),
@@ -666,8 +658,20 @@ impl Git {
         remote: &Remote,
         branch: &str,
     ) -> Result<String, ExecError> {
+        self.fetch_branch_to(dir, remote, branch, "refs/remotes/origin")
+            .await
+    }
+
+    /// Fetches `branch` into `<namespace>/<branch>` and returns that ref.
+    async fn fetch_branch_to(
+        &self,
+        dir: &Path,
+        remote: &Remote,
+        branch: &str,
+        namespace: &str,
+    ) -> Result<String, ExecError> {
         check_ref_name(branch)?;
-        let tracking = format!("refs/remotes/origin/{branch}");
+        let tracking = format!("{namespace}/{branch}");
         let refspec = format!("+refs/heads/{branch}:{tracking}");
         self.ok(
             "fetch",

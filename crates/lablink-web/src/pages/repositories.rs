@@ -164,12 +164,7 @@ async fn connect(
             | ServiceError::Conflict(_)
             | ServiceError::GitLab(_)
             | ServiceError::BadInput(_)),
-        ) => {
-            let message = e.to_string();
-            let status = HtmlError::from(e).status;
-            let page = page(&state, &user, &id, ListParams::default(), Some(message)).await?;
-            Ok((status, render(&page)?).into_response())
-        }
+        ) => refused_on_page(&state, &user, &id, e).await,
         Err(e) => Err(e.into()),
     }
 }
@@ -228,14 +223,29 @@ async fn post_as(
             | ServiceError::NotFound(_)
             | ServiceError::LinkDead(_)
             | ServiceError::GitLab(_)),
-        ) => {
-            let message = e.to_string();
-            let status = HtmlError::from(e).status;
-            let page = page(&state, &user, &id, ListParams::default(), Some(message)).await?;
-            Ok((status, render(&page)?).into_response())
-        }
+        ) => refused_on_page(&state, &user, &id, e).await,
         Err(e) => Err(e.into()),
     }
+}
+
+/// The repository page again, with the refusal `e` above it and its status.
+async fn refused_on_page(
+    state: &AppState,
+    user: &CurrentUser,
+    project_id: &str,
+    e: ServiceError,
+) -> Result<Response, HtmlError> {
+    let message = e.to_string();
+    let status = HtmlError::from(e).status;
+    let page = page(
+        state,
+        user,
+        project_id,
+        ListParams::default(),
+        Some(message),
+    )
+    .await?;
+    Ok((status, render(&page)?).into_response())
 }
 
 async fn disconnect(
