@@ -13,6 +13,7 @@ pub mod integration;
 pub mod links;
 pub mod projects;
 mod queue;
+pub mod rekey;
 pub mod repositories;
 pub mod retention;
 pub mod rotation;

@@ -7,10 +7,8 @@ use std::collections::BTreeMap;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::crypto::KeyRing;
+use crate::sealed::{JOB_ENV, JOB_WAREHOUSE_SECRET};
 use crate::{Db, StoreError, now_ms};
-
-const ENV_AAD: &str = "ci_jobs.env";
-const WAREHOUSE_SECRET_AAD: &str = "ci_jobs.warehouse_secret";
 
 /// A job's settings as the service writes them.
 pub struct CiJobInput {
@@ -81,7 +79,7 @@ impl Row {
         let env = match &self.env_enc {
             None => BTreeMap::new(),
             Some(blob) => {
-                let plain = keys.open(&format!("{ENV_AAD}:{}", self.id), blob)?;
+                let plain = keys.open(&JOB_ENV.aad(self.id), blob)?;
                 let map: BTreeMap<String, String> = serde_json::from_slice(&plain)
                     .map_err(|e| StoreError::Corrupt(format!("ci_jobs.env: {e}")))?;
                 map.into_iter()
@@ -92,7 +90,7 @@ impl Row {
         let warehouse_secret = self
             .warehouse_secret_enc
             .as_deref()
-            .map(|blob| keys.open_str(&format!("{WAREHOUSE_SECRET_AAD}:{}", self.id), blob))
+            .map(|blob| keys.open_str(&JOB_WAREHOUSE_SECRET.aad(self.id), blob))
             .transpose()?;
         let commands: Vec<String> = serde_json::from_str(&self.commands)
             .map_err(|e| StoreError::Corrupt(format!("ci_jobs.commands: {e}")))?;
@@ -141,7 +139,7 @@ fn seal(keys: &KeyRing, id: i64, input: &CiJobInput) -> Sealed {
             .map(|(k, v)| (k.as_str(), v.expose_secret()))
             .collect();
         let json = zeroize::Zeroizing::new(serde_json::to_vec(&plain).unwrap_or_default());
-        keys.seal(&format!("{ENV_AAD}:{id}"), &json)
+        keys.seal(&JOB_ENV.aad(id), &json)
     });
     Sealed {
         commands: serde_json::Value::from(input.commands.clone()).to_string(),
@@ -150,7 +148,7 @@ fn seal(keys: &KeyRing, id: i64, input: &CiJobInput) -> Sealed {
         warehouse_secret: input
             .warehouse_secret
             .as_ref()
-            .map(|s| keys.seal_str(&format!("{WAREHOUSE_SECRET_AAD}:{id}"), s)),
+            .map(|s| keys.seal_str(&JOB_WAREHOUSE_SECRET.aad(id), s)),
     }
 }
 

@@ -131,6 +131,27 @@ impl KeyRing {
             .map_err(|_| CryptoError::Tampered)
     }
 
+    /// The id of the key that sealed `blob` (hex), when it has the envelope's layout.
+    pub fn key_id_of(blob: &[u8]) -> Option<String> {
+        (blob.len() >= HEADER_LEN && blob[0] == VERSION)
+            .then(|| hex::encode(&blob[1..1 + KEY_ID_LEN]))
+    }
+
+    /// The current key's id (hex), the one new values are sealed with.
+    pub fn current_key_id(&self) -> String {
+        hex::encode(self.current.0)
+    }
+
+    /// Whether `blob` was sealed with the current key.
+    pub fn is_current(&self, blob: &[u8]) -> bool {
+        blob.len() >= HEADER_LEN && blob[0] == VERSION && blob[1..1 + KEY_ID_LEN] == self.current.0
+    }
+
+    /// How many older keys are kept to open values.
+    pub fn previous_keys(&self) -> usize {
+        self.previous.len()
+    }
+
     /// Seals a string secret.
     pub fn seal_str(&self, aad: &str, secret: &secrecy::SecretString) -> Vec<u8> {
         use secrecy::ExposeSecret;

@@ -10,6 +10,7 @@ use secrecy::SecretString;
 pub use packed::PackedBody;
 
 use crate::crypto::KeyRing;
+use crate::sealed::repository_aad;
 use crate::{Db, StoreError, new_id, now_ms};
 
 /// Attempts at processing a delivery before it is marked failed.
@@ -162,9 +163,8 @@ impl Db {
         let Some(secret) = &row.hook_secret else {
             return Ok(None);
         };
-        let open = |column: &str, blob: &[u8]| {
-            keys.open_str(&format!("repositories.{column}:{}", row.id), blob)
-        };
+        let open =
+            |column: &str, blob: &[u8]| keys.open_str(&repository_aad(column, &row.id), blob);
         let in_grace = row.hook_secret_grace_until.is_some_and(|t| t > now_ms());
         Ok(Some(HookSecrets {
             secret: open("hook_secret", secret)?,

@@ -7,11 +7,8 @@ use secrecy::SecretString;
 
 use crate::crypto::KeyRing;
 use crate::repositories::{DeployKey, RepositoryStatus};
+use crate::sealed::repository_aad;
 use crate::{Db, StoreError, now_ms, on_db};
-
-fn aad(column: &str, id: &str) -> String {
-    format!("repositories.{column}:{id}")
-}
 
 impl Db {
     /// Stores a re-created webhook and its secrets. `false` when the repository is not connected.
@@ -23,8 +20,8 @@ impl Db {
         secret: &SecretString,
         signing_token: Option<&SecretString>,
     ) -> Result<bool, StoreError> {
-        let sealed = keys.seal_str(&aad("hook_secret", id), secret);
-        let signing = signing_token.map(|s| keys.seal_str(&aad("signing_token", id), s));
+        let sealed = keys.seal_str(&repository_aad("hook_secret", id), secret);
+        let signing = signing_token.map(|s| keys.seal_str(&repository_aad("signing_token", id), s));
         let n = on_db!(self, |pool| {
             sqlx::query(
                 "UPDATE repositories SET hook_id = $1, hook_secret = $2, signing_token = $3, \
@@ -67,11 +64,11 @@ impl Db {
         };
         // The previous secret is sealed under its own column's identity.
         let previous = current
-            .map(|blob| keys.open_str(&aad("hook_secret", id), &blob))
+            .map(|blob| keys.open_str(&repository_aad("hook_secret", id), &blob))
             .transpose()?
-            .map(|old| keys.seal_str(&aad("hook_secret_previous", id), &old));
-        let sealed = keys.seal_str(&aad("hook_secret", id), secret);
-        let signing = keys.seal_str(&aad("signing_token", id), signing_token);
+            .map(|old| keys.seal_str(&repository_aad("hook_secret_previous", id), &old));
+        let sealed = keys.seal_str(&repository_aad("hook_secret", id), secret);
+        let signing = keys.seal_str(&repository_aad("signing_token", id), signing_token);
         let n = on_db!(self, |pool| {
             sqlx::query(
                 "UPDATE repositories SET hook_secret = $1, hook_secret_previous = $2, \
@@ -117,7 +114,7 @@ impl Db {
         username: &str,
         token: &SecretString,
     ) -> Result<bool, StoreError> {
-        let sealed = keys.seal_str(&aad("deploy_token", id), token);
+        let sealed = keys.seal_str(&repository_aad("deploy_token", id), token);
         let n = on_db!(self, |pool| {
             sqlx::query(
                 "UPDATE repositories SET deploy_token_id = $1, deploy_token_username = $2, \
@@ -143,7 +140,7 @@ impl Db {
         id: &str,
         key: &DeployKey,
     ) -> Result<bool, StoreError> {
-        let sealed = keys.seal_str(&aad("deploy_key_private", id), &key.private);
+        let sealed = keys.seal_str(&repository_aad("deploy_key_private", id), &key.private);
         let n = on_db!(self, |pool| {
             sqlx::query(
                 "UPDATE repositories SET deploy_key_id = $1, deploy_key_public = $2, \

@@ -4,10 +4,8 @@
 use secrecy::SecretString;
 
 use crate::crypto::KeyRing;
+use crate::sealed::{INTEGRATION_SECRET, OAUTH_VERIFIER};
 use crate::{Db, StoreError, new_id, now_ms, on_db};
-
-const SECRET_AAD: &str = "gitlab_integrations.secret";
-const VERIFIER_AAD: &str = "gitlab_oauth_states.verifier";
 
 lablink_core::text_enum! {
     /// Where an account's GitLab application is in its set-up.
@@ -61,7 +59,7 @@ struct IntegrationRow {
 
 impl IntegrationRow {
     fn open(self, keys: &KeyRing) -> Result<Integration, StoreError> {
-        let secret = keys.open_str(&format!("{SECRET_AAD}:{}", self.id), &self.secret_enc)?;
+        let secret = keys.open_str(&INTEGRATION_SECRET.aad(&self.id), &self.secret_enc)?;
         Ok(Integration {
             secret,
             status: self.status,
@@ -161,7 +159,7 @@ impl Db {
     ) -> Result<Integration, StoreError> {
         let id = new_id();
         let now = now_ms();
-        let secret_enc = keys.seal_str(&format!("{SECRET_AAD}:{id}"), new.secret);
+        let secret_enc = keys.seal_str(&INTEGRATION_SECRET.aad(&id), new.secret);
         on_db!(self, |pool| {
             let mut tx = pool.begin().await?;
             sqlx::query("DELETE FROM gitlab_integrations WHERE account_id = $1")
@@ -225,7 +223,7 @@ impl Db {
     ) -> Result<(), StoreError> {
         let id = new_id();
         let now = now_ms();
-        let verifier_enc = keys.seal_str(&format!("{VERIFIER_AAD}:{id}"), new.verifier);
+        let verifier_enc = keys.seal_str(&OAUTH_VERIFIER.aad(&id), new.verifier);
         on_db!(self, |pool| {
             sqlx::query("DELETE FROM gitlab_oauth_states WHERE expires_at < $1")
                 .bind(now - STATE_RETENTION_MS)
@@ -267,7 +265,7 @@ impl Db {
                 .await
         })?;
         let Some(row) = row else { return Ok(None) };
-        let verifier = keys.open_str(&format!("{VERIFIER_AAD}:{}", row.id), &row.verifier_enc)?;
+        let verifier = keys.open_str(&OAUTH_VERIFIER.aad(&row.id), &row.verifier_enc)?;
         Ok(Some(OAuthState {
             verifier,
             purpose: row.purpose,

@@ -24,6 +24,7 @@ pub mod repositories;
 pub mod retention;
 pub mod rotation;
 pub mod runs;
+pub mod sealed;
 pub mod sessions;
 pub mod setup;
 mod sqlite_busy;

@@ -8,10 +8,8 @@
 use secrecy::SecretString;
 
 use crate::crypto::KeyRing;
+use crate::sealed::{LINK_ACCESS_TOKEN, LINK_REFRESH_TOKEN};
 use crate::{Db, StoreError, new_id, now_ms, on_db};
-
-const ACCESS_AAD: &str = "gitlab_links.access_token";
-const REFRESH_AAD: &str = "gitlab_links.refresh_token";
 
 lablink_core::text_enum! {
     /// Whether a link's tokens can still be used.
@@ -88,11 +86,9 @@ const LINK_COLUMNS: &str = "id, user_id, account_id, instance_url, application_i
 impl LinkRow {
     fn open(self, keys: &KeyRing) -> Result<Link, StoreError> {
         let access_token =
-            keys.open_str(&format!("{ACCESS_AAD}:{}", self.id), &self.access_token_enc)?;
-        let refresh_token = keys.open_str(
-            &format!("{REFRESH_AAD}:{}", self.id),
-            &self.refresh_token_enc,
-        )?;
+            keys.open_str(&LINK_ACCESS_TOKEN.aad(&self.id), &self.access_token_enc)?;
+        let refresh_token =
+            keys.open_str(&LINK_REFRESH_TOKEN.aad(&self.id), &self.refresh_token_enc)?;
         Ok(Link {
             access_token,
             refresh_token,
@@ -115,8 +111,8 @@ impl LinkRow {
 
 fn seal_tokens(keys: &KeyRing, id: &str, tokens: &Tokens<'_>) -> (Vec<u8>, Vec<u8>) {
     (
-        keys.seal_str(&format!("{ACCESS_AAD}:{id}"), tokens.access_token),
-        keys.seal_str(&format!("{REFRESH_AAD}:{id}"), tokens.refresh_token),
+        keys.seal_str(&LINK_ACCESS_TOKEN.aad(id), tokens.access_token),
+        keys.seal_str(&LINK_REFRESH_TOKEN.aad(id), tokens.refresh_token),
     )
 }
 

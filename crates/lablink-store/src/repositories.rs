@@ -7,6 +7,7 @@
 use secrecy::SecretString;
 
 use crate::crypto::KeyRing;
+use crate::sealed::repository_aad;
 use crate::{Db, StoreError, new_id, now_ms, on_db};
 
 lablink_core::text_enum! {
@@ -171,11 +172,6 @@ pub struct RepositorySecrets {
     pub deploy_key_private: Option<SecretString>,
 }
 
-/// The associated data of a sealed column of a repository row.
-fn aad(column: &str, id: &str) -> String {
-    format!("repositories.{column}:{id}")
-}
-
 #[derive(sqlx::FromRow)]
 struct SealedRow {
     hook_secret: Option<Vec<u8>>,
@@ -191,7 +187,7 @@ fn open(
     id: &str,
     blob: Option<Vec<u8>>,
 ) -> Result<Option<SecretString>, StoreError> {
-    blob.map(|b| keys.open_str(&aad(column, id), &b))
+    blob.map(|b| keys.open_str(&repository_aad(column, id), &b))
         .transpose()
         .map_err(StoreError::from)
 }
@@ -264,7 +260,9 @@ impl Db {
         done: &Connected,
     ) -> Result<bool, StoreError> {
         let now = now_ms();
-        let seal = |column: &str, secret: &SecretString| keys.seal_str(&aad(column, id), secret);
+        let seal = |column: &str, secret: &SecretString| {
+            keys.seal_str(&repository_aad(column, id), secret)
+        };
         let hook_secret = seal("hook_secret", &done.hook_secret);
         let signing = done
             .signing_token

@@ -4,6 +4,7 @@
 
 use crate::crypto::KeyRing;
 use crate::repositories::{ProjectToken, RepositoryStatus};
+use crate::sealed::repository_aad;
 use crate::{Db, StoreError, now_ms, on_db};
 
 /// A connected repository whose project access token expires on or before the due date.
@@ -14,10 +15,6 @@ pub struct DueToken {
     pub project_token_expires_on: String,
     /// Set when a rotation was started and its answer never stored (see the migration).
     pub project_token_rotating_since: Option<i64>,
-}
-
-fn token_aad(id: &str) -> String {
-    format!("repositories.project_token:{id}")
 }
 
 impl Db {
@@ -95,7 +92,7 @@ impl Db {
         old_token_id: i64,
         new: &ProjectToken,
     ) -> Result<bool, StoreError> {
-        let sealed = keys.seal_str(&token_aad(id), &new.token);
+        let sealed = keys.seal_str(&repository_aad("project_token", id), &new.token);
         let n = on_db!(self, |pool| {
             sqlx::query(
                 "UPDATE repositories SET project_token_id = $1, project_token = $2, \

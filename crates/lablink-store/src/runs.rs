@@ -7,6 +7,7 @@ use lablink_core::run::RunState;
 use secrecy::SecretString;
 
 use crate::crypto::KeyRing;
+use crate::sealed::repository_aad;
 use crate::{Db, StoreError, new_id, now_ms};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -169,7 +170,7 @@ impl RepositoryRow {
     fn open(self, keys: &KeyRing) -> Result<CiRepository, StoreError> {
         let open = |column: &str, blob: &Option<Vec<u8>>| {
             blob.as_deref()
-                .map(|b| keys.open_str(&format!("repositories.{column}:{}", self.id), b))
+                .map(|b| keys.open_str(&repository_aad(column, &self.id), b))
                 .transpose()
         };
         Ok(CiRepository {

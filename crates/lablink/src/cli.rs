@@ -1,4 +1,4 @@
-//! The command line: `serve`, `migrate`, `admin create-user`, `demo`.
+//! The command line: `serve`, `migrate`, `doctor`, `admin create-user | new-key | rekey`, `demo`.
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -76,6 +76,17 @@ pub enum AdminCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Put a new master key at the top of the key file, keeping the old one to open what it sealed.
+    NewKey,
+    /// Re-seal every stored secret under the current master key (safe to interrupt and re-run).
+    Rekey {
+        /// Only report which key seals what; fail when anything is not under the current key.
+        #[arg(long)]
+        check: bool,
+        /// After a complete run, remove the older keys from the key file.
+        #[arg(long, conflicts_with = "check")]
+        forget_previous: bool,
+    },
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -105,6 +116,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             } else {
                 Err(anyhow::anyhow!("the doctor found problems"))
+            }
+        }
+        Command::Admin {
+            command: AdminCommand::NewKey,
+        } => crate::rekey::new_key(&settings),
+        Command::Admin {
+            command:
+                AdminCommand::Rekey {
+                    check,
+                    forget_previous,
+                },
+        } => {
+            let services = offline_services(&settings).await?;
+            if check {
+                crate::rekey::check(&services).await
+            } else {
+                crate::rekey::rekey(&settings, &services, forget_previous).await
             }
         }
         Command::Admin {
@@ -170,7 +198,7 @@ fn default_username(email: &str) -> String {
 
 /// Use cases without a server, for shell commands.
 async fn offline_services(settings: &Settings) -> anyhow::Result<lablink_service::Services> {
-    let keys = startup::load_key_ring(settings)?;
+    let keys = crate::master_key::load_key_ring(settings)?;
     let db = startup::open_database(settings).await?;
     db.migrate()
         .await

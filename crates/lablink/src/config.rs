@@ -60,6 +60,8 @@ struct Values {
     metrics_listen: SocketAddr,
     #[serde(default, deserialize_with = "values::secret_key")]
     secret_key: Option<SecretString>,
+    #[serde(default, deserialize_with = "values::previous_secret_keys")]
+    previous_secret_keys: Vec<SecretString>,
     #[serde(default = "defaults::data_dir", deserialize_with = "values::path")]
     data_dir: PathBuf,
     #[serde(
@@ -237,6 +239,9 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub metrics_listen: SocketAddr,
     pub secret_key: Option<SecretString>,
+    /// Older master keys, kept only to open what they sealed until `lablink admin rekey` re-sealed
+    /// it under the current key.
+    pub previous_secret_keys: Vec<SecretString>,
     pub data_dir: PathBuf,
     pub log_format: LogFormat,
     pub operator_gitlab: Option<OperatorGitlabApp>,
@@ -351,6 +356,7 @@ impl Settings {
             listen: v.listen,
             metrics_listen: v.metrics_listen,
             secret_key: v.secret_key,
+            previous_secret_keys: v.previous_secret_keys,
             log_format: v.log_format,
             operator_gitlab,
             allow_http_loopback_gitlab: v.allow_http_loopback_gitlab,
@@ -410,7 +416,7 @@ mod tests {
         let names = setting_names();
         assert_eq!(names.first(), Some(&"database_url"));
         assert_eq!(names.last(), Some(&"trusted_proxies"));
-        assert_eq!(names.len(), 30);
+        assert_eq!(names.len(), 31);
     }
 
     #[test]
@@ -439,6 +445,9 @@ mod tests {
         assert!(err(&[("public_url", "ftp://x")]).contains("`public_url`"));
         assert!(err(&[("public_url", "https://a:b@x")]).contains("`public_url`"));
         assert!(err(&[("secret_key", "c2hvcnQ=")]).contains("`secret_key`"));
+        let bad_previous = err(&[("previous_secret_keys", "c2hvcnQ=")]);
+        assert!(bad_previous.contains("`previous_secret_keys`") && bad_previous.contains("key 1"));
+        assert!(!bad_previous.contains("c2hvcnQ="), "{bad_previous}");
         assert!(err(&[("log_format", "xml")]).contains("`log_format`"));
         assert!(err(&[("gitlab_url", "http://gitlab.example")]).contains("`gitlab_url`"));
         assert!(err(&[("gitlab_app_id", "abc")]).contains("`gitlab_app_secret`"));

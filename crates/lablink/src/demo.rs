@@ -90,7 +90,7 @@ pub async fn run() -> anyhow::Result<()> {
     ])?;
 
     // Seed before the server starts, so no setup link is made for an empty database.
-    let keys = startup::load_key_ring(&settings)?;
+    let keys = crate::master_key::load_key_ring(&settings)?;
     let db = startup::open_database(&settings).await?;
     db.migrate().await?;
     let services = startup::services(&settings, db, keys, public_url.parse()?);

@@ -5,5 +5,7 @@ pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod doctor;
+pub mod master_key;
+pub mod rekey;
 pub mod startup;
 pub mod telemetry;

@@ -2,7 +2,6 @@
 //! until told to stop, then shut down gracefully (stop accepting, finish in-flight requests,
 //! stop workers).
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -13,7 +12,6 @@ use lablink_service::setup::SetupLink;
 use lablink_service::{ServiceSettings, Services};
 use lablink_store::Db;
 use lablink_store::crypto::KeyRing;
-use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use url::Url;
@@ -49,50 +47,6 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
         .context("cannot open the database (setting `database_url`)")
 }
 
-/// The master key: `secret_key` from the configuration, else `<data_dir>/secret.key`, created
-/// with mode 0600 on first start.
-pub fn load_key_ring(settings: &Settings) -> anyhow::Result<KeyRing> {
-    let text = match &settings.secret_key {
-        Some(key) => zeroize::Zeroizing::new(key.expose_secret().to_owned()),
-        None => {
-            let path = settings.data_dir.join("secret.key");
-            if path.exists() {
-                zeroize::Zeroizing::new(
-                    std::fs::read_to_string(&path)
-                        .with_context(|| format!("cannot read the key file {}", path.display()))?,
-                )
-            } else {
-                std::fs::create_dir_all(&settings.data_dir).with_context(|| {
-                    format!(
-                        "cannot create the data directory {}",
-                        settings.data_dir.display()
-                    )
-                })?;
-                let key = KeyRing::generate_key();
-                write_private_file(&path, key.as_bytes())?;
-                tracing::info!(path = %path.display(), "created a new master key file");
-                zeroize::Zeroizing::new(key.to_string())
-            }
-        }
-    };
-    let key = KeyRing::decode_key(&text)
-        .context("the master key (setting `secret_key` or the key file) is not valid")?;
-    Ok(KeyRing::new(&key, &[]))
-}
-
-fn write_private_file(path: &Path, content: &[u8]) -> anyhow::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("cannot create the key file {}", path.display()))?;
-    file.write_all(content)?;
-    file.sync_all()?;
-    Ok(())
-}
-
 /// The use-case context for these settings, on an open database.
 pub fn services(settings: &Settings, db: Db, keys: KeyRing, public_url: Url) -> Services {
     Services::new(
@@ -120,7 +74,7 @@ impl Application {
     /// Opens and migrates the database, binds both listeners (port 0 picks a free port) and,
     /// on an empty database, creates the one-time setup link.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        let keys = load_key_ring(&settings)?;
+        let keys = crate::master_key::load_key_ring(&settings)?;
         let db = open_database(&settings).await?;
         db.migrate()
             .await

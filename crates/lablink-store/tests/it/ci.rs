@@ -254,7 +254,7 @@ async fn expire_delivery_lock(db: &Db, id: &str) {
     });
 }
 
-fn job_input(name: &str) -> CiJobInput {
+pub(crate) fn job_input(name: &str) -> CiJobInput {
     CiJobInput {
         name: name.into(),
         kind: JobKind::Ci,

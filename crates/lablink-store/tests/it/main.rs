@@ -3,5 +3,6 @@
 mod accounts;
 mod ci;
 mod gitlab;
+mod keys;
 mod queue;
 mod support;

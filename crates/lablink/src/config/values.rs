@@ -66,26 +66,46 @@ pub fn isolation<'de, D: Deserializer<'de>>(d: D) -> Result<Isolation, D::Error>
     }
 }
 
-/// Address ranges: a TOML list, or one text with the ranges separated by commas (as an
-/// environment variable gives it).
-pub fn ip_ranges<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+/// A TOML list, or one text with the items separated by commas (as an environment variable
+/// gives it).
+fn texts<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
-    enum Ranges {
+    enum Texts {
         List(Vec<String>),
         One(String),
     }
-    let texts = match Ranges::deserialize(d)? {
-        Ranges::List(list) => list,
-        Ranges::One(text) => text
+    Ok(match Texts::deserialize(d)? {
+        Texts::List(list) => list,
+        Texts::One(text) => text
             .split(',')
             .map(str::to_owned)
             .filter(|t| !t.trim().is_empty())
             .collect(),
-    };
-    texts
+    })
+}
+
+/// Address ranges, as a list (see [`texts`]).
+pub fn ip_ranges<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+    texts(d)?
         .iter()
         .map(|t| parse_ip_range(t).map_err(D::Error::custom))
+        .collect()
+}
+
+/// Older master keys, as a list (see [`texts`]); each is checked like `secret_key`, and the
+/// error never repeats a key.
+pub fn previous_secret_keys<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<SecretString>, D::Error> {
+    texts(d)?
+        .into_iter()
+        .enumerate()
+        .map(|(n, key)| {
+            lablink_store::crypto::KeyRing::decode_key(&key)
+                .map_err(|e| D::Error::custom(format!("key {} of the list: {e}", n + 1)))?;
+            Ok(SecretString::from(key.trim().to_owned()))
+        })
         .collect()
 }
 

@@ -12,6 +12,7 @@ mod intake_crash;
 mod integration_flow;
 mod layering;
 mod linked_accounts;
+mod master_key;
 mod operations;
 mod repositories;
 mod rotation;
