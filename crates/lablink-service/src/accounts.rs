@@ -3,18 +3,14 @@
 
 pub use lablink_store::users::User;
 
-use std::sync::LazyLock;
-
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use lablink_core::{Plan, Role, validate};
 use lablink_store::accounts::Account;
 use lablink_store::audit::AuditEvent;
 use lablink_store::users::NewUser;
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::Semaphore;
 
 use crate::error::require;
+use crate::passwords::hash_password;
 use crate::{Principal, ServiceError, Services};
 
 /// A user to create, as typed by a person.
@@ -43,55 +39,6 @@ impl UserInput {
 
 pub(crate) fn bad(e: validate::Invalid) -> ServiceError {
     ServiceError::BadInput(e.to_string())
-}
-
-/// argon2 takes tens of milliseconds of a core and 19 MiB per call. It runs on the blocking pool,
-/// on all cores but one at a time (one on a machine of one or two): a burst of sign-ins waits
-/// here, and a core stays free for the async workers that take webhooks and serve pages.
-static ARGON2_SLOTS: LazyLock<Semaphore> = LazyLock::new(|| {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    Semaphore::new(cores.saturating_sub(1).max(1))
-});
-
-async fn on_an_argon2_slot<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ServiceError> {
-    let _slot = ARGON2_SLOTS
-        .acquire()
-        .await
-        .map_err(|_| ServiceError::Internal("password hashing is shut down".into()))?;
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| ServiceError::Internal(format!("password hashing stopped: {e}")))
-}
-
-/// argon2id with the crate's default (OWASP-recommended) parameters, as a PHC string.
-pub(crate) async fn hash_password(password: &SecretString) -> Result<String, ServiceError> {
-    let password = password.clone();
-    on_an_argon2_slot(move || {
-        let salt = SaltString::generate(&mut rand::rngs::OsRng);
-        Argon2::default()
-            .hash_password(password.expose_secret().as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(|e| ServiceError::Internal(format!("password hashing failed: {e}")))
-    })
-    .await?
-}
-
-/// Verifies a password against a stored PHC string; the comparison inside argon2 is constant time.
-pub(crate) async fn verify_password(
-    password: &SecretString,
-    phc: &str,
-) -> Result<bool, ServiceError> {
-    let (password, phc) = (password.clone(), phc.to_owned());
-    on_an_argon2_slot(move || {
-        PasswordHash::new(&phc).is_ok_and(|h| {
-            Argon2::default()
-                .verify_password(password.expose_secret().as_bytes(), &h)
-                .is_ok()
-        })
-    })
-    .await
 }
 
 impl Services {

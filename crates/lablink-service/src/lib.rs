@@ -11,6 +11,7 @@ pub mod doctor;
 mod error;
 pub mod integration;
 pub mod links;
+mod passwords;
 pub mod projects;
 mod queue;
 pub mod rekey;

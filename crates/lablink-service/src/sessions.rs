@@ -6,7 +6,7 @@ use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
-use crate::accounts::{hash_password, verify_password};
+use crate::passwords::{hash_password, verify_password};
 use crate::secrets::{random_secret, secret_hash};
 use crate::{Principal, ServiceError, Services};
 
