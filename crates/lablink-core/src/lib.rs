@@ -3,6 +3,7 @@
 pub mod access;
 pub mod ci;
 pub mod ip_range;
+pub mod ip_rules;
 pub mod names;
 pub mod plan;
 pub mod report;

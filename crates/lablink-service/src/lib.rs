@@ -10,6 +10,7 @@ pub mod ci;
 pub mod doctor;
 mod error;
 pub mod integration;
+pub mod ip_restrictions;
 pub mod links;
 mod passwords;
 pub mod projects;
@@ -48,6 +49,8 @@ pub struct Services {
     pub wake: Arc<ci::wake::Wakeups>,
     /// The doctor's `.gitignore` inspections, by commit.
     gitignore_cache: Arc<doctor::GitignoreCache>,
+    /// Every account's IP restrictions, as this replica enforces them.
+    ip_rules: Arc<ip_restrictions::IpRulesCache>,
 }
 
 impl Services {
@@ -61,6 +64,7 @@ impl Services {
             hook_secrets: Arc::default(),
             wake: Arc::default(),
             gitignore_cache: Arc::default(),
+            ip_rules: Arc::default(),
         }
     }
 }

@@ -124,21 +124,23 @@ impl Services {
             .db
             .user_credentials_by_email(&email.trim().to_lowercase())
             .await?;
+        // An account's IP restrictions apply to signing in too; a refusal counts as a failed
+        // attempt, so the different answer cannot be used to list emails quickly.
+        if let Some(c) = &creds
+            && let Err(denied) = self
+                .check_client_address(&c.user.account_id, client_ip)
+                .await
+        {
+            self.record_failed_login(&keys, now).await?;
+            return Err(denied);
+        }
         let phc = match &creds {
             Some(c) => c.password_hash.as_str(),
             None => dummy_hash().await?,
         };
         let password_ok = verify_password(password, phc).await?;
         let Some(creds) = creds.filter(|_| password_ok) else {
-            for k in &keys {
-                let failures = self
-                    .db
-                    .count_failed_login(&k.key, now, now - FORGET_AFTER_MS)
-                    .await?;
-                if let Some(ms) = lock_ms(failures, k.free_failures) {
-                    self.db.lock_throttle(&k.key, now + ms).await?;
-                }
-            }
+            self.record_failed_login(&keys, now).await?;
             self.db
                 .record_audit(AuditEvent {
                     action: "login.failed",
@@ -165,6 +167,23 @@ impl Services {
             })
             .await?;
         Ok(session)
+    }
+
+    async fn record_failed_login(
+        &self,
+        keys: &[ThrottleKey],
+        now: i64,
+    ) -> Result<(), ServiceError> {
+        for k in keys {
+            let failures = self
+                .db
+                .count_failed_login(&k.key, now, now - FORGET_AFTER_MS)
+                .await?;
+            if let Some(ms) = lock_ms(failures, k.free_failures) {
+                self.db.lock_throttle(&k.key, now + ms).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Opens a session for a user who just proved who they are (sign-in, setup).

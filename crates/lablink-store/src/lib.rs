@@ -15,6 +15,7 @@ pub mod deliveries;
 pub mod doctor;
 mod error;
 pub mod integrations;
+pub mod ip_rules;
 pub mod ledger;
 pub mod links;
 pub mod login_throttle;

@@ -53,6 +53,13 @@ async fn session_user(
         return Ok(None);
     };
     let session = state.services.session(cookie.value()).await?;
+    state
+        .services
+        .check_client_address(
+            &session.principal.account_id,
+            client_ip(parts, state).as_deref(),
+        )
+        .await?;
     Ok(Some(CurrentUser {
         principal: session.principal.clone(),
         session,
@@ -107,6 +114,10 @@ impl FromRequestParts<AppState> for ApiUser {
                     )
                 })?;
             let principal = state.services.principal_for_api_token(token).await?;
+            state
+                .services
+                .check_client_address(&principal.account_id, client_ip(parts, state).as_deref())
+                .await?;
             return Ok(ApiUser { principal });
         }
         let unauthenticated = || {
@@ -149,12 +160,15 @@ impl FromRequestParts<AppState> for ClientIp {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        Ok(ClientIp(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| client_address(c.0.ip(), &parts.headers, &state.trusted_proxies))
-                .map(|ip| ip.to_string()),
-        ))
+        Ok(ClientIp(client_ip(parts, state)))
     }
+}
+
+/// The client's address as text, from the peer and the trusted proxies' headers.
+fn client_ip(parts: &Parts, state: &AppState) -> Option<String> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| client_address(c.0.ip(), &parts.headers, &state.trusted_proxies))
+        .map(|ip| ip.to_string())
 }

@@ -76,6 +76,11 @@ pub enum AdminCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// IP restrictions of an account, from a shell.
+    IpRestrictions {
+        #[command(subcommand)]
+        command: IpRestrictionsCommand,
+    },
     /// Put a new master key at the top of the key file, keeping the old one to open what it sealed.
     NewKey,
     /// Re-seal every stored secret under the current master key (safe to interrupt and re-run).
@@ -86,6 +91,17 @@ pub enum AdminCommand {
         /// After a complete run, remove the older keys from the key file.
         #[arg(long, conflicts_with = "check")]
         forget_previous: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IpRestrictionsCommand {
+    /// Stop enforcing an account's IP restrictions (the rules are kept): the way back in for an
+    /// admin who is locked out.
+    Disable {
+        /// Account name.
+        #[arg(long)]
+        account: String,
     },
 }
 
@@ -117,6 +133,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 Err(anyhow::anyhow!("the doctor found problems"))
             }
+        }
+        Command::Admin {
+            command:
+                AdminCommand::IpRestrictions {
+                    command: IpRestrictionsCommand::Disable { account },
+                },
+        } => {
+            let services = offline_services(&settings).await?;
+            services
+                .disable_ip_restrictions_of_account(&account)
+                .await?;
+            println!(
+                "IP restrictions of account {account} are disabled (the rules are kept). Running \
+                 lablink processes stop enforcing them within {} seconds.",
+                lablink_service::ip_restrictions::REFRESH_EVERY.as_secs()
+            );
+            Ok(())
         }
         Command::Admin {
             command: AdminCommand::NewKey,

@@ -96,6 +96,11 @@ impl Application {
         };
         let services = services(&settings, db.clone(), keys, public_url);
         let setup_link = services.setup_link_if_empty().await?;
+        // Requests are checked against rules in memory: load them before serving.
+        services
+            .refresh_ip_rules()
+            .await
+            .context("cannot load the accounts' IP restrictions")?;
         Ok(Application {
             listener,
             metrics_listener,
@@ -148,7 +153,13 @@ impl Application {
             .with_graceful_shutdown(stop.clone().cancelled_owned());
         tracing::info!(public_url = %self.services.settings.public_url, "lablink is serving");
         // Every replica writes (intake alone does), so every replica keeps the log short.
-        let mut background = vec![tokio::spawn(checkpoint_loop(self.db.clone(), stop.clone()))];
+        let mut background = vec![
+            tokio::spawn(checkpoint_loop(self.db.clone(), stop.clone())),
+            tokio::spawn(lablink_service::ip_restrictions::ip_rules_loop(
+                self.services.clone(),
+                stop.clone(),
+            )),
+        ];
         if let Some(ci) = self.ci {
             check_run_isolation(self.services.settings.runs.isolation).await;
             background.extend(lablink_service::ci::worker::spawn_ci_workers(

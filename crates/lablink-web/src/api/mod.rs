@@ -5,6 +5,7 @@
 
 mod ci;
 mod integration;
+mod ip_restrictions;
 mod linked_accounts;
 mod me;
 mod projects;
@@ -55,6 +56,16 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(users::change_role))
         .routes(routes!(tokens::list_tokens, tokens::create_token))
         .routes(routes!(tokens::revoke_token))
+        .routes(routes!(
+            ip_restrictions::get_restrictions,
+            ip_restrictions::create_rule
+        ))
+        .routes(routes!(
+            ip_restrictions::update_rule,
+            ip_restrictions::delete_rule
+        ))
+        .routes(routes!(ip_restrictions::set_enabled))
+        .routes(routes!(ip_restrictions::validate))
         .routes(routes!(
             integration::get_integration,
             integration::save_integration,

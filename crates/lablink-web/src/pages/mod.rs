@@ -6,6 +6,7 @@ mod dashboard;
 mod doctor;
 pub mod health;
 mod integration;
+mod ip_restrictions;
 mod linked_accounts;
 mod profile;
 mod projects;
@@ -25,6 +26,7 @@ pub fn routes() -> Router<AppState> {
         .merge(dashboard::routes())
         .merge(profile::routes())
         .merge(settings::routes())
+        .merge(ip_restrictions::routes())
         .merge(integration::routes())
         .merge(linked_accounts::routes())
         .merge(projects::routes())

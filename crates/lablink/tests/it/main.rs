@@ -10,6 +10,7 @@ mod demo;
 mod doctor;
 mod intake_crash;
 mod integration_flow;
+mod ip_restrictions;
 mod layering;
 mod linked_accounts;
 mod master_key;

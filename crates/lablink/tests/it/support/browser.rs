@@ -61,6 +61,21 @@ impl Browser {
         }
     }
 
+    /// A browser whose requests arrive through a trusted proxy that says they come from
+    /// `address` (`X-Forwarded-For`), for an app started with `trusted_proxies = "127.0.0.1"`.
+    pub fn from_address(base: &str, address: &str) -> Browser {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("x-forwarded-for", address.parse().unwrap());
+        Browser {
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .default_headers(headers)
+                .build()
+                .unwrap(),
+            ..Browser::new(base)
+        }
+    }
+
     fn cookie_header(&self) -> String {
         self.cookies
             .lock()
@@ -159,11 +174,26 @@ impl Browser {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> Page {
-        let b = Browser::new(base);
-        let mut req = b.client.request(method, b.url(path)).bearer_auth(token);
+        Browser::new(base)
+            .with_bearer(token, method, path, body)
+            .await
+    }
+
+    /// A JSON API call from this browser's client with a bearer token and no session.
+    pub async fn with_bearer(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Page {
+        let mut req = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(token);
         if let Some(body) = body {
             req = req.json(&body);
         }
-        b.send(req).await
+        self.send(req).await
     }
 }
