@@ -67,15 +67,16 @@ impl Services {
                 )),
                 other => other.into(),
             })?;
-        self.db
-            .record_audit(AuditEvent {
-                account_id: Some(&admin.account_id),
-                actor_user_id: Some(&admin.user_id),
-                action: "user.created",
-                detail: format!("{} as {}", user.email, user.role),
-                client_ip: None,
-            })
-            .await?;
+        self.audit(AuditEvent {
+            account_id: Some(&admin.account_id),
+            actor_user_id: Some(&admin.user_id),
+            action: "user.created",
+            target: Some(format!("user {}", user.email)),
+            detail: format!("{} as {}", user.email, user.role),
+            client_ip: None,
+            ..AuditEvent::default()
+        })
+        .await?;
         Ok(user)
     }
 
@@ -94,14 +95,14 @@ impl Services {
             None => self.db.create_account(&account_name, plan_if_new).await?,
         };
         let user = self.db.create_user(&account.id, &new_user).await?;
-        self.db
-            .record_audit(AuditEvent {
-                account_id: Some(&account.id),
-                action: "user.created",
-                detail: format!("{} as {} (from the command line)", user.email, user.role),
-                ..AuditEvent::default()
-            })
-            .await?;
+        self.audit(AuditEvent {
+            account_id: Some(&account.id),
+            action: "user.created",
+            target: Some(format!("user {}", user.email)),
+            detail: format!("{} as {} (from the command line)", user.email, user.role),
+            ..AuditEvent::default()
+        })
+        .await?;
         Ok((account, user))
     }
 
@@ -143,15 +144,16 @@ impl Services {
             ));
         }
         self.db.set_user_role(&user.id, role).await?;
-        self.db
-            .record_audit(AuditEvent {
-                account_id: Some(&admin.account_id),
-                actor_user_id: Some(&admin.user_id),
-                action: "user.role_changed",
-                detail: format!("{}: {} -> {}", user.email, user.role, role),
-                client_ip: None,
-            })
-            .await?;
+        self.audit(AuditEvent {
+            account_id: Some(&admin.account_id),
+            actor_user_id: Some(&admin.user_id),
+            action: "user.role_changed",
+            target: Some(format!("user {}", user.email)),
+            detail: format!("{}: {} -> {}", user.email, user.role, role),
+            client_ip: None,
+            ..AuditEvent::default()
+        })
+        .await?;
         Ok(User { role, ..user })
     }
 
@@ -161,18 +163,5 @@ impl Services {
             .account_by_id(&principal.account_id)
             .await?
             .ok_or_else(|| ServiceError::NotFound("account not found".into()))
-    }
-
-    /// The newest audit entries of the admin's account.
-    pub async fn audit_log(
-        &self,
-        admin: &Principal,
-        limit: i64,
-    ) -> Result<Vec<lablink_store::audit::AuditEntry>, ServiceError> {
-        require(
-            admin.role.can_manage_account(),
-            "Only account admins can read the audit log.",
-        )?;
-        Ok(self.db.audit_of_account(&admin.account_id, limit).await?)
     }
 }

@@ -57,15 +57,16 @@ impl Services {
                 expires_at,
             )
             .await?;
-        self.db
-            .record_audit(AuditEvent {
-                account_id: Some(&principal.account_id),
-                actor_user_id: Some(&principal.user_id),
-                action: "api_token.created",
-                detail: format!("{} ({})", token.name, token.prefix),
-                client_ip: None,
-            })
-            .await?;
+        self.audit(AuditEvent {
+            account_id: Some(&principal.account_id),
+            actor_user_id: Some(&principal.user_id),
+            action: "api_token.created",
+            target: Some(format!("token {}", token.name)),
+            detail: format!("{} ({})", token.name, token.prefix),
+            client_ip: None,
+            ..AuditEvent::default()
+        })
+        .await?;
         Ok(CreatedToken {
             token,
             value: SecretString::from(value),
@@ -91,15 +92,16 @@ impl Services {
             .map_err(|_| {
                 ServiceError::NotFound("You have no active API token with that id.".into())
             })?;
-        self.db
-            .record_audit(AuditEvent {
-                account_id: Some(&principal.account_id),
-                actor_user_id: Some(&principal.user_id),
-                action: "api_token.revoked",
-                detail: token_id.to_owned(),
-                client_ip: None,
-            })
-            .await?;
+        self.audit(AuditEvent {
+            account_id: Some(&principal.account_id),
+            actor_user_id: Some(&principal.user_id),
+            action: "api_token.revoked",
+            target: Some(format!("token {token_id}")),
+            detail: token_id.to_owned(),
+            client_ip: None,
+            ..AuditEvent::default()
+        })
+        .await?;
         Ok(())
     }
 

@@ -242,15 +242,22 @@ impl Services {
         action: &str,
         detail: String,
     ) -> Result<(), ServiceError> {
-        self.db
-            .record_audit(AuditEvent {
-                account_id: Some(account_id),
-                actor_user_id: Some(actor_user_id),
-                action,
-                detail,
-                client_ip: None,
-            })
-            .await?;
+        // Links are a user's, the integration is the account's.
+        let target = if action.starts_with("gitlab.integration") {
+            "GitLab integration".to_owned()
+        } else {
+            "GitLab link".to_owned()
+        };
+        self.audit(AuditEvent {
+            account_id: Some(account_id),
+            actor_user_id: Some(actor_user_id),
+            action,
+            target: Some(target),
+            detail,
+            client_ip: None,
+            ..AuditEvent::default()
+        })
+        .await?;
         Ok(())
     }
 

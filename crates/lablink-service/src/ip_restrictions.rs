@@ -191,15 +191,16 @@ impl Services {
             && self.first_denial_in_a_while(account_id, address)?
         {
             let why = decision.map(|d| d.explain()).unwrap_or_default();
-            self.db
-                .record_audit(AuditEvent {
-                    account_id: Some(account_id),
-                    action: "ip_restrictions.denied",
-                    detail: format!("a request from {address} was {why}"),
-                    client_ip,
-                    ..AuditEvent::default()
-                })
-                .await?;
+            self.audit(AuditEvent {
+                account_id: Some(account_id),
+                action: "ip_restrictions.denied",
+                outcome: lablink_store::audit::AuditOutcome::Denied,
+                target: Some(format!("address {address}")),
+                detail: format!("a request from {address} was {why}"),
+                client_ip,
+                ..AuditEvent::default()
+            })
+            .await?;
         }
         Err(ServiceError::Forbidden(ACCESS_DENIED.into()))
     }
@@ -380,15 +381,16 @@ impl Services {
             return Err(ServiceError::NotFound("This rule no longer exists.".into()));
         }
         self.reload_ip_rules(&admin.account_id).await?;
-        self.db
-            .record_audit(AuditEvent {
-                account_id: Some(&admin.account_id),
-                actor_user_id: Some(&admin.user_id),
-                action: "ip_restrictions.rule_deleted",
-                detail: format!("rule “{}”", deleted.rule.name),
-                client_ip,
-            })
-            .await?;
+        self.audit(AuditEvent {
+            account_id: Some(&admin.account_id),
+            actor_user_id: Some(&admin.user_id),
+            action: "ip_restrictions.rule_deleted",
+            target: Some(format!("rule {}", deleted.rule.name)),
+            detail: format!("rule “{}”", deleted.rule.name),
+            client_ip,
+            ..AuditEvent::default()
+        })
+        .await?;
         Ok(())
     }
 
@@ -401,20 +403,21 @@ impl Services {
     ) -> Result<(), ServiceError> {
         self.reload_ip_rules(&admin.account_id).await?;
         let ranges: Vec<String> = fields.ranges.iter().map(ToString::to_string).collect();
-        self.db
-            .record_audit(AuditEvent {
-                account_id: Some(&admin.account_id),
-                actor_user_id: Some(&admin.user_id),
-                action,
-                detail: format!(
-                    "rule “{}”: {} {}",
-                    fields.name,
-                    fields.kind,
-                    ranges.join(", ")
-                ),
-                client_ip,
-            })
-            .await?;
+        self.audit(AuditEvent {
+            account_id: Some(&admin.account_id),
+            actor_user_id: Some(&admin.user_id),
+            action,
+            target: Some(format!("rule {}", fields.name)),
+            detail: format!(
+                "rule “{}”: {} {}",
+                fields.name,
+                fields.kind,
+                ranges.join(", ")
+            ),
+            client_ip,
+            ..AuditEvent::default()
+        })
+        .await?;
         Ok(())
     }
 
@@ -437,19 +440,19 @@ impl Services {
             .set_ip_restrictions_enabled(&admin.account_id, enabled)
             .await?;
         self.reload_ip_rules(&admin.account_id).await?;
-        self.db
-            .record_audit(AuditEvent {
-                account_id: Some(&admin.account_id),
-                actor_user_id: Some(&admin.user_id),
-                action: if enabled {
-                    "ip_restrictions.enabled"
-                } else {
-                    "ip_restrictions.disabled"
-                },
-                detail: String::new(),
-                client_ip,
-            })
-            .await?;
+        self.audit(AuditEvent {
+            account_id: Some(&admin.account_id),
+            actor_user_id: Some(&admin.user_id),
+            action: if enabled {
+                "ip_restrictions.enabled"
+            } else {
+                "ip_restrictions.disabled"
+            },
+            detail: String::new(),
+            client_ip,
+            ..AuditEvent::default()
+        })
+        .await?;
         Ok(())
     }
 
@@ -469,14 +472,13 @@ impl Services {
         self.db
             .set_ip_restrictions_enabled(&account.id, false)
             .await?;
-        self.db
-            .record_audit(AuditEvent {
-                account_id: Some(&account.id),
-                action: "ip_restrictions.disabled",
-                detail: "by an operator from a shell".into(),
-                ..AuditEvent::default()
-            })
-            .await?;
+        self.audit(AuditEvent {
+            account_id: Some(&account.id),
+            action: "ip_restrictions.disabled",
+            detail: "by an operator from a shell".into(),
+            ..AuditEvent::default()
+        })
+        .await?;
         Ok(())
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod api_tokens;
+pub mod audit;
 pub mod ci;
 pub mod doctor;
 mod error;

@@ -99,22 +99,21 @@ impl Services {
             key_id: self.keys.current_key_id(),
             columns,
         };
-        self.db
-            .record_audit(AuditEvent {
-                action: "secrets.rekeyed",
-                detail: format!(
-                    "{} secrets re-sealed under key {}{}",
-                    rekeyed.resealed(),
-                    rekeyed.key_id,
-                    if rekeyed.complete() {
-                        ""
-                    } else {
-                        "; some could not be re-sealed"
-                    }
-                ),
-                ..AuditEvent::default()
-            })
-            .await?;
+        self.audit(AuditEvent {
+            action: "secrets.rekeyed",
+            detail: format!(
+                "{} secrets re-sealed under key {}{}",
+                rekeyed.resealed(),
+                rekeyed.key_id,
+                if rekeyed.complete() {
+                    ""
+                } else {
+                    "; some could not be re-sealed"
+                }
+            ),
+            ..AuditEvent::default()
+        })
+        .await?;
         Ok(rekeyed)
     }
 

@@ -315,18 +315,19 @@ impl Services {
                 CANCELLED_WHILE_CONNECTING.to_owned(),
             ));
         }
-        self.db
-            .record_audit(AuditEvent {
-                account_id: Some(&caller.account_id),
-                actor_user_id: Some(&caller.user_id),
-                action: "repository.connected",
-                detail: format!(
-                    "project “{}” connected to {} (GitLab project {}, repository {})",
-                    project.name, found.path_with_namespace, found.id, row.id
-                ),
-                client_ip,
-            })
-            .await?;
+        self.audit(AuditEvent {
+            account_id: Some(&caller.account_id),
+            actor_user_id: Some(&caller.user_id),
+            action: "repository.connected",
+            target: Some(format!("repository {}", found.path_with_namespace)),
+            detail: format!(
+                "project “{}” connected to {} (GitLab project {}, repository {})",
+                project.name, found.path_with_namespace, found.id, row.id
+            ),
+            client_ip,
+            ..AuditEvent::default()
+        })
+        .await?;
         self.db
             .repository(&row.id)
             .await?
@@ -543,18 +544,19 @@ impl Services {
         self.db
             .end_repository_connection(&repo.id, store::ConnectionEnd::Disconnected)
             .await?;
-        self.db
-            .record_audit(AuditEvent {
-                account_id: Some(&caller.account_id),
-                actor_user_id: Some(&caller.user_id),
-                action: "repository.disconnected",
-                detail: format!(
-                    "project “{}” disconnected from {} (GitLab project {}, repository {})",
-                    project.name, repo.path_with_namespace, repo.gitlab_project_id, repo.id
-                ),
-                client_ip,
-            })
-            .await?;
+        self.audit(AuditEvent {
+            account_id: Some(&caller.account_id),
+            actor_user_id: Some(&caller.user_id),
+            action: "repository.disconnected",
+            target: Some(format!("repository {}", repo.path_with_namespace)),
+            detail: format!(
+                "project “{}” disconnected from {} (GitLab project {}, repository {})",
+                project.name, repo.path_with_namespace, repo.gitlab_project_id, repo.id
+            ),
+            client_ip,
+            ..AuditEvent::default()
+        })
+        .await?;
         let repository = self
             .db
             .repository(&repo.id)
@@ -610,18 +612,20 @@ impl Services {
                 .set_repository_status_warning(&row.id, &reason)
                 .await?;
             tracing::warn!(repository_id = %row.id, left = left.len(), "rolled back a connect whose process stopped");
-            self.db
-                .record_audit(AuditEvent {
-                    account_id: Some(&row.account_id),
-                    actor_user_id: None,
-                    action: "repository.connect_rolled_back",
-                    detail: format!(
-                        "connecting {} (GitLab project {}, repository {}): {reason}",
-                        row.path_with_namespace, row.gitlab_project_id, row.id
-                    ),
-                    client_ip: None,
-                })
-                .await?;
+            self.audit(AuditEvent {
+                account_id: Some(&row.account_id),
+                actor_user_id: None,
+                action: "repository.connect_rolled_back",
+                outcome: lablink_store::audit::AuditOutcome::Failure,
+                target: Some(format!("repository {}", row.path_with_namespace)),
+                detail: format!(
+                    "connecting {} (GitLab project {}, repository {}): {reason}",
+                    row.path_with_namespace, row.gitlab_project_id, row.id
+                ),
+                client_ip: None,
+                ..AuditEvent::default()
+            })
+            .await?;
             recovered += 1;
         }
         Ok(recovered)

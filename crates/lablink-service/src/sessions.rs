@@ -139,16 +139,20 @@ impl Services {
             None => dummy_hash().await?,
         };
         let password_ok = verify_password(password, phc).await?;
+        // A failed attempt at a known email is in that account's audit log.
+        let account_of_email = creds.as_ref().map(|c| c.user.account_id.clone());
         let Some(creds) = creds.filter(|_| password_ok) else {
             self.record_failed_login(&keys, now).await?;
-            self.db
-                .record_audit(AuditEvent {
-                    action: "login.failed",
-                    detail: format!("for {}", email.trim()),
-                    client_ip,
-                    ..AuditEvent::default()
-                })
-                .await?;
+            self.audit(AuditEvent {
+                account_id: account_of_email.as_deref(),
+                action: "login.failed",
+                outcome: lablink_store::audit::AuditOutcome::Failure,
+                target: Some(format!("user {}", email.trim())),
+                detail: format!("for {}", email.trim()),
+                client_ip,
+                ..AuditEvent::default()
+            })
+            .await?;
             return Err(ServiceError::Unauthenticated(
                 "The email or password is not correct.".into(),
             ));
@@ -157,15 +161,15 @@ impl Services {
         // wipe out a run of guesses at other accounts).
         self.db.clear_throttle(&keys[0].key).await?;
         let session = self.start_session(&creds.user.id).await?;
-        self.db
-            .record_audit(AuditEvent {
-                account_id: Some(&session.principal.account_id),
-                actor_user_id: Some(&session.principal.user_id),
-                action: "login.succeeded",
-                detail: String::new(),
-                client_ip,
-            })
-            .await?;
+        self.audit(AuditEvent {
+            account_id: Some(&session.principal.account_id),
+            actor_user_id: Some(&session.principal.user_id),
+            action: "login.succeeded",
+            detail: String::new(),
+            client_ip,
+            ..AuditEvent::default()
+        })
+        .await?;
         Ok(session)
     }
 
@@ -229,21 +233,27 @@ impl Services {
     /// Ends one session (sign out of this browser).
     pub async fn logout(&self, session: &ActiveSession) -> Result<(), ServiceError> {
         self.db.delete_session(&session.id_hash).await?;
-        Ok(())
+        self.audit(AuditEvent {
+            account_id: Some(&session.principal.account_id),
+            actor_user_id: Some(&session.principal.user_id),
+            action: "logout",
+            ..AuditEvent::default()
+        })
+        .await
     }
 
     /// Ends every session of the user, on every device.
     pub async fn logout_everywhere(&self, principal: &Principal) -> Result<u64, ServiceError> {
         let n = self.db.delete_sessions_of_user(&principal.user_id).await?;
-        self.db
-            .record_audit(AuditEvent {
-                account_id: Some(&principal.account_id),
-                actor_user_id: Some(&principal.user_id),
-                action: "logout.everywhere",
-                detail: format!("{n} sessions ended"),
-                client_ip: None,
-            })
-            .await?;
+        self.audit(AuditEvent {
+            account_id: Some(&principal.account_id),
+            actor_user_id: Some(&principal.user_id),
+            action: "logout.everywhere",
+            detail: format!("{n} sessions ended"),
+            client_ip: None,
+            ..AuditEvent::default()
+        })
+        .await?;
         Ok(n)
     }
 }

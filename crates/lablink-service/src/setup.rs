@@ -118,18 +118,18 @@ impl Services {
             .user_credentials_by_email(&admin.email)
             .await?
             .ok_or_else(|| ServiceError::Internal("the new admin vanished".into()))?;
-        self.db
-            .record_audit(AuditEvent {
-                account_id: Some(&account.id),
-                actor_user_id: Some(&creds.user.id),
-                action: "setup.completed",
-                detail: format!(
-                    "account {} ({}) with admin {}",
-                    account.name, account.plan, admin.email
-                ),
-                client_ip: None,
-            })
-            .await?;
+        self.audit(AuditEvent {
+            account_id: Some(&account.id),
+            actor_user_id: Some(&creds.user.id),
+            action: "setup.completed",
+            detail: format!(
+                "account {} ({}) with admin {}",
+                account.name, account.plan, admin.email
+            ),
+            client_ip: None,
+            ..AuditEvent::default()
+        })
+        .await?;
         self.start_session(&creds.user.id).await
     }
 }

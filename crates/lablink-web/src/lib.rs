@@ -25,6 +25,7 @@
 //! (admins) and `/profile/linked-accounts` (everyone).
 
 pub mod api;
+mod audit_query;
 mod client_address;
 mod csrf;
 mod error;

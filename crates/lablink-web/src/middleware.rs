@@ -1,19 +1,23 @@
 //! The protective layers around every route: body size limit, request timeout, panics turned
-//! into a 500 page, request metrics and tracing with sensitive headers hidden, and the headers
-//! that tell browsers what a page may do.
+//! into a 500 page, request metrics and tracing with sensitive headers hidden, the headers that
+//! tell browsers what a page may do, and the request's origin (client address, user agent) for
+//! the audit trail.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use lablink_service::audit::RequestOrigin;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::client_address::{TrustedProxies, client_address};
 use crate::{AppState, HtmlError};
 
 /// Largest request body accepted (forms and JSON are small).
@@ -27,9 +31,13 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; scr
 
 pub fn apply(router: Router<AppState>, state: &AppState) -> Router<AppState> {
     let https = state.services.settings.secure_cookies();
+    let trusted = state.trusted_proxies.clone();
     router
         .layer(axum::middleware::from_fn(move |req, next| {
             browser_headers(req, next, https)
+        }))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            with_origin(req, next, trusted.clone())
         }))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(
@@ -50,6 +58,22 @@ pub fn apply(router: Router<AppState>, state: &AppState) -> Router<AppState> {
             header::HeaderName::from_static("x-gitlab-token"),
             header::HeaderName::from_static("webhook-signature"),
         ]))
+}
+
+/// Runs the request with its origin known to the use cases, which record it in audit entries.
+async fn with_origin(req: Request, next: Next, trusted: TrustedProxies) -> Response {
+    let origin = RequestOrigin {
+        client_ip: req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| client_address(c.0.ip(), req.headers(), &trusted).to_string()),
+        user_agent: req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    };
+    origin.scope(next.run(req)).await
 }
 
 /// The browser-facing security headers of every response; HSTS only when lablink is served over

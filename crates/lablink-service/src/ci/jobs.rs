@@ -1,6 +1,7 @@
 //! Managing CI jobs: validation of what users type, authorization, and the warehouse settings
 //! stored beside the sealed secrets.
 
+use lablink_store::audit::AuditEvent;
 use std::collections::BTreeMap;
 
 use lablink_core::ci::{BranchFilter, CiJobSpec, ForkPolicy, JobKind};
@@ -362,6 +363,8 @@ impl Services {
             .db
             .create_ci_job(&self.keys, &caller.account_id, project_id, &input)
             .await?;
+        self.audit_ci_job(caller, "ci_job.created", id, &input.name)
+            .await?;
         self.get_ci_job(caller, id).await
     }
 
@@ -378,6 +381,8 @@ impl Services {
         let existing = self.job_of_account(caller, job_id).await?;
         let input = input(form, existing.input.warehouse_secret)?;
         self.db.update_ci_job(&self.keys, job_id, &input).await?;
+        self.audit_ci_job(caller, "ci_job.changed", job_id, &input.name)
+            .await?;
         self.get_ci_job(caller, job_id).await
     }
 
@@ -386,8 +391,26 @@ impl Services {
             caller.role.can_write(),
             "Only developers and admins can manage CI jobs.",
         )?;
-        self.job_of_account(caller, job_id).await?;
+        let job = self.job_of_account(caller, job_id).await?;
         self.db.delete_ci_job(job_id).await?;
-        Ok(())
+        self.audit_ci_job(caller, "ci_job.deleted", job_id, &job.input.name)
+            .await
+    }
+
+    async fn audit_ci_job(
+        &self,
+        caller: &Principal,
+        action: &str,
+        job_id: i64,
+        name: &str,
+    ) -> Result<(), ServiceError> {
+        self.audit(AuditEvent {
+            account_id: Some(&caller.account_id),
+            actor_user_id: Some(&caller.user_id),
+            action,
+            target: Some(format!("CI job {name} (#{job_id})")),
+            ..AuditEvent::default()
+        })
+        .await
     }
 }

@@ -231,21 +231,22 @@ impl Services {
                     .into(),
             ));
         }
-        self.db
-            .record_audit(AuditEvent {
-                account_id: Some(&caller.account_id),
-                actor_user_id: Some(&caller.user_id),
-                action: "ci.fork_run.approved",
-                detail: format!(
-                    "run {} of {}!{} at {} from a fork approved by {by} (GitLab {role})",
-                    run.id,
-                    repository.path_with_namespace,
-                    run.mr_iid.unwrap_or_default(),
-                    run.sha
-                ),
-                client_ip,
-            })
-            .await?;
+        self.audit(AuditEvent {
+            account_id: Some(&caller.account_id),
+            actor_user_id: Some(&caller.user_id),
+            action: "ci.fork_run.approved",
+            target: Some(format!("run {}", run.id)),
+            detail: format!(
+                "run {} of {}!{} at {} from a fork approved by {by} (GitLab {role})",
+                run.id,
+                repository.path_with_namespace,
+                run.mr_iid.unwrap_or_default(),
+                run.sha
+            ),
+            client_ip,
+            ..AuditEvent::default()
+        })
+        .await?;
         self.wake.runs.notify_one();
         self.wake.statuses.notify_one();
         let run = self.run_of_account(caller, run_id).await?;
@@ -352,18 +353,19 @@ impl Services {
         };
         self.enqueue(task, super::events::DROP_SCHEMA_ATTEMPTS)
             .await?;
-        self.db
-            .record_audit(AuditEvent {
-                account_id: Some(&caller.account_id),
-                actor_user_id: Some(&caller.user_id),
-                action: "ci.schemas.drop_requested",
-                detail: format!(
-                    "schemas of merge request !{mr_iid} and CI job {} (run {})",
-                    run.ci_job_id, run.id
-                ),
-                client_ip,
-            })
-            .await?;
+        self.audit(AuditEvent {
+            account_id: Some(&caller.account_id),
+            actor_user_id: Some(&caller.user_id),
+            action: "ci.schemas.drop_requested",
+            target: Some(format!("run {}", run.id)),
+            detail: format!(
+                "schemas of merge request !{mr_iid} and CI job {} (run {})",
+                run.ci_job_id, run.id
+            ),
+            client_ip,
+            ..AuditEvent::default()
+        })
+        .await?;
         Ok(())
     }
 

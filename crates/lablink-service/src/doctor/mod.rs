@@ -9,6 +9,7 @@ mod fixes;
 mod gitignore;
 
 use lablink_exec::sandbox::Isolation;
+use lablink_store::audit::{AuditEvent, AuditOutcome};
 use std::time::{Duration, Instant};
 
 use lablink_gitlab::Api;
@@ -47,8 +48,14 @@ impl Services {
             )?;
         }
         let project = self.project(caller, project_id).await?;
-        self.examine(&project.account_id, &project.id, fix, None)
-            .await
+        self.examine(
+            &project.account_id,
+            &project.id,
+            fix,
+            None,
+            Some(&caller.user_id),
+        )
+        .await
     }
 
     /// Repairs only the findings with `code` (the panel's Fix button of one finding).
@@ -63,8 +70,14 @@ impl Services {
             "Read-only users cannot repair connections.",
         )?;
         let project = self.project(caller, project_id).await?;
-        self.examine(&project.account_id, &project.id, true, Some(code))
-            .await
+        self.examine(
+            &project.account_id,
+            &project.id,
+            true,
+            Some(code),
+            Some(&caller.user_id),
+        )
+        .await
     }
 
     /// Checks (and with `fix`, repairs) one project (by id) or every project with a connected
@@ -131,7 +144,7 @@ impl Services {
         project_id: &str,
         fix: bool,
     ) -> Result<Report, ServiceError> {
-        self.examine(account_id, project_id, fix, None).await
+        self.examine(account_id, project_id, fix, None, None).await
     }
 
     /// Checks, and with `fix` repairs the findings (only those with code `only`, when given).
@@ -141,6 +154,7 @@ impl Services {
         project_id: &str,
         fix: bool,
         only: Option<Code>,
+        actor: Option<&str>,
     ) -> Result<Report, ServiceError> {
         let project = self
             .db
@@ -184,6 +198,22 @@ impl Services {
                         message: finding.fix.clone(),
                     },
                 };
+                if repair.outcome != Outcome::Manual && together.is_none() {
+                    self.audit(AuditEvent {
+                        account_id: Some(&project.account_id),
+                        actor_user_id: actor,
+                        action: "doctor.repaired",
+                        target: Some(format!("repository {}", repo.path_with_namespace)),
+                        detail: format!("{}: {}", finding.code.as_str(), repair.message),
+                        outcome: if repair.outcome == Outcome::Repaired {
+                            AuditOutcome::Success
+                        } else {
+                            AuditOutcome::Failure
+                        },
+                        ..AuditEvent::default()
+                    })
+                    .await?;
+                }
                 repairs.push(repair);
             }
         }

@@ -119,19 +119,19 @@ impl Services {
                 repository.path_with_namespace
             )
         };
-        self.db
-            .record_audit(AuditEvent {
-                account_id: Some(&caller.account_id),
-                actor_user_id: Some(&caller.user_id),
-                action: if on {
-                    "repository.post_as.enabled"
-                } else {
-                    "repository.post_as.disabled"
-                },
-                detail,
-                client_ip,
-            })
-            .await?;
+        self.audit(AuditEvent {
+            account_id: Some(&caller.account_id),
+            actor_user_id: Some(&caller.user_id),
+            action: if on {
+                "repository.post_as.enabled"
+            } else {
+                "repository.post_as.disabled"
+            },
+            detail,
+            client_ip,
+            ..AuditEvent::default()
+        })
+        .await?;
         self.project_repository(caller, project_id)
             .await?
             .ok_or_else(|| {

@@ -3,6 +3,7 @@
 //! `X-CSRF-Token` header). Authorization is the same as for the pages: it is decided by the use
 //! cases.
 
+pub(crate) mod audit;
 mod ci;
 mod integration;
 mod ip_restrictions;
@@ -52,6 +53,7 @@ impl utoipa::Modify for BearerAuth {
 fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(me::me))
+        .routes(routes!(audit::list_audit))
         .routes(routes!(users::list_users, users::create_user))
         .routes(routes!(users::change_role))
         .routes(routes!(tokens::list_tokens, tokens::create_token))

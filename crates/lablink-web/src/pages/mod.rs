@@ -1,5 +1,6 @@
 //! Server-rendered pages. Each module owns its routes; register a new module here.
 
+mod audit;
 mod auth;
 mod ci_jobs;
 mod dashboard;
@@ -26,6 +27,7 @@ pub fn routes() -> Router<AppState> {
         .merge(dashboard::routes())
         .merge(profile::routes())
         .merge(settings::routes())
+        .merge(audit::routes())
         .merge(ip_restrictions::routes())
         .merge(integration::routes())
         .merge(linked_accounts::routes())

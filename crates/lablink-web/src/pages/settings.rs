@@ -1,4 +1,5 @@
-//! Account settings (admins): plan, users and roles, the audit log, and the way to Integrations.
+//! Account settings (admins): plan, users and roles, and the ways to Integrations, IP
+//! restrictions and the audit log.
 
 use askama::Template;
 use axum::extract::{Path, State};
@@ -12,7 +13,6 @@ use lablink_service::accounts::UserInput;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::when;
 use crate::{AppState, Chrome, CurrentUser, HtmlError, render};
 
 pub fn routes() -> Router<AppState> {
@@ -32,12 +32,6 @@ struct UserRow {
     is_you: bool,
 }
 
-struct AuditRow {
-    when: String,
-    action: String,
-    detail: String,
-}
-
 #[derive(Template)]
 #[template(path = "settings.html")]
 struct SettingsPage {
@@ -47,7 +41,6 @@ struct SettingsPage {
     own_gitlab_app: bool,
     users: Vec<UserRow>,
     roles: [Role; 3],
-    audit: Vec<AuditRow>,
     error: Option<String>,
 }
 
@@ -70,17 +63,6 @@ async fn page(
             role: u.role,
         })
         .collect();
-    let audit = state
-        .services
-        .audit_log(p, 20)
-        .await?
-        .into_iter()
-        .map(|a| AuditRow {
-            when: when(a.created_at),
-            action: a.action,
-            detail: a.detail,
-        })
-        .collect();
     Ok(SettingsPage {
         chrome: Chrome::for_user(user),
         account_name: p.account_name.clone(),
@@ -88,7 +70,6 @@ async fn page(
         own_gitlab_app: p.plan.allows_own_gitlab_app(),
         users,
         roles: Role::ALL,
-        audit,
         error,
     })
 }

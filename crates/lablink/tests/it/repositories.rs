@@ -372,7 +372,11 @@ async fn connect_fetch_disconnect_and_move(backend: Backend) {
     let audit = w
         .app
         .db
-        .audit_of_account(&repo_account(&w.app, &repo_id).await, 50)
+        .audit_entries(
+            &repo_account(&w.app, &repo_id).await,
+            &lablink_store::audit::AuditFilter::default(),
+            50,
+        )
         .await
         .unwrap();
     let actions: Vec<&str> = audit.iter().map(|a| a.action.as_str()).collect();

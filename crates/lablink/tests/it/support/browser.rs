@@ -1,6 +1,9 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+/// What the tests' browser says it is (the audit trail records it).
+pub const USER_AGENT: &str = "lablink-test-browser";
+
 /// An HTTP client that keeps cookies like a browser and does not follow redirects (so tests see
 /// them).
 pub struct Browser {
@@ -54,6 +57,7 @@ impl Browser {
             base: base.to_owned(),
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
+                .user_agent(USER_AGENT)
                 .build()
                 .unwrap(),
             cookies: Mutex::new(BTreeMap::new()),
@@ -69,6 +73,7 @@ impl Browser {
         Browser {
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
+                .user_agent(USER_AGENT)
                 .default_headers(headers)
                 .build()
                 .unwrap(),
