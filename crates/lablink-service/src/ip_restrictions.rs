@@ -147,8 +147,7 @@ impl Services {
 
     async fn reload_ip_rules(&self, account_id: &str) -> Result<IpRestrictions, ServiceError> {
         let stored = self.db.ip_restrictions(account_id).await?;
-        let rules = IpRules::new(stored.rules.iter().map(|r| r.rule.clone()).collect())
-            .map_err(|e| ServiceError::Internal(format!("stored IP rules conflict: {e}")))?;
+        let rules = stored_rules(stored.rules.iter().map(|r| r.rule.clone()).collect())?;
         self.ip_rules
             .accounts
             .write()
@@ -230,8 +229,7 @@ impl Services {
     ) -> Result<IpRestrictionsView, ServiceError> {
         require(admin.role.can_manage_account(), ADMINS_ONLY)?;
         let restrictions = self.db.ip_restrictions(&admin.account_id).await?;
-        let rules = IpRules::new(restrictions.rules.iter().map(|r| r.rule.clone()).collect())
-            .map_err(|e| ServiceError::Internal(format!("stored IP rules conflict: {e}")))?;
+        let rules = stored_rules(restrictions.rules.iter().map(|r| r.rule.clone()).collect())?;
         let your_address = client_ip
             .and_then(|a| a.parse::<IpAddr>().ok())
             .map(|a| (a.to_string(), rules.decide(a)));
@@ -250,8 +248,7 @@ impl Services {
         require(admin.role.can_manage_account(), ADMINS_ONLY)?;
         let address = parse_address(address)?;
         let stored = self.db.ip_restrictions(&admin.account_id).await?;
-        let rules = IpRules::new(stored.rules.into_iter().map(|r| r.rule).collect())
-            .map_err(|e| ServiceError::Internal(format!("stored IP rules conflict: {e}")))?;
+        let rules = stored_rules(stored.rules.into_iter().map(|r| r.rule).collect())?;
         Ok(rules.decide(address))
     }
 
@@ -481,6 +478,12 @@ impl Services {
         .await?;
         Ok(())
     }
+}
+
+/// Saved rules, indexed; they were checked when saved, so a conflict means a damaged store.
+fn stored_rules(rules: Vec<Rule>) -> Result<IpRules, ServiceError> {
+    IpRules::new(rules)
+        .map_err(|e| ServiceError::Internal(format!("stored IP rules conflict: {e}")))
 }
 
 fn poisoned() -> ServiceError {

@@ -218,40 +218,47 @@ impl RuleFields {
     }
 }
 
-/// After a rule was saved: back to the page with a message, or the form again with the refusal
-/// next to what was typed.
-async fn after_save(
+/// After an action: back to the page with its message, or the page again with the refusal —
+/// next to the rule form with what was typed (`form`), or at the top.
+async fn settle(
     state: &AppState,
     user: &CurrentUser,
     client_ip: Option<&str>,
-    id: Option<String>,
-    fields: RuleFields,
     result: Result<(), ServiceError>,
     done: Done,
+    form: Option<RuleForm>,
 ) -> Result<Response, HtmlError> {
     match result {
         Ok(()) => Ok(done.redirect()),
         Err(ServiceError::BadInput(why) | ServiceError::Conflict(why)) => {
-            let form = RuleForm {
-                id,
-                name: fields.name,
-                description: fields.description,
-                kind: fields.kind,
-                ranges: fields.ranges,
-                error: Some(why),
+            let (form, error) = match form {
+                Some(form) => (
+                    Some(RuleForm {
+                        error: Some(why),
+                        ..form
+                    }),
+                    None,
+                ),
+                None => (None, Some(why)),
             };
-            let page = page(
-                state,
-                user,
-                client_ip,
-                PageQuery::default(),
-                Some(form),
-                None,
-            )
-            .await?;
+            let page = page(state, user, client_ip, PageQuery::default(), form, error).await?;
             Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response())
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+impl RuleFields {
+    /// The form again with what was typed.
+    fn form(self, id: Option<String>) -> RuleForm {
+        RuleForm {
+            id,
+            name: self.name,
+            description: self.description,
+            kind: self.kind,
+            ranges: self.ranges,
+            error: None,
+        }
     }
 }
 
@@ -268,14 +275,14 @@ async fn create(
         .create_ip_rule(&user.principal, &fields.input(), client_ip.as_deref())
         .await
         .map(drop);
-    after_save(
+    let form = fields.form(None);
+    settle(
         &state,
         &user,
         client_ip.as_deref(),
-        None,
-        fields,
         result,
         Done::Created,
+        Some(form),
     )
     .await
 }
@@ -293,14 +300,14 @@ async fn update(
         .services
         .update_ip_rule(&user.principal, &id, &fields.input(), client_ip.as_deref())
         .await;
-    after_save(
+    let form = fields.form(Some(id));
+    settle(
         &state,
         &user,
         client_ip.as_deref(),
-        Some(id),
-        fields,
         result,
         Done::Changed,
+        Some(form),
     )
     .await
 }
@@ -309,32 +316,6 @@ async fn update(
 struct CsrfOnly {
     #[serde(default)]
     csrf_token: String,
-}
-
-/// Shows the page again with a refusal that is not about the rule form.
-async fn refused(
-    state: &AppState,
-    user: &CurrentUser,
-    client_ip: Option<&str>,
-    result: Result<(), ServiceError>,
-    done: Done,
-) -> Result<Response, HtmlError> {
-    match result {
-        Ok(()) => Ok(done.redirect()),
-        Err(ServiceError::BadInput(why) | ServiceError::Conflict(why)) => {
-            let page = page(
-                state,
-                user,
-                client_ip,
-                PageQuery::default(),
-                None,
-                Some(why),
-            )
-            .await?;
-            Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response())
-        }
-        Err(e) => Err(e.into()),
-    }
 }
 
 async fn delete(
@@ -350,7 +331,15 @@ async fn delete(
         .services
         .delete_ip_rule(&user.principal, &id, client_ip.as_deref())
         .await;
-    refused(&state, &user, client_ip.as_deref(), result, Done::Deleted).await
+    settle(
+        &state,
+        &user,
+        client_ip.as_deref(),
+        result,
+        Done::Deleted,
+        None,
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -378,5 +367,5 @@ async fn enable(
     } else {
         Done::Disabled
     };
-    refused(&state, &user, client_ip.as_deref(), result, done).await
+    settle(&state, &user, client_ip.as_deref(), result, done, None).await
 }
