@@ -1,5 +1,6 @@
 //! IP restrictions (account settings): allow and deny rules by address range, enforced on pages,
-//! the JSON API and sign-in once an admin enables them.
+//! the JSON API and sign-in once an admin enables them; and the ranges the account's webhook
+//! deliveries may come from, enforced by intake.
 //!
 //! Requests are checked against an in-memory copy of each account's rules ([`IpRulesCache`]),
 //! never by a query: every replica reloads an account's rules when its version in the database
@@ -15,7 +16,7 @@ use lablink_core::ip_range::{IpNet, parse_ip_range};
 use lablink_core::ip_rules::{Decision, IpRules, Rule, RuleKind};
 use lablink_store::audit::AuditEvent;
 use lablink_store::ip_rules::IpRuleFields;
-pub use lablink_store::ip_rules::{IpRestrictions, IpRule};
+pub use lablink_store::ip_rules::{IpRestrictions, IpRule, WebhookSources};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::require;
@@ -32,12 +33,19 @@ const DENIED_AUDIT_EVERY: Duration = Duration::from_secs(60);
 
 const ADMINS_ONLY: &str = "Only account admins can change IP restrictions.";
 
+/// The ranges GitLab.com sends webhooks from: GitLab's documentation, "GitLab.com settings" → "IP
+/// range" (gitlabhq `doc/user/gitlab_com/_index.md`). Offered as the list when the account's
+/// GitLab is gitlab.com; a self-managed instance's admins know their own.
+pub const GITLAB_COM_WEBHOOK_SOURCES: [&str; 2] = ["34.74.90.64/28", "34.74.226.0/24"];
+
 /// One account's rules as this replica enforces them.
 #[derive(Debug)]
 struct Enforced {
     version: i64,
     enabled: bool,
     rules: IpRules,
+    /// `Some` while webhook deliveries are restricted to these ranges.
+    webhook_sources: Option<Vec<IpNet>>,
 }
 
 /// Every account's enforced rules, and when each denied address was last audited.
@@ -58,12 +66,22 @@ pub struct IpRuleInput {
     pub ranges: String,
 }
 
+/// The webhook source ranges as a person typed them.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookSourcesInput {
+    pub enabled: bool,
+    /// Ranges separated by new lines or commas.
+    pub ranges: String,
+}
+
 /// The settings page's and the API's view of an account's restrictions.
 #[derive(Debug, Clone)]
 pub struct IpRestrictionsView {
     pub restrictions: IpRestrictions,
     /// How the caller's own address fares under the saved rules (`None`: address unknown).
     pub your_address: Option<(String, Decision)>,
+    /// The published webhook ranges of the account's GitLab (gitlab.com's), when it has any.
+    pub published_webhook_sources: Vec<String>,
 }
 
 fn parse_address(text: &str) -> Result<IpAddr, ServiceError> {
@@ -92,10 +110,20 @@ fn validate(input: &IpRuleInput) -> Result<(String, String, RuleKind, Vec<IpNet>
     let kind: RuleKind = input.kind.parse().map_err(|_| {
         ServiceError::BadInput("Choose whether the rule allows or denies its ranges.".into())
     })?;
+    let ranges = parse_ranges(&input.ranges)?;
+    if ranges.is_empty() {
+        return Err(ServiceError::BadInput(
+            "Add at least one range, like 203.0.113.0/24 or 2001:db8::/32.".into(),
+        ));
+    }
+    Ok((name.to_owned(), description.to_owned(), kind, ranges))
+}
+
+/// Ranges separated by new lines or commas, each bad one named, duplicates dropped.
+fn parse_ranges(text: &str) -> Result<Vec<IpNet>, ServiceError> {
     let mut ranges = Vec::new();
     let mut problems = Vec::new();
-    for text in input
-        .ranges
+    for text in text
         .split(['\n', ','])
         .map(str::trim)
         .filter(|t| !t.is_empty())
@@ -113,17 +141,12 @@ fn validate(input: &IpRuleInput) -> Result<(String, String, RuleKind, Vec<IpNet>
             problems.join("; ")
         )));
     }
-    if ranges.is_empty() {
-        return Err(ServiceError::BadInput(
-            "Add at least one range, like 203.0.113.0/24 or 2001:db8::/32.".into(),
-        ));
-    }
     if ranges.len() > 1000 {
         return Err(ServiceError::BadInput(
-            "A rule holds at most 1,000 ranges; split them over several rules.".into(),
+            "A list holds at most 1,000 ranges; split them over several rules.".into(),
         ));
     }
-    Ok((name.to_owned(), description.to_owned(), kind, ranges))
+    Ok(ranges)
 }
 
 impl Services {
@@ -158,6 +181,10 @@ impl Services {
                     version: stored.version,
                     enabled: stored.enabled,
                     rules,
+                    webhook_sources: stored
+                        .webhook_sources
+                        .enabled
+                        .then(|| stored.webhook_sources.ranges.clone()),
                 }),
             );
         Ok(stored)
@@ -204,6 +231,25 @@ impl Services {
         Err(ServiceError::Forbidden(ACCESS_DENIED.into()))
     }
 
+    /// Whether a webhook delivery to one of the account's repositories may come from
+    /// `client_ip`: always, unless the account restricts its webhook sources; then only from
+    /// inside them (an unknown address is outside). Reads memory only.
+    pub fn webhook_source_allowed(
+        &self,
+        account_id: &str,
+        client_ip: Option<&str>,
+    ) -> Result<bool, ServiceError> {
+        let accounts = self.ip_rules.accounts.read().map_err(|_| poisoned())?;
+        let Some(sources) = accounts
+            .get(account_id)
+            .and_then(|e| e.webhook_sources.as_ref())
+        else {
+            return Ok(true);
+        };
+        let address = client_ip.and_then(|a| a.parse::<IpAddr>().ok());
+        Ok(address.is_some_and(|a| sources.iter().any(|net| net.contains(&a))))
+    }
+
     fn first_denial_in_a_while(
         &self,
         account_id: &str,
@@ -233,10 +279,74 @@ impl Services {
         let your_address = client_ip
             .and_then(|a| a.parse::<IpAddr>().ok())
             .map(|a| (a.to_string(), rules.decide(a)));
+        let integration = self
+            .db
+            .gitlab_integration(&self.keys, &admin.account_id)
+            .await?;
+        let on_gitlab_com = integration.is_some_and(|i| {
+            url::Url::parse(&i.instance_url)
+                .is_ok_and(|u| u.host_str().is_some_and(|h| h == "gitlab.com"))
+        });
         Ok(IpRestrictionsView {
             restrictions,
             your_address,
+            published_webhook_sources: if on_gitlab_com {
+                GITLAB_COM_WEBHOOK_SOURCES.map(str::to_owned).to_vec()
+            } else {
+                Vec::new()
+            },
         })
+    }
+
+    /// Restricts (or stops restricting) where the account's webhook deliveries may come from.
+    /// Enabling needs at least one range; a delivery from outside is then refused and counted.
+    pub async fn set_webhook_sources(
+        &self,
+        admin: &Principal,
+        input: &WebhookSourcesInput,
+        client_ip: Option<&str>,
+    ) -> Result<(), ServiceError> {
+        require(admin.role.can_manage_account(), ADMINS_ONLY)?;
+        let ranges = parse_ranges(&input.ranges)?;
+        if input.enabled && ranges.is_empty() {
+            return Err(ServiceError::BadInput(
+                "Add the ranges GitLab sends webhooks from before restricting deliveries to \
+                 them (for gitlab.com: 34.74.90.64/28 and 34.74.226.0/24)."
+                    .into(),
+            ));
+        }
+        let sources = WebhookSources {
+            enabled: input.enabled,
+            ranges,
+        };
+        self.db
+            .set_webhook_sources(&admin.account_id, &sources)
+            .await?;
+        self.reload_ip_rules(&admin.account_id).await?;
+        let ranges: Vec<String> = sources.ranges.iter().map(ToString::to_string).collect();
+        self.audit(AuditEvent {
+            account_id: Some(&admin.account_id),
+            actor_user_id: Some(&admin.user_id),
+            action: "ip_restrictions.webhook_sources_changed",
+            target: Some("webhook sources".into()),
+            detail: format!(
+                "webhook deliveries {}: {}",
+                if sources.enabled {
+                    "restricted"
+                } else {
+                    "not restricted"
+                },
+                if ranges.is_empty() {
+                    "no ranges".to_owned()
+                } else {
+                    ranges.join(", ")
+                }
+            ),
+            client_ip,
+            ..AuditEvent::default()
+        })
+        .await?;
+        Ok(())
     }
 
     /// Which rule decides for `address` under the account's saved rules.

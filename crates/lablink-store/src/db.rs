@@ -54,6 +54,41 @@ async fn keep_delivery_rows_inline(pool: &PgPool) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Why the database refuses to change an audit entry. Entries are only ever added (and deleted
+/// past their retention); a trigger makes that hold for every statement, not only lablink's.
+const AUDIT_UNCHANGED: &str = "audit entries cannot be changed";
+
+/// PostgreSQL's trigger for [`AUDIT_UNCHANGED`] (its own words, so not in the shared migrations),
+/// created once under an advisory lock so that replicas starting together do not race.
+async fn keep_audit_entries_unchanged_pg(pool: &PgPool) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(7305441)")
+        .execute(&mut *tx)
+        .await?;
+    let present: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'audit_log_unchanged' \
+         AND tgrelid = 'audit_log'::regclass)",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    if !present {
+        sqlx::query(&format!(
+            "CREATE OR REPLACE FUNCTION lablink_audit_log_unchanged() RETURNS trigger \
+             LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION '{AUDIT_UNCHANGED}'; END $$"
+        ))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "CREATE TRIGGER audit_log_unchanged BEFORE UPDATE ON audit_log FOR EACH ROW \
+             EXECUTE FUNCTION lablink_audit_log_unchanged()",
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
 impl Db {
     /// Connects to `url`: `sqlite://path` (created if missing) or `postgres://...`.
     pub async fn connect(url: &str) -> Result<Db, StoreError> {
@@ -93,8 +128,19 @@ impl Db {
     /// so replicas starting together are safe.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         on_db!(self, |pool| MIGRATOR.run(pool).await)?;
-        if let Db::Postgres(pool) = self {
-            keep_delivery_rows_inline(pool).await?;
+        match self {
+            Db::Postgres(pool) => {
+                keep_delivery_rows_inline(pool).await?;
+                keep_audit_entries_unchanged_pg(pool).await?;
+            }
+            Db::Sqlite(pool) => {
+                sqlx::query(&format!(
+                    "CREATE TRIGGER IF NOT EXISTS audit_log_unchanged BEFORE UPDATE ON audit_log \
+                     BEGIN SELECT RAISE(ABORT, '{AUDIT_UNCHANGED}'); END"
+                ))
+                .execute(pool)
+                .await?;
+            }
         }
         Ok(())
     }

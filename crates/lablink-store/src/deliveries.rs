@@ -63,6 +63,8 @@ const COLUMNS: &str = "id, repository_id, delivery_key, event, body, body_encodi
 
 /// What verifies a repository's deliveries.
 pub struct HookSecrets {
+    /// The account the repository belongs to, whose webhook source ranges apply.
+    pub account_id: String,
     pub secret: SecretString,
     /// The secret before the last rotation, while its grace window lasts.
     pub previous: Option<SecretString>,
@@ -135,6 +137,7 @@ impl DeliveryRow {
 #[derive(sqlx::FromRow)]
 struct SecretRow {
     id: String,
+    account_id: String,
     hook_secret: Option<Vec<u8>>,
     hook_secret_previous: Option<Vec<u8>>,
     hook_secret_grace_until: Option<i64>,
@@ -151,8 +154,8 @@ impl Db {
     ) -> Result<Option<HookSecrets>, StoreError> {
         let row: Option<SecretRow> = crate::on_db!(self, |pool| {
             sqlx::query_as(
-                "SELECT id, hook_secret, hook_secret_previous, hook_secret_grace_until, \
-                 signing_token FROM repositories \
+                "SELECT id, account_id, hook_secret, hook_secret_previous, \
+                 hook_secret_grace_until, signing_token FROM repositories \
                  WHERE id = $1 AND status IN ('connected', 'connecting')",
             )
             .bind(repository_id)
@@ -167,6 +170,7 @@ impl Db {
             |column: &str, blob: &[u8]| keys.open_str(&repository_aad(column, &row.id), blob);
         let in_grace = row.hook_secret_grace_until.is_some_and(|t| t > now_ms());
         Ok(Some(HookSecrets {
+            account_id: row.account_id.clone(),
             secret: open("hook_secret", secret)?,
             previous: match (&row.hook_secret_previous, in_grace) {
                 (Some(blob), true) => Some(open("hook_secret_previous", blob)?),

@@ -1,5 +1,6 @@
-//! IP restrictions as stored: an account's rules and the switch that enforces them. Every change
-//! bumps the account's `version` in the same transaction, which is how replicas notice it.
+//! IP restrictions as stored: an account's rules and the switch that enforces them, and the
+//! ranges its webhook deliveries may come from. Every change bumps the account's `version` in the
+//! same transaction, which is how replicas notice it.
 
 use lablink_core::ip_range::{IpNet, parse_ip_range};
 use lablink_core::ip_rules::{Rule, RuleKind};
@@ -21,6 +22,15 @@ pub struct IpRestrictions {
     /// 0 before the first change.
     pub version: i64,
     pub rules: Vec<IpRule>,
+    pub webhook_sources: WebhookSources,
+}
+
+/// Where the account's webhook deliveries may come from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebhookSources {
+    /// Deliveries from outside `ranges` are refused only while this is on.
+    pub enabled: bool,
+    pub ranges: Vec<IpNet>,
 }
 
 /// A rule to create or to replace another with.
@@ -94,11 +104,14 @@ const BUMP: &str = "INSERT INTO ip_restriction_sets (account_id, enabled, versio
 
 impl Db {
     pub async fn ip_restrictions(&self, account_id: &str) -> Result<IpRestrictions, StoreError> {
-        let set: Option<(bool, i64)> = on_db!(self, |pool| {
-            sqlx::query_as("SELECT enabled, version FROM ip_restriction_sets WHERE account_id = $1")
-                .bind(account_id)
-                .fetch_optional(pool)
-                .await
+        let set: Option<(bool, i64, bool, String)> = on_db!(self, |pool| {
+            sqlx::query_as(
+                "SELECT enabled, version, webhook_sources_enabled, webhook_sources \
+                 FROM ip_restriction_sets WHERE account_id = $1",
+            )
+            .bind(account_id)
+            .fetch_optional(pool)
+            .await
         })?;
         let rows: Vec<RuleRow> = on_db!(self, |pool| {
             sqlx::query_as(
@@ -109,10 +122,22 @@ impl Db {
             .fetch_all(pool)
             .await
         })?;
-        let (enabled, version) = set.unwrap_or((false, 0));
+        let (enabled, version, sources_enabled, sources) = set.unwrap_or_default();
+        let sources = sources
+            .lines()
+            .map(|r| {
+                parse_ip_range(r).map_err(|e| {
+                    StoreError::Corrupt(format!("webhook sources of account {account_id}: {e}"))
+                })
+            })
+            .collect::<Result<_, _>>()?;
         Ok(IpRestrictions {
             enabled,
             version,
+            webhook_sources: WebhookSources {
+                enabled: sources_enabled,
+                ranges: sources,
+            },
             rules: rows
                 .into_iter()
                 .map(RuleRow::into_rule)
@@ -249,6 +274,38 @@ impl Db {
                 .execute(pool)
                 .await
                 .map(drop)
+        })?;
+        Ok(())
+    }
+
+    /// Replaces where the account's webhook deliveries may come from.
+    pub async fn set_webhook_sources(
+        &self,
+        account_id: &str,
+        sources: &WebhookSources,
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
+        on_db!(self, |pool| {
+            async {
+                let mut tx = pool.begin().await?;
+                sqlx::query(BUMP)
+                    .bind(account_id)
+                    .bind(None::<bool>)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "UPDATE ip_restriction_sets SET webhook_sources_enabled = $1, \
+                     webhook_sources = $2 WHERE account_id = $3",
+                )
+                .bind(sources.enabled)
+                .bind(ranges_text(&sources.ranges))
+                .bind(account_id)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await
+            }
+            .await
         })?;
         Ok(())
     }

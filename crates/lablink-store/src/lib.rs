@@ -31,6 +31,7 @@ pub mod setup;
 mod sqlite_busy;
 pub mod status_outbox;
 pub mod users;
+pub mod webhook_refusals;
 
 pub use db::Db;
 pub use error::StoreError;

@@ -15,12 +15,14 @@ pub struct Pruned {
     pub run_artifacts: u64,
     pub audit_entries: u64,
     pub throttle_rows: u64,
+    pub webhook_refusals: u64,
 }
 
 /// What a pass prunes: everything older than these moments (milliseconds since the epoch).
 #[derive(Debug, Clone, Copy)]
 pub struct PruneBefore {
     /// Deliveries handled (processed, ignored or failed) before this; waiting ones are kept.
+    /// Counts of refused deliveries last seen before this go too.
     pub deliveries: i64,
     /// Logs and artifacts of runs that finished before this, except the artifacts of each
     /// project's production run (its latest successful run on the default branch), which later
@@ -68,6 +70,13 @@ impl Db {
                     "DELETE FROM login_throttle WHERE updated_at < $1 AND locked_until < $2",
                     before.throttle,
                     before.now,
+                )
+                .await?,
+            webhook_refusals: self
+                .delete_all(
+                    "DELETE FROM webhook_refusals WHERE last_at < $1",
+                    before.deliveries,
+                    0,
                 )
                 .await?,
         })

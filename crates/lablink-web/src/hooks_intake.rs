@@ -1,7 +1,8 @@
 //! `POST /webhooks/gitlab/{repository_id}`: GitLab's webhook deliveries. The handler only hands
 //! the raw request to intake; the answer is 2xx for every accepted delivery (also duplicates and
 //! events lablink ignores, so GitLab never disables the hook because of lablink's choices), 401
-//! with no detail for unknown repositories and bad secrets, 413 above GitLab's maximum size.
+//! with no detail for unknown repositories and bad secrets, 403 for a delivery from outside the
+//! account's webhook source ranges, 413 above GitLab's maximum size.
 //! The secret is checked before the body is read: strangers cannot make lablink read 25 MiB.
 
 use axum::Router;
@@ -13,6 +14,7 @@ use axum::routing::post;
 use lablink_service::ci::intake::{Accepted, IntakeError, MAX_BODY_BYTES};
 
 use crate::AppState;
+use crate::extract::ClientIp;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/webhooks/gitlab/{repository_id}", post(receive))
@@ -21,12 +23,14 @@ pub fn routes() -> Router<AppState> {
 async fn receive(
     State(state): State<AppState>,
     Path(repository_id): Path<String>,
+    ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let client_ip = client_ip.as_deref();
     if let Err(e) = state
         .services
-        .precheck_webhook(&repository_id, &headers)
+        .precheck_webhook(&repository_id, &headers, client_ip)
         .await
     {
         return refused(e);
@@ -37,7 +41,7 @@ async fn receive(
     };
     match state
         .services
-        .receive_webhook(&repository_id, &headers, &body)
+        .receive_webhook(&repository_id, &headers, &body, client_ip)
         .await
     {
         Ok(Accepted::Queued { .. }) => (StatusCode::OK, "queued").into_response(),
@@ -50,6 +54,12 @@ async fn receive(
 fn refused(e: IntakeError) -> Response {
     match e {
         IntakeError::Unauthorized => StatusCode::UNAUTHORIZED.into_response(),
+        IntakeError::OutsideSources => (
+            StatusCode::FORBIDDEN,
+            "lablink does not accept webhook deliveries from this address; an admin can allow \
+             it under Settings → IP restrictions → Webhook deliveries.",
+        )
+            .into_response(),
         IntakeError::Service(e) => {
             tracing::error!(error = %e, "webhook intake failed");
             // 5xx makes GitLab count a failure; nothing was stored, so nothing is lost twice.

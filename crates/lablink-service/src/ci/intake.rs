@@ -25,6 +25,9 @@ pub const MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
 pub enum IntakeError {
     #[error("unauthorized")]
     Unauthorized,
+    /// A delivery with the right secret, from outside the account's webhook source ranges.
+    #[error("deliveries from this address are not accepted")]
+    OutsideSources,
     #[error(transparent)]
     Service(#[from] ServiceError),
 }
@@ -57,8 +60,9 @@ impl Services {
         &self,
         repository_id: &str,
         headers: &HeaderMap,
+        client_ip: Option<&str>,
     ) -> Result<(), IntakeError> {
-        self.check_delivery(repository_id, |secrets| {
+        self.check_delivery(repository_id, client_ip, |secrets| {
             precheck(
                 headers,
                 &secrets.secret,
@@ -69,14 +73,17 @@ impl Services {
         .await
     }
 
-    /// Accepts a delivery for `repository_id` if it proves it comes from the repository's hook.
+    /// Accepts a delivery for `repository_id` if it proves it comes from the repository's hook
+    /// (and, where the account restricts webhook sources, from inside them).
     pub async fn receive_webhook(
         &self,
         repository_id: &str,
         headers: &HeaderMap,
         body: &[u8],
+        client_ip: Option<&str>,
     ) -> Result<Accepted, IntakeError> {
-        self.verify_delivery(repository_id, headers, body).await?;
+        self.verify_delivery(repository_id, headers, body, client_ip)
+            .await?;
         let event = headers.get("x-gitlab-event").and_then(|v| v.to_str().ok());
         let ignored = ignored_reason(event);
         let key = delivery_key(headers, body);
@@ -108,8 +115,9 @@ impl Services {
         repository_id: &str,
         headers: &HeaderMap,
         body: &[u8],
+        client_ip: Option<&str>,
     ) -> Result<(), IntakeError> {
-        self.check_delivery(repository_id, |secrets| {
+        self.check_delivery(repository_id, client_ip, |secrets| {
             verify(
                 headers,
                 body,
@@ -123,16 +131,21 @@ impl Services {
     }
 
     /// Checks a delivery with `check` against the repository's secrets: the ones kept from a
-    /// recent delivery first, then the stored ones (which are kept when they pass).
+    /// recent delivery first, then the stored ones (which are kept when they pass); then its
+    /// address against the account's webhook sources. Only a delivery with the right secret is
+    /// counted as refused by address: strangers' guesses are no news for the doctor.
     async fn check_delivery(
         &self,
         repository_id: &str,
+        client_ip: Option<&str>,
         check: impl Fn(&HookSecrets) -> Result<(), VerifyError>,
     ) -> Result<(), IntakeError> {
         if let Some(kept) = self.hook_secrets.fresh(repository_id)
             && check(&kept).is_ok()
         {
-            return Ok(());
+            return self
+                .check_source(&kept.account_id, repository_id, client_ip)
+                .await;
         }
         let Some(stored) = self
             .db
@@ -147,8 +160,32 @@ impl Services {
             tracing::info!(repository_id, error = %e, "webhook delivery refused");
             IntakeError::Unauthorized
         })?;
+        let account_id = stored.account_id.clone();
         self.hook_secrets.remember(repository_id, Arc::new(stored));
-        Ok(())
+        self.check_source(&account_id, repository_id, client_ip)
+            .await
+    }
+
+    async fn check_source(
+        &self,
+        account_id: &str,
+        repository_id: &str,
+        client_ip: Option<&str>,
+    ) -> Result<(), IntakeError> {
+        if self.webhook_source_allowed(account_id, client_ip)? {
+            return Ok(());
+        }
+        let address = client_ip.unwrap_or("an unknown address");
+        tracing::info!(
+            repository_id,
+            address,
+            "webhook delivery refused: outside the webhook sources"
+        );
+        self.db
+            .count_webhook_refusal(repository_id, address)
+            .await
+            .map_err(ServiceError::from)?;
+        Err(IntakeError::OutsideSources)
     }
 }
 

@@ -33,6 +33,8 @@ pub enum Code {
     RunsNotIsolated,
     /// The sandbox cannot start on this host: CI runs fail until it can.
     SandboxUnavailable,
+    /// Deliveries with the right secret came from outside the account's webhook source ranges.
+    WebhookSourcesRefused,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

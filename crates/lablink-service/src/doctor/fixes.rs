@@ -60,7 +60,8 @@ impl Services {
             | Code::RepositoryNotInGroup
             | Code::ConnectorNotMaintainer
             | Code::RunsNotIsolated
-            | Code::SandboxUnavailable => {
+            | Code::SandboxUnavailable
+            | Code::WebhookSourcesRefused => {
                 return Repair {
                     code,
                     outcome: Outcome::Manual,

@@ -33,6 +33,9 @@ pub struct TestDelivery {
     pub message: String,
 }
 
+/// How far back the doctor reports deliveries refused because of their address.
+const REFUSALS_REPORTED_FOR_MS: i64 = 7 * 24 * 3600 * 1000;
+
 impl Services {
     /// Checks (and with `fix`, repairs) the caller's project's connection.
     pub async fn check_project_connection(
@@ -137,6 +140,40 @@ impl Services {
         }
     }
 
+    /// Deliveries refused in the last week because of their address: either GitLab sends from a
+    /// range the account does not allow (deliveries are lost), or someone else holds the
+    /// webhook's secret.
+    async fn check_webhook_refusals(
+        &self,
+        repository_id: &str,
+    ) -> Result<Option<Finding>, ServiceError> {
+        let since = lablink_store::now_ms() - REFUSALS_REPORTED_FOR_MS;
+        let refused = self.db.webhook_refusals_since(repository_id, since).await?;
+        if refused.is_empty() {
+            return Ok(None);
+        }
+        let total: i64 = refused.iter().map(|r| r.refusals).sum();
+        let seen: Vec<String> = refused
+            .iter()
+            .map(|r| format!("{} ({}×)", r.address, r.refusals))
+            .collect();
+        Ok(Some(Finding::warning(
+            Code::WebhookSourcesRefused,
+            format!(
+                "{total} webhook deliveries from outside the allowed ranges were refused in the \
+                 last 7 days, from {}. They carried the webhook's secret, so they were either \
+                 GitLab's own (and merge requests went without CI runs) or sent by someone who \
+                 knows the secret.",
+                seen.join(", ")
+            ),
+            "If these addresses are GitLab's, add them under Settings → IP restrictions → \
+             Webhook deliveries. If they are not, reset the webhook's secret (Check connection → \
+             Fix on a webhook finding, or reconnect the repository)."
+                .into(),
+            false,
+        )))
+    }
+
     /// Checks (and with `fix`, repairs) a project's connection.
     pub async fn check_connection(
         &self,
@@ -176,6 +213,7 @@ impl Services {
         self.check_gitignore(&repo, &project.subdirectory, &mut findings)
             .await;
         findings.extend(self.check_run_isolation().await);
+        findings.extend(self.check_webhook_refusals(&repo.id).await?);
         let mut repairs = Vec::new();
         if fix {
             for finding in findings.iter().filter(|f| only.is_none_or(|c| c == f.code)) {

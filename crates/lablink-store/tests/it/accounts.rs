@@ -6,6 +6,7 @@ crate::on_both!(
     setup_consumes_its_token_once,
     emails_are_unique,
     sessions_join_user_and_account,
+    audit_entries_cannot_be_changed,
 );
 
 fn user(email: &str, role: Role) -> NewUser {
@@ -104,4 +105,28 @@ async fn sessions_join_user_and_account(db: Db) {
     assert_eq!(s.principal.account_name, "A");
     assert_eq!(db.delete_sessions_of_user(&u.id).await.unwrap(), 1);
     assert!(db.session("hash").await.unwrap().is_none());
+}
+
+async fn audit_entries_cannot_be_changed(db: Db) {
+    use lablink_store::audit::AuditEvent;
+    db.record_audit(AuditEvent {
+        action: "login.failed",
+        detail: "as written".into(),
+        ..AuditEvent::default()
+    })
+    .await
+    .unwrap();
+    let rewrite = "UPDATE audit_log SET detail = 'rewritten'";
+    let refused = match &db {
+        Db::Sqlite(pool) => sqlx::query(rewrite).execute(pool).await.map(drop),
+        Db::Postgres(pool) => sqlx::query(rewrite).execute(pool).await.map(drop),
+    }
+    .unwrap_err()
+    .to_string();
+    assert!(
+        refused.contains("audit entries cannot be changed"),
+        "{refused}"
+    );
+    let entries = db.operator_audit_entries(10).await.unwrap();
+    assert_eq!(entries[0].detail, "as written");
 }

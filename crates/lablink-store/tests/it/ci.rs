@@ -685,6 +685,20 @@ async fn old_records_are_pruned_but_production_keeps_its_manifest(db: Db) {
     db.lock_throttle("account|locked", now + 60_000)
         .await
         .unwrap();
+    for _ in 0..2 {
+        db.count_webhook_refusal("repo-1", "198.51.100.9")
+            .await
+            .unwrap();
+    }
+    let refused = db.webhook_refusals_since("repo-1", now - 1).await.unwrap();
+    assert_eq!(
+        (
+            refused.len(),
+            refused[0].address.as_str(),
+            refused[0].refusals
+        ),
+        (1, "198.51.100.9", 2)
+    );
 
     // Nothing is old enough yet.
     let past = PruneBefore {
@@ -714,6 +728,7 @@ async fn old_records_are_pruned_but_production_keeps_its_manifest(db: Db) {
     assert_eq!(pruned.run_artifacts, 2);
     assert_eq!(pruned.audit_entries, 1);
     assert_eq!(pruned.throttle_rows, 1);
+    assert_eq!(pruned.webhook_refusals, 1);
     for run in [&older_production, &merge_request] {
         assert!(
             db.run_artifact(run, "manifest.json")

@@ -1,12 +1,12 @@
 //! `/api/v1/ip-restrictions`: an account's IP rules, the switch that enforces them, and the
-//! address tester (account admins). The same checks as the settings page: bad ranges, a range on
+//! address tester, and where webhook deliveries may come from (account admins). The same checks as the settings page: bad ranges, a range on
 //! both lists and changes that would lock the caller out are refused with 422.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use lablink_service::ip_restrictions::IpRule;
-use lablink_service::ip_restrictions::IpRuleInput;
+use lablink_service::ip_restrictions::{IpRuleInput, WebhookSourcesInput};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -47,6 +47,20 @@ pub struct IpRestrictionsJson {
     pub your_address: Option<String>,
     /// Whether the saved rules let the caller's address in.
     pub your_address_allowed: Option<bool>,
+    pub webhook_sources: WebhookSourcesJson,
+}
+
+/// Where webhook deliveries may come from.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct WebhookSourcesJson {
+    /// Whether deliveries from outside `ranges` are refused (403, counted for the doctor).
+    pub enabled: bool,
+    /// Normalised CIDR ranges (in a request: CIDR ranges or single addresses).
+    pub ranges: Vec<String>,
+    /// The ranges the account's GitLab publishes for its webhooks (gitlab.com's); empty for a
+    /// self-managed instance. Ignored in a request.
+    #[serde(default)]
+    pub published: Vec<String>,
 }
 
 /// The account's IP restrictions.
@@ -71,7 +85,39 @@ pub async fn get_restrictions(
             .collect(),
         your_address_allowed: view.your_address.as_ref().map(|(_, d)| d.allowed),
         your_address: view.your_address.map(|(a, _)| a),
+        webhook_sources: WebhookSourcesJson {
+            enabled: view.restrictions.webhook_sources.enabled,
+            ranges: view
+                .restrictions
+                .webhook_sources
+                .ranges
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            published: view.published_webhook_sources,
+        },
     }))
+}
+
+/// Restricts (or stops restricting) where webhook deliveries may come from; enabling needs at
+/// least one range.
+#[utoipa::path(put, path = "/api/v1/ip-restrictions/webhook-sources", tag = "ip-restrictions", request_body = WebhookSourcesJson,
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn set_webhook_sources(
+    State(state): State<AppState>,
+    user: ApiUser,
+    ClientIp(ip): ClientIp,
+    ApiJson(body): ApiJson<WebhookSourcesJson>,
+) -> Result<StatusCode, ApiError> {
+    let input = WebhookSourcesInput {
+        enabled: body.enabled,
+        ranges: body.ranges.join("\n"),
+    };
+    state
+        .services
+        .set_webhook_sources(&user.principal, &input, ip.as_deref())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize, ToSchema)]

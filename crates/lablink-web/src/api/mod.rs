@@ -67,6 +67,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             ip_restrictions::delete_rule
         ))
         .routes(routes!(ip_restrictions::set_enabled))
+        .routes(routes!(ip_restrictions::set_webhook_sources))
         .routes(routes!(ip_restrictions::validate))
         .routes(routes!(
             integration::get_integration,
@@ -163,6 +164,7 @@ mod tests {
                 "POST /api/v1/users",
                 "PUT /api/v1/ci-jobs/{id}",
                 "PUT /api/v1/integrations/gitlab",
+                "PUT /api/v1/ip-restrictions/webhook-sources",
                 "PUT /api/v1/ip-restrictions/{id}",
                 "PUT /api/v1/projects/{id}",
                 "PUT /api/v1/projects/{id}/repository",

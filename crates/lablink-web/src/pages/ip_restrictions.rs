@@ -1,5 +1,5 @@
-//! Account settings → IP restrictions (admins): the rules, the switch that enforces them, and an
-//! address tester. Every change redirects back with a message (post/redirect/get); a refused
+//! Account settings → IP restrictions (admins): the rules, the switch that enforces them, an
+//! address tester, and where webhook deliveries may come from. Every change redirects back with a message (post/redirect/get); a refused
 //! change shows the form again with what was typed.
 
 use askama::Template;
@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use lablink_core::Role;
 use lablink_service::ServiceError;
-use lablink_service::ip_restrictions::IpRuleInput;
+use lablink_service::ip_restrictions::{IpRuleInput, WebhookSourcesInput};
 use serde::Deserialize;
 
 use super::when;
@@ -27,6 +27,10 @@ pub fn routes() -> Router<AppState> {
         .route("/settings/ip-restrictions/rules/{id}", post(update))
         .route("/settings/ip-restrictions/rules/{id}/delete", post(delete))
         .route("/settings/ip-restrictions/enabled", post(enable))
+        .route(
+            "/settings/ip-restrictions/webhook-sources",
+            post(webhook_sources),
+        )
 }
 
 /// What the last action did, shown once after its redirect.
@@ -38,6 +42,7 @@ enum Done {
     Deleted,
     Enabled,
     Disabled,
+    SourcesSaved,
 }
 
 impl Done {
@@ -50,6 +55,7 @@ impl Done {
                 "IP restrictions are enabled: every request is checked against the rules."
             }
             Done::Disabled => "IP restrictions are disabled: the rules are kept but not enforced.",
+            Done::SourcesSaved => "The webhook delivery settings were saved.",
         }
     }
 
@@ -60,6 +66,7 @@ impl Done {
             Done::Deleted => "deleted",
             Done::Enabled => "enabled",
             Done::Disabled => "disabled",
+            Done::SourcesSaved => "sources_saved",
         };
         Redirect::to(&format!("{PAGE}?done={name}")).into_response()
     }
@@ -86,6 +93,21 @@ struct RuleForm {
     error: Option<String>,
 }
 
+/// The webhook sources form: as saved, or what was typed before a refusal.
+struct SourcesForm {
+    enabled: bool,
+    ranges: String,
+    error: Option<String>,
+}
+
+/// What a refused form gets back, shown next to that form.
+enum Typed {
+    Rule(RuleForm),
+    Sources(SourcesForm),
+    /// A refusal of an action without fields (delete, enable), shown at the top.
+    Nothing,
+}
+
 #[derive(Template)]
 #[template(path = "ip_restrictions.html")]
 struct IpRestrictionsPage {
@@ -94,6 +116,9 @@ struct IpRestrictionsPage {
     rules: Vec<RuleRow>,
     your_address: Option<(String, String, bool)>,
     form: RuleForm,
+    sources: SourcesForm,
+    /// The account's GitLab's published webhook ranges (gitlab.com's), if any.
+    published_sources: Vec<String>,
     tested: Option<(String, Result<String, String>, bool)>,
     message: Option<&'static str>,
     error: Option<String>,
@@ -111,9 +136,14 @@ async fn page(
     user: &CurrentUser,
     client_ip: Option<&str>,
     query: PageQuery,
-    form: Option<RuleForm>,
+    typed: Typed,
     error: Option<String>,
 ) -> Result<IpRestrictionsPage, HtmlError> {
+    let (form, sources) = match typed {
+        Typed::Rule(form) => (Some(form), None),
+        Typed::Sources(sources) => (None, Some(sources)),
+        Typed::Nothing => (None, None),
+    };
     let view = state
         .services
         .ip_restrictions(&user.principal, client_ip)
@@ -169,9 +199,27 @@ async fn page(
         }
         _ => None,
     };
+    let saved = &view.restrictions.webhook_sources;
+    let sources = sources.unwrap_or_else(|| SourcesForm {
+        enabled: saved.enabled,
+        // Nothing saved yet: offer the published ranges, which the admin still has to save.
+        ranges: if saved.ranges.is_empty() {
+            view.published_webhook_sources.join("\n")
+        } else {
+            saved
+                .ranges
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        },
+        error: None,
+    });
     Ok(IpRestrictionsPage {
         chrome: Chrome::for_user(user),
         enabled: view.restrictions.enabled,
+        sources,
+        published_sources: view.published_webhook_sources,
         rules,
         your_address: view
             .your_address
@@ -190,7 +238,17 @@ async fn show(
     Query(query): Query<PageQuery>,
 ) -> Result<impl IntoResponse, HtmlError> {
     user.require(Role::can_manage_account, ADMINS_ONLY)?;
-    render(&page(&state, &user, client_ip.as_deref(), query, None, None).await?)
+    render(
+        &page(
+            &state,
+            &user,
+            client_ip.as_deref(),
+            query,
+            Typed::Nothing,
+            None,
+        )
+        .await?,
+    )
 }
 
 #[derive(Deserialize)]
@@ -219,29 +277,36 @@ impl RuleFields {
 }
 
 /// After an action: back to the page with its message, or the page again with the refusal —
-/// next to the rule form with what was typed (`form`), or at the top.
+/// next to the form with what was typed, or at the top.
 async fn settle(
     state: &AppState,
     user: &CurrentUser,
     client_ip: Option<&str>,
     result: Result<(), ServiceError>,
     done: Done,
-    form: Option<RuleForm>,
+    typed: Typed,
 ) -> Result<Response, HtmlError> {
     match result {
         Ok(()) => Ok(done.redirect()),
         Err(ServiceError::BadInput(why) | ServiceError::Conflict(why)) => {
-            let (form, error) = match form {
-                Some(form) => (
-                    Some(RuleForm {
+            let (typed, error) = match typed {
+                Typed::Rule(form) => (
+                    Typed::Rule(RuleForm {
                         error: Some(why),
                         ..form
                     }),
                     None,
                 ),
-                None => (None, Some(why)),
+                Typed::Sources(form) => (
+                    Typed::Sources(SourcesForm {
+                        error: Some(why),
+                        ..form
+                    }),
+                    None,
+                ),
+                Typed::Nothing => (Typed::Nothing, Some(why)),
             };
-            let page = page(state, user, client_ip, PageQuery::default(), form, error).await?;
+            let page = page(state, user, client_ip, PageQuery::default(), typed, error).await?;
             Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response())
         }
         Err(e) => Err(e.into()),
@@ -282,7 +347,7 @@ async fn create(
         client_ip.as_deref(),
         result,
         Done::Created,
-        Some(form),
+        Typed::Rule(form),
     )
     .await
 }
@@ -307,7 +372,7 @@ async fn update(
         client_ip.as_deref(),
         result,
         Done::Changed,
-        Some(form),
+        Typed::Rule(form),
     )
     .await
 }
@@ -337,7 +402,7 @@ async fn delete(
         client_ip.as_deref(),
         result,
         Done::Deleted,
-        None,
+        Typed::Nothing,
     )
     .await
 }
@@ -367,5 +432,56 @@ async fn enable(
     } else {
         Done::Disabled
     };
-    settle(&state, &user, client_ip.as_deref(), result, done, None).await
+    settle(
+        &state,
+        &user,
+        client_ip.as_deref(),
+        result,
+        done,
+        Typed::Nothing,
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+struct SourcesFields {
+    #[serde(default)]
+    csrf_token: String,
+    /// A checkbox: present (`on`) when ticked.
+    #[serde(default)]
+    enabled: Option<String>,
+    #[serde(default)]
+    ranges: String,
+}
+
+async fn webhook_sources(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ClientIp(client_ip): ClientIp,
+    Form(fields): Form<SourcesFields>,
+) -> Result<Response, HtmlError> {
+    user.check_csrf(&fields.csrf_token)?;
+    user.require(Role::can_manage_account, ADMINS_ONLY)?;
+    let input = WebhookSourcesInput {
+        enabled: fields.enabled.is_some(),
+        ranges: fields.ranges,
+    };
+    let result = state
+        .services
+        .set_webhook_sources(&user.principal, &input, client_ip.as_deref())
+        .await;
+    let typed = Typed::Sources(SourcesForm {
+        enabled: input.enabled,
+        ranges: input.ranges,
+        error: None,
+    });
+    settle(
+        &state,
+        &user,
+        client_ip.as_deref(),
+        result,
+        Done::SourcesSaved,
+        typed,
+    )
+    .await
 }

@@ -1,7 +1,8 @@
 //! IP restrictions end to end: rules of both families with nesting, the identical-range refusal,
 //! the lockout guard, the address tester, enforcement on pages, the JSON API with tokens and
-//! sign-in, a change reaching another replica, the shell's way back in, and the trusted-proxy
-//! rule (a forwarded address counts only from a trusted proxy).
+//! sign-in, a change reaching another replica, the shell's way back in, the trusted-proxy rule (a
+//! forwarded address counts only from a trusted proxy), and webhook deliveries restricted to
+//! GitLab's ranges with the doctor's report of the refused ones.
 
 use std::process::Command;
 
@@ -11,9 +12,13 @@ use serde_json::json;
 
 use crate::on_both_backends;
 
+use crate::support::connected::Connected;
 use crate::support::{Backend, Browser, PASSWORD, TestApp};
 
-on_both_backends!(rules_are_enforced_everywhere_and_cannot_lock_the_admin_out);
+on_both_backends!(
+    rules_are_enforced_everywhere_and_cannot_lock_the_admin_out,
+    deliveries_from_outside_the_webhook_sources_are_refused_and_reported,
+);
 
 const DENIED: &str = "Access denied! Please contact your admin for more details.";
 const OFFICE: &str = "198.51.100.7";
@@ -391,4 +396,188 @@ async fn a_forwarded_address_from_an_untrusted_peer_does_not_dodge_a_rule() {
         .await;
     assert_eq!(res.status, 303, "{}", res.body);
     app.stop().await;
+}
+
+/// GitLab's own test delivery (the simulator sends it from 127.0.0.1, with the webhook's secret).
+async fn gitlab_test_delivery(c: &Connected) -> (bool, String) {
+    let pat = c.gitlab.personal_token(c.alice.id, "test").await;
+    let state = c.gitlab.project_state(c.gitlab_project).await;
+    let hook_id = state["hooks"][0]["id"].as_u64().unwrap();
+    let res = reqwest::Client::new()
+        .post(format!(
+            "{}/api/v4/projects/{}/hooks/{hook_id}/test/tag_push_events",
+            c.gitlab.base, c.gitlab_project
+        ))
+        .header("PRIVATE-TOKEN", &pat)
+        .send()
+        .await
+        .unwrap();
+    (res.status().is_success(), res.text().await.unwrap())
+}
+
+async fn deliveries_from_outside_the_webhook_sources_are_refused_and_reported(backend: Backend) {
+    // GitLab sends test deliveries only for a project with a commit.
+    let seed = tempfile::tempdir().unwrap();
+    std::fs::write(seed.path().join("README.md"), "warehouse\n").unwrap();
+    let c = Connected::start(backend, &[], Some(seed.path())).await;
+    c.app
+        .create_user(
+            "acme",
+            Plan::Enterprise,
+            "admin@acme.test",
+            Role::AccountAdmin,
+        )
+        .await;
+    let admin = c.app.login("admin@acme.test").await;
+    let page = admin.get("/settings/ip-restrictions").await;
+    // The simulator is a self-managed GitLab: no published ranges are offered.
+    assert!(
+        page.body.contains("For a self-managed GitLab"),
+        "{}",
+        page.body
+    );
+    let csrf = page.csrf();
+    let put = |body: serde_json::Value| {
+        let (admin, csrf) = (&admin, csrf.clone());
+        async move {
+            admin
+                .api(
+                    Method::PUT,
+                    "/api/v1/ip-restrictions/webhook-sources",
+                    Some(body),
+                    Some(&csrf),
+                )
+                .await
+        }
+    };
+
+    // Restricting to nothing is refused; a developer cannot change it at all.
+    let res = put(json!({"enabled": true, "ranges": []})).await;
+    assert_eq!(res.status, 422, "{}", res.body);
+    assert!(
+        res.body
+            .contains("Add the ranges GitLab sends webhooks from")
+    );
+    let dev_csrf = c.browser.get("/projects").await.csrf();
+    let res = c
+        .browser
+        .api(
+            Method::PUT,
+            "/api/v1/ip-restrictions/webhook-sources",
+            Some(json!({"enabled": true, "ranges": ["127.0.0.1"]})),
+            Some(&dev_csrf),
+        )
+        .await;
+    assert_eq!(res.status, 403, "{}", res.body);
+
+    // Allowed: GitLab's delivery from 127.0.0.1 passes.
+    let res = put(json!({"enabled": true, "ranges": ["127.0.0.0/8", "::1"]})).await;
+    assert_eq!(res.status, 204, "{}", res.body);
+    let (ok, body) = gitlab_test_delivery(&c).await;
+    assert!(ok, "{body}");
+
+    // Only GitLab.com's ranges (typed in the form): the same delivery is refused with 403, and
+    // GitLab's test button shows the refusal.
+    let form = admin
+        .post_form(
+            "/settings/ip-restrictions/webhook-sources",
+            &[
+                ("csrf_token", &csrf),
+                ("enabled", "on"),
+                ("ranges", "34.74.90.64/28\n34.74.226.0/24"),
+            ],
+        )
+        .await;
+    assert_eq!(form.status, 303, "{}", form.body);
+    let page = admin
+        .get("/settings/ip-restrictions?done=sources_saved")
+        .await;
+    assert!(
+        page.body
+            .contains("The webhook delivery settings were saved.")
+    );
+    assert!(
+        page.body.contains("34.74.90.64/28\n34.74.226.0/24"),
+        "{}",
+        page.body
+    );
+    for _ in 0..2 {
+        let (ok, body) = gitlab_test_delivery(&c).await;
+        assert!(!ok);
+        assert!(body.contains("hook responded with 403"), "{body}");
+    }
+    // A stranger without the secret still gets 401 and is not counted.
+    let stranger = crate::support::webhooks::deliver(
+        &c.app.base,
+        &c.repository_id,
+        "Push Hook",
+        b"{}",
+        "not-the-secret",
+        None,
+    )
+    .await;
+    assert_eq!(stranger, 401);
+
+    // The doctor reports the refused deliveries with the address and count.
+    let report = c
+        .app
+        .services
+        .check_connection(&c.user.account_id, &c.project, false)
+        .await
+        .unwrap();
+    let finding = report
+        .findings
+        .iter()
+        .find(|f| f.code.as_str() == "webhook_sources_refused")
+        .unwrap_or_else(|| panic!("{:?}", report.findings));
+    assert!(
+        finding
+            .message
+            .starts_with("2 webhook deliveries from outside the allowed ranges"),
+        "{}",
+        finding.message
+    );
+    assert!(
+        finding.message.contains("127.0.0.1 (2×)"),
+        "{}",
+        finding.message
+    );
+    let connection = c
+        .browser
+        .get(&format!("/projects/{}/connection", c.project))
+        .await;
+    assert!(
+        connection
+            .body
+            .contains("from outside the allowed ranges were refused"),
+        "{}",
+        connection.body
+    );
+
+    // The API shows the setting; the change is in the audit log.
+    let got = admin
+        .api(Method::GET, "/api/v1/ip-restrictions", None, None)
+        .await
+        .json();
+    assert_eq!(got["webhook_sources"]["enabled"], true);
+    assert_eq!(
+        got["webhook_sources"]["ranges"],
+        json!(["34.74.90.64/28", "34.74.226.0/24"])
+    );
+    let audit = admin
+        .get("/settings/audit?action=ip_restrictions.webhook_sources_changed")
+        .await;
+    assert!(
+        audit
+            .body
+            .contains("webhook deliveries restricted: 34.74.90.64/28, 34.74.226.0/24"),
+        "{}",
+        audit.body
+    );
+
+    // Turned off, deliveries pass again.
+    let res = put(json!({"enabled": false, "ranges": ["34.74.90.64/28"]})).await;
+    assert_eq!(res.status, 204, "{}", res.body);
+    let (ok, body) = gitlab_test_delivery(&c).await;
+    assert!(ok, "{body}");
 }
