@@ -10,6 +10,7 @@ pub mod audit;
 pub mod ci;
 pub mod doctor;
 mod error;
+pub mod git_credentials;
 pub mod integration;
 pub mod ip_restrictions;
 pub mod links;

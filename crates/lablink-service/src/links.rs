@@ -468,6 +468,10 @@ pub struct FreshToken {
     /// The link's `token_version` this token belongs to; pass it back to
     /// [`Services::replace_rejected_gitlab_token`] when GitLab refuses the token.
     pub version: i64,
+    /// When GitLab stops accepting the token (milliseconds since the epoch).
+    pub expires_at: i64,
+    /// The linked GitLab account's username.
+    pub gitlab_username: String,
     pub app: ResolvedApp,
 }
 
@@ -476,6 +480,8 @@ impl FreshToken {
         FreshToken {
             token: link.access_token,
             version: link.token_version,
+            expires_at: link.expires_at,
+            gitlab_username: link.gitlab_username,
             app,
         }
     }
@@ -641,6 +647,8 @@ impl Services {
                 Ok(Some(FreshToken {
                     token: set.access_token,
                     version: link.token_version + 1,
+                    expires_at: set.expires_at_unix * 1000,
+                    gitlab_username: link.gitlab_username.clone(),
                     app,
                 }))
             }

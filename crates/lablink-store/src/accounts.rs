@@ -137,4 +137,31 @@ impl Db {
         })?;
         Ok(account)
     }
+
+    /// Whether the account lets local git use repositories' shared credential.
+    pub async fn local_git_shared_credential(&self, account_id: &str) -> Result<bool, StoreError> {
+        let allowed: Option<bool> = on_db!(self, |pool| {
+            sqlx::query_scalar("SELECT local_git_shared_credential FROM accounts WHERE id = $1")
+                .bind(account_id)
+                .fetch_optional(pool)
+                .await
+        })?;
+        Ok(allowed.unwrap_or(false))
+    }
+
+    pub async fn set_local_git_shared_credential(
+        &self,
+        account_id: &str,
+        allowed: bool,
+    ) -> Result<(), StoreError> {
+        on_db!(self, |pool| {
+            sqlx::query("UPDATE accounts SET local_git_shared_credential = $1 WHERE id = $2")
+                .bind(allowed)
+                .bind(account_id)
+                .execute(pool)
+                .await
+                .map(drop)
+        })?;
+        Ok(())
+    }
 }

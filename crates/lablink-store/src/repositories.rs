@@ -528,6 +528,28 @@ impl Db {
         Ok(row)
     }
 
+    /// The account's connected repository with this path in GitLab (`group/project`, compared
+    /// without regard to case, as GitLab does).
+    pub async fn connected_repository_by_path(
+        &self,
+        account_id: &str,
+        path_with_namespace: &str,
+    ) -> Result<Option<Repository>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM repositories WHERE account_id = $1 \
+             AND LOWER(path_with_namespace) = LOWER($2) AND status = $3"
+        );
+        let row = on_db!(self, |pool| {
+            sqlx::query_as(&sql)
+                .bind(account_id)
+                .bind(path_with_namespace)
+                .bind(RepositoryStatus::Connected.as_str())
+                .fetch_optional(pool)
+                .await
+        })?;
+        Ok(row)
+    }
+
     /// Every connection the project ever had, newest first.
     pub async fn repositories_of_project(
         &self,

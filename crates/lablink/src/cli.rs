@@ -1,4 +1,5 @@
-//! The command line: `serve`, `migrate`, `doctor`, `admin create-user | new-key | rekey`, `demo`.
+//! The command line: `serve`, `migrate`, `doctor`, `credential`, `admin create-user | new-key |
+//! rekey | ip-restrictions`, `demo`.
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -47,11 +48,32 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A git credential helper: your git asks lablink for GitLab credentials.
+    Credential {
+        #[command(subcommand)]
+        command: CredentialCommand,
+    },
     /// Administration from a shell.
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CredentialCommand {
+    /// Keep a personal API token for a lablink server (read from the terminal or standard
+    /// input) and print the git configuration that uses this helper.
+    Login {
+        /// lablink's address, like https://lablink.example.com.
+        url: String,
+    },
+    /// git asks for a credential (git-credential(1)).
+    Get,
+    /// git reports a credential worked: nothing is kept.
+    Store,
+    /// git reports a credential failed: nothing is kept, so nothing is erased.
+    Erase,
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,16 +127,32 @@ pub enum IpRestrictionsCommand {
     },
 }
 
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let settings = config::load(cli.config.as_deref())?;
+/// The server's settings, with logging set up as they say.
+fn server_settings(path: Option<&std::path::Path>) -> anyhow::Result<Settings> {
+    let settings = config::load(path)?;
     telemetry::init_logs(settings.log_format);
+    Ok(settings)
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // The credential helper runs in whatever directory git runs in: it reads no server settings.
+    let settings = || server_settings(cli.config.as_deref());
     match cli.command {
-        Command::Serve => serve(settings).await,
+        Command::Credential { command } => match command {
+            CredentialCommand::Login { url } => crate::credential::login(&url).await,
+            CredentialCommand::Get => crate::credential::get().await,
+            CredentialCommand::Store | CredentialCommand::Erase => crate::credential::ignore(),
+        }
+        .context("lablink credential"),
+        Command::Serve => serve(settings()?).await,
         // The demo brings its own database, ports and GitLab; only the log format is used.
         #[cfg(feature = "demo")]
-        Command::Demo => crate::demo::run().await,
+        Command::Demo => {
+            settings()?;
+            crate::demo::run().await
+        }
         Command::Migrate => {
-            let db = startup::open_database(&settings).await?;
+            let db = startup::open_database(&settings()?).await?;
             db.migrate()
                 .await
                 .context("cannot apply database migrations")?;
@@ -122,7 +160,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Doctor { project, fix, json } => {
-            let services = offline_services(&settings).await?;
+            let services = offline_services(&settings()?).await?;
             let reports = services.check_connections(project.as_deref(), fix).await?;
             crate::doctor::print(&reports, json)?;
             if reports
@@ -140,7 +178,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     command: IpRestrictionsCommand::Disable { account },
                 },
         } => {
-            let services = offline_services(&settings).await?;
+            let services = offline_services(&settings()?).await?;
             services
                 .disable_ip_restrictions_of_account(&account)
                 .await?;
@@ -153,7 +191,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Admin {
             command: AdminCommand::NewKey,
-        } => crate::rekey::new_key(&settings),
+        } => crate::rekey::new_key(&settings()?),
         Command::Admin {
             command:
                 AdminCommand::Rekey {
@@ -161,6 +199,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     forget_previous,
                 },
         } => {
+            let settings = settings()?;
             let services = offline_services(&settings).await?;
             if check {
                 crate::rekey::check(&services).await
@@ -193,7 +232,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 (SecretString::from(random_secret()), true)
             };
             let username = username.unwrap_or_else(|| default_username(&email));
-            let services = offline_services(&settings).await?;
+            let services = offline_services(&settings()?).await?;
             let (account, user) = services
                 .create_user_in_account(
                     &account,

@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod credential;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod doctor;

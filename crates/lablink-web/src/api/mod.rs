@@ -5,6 +5,7 @@
 
 pub(crate) mod audit;
 mod ci;
+mod git_credential;
 mod integration;
 mod ip_restrictions;
 mod linked_accounts;
@@ -54,6 +55,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(me::me))
         .routes(routes!(audit::list_audit))
+        .routes(routes!(git_credential::setup, git_credential::issue))
         .routes(routes!(users::list_users, users::create_user))
         .routes(routes!(users::change_role))
         .routes(routes!(tokens::list_tokens, tokens::create_token))
@@ -136,6 +138,7 @@ mod tests {
                 "DELETE /api/v1/tokens/{id}",
                 "GET /api/v1/audit",
                 "GET /api/v1/ci-jobs/{id}",
+                "GET /api/v1/git-credential",
                 "GET /api/v1/gitlab/projects",
                 "GET /api/v1/integrations/gitlab",
                 "GET /api/v1/ip-restrictions",
@@ -153,6 +156,7 @@ mod tests {
                 "GET /api/v1/tokens",
                 "GET /api/v1/users",
                 "PATCH /api/v1/users/{id}",
+                "POST /api/v1/git-credential",
                 "POST /api/v1/ip-restrictions",
                 "POST /api/v1/ip-restrictions/enabled",
                 "POST /api/v1/linked-accounts/gitlab/check",

@@ -1,5 +1,5 @@
-//! Account settings (admins): plan, users and roles, and the ways to Integrations, IP
-//! restrictions and the audit log.
+//! Account settings (admins): plan, users and roles, how local git authenticates, and the ways
+//! to Integrations, IP restrictions and the audit log.
 
 use askama::Template;
 use axum::extract::{Path, State};
@@ -20,6 +20,7 @@ pub fn routes() -> Router<AppState> {
         .route("/settings", get(settings))
         .route("/settings/users", post(add_user))
         .route("/settings/users/{id}/role", post(change_role))
+        .route("/settings/local-git", post(local_git))
 }
 
 const ADMINS_ONLY: &str = "Account settings are for account admins. Ask an admin of your account.";
@@ -39,6 +40,9 @@ struct SettingsPage {
     account_name: String,
     plan: &'static str,
     own_gitlab_app: bool,
+    /// Whether the plan's git goes through repositories' shared credential.
+    shared_credential_plan: bool,
+    local_git_shared_credential: bool,
     users: Vec<UserRow>,
     roles: [Role; 3],
     error: Option<String>,
@@ -68,6 +72,8 @@ async fn page(
         account_name: p.account_name.clone(),
         plan: p.plan.label(),
         own_gitlab_app: p.plan.allows_own_gitlab_app(),
+        shared_credential_plan: !p.plan.allows_own_gitlab_app(),
+        local_git_shared_credential: state.services.local_git_shared_credential(p).await?,
         users,
         roles: Role::ALL,
         error,
@@ -163,5 +169,27 @@ async fn change_role(
             .map(drop),
         Err(e) => Err(e),
     };
+    or_show_error(&state, &user, result).await
+}
+
+#[derive(Deserialize)]
+struct LocalGitForm {
+    #[serde(default)]
+    csrf_token: String,
+    /// A checkbox: present when ticked.
+    shared_credential: Option<String>,
+}
+
+async fn local_git(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Form(form): Form<LocalGitForm>,
+) -> Result<Response, HtmlError> {
+    user.check_csrf(&form.csrf_token)?;
+    user.require(Role::can_manage_account, ADMINS_ONLY)?;
+    let result = state
+        .services
+        .set_local_git_shared_credential(&user.principal, form.shared_credential.is_some())
+        .await;
     or_show_error(&state, &user, result).await
 }

@@ -7,6 +7,7 @@ mod authorization;
 mod browser;
 mod ci;
 mod config;
+mod credential;
 mod demo;
 mod doctor;
 mod intake_crash;
