@@ -900,7 +900,7 @@ pub(crate) fn check_ref_name(name: &str) -> Result<(), ExecError> {
     }
 }
 
-fn create_dir(path: &Path) -> Result<(), ExecError> {
+pub(crate) fn create_dir(path: &Path) -> Result<(), ExecError> {
     std::fs::create_dir_all(path).map_err(|source| ExecError::Io {
         path: path.to_owned(),
         source,

@@ -25,6 +25,7 @@ pub mod secrets;
 pub mod sessions;
 pub mod settings;
 pub mod setup;
+pub mod workspace;
 
 use std::sync::Arc;
 

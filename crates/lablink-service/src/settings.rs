@@ -55,6 +55,8 @@ pub struct RepositorySettings {
     pub cache_dir: std::path::PathBuf,
     /// `HOME` for git: an empty directory of lablink's, so no user configuration leaks in.
     pub git_home: std::path::PathBuf,
+    /// This replica's checkouts of users' workspaces (`<dir>/<workspace id>`).
+    pub workspace_dir: std::path::PathBuf,
     /// Lifetime of the project access token created at connect, in days (GitLab allows ≤ 365).
     pub project_token_days: u32,
     /// Also create an ed25519 SSH deploy key with write access.
@@ -71,6 +73,7 @@ impl RepositorySettings {
         RepositorySettings {
             cache_dir: data_dir.join("repositories"),
             git_home: data_dir.join("git-home"),
+            workspace_dir: data_dir.join("workspaces"),
             project_token_days: 365,
             deploy_keys: false,
             token_rotation_margin_days: 30,

@@ -32,6 +32,7 @@ mod sqlite_busy;
 pub mod status_outbox;
 pub mod users;
 pub mod webhook_refusals;
+pub mod workspaces;
 
 pub use db::Db;
 pub use error::StoreError;

@@ -94,8 +94,12 @@ pub fn all() -> Vec<SealedColumn> {
     columns
 }
 
-/// Binary columns that hold no secret (compressed webhook bodies).
-pub const NOT_SECRET: &[(&str, &str)] = &[("webhook_deliveries", "body")];
+/// Binary columns that hold no secret: compressed webhook bodies, and files saved in a workspace
+/// (repository content, kept in plain text in the git caches too).
+pub const NOT_SECRET: &[(&str, &str)] = &[
+    ("webhook_deliveries", "body"),
+    ("workspace_changes", "content"),
+];
 
 /// What one column holds, by the key each value is sealed with.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -2,6 +2,7 @@
 //! (project access token). Each endpoint returns small types holding only what lablink reads.
 
 mod access_tokens;
+mod branches;
 mod deploy;
 mod hooks;
 mod merge_requests;
@@ -20,6 +21,7 @@ use url::Url;
 use crate::error::GitLabError;
 use crate::transport::{Instance, read_body, response};
 pub use access_tokens::{AccessToken, IssuedAccessToken, NewAccessToken};
+pub use branches::{Branch, BranchCommit};
 pub use deploy::{DeployKey, DeployToken, IssuedDeployToken};
 pub use hooks::{Hook, HookEvent, HookSpec};
 pub use merge_requests::{MergeRequest, Note};

@@ -14,6 +14,7 @@ mod projects;
 mod repositories;
 mod tokens;
 mod users;
+mod workspace;
 
 use std::sync::Arc;
 
@@ -56,6 +57,21 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(me::me))
         .routes(routes!(audit::list_audit))
         .routes(routes!(git_credential::setup, git_credential::issue))
+        .routes(routes!(workspace::get_workspace))
+        .routes(routes!(
+            workspace::get_file,
+            workspace::save_file,
+            workspace::create_file,
+            workspace::delete_file
+        ))
+        .routes(routes!(workspace::rename_file))
+        .routes(routes!(workspace::revert))
+        .routes(routes!(workspace::diff))
+        .routes(routes!(workspace::create_branch))
+        .routes(routes!(workspace::checkout))
+        .routes(routes!(workspace::commit))
+        .routes(routes!(workspace::pull))
+        .routes(routes!(workspace::rollback))
         .routes(routes!(users::list_users, users::create_user))
         .routes(routes!(users::change_role))
         .routes(routes!(tokens::list_tokens, tokens::create_token))
@@ -135,6 +151,7 @@ mod tests {
                 "DELETE /api/v1/ip-restrictions/{id}",
                 "DELETE /api/v1/linked-accounts/gitlab",
                 "DELETE /api/v1/projects/{id}/repository",
+                "DELETE /api/v1/projects/{id}/workspace/files",
                 "DELETE /api/v1/tokens/{id}",
                 "GET /api/v1/audit",
                 "GET /api/v1/ci-jobs/{id}",
@@ -150,6 +167,9 @@ mod tests {
                 "GET /api/v1/projects/{id}/ci-jobs",
                 "GET /api/v1/projects/{id}/repository",
                 "GET /api/v1/projects/{id}/runs",
+                "GET /api/v1/projects/{id}/workspace",
+                "GET /api/v1/projects/{id}/workspace/diff",
+                "GET /api/v1/projects/{id}/workspace/files",
                 "GET /api/v1/runs/{id}",
                 "GET /api/v1/runs/{id}/artifacts/{name}",
                 "GET /api/v1/runs/{id}/log",
@@ -162,6 +182,14 @@ mod tests {
                 "POST /api/v1/linked-accounts/gitlab/check",
                 "POST /api/v1/projects",
                 "POST /api/v1/projects/{id}/ci-jobs",
+                "POST /api/v1/projects/{id}/workspace/branches",
+                "POST /api/v1/projects/{id}/workspace/checkout",
+                "POST /api/v1/projects/{id}/workspace/commit",
+                "POST /api/v1/projects/{id}/workspace/files",
+                "POST /api/v1/projects/{id}/workspace/pull",
+                "POST /api/v1/projects/{id}/workspace/rename",
+                "POST /api/v1/projects/{id}/workspace/revert",
+                "POST /api/v1/projects/{id}/workspace/rollback",
                 "POST /api/v1/runs/{id}/approve",
                 "POST /api/v1/runs/{id}/drop-schemas",
                 "POST /api/v1/tokens",
@@ -173,6 +201,7 @@ mod tests {
                 "PUT /api/v1/projects/{id}",
                 "PUT /api/v1/projects/{id}/repository",
                 "PUT /api/v1/projects/{id}/repository/post-as",
+                "PUT /api/v1/projects/{id}/workspace/files",
             ]
         );
     }

@@ -12,7 +12,7 @@ use std::process::{Command, Output, Stdio};
 use lablink_core::{Plan, Role};
 use lablink_store::Db;
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::on_both_backends;
 use crate::support::connected::Connected;
@@ -141,34 +141,6 @@ async fn api_token(browser: &Browser, csrf: &str) -> String {
     res.json()["value"].as_str().unwrap().to_owned()
 }
 
-/// The GitLab user named in the push event GitLab delivers for the repository (it arrives
-/// shortly after the push).
-async fn pusher(db: &Db, repository_id: &str) -> String {
-    let sql = "SELECT id FROM webhook_deliveries WHERE repository_id = $1 \
-               AND event = 'Push Hook' ORDER BY received_at DESC LIMIT 1";
-    for _ in 0..100 {
-        let id: Option<String> = match db {
-            Db::Sqlite(pool) => sqlx::query_scalar(sql)
-                .bind(repository_id)
-                .fetch_optional(pool)
-                .await
-                .unwrap(),
-            Db::Postgres(pool) => sqlx::query_scalar(sql)
-                .bind(repository_id)
-                .fetch_optional(pool)
-                .await
-                .unwrap(),
-        };
-        if let Some(id) = id {
-            let delivery = db.delivery(&id).await.unwrap().unwrap();
-            let event: Value = serde_json::from_slice(&delivery.body).unwrap();
-            return event["user_username"].as_str().unwrap().to_owned();
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("GitLab delivered no push event");
-}
-
 fn seed() -> tempfile::TempDir {
     let seed = tempfile::tempdir().unwrap();
     std::fs::write(seed.path().join("README.md"), "warehouse\n").unwrap();
@@ -230,7 +202,7 @@ async fn the_helper_clones_and_pushes_as_the_linked_user(backend: Backend) {
         out.contains("lablink: GitLab sees your GitLab account @alice"),
         "{out}"
     );
-    let pusher = pusher(&c.app.db, &c.repository_id).await;
+    let pusher = crate::support::webhooks::last_pusher(&c.app.db, &c.repository_id).await;
     assert_eq!(pusher, "alice");
     // Nothing git was handed is on disk: only the lablink token file is in the config dir.
     let (_, config) = laptop.git(laptop.home.path(), &["config", "--global", "--list"]);
@@ -376,7 +348,7 @@ async fn developer_plans_push_with_the_shared_credential_once_allowed(backend: B
         out.contains("lablink: GitLab sees the shared project access token of analytics/warehouse"),
         "{out}"
     );
-    let pusher = pusher(&c.app.db, &c.repository_id).await;
+    let pusher = crate::support::webhooks::last_pusher(&c.app.db, &c.repository_id).await;
     let bot = c.gitlab.project_state(c.gitlab_project).await["project_access_tokens"][0]["user_id"]
         .as_u64()
         .unwrap();

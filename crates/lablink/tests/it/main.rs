@@ -25,4 +25,5 @@ mod support;
 mod token_refresh;
 mod web_security;
 mod what_changed;
+mod workspace;
 mod worktrees;

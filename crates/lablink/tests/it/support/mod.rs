@@ -38,7 +38,7 @@ pub struct TestApp {
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     /// What the server was started with (`listen` pinned to the port it got), to start it again.
     settings: Vec<(String, String)>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     database: database::TestDatabase,
 }
 
@@ -104,15 +104,19 @@ impl TestApp {
             stop,
             server: Some(server),
             settings,
-            _dir: dir,
+            dir,
             database,
         }
     }
 
+    /// The server's `data_dir`.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     /// The DuckDB file lablink keeps for a project (setting `warehouse_root`'s default).
     pub fn duckdb_file(&self, project_id: &str) -> std::path::PathBuf {
-        self._dir
-            .path()
+        self.data_dir()
             .join(format!("warehouses/project-{project_id}/warehouse.duckdb"))
     }
 

@@ -65,3 +65,32 @@ pub fn merge_request_opened(
     event["project"]["id"] = target_project.into();
     serde_json::to_vec(&event).unwrap()
 }
+
+/// The GitLab user named in the push event GitLab delivered last for the repository (it
+/// arrives shortly after the push; waits up to 10 s).
+pub async fn last_pusher(db: &lablink_store::Db, repository_id: &str) -> String {
+    use lablink_store::Db;
+    let sql = "SELECT id FROM webhook_deliveries WHERE repository_id = $1 \
+               AND event = 'Push Hook' ORDER BY received_at DESC LIMIT 1";
+    for _ in 0..100 {
+        let id: Option<String> = match db {
+            Db::Sqlite(pool) => sqlx::query_scalar(sql)
+                .bind(repository_id)
+                .fetch_optional(pool)
+                .await
+                .unwrap(),
+            Db::Postgres(pool) => sqlx::query_scalar(sql)
+                .bind(repository_id)
+                .fetch_optional(pool)
+                .await
+                .unwrap(),
+        };
+        if let Some(id) = id {
+            let delivery = db.delivery(&id).await.unwrap().unwrap();
+            let event: serde_json::Value = serde_json::from_slice(&delivery.body).unwrap();
+            return event["user_username"].as_str().unwrap().to_owned();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("GitLab delivered no push event");
+}

@@ -1,0 +1,319 @@
+//! What the workspace asks of a working copy besides commit and push: a repository that borrows
+//! the bare cache's objects, which files there are and in what state (for the file tree), a
+//! file's diff, a fetched branch, a commit of some files, and resets.
+
+use std::path::Path;
+
+use crate::error::ExecError;
+use crate::git::{Git, Identity, Remote, check_ref_name, check_sha, create_dir, identity_env};
+
+/// A path's state against `HEAD`, as the file tree shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileState {
+    Modified,
+    Added,
+    Deleted,
+    Untracked,
+    /// Matched by `.gitignore` (a directory when the path ends with `/`).
+    Ignored,
+    /// Both sides of a merge changed it.
+    Conflicted,
+}
+
+impl FileState {
+    /// The state's name in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileState::Modified => "modified",
+            FileState::Added => "added",
+            FileState::Deleted => "deleted",
+            FileState::Untracked => "untracked",
+            FileState::Ignored => "ignored",
+            FileState::Conflicted => "conflicted",
+        }
+    }
+}
+
+/// One path of `git status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusEntry {
+    pub path: String,
+    pub state: FileState,
+}
+
+/// The output lines of a `-z` command joined back: git's NUL-separated records may hold new
+/// lines, which the line reader split on.
+fn records(lines: Vec<String>) -> Vec<String> {
+    lines
+        .join("\n")
+        .split('\0')
+        .filter(|r| !r.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Reads `git status --porcelain=v1 -z` records.
+fn parse_status(records: &[String]) -> Vec<StatusEntry> {
+    let mut entries = Vec::new();
+    let mut rest = records.iter();
+    while let Some(record) = rest.next() {
+        let Some((code, path)) = record.split_at_checked(3) else {
+            continue;
+        };
+        let (x, y) = {
+            let mut c = code.chars();
+            (c.next().unwrap_or(' '), c.next().unwrap_or(' '))
+        };
+        // A rename or copy is followed by its source path.
+        if matches!(x, 'R' | 'C') {
+            rest.next();
+        }
+        let state = match (x, y) {
+            ('?', '?') => FileState::Untracked,
+            ('!', '!') => FileState::Ignored,
+            ('U', _) | (_, 'U') | ('A', 'A') | ('D', 'D') => FileState::Conflicted,
+            ('D', _) | (_, 'D') => FileState::Deleted,
+            ('A' | 'R' | 'C', _) => FileState::Added,
+            _ => FileState::Modified,
+        };
+        entries.push(StatusEntry {
+            path: path.to_owned(),
+            state,
+        });
+    }
+    entries
+}
+
+impl Git {
+    /// Makes `dir` a repository of its own (its own refs, index and new objects) that reads the
+    /// objects of the bare `cache` through git's alternates: no object is copied, and a fetch
+    /// into the cache never touches a branch checked out here.
+    pub async fn init_borrowing(&self, cache: &Path, dir: &Path) -> Result<(), ExecError> {
+        create_dir(dir)?;
+        self.ok("init", dir, ["init", "--quiet", "."], None, &[])
+            .await?;
+        let objects = cache.join("objects");
+        let alternates = dir.join(".git/objects/info/alternates");
+        std::fs::write(&alternates, format!("{}\n", objects.display())).map_err(|source| {
+            ExecError::Io {
+                path: alternates,
+                source,
+            }
+        })
+    }
+
+    /// The branches of the (bare) repository `repo`, by name.
+    pub async fn branches(&self, repo: &Path) -> Result<Vec<String>, ExecError> {
+        let out = self
+            .ok(
+                "for-each-ref",
+                repo,
+                ["for-each-ref", "--format=%(refname:lstrip=2)", "refs/heads"],
+                None,
+                &[],
+            )
+            .await?;
+        Ok(out.stdout)
+    }
+
+    /// The commit `branch` points at in `repo`.
+    pub async fn branch_head(&self, repo: &Path, branch: &str) -> Result<String, ExecError> {
+        check_ref_name(branch)?;
+        let out = self
+            .ok(
+                "rev-parse",
+                repo,
+                [
+                    "rev-parse",
+                    "--verify",
+                    &format!("refs/heads/{branch}^{{commit}}"),
+                ],
+                None,
+                &[],
+            )
+            .await?;
+        Ok(out.stdout.into_iter().next().unwrap_or_default())
+    }
+
+    /// Commits the changes of `paths` only (new, changed or deleted files); returns the commit.
+    pub async fn commit_paths(
+        &self,
+        dir: &Path,
+        message: &str,
+        paths: &[String],
+        author: &Identity,
+        committer: &Identity,
+    ) -> Result<String, ExecError> {
+        let mut add = vec!["add".to_owned(), "--all".into(), "--".into()];
+        add.extend(paths.iter().cloned());
+        self.ok("add", dir, add, None, &[]).await?;
+        let mut commit = vec![
+            "commit".to_owned(),
+            "--quiet".into(),
+            "--no-verify".into(),
+            "-m".into(),
+            message.into(),
+            "--".into(),
+        ];
+        commit.extend(paths.iter().cloned());
+        self.ok(
+            "commit",
+            dir,
+            commit,
+            None,
+            &identity_env(author, committer),
+        )
+        .await?;
+        self.head(dir).await
+    }
+
+    /// Moves the branch of `dir` back to `sha`, keeping the files as they are (an unpushed
+    /// commit undone, its changes uncommitted again).
+    pub async fn reset_soft(&self, dir: &Path, sha: &str) -> Result<(), ExecError> {
+        check_sha(sha)?;
+        self.ok("reset", dir, ["reset", "--quiet", "--soft", sha], None, &[])
+            .await?;
+        self.ok("reset", dir, ["reset", "--quiet"], None, &[])
+            .await?;
+        Ok(())
+    }
+
+    /// Every path of `dir` that differs from `HEAD`, is untracked, or is ignored (ignored
+    /// directories once, as `dir/`).
+    pub async fn status(&self, dir: &Path) -> Result<Vec<StatusEntry>, ExecError> {
+        let out = self
+            .ok(
+                "status",
+                dir,
+                [
+                    "status",
+                    "--porcelain=v1",
+                    "-z",
+                    "--ignored=matching",
+                    "--untracked-files=all",
+                ],
+                None,
+                &[],
+            )
+            .await?;
+        Ok(parse_status(&records(out.stdout)))
+    }
+
+    /// The paths `HEAD` of `dir` tracks.
+    pub async fn tracked_files(&self, dir: &Path) -> Result<Vec<String>, ExecError> {
+        let out = self
+            .ok("ls-files", dir, ["ls-files", "-z"], None, &[])
+            .await?;
+        Ok(records(out.stdout))
+    }
+
+    /// The unified diff of `path` in `dir` against `HEAD` (new files included).
+    pub async fn diff_file(&self, dir: &Path, path: &str) -> Result<String, ExecError> {
+        // `--intent-to-add` makes an untracked file show up as added; it changes only the index,
+        // which the next commit rebuilds anyway.
+        self.ok(
+            "add",
+            dir,
+            ["add", "--intent-to-add", "--", path],
+            None,
+            &[],
+        )
+        .await?;
+        let out = self
+            .ok(
+                "diff",
+                dir,
+                ["diff", "--no-color", "--no-ext-diff", "HEAD", "--", path],
+                None,
+                &[],
+            )
+            .await?;
+        Ok(out.stdout.join("\n"))
+    }
+
+    /// Fetches `branch` of `remote` into `refs/remotes/origin/<branch>` of `dir` and returns the
+    /// SHA it points at.
+    pub async fn fetch_remote_branch(
+        &self,
+        dir: &Path,
+        remote: &Remote,
+        branch: &str,
+    ) -> Result<String, ExecError> {
+        check_ref_name(branch)?;
+        let refspec = format!("+refs/heads/{branch}:refs/remotes/origin/{branch}");
+        self.ok(
+            "fetch",
+            dir,
+            ["fetch", "--no-tags", "--quiet", remote.url(), &refspec],
+            Some(remote),
+            &[],
+        )
+        .await?;
+        let out = self
+            .ok(
+                "rev-parse",
+                dir,
+                [
+                    "rev-parse",
+                    "--verify",
+                    &format!("refs/remotes/origin/{branch}"),
+                ],
+                None,
+                &[],
+            )
+            .await?;
+        Ok(out.stdout.into_iter().next().unwrap_or_default())
+    }
+
+    /// Makes `dir` exactly commit `sha` on `branch` (created or moved there): drops changes and
+    /// untracked files, keeps ignored ones.
+    pub async fn reset_branch(&self, dir: &Path, branch: &str, sha: &str) -> Result<(), ExecError> {
+        check_ref_name(branch)?;
+        check_sha(sha)?;
+        self.ok(
+            "switch",
+            dir,
+            ["switch", "--quiet", "--force", "-C", branch, sha],
+            None,
+            &[],
+        )
+        .await?;
+        self.ok("clean", dir, ["clean", "-fdq"], None, &[]).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_records_become_states() {
+        let out = vec![
+            " M models/a.sql\0A  models/b.sql\0 D old.sql\0?? new file.sql\0!! target/\0\
+             R  moved.sql\0was.sql\0UU both.sql\0"
+                .to_owned(),
+        ];
+        let entries = parse_status(&records(out));
+        let states: Vec<(&str, FileState)> =
+            entries.iter().map(|e| (e.path.as_str(), e.state)).collect();
+        assert_eq!(
+            states,
+            [
+                ("models/a.sql", FileState::Modified),
+                ("models/b.sql", FileState::Added),
+                ("old.sql", FileState::Deleted),
+                ("new file.sql", FileState::Untracked),
+                ("target/", FileState::Ignored),
+                ("moved.sql", FileState::Added),
+                ("both.sql", FileState::Conflicted),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_new_line_inside_a_path_survives_the_line_reader() {
+        let out = vec!["?? odd".to_owned(), "name.sql\0".to_owned()];
+        assert_eq!(parse_status(&records(out))[0].path, "odd\nname.sql");
+    }
+}

@@ -1,0 +1,276 @@
+//! The workspace: each user's own checkout of a project's connected repository, where they edit
+//! files and do the dbt IDE's git actions with their own GitLab permissions (Enterprise) or the
+//! repository's shared credential (Developer, Starter).
+//!
+//! The database holds a workspace: its branch, the commit it is at, and every file saved but not
+//! committed (`lablink-store`'s `workspaces`). A replica's checkout below `workspace_dir` is a
+//! copy, rebuilt whenever the workspace's version in the database moved on — after a restart, on
+//! another replica, after another replica changed it — so nothing saved is lost with a machine.
+//! The checkout is a repository of its own that borrows the bare cache's objects (no copy).
+
+mod files;
+mod paths;
+mod sync;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, LazyLock, Mutex};
+
+use lablink_exec::{FileState, Git, GitConfig};
+use lablink_store::repositories::{Repository, RepositoryStatus};
+use lablink_store::workspaces::{NewWorkspace, Workspace};
+
+pub use files::FileContent;
+pub use sync::Synced;
+
+use crate::error::require;
+use crate::{Principal, ServiceError, Services};
+
+/// Where the checkout records the workspace version it holds (inside `.git`, unseen by status).
+const VERSION_FILE: &str = ".git/lablink-version";
+
+/// One checkout rebuild at a time per workspace in this process.
+static CHECKOUT_LOCKS: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> =
+    LazyLock::new(Mutex::default);
+
+fn checkout_lock(workspace_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+    let mut locks = CHECKOUT_LOCKS.lock().unwrap_or_else(|e| e.into_inner());
+    locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+    locks.entry(workspace_id.to_owned()).or_default().clone()
+}
+
+async fn has_commit(git: &Git, cache: &std::path::Path, sha: &str) -> bool {
+    cache.join("HEAD").is_file() && git.has_commit(cache, sha).await.unwrap_or(false)
+}
+
+/// One path of the file tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeEntry {
+    /// Relative path; an ignored folder ends with `/`.
+    pub path: String,
+    /// `None`: unchanged since the branch's commit.
+    pub state: Option<FileState>,
+}
+
+/// What the workspace page and API show.
+#[derive(Debug, Clone)]
+pub struct WorkspaceView {
+    pub workspace_id: String,
+    pub project_id: String,
+    pub path_with_namespace: String,
+    pub web_url: String,
+    pub branch: String,
+    pub head_sha: String,
+    pub default_branch: String,
+    /// Commits go to another branch: the default branch is protected in the workspace.
+    pub protected: bool,
+    pub branches: Vec<String>,
+    pub files: Vec<TreeEntry>,
+    /// Saved but uncommitted files.
+    pub changes: usize,
+    /// Who GitLab sees on a push, in words.
+    pub pushes_as: String,
+}
+
+/// A workspace with its repository and this replica's up-to-date checkout.
+pub(crate) struct Opened {
+    pub ws: Workspace,
+    pub repo: Repository,
+    pub dir: PathBuf,
+}
+
+impl Services {
+    pub(crate) fn workspace_git(&self) -> Git {
+        Git::new(GitConfig::new(&self.settings.repositories.git_home))
+    }
+
+    /// The caller's workspace of the project (created at the default branch on first use), with
+    /// a checkout of this replica at the workspace's current version.
+    pub(crate) async fn open(
+        &self,
+        caller: &Principal,
+        project_id: &str,
+    ) -> Result<Opened, ServiceError> {
+        require(
+            caller.role.can_write(),
+            "Read-only users have no workspace; ask an admin for the Developer role.",
+        )?;
+        let project = self.project(caller, project_id).await?;
+        let repo = self
+            .db
+            .live_repository_of_project(&project.id)
+            .await?
+            .filter(|r| r.status == RepositoryStatus::Connected)
+            .ok_or_else(|| {
+                ServiceError::NotFound(
+                    "This project has no connected repository yet: connect one under \
+                     Repository first."
+                        .into(),
+                )
+            })?;
+        let ws = match self.db.workspace_of(&project.id, &caller.user_id).await? {
+            Some(ws) if ws.repository_id == repo.id => ws,
+            // The project was connected to another repository since: the workspace moves to its
+            // default branch, keeping what was saved.
+            Some(stale) => {
+                self.start_workspace(caller, &project.id, &repo, Some(&stale.id))
+                    .await?
+            }
+            None => {
+                self.start_workspace(caller, &project.id, &repo, None)
+                    .await?
+            }
+        };
+        let dir = self.checkout(&ws, &repo).await?;
+        Ok(Opened { ws, repo, dir })
+    }
+
+    async fn start_workspace(
+        &self,
+        caller: &Principal,
+        project_id: &str,
+        repo: &Repository,
+        replacing: Option<&str>,
+    ) -> Result<Workspace, ServiceError> {
+        let cache = self.fetch_repository(&repo.id).await?;
+        let head = self
+            .workspace_git()
+            .branch_head(&cache, &repo.default_branch)
+            .await
+            .map_err(|e| {
+                ServiceError::Remote(format!(
+                    "{} has no branch {} to start from ({e}); push a first commit in GitLab.",
+                    repo.path_with_namespace, repo.default_branch
+                ))
+            })?;
+        if let Some(id) = replacing {
+            self.db
+                .retarget_workspace(id, &repo.id, &repo.default_branch, &head)
+                .await?;
+            return self
+                .db
+                .workspace_of(project_id, &caller.user_id)
+                .await?
+                .ok_or(ServiceError::NotFound("The workspace is gone.".into()));
+        }
+        Ok(self
+            .db
+            .create_workspace(&NewWorkspace {
+                account_id: &caller.account_id,
+                project_id,
+                user_id: &caller.user_id,
+                repository_id: &repo.id,
+                branch: &repo.default_branch,
+                head_sha: &head,
+            })
+            .await?)
+    }
+
+    /// This replica's checkout of `ws`, rebuilt from the database unless it already holds the
+    /// workspace's version: the branch at its commit, then every saved file on top.
+    async fn checkout(&self, ws: &Workspace, repo: &Repository) -> Result<PathBuf, ServiceError> {
+        let dir = self.settings.repositories.workspace_dir.join(&ws.id);
+        let current = |dir: &PathBuf| {
+            std::fs::read_to_string(dir.join(VERSION_FILE))
+                .ok()
+                .as_deref()
+                == Some(ws.version.to_string().as_str())
+        };
+        if current(&dir) {
+            return Ok(dir);
+        }
+        let lock = checkout_lock(&ws.id);
+        let _guard = lock.lock().await;
+        if current(&dir) {
+            return Ok(dir);
+        }
+        let git = self.workspace_git();
+        let cache = self.repository_cache_path(&repo.id);
+        if !has_commit(&git, &cache, &ws.head_sha).await {
+            self.fetch_repository(&repo.id).await?;
+            if !has_commit(&git, &cache, &ws.head_sha).await {
+                return Err(ServiceError::Remote(format!(
+                    "The commit your workspace is at ({}) is no longer in GitLab (its branch {} \
+                     was deleted or rewritten). Use Rollback to remote to start again from \
+                     GitLab's {}.",
+                    &ws.head_sha[..ws.head_sha.len().min(8)],
+                    ws.branch,
+                    repo.default_branch
+                )));
+            }
+        }
+        let failed = |what: &str, e: lablink_exec::ExecError| {
+            ServiceError::Internal(format!("preparing the workspace checkout ({what}): {e}"))
+        };
+        if !dir.join(".git").is_dir() {
+            git.init_borrowing(&cache, &dir)
+                .await
+                .map_err(|e| failed("init", e))?;
+        }
+        git.reset_branch(&dir, &ws.branch, &ws.head_sha)
+            .await
+            .map_err(|e| failed("switch", e))?;
+        for change in self.db.workspace_changes(&ws.id).await? {
+            match &change.content {
+                Some(content) => paths::write(&dir, &change.path, content)?,
+                None => paths::remove(&dir, &change.path)?,
+            }
+        }
+        std::fs::write(dir.join(VERSION_FILE), ws.version.to_string())
+            .map_err(|e| ServiceError::Internal(format!("workspace checkout: {e}")))?;
+        Ok(dir)
+    }
+
+    /// Records a new version of the workspace as this replica's checkout already holds it.
+    pub(crate) fn checkout_is_at(dir: &std::path::Path, version: i64) -> Result<(), ServiceError> {
+        std::fs::write(dir.join(VERSION_FILE), version.to_string())
+            .map_err(|e| ServiceError::Internal(format!("workspace checkout: {e}")))
+    }
+
+    /// The caller's workspace of the project: branch, files with their git state, and who
+    /// GitLab will see on a push.
+    pub async fn workspace(
+        &self,
+        caller: &Principal,
+        project_id: &str,
+    ) -> Result<WorkspaceView, ServiceError> {
+        let o = self.open(caller, project_id).await?;
+        let git = self.workspace_git();
+        let internal = |e: lablink_exec::ExecError| ServiceError::Internal(format!("git: {e}"));
+        let tracked = git.tracked_files(&o.dir).await.map_err(internal)?;
+        let status = git.status(&o.dir).await.map_err(internal)?;
+        let mut states: HashMap<String, FileState> =
+            status.into_iter().map(|e| (e.path, e.state)).collect();
+        let mut files: Vec<TreeEntry> = tracked
+            .into_iter()
+            .map(|path| TreeEntry {
+                state: states.remove(&path),
+                path,
+            })
+            .collect();
+        files.extend(states.into_iter().map(|(path, state)| TreeEntry {
+            path,
+            state: Some(state),
+        }));
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        let changes = self.db.workspace_changes(&o.ws.id).await?.len();
+        let branches = git
+            .branches(&self.repository_cache_path(&o.repo.id))
+            .await
+            .map_err(internal)?;
+        Ok(WorkspaceView {
+            workspace_id: o.ws.id.clone(),
+            project_id: o.ws.project_id.clone(),
+            path_with_namespace: o.repo.path_with_namespace.clone(),
+            web_url: o.repo.web_url.clone(),
+            protected: o.ws.branch == o.repo.default_branch,
+            default_branch: o.repo.default_branch.clone(),
+            branch: o.ws.branch.clone(),
+            head_sha: o.ws.head_sha.clone(),
+            branches,
+            files,
+            changes,
+            pushes_as: self.pushes_as(caller, &o.repo).await,
+        })
+    }
+}

@@ -1,0 +1,465 @@
+//! The workspace's git actions with GitLab: create and change branch, commit and sync, pull,
+//! rollback to remote. Whose credentials: on Enterprise plans the user's own linked GitLab
+//! token (GitLab's permissions and push rules apply to the person, checked first so the refusal
+//! is plain); on Developer and Starter plans the repository's shared project access token, with
+//! the user as the commit's author. A refused push shows GitLab's own words.
+
+use lablink_core::{AccessLevel, Plan};
+use lablink_exec::{ExecError, GitCredential, Identity, Remote};
+use lablink_store::audit::{AuditEvent, AuditOutcome};
+use lablink_store::repositories::Repository;
+
+use super::Opened;
+use crate::{Principal, ServiceError, Services};
+
+/// A finished commit and sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Synced {
+    pub branch: String,
+    pub sha: String,
+    /// GitLab's page for a new merge request of the branch into the default branch.
+    pub new_merge_request_url: String,
+}
+
+/// Who pushes, with what.
+struct Pusher {
+    remote: Remote,
+    author: Identity,
+    /// Who GitLab sees, in words.
+    identity: String,
+}
+
+fn git_failed(what: &str) -> impl Fn(ExecError) -> ServiceError + '_ {
+    move |e| ServiceError::Remote(format!("{what} failed: {e}"))
+}
+
+fn uncommitted(changes: usize, to: &str) -> ServiceError {
+    ServiceError::Conflict(format!(
+        "You have {changes} uncommitted change{}: commit them, or revert them, before you {to}.",
+        if changes == 1 { "" } else { "s" }
+    ))
+}
+
+/// Refuses branch names git would refuse, in words.
+fn branch_name(name: &str) -> Result<String, ServiceError> {
+    let name = name.trim();
+    let bad = name.is_empty()
+        || name.len() > 200
+        || name.starts_with(['-', '/', '.'])
+        || name.ends_with(['/', '.'])
+        || name.ends_with(".lock")
+        || name.contains("..")
+        || name.contains("//")
+        || name.contains("@{")
+        || name
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || "~^:?*[\\".contains(c));
+    if bad {
+        return Err(ServiceError::BadInput(format!(
+            "“{name}” cannot be a branch name: use letters, digits, - _ . and / (like \
+             feature/orders-model), without spaces."
+        )));
+    }
+    Ok(name.to_owned())
+}
+
+impl Services {
+    /// In words, who GitLab sees when this user pushes from the workspace.
+    pub(crate) async fn pushes_as(&self, caller: &Principal, repo: &Repository) -> String {
+        match caller.plan {
+            Plan::Enterprise | Plan::EnterprisePlus => {
+                match self
+                    .db
+                    .gitlab_link_of_user(&self.keys, &caller.user_id)
+                    .await
+                {
+                    Ok(Some(link)) => format!("your GitLab account @{}", link.gitlab_username),
+                    _ => "nobody yet: link your GitLab account under Profile → Linked accounts"
+                        .into(),
+                }
+            }
+            Plan::Developer | Plan::Starter => format!(
+                "the repository's shared project access token{} (GitLab's push rules may refuse \
+                 it, as it is not you)",
+                repo.project_token_username
+                    .as_deref()
+                    .map(|u| format!(" @{u}"))
+                    .unwrap_or_default()
+            ),
+        }
+    }
+
+    /// The remote and identity of the caller's git network actions.
+    async fn pusher(&self, caller: &Principal, repo: &Repository) -> Result<Pusher, ServiceError> {
+        match caller.plan {
+            Plan::Enterprise | Plan::EnterprisePlus => {
+                let gitlab = self.user_gitlab(caller).await?;
+                let me = gitlab.api.current_user().await?;
+                let fresh = self.gitlab_access_token(&caller.user_id).await?;
+                let remote = self
+                    .git_remote(
+                        &repo.gitlab_instance_url,
+                        &repo.http_url_to_repo,
+                        Some(GitCredential::new("oauth2", fresh.token)),
+                    )
+                    .await?;
+                Ok(Pusher {
+                    remote,
+                    author: Identity {
+                        name: me.name,
+                        email: me
+                            .commit_email
+                            .filter(|e| !e.is_empty())
+                            .or(me.email)
+                            .unwrap_or_else(|| caller.email.clone()),
+                    },
+                    identity: format!("your GitLab account @{}", gitlab.username),
+                })
+            }
+            Plan::Developer | Plan::Starter => {
+                let secrets = self.db.repository_secrets(&self.keys, &repo.id).await?;
+                let Some(token) = secrets.project_token else {
+                    return Err(ServiceError::Conflict(format!(
+                        "{} has no project access token (GitLab.com Free namespaces have none), \
+                         and the workspace cannot push with its SSH deploy key yet.",
+                        repo.path_with_namespace
+                    )));
+                };
+                let bot = repo
+                    .project_token_username
+                    .clone()
+                    .unwrap_or_else(|| "lablink".into());
+                let remote = self
+                    .git_remote(
+                        &repo.gitlab_instance_url,
+                        &repo.http_url_to_repo,
+                        Some(GitCredential::new(bot.clone(), token)),
+                    )
+                    .await?;
+                Ok(Pusher {
+                    remote,
+                    author: Identity {
+                        name: caller.username.clone(),
+                        email: caller.email.clone(),
+                    },
+                    identity: format!("the shared project access token @{bot}"),
+                })
+            }
+        }
+    }
+
+    /// On Enterprise plans, says plainly what the user's GitLab role lacks before a push.
+    async fn check_push_allowed(
+        &self,
+        caller: &Principal,
+        repo: &Repository,
+        branch: &str,
+    ) -> Result<(), ServiceError> {
+        if !caller.plan.allows_own_gitlab_app() {
+            return Ok(());
+        }
+        let gitlab = self.user_gitlab(caller).await?;
+        let level = gitlab
+            .api
+            .member_all(repo.gitlab_project_id, gitlab.gitlab_user_id)
+            .await?
+            .map_or(0, |m| m.access_level);
+        if level < i64::from(AccessLevel::Developer.value()) {
+            let role = AccessLevel::try_from(u8::try_from(level).unwrap_or(0))
+                .map_or("no", AccessLevel::label);
+            return Err(ServiceError::Forbidden(format!(
+                "You have the {role} role on {} in GitLab (as @{}); pushing needs Developer. Ask \
+                 a Maintainer of the project for the Developer role.",
+                repo.path_with_namespace, gitlab.username
+            )));
+        }
+        if let Some(existing) = gitlab.api.branch(repo.gitlab_project_id, branch).await?
+            && !existing.can_push
+        {
+            return Err(ServiceError::Forbidden(format!(
+                "{branch} is a protected branch of {} that your GitLab account @{} may not push \
+                 to. Commit to a new branch and open a merge request.",
+                repo.path_with_namespace, gitlab.username
+            )));
+        }
+        Ok(())
+    }
+
+    async fn audit_push(
+        &self,
+        caller: &Principal,
+        o: &Opened,
+        outcome: AuditOutcome,
+        detail: String,
+    ) -> Result<(), ServiceError> {
+        self.audit(AuditEvent {
+            account_id: Some(&caller.account_id),
+            actor_user_id: Some(&caller.user_id),
+            action: if outcome == AuditOutcome::Success {
+                "workspace.pushed"
+            } else {
+                "workspace.push_refused"
+            },
+            outcome,
+            target: Some(format!(
+                "branch {} of {}",
+                o.ws.branch, o.repo.path_with_namespace
+            )),
+            detail,
+            ..AuditEvent::default()
+        })
+        .await
+    }
+
+    /// Commits the saved changes (of `paths`, or all) with `message` and pushes the branch.
+    pub async fn commit_and_sync(
+        &self,
+        caller: &Principal,
+        project_id: &str,
+        message: &str,
+        paths: Option<&[String]>,
+    ) -> Result<Synced, ServiceError> {
+        let message = message.trim();
+        if message.is_empty() || message.len() > 10_000 {
+            return Err(ServiceError::BadInput(
+                "Write a commit message (what the change does, in a line or a few).".into(),
+            ));
+        }
+        let o = self.open(caller, project_id).await?;
+        if o.ws.branch == o.repo.default_branch {
+            return Err(ServiceError::Conflict(format!(
+                "{} is the protected branch: you can edit it here, but not commit to it. Create \
+                 a branch (your changes come with it) and commit there.",
+                o.repo.default_branch
+            )));
+        }
+        let saved: Vec<String> = self
+            .db
+            .workspace_changes(&o.ws.id)
+            .await?
+            .into_iter()
+            .map(|c| c.path)
+            .collect();
+        let chosen: Vec<String> = match paths {
+            Some(paths) => {
+                let paths: Vec<String> = paths
+                    .iter()
+                    .map(|p| super::paths::checked(p))
+                    .collect::<Result<_, _>>()?;
+                if let Some(unknown) = paths.iter().find(|p| !saved.contains(p)) {
+                    return Err(ServiceError::BadInput(format!(
+                        "“{unknown}” has no uncommitted change."
+                    )));
+                }
+                paths
+            }
+            None => saved.clone(),
+        };
+        if chosen.is_empty() {
+            return Err(ServiceError::BadInput(
+                "There is nothing to commit: save a change first.".into(),
+            ));
+        }
+        self.check_push_allowed(caller, &o.repo, &o.ws.branch)
+            .await?;
+        let pusher = self.pusher(caller, &o.repo).await?;
+        let git = self.workspace_git();
+        let sha = git
+            .commit_paths(&o.dir, message, &chosen, &pusher.author, &pusher.author)
+            .await
+            .map_err(git_failed("Committing"))?;
+        if let Err(e) = git.push(&o.dir, &pusher.remote, &o.ws.branch, false).await {
+            // The commit is undone; its changes stay saved and uncommitted.
+            git.reset_soft(&o.dir, &o.ws.head_sha)
+                .await
+                .map_err(git_failed("Undoing the refused commit"))?;
+            let words = match e {
+                ExecError::PushRejected { message, .. } => message,
+                other => other.to_string(),
+            };
+            self.audit_push(caller, &o, AuditOutcome::Denied, words.clone())
+                .await?;
+            return Err(ServiceError::Forbidden(format!(
+                "GitLab refused the push of {} as {}: {words}\nYour changes are still saved \
+                 here. If GitLab names a push rule or a protected branch, fix what it says (or \
+                 commit to another branch); if the branch moved on in GitLab, pull first.",
+                o.ws.branch, pusher.identity
+            )));
+        }
+        let version = self
+            .db
+            .move_workspace(&o.ws.id, Some((&o.ws.branch, &sha)), Some(&chosen))
+            .await?;
+        Self::checkout_is_at(&o.dir, version)?;
+        self.audit_push(
+            caller,
+            &o,
+            AuditOutcome::Success,
+            format!(
+                "commit {} ({} file{}) as {}",
+                &sha[..sha.len().min(8)],
+                chosen.len(),
+                if chosen.len() == 1 { "" } else { "s" },
+                pusher.identity
+            ),
+        )
+        .await?;
+        Ok(Synced {
+            new_merge_request_url: format!(
+                "{}/-/merge_requests/new?merge_request%5Bsource_branch%5D={}&merge_request%5Btarget_branch%5D={}",
+                o.repo.web_url.trim_end_matches('/'),
+                url::form_urlencoded::byte_serialize(o.ws.branch.as_bytes()).collect::<String>(),
+                url::form_urlencoded::byte_serialize(o.repo.default_branch.as_bytes())
+                    .collect::<String>()
+            ),
+            branch: o.ws.branch,
+            sha,
+        })
+    }
+
+    /// A new branch off GitLab's default branch. Saved changes come along: then the branch starts
+    /// at the commit they were made on, so that committing them never undoes what others
+    /// changed in those files meanwhile.
+    pub async fn create_workspace_branch(
+        &self,
+        caller: &Principal,
+        project_id: &str,
+        name: &str,
+    ) -> Result<(), ServiceError> {
+        let name = branch_name(name)?;
+        let o = self.open(caller, project_id).await?;
+        let cache = self.fetch_repository(&o.repo.id).await?;
+        let git = self.workspace_git();
+        if git.branch_head(&cache, &name).await.is_ok() {
+            return Err(ServiceError::Conflict(format!(
+                "GitLab has a branch {name} already: change to it, or choose another name."
+            )));
+        }
+        let base = if self.db.workspace_changes(&o.ws.id).await?.is_empty() {
+            git.branch_head(&cache, &o.repo.default_branch)
+                .await
+                .map_err(git_failed("Reading the default branch"))?
+        } else {
+            o.ws.head_sha.clone()
+        };
+        self.db
+            .move_workspace(&o.ws.id, Some((&name, &base)), Some(&[]))
+            .await?;
+        Ok(())
+    }
+
+    /// Changes to another of GitLab's branches. With uncommitted changes it is refused unless
+    /// `discard` says to drop them.
+    pub async fn switch_workspace_branch(
+        &self,
+        caller: &Principal,
+        project_id: &str,
+        name: &str,
+        discard: bool,
+    ) -> Result<(), ServiceError> {
+        let name = branch_name(name)?;
+        let o = self.open(caller, project_id).await?;
+        let changes = self.db.workspace_changes(&o.ws.id).await?.len();
+        if changes > 0 && !discard {
+            return Err(uncommitted(changes, &format!("change to {name}")));
+        }
+        let cache = self.fetch_repository(&o.repo.id).await?;
+        let head = self
+            .workspace_git()
+            .branch_head(&cache, &name)
+            .await
+            .map_err(|_| ServiceError::NotFound(format!("GitLab has no branch {name}.")))?;
+        self.db
+            .move_workspace(&o.ws.id, Some((&name, &head)), None)
+            .await?;
+        Ok(())
+    }
+
+    /// Brings the branch up to GitLab's (fast-forward); needs no uncommitted changes.
+    pub async fn pull_workspace(
+        &self,
+        caller: &Principal,
+        project_id: &str,
+    ) -> Result<String, ServiceError> {
+        let o = self.open(caller, project_id).await?;
+        let changes = self.db.workspace_changes(&o.ws.id).await?.len();
+        if changes > 0 {
+            return Err(uncommitted(changes, "pull"));
+        }
+        let pusher = self.pusher(caller, &o.repo).await?;
+        let git = self.workspace_git();
+        let remote_head = match git
+            .fetch_remote_branch(&o.dir, &pusher.remote, &o.ws.branch)
+            .await
+        {
+            Ok(sha) => sha,
+            Err(ExecError::GitFailed { message, .. })
+                if message.contains("couldn't find remote ref") =>
+            {
+                return Err(ServiceError::NotFound(format!(
+                    "{} is not in GitLab yet: commit and sync to create it there.",
+                    o.ws.branch
+                )));
+            }
+            Err(e) => return Err(git_failed("Fetching from GitLab")(e)),
+        };
+        if remote_head == o.ws.head_sha {
+            return Ok(format!("{} is up to date with GitLab.", o.ws.branch));
+        }
+        git.pull_ff_only(&o.dir, &pusher.remote, &o.ws.branch)
+            .await
+            .map_err(|_| {
+                ServiceError::Conflict(format!(
+                    "{}'s history in GitLab no longer contains your workspace's commit (it was \
+                     rewritten). Use Rollback to remote to take GitLab's branch as it is.",
+                    o.ws.branch
+                ))
+            })?;
+        let version = self
+            .db
+            .move_workspace(&o.ws.id, Some((&o.ws.branch, &remote_head)), Some(&[]))
+            .await?;
+        Self::checkout_is_at(&o.dir, version)?;
+        Ok(format!("Pulled {} from GitLab.", o.ws.branch))
+    }
+
+    /// Makes the workspace exactly GitLab's branch: every uncommitted change is dropped.
+    pub async fn rollback_workspace(
+        &self,
+        caller: &Principal,
+        project_id: &str,
+    ) -> Result<(), ServiceError> {
+        let o = self.open(caller, project_id).await?;
+        let cache = self.fetch_repository(&o.repo.id).await?;
+        let git = self.workspace_git();
+        let (branch, head) = match git.branch_head(&cache, &o.ws.branch).await {
+            Ok(head) => (o.ws.branch.clone(), head),
+            // A branch never pushed: back to the default branch.
+            Err(_) => (
+                o.repo.default_branch.clone(),
+                git.branch_head(&cache, &o.repo.default_branch)
+                    .await
+                    .map_err(git_failed("Reading the default branch"))?,
+            ),
+        };
+        self.db
+            .move_workspace(&o.ws.id, Some((&branch, &head)), None)
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::branch_name;
+
+    #[test]
+    fn branch_names_git_refuses_are_refused_in_words() {
+        assert_eq!(branch_name(" feature/orders ").unwrap(), "feature/orders");
+        for bad in [
+            "", "a b", "-x", "a..b", "a.lock", "x/", "a:b", "a~1", "a^", "a?", "a[", "@{x",
+        ] {
+            assert!(branch_name(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,328 @@
+//! The workspace through its JSON API, with real git against the simulator: files edited and
+//! saved (kept in the database, so a lost checkout loses nothing), the protected default
+//! branch, branches, commit and sync as the user's own GitLab account, the refusals GitLab's
+//! roles, protected branches and push rules cause (in GitLab's words, nothing lost), pull,
+//! change branch with uncommitted changes, rollback, and paths that try to leave the checkout.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::on_both_backends;
+use crate::support::connected::Connected;
+use crate::support::webhooks::last_pusher;
+use crate::support::{Backend, Page};
+
+on_both_backends!(a_developer_edits_commits_and_pushes_as_themselves);
+
+const DEVELOPER: u8 = 30;
+const REPORTER: u8 = 20;
+
+fn dbt_project() -> tempfile::TempDir {
+    let seed = tempfile::tempdir().unwrap();
+    let write = |path: &str, text: &str| {
+        let full = seed.path().join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, text).unwrap();
+    };
+    write("dbt_project.yml", "name: warehouse\nversion: '1.0'\n");
+    write("models/orders.sql", "select 1 as id\n");
+    write(".gitignore", "target/\ndbt_packages/\nlogs/\n");
+    seed
+}
+
+struct Ws<'a> {
+    c: &'a Connected,
+}
+
+impl Ws<'_> {
+    fn path(&self, rest: &str) -> String {
+        format!("/api/v1/projects/{}/workspace{rest}", self.c.project)
+    }
+
+    async fn call(&self, method: Method, rest: &str, body: Option<Value>) -> Page {
+        self.c
+            .browser
+            .api(method, &self.path(rest), body, Some(&self.c.csrf))
+            .await
+    }
+
+    async fn view(&self) -> Value {
+        let res = self.call(Method::GET, "", None).await;
+        assert_eq!(res.status, 200, "{}", res.body);
+        res.json()
+    }
+
+    async fn save(&self, path: &str, text: &str) {
+        let res = self
+            .call(
+                Method::PUT,
+                "/files",
+                Some(json!({"path": path, "text": text})),
+            )
+            .await;
+        assert_eq!(res.status, 204, "{}", res.body);
+    }
+
+    async fn commit(&self, message: &str) -> Page {
+        self.call(Method::POST, "/commit", Some(json!({"message": message})))
+            .await
+    }
+}
+
+fn state_of(view: &Value, path: &str) -> Value {
+    view["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == path)
+        .map_or(Value::String("absent".into()), |f| f["state"].clone())
+}
+
+/// `GET /api/v4/projects/:id/repository/branches/:name` as alice.
+async fn gitlab_branch(c: &Connected, name: &str) -> Value {
+    let pat = c.gitlab.personal_token(c.alice.id, "check").await;
+    reqwest::Client::new()
+        .get(format!(
+            "{}/api/v4/projects/{}/repository/branches/{}",
+            c.gitlab.base,
+            c.gitlab_project,
+            name.replace('/', "%2F")
+        ))
+        .header("PRIVATE-TOKEN", pat)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn a_developer_edits_commits_and_pushes_as_themselves(backend: Backend) {
+    let seed = dbt_project();
+    let c = Connected::start(backend, &[], Some(seed.path())).await;
+    let ws = Ws { c: &c };
+
+    // First use: the default branch, protected, with the repository's files.
+    let view = ws.view().await;
+    assert_eq!(view["branch"], "main");
+    assert_eq!(view["protected"], true);
+    assert_eq!(state_of(&view, "models/orders.sql"), Value::Null);
+    assert!(view["pushes_as"].as_str().unwrap().contains("@alice"));
+
+    // Edit and create files; the tree shows their state, the diff the change.
+    ws.save("models/orders.sql", "select 1 as id, 'new' as status\n")
+        .await;
+    let res = ws
+        .call(
+            Method::POST,
+            "/files",
+            Some(json!({"path": "models/customers.sql", "text": "select 2 as id\n"})),
+        )
+        .await;
+    assert_eq!(res.status, 201, "{}", res.body);
+    let res = ws
+        .call(
+            Method::POST,
+            "/files",
+            Some(json!({"path": "models/customers.sql", "text": "again"})),
+        )
+        .await;
+    assert_eq!(res.status, 409, "{}", res.body);
+    let view = ws.view().await;
+    assert_eq!(state_of(&view, "models/orders.sql"), "modified");
+    assert_eq!(state_of(&view, "models/customers.sql"), "untracked");
+    assert_eq!(view["changes"], 2);
+    let diff = ws
+        .call(Method::GET, "/diff?path=models/orders.sql", None)
+        .await
+        .json();
+    assert!(
+        diff["diff"]
+            .as_str()
+            .unwrap()
+            .contains("+select 1 as id, 'new' as status"),
+        "{diff}"
+    );
+
+    // Paths that leave the checkout or enter .git are refused.
+    for bad in ["../../etc/passwd", ".git/config", "/models/../../x"] {
+        let res = ws
+            .call(Method::GET, &format!("/files?path={bad}"), None)
+            .await;
+        assert_eq!(res.status, 422, "{bad}: {}", res.body);
+    }
+
+    // Nothing saved is lost with the checkout (a restart on a new machine, another replica).
+    let workspace_dir = c
+        .app
+        .data_dir()
+        .join("workspaces")
+        .join(view["id"].as_str().unwrap());
+    std::fs::remove_dir_all(&workspace_dir).unwrap();
+    let file = ws
+        .call(Method::GET, "/files?path=models/customers.sql", None)
+        .await
+        .json();
+    assert_eq!(file["text"], "select 2 as id\n");
+    assert_eq!(ws.view().await["changes"], 2);
+
+    // The default branch can be edited but not committed to.
+    let res = ws.commit("Add customers").await;
+    assert_eq!(res.status, 409, "{}", res.body);
+    assert!(
+        res.body.contains("main is the protected branch"),
+        "{}",
+        res.body
+    );
+
+    // A new branch takes the changes along; commit and sync pushes it as alice.
+    let res = ws
+        .call(
+            Method::POST,
+            "/branches",
+            Some(json!({"name": "feature/customers"})),
+        )
+        .await;
+    assert_eq!(res.status, 204, "{}", res.body);
+    let res = ws
+        .call(Method::POST, "/branches", Some(json!({"name": "bad name"})))
+        .await;
+    assert_eq!(res.status, 422, "{}", res.body);
+    let view = ws.view().await;
+    assert_eq!(view["branch"], "feature/customers");
+    assert_eq!(view["changes"], 2);
+    let res = ws.commit("Add customers").await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    let committed = res.json();
+    assert!(
+        committed["new_merge_request_url"]
+            .as_str()
+            .unwrap()
+            .contains("merge_requests/new"),
+        "{committed}"
+    );
+    let branch = gitlab_branch(&c, "feature/customers").await;
+    assert_eq!(branch["commit"]["id"], committed["sha"]);
+    assert_eq!(last_pusher(&c.app.db, &c.repository_id).await, "alice");
+    let view = ws.view().await;
+    assert_eq!(view["changes"], 0);
+    assert_eq!(state_of(&view, "models/customers.sql"), Value::Null);
+    let pushed = c
+        .app
+        .db
+        .audit_entries(&c.user.account_id, &Default::default(), 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.action == "workspace.pushed")
+        .expect("the push is audited");
+    assert!(
+        pushed.detail.contains("as your GitLab account @alice"),
+        "{}",
+        pushed.detail
+    );
+
+    // Changing branch with uncommitted changes: a clear choice, never a silent loss.
+    ws.save("models/orders.sql", "select 3 as id\n").await;
+    let res = ws
+        .call(Method::POST, "/checkout", Some(json!({"branch": "main"})))
+        .await;
+    assert_eq!(res.status, 409, "{}", res.body);
+    assert!(
+        res.body.contains("commit them, or revert them"),
+        "{}",
+        res.body
+    );
+    assert_eq!(ws.view().await["changes"], 1);
+    let res = ws
+        .call(
+            Method::POST,
+            "/checkout",
+            Some(json!({"branch": "main", "discard_changes": true})),
+        )
+        .await;
+    assert_eq!(res.status, 204, "{}", res.body);
+    let view = ws.view().await;
+    assert_eq!(
+        (view["branch"].as_str(), view["changes"].as_u64()),
+        (Some("main"), Some(0))
+    );
+
+    // Rollback to remote drops what was saved.
+    ws.save("models/scratch.sql", "select 4\n").await;
+    let res = ws.call(Method::POST, "/rollback", None).await;
+    assert_eq!(res.status, 204, "{}", res.body);
+    let view = ws.view().await;
+    assert_eq!(view["changes"], 0);
+    assert_eq!(state_of(&view, "models/scratch.sql"), "absent");
+
+    // Reporter: GitLab's role is named before anything is pushed; pulling still works.
+    let res = ws
+        .call(
+            Method::POST,
+            "/checkout",
+            Some(json!({"branch": "feature/customers"})),
+        )
+        .await;
+    assert_eq!(res.status, 204, "{}", res.body);
+    c.gitlab
+        .member(c.gitlab_project, c.alice.id, REPORTER)
+        .await;
+    ws.save("models/orders.sql", "select 5 as id\n").await;
+    let res = ws.commit("As a reporter").await;
+    assert_eq!(res.status, 403, "{}", res.body);
+    assert!(
+        res.body
+            .contains("You have the Reporter role on analytics/warehouse in GitLab (as @alice); pushing needs Developer"),
+        "{}",
+        res.body
+    );
+    assert_eq!(ws.view().await["changes"], 1);
+    let res = ws.call(Method::POST, "/revert", Some(json!({}))).await;
+    assert_eq!(res.status, 204, "{}", res.body);
+    let res = ws.call(Method::POST, "/pull", None).await;
+    assert_eq!(res.status, 200, "{}", res.body);
+
+    // Developer: a push rule refuses the commit message in GitLab's words; the change stays.
+    c.gitlab
+        .member(c.gitlab_project, c.alice.id, DEVELOPER)
+        .await;
+    let maintainer_pat = {
+        let owner = c.gitlab.user("owner").await;
+        c.gitlab.member(c.gitlab_project, owner.id, 40).await;
+        c.gitlab.personal_token(owner.id, "rules").await
+    };
+    let res = reqwest::Client::new()
+        .post(format!(
+            "{}/api/v4/projects/{}/push_rule",
+            c.gitlab.base, c.gitlab_project
+        ))
+        .header("PRIVATE-TOKEN", &maintainer_pat)
+        .json(&json!({"commit_message_regex": "^JIRA-[0-9]+"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{:?}", res.text().await);
+    ws.save("models/orders.sql", "select 6 as id\n").await;
+    let res = ws.commit("No ticket").await;
+    assert_eq!(res.status, 403, "{}", res.body);
+    assert!(
+        res.body
+            .contains("Commit message does not follow the pattern '^JIRA-[0-9]+'"),
+        "{}",
+        res.body
+    );
+    assert_eq!(ws.view().await["changes"], 1);
+    let res = ws.commit("JIRA-7 Orders by id").await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    let refused = c
+        .app
+        .db
+        .audit_entries(&c.user.account_id, &Default::default(), 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "workspace.push_refused")
+        .count();
+    assert_eq!(refused, 1);
+}
