@@ -56,11 +56,26 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(pages::health::readyz))
         .route("/assets/lablink.css", get(stylesheet))
+        .route("/assets/workspace.js", get(workspace_script))
         .merge(pages::routes())
         .merge(hooks_intake::routes())
         .merge(api::routes())
         .fallback(pages::not_found);
     middleware::apply(routes, &state).with_state(state)
+}
+
+/// The workspace's editor (CodeMirror), built by `web/editor/build.sh` and compiled in.
+async fn workspace_script() -> impl axum::response::IntoResponse {
+    (
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/javascript; charset=utf-8",
+            ),
+            (axum::http::header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        include_str!("../assets/workspace.js"),
+    )
 }
 
 /// The one stylesheet, compiled in. Browsers revalidate it after five minutes, so a new

@@ -24,10 +24,20 @@ use crate::{AppState, HtmlError};
 const BODY_LIMIT: usize = 1024 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// What a lablink page may load and do: its own stylesheet, scripts and images, no inline code,
-/// no frames around it, no plugins, forms posting back to it.
-const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; script-src 'self'; \
-     img-src 'self' data:; connect-src 'self'; base-uri 'none'; frame-ancestors 'none'";
+/// What a lablink page may load and do: its own stylesheet, scripts and images, no inline code
+/// (except the one `<style>` element the workspace's editor, CodeMirror, writes, marked with the
+/// response's nonce), no frames around it, no plugins, forms posting back to it.
+fn content_security_policy(nonce: &str) -> String {
+    format!(
+        "default-src 'none'; style-src 'self' 'nonce-{nonce}'; script-src 'self'; \
+         img-src 'self' data:; connect-src 'self'; base-uri 'none'; frame-ancestors 'none'"
+    )
+}
+
+/// A fresh value per response that lets the workspace editor's own `<style>` element through
+/// the Content-Security-Policy (pages read it with `Extension<StyleNonce>`).
+#[derive(Debug, Clone)]
+pub struct StyleNonce(pub String);
 
 pub fn apply(router: Router<AppState>, state: &AppState) -> Router<AppState> {
     let https = state.services.settings.secure_cookies();
@@ -78,13 +88,17 @@ async fn with_origin(req: Request, next: Next, trusted: TrustedProxies) -> Respo
 
 /// The browser-facing security headers of every response; HSTS only when lablink is served over
 /// https (the public URL says so), where a browser must never fall back to http.
-async fn browser_headers(req: Request, next: Next, https: bool) -> Response {
+async fn browser_headers(mut req: Request, next: Next, https: bool) -> Response {
+    let nonce = lablink_service::secrets::random_secret();
+    req.extensions_mut().insert(StyleNonce(nonce.clone()));
     let mut res = next.run(req).await;
     let headers = res.headers_mut();
+    if let Ok(policy) = header::HeaderValue::from_str(&content_security_policy(&nonce)) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, policy);
+    }
     let mut set = |name: header::HeaderName, value: &'static str| {
         headers.insert(name, header::HeaderValue::from_static(value));
     };
-    set(header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY);
     set(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(header::X_FRAME_OPTIONS, "DENY");
     set(header::REFERRER_POLICY, "same-origin");

@@ -187,4 +187,18 @@ impl Services {
             .await
             .map_err(|e| ServiceError::Internal(format!("git diff: {e}")))
     }
+
+    /// Every uncommitted change of the workspace as one patch (`git apply`-able), for keeping
+    /// a copy before a rollback.
+    pub async fn workspace_patch(
+        &self,
+        caller: &Principal,
+        project_id: &str,
+    ) -> Result<String, ServiceError> {
+        let o = self.open(caller, project_id).await?;
+        self.workspace_git()
+            .diff_file(&o.dir, ".")
+            .await
+            .map_err(|e| ServiceError::Internal(format!("git diff: {e}")))
+    }
 }

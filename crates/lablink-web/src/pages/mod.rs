@@ -15,6 +15,7 @@ mod repositories;
 mod runs;
 mod settings;
 mod setup;
+mod workspace;
 
 use axum::Router;
 
@@ -36,6 +37,7 @@ pub fn routes() -> Router<AppState> {
         .merge(runs::routes())
         .merge(ci_jobs::routes())
         .merge(doctor::routes())
+        .merge(workspace::routes())
 }
 
 pub async fn not_found() -> HtmlError {

@@ -9,10 +9,76 @@ use serde_json::{Value, json};
 
 use crate::on_both_backends;
 use crate::support::connected::Connected;
+use crate::support::webdriver::Browser as Chromium;
 use crate::support::webhooks::last_pusher;
-use crate::support::{Backend, Page};
+use crate::support::{Backend, PASSWORD, Page};
 
 on_both_backends!(a_developer_edits_commits_and_pushes_as_themselves);
+
+/// The workspace page in Chromium: the editor is CodeMirror (loaded under the page's Content
+/// Security Policy), typing and Save keep the change, and "Commit to a new branch" pushes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_workspace_page_edits_and_commits_in_a_real_browser() {
+    let seed = dbt_project();
+    let c = Connected::start(Backend::Sqlite, &[], Some(seed.path())).await;
+    let chromium = Chromium::start().await;
+    chromium.goto(&format!("{}/login", c.app.base)).await;
+    chromium
+        .find("#email")
+        .await
+        .send_keys("dev@acme.test")
+        .await;
+    chromium.find("#password").await.send_keys(PASSWORD).await;
+    chromium.find("button[type=submit]").await.click().await;
+    chromium.wait_for_text("Sign out").await;
+    chromium
+        .goto(&format!(
+            "{}/projects/{}/workspace?file=models/orders.sql",
+            c.app.base, c.project
+        ))
+        .await;
+    chromium.wait_for_text("Version control").await;
+    // CodeMirror replaced the textarea (its script ran despite no inline script being allowed).
+    let editor = chromium.find(".cm-editor .cm-content").await;
+    assert!(editor.text().await.contains("select 1 as id"));
+    editor.click().await;
+    editor.send_keys("-- reviewed\n").await;
+    chromium.find("#save").await.click().await;
+    chromium.wait_for_text("Saved.").await;
+    let saved = Ws { c: &c }
+        .call(Method::GET, "/files?path=models/orders.sql", None)
+        .await
+        .json();
+    assert!(
+        saved["text"].as_str().unwrap().contains("-- reviewed"),
+        "{saved}"
+    );
+    chromium.wait_for_text("1 uncommitted change").await;
+
+    // On the protected default branch the button commits to a new branch.
+    chromium
+        .find("#new-branch")
+        .await
+        .send_keys("feature/reviewed")
+        .await;
+    chromium
+        .find("#commit-message")
+        .await
+        .send_keys("Review orders")
+        .await;
+    assert_eq!(
+        chromium.find("#commit").await.text().await,
+        "Commit to a new branch"
+    );
+    chromium.find("#commit").await.click().await;
+    chromium.wait_for_text("and pushed it to GitLab").await;
+    chromium.find("#ws-new-mr").await;
+    assert_eq!(
+        gitlab_branch(&c, "feature/reviewed").await["name"],
+        "feature/reviewed"
+    );
+    chromium.quit().await;
+}
 
 const DEVELOPER: u8 = 30;
 const REPORTER: u8 = 20;
