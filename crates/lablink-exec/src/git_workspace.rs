@@ -34,6 +34,17 @@ impl FileState {
     }
 }
 
+/// How merging another commit into a working copy went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MergeOutcome {
+    /// The other commit is in the branch already.
+    UpToDate,
+    /// Merged into a new commit (or fast-forwarded) at this SHA.
+    Merged(String),
+    /// Stopped with these paths in conflict; the files hold git's conflict markers.
+    Conflicts(Vec<String>),
+}
+
 /// One path of `git status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusEntry {
@@ -178,6 +189,69 @@ impl Git {
         Ok(())
     }
 
+    /// Merges commit `sha` into the branch of `dir` (a merge commit by `author`); on conflicts
+    /// the merge is left in progress with markers in the files.
+    pub async fn merge(
+        &self,
+        dir: &Path,
+        sha: &str,
+        message: &str,
+        author: &Identity,
+    ) -> Result<MergeOutcome, ExecError> {
+        check_sha(sha)?;
+        let ancestor = self
+            .call(
+                "merge-base",
+                dir,
+                ["merge-base", "--is-ancestor", sha, "HEAD"],
+                None,
+                &[],
+            )
+            .await?;
+        if ancestor.termination.success() {
+            return Ok(MergeOutcome::UpToDate);
+        }
+        let out = self
+            .call(
+                "merge",
+                dir,
+                ["merge", "--no-edit", "--no-verify", "-m", message, sha],
+                None,
+                &identity_env(author, author),
+            )
+            .await?;
+        if out.termination.success() {
+            return Ok(MergeOutcome::Merged(self.head(dir).await?));
+        }
+        let conflicts: Vec<String> = self
+            .status(dir)
+            .await?
+            .into_iter()
+            .filter(|e| e.state == FileState::Conflicted)
+            .map(|e| e.path)
+            .collect();
+        if conflicts.is_empty() {
+            return Err(ExecError::GitFailed {
+                operation: "merge",
+                code: out.termination.code(),
+                message: out.stderr.join("\n"),
+            });
+        }
+        Ok(MergeOutcome::Conflicts(conflicts))
+    }
+
+    /// Marks `dir` as merging commit `sha`: its next commit gets `sha` as second parent.
+    pub async fn resume_merge(&self, dir: &Path, sha: &str) -> Result<(), ExecError> {
+        check_sha(sha)?;
+        let git_dir = dir.join(".git");
+        std::fs::write(git_dir.join("MERGE_HEAD"), format!("{sha}\n"))
+            .and_then(|()| std::fs::write(git_dir.join("MERGE_MSG"), "Merge\n"))
+            .map_err(|source| ExecError::Io {
+                path: git_dir,
+                source,
+            })
+    }
+
     /// Every path of `dir` that differs from `HEAD`, is untracked, or is ignored (ignored
     /// directories once, as `dir/`).
     pub async fn status(&self, dir: &Path) -> Result<Vec<StatusEntry>, ExecError> {
@@ -265,11 +339,14 @@ impl Git {
         Ok(out.stdout.into_iter().next().unwrap_or_default())
     }
 
-    /// Makes `dir` exactly commit `sha` on `branch` (created or moved there): drops changes and
-    /// untracked files, keeps ignored ones.
+    /// Makes `dir` exactly commit `sha` on `branch` (created or moved there): drops changes,
+    /// untracked files and a merge in progress, keeps ignored files.
     pub async fn reset_branch(&self, dir: &Path, branch: &str, sha: &str) -> Result<(), ExecError> {
         check_ref_name(branch)?;
         check_sha(sha)?;
+        for state in ["MERGE_HEAD", "MERGE_MSG", "MERGE_MODE"] {
+            let _ = std::fs::remove_file(dir.join(".git").join(state));
+        }
         self.ok(
             "switch",
             dir,

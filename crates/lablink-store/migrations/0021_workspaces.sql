@@ -9,6 +9,9 @@ CREATE TABLE workspaces (
     repository_id TEXT NOT NULL,
     branch TEXT NOT NULL,
     head_sha TEXT NOT NULL,
+    -- While a merge of the default branch waits for its conflicts to be resolved: the commit
+    -- being merged (the next commit has it as second parent).
+    merging_sha TEXT,
     version BIGINT NOT NULL,
     created_at BIGINT NOT NULL,
     used_at BIGINT NOT NULL,

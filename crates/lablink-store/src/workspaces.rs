@@ -13,6 +13,8 @@ pub struct Workspace {
     pub repository_id: String,
     pub branch: String,
     pub head_sha: String,
+    /// The commit being merged while conflicts wait to be resolved.
+    pub merging_sha: Option<String>,
     pub version: i64,
     pub created_at: i64,
     pub used_at: i64,
@@ -36,7 +38,7 @@ pub struct NewWorkspace<'a> {
 }
 
 const COLUMNS: &str = "id, account_id, project_id, user_id, repository_id, branch, head_sha, \
-     version, created_at, used_at";
+     merging_sha, version, created_at, used_at";
 
 const BUMP: &str = "UPDATE workspaces SET version = version + 1, used_at = $1 WHERE id = $2";
 
@@ -184,12 +186,15 @@ impl Db {
                     }
                 }
                 if let Some((branch, sha)) = to {
-                    sqlx::query("UPDATE workspaces SET branch = $1, head_sha = $2 WHERE id = $3")
-                        .bind(branch)
-                        .bind(sha)
-                        .bind(workspace_id)
-                        .execute(&mut *tx)
-                        .await?;
+                    sqlx::query(
+                        "UPDATE workspaces SET branch = $1, head_sha = $2, merging_sha = NULL \
+                         WHERE id = $3",
+                    )
+                    .bind(branch)
+                    .bind(sha)
+                    .bind(workspace_id)
+                    .execute(&mut *tx)
+                    .await?;
                 }
                 sqlx::query(BUMP)
                     .bind(now)
@@ -219,7 +224,7 @@ impl Db {
         on_db!(self, |pool| {
             sqlx::query(
                 "UPDATE workspaces SET repository_id = $1, branch = $2, head_sha = $3, \
-                 version = version + 1, used_at = $4 WHERE id = $5",
+                 merging_sha = NULL, version = version + 1, used_at = $4 WHERE id = $5",
             )
             .bind(repository_id)
             .bind(branch)
@@ -231,5 +236,53 @@ impl Db {
             .map(drop)
         })?;
         Ok(())
+    }
+
+    /// Starts (with the merged commit and the merge's files) or ends (`None`, dropping every
+    /// saved file) a merge waiting for its conflicts to be resolved; returns the new version.
+    pub async fn set_workspace_merge(
+        &self,
+        workspace_id: &str,
+        merging: Option<(&str, &[SavedChange])>,
+    ) -> Result<i64, StoreError> {
+        let now = now_ms();
+        Ok(on_db!(self, |pool| {
+            async {
+                let mut tx = pool.begin().await?;
+                sqlx::query("DELETE FROM workspace_changes WHERE workspace_id = $1")
+                    .bind(workspace_id)
+                    .execute(&mut *tx)
+                    .await?;
+                for change in merging.map(|(_, files)| files).unwrap_or_default() {
+                    sqlx::query(
+                        "INSERT INTO workspace_changes (workspace_id, path, content, saved_at) \
+                         VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(workspace_id)
+                    .bind(&change.path)
+                    .bind(change.content.as_deref())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                sqlx::query(
+                    "UPDATE workspaces SET merging_sha = $1, version = version + 1, used_at = $2 \
+                     WHERE id = $3",
+                )
+                .bind(merging.map(|(sha, _)| sha))
+                .bind(now)
+                .bind(workspace_id)
+                .execute(&mut *tx)
+                .await?;
+                let version: i64 =
+                    sqlx::query_scalar("SELECT version FROM workspaces WHERE id = $1")
+                        .bind(workspace_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                tx.commit().await?;
+                Ok::<_, sqlx::Error>(version)
+            }
+            .await
+        })?)
     }
 }

@@ -21,7 +21,7 @@ use lablink_store::repositories::{Repository, RepositoryStatus};
 use lablink_store::workspaces::{NewWorkspace, Workspace};
 
 pub use files::FileContent;
-pub use sync::Synced;
+pub use sync::{Merged, Synced};
 
 use crate::error::require;
 use crate::{Principal, ServiceError, Services};
@@ -37,6 +37,13 @@ fn checkout_lock(workspace_id: &str) -> Arc<tokio::sync::Mutex<()>> {
     let mut locks = CHECKOUT_LOCKS.lock().unwrap_or_else(|e| e.into_inner());
     locks.retain(|_, lock| Arc::strong_count(lock) > 1);
     locks.entry(workspace_id.to_owned()).or_default().clone()
+}
+
+/// Whether a file still holds git's conflict markers.
+pub(crate) fn has_conflict_markers(content: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(content);
+    let mut lines = text.lines();
+    lines.any(|l| l.starts_with("<<<<<<< ")) && text.lines().any(|l| l.starts_with(">>>>>>> "))
 }
 
 async fn has_commit(git: &Git, cache: &std::path::Path, sha: &str) -> bool {
@@ -68,6 +75,9 @@ pub struct WorkspaceView {
     pub files: Vec<TreeEntry>,
     /// Saved but uncommitted files.
     pub changes: usize,
+    /// The default branch is being merged in and these files still hold conflict markers
+    /// (`Some(vec![])`: all resolved, waiting for "Commit and resolve").
+    pub merging: Option<Vec<String>>,
     /// Who GitLab sees on a push, in words.
     pub pushes_as: String,
 }
@@ -216,6 +226,11 @@ impl Services {
                 None => paths::remove(&dir, &change.path)?,
             }
         }
+        if let Some(merging) = &ws.merging_sha {
+            git.resume_merge(&dir, merging)
+                .await
+                .map_err(|e| failed("merge", e))?;
+        }
         std::fs::write(dir.join(VERSION_FILE), ws.version.to_string())
             .map_err(|e| ServiceError::Internal(format!("workspace checkout: {e}")))?;
         Ok(dir)
@@ -253,7 +268,20 @@ impl Services {
             state: Some(state),
         }));
         files.sort_by(|a, b| a.path.cmp(&b.path));
-        let changes = self.db.workspace_changes(&o.ws.id).await?.len();
+        let saved = self.db.workspace_changes(&o.ws.id).await?;
+        let changes = saved.len();
+        let merging = o.ws.merging_sha.as_ref().map(|_| {
+            saved
+                .iter()
+                .filter(|c| c.content.as_deref().is_some_and(has_conflict_markers))
+                .map(|c| c.path.clone())
+                .collect::<Vec<_>>()
+        });
+        if let Some(conflicted) = &merging {
+            for file in files.iter_mut().filter(|f| conflicted.contains(&f.path)) {
+                file.state = Some(FileState::Conflicted);
+            }
+        }
         let branches = git
             .branches(&self.repository_cache_path(&o.repo.id))
             .await
@@ -270,6 +298,7 @@ impl Services {
             branches,
             files,
             changes,
+            merging,
             pushes_as: self.pushes_as(caller, &o.repo).await,
         })
     }

@@ -5,11 +5,12 @@
 //! the user as the commit's author. A refused push shows GitLab's own words.
 
 use lablink_core::{AccessLevel, Plan};
-use lablink_exec::{ExecError, GitCredential, Identity, Remote};
+use lablink_exec::{ExecError, FileState, GitCredential, Identity, MergeOutcome, Remote};
 use lablink_store::audit::{AuditEvent, AuditOutcome};
 use lablink_store::repositories::Repository;
+use lablink_store::workspaces::SavedChange;
 
-use super::Opened;
+use super::{Opened, has_conflict_markers, paths};
 use crate::{Principal, ServiceError, Services};
 
 /// A finished commit and sync.
@@ -19,6 +20,18 @@ pub struct Synced {
     pub sha: String,
     /// GitLab's page for a new merge request of the branch into the default branch.
     pub new_merge_request_url: String,
+}
+
+/// How pulling the default branch into the workspace's branch went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Merged {
+    UpToDate,
+    /// Merged and pushed.
+    Pushed {
+        sha: String,
+    },
+    /// Waiting for these files' conflicts to be resolved, then "Commit and resolve".
+    Conflicts(Vec<String>),
 }
 
 /// Who pushes, with what.
@@ -233,14 +246,23 @@ impl Services {
                 o.repo.default_branch
             )));
         }
-        let saved: Vec<String> = self
-            .db
-            .workspace_changes(&o.ws.id)
-            .await?
-            .into_iter()
-            .map(|c| c.path)
-            .collect();
-        let chosen: Vec<String> = match paths {
+        let saved_files = self.db.workspace_changes(&o.ws.id).await?;
+        if o.ws.merging_sha.is_some() {
+            let unresolved: Vec<&str> = saved_files
+                .iter()
+                .filter(|c| c.content.as_deref().is_some_and(has_conflict_markers))
+                .map(|c| c.path.as_str())
+                .collect();
+            if !unresolved.is_empty() {
+                return Err(ServiceError::Conflict(format!(
+                    "Resolve the conflicts in {} first: keep the lines you want and remove the \
+                     <<<<<<<, ======= and >>>>>>> lines, save, then Commit and resolve.",
+                    unresolved.join(", ")
+                )));
+            }
+        }
+        let saved: Vec<String> = saved_files.into_iter().map(|c| c.path).collect();
+        let chosen: Vec<String> = match paths.filter(|_| o.ws.merging_sha.is_none()) {
             Some(paths) => {
                 let paths: Vec<String> = paths
                     .iter()
@@ -264,15 +286,25 @@ impl Services {
             .await?;
         let pusher = self.pusher(caller, &o.repo).await?;
         let git = self.workspace_git();
-        let sha = git
-            .commit_paths(&o.dir, message, &chosen, &pusher.author, &pusher.author)
-            .await
-            .map_err(git_failed("Committing"))?;
-        if let Err(e) = git.push(&o.dir, &pusher.remote, &o.ws.branch, false).await {
-            // The commit is undone; its changes stay saved and uncommitted.
-            git.reset_soft(&o.dir, &o.ws.head_sha)
+        // A merge is committed whole (git refuses to commit part of one).
+        let committed = if o.ws.merging_sha.is_some() {
+            git.commit_all(&o.dir, message, &pusher.author, &pusher.author)
                 .await
-                .map_err(git_failed("Undoing the refused commit"))?;
+        } else {
+            git.commit_paths(&o.dir, message, &chosen, &pusher.author, &pusher.author)
+                .await
+        };
+        let sha = committed.map_err(git_failed("Committing"))?;
+        if let Err(e) = git.push(&o.dir, &pusher.remote, &o.ws.branch, false).await {
+            // The commit is undone; its changes stay saved and uncommitted (a merge's too: the
+            // checkout is rebuilt from the database, merge state included).
+            if o.ws.merging_sha.is_some() {
+                self.db.drop_workspace_changes(&o.ws.id, Some(&[])).await?;
+            } else {
+                git.reset_soft(&o.dir, &o.ws.head_sha)
+                    .await
+                    .map_err(git_failed("Undoing the refused commit"))?;
+            }
             let words = match e {
                 ExecError::PushRejected { message, .. } => message,
                 other => other.to_string(),
@@ -286,9 +318,10 @@ impl Services {
                 o.ws.branch, pusher.identity
             )));
         }
+        let committed_paths = o.ws.merging_sha.is_none().then_some(chosen.as_slice());
         let version = self
             .db
-            .move_workspace(&o.ws.id, Some((&o.ws.branch, &sha)), Some(&chosen))
+            .move_workspace(&o.ws.id, Some((&o.ws.branch, &sha)), committed_paths)
             .await?;
         Self::checkout_is_at(&o.dir, version)?;
         self.audit_push(
@@ -421,6 +454,114 @@ impl Services {
             .await?;
         Self::checkout_is_at(&o.dir, version)?;
         Ok(format!("Pulled {} from GitLab.", o.ws.branch))
+    }
+
+    /// Merges GitLab's default branch into the workspace's branch (needs no uncommitted
+    /// changes): pushed when clean; on conflicts the files hold git's markers, to be resolved
+    /// in the editor and committed with "Commit and resolve" (or the merge aborted).
+    pub async fn merge_default_branch(
+        &self,
+        caller: &Principal,
+        project_id: &str,
+    ) -> Result<Merged, ServiceError> {
+        let o = self.open(caller, project_id).await?;
+        let default = &o.repo.default_branch;
+        if o.ws.branch == *default {
+            return Err(ServiceError::BadInput(format!(
+                "You are on {default}: use Pull from remote to bring it up to date."
+            )));
+        }
+        if o.ws.merging_sha.is_some() {
+            return Err(ServiceError::Conflict(
+                "A merge is in progress: resolve its conflicts and Commit and resolve, or abort \
+                 it."
+                .into(),
+            ));
+        }
+        let changes = self.db.workspace_changes(&o.ws.id).await?.len();
+        if changes > 0 {
+            return Err(uncommitted(
+                changes,
+                &format!("pull changes from {default}"),
+            ));
+        }
+        let cache = self.fetch_repository(&o.repo.id).await?;
+        let git = self.workspace_git();
+        let theirs = git
+            .branch_head(&cache, default)
+            .await
+            .map_err(git_failed("Reading the default branch"))?;
+        let pusher = self.pusher(caller, &o.repo).await?;
+        let message = format!("Merge branch '{default}' into {}", o.ws.branch);
+        match git
+            .merge(&o.dir, &theirs, &message, &pusher.author)
+            .await
+            .map_err(git_failed("Merging"))?
+        {
+            MergeOutcome::UpToDate => Ok(Merged::UpToDate),
+            MergeOutcome::Merged(sha) => {
+                let pushed = match self.check_push_allowed(caller, &o.repo, &o.ws.branch).await {
+                    Ok(()) => git
+                        .push(&o.dir, &pusher.remote, &o.ws.branch, false)
+                        .await
+                        .map_err(|e| match e {
+                            ExecError::PushRejected { message, .. } => ServiceError::Forbidden(
+                                format!("GitLab refused the push of the merge: {message}"),
+                            ),
+                            other => git_failed("Pushing the merge")(other),
+                        }),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = pushed {
+                    git.reset_branch(&o.dir, &o.ws.branch, &o.ws.head_sha)
+                        .await
+                        .map_err(git_failed("Undoing the merge"))?;
+                    return Err(e);
+                }
+                let version = self
+                    .db
+                    .move_workspace(&o.ws.id, Some((&o.ws.branch, &sha)), None)
+                    .await?;
+                Self::checkout_is_at(&o.dir, version)?;
+                Ok(Merged::Pushed { sha })
+            }
+            MergeOutcome::Conflicts(conflicts) => {
+                let mut files = Vec::new();
+                for entry in git
+                    .status(&o.dir)
+                    .await
+                    .map_err(git_failed("Reading the merge"))?
+                {
+                    if matches!(entry.state, FileState::Ignored) {
+                        continue;
+                    }
+                    files.push(SavedChange {
+                        content: paths::read(&o.dir, &entry.path)?,
+                        path: entry.path,
+                    });
+                }
+                let version = self
+                    .db
+                    .set_workspace_merge(&o.ws.id, Some((&theirs, &files)))
+                    .await?;
+                Self::checkout_is_at(&o.dir, version)?;
+                Ok(Merged::Conflicts(conflicts))
+            }
+        }
+    }
+
+    /// Abandons a merge waiting for its conflicts: back to the branch's commit.
+    pub async fn abort_workspace_merge(
+        &self,
+        caller: &Principal,
+        project_id: &str,
+    ) -> Result<(), ServiceError> {
+        let o = self.open(caller, project_id).await?;
+        if o.ws.merging_sha.is_none() {
+            return Err(ServiceError::Conflict("No merge is in progress.".into()));
+        }
+        self.db.set_workspace_merge(&o.ws.id, None).await?;
+        Ok(())
     }
 
     /// Makes the workspace exactly GitLab's branch: every uncommitted change is dropped.

@@ -72,6 +72,8 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(workspace::commit))
         .routes(routes!(workspace::pull))
         .routes(routes!(workspace::rollback))
+        .routes(routes!(workspace::merge_default_branch))
+        .routes(routes!(workspace::abort_merge))
         .routes(routes!(users::list_users, users::create_user))
         .routes(routes!(users::change_role))
         .routes(routes!(tokens::list_tokens, tokens::create_token))
@@ -182,10 +184,12 @@ mod tests {
                 "POST /api/v1/linked-accounts/gitlab/check",
                 "POST /api/v1/projects",
                 "POST /api/v1/projects/{id}/ci-jobs",
+                "POST /api/v1/projects/{id}/workspace/abort-merge",
                 "POST /api/v1/projects/{id}/workspace/branches",
                 "POST /api/v1/projects/{id}/workspace/checkout",
                 "POST /api/v1/projects/{id}/workspace/commit",
                 "POST /api/v1/projects/{id}/workspace/files",
+                "POST /api/v1/projects/{id}/workspace/merge-default-branch",
                 "POST /api/v1/projects/{id}/workspace/pull",
                 "POST /api/v1/projects/{id}/workspace/rename",
                 "POST /api/v1/projects/{id}/workspace/revert",

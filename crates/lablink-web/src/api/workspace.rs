@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use lablink_service::workspace::{TreeEntry, WorkspaceView};
+use lablink_service::workspace::{Merged, TreeEntry, WorkspaceView};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -44,6 +44,9 @@ pub struct WorkspaceJson {
     pub changes: usize,
     /// Whom GitLab sees on a push.
     pub pushes_as: String,
+    /// While the default branch is being merged in: the files still in conflict (empty when
+    /// all are resolved and "commit" finishes the merge); null when no merge is in progress.
+    pub merging: Option<Vec<String>>,
 }
 
 impl From<WorkspaceView> for WorkspaceJson {
@@ -59,6 +62,7 @@ impl From<WorkspaceView> for WorkspaceJson {
             files: v.files.into_iter().map(TreeEntryJson::from).collect(),
             changes: v.changes,
             pushes_as: v.pushes_as,
+            merging: v.merging,
         }
     }
 }
@@ -340,6 +344,63 @@ pub async fn rollback(
     state
         .services
         .rollback_workspace(&user.principal, &id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MergeJson {
+    /// `up_to_date`, `pushed` or `conflicts`.
+    pub outcome: String,
+    /// The merge commit, when pushed.
+    pub sha: Option<String>,
+    /// The files to resolve, on conflicts.
+    pub conflicts: Vec<String>,
+}
+
+/// Merges the default branch into the workspace's branch: pushed when clean; on conflicts the
+/// files hold git's markers until they are resolved and committed (or the merge is aborted).
+#[utoipa::path(post, path = "/api/v1/projects/{id}/workspace/merge-default-branch", tag = "workspace",
+    responses((status = 200, body = MergeJson), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn merge_default_branch(
+    State(state): State<AppState>,
+    user: ApiUser,
+    Path(id): Path<String>,
+) -> Result<Json<MergeJson>, ApiError> {
+    let merged = state
+        .services
+        .merge_default_branch(&user.principal, &id)
+        .await?;
+    Ok(Json(match merged {
+        Merged::UpToDate => MergeJson {
+            outcome: "up_to_date".into(),
+            sha: None,
+            conflicts: Vec::new(),
+        },
+        Merged::Pushed { sha } => MergeJson {
+            outcome: "pushed".into(),
+            sha: Some(sha),
+            conflicts: Vec::new(),
+        },
+        Merged::Conflicts(conflicts) => MergeJson {
+            outcome: "conflicts".into(),
+            sha: None,
+            conflicts,
+        },
+    }))
+}
+
+/// Abandons a merge waiting for its conflicts.
+#[utoipa::path(post, path = "/api/v1/projects/{id}/workspace/abort-merge", tag = "workspace",
+    responses((status = 204), (status = 409, body = ErrorBody)))]
+pub async fn abort_merge(
+    State(state): State<AppState>,
+    user: ApiUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .services
+        .abort_workspace_merge(&user.principal, &id)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -13,7 +13,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use lablink_service::ServiceError;
-use lablink_service::workspace::{FileContent, WorkspaceView};
+use lablink_service::workspace::{FileContent, Merged, WorkspaceView};
 use serde::Deserialize;
 
 use crate::middleware::StyleNonce;
@@ -226,6 +226,19 @@ async fn page(
         ),
         "pulled" => format!("{} is up to date with GitLab.", ws.branch),
         "rolled_back" => format!("The workspace is exactly GitLab's {} now.", ws.branch),
+        "merge_up_to_date" => format!(
+            "{} already has every change of {}.",
+            ws.branch, ws.default_branch
+        ),
+        "merged" => format!(
+            "Merged {} into {} and pushed it.",
+            ws.default_branch, ws.branch
+        ),
+        "merge_conflicts" => format!(
+            "{} and {} changed the same lines: resolve the conflicts below.",
+            ws.default_branch, ws.branch
+        ),
+        "merge_aborted" => "The merge was aborted.".to_owned(),
         _ => "Done.".to_owned(),
     });
     let merge_request_url = (query.done.as_deref() == Some("committed")).then(|| {
@@ -396,6 +409,18 @@ async fn act(
         }
         "pull" => s.pull_workspace(p, &id).await.map(|_| "pulled"),
         "rollback" => s.rollback_workspace(p, &id).await.map(|()| "rolled_back"),
+        "merge" => s
+            .merge_default_branch(p, &id)
+            .await
+            .map(|merged| match merged {
+                Merged::UpToDate => "merge_up_to_date",
+                Merged::Pushed { .. } => "merged",
+                Merged::Conflicts(_) => "merge_conflicts",
+            }),
+        "abort-merge" => s
+            .abort_workspace_merge(p, &id)
+            .await
+            .map(|()| "merge_aborted"),
         _ => return Err(HtmlError::not_found()),
     };
     match result {

@@ -10,7 +10,6 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use lablink_core::{Plan, Role};
-use lablink_store::Db;
 use reqwest::Method;
 use serde_json::json;
 
@@ -270,20 +269,9 @@ async fn developer_plans_push_with_the_shared_credential_once_allowed(backend: B
     let seed = seed();
     let c = Connected::start(backend, &[], Some(seed.path())).await;
     // The account moves to the Developer plan (its repository stays connected).
-    let downgrade = "UPDATE accounts SET plan = 'developer' WHERE id = $1";
-    match &c.app.db {
-        Db::Sqlite(pool) => sqlx::query(downgrade)
-            .bind(&c.user.account_id)
-            .execute(pool)
-            .await
-            .map(drop),
-        Db::Postgres(pool) => sqlx::query(downgrade)
-            .bind(&c.user.account_id)
-            .execute(pool)
-            .await
-            .map(drop),
-    }
-    .unwrap();
+    c.app
+        .set_account_plan(&c.user.account_id, Plan::Developer)
+        .await;
     let token = api_token(&c.browser, &c.csrf).await;
     let laptop = Laptop::new();
     let (ok, out, err) = laptop.login(&c.app.base, &token);

@@ -4,6 +4,7 @@
 //! roles, protected branches and push rules cause (in GitLab's words, nothing lost), pull,
 //! change branch with uncommitted changes, rollback, and paths that try to leave the checkout.
 
+use lablink_core::Plan;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -13,7 +14,11 @@ use crate::support::webdriver::Browser as Chromium;
 use crate::support::webhooks::last_pusher;
 use crate::support::{Backend, PASSWORD, Page};
 
-on_both_backends!(a_developer_edits_commits_and_pushes_as_themselves);
+on_both_backends!(
+    a_developer_edits_commits_and_pushes_as_themselves,
+    developer_plans_push_with_the_shared_credential,
+    a_conflict_with_the_default_branch_is_resolved_in_the_workspace,
+);
 
 /// The workspace page in Chromium: the editor is CodeMirror (loaded under the page's Content
 /// Security Policy), typing and Save keep the change, and "Commit to a new branch" pushes it.
@@ -391,4 +396,152 @@ async fn a_developer_edits_commits_and_pushes_as_themselves(backend: Backend) {
         .filter(|e| e.action == "workspace.push_refused")
         .count();
     assert_eq!(refused, 1);
+}
+
+/// On the Developer plan the workspace pushes with the repository's project access token, and
+/// says so; the commit names the user as its author.
+async fn developer_plans_push_with_the_shared_credential(backend: Backend) {
+    let seed = dbt_project();
+    let c = Connected::start(backend, &[], Some(seed.path())).await;
+    c.app
+        .set_account_plan(&c.user.account_id, Plan::Developer)
+        .await;
+    let ws = Ws { c: &c };
+    let view = ws.view().await;
+    assert!(
+        view["pushes_as"]
+            .as_str()
+            .unwrap()
+            .contains("the repository's shared project access token"),
+        "{view}"
+    );
+    let res = ws
+        .call(Method::POST, "/branches", Some(json!({"name": "shared"})))
+        .await;
+    assert_eq!(res.status, 204, "{}", res.body);
+    ws.save("models/orders.sql", "select 7 as id\n").await;
+    let res = ws.commit("Through the shared token").await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    let pusher = last_pusher(&c.app.db, &c.repository_id).await;
+    assert!(
+        pusher.starts_with(&format!("project_{}_bot", c.gitlab_project)),
+        "{pusher}"
+    );
+    let commit = gitlab_branch(&c, "shared").await["commit"].clone();
+    assert_eq!(commit["author_email"], "dev@acme.test", "{commit}");
+}
+
+/// A GitLab API call as alice.
+async fn as_alice(c: &Connected, method: Method, path: &str, body: Option<Value>) -> Value {
+    let pat = c.gitlab.personal_token(c.alice.id, "api").await;
+    let mut req = reqwest::Client::new()
+        .request(
+            method,
+            format!(
+                "{}/api/v4/projects/{}{path}",
+                c.gitlab.base, c.gitlab_project
+            ),
+        )
+        .header("PRIVATE-TOKEN", pat);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let res = req.send().await.unwrap();
+    assert!(res.status().is_success(), "{path}: {}", res.status());
+    res.json().await.unwrap()
+}
+
+/// "Pull changes from main" into a branch that changed the same lines: the conflict is shown
+/// with git's markers, survives the loss of the checkout, blocks the commit until resolved, and
+/// "Commit and resolve" pushes a merge commit.
+async fn a_conflict_with_the_default_branch_is_resolved_in_the_workspace(backend: Backend) {
+    let seed = dbt_project();
+    let c = Connected::start(backend, &[], Some(seed.path())).await;
+    let ws = Ws { c: &c };
+    let res = ws
+        .call(
+            Method::POST,
+            "/branches",
+            Some(json!({"name": "feature/conflict"})),
+        )
+        .await;
+    assert_eq!(res.status, 204, "{}", res.body);
+    ws.save("models/orders.sql", "select 'ours' as id\n").await;
+    assert_eq!(ws.commit("Ours").await.status, 200);
+    // Meanwhile someone changes the same line on main in GitLab.
+    as_alice(
+        &c,
+        Method::POST,
+        "/repository/commits",
+        Some(json!({
+            "branch": "main",
+            "commit_message": "Theirs",
+            "actions": [{"action": "update", "file_path": "models/orders.sql",
+                         "content": "select 'theirs' as id\n"}],
+        })),
+    )
+    .await;
+
+    let res = ws.call(Method::POST, "/merge-default-branch", None).await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    let merge = res.json();
+    assert_eq!(merge["outcome"], "conflicts");
+    assert_eq!(merge["conflicts"], json!(["models/orders.sql"]));
+    // The conflict is kept in the database: a new checkout shows it the same.
+    let view = ws.view().await;
+    std::fs::remove_dir_all(
+        c.app
+            .data_dir()
+            .join("workspaces")
+            .join(view["id"].as_str().unwrap()),
+    )
+    .unwrap();
+    let view = ws.view().await;
+    assert_eq!(view["merging"], json!(["models/orders.sql"]));
+    assert_eq!(state_of(&view, "models/orders.sql"), "conflicted");
+    let file = ws
+        .call(Method::GET, "/files?path=models/orders.sql", None)
+        .await
+        .json();
+    let text = file["text"].as_str().unwrap();
+    assert!(
+        text.contains("<<<<<<< ")
+            && text.contains("select 'theirs' as id")
+            && text.contains(">>>>>>> "),
+        "{text}"
+    );
+
+    // Committing with markers left is refused; resolved, it pushes a merge commit.
+    let res = ws.commit("Merge main").await;
+    assert_eq!(res.status, 409, "{}", res.body);
+    assert!(
+        res.body
+            .contains("Resolve the conflicts in models/orders.sql"),
+        "{}",
+        res.body
+    );
+    ws.save("models/orders.sql", "select 'both' as id\n").await;
+    assert_eq!(ws.view().await["merging"], json!([]));
+    let res = ws.commit("Merge main into feature/conflict").await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    let sha = res.json()["sha"].as_str().unwrap().to_owned();
+    let commit = gitlab_branch(&c, "feature/conflict").await["commit"].clone();
+    assert_eq!(commit["id"], sha.as_str());
+    assert_eq!(
+        commit["parent_ids"].as_array().unwrap().len(),
+        2,
+        "{commit}"
+    );
+    let view = ws.view().await;
+    assert_eq!(
+        (view["merging"].clone(), view["changes"].clone()),
+        (Value::Null, json!(0))
+    );
+
+    // Up to date afterwards; a second merge attempt says so.
+    let again = ws
+        .call(Method::POST, "/merge-default-branch", None)
+        .await
+        .json();
+    assert_eq!(again["outcome"], "up_to_date");
 }

@@ -109,6 +109,26 @@ impl TestApp {
         }
     }
 
+    /// Moves an account to another plan (an upgrade or downgrade after setup).
+    pub async fn set_account_plan(&self, account_id: &str, plan: Plan) {
+        let sql = "UPDATE accounts SET plan = $1 WHERE id = $2";
+        match &self.db {
+            Db::Sqlite(pool) => sqlx::query(sql)
+                .bind(plan.as_str())
+                .bind(account_id)
+                .execute(pool)
+                .await
+                .map(drop),
+            Db::Postgres(pool) => sqlx::query(sql)
+                .bind(plan.as_str())
+                .bind(account_id)
+                .execute(pool)
+                .await
+                .map(drop),
+        }
+        .unwrap();
+    }
+
     /// The server's `data_dir`.
     pub fn data_dir(&self) -> &std::path::Path {
         self.dir.path()
