@@ -52,47 +52,71 @@ pub struct StatusEntry {
     pub state: FileState,
 }
 
-/// The output lines of a `-z` command joined back: git's NUL-separated records may hold new
-/// lines, which the line reader split on.
-fn records(lines: Vec<String>) -> Vec<String> {
-    lines
-        .join("\n")
-        .split('\0')
-        .filter(|r| !r.is_empty())
-        .map(str::to_owned)
-        .collect()
+/// A path as git prints it with `core.quotePath=false`: as is, or in double quotes with C-style
+/// escapes when it holds a quote, a backslash or a control character (a new line, say).
+fn unquote(text: &str) -> String {
+    let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) else {
+        return text.to_owned();
+    };
+    let mut bytes = Vec::with_capacity(inner.len());
+    let mut chars = inner.bytes().peekable();
+    while let Some(b) = chars.next() {
+        if b != b'\\' {
+            bytes.push(b);
+            continue;
+        }
+        match chars.next() {
+            Some(b'n') => bytes.push(b'\n'),
+            Some(b't') => bytes.push(b'\t'),
+            Some(b'r') => bytes.push(b'\r'),
+            Some(b'a') => bytes.push(7),
+            Some(b'b') => bytes.push(8),
+            Some(b'f') => bytes.push(12),
+            Some(b'v') => bytes.push(11),
+            Some(d @ b'0'..=b'7') => {
+                let mut value = u32::from(d - b'0');
+                for _ in 0..2 {
+                    if let Some(&n @ b'0'..=b'7') = chars.peek() {
+                        value = value * 8 + u32::from(n - b'0');
+                        chars.next();
+                    }
+                }
+                bytes.push(u8::try_from(value).unwrap_or(b'?'));
+            }
+            Some(other) => bytes.push(other),
+            None => bytes.push(b'\\'),
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
-/// Reads `git status --porcelain=v1 -z` records.
-fn parse_status(records: &[String]) -> Vec<StatusEntry> {
-    let mut entries = Vec::new();
-    let mut rest = records.iter();
-    while let Some(record) = rest.next() {
-        let Some((code, path)) = record.split_at_checked(3) else {
-            continue;
-        };
-        let (x, y) = {
+/// Reads `git status --porcelain=v1` lines (paths as [`unquote`] reads them).
+fn parse_status(lines: &[String]) -> Vec<StatusEntry> {
+    lines
+        .iter()
+        .filter_map(|line| {
+            let (code, path) = line.split_at_checked(3)?;
             let mut c = code.chars();
-            (c.next().unwrap_or(' '), c.next().unwrap_or(' '))
-        };
-        // A rename or copy is followed by its source path.
-        if matches!(x, 'R' | 'C') {
-            rest.next();
-        }
-        let state = match (x, y) {
-            ('?', '?') => FileState::Untracked,
-            ('!', '!') => FileState::Ignored,
-            ('U', _) | (_, 'U') | ('A', 'A') | ('D', 'D') => FileState::Conflicted,
-            ('D', _) | (_, 'D') => FileState::Deleted,
-            ('A' | 'R' | 'C', _) => FileState::Added,
-            _ => FileState::Modified,
-        };
-        entries.push(StatusEntry {
-            path: path.to_owned(),
-            state,
-        });
-    }
-    entries
+            let (x, y) = (c.next().unwrap_or(' '), c.next().unwrap_or(' '));
+            // A rename or copy reads `old -> new`.
+            let path = match (x, path.rsplit_once(" -> ")) {
+                ('R' | 'C', Some((_, new))) => new,
+                _ => path,
+            };
+            let state = match (x, y) {
+                ('?', '?') => FileState::Untracked,
+                ('!', '!') => FileState::Ignored,
+                ('U', _) | (_, 'U') | ('A', 'A') | ('D', 'D') => FileState::Conflicted,
+                ('D', _) | (_, 'D') => FileState::Deleted,
+                ('A' | 'R' | 'C', _) => FileState::Added,
+                _ => FileState::Modified,
+            };
+            Some(StatusEntry {
+                path: unquote(path),
+                state,
+            })
+        })
+        .collect()
 }
 
 impl Git {
@@ -155,7 +179,14 @@ impl Git {
         author: &Identity,
         committer: &Identity,
     ) -> Result<String, ExecError> {
-        let mut add = vec!["add".to_owned(), "--all".into(), "--".into()];
+        // `--force`: a chosen path may be ignored (a tracked file deleted from a folder that
+        // `.gitignore` now lists, or a file the user saved there on purpose).
+        let mut add = vec![
+            "add".to_owned(),
+            "--all".into(),
+            "--force".into(),
+            "--".into(),
+        ];
         add.extend(paths.iter().cloned());
         self.ok("add", dir, add, None, &[]).await?;
         let mut commit = vec![
@@ -260,9 +291,10 @@ impl Git {
                 "status",
                 dir,
                 [
+                    "-c",
+                    "core.quotePath=false",
                     "status",
                     "--porcelain=v1",
-                    "-z",
                     "--ignored=matching",
                     "--untracked-files=all",
                 ],
@@ -270,15 +302,21 @@ impl Git {
                 &[],
             )
             .await?;
-        Ok(parse_status(&records(out.stdout)))
+        Ok(parse_status(&out.stdout))
     }
 
     /// The paths `HEAD` of `dir` tracks.
     pub async fn tracked_files(&self, dir: &Path) -> Result<Vec<String>, ExecError> {
         let out = self
-            .ok("ls-files", dir, ["ls-files", "-z"], None, &[])
+            .ok(
+                "ls-files",
+                dir,
+                ["-c", "core.quotePath=false", "ls-files"],
+                None,
+                &[],
+            )
             .await?;
-        Ok(records(out.stdout))
+        Ok(out.stdout.iter().map(|l| unquote(l)).collect())
     }
 
     /// The unified diff of `path` in `dir` against `HEAD` (new files included).
@@ -365,13 +403,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn status_records_become_states() {
-        let out = vec![
-            " M models/a.sql\0A  models/b.sql\0 D old.sql\0?? new file.sql\0!! target/\0\
-             R  moved.sql\0was.sql\0UU both.sql\0"
-                .to_owned(),
-        ];
-        let entries = parse_status(&records(out));
+    fn status_lines_become_states() {
+        let lines: Vec<String> = [
+            " M models/a.sql",
+            "A  models/b.sql",
+            " D old.sql",
+            "?? new file.sql",
+            "!! target/",
+            "R  was.sql -> moved.sql",
+            "UU both.sql",
+            "?? \"odd\\nname \\\"q\\\".sql\"",
+            "?? caf\u{e9}.sql",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let entries = parse_status(&lines);
         let states: Vec<(&str, FileState)> =
             entries.iter().map(|e| (e.path.as_str(), e.state)).collect();
         assert_eq!(
@@ -384,13 +430,15 @@ mod tests {
                 ("target/", FileState::Ignored),
                 ("moved.sql", FileState::Added),
                 ("both.sql", FileState::Conflicted),
+                ("odd\nname \"q\".sql", FileState::Untracked),
+                ("caf\u{e9}.sql", FileState::Untracked),
             ]
         );
     }
 
     #[test]
-    fn a_new_line_inside_a_path_survives_the_line_reader() {
-        let out = vec!["?? odd".to_owned(), "name.sql\0".to_owned()];
-        assert_eq!(parse_status(&records(out))[0].path, "odd\nname.sql");
+    fn octal_escapes_are_bytes() {
+        assert_eq!(unquote("\"caf\\303\\251\""), "caf\u{e9}");
+        assert_eq!(unquote("plain"), "plain");
     }
 }

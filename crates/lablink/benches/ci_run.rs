@@ -22,6 +22,8 @@ use lablink_exec::{ProcessSpec, Termination};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+// Shared with the other benchmarks, which use the parts this one does not.
+#[allow(dead_code)]
 #[path = "support/ci_world.rs"]
 mod ci_world;
 mod support;

@@ -25,6 +25,8 @@ use gitlab_sim::commits::FileChange;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+// Shared with the other benchmarks, which use the parts this one does not.
+#[allow(dead_code)]
 #[path = "support/ci_world.rs"]
 mod ci_world;
 mod support;

@@ -16,7 +16,7 @@ use lablink_store::repositories::Repository;
 use crate::{ServiceError, Services};
 
 /// The folders dbt writes that must not be in git.
-const BUILD_FOLDERS: [&str; 4] = ["target", "dbt_packages", "logs", "dbt_modules"];
+pub(crate) const BUILD_FOLDERS: [&str; 4] = ["target", "dbt_packages", "logs", "dbt_modules"];
 /// The branch the fix is pushed to.
 pub(crate) const FIX_BRANCH: &str = "lablink/fix-gitignore";
 
@@ -104,7 +104,7 @@ pub(crate) fn corrected(gitignore: &str, missing: &[&str]) -> String {
 }
 
 /// `name` inside the dbt project's directory, as a path in the repository.
-fn in_project(subdirectory: &str, name: &str) -> String {
+pub(crate) fn in_project(subdirectory: &str, name: &str) -> String {
     match subdirectory.trim_matches('/') {
         "" => name.to_owned(),
         sub => format!("{sub}/{name}"),

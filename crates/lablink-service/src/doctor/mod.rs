@@ -16,7 +16,7 @@ use lablink_gitlab::Api;
 use lablink_store::repositories::Repository;
 
 pub use findings::{Code, Finding, Outcome, Repair, Report, Severity};
-pub(crate) use gitignore::GitignoreCache;
+pub(crate) use gitignore::{BUILD_FOLDERS, GitignoreCache, corrected, in_project, missing_entries};
 
 use crate::error::require;
 use crate::{Principal, ServiceError, Services};

@@ -23,6 +23,9 @@ use lablink_store::workspaces::{NewWorkspace, Workspace};
 pub use files::FileContent;
 pub use sync::{Merged, Synced};
 
+/// The branch the `.gitignore` fix commits to.
+pub const GITIGNORE_FIX_BRANCH: &str = "lablink/fix-gitignore";
+
 use crate::error::require;
 use crate::{Principal, ServiceError, Services};
 
@@ -37,6 +40,33 @@ fn checkout_lock(workspace_id: &str) -> Arc<tokio::sync::Mutex<()>> {
     let mut locks = CHECKOUT_LOCKS.lock().unwrap_or_else(|e| e.into_inner());
     locks.retain(|_, lock| Arc::strong_count(lock) > 1);
     locks.entry(workspace_id.to_owned()).or_default().clone()
+}
+
+/// The dbt project's `.gitignore` problems in the checkout (`None`: none, or no dbt project).
+pub(crate) fn gitignore_advice(
+    o: &Opened,
+    tracked: &[String],
+) -> Result<Option<GitignoreAdvice>, ServiceError> {
+    use crate::doctor::{BUILD_FOLDERS, in_project, missing_entries};
+    let project_file = in_project(&o.subdirectory, "dbt_project.yml");
+    if !tracked.contains(&project_file) {
+        return Ok(None);
+    }
+    let rules = paths::read(&o.dir, &in_project(&o.subdirectory, ".gitignore"))
+        .unwrap_or_default()
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_default();
+    let advice = GitignoreAdvice {
+        missing: missing_entries(&rules),
+        tracked: BUILD_FOLDERS
+            .into_iter()
+            .filter(|folder| {
+                let prefix = format!("{}/", in_project(&o.subdirectory, folder));
+                tracked.iter().any(|t| t.starts_with(&prefix))
+            })
+            .collect(),
+    };
+    Ok((!advice.missing.is_empty() || !advice.tracked.is_empty()).then_some(advice))
 }
 
 /// Whether a file still holds git's conflict markers.
@@ -80,6 +110,8 @@ pub struct WorkspaceView {
     pub merging: Option<Vec<String>>,
     /// Who GitLab sees on a push, in words.
     pub pushes_as: String,
+    /// The dbt project's `.gitignore` problems, when it has any.
+    pub gitignore: Option<GitignoreAdvice>,
 }
 
 /// A workspace with its repository and this replica's up-to-date checkout.
@@ -87,6 +119,17 @@ pub(crate) struct Opened {
     pub ws: Workspace,
     pub repo: Repository,
     pub dir: PathBuf,
+    /// The dbt project's directory in the repository ("" = the root).
+    pub subdirectory: String,
+}
+
+/// What the dbt project's `.gitignore` gets wrong (the seed's "Fix in the Studio IDE").
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GitignoreAdvice {
+    /// Build folders `.gitignore` does not ignore.
+    pub missing: Vec<&'static str>,
+    /// Build folders with files in git.
+    pub tracked: Vec<&'static str>,
 }
 
 impl Services {
@@ -132,7 +175,12 @@ impl Services {
             }
         };
         let dir = self.checkout(&ws, &repo).await?;
-        Ok(Opened { ws, repo, dir })
+        Ok(Opened {
+            ws,
+            repo,
+            dir,
+            subdirectory: project.subdirectory,
+        })
     }
 
     async fn start_workspace(
@@ -253,6 +301,7 @@ impl Services {
         let git = self.workspace_git();
         let internal = |e: lablink_exec::ExecError| ServiceError::Internal(format!("git: {e}"));
         let tracked = git.tracked_files(&o.dir).await.map_err(internal)?;
+        let gitignore = gitignore_advice(&o, &tracked)?;
         let status = git.status(&o.dir).await.map_err(internal)?;
         let mut states: HashMap<String, FileState> =
             status.into_iter().map(|e| (e.path, e.state)).collect();
@@ -299,6 +348,7 @@ impl Services {
             files,
             changes,
             merging,
+            gitignore,
             pushes_as: self.pushes_as(caller, &o.repo).await,
         })
     }

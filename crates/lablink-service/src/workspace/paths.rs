@@ -40,11 +40,16 @@ pub fn checked(path: &str) -> Result<String, ServiceError> {
     Ok(trimmed.to_owned())
 }
 
-/// `dir/path` after checking that no existing part of it is a symbolic link.
-fn resolve(dir: &Path, path: &str) -> Result<PathBuf, ServiceError> {
+/// `dir/path` after checking that no existing part of it is a symbolic link (but the file itself,
+/// when `link_ok`: a link that is about to be replaced by a file).
+fn resolve(dir: &Path, path: &str, link_ok: bool) -> Result<PathBuf, ServiceError> {
     let mut at = dir.to_path_buf();
-    for name in Path::new(path).components() {
+    let components: Vec<_> = Path::new(path).components().collect();
+    for (i, name) in components.iter().enumerate() {
         at.push(name);
+        if link_ok && i + 1 == components.len() {
+            break;
+        }
         match std::fs::symlink_metadata(&at) {
             Ok(meta) if meta.file_type().is_symlink() => {
                 return Err(ServiceError::BadInput(format!(
@@ -65,7 +70,7 @@ fn io_error(path: &str, e: &std::io::Error) -> ServiceError {
 
 /// The bytes of a file of the workspace; `None` when there is no such file.
 pub fn read(dir: &Path, path: &str) -> Result<Option<Vec<u8>>, ServiceError> {
-    let full = resolve(dir, path)?;
+    let full = resolve(dir, path, false)?;
     match std::fs::symlink_metadata(&full) {
         Ok(meta) if meta.is_dir() => Err(ServiceError::BadInput(format!(
             "“{path}” is a folder, not a file."
@@ -81,9 +86,13 @@ pub fn read(dir: &Path, path: &str) -> Result<Option<Vec<u8>>, ServiceError> {
     }
 }
 
-/// Writes a file of the workspace (its folders created), replacing it in one step.
+/// Writes a file of the workspace (its folders created), replacing it in one step; a symbolic
+/// link at that path is replaced by the file, never written through.
 pub fn write(dir: &Path, path: &str, content: &[u8]) -> Result<(), ServiceError> {
-    let full = resolve(dir, path)?;
+    let full = resolve(dir, path, true)?;
+    if std::fs::symlink_metadata(&full).is_ok_and(|m| m.file_type().is_symlink()) {
+        std::fs::remove_file(&full).map_err(|e| io_error(path, &e))?;
+    }
     if full.is_dir() {
         return Err(ServiceError::BadInput(format!(
             "“{path}” is a folder; choose another name for the file."
@@ -94,7 +103,7 @@ pub fn write(dir: &Path, path: &str, content: &[u8]) -> Result<(), ServiceError>
         .ok_or_else(|| ServiceError::Internal(format!("workspace file {path} has no folder")))?;
     std::fs::create_dir_all(parent).map_err(|e| io_error(path, &e))?;
     // The folders just created are plain ones; check again that none of them is a link.
-    resolve(dir, path)?;
+    resolve(dir, path, true)?;
     let partial = parent.join(format!(
         ".lablink-saving-{}",
         full.file_name()
@@ -108,7 +117,7 @@ pub fn write(dir: &Path, path: &str, content: &[u8]) -> Result<(), ServiceError>
 
 /// Deletes a file of the workspace (nothing when it is gone already).
 pub fn remove(dir: &Path, path: &str) -> Result<(), ServiceError> {
-    let full = resolve(dir, path)?;
+    let full = resolve(dir, path, true)?;
     match std::fs::remove_file(&full) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -148,6 +157,13 @@ mod tests {
         assert!(read(dir.path(), "models/secret").is_err());
         assert!(write(dir.path(), "models/new.sql", b"x").is_err());
         assert!(!outside.path().join("new.sql").exists());
+        // A link replaced by a file: the link goes, its target is untouched.
+        write(dir.path(), "leak.sql", b"select 2").unwrap();
+        assert_eq!(
+            std::fs::read(outside.path().join("secret")).unwrap(),
+            b"s3cret"
+        );
+        assert_eq!(read(dir.path(), "leak.sql").unwrap().unwrap(), b"select 2");
         write(dir.path(), "ok/new.sql", b"select 1").unwrap();
         assert_eq!(
             read(dir.path(), "ok/new.sql").unwrap().unwrap(),

@@ -550,6 +550,65 @@ impl Services {
         }
     }
 
+    /// The seed's "Fix in the Studio IDE" in one action: on a new branch off the default branch,
+    /// `.gitignore` gets the missing build folders and the tracked ones leave git; the change is
+    /// committed and pushed, ready for a merge request. Needs no uncommitted changes.
+    pub async fn fix_gitignore_in_workspace(
+        &self,
+        caller: &Principal,
+        project_id: &str,
+    ) -> Result<Synced, ServiceError> {
+        use crate::doctor::{corrected, in_project};
+        let o = self.open(caller, project_id).await?;
+        let changes = self.db.workspace_changes(&o.ws.id).await?.len();
+        if changes > 0 {
+            return Err(uncommitted(changes, "fix .gitignore"));
+        }
+        self.create_workspace_branch(caller, project_id, super::GITIGNORE_FIX_BRANCH)
+            .await?;
+        let o = self.open(caller, project_id).await?;
+        let git = self.workspace_git();
+        let tracked = git
+            .tracked_files(&o.dir)
+            .await
+            .map_err(git_failed("Listing the files"))?;
+        let Some(advice) = super::gitignore_advice(&o, &tracked)? else {
+            return Err(ServiceError::BadInput(
+                "The dbt project's .gitignore is fine already: nothing to fix.".into(),
+            ));
+        };
+        let rules_path = in_project(&o.subdirectory, ".gitignore");
+        let rules = paths::read(&o.dir, &rules_path)
+            .unwrap_or_default()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        let mut files = vec![SavedChange {
+            path: rules_path,
+            content: Some(corrected(&rules, &advice.missing).into_bytes()),
+        }];
+        for folder in &advice.tracked {
+            let prefix = format!("{}/", in_project(&o.subdirectory, folder));
+            files.extend(
+                tracked
+                    .iter()
+                    .filter(|t| t.starts_with(&prefix))
+                    .map(|t| SavedChange {
+                        path: t.clone(),
+                        content: None,
+                    }),
+            );
+        }
+        self.db.save_workspace_changes(&o.ws.id, &files).await?;
+        self.commit_and_sync(
+            caller,
+            project_id,
+            "Ignore dbt's build folders\n\ntarget/, dbt_packages/, logs/ and dbt_modules/ hold what \
+             dbt builds; tracked, they make every run commit artefacts and merges conflict.",
+            None,
+        )
+        .await
+    }
+
     /// Abandons a merge waiting for its conflicts: back to the branch's commit.
     pub async fn abort_workspace_merge(
         &self,

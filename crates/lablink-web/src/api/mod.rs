@@ -74,6 +74,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(workspace::rollback))
         .routes(routes!(workspace::merge_default_branch))
         .routes(routes!(workspace::abort_merge))
+        .routes(routes!(workspace::fix_gitignore))
         .routes(routes!(users::list_users, users::create_user))
         .routes(routes!(users::change_role))
         .routes(routes!(tokens::list_tokens, tokens::create_token))
@@ -189,6 +190,7 @@ mod tests {
                 "POST /api/v1/projects/{id}/workspace/checkout",
                 "POST /api/v1/projects/{id}/workspace/commit",
                 "POST /api/v1/projects/{id}/workspace/files",
+                "POST /api/v1/projects/{id}/workspace/fix-gitignore",
                 "POST /api/v1/projects/{id}/workspace/merge-default-branch",
                 "POST /api/v1/projects/{id}/workspace/pull",
                 "POST /api/v1/projects/{id}/workspace/rename",

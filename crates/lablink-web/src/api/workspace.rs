@@ -47,6 +47,15 @@ pub struct WorkspaceJson {
     /// While the default branch is being merged in: the files still in conflict (empty when
     /// all are resolved and "commit" finishes the merge); null when no merge is in progress.
     pub merging: Option<Vec<String>>,
+    /// What the dbt project's `.gitignore` gets wrong; null when nothing.
+    pub gitignore: Option<GitignoreJson>,
+}
+
+/// The build folders `.gitignore` misses, and those with files in git.
+#[derive(Serialize, ToSchema)]
+pub struct GitignoreJson {
+    pub missing: Vec<String>,
+    pub tracked: Vec<String>,
 }
 
 impl From<WorkspaceView> for WorkspaceJson {
@@ -63,6 +72,10 @@ impl From<WorkspaceView> for WorkspaceJson {
             changes: v.changes,
             pushes_as: v.pushes_as,
             merging: v.merging,
+            gitignore: v.gitignore.map(|g| GitignoreJson {
+                missing: g.missing.iter().map(|f| format!("{f}/")).collect(),
+                tracked: g.tracked.iter().map(|f| format!("{f}/")).collect(),
+            }),
         }
     }
 }
@@ -403,4 +416,24 @@ pub async fn abort_merge(
         .abort_workspace_merge(&user.principal, &id)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The seed's "Fix in the Studio IDE": on branch `lablink/fix-gitignore` off the default branch,
+/// `.gitignore` gets dbt's build folders and the tracked ones leave git; committed and pushed.
+#[utoipa::path(post, path = "/api/v1/projects/{id}/workspace/fix-gitignore", tag = "workspace",
+    responses((status = 200, body = CommitJson), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn fix_gitignore(
+    State(state): State<AppState>,
+    user: ApiUser,
+    Path(id): Path<String>,
+) -> Result<Json<CommitJson>, ApiError> {
+    let synced = state
+        .services
+        .fix_gitignore_in_workspace(&user.principal, &id)
+        .await?;
+    Ok(Json(CommitJson {
+        branch: synced.branch,
+        sha: synced.sha,
+        new_merge_request_url: synced.new_merge_request_url,
+    }))
 }

@@ -239,9 +239,14 @@ async fn page(
             ws.default_branch, ws.branch
         ),
         "merge_aborted" => "The merge was aborted.".to_owned(),
+        "gitignore_fixed" => format!(
+            "Fixed .gitignore on {} and pushed it. Create the merge request and merge it; then \
+             change to {} and pull.",
+            ws.branch, ws.default_branch
+        ),
         _ => "Done.".to_owned(),
     });
-    let merge_request_url = (query.done.as_deref() == Some("committed")).then(|| {
+    let merge_request_url = matches!(query.done.as_deref(), Some("committed" | "gitignore_fixed")).then(|| {
         format!(
             "{}/-/merge_requests/new?merge_request%5Bsource_branch%5D={}&merge_request%5Btarget_branch%5D={}",
             ws.web_url.trim_end_matches('/'),
@@ -417,6 +422,10 @@ async fn act(
                 Merged::Pushed { .. } => "merged",
                 Merged::Conflicts(_) => "merge_conflicts",
             }),
+        "fix-gitignore" => s.fix_gitignore_in_workspace(p, &id).await.map(|synced| {
+            sha = Some(synced.sha);
+            "gitignore_fixed"
+        }),
         "abort-merge" => s
             .abort_workspace_merge(p, &id)
             .await

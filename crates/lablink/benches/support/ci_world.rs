@@ -202,6 +202,11 @@ impl CiWorld {
         }
     }
 
+    /// lablink's `data_dir`.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self._dir.path().join("lablink")
+    }
+
     pub fn gl(&self) -> &SimHandle {
         self.sim.handle()
     }

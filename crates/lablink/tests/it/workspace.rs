@@ -431,6 +431,76 @@ async fn developer_plans_push_with_the_shared_credential(backend: Backend) {
     assert_eq!(commit["author_email"], "dev@acme.test", "{commit}");
 }
 
+/// The seed's troubleshooting "Fix in the Studio IDE" through the workspace page in Chromium: the
+/// banner names what `.gitignore` misses and what is tracked, one button fixes both on a new
+/// branch and pushes it, the merge request is offered, and the user changes back to main.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seeds_gitignore_fix_is_one_action_in_the_workspace() {
+    let seed = dbt_project();
+    std::fs::write(seed.path().join(".gitignore"), "# dbt\n").unwrap();
+    std::fs::create_dir_all(seed.path().join("target")).unwrap();
+    std::fs::write(seed.path().join("target/run_results.json"), "{}").unwrap();
+    let c = Connected::start(Backend::Sqlite, &[], Some(seed.path())).await;
+    let ws = Ws { c: &c };
+    let view = ws.view().await;
+    assert_eq!(
+        view["gitignore"],
+        json!({"missing": ["target/", "dbt_packages/", "logs/", "dbt_modules/"], "tracked": ["target/"]})
+    );
+
+    let chromium = Chromium::start().await;
+    chromium.goto(&format!("{}/login", c.app.base)).await;
+    chromium
+        .find("#email")
+        .await
+        .send_keys("dev@acme.test")
+        .await;
+    chromium.find("#password").await.send_keys(PASSWORD).await;
+    chromium.find("button[type=submit]").await.click().await;
+    chromium.wait_for_text("Sign out").await;
+    chromium
+        .goto(&format!("{}/projects/{}/workspace", c.app.base, c.project))
+        .await;
+    let page = chromium
+        .wait_for_text(".gitignore needs dbt's build folders")
+        .await;
+    assert!(page.contains("target/ is committed to git"), "{page}");
+    chromium.find("#fix-gitignore").await.click().await;
+    chromium
+        .wait_for_text("Fixed .gitignore on lablink/fix-gitignore and pushed it")
+        .await;
+    chromium.find("#ws-new-mr").await;
+    let view = ws.view().await;
+    assert_eq!(view["branch"], "lablink/fix-gitignore");
+    assert_eq!(view["gitignore"], Value::Null);
+    assert_eq!(state_of(&view, "target/run_results.json"), "absent");
+    let rules = ws
+        .call(Method::GET, "/files?path=.gitignore", None)
+        .await
+        .json();
+    assert_eq!(
+        rules["text"],
+        "# dbt\ntarget/\ndbt_packages/\nlogs/\ndbt_modules/\n"
+    );
+    assert_eq!(
+        gitlab_branch(&c, "lablink/fix-gitignore").await["name"],
+        "lablink/fix-gitignore"
+    );
+    // Back to main, as the seed's last step says (the merge request is merged in GitLab).
+    chromium
+        .find("#checkout-branch option[value='main']")
+        .await
+        .click()
+        .await;
+    chromium
+        .find("#ws-git form[action$='/checkout'] button")
+        .await
+        .click()
+        .await;
+    chromium.wait_for_text("You are on main.").await;
+    chromium.quit().await;
+}
+
 /// A GitLab API call as alice.
 async fn as_alice(c: &Connected, method: Method, path: &str, body: Option<Value>) -> Value {
     let pat = c.gitlab.personal_token(c.alice.id, "api").await;
