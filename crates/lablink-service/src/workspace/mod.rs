@@ -12,8 +12,8 @@ mod files;
 mod paths;
 mod sync;
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use lablink_exec::{FileState, Git, GitConfig};
@@ -35,6 +35,9 @@ const VERSION_FILE: &str = ".git/lablink-version";
 /// One checkout rebuild at a time per workspace in this process.
 static CHECKOUT_LOCKS: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> =
     LazyLock::new(Mutex::default);
+
+/// Repositories whose spare checkout is being made in this process.
+static SPARES_IN_THE_MAKING: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Mutex::default);
 
 fn checkout_lock(workspace_id: &str) -> Arc<tokio::sync::Mutex<()>> {
     let mut locks = CHECKOUT_LOCKS.lock().unwrap_or_else(|e| e.into_inner());
@@ -260,10 +263,16 @@ impl Services {
         let failed = |what: &str, e: lablink_exec::ExecError| {
             ServiceError::Internal(format!("preparing the workspace checkout ({what}): {e}"))
         };
+        let mut replenish = false;
         if !dir.join(".git").is_dir() {
-            git.init_borrowing(&cache, &dir)
-                .await
-                .map_err(|e| failed("init", e))?;
+            // A ready checkout of the repository (made in the background after the last one)
+            // only needs the files that differ; otherwise every file is written now.
+            replenish = true;
+            if !self.take_spare_checkout(&repo.id, &dir) {
+                git.init_borrowing(&cache, &dir)
+                    .await
+                    .map_err(|e| failed("init", e))?;
+            }
         }
         git.reset_branch(&dir, &ws.branch, &ws.head_sha)
             .await
@@ -281,7 +290,64 @@ impl Services {
         }
         std::fs::write(dir.join(VERSION_FILE), ws.version.to_string())
             .map_err(|e| ServiceError::Internal(format!("workspace checkout: {e}")))?;
+        if replenish {
+            self.make_spare_checkout(repo);
+        }
         Ok(dir)
+    }
+
+    fn spare_checkout_path(&self, repository_id: &str) -> PathBuf {
+        self.settings
+            .repositories
+            .workspace_dir
+            .join(format!("spare-{repository_id}"))
+    }
+
+    /// Moves the repository's spare checkout to `dir` (one rename; `false` when none is ready).
+    fn take_spare_checkout(&self, repository_id: &str, dir: &Path) -> bool {
+        if dir.exists() && std::fs::remove_dir_all(dir).is_err() {
+            return false;
+        }
+        std::fs::rename(self.spare_checkout_path(repository_id), dir).is_ok()
+    }
+
+    /// In the background, a checkout of the repository's default branch for the next workspace
+    /// opened on this replica without one (a new user, a restart on a new machine): it then
+    /// takes this one and updates only what differs.
+    fn make_spare_checkout(&self, repo: &Repository) {
+        let spare = self.spare_checkout_path(&repo.id);
+        if spare.exists()
+            || !SPARES_IN_THE_MAKING
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(repo.id.clone())
+        {
+            return;
+        }
+        let (services, repo) = (self.clone(), repo.clone());
+        tokio::spawn(async move {
+            let building = services
+                .settings
+                .repositories
+                .workspace_dir
+                .join(format!(".building-{}", lablink_store::new_id()));
+            let git = services.workspace_git();
+            let cache = services.repository_cache_path(&repo.id);
+            let made = async {
+                let head = git.branch_head(&cache, &repo.default_branch).await?;
+                git.init_borrowing(&cache, &building).await?;
+                git.reset_branch(&building, "lablink-spare", &head).await
+            }
+            .await;
+            let placed = made.is_ok() && std::fs::rename(&building, &spare).is_ok();
+            if !placed {
+                let _ = std::fs::remove_dir_all(&building);
+            }
+            SPARES_IN_THE_MAKING
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&repo.id);
+        });
     }
 
     /// Records a new version of the workspace as this replica's checkout already holds it.

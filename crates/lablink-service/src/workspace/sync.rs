@@ -609,6 +609,59 @@ impl Services {
         .await
     }
 
+    /// Opens a merge request of the workspace's branch into the default branch, with the
+    /// user's own GitLab account (Enterprise) or the repository's project access token; returns
+    /// its page in GitLab.
+    pub async fn open_merge_request(
+        &self,
+        caller: &Principal,
+        project_id: &str,
+        title: &str,
+        description: &str,
+    ) -> Result<String, ServiceError> {
+        let title = title.trim();
+        if title.is_empty() || title.chars().count() > 255 {
+            return Err(ServiceError::BadInput(
+                "Give the merge request a title of 1 to 255 characters.".into(),
+            ));
+        }
+        let o = self.open(caller, project_id).await?;
+        if o.ws.branch == o.repo.default_branch {
+            return Err(ServiceError::BadInput(format!(
+                "You are on {}: a merge request needs another branch.",
+                o.repo.default_branch
+            )));
+        }
+        let api = match caller.plan {
+            Plan::Enterprise | Plan::EnterprisePlus => self.user_gitlab(caller).await?.api,
+            Plan::Developer | Plan::Starter => {
+                let token = self
+                    .db
+                    .repository_secrets(&self.keys, &o.repo.id)
+                    .await?
+                    .project_token
+                    .ok_or_else(|| {
+                        ServiceError::Conflict(format!(
+                            "{} has no project access token to open the merge request with: open \
+                             it in GitLab.",
+                            o.repo.path_with_namespace
+                        ))
+                    })?;
+                self.repository_api(&o.repo, token).await?
+            }
+        };
+        let mr = api
+            .create_merge_request(
+                o.repo.gitlab_project_id,
+                &o.ws.branch,
+                &o.repo.default_branch,
+                title,
+                description.trim(),
+            )
+            .await?;
+        Ok(mr.web_url)
+    }
+
     /// Abandons a merge waiting for its conflicts: back to the branch's commit.
     pub async fn abort_workspace_merge(
         &self,

@@ -75,6 +75,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(workspace::merge_default_branch))
         .routes(routes!(workspace::abort_merge))
         .routes(routes!(workspace::fix_gitignore))
+        .routes(routes!(workspace::merge_request))
         .routes(routes!(users::list_users, users::create_user))
         .routes(routes!(users::change_role))
         .routes(routes!(tokens::list_tokens, tokens::create_token))
@@ -192,6 +193,7 @@ mod tests {
                 "POST /api/v1/projects/{id}/workspace/files",
                 "POST /api/v1/projects/{id}/workspace/fix-gitignore",
                 "POST /api/v1/projects/{id}/workspace/merge-default-branch",
+                "POST /api/v1/projects/{id}/workspace/merge-request",
                 "POST /api/v1/projects/{id}/workspace/pull",
                 "POST /api/v1/projects/{id}/workspace/rename",
                 "POST /api/v1/projects/{id}/workspace/revert",

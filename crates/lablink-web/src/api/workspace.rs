@@ -437,3 +437,32 @@ pub async fn fix_gitignore(
         new_merge_request_url: synced.new_merge_request_url,
     }))
 }
+
+#[derive(Deserialize, ToSchema)]
+pub struct MergeRequestBody {
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MergeRequestJson {
+    /// The merge request's page in GitLab.
+    pub web_url: String,
+}
+
+/// Opens a merge request of the workspace's branch into the default branch.
+#[utoipa::path(post, path = "/api/v1/projects/{id}/workspace/merge-request", tag = "workspace", request_body = MergeRequestBody,
+    responses((status = 201, body = MergeRequestJson), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn merge_request(
+    State(state): State<AppState>,
+    user: ApiUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<MergeRequestBody>,
+) -> Result<(StatusCode, Json<MergeRequestJson>), ApiError> {
+    let web_url = state
+        .services
+        .open_merge_request(&user.principal, &id, &body.title, &body.description)
+        .await?;
+    Ok((StatusCode::CREATED, Json(MergeRequestJson { web_url })))
+}

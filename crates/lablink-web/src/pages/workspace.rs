@@ -72,6 +72,8 @@ struct WorkspacePage {
     error: Option<String>,
     /// GitLab's new merge request page for the branch, after a commit and sync.
     merge_request_url: Option<String>,
+    /// A merge request just opened through lablink.
+    opened_merge_request: Option<String>,
     commit_message: String,
 }
 
@@ -149,6 +151,8 @@ struct PageQuery {
     view: Option<String>,
     done: Option<String>,
     sha: Option<String>,
+    /// The merge request just opened (GitLab's page).
+    mr: Option<String>,
 }
 
 /// What was typed into a refused form, to show again.
@@ -239,6 +243,7 @@ async fn page(
             ws.default_branch, ws.branch
         ),
         "merge_aborted" => "The merge was aborted.".to_owned(),
+        "mr_opened" => format!("The merge request of {} is open in GitLab.", ws.branch),
         "gitignore_fixed" => format!(
             "Fixed .gitignore on {} and pushed it. Create the merge request and merge it; then \
              change to {} and pull.",
@@ -275,6 +280,7 @@ async fn page(
         message,
         error,
         merge_request_url,
+        opened_merge_request: query.mr.clone(),
         commit_message: typed.commit_message,
         ws,
     })
@@ -352,6 +358,7 @@ async fn act(
     let mut typed = Typed::default();
     let mut back_to_file = Some(path.clone()).filter(|p| !p.is_empty());
     let mut sha = None;
+    let mut opened_mr: Option<String> = None;
     let result: Result<&str, ServiceError> = match action.as_str() {
         "save" => {
             let text = fields.get("text");
@@ -422,6 +429,13 @@ async fn act(
                 Merged::Pushed { .. } => "merged",
                 Merged::Conflicts(_) => "merge_conflicts",
             }),
+        "merge-request" => s
+            .open_merge_request(p, &id, &fields.get("title"), &fields.get("description"))
+            .await
+            .map(|url| {
+                opened_mr = Some(url);
+                "mr_opened"
+            }),
         "fix-gitignore" => s.fix_gitignore_in_workspace(p, &id).await.map(|synced| {
             sha = Some(synced.sha);
             "gitignore_fixed"
@@ -441,6 +455,10 @@ async fn act(
             }
             if let Some(sha) = sha {
                 to.push_str(&format!("&sha={sha}"));
+            }
+            if let Some(url) = opened_mr {
+                to.push_str("&mr=");
+                to.extend(url::form_urlencoded::byte_serialize(url.as_bytes()));
             }
             Ok(Redirect::to(&to).into_response())
         }

@@ -82,6 +82,21 @@ async fn the_workspace_page_edits_and_commits_in_a_real_browser() {
         gitlab_branch(&c, "feature/reviewed").await["name"],
         "feature/reviewed"
     );
+    // The merge request, opened from the page through GitLab's API as the user.
+    chromium.find("#mr-title").await.clear().await;
+    chromium
+        .find("#mr-title")
+        .await
+        .send_keys("Review the orders model")
+        .await;
+    chromium.find("#open-mr").await.click().await;
+    chromium.wait_for_text("is open in GitLab").await;
+    let state = c.gitlab.project_state(c.gitlab_project).await;
+    let mr = &state["merge_requests"][0];
+    assert_eq!(
+        (mr["title"].as_str(), mr["source_branch"].as_str()),
+        (Some("Review the orders model"), Some("feature/reviewed"))
+    );
     chromium.quit().await;
 }
 
