@@ -652,7 +652,7 @@ impl Git {
     }
 
     /// Fetches `branch` into `refs/remotes/origin/<branch>` and returns that ref.
-    async fn fetch_branch(
+    pub(crate) async fn fetch_branch(
         &self,
         dir: &Path,
         remote: &Remote,

@@ -351,25 +351,12 @@ impl Git {
         remote: &Remote,
         branch: &str,
     ) -> Result<String, ExecError> {
-        check_ref_name(branch)?;
-        let refspec = format!("+refs/heads/{branch}:refs/remotes/origin/{branch}");
-        self.ok(
-            "fetch",
-            dir,
-            ["fetch", "--no-tags", "--quiet", remote.url(), &refspec],
-            Some(remote),
-            &[],
-        )
-        .await?;
+        let tracking = self.fetch_branch(dir, remote, branch).await?;
         let out = self
             .ok(
                 "rev-parse",
                 dir,
-                [
-                    "rev-parse",
-                    "--verify",
-                    &format!("refs/remotes/origin/{branch}"),
-                ],
+                ["rev-parse", "--verify", &tracking],
                 None,
                 &[],
             )

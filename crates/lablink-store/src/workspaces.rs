@@ -40,7 +40,9 @@ pub struct NewWorkspace<'a> {
 const COLUMNS: &str = "id, account_id, project_id, user_id, repository_id, branch, head_sha, \
      merging_sha, version, created_at, used_at";
 
-const BUMP: &str = "UPDATE workspaces SET version = version + 1, used_at = $1 WHERE id = $2";
+/// Marks a change of the workspace and returns its new version.
+const BUMP: &str =
+    "UPDATE workspaces SET version = version + 1, used_at = $1 WHERE id = $2 RETURNING version";
 
 impl Db {
     pub async fn workspace_of(
@@ -126,16 +128,11 @@ impl Db {
                     .execute(&mut *tx)
                     .await?;
                 }
-                sqlx::query(BUMP)
+                let version: i64 = sqlx::query_scalar(BUMP)
                     .bind(now)
                     .bind(workspace_id)
-                    .execute(&mut *tx)
+                    .fetch_one(&mut *tx)
                     .await?;
-                let version: i64 =
-                    sqlx::query_scalar("SELECT version FROM workspaces WHERE id = $1")
-                        .bind(workspace_id)
-                        .fetch_one(&mut *tx)
-                        .await?;
                 tx.commit().await?;
                 Ok::<_, sqlx::Error>(version)
             }
@@ -196,16 +193,11 @@ impl Db {
                     .execute(&mut *tx)
                     .await?;
                 }
-                sqlx::query(BUMP)
+                let version: i64 = sqlx::query_scalar(BUMP)
                     .bind(now)
                     .bind(workspace_id)
-                    .execute(&mut *tx)
+                    .fetch_one(&mut *tx)
                     .await?;
-                let version: i64 =
-                    sqlx::query_scalar("SELECT version FROM workspaces WHERE id = $1")
-                        .bind(workspace_id)
-                        .fetch_one(&mut *tx)
-                        .await?;
                 tx.commit().await?;
                 Ok::<_, sqlx::Error>(version)
             }
@@ -265,20 +257,16 @@ impl Db {
                     .execute(&mut *tx)
                     .await?;
                 }
-                sqlx::query(
-                    "UPDATE workspaces SET merging_sha = $1, version = version + 1, used_at = $2 \
-                     WHERE id = $3",
-                )
-                .bind(merging.map(|(sha, _)| sha))
-                .bind(now)
-                .bind(workspace_id)
-                .execute(&mut *tx)
-                .await?;
-                let version: i64 =
-                    sqlx::query_scalar("SELECT version FROM workspaces WHERE id = $1")
-                        .bind(workspace_id)
-                        .fetch_one(&mut *tx)
-                        .await?;
+                sqlx::query("UPDATE workspaces SET merging_sha = $1 WHERE id = $2")
+                    .bind(merging.map(|(sha, _)| sha))
+                    .bind(workspace_id)
+                    .execute(&mut *tx)
+                    .await?;
+                let version: i64 = sqlx::query_scalar(BUMP)
+                    .bind(now)
+                    .bind(workspace_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
                 tx.commit().await?;
                 Ok::<_, sqlx::Error>(version)
             }

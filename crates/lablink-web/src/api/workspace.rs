@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use lablink_service::workspace::{Merged, TreeEntry, WorkspaceView};
+use lablink_service::workspace::{Merged, Synced, TreeEntry, WorkspaceView};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -309,6 +309,16 @@ pub struct CommitJson {
     pub new_merge_request_url: String,
 }
 
+impl From<Synced> for CommitJson {
+    fn from(synced: Synced) -> Self {
+        CommitJson {
+            branch: synced.branch,
+            sha: synced.sha,
+            new_merge_request_url: synced.new_merge_request_url,
+        }
+    }
+}
+
 /// Commits and pushes. 403 with GitLab's own words when GitLab (or the caller's role) refuses.
 #[utoipa::path(post, path = "/api/v1/projects/{id}/workspace/commit", tag = "workspace", request_body = CommitBody,
     responses((status = 200, body = CommitJson), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
@@ -318,15 +328,13 @@ pub async fn commit(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<CommitBody>,
 ) -> Result<Json<CommitJson>, ApiError> {
-    let synced = state
-        .services
-        .commit_and_sync(&user.principal, &id, &body.message, body.paths.as_deref())
-        .await?;
-    Ok(Json(CommitJson {
-        branch: synced.branch,
-        sha: synced.sha,
-        new_merge_request_url: synced.new_merge_request_url,
-    }))
+    Ok(Json(
+        state
+            .services
+            .commit_and_sync(&user.principal, &id, &body.message, body.paths.as_deref())
+            .await?
+            .into(),
+    ))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -427,15 +435,13 @@ pub async fn fix_gitignore(
     user: ApiUser,
     Path(id): Path<String>,
 ) -> Result<Json<CommitJson>, ApiError> {
-    let synced = state
-        .services
-        .fix_gitignore_in_workspace(&user.principal, &id)
-        .await?;
-    Ok(Json(CommitJson {
-        branch: synced.branch,
-        sha: synced.sha,
-        new_merge_request_url: synced.new_merge_request_url,
-    }))
+    Ok(Json(
+        state
+            .services
+            .fix_gitignore_in_workspace(&user.principal, &id)
+            .await?
+            .into(),
+    ))
 }
 
 #[derive(Deserialize, ToSchema)]

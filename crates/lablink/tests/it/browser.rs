@@ -10,7 +10,7 @@ use crate::support::{Backend, PASSWORD, TestApp};
 
 on_both_backends!(admin_and_developer_flows_in_chromium);
 
-async fn sign_in_to_lablink(chromium: &Chromium, app: &TestApp, email: &str) {
+pub(crate) async fn sign_in_to_lablink(chromium: &Chromium, app: &TestApp, email: &str) {
     chromium.goto(&format!("{}/login", app.base)).await;
     chromium.find("#email").await.send_keys(email).await;
     chromium.find("#password").await.send_keys(PASSWORD).await;

@@ -8,11 +8,12 @@ use lablink_core::Plan;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::browser::sign_in_to_lablink;
 use crate::on_both_backends;
 use crate::support::connected::Connected;
 use crate::support::webdriver::Browser as Chromium;
 use crate::support::webhooks::last_pusher;
-use crate::support::{Backend, PASSWORD, Page};
+use crate::support::{Backend, Page};
 
 on_both_backends!(
     a_developer_edits_commits_and_pushes_as_themselves,
@@ -27,15 +28,7 @@ async fn the_workspace_page_edits_and_commits_in_a_real_browser() {
     let seed = dbt_project();
     let c = Connected::start(Backend::Sqlite, &[], Some(seed.path())).await;
     let chromium = Chromium::start().await;
-    chromium.goto(&format!("{}/login", c.app.base)).await;
-    chromium
-        .find("#email")
-        .await
-        .send_keys("dev@acme.test")
-        .await;
-    chromium.find("#password").await.send_keys(PASSWORD).await;
-    chromium.find("button[type=submit]").await.click().await;
-    chromium.wait_for_text("Sign out").await;
+    sign_in_to_lablink(&chromium, &c.app, "dev@acme.test").await;
     chromium
         .goto(&format!(
             "{}/projects/{}/workspace?file=models/orders.sql",
@@ -464,15 +457,7 @@ async fn the_seeds_gitignore_fix_is_one_action_in_the_workspace() {
     );
 
     let chromium = Chromium::start().await;
-    chromium.goto(&format!("{}/login", c.app.base)).await;
-    chromium
-        .find("#email")
-        .await
-        .send_keys("dev@acme.test")
-        .await;
-    chromium.find("#password").await.send_keys(PASSWORD).await;
-    chromium.find("button[type=submit]").await.click().await;
-    chromium.wait_for_text("Sign out").await;
+    sign_in_to_lablink(&chromium, &c.app, "dev@acme.test").await;
     chromium
         .goto(&format!("{}/projects/{}/workspace", c.app.base, c.project))
         .await;
