@@ -22,16 +22,21 @@ pub struct Retention {
     /// Run logs and artifacts (production's manifest is kept whatever its age).
     pub runs: Duration,
     pub audit: Duration,
+    /// A replica's checkout of a workspace nobody changed for this long (the workspace itself,
+    /// saved changes included, stays in the database; a checkout is rebuilt on next use).
+    pub workspace_checkouts: Duration,
 }
 
 impl Default for Retention {
-    /// 30 days of deliveries, 90 of run logs and artifacts, a year of audit entries.
+    /// 30 days of deliveries, 90 of run logs and artifacts, a year of audit entries, a week of
+    /// idle workspace checkouts.
     fn default() -> Self {
         let days = |n: u64| Duration::from_secs(n * 24 * 3600);
         Retention {
             deliveries: days(30),
             runs: days(90),
             audit: days(365),
+            workspace_checkouts: days(7),
         }
     }
 }
@@ -41,10 +46,13 @@ fn ms(d: Duration) -> i64 {
 }
 
 impl Services {
-    /// Prunes everything older than `retention` allows.
+    /// Prunes everything older than `retention` allows, and this replica's checkouts of idle
+    /// workspaces.
     pub async fn prune_old_records(&self, retention: Retention) -> Result<Pruned, ServiceError> {
         let now = now_ms();
         let before = |keep: Duration| now.saturating_sub(ms(keep));
+        self.reclaim_idle_checkouts(before(retention.workspace_checkouts))
+            .await?;
         Ok(self
             .db
             .prune(PruneBefore {

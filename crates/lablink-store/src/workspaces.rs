@@ -273,4 +273,14 @@ impl Db {
             .await
         })?)
     }
+
+    /// The workspaces unchanged since `before`.
+    pub async fn workspaces_idle_since(&self, before: i64) -> Result<Vec<String>, StoreError> {
+        Ok(on_db!(self, |pool| {
+            sqlx::query_scalar("SELECT id FROM workspaces WHERE used_at < $1")
+                .bind(before)
+                .fetch_all(pool)
+                .await
+        })?)
+    }
 }

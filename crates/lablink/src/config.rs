@@ -158,6 +158,11 @@ struct Values {
         deserialize_with = "values::positive"
     )]
     retention_audit_days: u64,
+    #[serde(
+        default = "defaults::retention_workspace_checkout_days",
+        deserialize_with = "values::positive"
+    )]
+    retention_workspace_checkout_days: u64,
     #[serde(default, deserialize_with = "values::ip_ranges")]
     trusted_proxies: Vec<IpNet>,
 }
@@ -224,6 +229,9 @@ mod defaults {
     }
     pub fn retention_audit_days() -> u64 {
         days(Retention::default().audit)
+    }
+    pub fn retention_workspace_checkout_days() -> u64 {
+        days(Retention::default().workspace_checkouts)
     }
     pub fn run_disk_mb() -> u64 {
         Limits::default().disk_bytes >> 20
@@ -387,6 +395,9 @@ impl Settings {
                 deliveries: Duration::from_secs(24 * 3600 * v.retention_deliveries_days),
                 runs: Duration::from_secs(24 * 3600 * v.retention_runs_days),
                 audit: Duration::from_secs(24 * 3600 * v.retention_audit_days),
+                workspace_checkouts: Duration::from_secs(
+                    24 * 3600 * v.retention_workspace_checkout_days,
+                ),
             },
         })
     }

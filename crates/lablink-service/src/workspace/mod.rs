@@ -296,6 +296,22 @@ impl Services {
         Ok(dir)
     }
 
+    /// Deletes this replica's checkouts of workspaces unchanged since `before` (milliseconds):
+    /// everything they hold is in the database, and the next use rebuilds them.
+    pub(crate) async fn reclaim_idle_checkouts(&self, before: i64) -> Result<(), ServiceError> {
+        for id in self.db.workspaces_idle_since(before).await? {
+            let dir = self.settings.repositories.workspace_dir.join(&id);
+            if dir.exists() {
+                let lock = checkout_lock(&id);
+                let _guard = lock.lock().await;
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    tracing::warn!(workspace = %id, error = %e, "removing an idle checkout failed");
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn spare_checkout_path(&self, repository_id: &str) -> PathBuf {
         self.settings
             .repositories

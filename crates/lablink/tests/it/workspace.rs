@@ -231,13 +231,23 @@ async fn a_developer_edits_commits_and_pushes_as_themselves(backend: Backend) {
         assert_eq!(res.status, 422, "{bad}: {}", res.body);
     }
 
-    // Nothing saved is lost with the checkout (a restart on a new machine, another replica).
+    // Nothing saved is lost with the checkout: the retention pass reclaims idle checkouts (here
+    // every one), as a restart on a new machine or another replica would have none.
     let workspace_dir = c
         .app
         .data_dir()
         .join("workspaces")
         .join(view["id"].as_str().unwrap());
-    std::fs::remove_dir_all(&workspace_dir).unwrap();
+    assert!(workspace_dir.is_dir());
+    c.app
+        .services
+        .prune_old_records(lablink_service::retention::Retention {
+            workspace_checkouts: std::time::Duration::ZERO,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(!workspace_dir.exists());
     let file = ws
         .call(Method::GET, "/files?path=models/customers.sql", None)
         .await
