@@ -427,7 +427,7 @@ mod tests {
         let names = setting_names();
         assert_eq!(names.first(), Some(&"database_url"));
         assert_eq!(names.last(), Some(&"trusted_proxies"));
-        assert_eq!(names.len(), 31);
+        assert_eq!(names.len(), 32);
     }
 
     #[test]
