@@ -229,17 +229,7 @@ impl Git {
         message: &str,
         author: &Identity,
     ) -> Result<MergeOutcome, ExecError> {
-        check_sha(sha)?;
-        let ancestor = self
-            .call(
-                "merge-base",
-                dir,
-                ["merge-base", "--is-ancestor", sha, "HEAD"],
-                None,
-                &[],
-            )
-            .await?;
-        if ancestor.termination.success() {
+        if self.in_history(dir, sha).await? {
             return Ok(MergeOutcome::UpToDate);
         }
         let out = self
@@ -269,6 +259,48 @@ impl Git {
             });
         }
         Ok(MergeOutcome::Conflicts(conflicts))
+    }
+
+    /// The last `n` commits of the branch of `dir`: SHA and subject, newest first.
+    pub async fn recent_commits(
+        &self,
+        dir: &Path,
+        n: usize,
+    ) -> Result<Vec<(String, String)>, ExecError> {
+        let out = self
+            .ok(
+                "log",
+                dir,
+                [
+                    "log".to_owned(),
+                    format!("--max-count={n}"),
+                    "--format=%H %s".into(),
+                ],
+                None,
+                &[],
+            )
+            .await?;
+        Ok(out
+            .stdout
+            .iter()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(sha, subject)| (sha.to_owned(), subject.to_owned()))
+            .collect())
+    }
+
+    /// Whether commit `sha` is in the history of `dir`'s branch.
+    pub async fn in_history(&self, dir: &Path, sha: &str) -> Result<bool, ExecError> {
+        check_sha(sha)?;
+        let out = self
+            .call(
+                "merge-base",
+                dir,
+                ["merge-base", "--is-ancestor", sha, "HEAD"],
+                None,
+                &[],
+            )
+            .await?;
+        Ok(out.termination.success())
     }
 
     /// Marks `dir` as merging commit `sha`: its next commit gets `sha` as second parent.

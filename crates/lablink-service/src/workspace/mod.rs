@@ -21,7 +21,7 @@ use lablink_store::repositories::{Repository, RepositoryStatus};
 use lablink_store::workspaces::{NewWorkspace, Workspace};
 
 pub use files::FileContent;
-pub use sync::{Merged, Synced};
+pub use sync::{Merged, Synced, new_merge_request_url};
 
 /// The branch the `.gitignore` fix commits to.
 pub const GITIGNORE_FIX_BRANCH: &str = "lablink/fix-gitignore";
@@ -115,6 +115,8 @@ pub struct WorkspaceView {
     pub pushes_as: String,
     /// The dbt project's `.gitignore` problems, when it has any.
     pub gitignore: Option<GitignoreAdvice>,
+    /// The branch's last commits (SHA, subject), newest first.
+    pub recent_commits: Vec<(String, String)>,
 }
 
 /// A workspace with its repository and this replica's up-to-date checkout.
@@ -431,6 +433,7 @@ impl Services {
             changes,
             merging,
             gitignore,
+            recent_commits: git.recent_commits(&o.dir, 10).await.map_err(internal)?,
             pushes_as: self.pushes_as(caller, &o.repo).await,
         })
     }

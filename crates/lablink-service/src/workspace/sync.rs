@@ -34,6 +34,18 @@ pub enum Merged {
     Conflicts(Vec<String>),
 }
 
+/// GitLab's page for a new merge request of `branch` into `target` of the project at `web_url`.
+pub fn new_merge_request_url(web_url: &str, branch: &str, target: &str) -> String {
+    let encode =
+        |text: &str| url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();
+    format!(
+        "{}/-/merge_requests/new?merge_request%5Bsource_branch%5D={}&merge_request%5Btarget_branch%5D={}",
+        web_url.trim_end_matches('/'),
+        encode(branch),
+        encode(target)
+    )
+}
+
 /// Who pushes, with what.
 struct Pusher {
     remote: Remote,
@@ -338,12 +350,10 @@ impl Services {
         )
         .await?;
         Ok(Synced {
-            new_merge_request_url: format!(
-                "{}/-/merge_requests/new?merge_request%5Bsource_branch%5D={}&merge_request%5Btarget_branch%5D={}",
-                o.repo.web_url.trim_end_matches('/'),
-                url::form_urlencoded::byte_serialize(o.ws.branch.as_bytes()).collect::<String>(),
-                url::form_urlencoded::byte_serialize(o.repo.default_branch.as_bytes())
-                    .collect::<String>()
+            new_merge_request_url: new_merge_request_url(
+                &o.repo.web_url,
+                &o.ws.branch,
+                &o.repo.default_branch,
             ),
             branch: o.ws.branch,
             sha,
@@ -660,6 +670,90 @@ impl Services {
             )
             .await?;
         Ok(mr.web_url)
+    }
+
+    /// Commits the reversal of commit `sha` of the branch and pushes it (needs no uncommitted
+    /// changes, and not the protected default branch).
+    pub async fn revert_workspace_commit(
+        &self,
+        caller: &Principal,
+        project_id: &str,
+        sha: &str,
+    ) -> Result<Synced, ServiceError> {
+        let sha = sha.trim();
+        let o = self.open(caller, project_id).await?;
+        if o.ws.branch == o.repo.default_branch {
+            return Err(ServiceError::Conflict(format!(
+                "{} is the protected branch: create a branch, then revert the commit there.",
+                o.repo.default_branch
+            )));
+        }
+        let changes = self.db.workspace_changes(&o.ws.id).await?.len();
+        if changes > 0 {
+            return Err(uncommitted(changes, "revert a commit"));
+        }
+        let git = self.workspace_git();
+        let known = sha.len() == 40 && git.in_history(&o.dir, sha).await.unwrap_or(false);
+        if !known {
+            return Err(ServiceError::BadInput(format!(
+                "“{sha}” is not a commit of {}: choose one from the list.",
+                o.ws.branch
+            )));
+        }
+        self.check_push_allowed(caller, &o.repo, &o.ws.branch)
+            .await?;
+        let pusher = self.pusher(caller, &o.repo).await?;
+        let undo = |e: ServiceError| async {
+            git.reset_branch(&o.dir, &o.ws.branch, &o.ws.head_sha)
+                .await
+                .map_err(git_failed("Undoing the revert"))?;
+            Err::<Synced, _>(e)
+        };
+        let new_sha = match git
+            .revert(&o.dir, sha, &pusher.author, &pusher.author)
+            .await
+        {
+            Ok(new_sha) => new_sha,
+            Err(_) => {
+                return undo(ServiceError::Conflict(format!(
+                    "Commit {} cannot be reverted cleanly: later commits changed the same lines. \
+                     Edit the files by hand instead.",
+                    &sha[..8]
+                )))
+                .await;
+            }
+        };
+        if let Err(e) = git.push(&o.dir, &pusher.remote, &o.ws.branch, false).await {
+            let words = match e {
+                ExecError::PushRejected { message, .. } => message,
+                other => other.to_string(),
+            };
+            return undo(ServiceError::Forbidden(format!(
+                "GitLab refused the push of the revert: {words}"
+            )))
+            .await;
+        }
+        let version = self
+            .db
+            .move_workspace(&o.ws.id, Some((&o.ws.branch, &new_sha)), Some(&[]))
+            .await?;
+        Self::checkout_is_at(&o.dir, version)?;
+        self.audit_push(
+            caller,
+            &o,
+            AuditOutcome::Success,
+            format!("revert of {} as {}", &sha[..8], pusher.identity),
+        )
+        .await?;
+        Ok(Synced {
+            new_merge_request_url: new_merge_request_url(
+                &o.repo.web_url,
+                &o.ws.branch,
+                &o.repo.default_branch,
+            ),
+            branch: o.ws.branch,
+            sha: new_sha,
+        })
     }
 
     /// Abandons a merge waiting for its conflicts: back to the branch's commit.

@@ -76,6 +76,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(workspace::abort_merge))
         .routes(routes!(workspace::fix_gitignore))
         .routes(routes!(workspace::merge_request))
+        .routes(routes!(workspace::revert_commit))
         .routes(routes!(users::list_users, users::create_user))
         .routes(routes!(users::change_role))
         .routes(routes!(tokens::list_tokens, tokens::create_token))
@@ -197,6 +198,7 @@ mod tests {
                 "POST /api/v1/projects/{id}/workspace/pull",
                 "POST /api/v1/projects/{id}/workspace/rename",
                 "POST /api/v1/projects/{id}/workspace/revert",
+                "POST /api/v1/projects/{id}/workspace/revert-commit",
                 "POST /api/v1/projects/{id}/workspace/rollback",
                 "POST /api/v1/runs/{id}/approve",
                 "POST /api/v1/runs/{id}/drop-schemas",

@@ -49,6 +49,14 @@ pub struct WorkspaceJson {
     pub merging: Option<Vec<String>>,
     /// What the dbt project's `.gitignore` gets wrong; null when nothing.
     pub gitignore: Option<GitignoreJson>,
+    /// The branch's last commits, newest first.
+    pub recent_commits: Vec<CommitSummaryJson>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CommitSummaryJson {
+    pub sha: String,
+    pub title: String,
 }
 
 /// The build folders `.gitignore` misses, and those with files in git.
@@ -72,6 +80,11 @@ impl From<WorkspaceView> for WorkspaceJson {
             changes: v.changes,
             pushes_as: v.pushes_as,
             merging: v.merging,
+            recent_commits: v
+                .recent_commits
+                .into_iter()
+                .map(|(sha, title)| CommitSummaryJson { sha, title })
+                .collect(),
             gitignore: v.gitignore.map(|g| GitignoreJson {
                 missing: g.missing.iter().map(|f| format!("{f}/")).collect(),
                 tracked: g.tracked.iter().map(|f| format!("{f}/")).collect(),
@@ -471,4 +484,28 @@ pub async fn merge_request(
         .open_merge_request(&user.principal, &id, &body.title, &body.description)
         .await?;
     Ok((StatusCode::CREATED, Json(MergeRequestJson { web_url })))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct RevertCommitBody {
+    /// The commit of the branch to undo (full SHA).
+    pub sha: String,
+}
+
+/// Commits the reversal of a commit of the branch and pushes it.
+#[utoipa::path(post, path = "/api/v1/projects/{id}/workspace/revert-commit", tag = "workspace", request_body = RevertCommitBody,
+    responses((status = 200, body = CommitJson), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn revert_commit(
+    State(state): State<AppState>,
+    user: ApiUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<RevertCommitBody>,
+) -> Result<Json<CommitJson>, ApiError> {
+    Ok(Json(
+        state
+            .services
+            .revert_workspace_commit(&user.principal, &id, &body.sha)
+            .await?
+            .into(),
+    ))
 }

@@ -13,7 +13,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use lablink_service::ServiceError;
-use lablink_service::workspace::{FileContent, Merged, WorkspaceView};
+use lablink_service::workspace::{FileContent, Merged, WorkspaceView, new_merge_request_url};
 use serde::Deserialize;
 
 use crate::middleware::StyleNonce;
@@ -243,6 +243,11 @@ async fn page(
             ws.default_branch, ws.branch
         ),
         "merge_aborted" => "The merge was aborted.".to_owned(),
+        "commit_reverted" => format!(
+            "Reverted the commit with {} on {} and pushed it.",
+            query.sha.as_deref().map_or("", |s| &s[..s.len().min(8)]),
+            ws.branch
+        ),
         "mr_opened" => format!("The merge request of {} is open in GitLab.", ws.branch),
         "gitignore_fixed" => format!(
             "Fixed .gitignore on {} and pushed it. Create the merge request and merge it; then \
@@ -251,14 +256,11 @@ async fn page(
         ),
         _ => "Done.".to_owned(),
     });
-    let merge_request_url = matches!(query.done.as_deref(), Some("committed" | "gitignore_fixed")).then(|| {
-        format!(
-            "{}/-/merge_requests/new?merge_request%5Bsource_branch%5D={}&merge_request%5Btarget_branch%5D={}",
-            ws.web_url.trim_end_matches('/'),
-            url::form_urlencoded::byte_serialize(ws.branch.as_bytes()).collect::<String>(),
-            url::form_urlencoded::byte_serialize(ws.default_branch.as_bytes()).collect::<String>()
-        )
-    });
+    let merge_request_url = matches!(
+        query.done.as_deref(),
+        Some("committed" | "gitignore_fixed" | "commit_reverted")
+    )
+    .then(|| new_merge_request_url(&ws.web_url, &ws.branch, &ws.default_branch));
     let changed = ws
         .files
         .iter()
@@ -435,6 +437,13 @@ async fn act(
             .map(|url| {
                 opened_mr = Some(url);
                 "mr_opened"
+            }),
+        "revert-commit" => s
+            .revert_workspace_commit(p, &id, &fields.get("sha"))
+            .await
+            .map(|synced| {
+                sha = Some(synced.sha);
+                "commit_reverted"
             }),
         "fix-gitignore" => s.fix_gitignore_in_workspace(p, &id).await.map(|synced| {
             sha = Some(synced.sha);

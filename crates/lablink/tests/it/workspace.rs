@@ -404,6 +404,25 @@ async fn a_developer_edits_commits_and_pushes_as_themselves(backend: Backend) {
     assert_eq!(ws.view().await["changes"], 1);
     let res = ws.commit("JIRA-7 Orders by id").await;
     assert_eq!(res.status, 200, "{}", res.body);
+    // Reverting it makes a "Revert …" commit the push rule refuses: undone, nothing changed.
+    let view = ws.view().await;
+    let last = view["recent_commits"][0].clone();
+    assert_eq!(last["title"], "JIRA-7 Orders by id");
+    let res = ws
+        .call(
+            Method::POST,
+            "/revert-commit",
+            Some(json!({"sha": last["sha"]})),
+        )
+        .await;
+    assert_eq!(res.status, 403, "{}", res.body);
+    assert!(
+        res.body
+            .contains("Commit message does not follow the pattern"),
+        "{}",
+        res.body
+    );
+    assert_eq!(ws.view().await["head_sha"], last["sha"]);
     let refused = c
         .app
         .db
@@ -447,6 +466,33 @@ async fn developer_plans_push_with_the_shared_credential(backend: Backend) {
     );
     let commit = gitlab_branch(&c, "shared").await["commit"].clone();
     assert_eq!(commit["author_email"], "dev@acme.test", "{commit}");
+    // Revert that commit: a new commit undoes it, pushed the same way.
+    let res = ws
+        .call(
+            Method::POST,
+            "/revert-commit",
+            Some(json!({"sha": commit["id"]})),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    let reverted = gitlab_branch(&c, "shared").await["commit"].clone();
+    assert!(
+        reverted["title"].as_str().unwrap().starts_with("Revert"),
+        "{reverted}"
+    );
+    let file = ws
+        .call(Method::GET, "/files?path=models/orders.sql", None)
+        .await
+        .json();
+    assert_eq!(file["text"], "select 1 as id\n");
+    let res = ws
+        .call(
+            Method::POST,
+            "/revert-commit",
+            Some(json!({"sha": "0123456789abcdef0123456789abcdef01234567"})),
+        )
+        .await;
+    assert_eq!(res.status, 422, "{}", res.body);
 }
 
 /// The seed's troubleshooting "Fix in the Studio IDE" through the workspace page in Chromium: the
