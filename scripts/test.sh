@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every check and test of lablink. Works on a fresh Debian machine as root: installs what is
-# missing (git, PostgreSQL, bubblewrap, Chromium and its driver, OpenSSH's client, a Python venv
-# with dbt), starts PostgreSQL if it is down, and fails loudly when something cannot be made to
-# work. Quick when all is present.
+# missing (git, PostgreSQL, bubblewrap, Chromium and its driver, OpenSSH's client, Node.js and
+# npm, a Python venv with dbt, the browser tests' npm packages), starts PostgreSQL if it is down,
+# checks that the committed editor bundle is what its build script makes, and fails loudly when
+# something cannot be made to work. Quick when all is present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,8 @@ command -v bwrap >/dev/null || missing+=(bubblewrap)
 # gitlab-sim's Git-over-SSH tests drive the real OpenSSH client (and ssh-keygen).
 { command -v ssh && command -v ssh-keygen; } >/dev/null || missing+=(openssh-client)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+# The accessibility test runs axe-core, an npm package (tests/browser), in Chromium.
+{ command -v node && command -v npm; } >/dev/null || missing+=(nodejs npm)
 if ((${#missing[@]})); then
     say "installing ${missing[*]}"
     [ "$(id -u)" = 0 ] || die "missing packages (${missing[*]}) and not root: install them first"
@@ -78,6 +81,27 @@ if ! "$venv2/bin/python" -c 'import gitlab' 2>/dev/null; then
 fi
 "$venv2/bin/python" -c 'import gitlab' || die "python-gitlab in $venv2 does not import"
 export LABLINK_PYCLIENTS_VENV="$venv2"
+
+# --- the browser tests' npm packages (axe-core), pinned by tests/browser/package-lock.json -----
+browser_deps=tests/browser
+export LABLINK_AXE_JS="$PWD/$browser_deps/node_modules/axe-core/axe.min.js"
+# npm ci only when node_modules is missing or was installed from another lockfile.
+lock_sum=$(sha256sum "$browser_deps/package-lock.json" | cut -d' ' -f1)
+stamp="$browser_deps/node_modules/.lablink-lock.sha256"
+if [ ! -f "$LABLINK_AXE_JS" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$lock_sum" ]; then
+    say "installing the browser tests' npm packages (npm ci in $browser_deps)"
+    npm ci --prefix "$browser_deps" --no-audit --no-fund --loglevel=error
+    echo "$lock_sum" >"$stamp"
+fi
+[ -f "$LABLINK_AXE_JS" ] || die "npm ci did not install axe-core: $LABLINK_AXE_JS is missing"
+
+# --- the workspace editor's bundle is exactly what web/editor/build.sh makes of its pinned sources
+say "checking the editor bundle (web/editor/build.sh)"
+rebuilt=$(mktemp --suffix=.js)
+bash web/editor/build.sh "$rebuilt"
+cmp -s "$rebuilt" crates/lablink-web/assets/workspace.js \
+    || die "crates/lablink-web/assets/workspace.js is not what web/editor/build.sh builds: run it and commit the result"
+rm -f "$rebuilt"
 export LABLINK_CHROMIUM="$(command -v chromium)"
 export LABLINK_CHROMEDRIVER="$(command -v chromedriver)"
 
@@ -98,4 +122,4 @@ fi
 "$target_dir/debug/lablink" demo >/dev/null 2>&1 && die "the production binary has the demo command"
 say "cargo test"
 cargo test --workspace
-say "all checks passed"
+say "all checks passed (page screenshots at 1280 and 390 px: $target_dir/screenshots/accessibility)"

@@ -89,6 +89,9 @@ function mount(textarea) {
         ]),
         language(textarea.dataset.editor),
         EditorView.cspNonce.of(nonce),
+        // Long lines wrap and the editor grows with the file: no scrolling region of its own,
+        // which keyboard users could not reach (the page scrolls instead).
+        EditorView.lineWrapping,
         EditorView.contentAttributes.of({
           "aria-label": textarea.getAttribute("aria-label") || "File content",
         }),

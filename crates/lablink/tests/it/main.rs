@@ -1,6 +1,7 @@
 //! End-to-end tests: the real server on port 0, over real HTTP, on SQLite and PostgreSQL.
 
 mod access;
+mod accessibility;
 mod api_tokens;
 mod audit;
 mod authorization;

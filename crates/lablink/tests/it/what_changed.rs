@@ -44,7 +44,7 @@ fn customers() -> String {
 impl World {
     /// Adds the project's merge job (`prod`, with the warehouse of `job`) and runs it on a push
     /// to main: production.
-    async fn make_production(&self, job: &Value) -> String {
+    pub(crate) async fn make_production(&self, job: &Value) -> String {
         let mut merge = job.clone();
         merge["name"] = json!("prod");
         merge["kind"] = json!("merge");

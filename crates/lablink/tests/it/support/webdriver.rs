@@ -1,5 +1,6 @@
 //! A tiny W3C WebDriver client for headless Chromium: starts `chromedriver` on a free port, opens a
-//! session with a fresh profile, and offers the handful of commands the browser tests need.
+//! session with a fresh profile, and offers the handful of commands the browser tests need
+//! (navigation, elements, scripts, viewport size, screenshots).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -235,6 +236,126 @@ impl Element<'_> {
 }
 
 impl Browser {
+    /// A command whose reply must not be a WebDriver error; `what` names it in the panic.
+    async fn checked(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        what: &str,
+    ) -> Value {
+        let reply = self.command(method, path, body).await;
+        if let Some(error) = reply.get("error").and_then(Value::as_str) {
+            let message = reply["message"].as_str().unwrap_or_default();
+            panic!("{what}: {error}: {message}");
+        }
+        reply
+    }
+
+    /// Runs `script` (the body of a function called with `args`) in the page; returns what it
+    /// returns.
+    pub async fn execute(&self, script: &str, args: Value) -> Value {
+        self.checked(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({ "script": script, "args": args })),
+            "execute script",
+        )
+        .await
+    }
+
+    /// Runs `script` (a function body called with `args` and, last, a callback) in the page and
+    /// returns the value it passes to the callback; waits at most the script timeout.
+    pub async fn execute_async(&self, script: &str, args: Value) -> Value {
+        self.checked(
+            reqwest::Method::POST,
+            "/execute/async",
+            Some(json!({ "script": script, "args": args })),
+            "execute async script",
+        )
+        .await
+    }
+
+    /// How long [`Browser::execute_async`] waits for its callback.
+    pub async fn set_script_timeout(&self, timeout: Duration) {
+        let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        self.checked(
+            reqwest::Method::POST,
+            "/timeouts",
+            Some(json!({ "script": ms })),
+            "set script timeout",
+        )
+        .await;
+    }
+
+    /// Makes the page's viewport `width` × `height` CSS pixels (the window is resized until
+    /// `window.innerWidth` is `width`; headless Chromium draws no window frame, so it usually
+    /// is at once). Returns the viewport's width as the page sees it.
+    pub async fn set_viewport(&self, width: u32, height: u32) -> u32 {
+        let (mut outer_w, mut outer_h) = (width, height);
+        let mut inner = (0, 0);
+        for _ in 0..3 {
+            self.checked(
+                reqwest::Method::POST,
+                "/window/rect",
+                Some(json!({ "width": outer_w, "height": outer_h })),
+                "set window size",
+            )
+            .await;
+            let seen = self
+                .execute("return [window.innerWidth, window.innerHeight];", json!([]))
+                .await;
+            inner = (
+                seen[0].as_u64().unwrap_or(0) as u32,
+                seen[1].as_u64().unwrap_or(0) as u32,
+            );
+            if inner == (width, height) {
+                break;
+            }
+            outer_w = (outer_w + width).saturating_sub(inner.0);
+            outer_h = (outer_h + height).saturating_sub(inner.1);
+        }
+        inner.0
+    }
+
+    /// Saves a PNG of the whole page to `path`: down to its bottom, and as wide as the viewport or
+    /// its content if wider (what sticks out past the viewport shows). Chromium lays the page out
+    /// again at its full height for the capture, without a vertical scrollbar.
+    pub async fn screenshot(&self, path: &Path) {
+        use base64::Engine as _;
+        let size = self
+            .execute(
+                "const e = document.documentElement; \
+                 return [Math.max(window.innerWidth, e.scrollWidth), \
+                         Math.max(e.scrollHeight, document.body.scrollHeight)];",
+                json!([]),
+            )
+            .await;
+        let clip = json!({
+            "x": 0, "y": 0, "scale": 1,
+            "width": size[0].as_u64().unwrap_or(800),
+            "height": size[1].as_u64().unwrap_or(600),
+        });
+        let shot = self
+            .checked(
+                reqwest::Method::POST,
+                "/goog/cdp/execute",
+                Some(json!({
+                    "cmd": "Page.captureScreenshot",
+                    "params": {"format": "png", "captureBeyondViewport": true, "clip": clip},
+                })),
+                "take a screenshot",
+            )
+            .await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().expect("screenshot data"))
+            .expect("screenshot is base64");
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).expect("screenshot directory");
+        }
+        std::fs::write(path, png).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    }
+
     /// Ends the session (Chromium exits with it).
     pub async fn quit(self) {
         let url = format!("{}/session/{}", self.base, self.session);
