@@ -207,7 +207,7 @@ async fn every_page_passes_axe_and_fits_narrow_screens() {
         visit("signed-out", "setup", setup, "Set up lablink"),
     ];
 
-    let mut admin_pages = vec![
+    let admin_pages = vec![
         ("dashboard", "/".to_owned(), "Welcome"),
         ("projects", "/projects".to_owned(), "Projects"),
         ("project", format!("/projects/{project}"), "Analytics"),
@@ -281,7 +281,7 @@ async fn every_page_passes_axe_and_fits_narrow_screens() {
         )])
         .collect();
     let admin_pages: Vec<Visit> = admin_pages
-        .drain(..)
+        .into_iter()
         .map(|(name, path, h1)| visit("admin", name, format!("{base}{path}"), h1))
         .collect();
 
