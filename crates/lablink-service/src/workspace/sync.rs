@@ -89,6 +89,22 @@ fn branch_name(name: &str) -> Result<String, ServiceError> {
 }
 
 impl Services {
+    /// The caller's workspace, refused while it has uncommitted changes (`to`: what the caller
+    /// wants to do, for the refusal).
+    async fn open_clean(
+        &self,
+        caller: &Principal,
+        project_id: &str,
+        to: &str,
+    ) -> Result<Opened, ServiceError> {
+        let o = self.open(caller, project_id).await?;
+        let changes = self.db.workspace_changes(&o.ws.id).await?.len();
+        if changes > 0 {
+            return Err(uncommitted(changes, to));
+        }
+        Ok(o)
+    }
+
     /// In words, who GitLab sees when this user pushes from the workspace.
     pub(crate) async fn pushes_as(&self, caller: &Principal, repo: &Repository) -> String {
         match caller.plan {
@@ -424,11 +440,7 @@ impl Services {
         caller: &Principal,
         project_id: &str,
     ) -> Result<String, ServiceError> {
-        let o = self.open(caller, project_id).await?;
-        let changes = self.db.workspace_changes(&o.ws.id).await?.len();
-        if changes > 0 {
-            return Err(uncommitted(changes, "pull"));
-        }
+        let o = self.open_clean(caller, project_id, "pull").await?;
         let pusher = self.pusher(caller, &o.repo).await?;
         let git = self.workspace_git();
         let remote_head = match git
@@ -569,11 +581,8 @@ impl Services {
         project_id: &str,
     ) -> Result<Synced, ServiceError> {
         use crate::doctor::{corrected, in_project};
-        let o = self.open(caller, project_id).await?;
-        let changes = self.db.workspace_changes(&o.ws.id).await?.len();
-        if changes > 0 {
-            return Err(uncommitted(changes, "fix .gitignore"));
-        }
+        self.open_clean(caller, project_id, "fix .gitignore")
+            .await?;
         self.create_workspace_branch(caller, project_id, super::GITIGNORE_FIX_BRANCH)
             .await?;
         let o = self.open(caller, project_id).await?;
@@ -681,16 +690,14 @@ impl Services {
         sha: &str,
     ) -> Result<Synced, ServiceError> {
         let sha = sha.trim();
-        let o = self.open(caller, project_id).await?;
+        let o = self
+            .open_clean(caller, project_id, "revert a commit")
+            .await?;
         if o.ws.branch == o.repo.default_branch {
             return Err(ServiceError::Conflict(format!(
                 "{} is the protected branch: create a branch, then revert the commit there.",
                 o.repo.default_branch
             )));
-        }
-        let changes = self.db.workspace_changes(&o.ws.id).await?.len();
-        if changes > 0 {
-            return Err(uncommitted(changes, "revert a commit"));
         }
         let git = self.workspace_git();
         let known = sha.len() == 40 && git.in_history(&o.dir, sha).await.unwrap_or(false);

@@ -130,6 +130,7 @@ async fn signed_in(app: &TestApp, name: &'static str, user: &TestUser) -> Caller
 }
 
 /// Who is expected to get what.
+#[derive(Clone)]
 struct Expect {
     anonymous: u16,
     read_only: u16,
@@ -303,7 +304,48 @@ async fn pages_and_endpoints_check_who_calls(app: TestApp) {
         .unwrap()[0]
         .id
         .clone();
+    // A project of Acme with no repository yet: the workspace is refused by role first, then
+    // (for those who may have one) because there is nothing to check out; Globex sees nothing.
+    let acme_admin = callers[3].browser.as_ref().unwrap();
+    let csrf = acme_admin.get("/profile").await.csrf();
+    let project =
+        crate::support::connected::create_project(acme_admin, &csrf, "Warehouse", "").await;
+    let workspace = |rest: &str| format!("/api/v1/projects/{project}/workspace{rest}");
+    let no_workspace = Expect {
+        anonymous: 401,
+        read_only: 403,
+        developer: 404,
+        admin: 404,
+        other_admin: 404,
+    };
     let endpoints: Vec<(Method, String, Option<serde_json::Value>, Expect)> = vec![
+        (Method::GET, workspace(""), None, no_workspace.clone()),
+        (
+            Method::PUT,
+            workspace("/files"),
+            Some(json!({"path": "models/a.sql", "text": "select 1"})),
+            no_workspace.clone(),
+        ),
+        (
+            Method::POST,
+            workspace("/commit"),
+            Some(json!({"message": "m"})),
+            no_workspace,
+        ),
+        // Local git: Acme (Enterprise) users have no linked GitLab account (404); Globex
+        // (Starter) has not allowed the shared credential (403).
+        (
+            Method::POST,
+            "/api/v1/git-credential".into(),
+            Some(json!({"protocol": "https", "host": "gitlab.com"})),
+            Expect {
+                anonymous: 401,
+                read_only: 403,
+                developer: 404,
+                admin: 404,
+                other_admin: 403,
+            },
+        ),
         (
             Method::GET,
             "/api/v1/me".into(),
