@@ -37,9 +37,9 @@ impl Services {
         expires_in_days: Option<u32>,
     ) -> Result<CreatedToken, ServiceError> {
         let name = validate::display_name("token name", name).map_err(bad)?;
-        let expires_at = match expires_in_days {
+        let lifetime_ms = match expires_in_days {
             None => None,
-            Some(days @ 1..=MAX_TOKEN_DAYS) => Some(now_ms() + i64::from(days) * DAY_MS),
+            Some(days @ 1..=MAX_TOKEN_DAYS) => Some(i64::from(days) * DAY_MS),
             Some(days) => {
                 return Err(ServiceError::BadInput(format!(
                     "A token expires after 1 to {MAX_TOKEN_DAYS} days (or never), not {days}."
@@ -54,7 +54,7 @@ impl Services {
                 &name,
                 &value[..SHOWN_LEN],
                 &secret_hash(&value),
-                expires_at,
+                lifetime_ms,
             )
             .await?;
         self.audit(AuditEvent {

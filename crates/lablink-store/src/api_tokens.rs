@@ -31,17 +31,19 @@ impl Db {
         name: &str,
         prefix: &str,
         token_hash: &str,
-        expires_at: Option<i64>,
+        lifetime_ms: Option<i64>,
     ) -> Result<ApiToken, StoreError> {
+        // One clock reading: the token lives exactly `lifetime_ms` from its creation.
+        let created_at = now_ms();
         let token = ApiToken {
             id: new_id(),
             user_id: user_id.to_owned(),
             name: name.to_owned(),
             prefix: prefix.to_owned(),
-            created_at: now_ms(),
+            created_at,
             last_used_at: None,
             revoked_at: None,
-            expires_at,
+            expires_at: lifetime_ms.map(|ms| created_at + ms),
         };
         on_db!(self, |pool| {
             sqlx::query(
