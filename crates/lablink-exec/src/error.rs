@@ -15,7 +15,7 @@ pub enum ExecError {
     NoPid,
     #[error("could not wait for the process: {0}")]
     Wait(std::io::Error),
-    #[error("git {operation} failed with exit code {code:?}: {message}")]
+    #[error("git {operation} failed: {}", why_git_failed(message, *code))]
     GitFailed {
         operation: &'static str,
         code: Option<i32>,
@@ -45,4 +45,43 @@ pub enum ExecError {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+/// git's own words when it gave some (its last line is the one that says what went wrong),
+/// otherwise how it ended.
+fn why_git_failed(message: &str, code: Option<i32>) -> String {
+    match (message.trim(), code) {
+        ("", Some(code)) => format!("it stopped with exit code {code} and gave no reason"),
+        ("", None) => "it was stopped by a signal".to_owned(),
+        (said, _) => said
+            .trim_start_matches("fatal: ")
+            .trim_start_matches("error: ")
+            .to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ExecError;
+
+    #[test]
+    fn git_failures_read_as_sentences() {
+        let failed = |message: &str, code| {
+            ExecError::GitFailed {
+                operation: "add",
+                code,
+                message: message.into(),
+            }
+            .to_string()
+        };
+        assert_eq!(
+            failed("fatal: pathspec 'x' did not match any files", Some(128)),
+            "git add failed: pathspec 'x' did not match any files"
+        );
+        assert_eq!(
+            failed("", Some(1)),
+            "git add failed: it stopped with exit code 1 and gave no reason"
+        );
+        assert!(!failed("", None).contains("None"));
+    }
 }

@@ -15,6 +15,13 @@ pub enum ServiceError {
     /// The input was not acceptable; the message says why and what to do.
     #[error("{0}")]
     BadInput(String),
+    /// One field of a form or request body is not acceptable (forms show the message next to
+    /// that field); `field` is the field's name in the form and the API.
+    #[error("{message}")]
+    InvalidField {
+        field: &'static str,
+        message: String,
+    },
     #[error("{0}")]
     Conflict(String),
     /// GitLab's API could not be reached or refused; its message says what to do.

@@ -141,7 +141,7 @@ impl Services {
         url: &str,
         ca_bundle_pem: Option<&str>,
     ) -> Result<Instance, GitLabError> {
-        let base_url = Url::parse(url).map_err(|e| GitLabError::InvalidUrl(e.to_string()))?;
+        let base_url = lablink_gitlab::transport::parse_base_url(url)?;
         Instance::new(InstanceConfig {
             base_url,
             ca_bundle_pem: ca_bundle_pem.map(str::to_owned),

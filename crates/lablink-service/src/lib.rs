@@ -54,6 +54,8 @@ pub struct Services {
     gitignore_cache: Arc<doctor::GitignoreCache>,
     /// Every account's IP restrictions, as this replica enforces them.
     ip_rules: Arc<ip_restrictions::IpRulesCache>,
+    /// The connection checks this replica runs in the background for pages.
+    checks_running: Arc<doctor::ChecksRunning>,
 }
 
 impl Services {
@@ -68,6 +70,7 @@ impl Services {
             wake: Arc::default(),
             gitignore_cache: Arc::default(),
             ip_rules: Arc::default(),
+            checks_running: Arc::default(),
         }
     }
 }

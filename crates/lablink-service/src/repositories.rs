@@ -272,6 +272,23 @@ impl Services {
         )?;
         let project = self.project(caller, project_id).await?;
         let gitlab = self.user_gitlab(caller).await?;
+        if let Some(elsewhere) = self
+            .db
+            .live_connections(&caller.account_id)
+            .await?
+            .into_iter()
+            .find(|c| {
+                c.gitlab_project_id == gitlab_project_id
+                    && c.gitlab_instance_url == gitlab.instance_url
+            })
+        {
+            return Err(ServiceError::Conflict(format!(
+                "This GitLab repository is already connected to the project {}: one repository \
+                 has one lablink project (its webhook, tokens and CI jobs are there). Open that \
+                 project, or disconnect it there first.",
+                elsewhere.project_name
+            )));
+        }
         let api = &gitlab.api;
         let found = connectable_project(api, gitlab.gitlab_user_id, gitlab_project_id).await?;
         // GitLab's answer decides where lablink's git goes later: it must be GitLab itself.

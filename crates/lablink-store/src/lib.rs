@@ -9,6 +9,7 @@ pub mod accounts;
 pub mod api_tokens;
 pub mod audit;
 pub mod ci_jobs;
+pub mod connection_checks;
 pub mod crypto;
 mod db;
 pub mod deliveries;

@@ -30,6 +30,15 @@ impl RepositoryStatus {
     }
 }
 
+/// A GitLab repository connected to one of the account's projects.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct LiveConnection {
+    pub gitlab_instance_url: String,
+    pub gitlab_project_id: i64,
+    pub project_id: String,
+    pub project_name: String,
+}
+
 /// How a live connection ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectionEnd {
@@ -526,6 +535,26 @@ impl Db {
                 .await
         })?;
         Ok(row)
+    }
+
+    /// The account's live connections, by GitLab repository: which lablink project each GitLab
+    /// repository is connected to (the import list marks them; connecting one twice is refused).
+    pub async fn live_connections(
+        &self,
+        account_id: &str,
+    ) -> Result<Vec<LiveConnection>, StoreError> {
+        Ok(on_db!(self, |pool| {
+            sqlx::query_as(
+                "SELECT r.gitlab_instance_url, r.gitlab_project_id, p.id AS project_id, \
+                 p.name AS project_name FROM repositories r JOIN projects p ON p.id = r.project_id \
+                 WHERE r.account_id = $1 AND r.status IN ($2, $3)",
+            )
+            .bind(account_id)
+            .bind(RepositoryStatus::Connecting.as_str())
+            .bind(RepositoryStatus::Connected.as_str())
+            .fetch_all(pool)
+            .await
+        })?)
     }
 
     /// The account's connected repository with this path in GitLab (`group/project`, compared

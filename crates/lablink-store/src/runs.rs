@@ -536,6 +536,26 @@ impl Db {
         Ok(runs)
     }
 
+    /// The account's newest runs, across its projects.
+    pub async fn recent_runs_of_account(
+        &self,
+        account_id: &str,
+        limit: i64,
+    ) -> Result<Vec<Run>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM runs WHERE account_id = $1 ORDER BY created_at DESC, id DESC \
+             LIMIT $2"
+        );
+        let runs = crate::on_db!(self, |pool| {
+            sqlx::query_as(&sql)
+                .bind(account_id)
+                .bind(limit)
+                .fetch_all(pool)
+                .await
+        })?;
+        Ok(runs)
+    }
+
     /// Starts step `position` of a run (a dbt command).
     pub async fn start_run_step(
         &self,

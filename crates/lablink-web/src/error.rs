@@ -1,12 +1,18 @@
 //! One error type per face: [`HtmlError`] renders the error page, [`ApiError`] a JSON body.
 //! Both map a [`ServiceError`] the same way; internal details go to the log, not to the visitor.
 
+use std::net::SocketAddr;
+
 use askama::Template;
 use axum::Json;
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use lablink_service::{GitLabError, ServiceError};
 use serde::Serialize;
+
+use crate::AppState;
 
 const INTERNAL: &str =
     "Something went wrong on our side. The problem has been logged; please try again.";
@@ -16,7 +22,9 @@ fn status_of(e: &ServiceError) -> StatusCode {
         ServiceError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
         ServiceError::Forbidden(_) => StatusCode::FORBIDDEN,
         ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
-        ServiceError::BadInput(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        ServiceError::BadInput(_) | ServiceError::InvalidField { .. } => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
         ServiceError::Conflict(_) => StatusCode::CONFLICT,
         ServiceError::GitLab(e) => gitlab_status(e),
         ServiceError::Remote(_) => StatusCode::BAD_GATEWAY,
@@ -137,16 +145,67 @@ impl IntoResponse for HtmlError {
         if self.sign_in {
             return Redirect::to("/login").into_response();
         }
-        let title = self.status.canonical_reason().unwrap_or("Error");
-        let page = ErrorPage {
-            chrome: crate::Chrome::default(),
-            title,
-            message: &self.message,
-        };
-        match page.render() {
-            Ok(html) => (self.status, Html(html)).into_response(),
-            Err(_) => (self.status, self.message).into_response(),
+        let mut res = error_page(self.status, &self.message, crate::Chrome::default());
+        // For `keep_navigation`, which shows the page again with the visitor's navigation.
+        res.extensions_mut().insert(ShownError {
+            status: self.status,
+            message: self.message,
+        });
+        res
+    }
+}
+
+fn error_page(status: StatusCode, message: &str, chrome: crate::Chrome) -> Response {
+    let page = ErrorPage {
+        chrome,
+        title: status.canonical_reason().unwrap_or("Error"),
+        message,
+    };
+    match page.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(_) => (status, message.to_owned()).into_response(),
+    }
+}
+
+/// An error page as it was shown, before the layer below knew who is signed in.
+#[derive(Debug, Clone)]
+struct ShownError {
+    status: StatusCode,
+    message: String,
+}
+
+/// Error pages keep the navigation of a signed-in visitor: the error is rendered where it
+/// happens (often in an extractor, before anyone is known), so this layer renders it again with
+/// the session's navigation when the request came with one.
+pub(crate) async fn keep_navigation(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let mut probe = Request::new(());
+    *probe.uri_mut() = req.uri().clone();
+    *probe.headers_mut() = req.headers().clone();
+    if let Some(connect) = req.extensions().get::<ConnectInfo<SocketAddr>>() {
+        probe.extensions_mut().insert(*connect);
+    }
+    let res = next.run(req).await;
+    let Some(shown) = res.extensions().get::<ShownError>().cloned() else {
+        return res;
+    };
+    let (parts, ()) = probe.into_parts();
+    match crate::extract::session_user(&parts, &state).await {
+        Ok(Some(user)) => {
+            let mut again =
+                error_page(shown.status, &shown.message, crate::Chrome::for_user(&user));
+            // The error's own headers (Retry-After, cookies) stay.
+            for (name, value) in res.headers() {
+                if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+                    again.headers_mut().append(name.clone(), value.clone());
+                }
+            }
+            again
         }
+        _ => res,
     }
 }
 

@@ -22,6 +22,10 @@ pub struct CurrentUser {
     pub principal: Principal,
     pub session: ActiveSession,
     pub csrf_token: String,
+    /// The address asked for, so the navigation can mark where the user is.
+    pub path: String,
+    /// A message left by the action that redirected here ([`crate::flash`]).
+    pub flash: Option<String>,
 }
 
 impl CurrentUser {
@@ -44,7 +48,7 @@ impl CurrentUser {
     }
 }
 
-async fn session_user(
+pub(crate) async fn session_user(
     parts: &Parts,
     state: &AppState,
 ) -> Result<Option<CurrentUser>, ServiceError> {
@@ -64,6 +68,8 @@ async fn session_user(
         principal: session.principal.clone(),
         session,
         csrf_token: csrf_token(cookie.value()),
+        path: parts.uri.path().to_owned(),
+        flash: crate::flash::read(&parts.headers),
     }))
 }
 

@@ -30,6 +30,7 @@ mod client_address;
 mod csrf;
 mod error;
 mod extract;
+mod flash;
 mod hooks_intake;
 mod json;
 mod layout;
@@ -55,37 +56,50 @@ pub fn router(state: AppState) -> Router {
     let routes = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(pages::health::readyz))
-        .route("/assets/lablink.css", get(stylesheet))
-        .route("/assets/workspace.js", get(workspace_script))
+        .route(
+            "/assets/lablink.css",
+            get(|| async {
+                asset(
+                    "text/css; charset=utf-8",
+                    include_str!("../assets/lablink.css"),
+                )
+            }),
+        )
+        .route(
+            "/assets/lablink.js",
+            get(|| async { asset(JAVASCRIPT, include_str!("../assets/lablink.js")) }),
+        )
+        .route(
+            "/assets/icon.svg",
+            get(|| async { asset("image/svg+xml", include_str!("../assets/icon.svg")) }),
+        )
+        .route(
+            "/assets/workspace.js",
+            get(|| async { asset(JAVASCRIPT, include_str!("../assets/workspace.js")) }),
+        )
         .merge(pages::routes())
         .merge(hooks_intake::routes())
         .merge(api::routes())
-        .fallback(pages::not_found);
+        .fallback(pages::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            error::keep_navigation,
+        ))
+        .layer(axum::middleware::from_fn(flash::clear_after_showing));
     middleware::apply(routes, &state).with_state(state)
 }
 
-/// The workspace's editor (CodeMirror), built by `web/editor/build.sh` and compiled in.
-async fn workspace_script() -> impl axum::response::IntoResponse {
+/// A file of `assets/`, compiled in: the stylesheet, the pages' small script (progress on
+/// buttons, copy buttons, live run pages) and the workspace's editor (CodeMirror, built by
+/// `web/editor/build.sh`).
+fn asset(content_type: &'static str, body: &'static str) -> impl axum::response::IntoResponse {
     (
         [
-            (
-                axum::http::header::CONTENT_TYPE,
-                "text/javascript; charset=utf-8",
-            ),
+            (axum::http::header::CONTENT_TYPE, content_type),
             (axum::http::header::CACHE_CONTROL, "public, max-age=300"),
         ],
-        include_str!("../assets/workspace.js"),
+        body,
     )
 }
 
-/// The one stylesheet, compiled in. Browsers revalidate it after five minutes, so a new
-/// release's styles arrive without a cache-busting name.
-async fn stylesheet() -> impl axum::response::IntoResponse {
-    (
-        [
-            (axum::http::header::CONTENT_TYPE, "text/css; charset=utf-8"),
-            (axum::http::header::CACHE_CONTROL, "public, max-age=300"),
-        ],
-        include_str!("../assets/lablink.css"),
-    )
-}
+const JAVASCRIPT: &str = "text/javascript; charset=utf-8";

@@ -21,6 +21,12 @@ pub mod filters {
     ) -> askama::Result<String> {
         Ok(super::http_link(&url.to_string()).unwrap_or("#").to_owned())
     }
+
+    /// Text written for a Markdown note (the merge request's) shown on a page: its `code`
+    /// marks would show as stray backticks, so they go.
+    pub fn unmark(text: impl std::fmt::Display, _: &dyn askama::Values) -> askama::Result<String> {
+        Ok(text.to_string().replace('`', ""))
+    }
 }
 
 /// `url` when it is an absolute http(s) URL.

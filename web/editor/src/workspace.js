@@ -1,8 +1,8 @@
 // The workspace page's script: a CodeMirror 6 editor (SQL, YAML and Jinja highlighting) on every
 // `textarea[data-editor]`, kept in sync with its textarea so the form submits what was typed;
-// Ctrl/Cmd-S saves; leaving with unsaved changes asks first; buttons marked `data-working` say
-// "Working…" and disable while their form is submitted. Without JavaScript the page still works
-// with the plain textarea.
+// Ctrl/Cmd-S saves; leaving with unsaved changes asks first (the "Working…" buttons are the
+// pages' own script, /assets/lablink.js). Without JavaScript the page still works with the plain
+// textarea.
 import {
   Decoration,
   EditorView,
@@ -117,17 +117,4 @@ window.addEventListener("beforeunload", (event) => {
   if (document.querySelector("form[data-dirty]")) {
     event.preventDefault();
   }
-});
-
-document.querySelectorAll("form").forEach((form) => {
-  form.addEventListener("submit", (event) => {
-    const button = event.submitter;
-    if (button && button.dataset.working !== undefined) {
-      // After this event, so the button's own name and value are still sent.
-      setTimeout(() => {
-        button.disabled = true;
-        button.textContent = "Working…";
-      });
-    }
-  });
 });

@@ -14,6 +14,31 @@ pub(crate) struct BaseUrl {
     pub(crate) loopback_only: bool,
 }
 
+/// Reads a GitLab address typed by a person; what is wrong is said in plain words, not in the
+/// URL parser's.
+pub fn parse(text: &str) -> Result<Url, GitLabError> {
+    use url::ParseError;
+    Url::parse(text.trim()).map_err(|e| {
+        GitLabError::InvalidUrl(
+            match e {
+                ParseError::RelativeUrlWithoutBase => {
+                    "it is not a full address: start it with https://, like https://gitlab.example.com"
+                }
+                ParseError::EmptyHost => "it has no host name",
+                ParseError::InvalidPort => "its port is not a number from 1 to 65535",
+                ParseError::InvalidIpv4Address | ParseError::InvalidIpv6Address => {
+                    "the IP address in it is not valid"
+                }
+                ParseError::IdnaError | ParseError::InvalidDomainCharacter => {
+                    "its host name has characters a host name cannot have"
+                }
+                _ => "it is not a valid web address",
+            }
+            .to_owned(),
+        )
+    })
+}
+
 pub(crate) fn validate(url: &Url, policy: &NetworkPolicy) -> Result<BaseUrl, GitLabError> {
     let invalid = |why: &str| Err(GitLabError::InvalidUrl(why.to_owned()));
     if !url.username().is_empty() || url.password().is_some() {
@@ -70,6 +95,21 @@ pub(crate) fn validate(url: &Url, policy: &NetworkPolicy) -> Result<BaseUrl, Git
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn typed_addresses_are_refused_in_plain_words() {
+        for (typed, words) in [
+            ("gitlab.example.com", "start it with https://"),
+            ("https://", "no host name"),
+            ("https://gitlab.example.com:99999", "port"),
+            ("https://[::1", "IP address"),
+        ] {
+            let e = super::parse(typed).unwrap_err().to_string();
+            assert!(e.contains(words), "{typed}: {e}");
+            assert!(!e.contains("relative URL"), "{e}");
+        }
+        assert!(super::parse(" https://gitlab.com ").is_ok());
+    }
+
     use super::*;
 
     const STRICT: NetworkPolicy = NetworkPolicy {

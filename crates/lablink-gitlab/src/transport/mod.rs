@@ -2,6 +2,7 @@
 //! timeouts, and mapping transport failures to [`GitLabError`].
 
 mod base_url;
+pub use base_url::parse as parse_base_url;
 mod policy;
 pub(crate) mod response;
 

@@ -305,20 +305,32 @@ impl Services {
             .db
             .active_mr_runs(&repository.id, mr_iid, except_sha)
             .await?;
-        let encoded = encode_cancel(&reason);
-        let event = RunEvent::Cancelled(reason);
         for run in &runs {
-            // Nobody holds a run that waits (for a worker or an approval): it ends here.
-            let waiting = matches!(run.state, RunState::Queued | RunState::AwaitingApproval);
-            let cancelled_while_queued = waiting
-                && self
-                    .apply_run_event(&run.id, run.state, Holder::Anyone, &event)
-                    .await?;
-            if !cancelled_while_queued {
-                self.db.request_run_cancel(&run.id, &encoded).await?;
-            }
+            self.cancel_run_now(&run.id, run.state, &reason).await?;
         }
         Ok(runs.len())
+    }
+
+    /// Cancels one active run: a waiting one (for a worker or an approval) ends here, since
+    /// nobody holds it; a running one by asking its executor, wherever it runs.
+    pub(crate) async fn cancel_run_now(
+        &self,
+        run_id: &str,
+        state: RunState,
+        reason: &CancelReason,
+    ) -> Result<(), ServiceError> {
+        let waiting = matches!(state, RunState::Queued | RunState::AwaitingApproval);
+        let event = RunEvent::Cancelled(reason.clone());
+        let cancelled_while_queued = waiting
+            && self
+                .apply_run_event(run_id, state, Holder::Anyone, &event)
+                .await?;
+        if !cancelled_while_queued {
+            self.db
+                .request_run_cancel(run_id, &encode_cancel(reason))
+                .await?;
+        }
+        Ok(())
     }
 
     /// Starts what a lost webhook missed for an open merge request (reconciliation): the same

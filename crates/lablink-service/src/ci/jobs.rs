@@ -214,60 +214,76 @@ pub(crate) fn job_spec(job: &CiJob, default_filter: &str) -> Result<CiJobSpec, S
     })
 }
 
-fn bad(message: impl Into<String>) -> ServiceError {
-    ServiceError::BadInput(message.into())
+fn bad(field: &'static str, message: impl Into<String>) -> ServiceError {
+    ServiceError::InvalidField {
+        field,
+        message: message.into(),
+    }
 }
 
 fn validate(form: &CiJobForm) -> Result<(), ServiceError> {
     let name = form.name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
-        return Err(bad(format!(
-            "The job name must be 1 to {MAX_NAME_CHARS} characters."
-        )));
+        return Err(bad(
+            "name",
+            format!("The job name must be 1 to {MAX_NAME_CHARS} characters."),
+        ));
     }
     if name.chars().any(char::is_control) {
-        return Err(bad("The job name may not contain control characters."));
+        return Err(bad(
+            "name",
+            "The job name may not contain control characters.",
+        ));
     }
     for line in form.commands.iter().filter(|l| !l.trim().is_empty()) {
-        DbtCommand::parse(line).map_err(|e| bad(e.to_string()))?;
+        DbtCommand::parse(line).map_err(|e| bad("commands", e.to_string()))?;
     }
     if let Some(filter) = form
         .target_branch_filter
         .as_deref()
         .filter(|f| !f.is_empty())
     {
-        BranchFilter::new(filter).map_err(|e| bad(e.to_string()))?;
+        BranchFilter::new(filter).map_err(|e| bad("target_branch_filter", e.to_string()))?;
     }
     if !(1..=MAX_TIMEOUT_SECS).contains(&form.timeout_secs) {
-        return Err(bad(format!(
-            "The timeout must be between 1 and {MAX_TIMEOUT_SECS} seconds."
-        )));
+        return Err(bad(
+            "timeout_secs",
+            format!("The timeout must be between 1 and {MAX_TIMEOUT_SECS} seconds."),
+        ));
     }
     for name in form.env.keys() {
-        lablink_exec::dbt::check_env_name(name).map_err(|e| bad(format!("{e}.")))?;
+        lablink_exec::dbt::check_env_name(name).map_err(|e| bad("env", format!("{e}.")))?;
     }
     for path in &form.watch_paths {
         let path = path.trim().trim_start_matches("./");
         if path.starts_with('/') || path.split('/').any(|seg| seg == "..") {
-            return Err(bad(format!(
-                "`{path}` is not a path inside the repository: give it relative to the repository's root, without `..`."
-            )));
+            return Err(bad(
+                "watch_paths",
+                format!(
+                    "`{path}` is not a path inside the repository: give it relative to the repository's root, without `..`."
+                ),
+            ));
         }
     }
     if !(1..=200).contains(&form.compare_max_models) {
-        return Err(bad("Compare between 1 and 200 models."));
+        return Err(bad(
+            "compare_max_models",
+            "Compare between 1 and 200 models.",
+        ));
     }
     if !(1..=3600).contains(&form.compare_timeout_secs) {
         return Err(bad(
+            "compare_timeout_secs",
             "The comparison's time budget is between 1 and 3600 seconds.",
         ));
     }
     match &form.warehouse {
         WarehouseSettings::Postgres {
             host, user, dbname, ..
-        } if host.is_empty() || user.is_empty() || dbname.is_empty() => {
-            Err(bad("PostgreSQL needs a host, a user and a database name."))
-        }
+        } if host.is_empty() || user.is_empty() || dbname.is_empty() => Err(bad(
+            "warehouse",
+            "PostgreSQL needs a host, a user and a database name.",
+        )),
         _ => Ok(()),
     }
 }

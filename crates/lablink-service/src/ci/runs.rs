@@ -3,7 +3,7 @@
 
 use lablink_core::ci::RunMode;
 use lablink_core::report::Report;
-use lablink_core::run::{RunEvent, RunState};
+use lablink_core::run::{CancelReason, RunEvent, RunState};
 use lablink_exec::sandbox::Isolation;
 use lablink_store::Principal;
 use lablink_store::audit::AuditEvent;
@@ -182,6 +182,45 @@ impl Services {
         })
     }
 
+    /// A person stops an active run (queued, waiting for approval, starting or running); its
+    /// commit status becomes `canceled` in GitLab like any cancelled run's.
+    pub async fn cancel_run_by_user(
+        &self,
+        caller: &Principal,
+        run_id: &str,
+        client_ip: Option<&str>,
+    ) -> Result<(), ServiceError> {
+        require(
+            caller.role.can_write(),
+            "Read-only users cannot cancel runs.",
+        )?;
+        let run = self.run_of_account(caller, run_id).await?;
+        if run.state.is_terminal() {
+            return Err(ServiceError::Conflict(format!(
+                "This run has already ended ({}); there is nothing to cancel.",
+                run.state
+            )));
+        }
+        let reason = CancelReason::ByUser {
+            username: caller.username.clone(),
+        };
+        self.cancel_run_now(&run.id, run.state, &reason).await?;
+        self.audit(AuditEvent {
+            account_id: Some(&caller.account_id),
+            actor_user_id: Some(&caller.user_id),
+            action: "ci.run.cancelled",
+            target: Some(format!("run {}", run.id)),
+            detail: format!(
+                "run {} at {} cancelled by {}",
+                run.id, run.sha, caller.username
+            ),
+            client_ip,
+            ..AuditEvent::default()
+        })
+        .await?;
+        Ok(())
+    }
+
     /// A Maintainer of the target project in GitLab (checked now, with the caller's own GitLab
     /// account) lets a fork's commit run with the job's secrets. One approval is for one commit:
     /// a newer commit of the merge request waits again.
@@ -275,6 +314,23 @@ impl Services {
         let runs = self
             .db
             .runs_of_project(project_id, mr_iid, LIST_LIMIT)
+            .await?;
+        let mut out = Vec::with_capacity(runs.len());
+        for run in runs {
+            out.push(self.summary(run).await?);
+        }
+        Ok(out)
+    }
+
+    /// The account's newest runs across its projects (the dashboard's recent activity).
+    pub async fn recent_runs(
+        &self,
+        caller: &Principal,
+        limit: i64,
+    ) -> Result<Vec<RunSummary>, ServiceError> {
+        let runs = self
+            .db
+            .recent_runs_of_account(&caller.account_id, limit.clamp(1, LIST_LIMIT))
             .await?;
         let mut out = Vec::with_capacity(runs.len());
         for run in runs {

@@ -7,6 +7,7 @@ mod checks;
 pub mod findings;
 mod fixes;
 mod gitignore;
+mod health;
 
 use lablink_exec::sandbox::Isolation;
 use lablink_store::audit::{AuditEvent, AuditOutcome};
@@ -17,6 +18,8 @@ use lablink_store::repositories::Repository;
 
 pub use findings::{Code, Finding, Outcome, Repair, Report, Severity};
 pub(crate) use gitignore::{BUILD_FOLDERS, GitignoreCache, corrected, in_project, missing_entries};
+pub(crate) use health::ChecksRunning;
+pub use health::ConnectionHealth;
 
 use crate::error::require;
 use crate::{Principal, ServiceError, Services};
@@ -255,7 +258,7 @@ impl Services {
                 repairs.push(repair);
             }
         }
-        Ok(Report {
+        let report = Report {
             project_id: project.id,
             project_name: project.name,
             repository_id: Some(repo.id.clone()),
@@ -263,7 +266,9 @@ impl Services {
             last_verified_delivery_at: self.db.last_delivery_at(&repo.id, 0).await?,
             findings,
             repairs,
-        })
+        };
+        self.record_verdict(&report).await?;
+        Ok(report)
     }
 
     /// Every check, and the Maintainer-level client repairs can use (if any works).

@@ -53,6 +53,8 @@ pub struct ImportRow {
     pub can_connect: bool,
     /// Why Connect is not offered.
     pub blocked_reason: Option<&'static str>,
+    /// The lablink project this repository is already connected to (then Connect is not offered).
+    pub connected_to: Option<(String, String)>,
 }
 
 /// A page of the import list and how far loading is.
@@ -107,6 +109,7 @@ fn row_of(item: ListItem) -> ImportRow {
         access_label: known.label(),
         can_connect,
         blocked_reason: (!can_connect).then_some(MAINTAINER_REQUIRED),
+        connected_to: None,
     }
 }
 
@@ -151,8 +154,24 @@ impl Services {
         };
         self.fill_access_levels(&gitlab, user, state.generation, &mut items)
             .await?;
+        let connected = self.db.live_connections(&caller.account_id).await?;
+        let rows = items
+            .into_iter()
+            .map(|item| {
+                let mut row = row_of(item);
+                if let Some(c) = connected.iter().find(|c| {
+                    c.gitlab_project_id == row.gitlab_project_id
+                        && c.gitlab_instance_url == gitlab.instance_url
+                }) {
+                    row.can_connect = false;
+                    row.blocked_reason = None;
+                    row.connected_to = Some((c.project_id.clone(), c.project_name.clone()));
+                }
+                row
+            })
+            .collect();
         Ok(ImportList {
-            rows: items.into_iter().map(row_of).collect(),
+            rows,
             next_after,
             loading: !state.complete && state.error.is_none(),
             loaded: state.loaded,

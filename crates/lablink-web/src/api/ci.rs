@@ -177,6 +177,25 @@ pub async fn approve_run(
     ))
 }
 
+/// Cancels an active run (queued, waiting for approval, starting or running); 409 when it has
+/// ended. Its commit status in GitLab becomes `canceled`.
+#[utoipa::path(post, path = "/api/v1/runs/{id}/cancel", tag = "ci",
+    params(("id" = String, Path, description = "run id")),
+    responses((status = 202), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn cancel_run(
+    State(state): State<AppState>,
+    user: ApiUser,
+    ip: ClientIp,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .services
+        .cancel_run_by_user(&user.principal, &id, ip.0.as_deref())
+        .await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
 /// Drops the warehouse schemas of the run's merge request and job now (in the background; 202).
 #[utoipa::path(post, path = "/api/v1/runs/{id}/drop-schemas", tag = "ci",
     params(("id" = String, Path, description = "run id")),

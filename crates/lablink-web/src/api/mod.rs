@@ -104,6 +104,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(ci::list_runs))
         .routes(routes!(ci::get_run))
         .routes(routes!(ci::approve_run))
+        .routes(routes!(ci::cancel_run))
         .routes(routes!(ci::drop_run_schemas))
         .routes(routes!(ci::run_log))
         .routes(routes!(ci::run_artifact))
@@ -201,6 +202,7 @@ mod tests {
                 "POST /api/v1/projects/{id}/workspace/revert-commit",
                 "POST /api/v1/projects/{id}/workspace/rollback",
                 "POST /api/v1/runs/{id}/approve",
+                "POST /api/v1/runs/{id}/cancel",
                 "POST /api/v1/runs/{id}/drop-schemas",
                 "POST /api/v1/tokens",
                 "POST /api/v1/users",

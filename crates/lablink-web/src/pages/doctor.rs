@@ -12,7 +12,8 @@ use axum::{Form, Router};
 use lablink_service::doctor::{Code, Report, TestDelivery};
 use serde::Deserialize;
 
-use super::when;
+use super::{badges, when};
+use crate::layout::{ProjectNav, ProjectTab};
 use crate::{AppState, Chrome, CurrentUser, HtmlError, render};
 
 /// How long "Send test delivery" waits for the delivery to arrive.
@@ -48,6 +49,7 @@ struct Done {
 #[template(path = "doctor.html")]
 struct ConnectionPage {
     chrome: Chrome,
+    nav: ProjectNav,
     project_id: String,
     project_name: String,
     path: Option<String>,
@@ -57,7 +59,12 @@ struct ConnectionPage {
     delivery: Option<TestDelivery>,
 }
 
-fn page(user: &CurrentUser, report: Report, delivery: Option<TestDelivery>) -> ConnectionPage {
+fn page(
+    user: &CurrentUser,
+    nav: ProjectNav,
+    report: Report,
+    delivery: Option<TestDelivery>,
+) -> ConnectionPage {
     let rows = report
         .findings
         .into_iter()
@@ -87,6 +94,7 @@ fn page(user: &CurrentUser, report: Report, delivery: Option<TestDelivery>) -> C
         .collect();
     ConnectionPage {
         chrome: Chrome::for_user(user),
+        nav,
         project_id: report.project_id,
         project_name: report.project_name,
         path: report.path_with_namespace,
@@ -106,7 +114,8 @@ async fn show(
         .services
         .check_project_connection(&user.principal, &id, false)
         .await?;
-    Ok(render(&page(&user, report, None))?.into_response())
+    let nav = super::project_nav(&state, &user, &id, ProjectTab::Connection).await?;
+    Ok(render(&page(&user, nav, report, None))?.into_response())
 }
 
 #[derive(Deserialize)]
@@ -142,7 +151,8 @@ async fn fix(
         .check_project_connection(&user.principal, &id, false)
         .await?;
     report.repairs = repaired.repairs;
-    Ok(render(&page(&user, report, None))?.into_response())
+    let nav = super::project_nav(&state, &user, &id, ProjectTab::Connection).await?;
+    Ok(render(&page(&user, nav, report, None))?.into_response())
 }
 
 #[derive(Deserialize)]
@@ -165,5 +175,6 @@ async fn test_delivery(
         .services
         .check_project_connection(&user.principal, &id, false)
         .await?;
-    Ok(render(&page(&user, report, Some(delivery)))?.into_response())
+    let nav = super::project_nav(&state, &user, &id, ProjectTab::Connection).await?;
+    Ok(render(&page(&user, nav, report, Some(delivery)))?.into_response())
 }

@@ -13,7 +13,7 @@ use lablink_service::integration::{IntegrationForm, IntegrationView};
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::{AppState, Chrome, CurrentUser, HtmlError, render};
+use crate::{AppState, Chrome, CurrentUser, HtmlError, flash, render};
 
 const PAGE: &str = "/settings/integrations/gitlab";
 
@@ -32,25 +32,32 @@ struct IntegrationPage {
     /// What the form shows: the saved values, or what the admin just typed.
     instance_url: String,
     application_id: String,
+    /// The secret just typed, kept (masked) when the form comes back with an error.
+    secret: String,
     ca_bundle_pem: String,
     ready: bool,
     pending: bool,
     error: Option<String>,
-    notice: Option<String>,
 }
 
 impl IntegrationPage {
     fn new(user: &CurrentUser, view: IntegrationView) -> IntegrationPage {
+        // With no application of the account's own yet, the form starts from the GitLab that
+        // developers link with now (the operator's), not from a default that contradicts it.
+        let instance_url = match (&view.application_id, &view.operator_instance_url) {
+            (None, Some(operator)) => operator.clone(),
+            _ => view.instance_url.clone(),
+        };
         IntegrationPage {
             chrome: Chrome::for_user(user),
-            instance_url: view.instance_url.clone(),
+            instance_url,
             application_id: view.application_id.clone().unwrap_or_default(),
+            secret: String::new(),
             ca_bundle_pem: String::new(),
             ready: view.status == Some(IntegrationStatus::Ready),
             pending: view.status == Some(IntegrationStatus::PendingAuthorization),
             view,
             error: None,
-            notice: None,
         }
     }
 }
@@ -85,7 +92,7 @@ async fn save(
     let typed = IntegrationForm {
         instance_url: form.instance_url.clone(),
         application_id: form.application_id.clone(),
-        secret: SecretString::from(form.secret),
+        secret: SecretString::from(form.secret.clone()),
         ca_bundle_pem: form.ca_bundle_pem.clone(),
     };
     let saved = state
@@ -97,7 +104,7 @@ async fn save(
             Some(url) => Ok(Redirect::to(url.as_str()).into_response()),
             None => Ok(Redirect::to(PAGE).into_response()),
         },
-        // Wrong input or plan: show the form again with what was typed (never the secret).
+        // Wrong input or plan: show the form again with what was typed (the secret masked).
         Err(e @ (ServiceError::BadInput(_) | ServiceError::Forbidden(_)))
             if user.principal.role.can_manage_account() =>
         {
@@ -113,6 +120,7 @@ async fn save(
             let mut page = IntegrationPage::new(&user, view);
             page.instance_url = form.instance_url;
             page.application_id = form.application_id;
+            page.secret = form.secret;
             page.ca_bundle_pem = form.ca_bundle_pem;
             page.error = Some(e.to_string());
             Ok((status, render(&page)?).into_response())
@@ -149,11 +157,6 @@ async fn remove(
         .services
         .remove_gitlab_integration(&user.principal)
         .await?;
-    let view = state
-        .services
-        .gitlab_integration_view(&user.principal)
-        .await?;
-    let mut page = IntegrationPage::new(&user, view);
     let mut notice = format!(
         "The GitLab application was removed. {} linked account(s) made with it were revoked at GitLab and removed; \
          their users must link again.",
@@ -165,6 +168,9 @@ async fn remove(
             removed.revoke_failures.join("; ")
         ));
     }
-    page.notice = Some(notice);
-    Ok(render(&page)?.into_response())
+    Ok(flash::redirect(
+        PAGE,
+        notice,
+        state.services.settings.secure_cookies(),
+    ))
 }

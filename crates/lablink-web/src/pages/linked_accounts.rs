@@ -14,7 +14,7 @@ use lablink_service::links::{CallbackQuery, LinkView};
 use serde::Deserialize;
 
 use super::when;
-use crate::{AppState, Chrome, CurrentUser, HtmlError, render};
+use crate::{AppState, Chrome, CurrentUser, HtmlError, flash, render};
 
 const PAGE: &str = "/profile/linked-accounts";
 
@@ -33,14 +33,12 @@ struct LinkedAccountsPage {
     view: LinkView,
     linked_at: String,
     error: Option<String>,
-    notice: Option<String>,
 }
 
 async fn page(
     state: &AppState,
     user: &CurrentUser,
     error: Option<String>,
-    notice: Option<String>,
 ) -> Result<LinkedAccountsPage, HtmlError> {
     let view = state.services.gitlab_link_view(&user.principal).await?;
     let linked_at = match &view {
@@ -52,12 +50,11 @@ async fn page(
         view,
         linked_at,
         error,
-        notice,
     })
 }
 
 async fn show(State(state): State<AppState>, user: CurrentUser) -> Result<Response, HtmlError> {
-    Ok(render(&page(&state, &user, None, None).await?)?.into_response())
+    Ok(render(&page(&state, &user, None).await?)?.into_response())
 }
 
 #[derive(Deserialize)]
@@ -80,7 +77,7 @@ async fn link(
         // Nothing to link with yet: say so on the page.
         Err(ServiceError::Conflict(message)) => Ok((
             StatusCode::CONFLICT,
-            render(&page(&state, &user, Some(message), None).await?)?,
+            render(&page(&state, &user, Some(message)).await?)?,
         )
             .into_response()),
         Err(e) => Err(e.into()),
@@ -115,7 +112,11 @@ async fn unlink(
             }
         ));
     }
-    Ok(render(&page(&state, &user, None, Some(notice)).await?)?.into_response())
+    Ok(flash::redirect(
+        "/profile/linked-accounts",
+        notice,
+        state.services.settings.secure_cookies(),
+    ))
 }
 
 #[derive(Template)]
@@ -138,11 +139,29 @@ async fn complete(
         .complete_gitlab_authorization(&user.principal, &user.session.id_hash, &query)
         .await
     {
-        Ok(done) => Ok(Redirect::to(match done.purpose {
-            OAuthPurpose::Link => PAGE,
-            OAuthPurpose::AdminAuthorize => "/settings/integrations/gitlab",
-        })
-        .into_response()),
+        Ok(done) => {
+            let (to, message) = match done.purpose {
+                OAuthPurpose::Link => (
+                    PAGE,
+                    format!(
+                        "Linked as @{}: lablink now works with GitLab as you.",
+                        done.username
+                    ),
+                ),
+                OAuthPurpose::AdminAuthorize => (
+                    "/settings/integrations/gitlab",
+                    format!(
+                        "Authorized at GitLab as @{}: developers can link their GitLab accounts now.",
+                        done.username
+                    ),
+                ),
+            };
+            Ok(flash::redirect(
+                to,
+                message,
+                state.services.settings.secure_cookies(),
+            ))
+        }
         Err(ServiceError::BadInput(message) | ServiceError::Conflict(message)) => {
             let admin = user.principal.role.can_manage_account();
             let page = CallbackErrorPage {

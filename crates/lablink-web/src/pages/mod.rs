@@ -2,6 +2,7 @@
 
 mod audit;
 mod auth;
+pub(crate) mod badges;
 mod ci_jobs;
 mod dashboard;
 mod doctor;
@@ -19,7 +20,8 @@ mod workspace;
 
 use axum::Router;
 
-use crate::{AppState, HtmlError};
+use crate::layout::{ProjectNav, ProjectTab};
+use crate::{AppState, CurrentUser, HtmlError};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -48,4 +50,23 @@ pub async fn not_found() -> HtmlError {
 pub(crate) fn when(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+}
+
+/// The breadcrumbs and sub-navigation of one of the caller's projects (the project must be
+/// theirs: this is also the page's access check).
+pub(crate) async fn project_nav(
+    state: &AppState,
+    user: &CurrentUser,
+    project_id: &str,
+    tab: ProjectTab,
+) -> Result<ProjectNav, HtmlError> {
+    let project = state.services.project(&user.principal, project_id).await?;
+    Ok(ProjectNav {
+        id: project.id,
+        name: project.name,
+        tab,
+        connected: project.repository_id.is_some(),
+        can_write: user.principal.role.can_write(),
+        trail: Vec::new(),
+    })
 }

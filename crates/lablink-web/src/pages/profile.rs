@@ -4,7 +4,7 @@
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use lablink_service::ServiceError;
@@ -12,7 +12,7 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use super::when;
-use crate::{AppState, Chrome, CurrentUser, HtmlError, render};
+use crate::{AppState, Chrome, CurrentUser, HtmlError, flash, render};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -140,11 +140,15 @@ async fn revoke_token(
     user: CurrentUser,
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
-) -> Result<Redirect, HtmlError> {
+) -> Result<Response, HtmlError> {
     user.check_csrf(&form.csrf_token)?;
     state
         .services
         .revoke_api_token(&user.principal, &id)
         .await?;
-    Ok(Redirect::to("/profile"))
+    Ok(flash::redirect(
+        "/profile",
+        "Revoked the token: it no longer works.",
+        state.services.settings.secure_cookies(),
+    ))
 }

@@ -13,6 +13,13 @@ use lablink_service::projects::ProjectInput;
 use lablink_service::repositories::Repository;
 use serde::Deserialize;
 
+use lablink_service::ci::jobs::CiJobView;
+use lablink_service::ci::runs::RunSummary;
+use lablink_service::doctor::ConnectionHealth;
+
+use super::badges;
+use crate::flash;
+use crate::layout::{ProjectNav, ProjectTab};
 use crate::render::filters;
 use crate::{AppState, Chrome, CurrentUser, HtmlError, render};
 
@@ -32,17 +39,25 @@ struct ProjectsPage {
     form: ProjectForm,
 }
 
+/// The project's hub: its connection's health, CI jobs, recent runs, the workspace, settings.
 #[derive(Template)]
 #[template(path = "projects_show.html")]
 struct ProjectPage {
     chrome: Chrome,
+    nav: ProjectNav,
     project: Project,
     repository: Option<Repository>,
+    health: ConnectionHealth,
+    checked: String,
+    jobs: Vec<CiJobView>,
+    recent_runs: Vec<RunSummary>,
     can_write: bool,
     error: Option<String>,
-    notice: Option<String>,
     form: ProjectForm,
 }
+
+/// How many runs the hub lists.
+const RECENT_RUNS: usize = 5;
 
 #[derive(Deserialize, Default, Clone)]
 struct ProjectForm {
@@ -131,19 +146,29 @@ async fn project_page(
     user: &CurrentUser,
     id: &str,
 ) -> Result<ProjectPage, HtmlError> {
-    let project = state.services.project(&user.principal, id).await?;
-    let repository = state
-        .services
-        .project_repository(&user.principal, id)
-        .await?;
+    let nav = super::project_nav(state, user, id, ProjectTab::Overview).await?;
+    let services = &state.services;
+    let project = services.project(&user.principal, id).await?;
+    let repository = services.project_repository(&user.principal, id).await?;
+    let health = services.connection_health(&user.principal, id).await?;
+    let mut recent_runs = services.list_runs(&user.principal, id, None).await?;
+    recent_runs.truncate(RECENT_RUNS);
     Ok(ProjectPage {
         chrome: Chrome::for_user(user),
+        nav,
         form: ProjectForm::of(&project),
         project,
         repository,
+        checked: health
+            .last
+            .as_ref()
+            .map(|c| super::when(c.checked_at))
+            .unwrap_or_default(),
+        health,
+        jobs: services.list_ci_jobs(&user.principal, id).await?,
+        recent_runs,
         can_write: user.principal.role.can_write(),
         error: None,
-        notice: None,
     })
 }
 
@@ -166,14 +191,15 @@ async fn update(
         .services
         .update_project(&user.principal, &id, &form.input())
         .await;
-    let mut page = project_page(&state, &user, &id).await?;
     match result {
-        Ok(_) => {
-            page.notice = Some("Saved.".to_owned());
-            Ok(render(&page)?.into_response())
-        }
+        Ok(project) => Ok(flash::redirect(
+            &format!("/projects/{id}"),
+            format!("Saved the settings of {}.", project.name),
+            state.services.settings.secure_cookies(),
+        )),
         Err(e) => match shown_on_page(&e) {
             Some(status) => {
+                let mut page = project_page(&state, &user, &id).await?;
                 page.error = Some(e.to_string());
                 page.form = form;
                 Ok((status, render(&page)?).into_response())

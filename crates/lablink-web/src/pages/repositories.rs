@@ -15,6 +15,8 @@ use lablink_service::repositories::posting::PostingIdentity;
 use serde::Deserialize;
 
 use super::when;
+use crate::flash;
+use crate::layout::{ProjectNav, ProjectTab};
 use crate::render::filters;
 use crate::{AppState, Chrome, ClientIp, CurrentUser, HtmlError, render};
 
@@ -52,6 +54,7 @@ impl ConnectionView {
 #[template(path = "repository.html")]
 struct RepositoryPage {
     chrome: Chrome,
+    nav: ProjectNav,
     project: Project,
     connected: Option<ConnectionView>,
     history: Vec<ConnectionView>,
@@ -67,6 +70,7 @@ struct RepositoryPage {
 #[template(path = "repository_disconnect.html")]
 struct DisconnectPage {
     chrome: Chrome,
+    nav: ProjectNav,
     project: Project,
     connected: ConnectionView,
 }
@@ -88,6 +92,7 @@ async fn page(
     error: Option<String>,
 ) -> Result<RepositoryPage, HtmlError> {
     let services = &state.services;
+    let nav = super::project_nav(state, user, id, ProjectTab::Repository).await?;
     let project = services.project(&user.principal, id).await?;
     let mut history: Vec<ConnectionView> = services
         .project_repository_history(&user.principal, id)
@@ -119,6 +124,7 @@ async fn page(
     };
     Ok(RepositoryPage {
         chrome: Chrome::for_user(user),
+        nav,
         project,
         connected,
         history,
@@ -157,7 +163,15 @@ async fn connect(
         .connect_repository(&user.principal, &id, form.gitlab_project_id, ip.as_deref())
         .await
     {
-        Ok(_) => Ok(Redirect::to(&format!("/projects/{id}/repository")).into_response()),
+        Ok(repo) => Ok(flash::redirect(
+            &format!("/projects/{id}"),
+            format!(
+                "Connected {}: lablink created its webhook and tokens in GitLab. Add a CI job to \
+                 run dbt on its merge requests.",
+                repo.path_with_namespace
+            ),
+            state.services.settings.secure_cookies(),
+        )),
         // Refusals and GitLab failures are shown above the import list, naming the failed step.
         Err(
             e @ (ServiceError::Forbidden(_)
@@ -184,6 +198,10 @@ async fn confirm_disconnect(
     };
     let page = DisconnectPage {
         chrome: Chrome::for_user(&user),
+        nav: super::project_nav(&state, &user, &id, ProjectTab::Repository)
+            .await?
+            .then("Repository", Some(format!("/projects/{id}/repository")))
+            .then("Disconnect", None),
         project,
         connected: ConnectionView::of(repo),
     };
@@ -216,7 +234,15 @@ async fn post_as(
         .set_posting_as_me(&user.principal, &id, form.post_as == "on", ip.as_deref())
         .await
     {
-        Ok(_) => Ok(Redirect::to(&format!("/projects/{id}/repository#posting")).into_response()),
+        Ok(_) => Ok(flash::redirect(
+            &format!("/projects/{id}/repository#posting"),
+            if form.post_as == "on" {
+                "Statuses and notes are now posted through your linked GitLab account."
+            } else {
+                "Statuses and notes are no longer posted through your GitLab account."
+            },
+            state.services.settings.secure_cookies(),
+        )),
         Err(
             e @ (ServiceError::Forbidden(_)
             | ServiceError::Conflict(_)
@@ -256,9 +282,17 @@ async fn disconnect(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, HtmlError> {
     user.check_csrf(&form.csrf_token)?;
-    state
+    let done = state
         .services
         .disconnect_repository(&user.principal, &id, ip.as_deref())
         .await?;
-    Ok(Redirect::to(&format!("/projects/{id}/repository")).into_response())
+    Ok(flash::redirect(
+        &format!("/projects/{id}/repository"),
+        format!(
+            "Disconnected {}. The project, its CI jobs and its runs stay; you can connect a \
+             repository again.",
+            done.repository.path_with_namespace
+        ),
+        state.services.settings.secure_cookies(),
+    ))
 }

@@ -1,5 +1,6 @@
 //! Runs: the list of a project's runs (all, or one merge request's) and the run page with its
-//! status, timing, steps and a log tail that refreshes while the run is active.
+//! status, timing and log in step sections. Both refresh in place while a run is active (the
+//! pages' script re-reads the parts marked `data-live`; no full-page reload).
 
 use askama::Template;
 use axum::Form;
@@ -10,8 +11,10 @@ use axum::routing::{get, post};
 use lablink_service::ci::runs::{RunDetail, RunSummary};
 use serde::Deserialize;
 
-use super::when;
-use crate::{AppState, Chrome, ClientIp, CurrentUser, HtmlError, render};
+use super::{badges, when};
+use crate::layout::{ProjectNav, ProjectTab};
+use crate::render::filters;
+use crate::{AppState, Chrome, ClientIp, CurrentUser, HtmlError, flash, render};
 
 /// How many log lines the run page shows.
 const LOG_TAIL: i64 = 300;
@@ -21,6 +24,7 @@ pub fn routes() -> Router<AppState> {
         .route("/projects/{id}/runs", get(list))
         .route("/runs/{id}", get(show))
         .route("/runs/{id}/approve", post(approve))
+        .route("/runs/{id}/cancel", post(cancel))
         .route("/runs/{id}/drop-schemas", post(drop_schemas))
 }
 
@@ -43,7 +47,31 @@ async fn approve(
         .services
         .approve_fork_run(&user.principal, &id, ip.0.as_deref())
         .await?;
-    Ok(Redirect::to(&format!("/runs/{id}")))
+    Ok(flash::redirect(
+        &format!("/runs/{id}"),
+        "Approved: the run is queued with the job's warehouse and variables.",
+        state.services.settings.secure_cookies(),
+    ))
+}
+
+/// Stops an active run (the use case checks the role; GitLab's status becomes `canceled`).
+async fn cancel(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ip: ClientIp,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfOnly>,
+) -> Result<impl IntoResponse, HtmlError> {
+    user.check_csrf(&form.csrf_token)?;
+    state
+        .services
+        .cancel_run_by_user(&user.principal, &id, ip.0.as_deref())
+        .await?;
+    Ok(flash::redirect(
+        &format!("/runs/{id}"),
+        "Cancelling the run: a queued run stops at once, a running one within a few seconds.",
+        state.services.settings.secure_cookies(),
+    ))
 }
 
 /// Drops the merge request's schemas now (queued; the page shows the ledger's state).
@@ -91,10 +119,14 @@ impl RunRow {
 #[template(path = "runs.html")]
 struct RunsPage {
     chrome: Chrome,
+    nav: ProjectNav,
     project_id: String,
     mr_iid: Option<i64>,
     rows: Vec<RunRow>,
-    refresh: bool,
+    /// A run is active: the list refreshes in place.
+    live: bool,
+    /// The repository's page in GitLab, for links to merge requests and commits.
+    gitlab: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -112,13 +144,20 @@ async fn list(
         .services
         .list_runs(&user.principal, &project_id, params.mr)
         .await?;
-    let refresh = runs.iter().any(|r| !r.state.is_terminal());
+    let mut nav = super::project_nav(&state, &user, &project_id, ProjectTab::Runs).await?;
+    if let Some(iid) = params.mr {
+        nav = nav
+            .then("Runs", Some(format!("/projects/{project_id}/runs")))
+            .then(format!("!{iid}"), None);
+    }
     render(&RunsPage {
         chrome: Chrome::for_user(&user),
+        nav,
+        gitlab: gitlab_page(&state, &user, &project_id).await?,
+        live: runs.iter().any(|r| !r.state.is_terminal()),
         project_id,
         mr_iid: params.mr,
         rows: runs.into_iter().map(RunRow::of).collect(),
-        refresh,
     })
 }
 
@@ -126,13 +165,77 @@ async fn list(
 #[template(path = "run.html")]
 struct RunPage {
     chrome: Chrome,
+    nav: ProjectNav,
     row: RunRow,
     detail: RunDetail,
+    log: Vec<LogSection>,
     started: String,
     finished: String,
-    refresh: bool,
+    /// The run is active: its state, steps and log refresh in place.
+    live: bool,
     /// Just asked to drop the schemas.
     dropping: bool,
+    gitlab: Option<String>,
+}
+
+/// The log lines of one step (`$ command`, as lablink writes before running it), or of what came
+/// before the first.
+struct LogSection {
+    title: String,
+    /// The title is a command (not the setup before the first).
+    command: bool,
+    outcome: Option<String>,
+    /// Shown unfolded: a step that did not succeed.
+    open: bool,
+    lines: Vec<String>,
+}
+
+/// lablink's own log line that starts each command.
+const STEP_MARK: &str = "[lablink] $ ";
+
+fn log_sections(detail: &RunDetail) -> Vec<LogSection> {
+    let mut sections = vec![LogSection {
+        title: "Preparing the run".into(),
+        command: false,
+        outcome: None,
+        open: false,
+        lines: Vec::new(),
+    }];
+    for line in &detail.log_tail {
+        if let Some(command) = line.line.strip_prefix(STEP_MARK) {
+            let outcome = detail
+                .steps
+                .iter()
+                .find(|s| s.command == command)
+                .map(|s| s.outcome.clone().unwrap_or_else(|| "running".into()));
+            sections.push(LogSection {
+                title: command.to_owned(),
+                command: true,
+                open: outcome.as_deref().is_some_and(|o| o != "success"),
+                outcome,
+                lines: Vec::new(),
+            });
+        } else if let Some(last) = sections.last_mut() {
+            last.lines.push(line.line.clone());
+        }
+    }
+    sections.retain(|s| s.command || !s.lines.is_empty());
+    sections
+}
+
+/// The project's repository page in GitLab, when one is connected.
+async fn gitlab_page(
+    state: &AppState,
+    user: &CurrentUser,
+    project_id: &str,
+) -> Result<Option<String>, HtmlError> {
+    Ok(state
+        .services
+        .project_repository(&user.principal, project_id)
+        .await?
+        .and_then(|r| {
+            crate::render::http_link(&r.web_url).map(|u| u.trim_end_matches('/').to_owned())
+        }))
 }
 
 #[derive(Deserialize)]
@@ -151,11 +254,19 @@ async fn show(
         .services
         .run_detail(&user.principal, &id, LOG_TAIL)
         .await?;
+    let project_id = detail.run.project_id.clone();
+    let nav = super::project_nav(&state, &user, &project_id, ProjectTab::Runs)
+        .await?
+        .then("Runs", Some(format!("/projects/{project_id}/runs")))
+        .then(format!("Run {}", badges::short(&detail.run.id, 8)), None);
     render(&RunPage {
         chrome: Chrome::for_user(&user),
+        nav,
+        gitlab: gitlab_page(&state, &user, &project_id).await?,
+        log: log_sections(&detail),
         started: detail.run.started_at.map(when).unwrap_or_default(),
         finished: detail.run.finished_at.map(when).unwrap_or_default(),
-        refresh: !detail.run.state.is_terminal(),
+        live: !detail.run.state.is_terminal(),
         dropping: params.dropping.is_some(),
         row: RunRow::of(detail.run.clone()),
         detail,

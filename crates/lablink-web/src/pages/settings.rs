@@ -4,7 +4,7 @@
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use lablink_core::Role;
@@ -13,7 +13,7 @@ use lablink_service::accounts::UserInput;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::{AppState, Chrome, CurrentUser, HtmlError, render};
+use crate::{AppState, Chrome, CurrentUser, HtmlError, flash, render};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -93,14 +93,19 @@ fn parse_role(text: &str) -> Result<Role, ServiceError> {
         .map_err(|e: lablink_core::UnknownName| ServiceError::BadInput(e.to_string()))
 }
 
-/// Shows the settings page again with the refusal when the input was the problem.
+/// Back to the settings page with what was done, or the page again with the refusal when the
+/// input was the problem.
 async fn or_show_error(
     state: &AppState,
     user: &CurrentUser,
-    result: Result<(), ServiceError>,
+    result: Result<String, ServiceError>,
 ) -> Result<Response, HtmlError> {
     match result {
-        Ok(()) => Ok(Redirect::to("/settings").into_response()),
+        Ok(done) => Ok(flash::redirect(
+            "/settings",
+            done,
+            state.services.settings.secure_cookies(),
+        )),
         Err(ServiceError::BadInput(msg) | ServiceError::Conflict(msg)) => Ok((
             StatusCode::UNPROCESSABLE_ENTITY,
             render(&page(state, user, Some(msg)).await?)?,
@@ -140,7 +145,7 @@ async fn add_user(
                 },
             )
             .await
-            .map(drop),
+            .map(|added| format!("Added {} as {}.", added.username, role.label())),
         Err(e) => Err(e),
     };
     or_show_error(&state, &user, result).await
@@ -166,7 +171,7 @@ async fn change_role(
             .services
             .change_role(&user.principal, &id, role)
             .await
-            .map(drop),
+            .map(|changed| format!("{} is now {}.", changed.username, role.label())),
         Err(e) => Err(e),
     };
     or_show_error(&state, &user, result).await
@@ -190,6 +195,15 @@ async fn local_git(
     let result = state
         .services
         .set_local_git_shared_credential(&user.principal, form.shared_credential.is_some())
-        .await;
+        .await
+        .map(|()| {
+            if form.shared_credential.is_some() {
+                "Developers may now use the repository's project access token from their \
+                 computers (lablink credential)."
+            } else {
+                "Developers no longer get the repository's project access token on their computers."
+            }
+            .to_owned()
+        });
     or_show_error(&state, &user, result).await
 }

@@ -16,6 +16,7 @@ use lablink_service::ServiceError;
 use lablink_service::workspace::{FileContent, Merged, WorkspaceView, new_merge_request_url};
 use serde::Deserialize;
 
+use crate::layout::{ProjectNav, ProjectTab};
 use crate::middleware::StyleNonce;
 use crate::render::filters;
 use crate::{AppState, Chrome, CurrentUser, HtmlError, render};
@@ -59,6 +60,7 @@ struct Editing {
 #[template(path = "workspace.html")]
 struct WorkspacePage {
     chrome: Chrome,
+    nav: ProjectNav,
     /// Lets the editor's own style element through the Content-Security-Policy.
     style_nonce: String,
     project_id: String,
@@ -272,6 +274,7 @@ async fn page(
         .collect();
     Ok(WorkspacePage {
         chrome: Chrome::for_user(user),
+        nav: super::project_nav(state, user, &project.id, ProjectTab::Workspace).await?,
         style_nonce: nonce.0.clone(),
         project_id: project.id,
         project_name: project.name,

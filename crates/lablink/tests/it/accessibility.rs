@@ -146,10 +146,10 @@ if (root.scrollWidth > limit) {
 return out;
 "#;
 
-/// The page's refresh tag, the text of its first `<h1>`.
+/// Whether a part of the page still refreshes itself (`data-live`), the text of its first `<h1>`.
 const PAGE_STATE: &str = r#"
 const h1 = document.querySelector('h1');
-return {refresh: document.querySelector('meta[http-equiv="refresh" i]') !== null,
+return {refresh: document.querySelector('[data-live]') !== null,
         h1: h1 ? h1.textContent.trim() : '', title: document.title};
 "#;
 
@@ -315,6 +315,7 @@ async fn every_page_passes_axe_and_fits_narrow_screens() {
             found.not_counted
         );
     }
+    guide_pictures(&shots);
     let mut report = String::new();
     for p in &found.problems {
         let _ = writeln!(report, "- {p}");
@@ -574,4 +575,33 @@ async fn create_token(browser: &Browser, name: &str) {
         res.status,
         res.body
     );
+}
+
+/// docs/guide.md shows pages as this test sees them: every picture it names is a screenshot taken
+/// here, and present in docs/guide/. With `LABLINK_GUIDE_SCREENSHOTS=1` the pictures are renewed
+/// from this run.
+fn guide_pictures(shots: &Path) {
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs");
+    let guide = std::fs::read_to_string(docs.join("guide.md")).expect("docs/guide.md");
+    let renew = std::env::var_os("LABLINK_GUIDE_SCREENSHOTS").is_some();
+    let mut named = 0;
+    for link in guide.split("](guide/").skip(1) {
+        let picture = &link[..link.find(')').expect("a closed link")];
+        let taken = shots.join(picture);
+        assert!(
+            taken.exists(),
+            "docs/guide.md shows {picture}, which this test does not take"
+        );
+        let kept = docs.join("guide").join(picture);
+        if renew {
+            std::fs::create_dir_all(kept.parent().unwrap()).unwrap();
+            std::fs::copy(&taken, &kept).unwrap();
+        }
+        assert!(
+            kept.exists(),
+            "docs/guide/{picture} is missing: run this test with LABLINK_GUIDE_SCREENSHOTS=1"
+        );
+        named += 1;
+    }
+    assert!(named > 0, "docs/guide.md shows no picture");
 }

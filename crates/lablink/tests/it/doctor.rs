@@ -395,6 +395,22 @@ async fn the_panel_shows_findings_and_fixes_them(backend: Backend) {
         "{}",
         page.body
     );
+    // The check is kept: the project's page and the dashboard show the connection is broken
+    // and what to do, without anyone opening Check connection again.
+    let hub = w.browser.get(&format!("/projects/{}", w.project)).await;
+    assert!(hub.body.contains("id=\"health-problem\""), "{}", hub.body);
+    assert!(hub.body.contains("Broken"), "{}", hub.body);
+    assert!(hub.body.contains("Check connection and fix"));
+    let dashboard = w.browser.get("/").await;
+    assert!(
+        dashboard.body.contains("class=\"error broken-connection\""),
+        "{}",
+        dashboard.body
+    );
+    assert!(
+        !dashboard.body.contains("deploy_token_missing"),
+        "no internal codes"
+    );
     let fixed = w
         .browser
         .post_form(
@@ -413,6 +429,15 @@ async fn the_panel_shows_findings_and_fixes_them(backend: Backend) {
     );
     assert!(fixed.body.contains("id=\"healthy\""), "{}", fixed.body);
     assert_ne!(w.repository().await.deploy_token_id, repo.deploy_token_id);
+    let hub = w.browser.get(&format!("/projects/{}", w.project)).await;
+    assert!(!hub.body.contains("id=\"health-problem\""), "{}", hub.body);
+    assert!(hub.body.contains("Healthy"), "{}", hub.body);
+    let dashboard = w.browser.get("/").await;
+    assert!(
+        !dashboard.body.contains("broken-connection"),
+        "{}",
+        dashboard.body
+    );
     w.app.stop().await;
 }
 

@@ -197,11 +197,12 @@ async fn admin_authorizes_then_developers_link_and_changes_say_what_happens(back
     let removed = admin
         .post_form(&format!("{PAGE}/remove"), &[("csrf_token", &csrf)])
         .await;
-    assert_eq!(removed.status, 200, "{}", removed.body);
+    assert_eq!(removed.status, 303, "{}", removed.body);
+    let shown = admin.get(PAGE).await;
     assert!(
-        text(&removed.body).contains("2 linked account(s) made with it were revoked"),
+        text(&shown.body).contains("2 linked account(s) made with it were revoked"),
         "{}",
-        removed.body
+        shown.body
     );
     let page = dev.get("/profile/linked-accounts").await;
     assert!(page.body.contains("No connected account"), "{}", page.body);
@@ -322,7 +323,7 @@ async fn bad_input_is_refused_with_a_message_and_saves_nothing(backend: Backend)
             "id",
             "s",
             "",
-            "GitLab instance URL not a url",
+            "it is not a full address: start it with https://",
         ),
         (gitlab.base.clone(), "", "s", "", "Enter the Application ID"),
         (gitlab.base.clone(), "two words", "s", "", "single word"),
@@ -367,10 +368,17 @@ async fn bad_input_is_refused_with_a_message_and_saves_nothing(backend: Backend)
             shown.contains(message),
             "{url:?}: expected {message:?} in {shown}"
         );
-        // What was typed is kept (so nothing is lost), except the secret.
+        // What was typed is kept (so nothing is lost), the secret in its masked field.
         assert!(
             shown.contains(&format!("value=\"{url}\"")) || url.is_empty(),
             "{shown}"
+        );
+        assert!(
+            res.body.contains(&format!(
+                "type=\"password\" size=\"70\" autocomplete=\"new-password\" value=\"{secret}\""
+            )),
+            "{}",
+            res.body
         );
         assert_eq!(
             integration_json(&admin).await["status"],

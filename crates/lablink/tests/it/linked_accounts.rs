@@ -70,7 +70,8 @@ async fn link_show_check_and_unlink(backend: Backend) {
             &[("csrf_token", &csrf)],
         )
         .await;
-    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(res.status, 303, "{}", res.body);
+    let res = browser.get("/profile/linked-accounts").await;
     assert!(
         text(&res.body).contains("lablink's access was revoked at GitLab"),
         "{}",
@@ -95,7 +96,8 @@ async fn link_show_check_and_unlink(backend: Backend) {
             &[("csrf_token", &csrf)],
         )
         .await;
-    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(res.status, 303, "{}", res.body);
+    let res = browser.get("/profile/linked-accounts").await;
     let shown = text(&res.body);
     assert!(
         shown.contains("GitLab could not be told to revoke"),

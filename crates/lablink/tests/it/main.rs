@@ -18,6 +18,7 @@ mod layering;
 mod linked_accounts;
 mod master_key;
 mod operations;
+mod pages;
 mod repositories;
 mod rotation;
 mod secrets_at_rest;

@@ -634,7 +634,7 @@ async fn pages_list_connect_and_disconnect_through_forms(backend: Backend) {
     let project_url = created.location.unwrap();
     let project = browser.get(&project_url).await;
     assert!(
-        project.body.contains("No repository connected."),
+        project.body.contains("No repository connected yet."),
         "{}",
         project.body
     );
@@ -696,6 +696,14 @@ async fn pages_list_connect_and_disconnect_through_forms(backend: Backend) {
         .post_form(&format!("{repo_url}/connect"), &connect_form)
         .await;
     assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(done.location.as_deref(), Some(project_url.as_str()));
+    let hub = browser.get(&project_url).await;
+    assert!(
+        hub.body
+            .contains("Connected analytics/dbt/warehouse: lablink created"),
+        "{}",
+        hub.body
+    );
     let connected = browser.get(&repo_url).await;
     assert!(
         connected.body.contains("Created in GitLab"),
