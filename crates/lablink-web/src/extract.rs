@@ -25,7 +25,7 @@ pub struct CurrentUser {
     /// The address asked for, so the navigation can mark where the user is.
     pub path: String,
     /// A message left by the action that redirected here ([`crate::flash`]).
-    pub flash: Option<String>,
+    pub flash: Option<crate::flash::Flash>,
 }
 
 impl CurrentUser {

@@ -15,9 +15,32 @@ const FLASH_COOKIE: &str = "lablink_flash";
 /// Longer messages are cut: the message is only ever our own words plus a name or two.
 const MAX_CHARS: usize = 600;
 
+/// A message waiting for the next page: what was done, or what went wrong (shown as an alert).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flash {
+    pub text: String,
+    pub problem: bool,
+}
+
+/// Marks a message that says something went wrong.
+const PROBLEM: char = '!';
+
 /// Redirects to `to` (303, so the browser GETs it) and shows `message` there.
 pub fn redirect(to: &str, message: impl AsRef<str>, secure: bool) -> Response {
-    let text: String = message.as_ref().chars().take(MAX_CHARS).collect();
+    redirect_with(to, message.as_ref(), false, secure)
+}
+
+/// Like [`redirect`], for a message that says something did not work.
+pub fn redirect_problem(to: &str, message: impl AsRef<str>, secure: bool) -> Response {
+    redirect_with(to, message.as_ref(), true, secure)
+}
+
+fn redirect_with(to: &str, message: &str, problem: bool, secure: bool) -> Response {
+    let text: String = problem
+        .then_some(PROBLEM)
+        .into_iter()
+        .chain(message.chars().take(MAX_CHARS))
+        .collect();
     let value: String = url::form_urlencoded::byte_serialize(text.as_bytes()).collect();
     let cookie = secure_cookie(FLASH_COOKIE, value, secure);
     let mut res = (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_owned())]).into_response();
@@ -28,14 +51,18 @@ pub fn redirect(to: &str, message: impl AsRef<str>, secure: bool) -> Response {
 }
 
 /// The message waiting in the request's cookies, if any.
-pub fn read(headers: &HeaderMap) -> Option<String> {
+pub fn read(headers: &HeaderMap) -> Option<Flash> {
     let jar = CookieJar::from_headers(headers);
     let raw = jar.get(FLASH_COOKIE)?.value().to_owned();
     let text: String = url::form_urlencoded::parse(format!("m={raw}").as_bytes())
         .next()
         .map(|(_, v)| v.into_owned())?;
+    let (problem, text) = match text.strip_prefix(PROBLEM) {
+        Some(rest) => (true, rest),
+        None => (false, text.as_str()),
+    };
     let text: String = text.chars().take(MAX_CHARS).collect();
-    (!text.trim().is_empty()).then_some(text)
+    (!text.trim().is_empty()).then_some(Flash { text, problem })
 }
 
 /// Clears the message once a page other than a redirect has answered the request that carried it.
@@ -72,9 +99,20 @@ mod tests {
         let pair = set.split(';').next().unwrap();
         let mut headers = HeaderMap::new();
         headers.insert(header::COOKIE, HeaderValue::from_str(pair).unwrap());
+        let shown = read(&headers).unwrap();
+        assert_eq!(shown.text, "Saved «x»; deleted 2 jobs, 100% = done");
+        assert!(!shown.problem);
+        let res = redirect_problem("/x", "GitLab did not answer", false);
+        let set = res.headers()[header::SET_COOKIE].to_str().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_str(set.split(';').next().unwrap()).unwrap(),
+        );
+        let shown = read(&headers).unwrap();
         assert_eq!(
-            read(&headers).as_deref(),
-            Some("Saved «x»; deleted 2 jobs, 100% = done")
+            (shown.text.as_str(), shown.problem),
+            ("GitLab did not answer", true)
         );
     }
 
@@ -87,7 +125,7 @@ mod tests {
                 HeaderValue::from_str(&format!("{FLASH_COOKIE}={value}")).unwrap(),
             );
             let shown = read(&headers);
-            assert!(shown.as_deref().is_none_or(|s| !s.trim().is_empty()));
+            assert!(shown.is_none_or(|s| !s.text.trim().is_empty()));
         }
     }
 }

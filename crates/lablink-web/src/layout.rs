@@ -9,7 +9,7 @@ pub struct Chrome {
     /// The address of the page, for marking the current entry of the main navigation.
     pub path: String,
     /// A one-time message after an action (post/redirect/get).
-    pub flash: Option<String>,
+    pub flash: Option<crate::flash::Flash>,
 }
 
 #[derive(Debug, Clone)]

@@ -30,7 +30,7 @@ mod client_address;
 mod csrf;
 mod error;
 mod extract;
-mod flash;
+pub(crate) mod flash;
 mod hooks_intake;
 mod json;
 mod layout;

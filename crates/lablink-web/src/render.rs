@@ -29,6 +29,32 @@ pub mod filters {
     }
 }
 
+/// A message in lablink's words for a page, as HTML: escaped, with the names it marks as
+/// `code` (setting names, paths, commands) shown as code rather than as stray backticks.
+pub fn words(text: impl AsRef<str>) -> String {
+    let mut html = String::with_capacity(text.as_ref().len() + 16);
+    for (i, part) in text.as_ref().split('`').enumerate() {
+        let code = i % 2 == 1;
+        if code {
+            html.push_str("<code>");
+        }
+        for c in part.chars() {
+            match c {
+                '&' => html.push_str("&amp;"),
+                '<' => html.push_str("&lt;"),
+                '>' => html.push_str("&gt;"),
+                '"' => html.push_str("&quot;"),
+                '\'' => html.push_str("&#39;"),
+                c => html.push(c),
+            }
+        }
+        if code {
+            html.push_str("</code>");
+        }
+    }
+    html
+}
+
 /// `url` when it is an absolute http(s) URL.
 pub fn http_link(url: &str) -> Option<&str> {
     let lower = url.trim_start().to_ascii_lowercase();
@@ -39,7 +65,20 @@ pub fn http_link(url: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
-    use super::http_link;
+    use super::{http_link, words};
+
+    #[test]
+    fn words_escape_and_show_names_as_code() {
+        assert_eq!(
+            words("Set `ci_schema_ttl_days` <now> & \"then\""),
+            "Set <code>ci_schema_ttl_days</code> &lt;now&gt; &amp; &quot;then&quot;"
+        );
+        assert_eq!(words("a `b"), "a <code>b</code>");
+        assert_eq!(
+            words("<script>`</script>`"),
+            "&lt;script&gt;<code>&lt;/script&gt;</code>"
+        );
+    }
 
     #[test]
     fn only_http_links_are_linked() {

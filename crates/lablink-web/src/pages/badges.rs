@@ -61,9 +61,15 @@ pub fn severity(error: bool) -> Badge {
     }
 }
 
-/// The first `n` characters of an id or commit SHA, as lists show them.
-pub fn short(id: &str, n: usize) -> &str {
-    id.char_indices().nth(n).map_or(id, |(i, _)| &id[..i])
+/// The first `n` characters of a commit SHA, as lists show them.
+pub fn short(sha: &str, n: usize) -> &str {
+    sha.char_indices().nth(n).map_or(sha, |(i, _)| &sha[..i])
+}
+
+/// A run's id as lists show it: its last 8 characters (ids are UUIDv7, whose first characters
+/// are the time of creation and so repeat among runs made together).
+pub fn run_ref(id: &str) -> &str {
+    id.char_indices().rev().nth(7).map_or(id, |(i, _)| &id[i..])
 }
 
 #[cfg(test)]
@@ -92,5 +98,7 @@ mod tests {
     fn short_ids_cut_at_characters() {
         assert_eq!(short("0123456789abcdef", 8), "01234567");
         assert_eq!(short("abc", 8), "abc");
+        assert_eq!(run_ref("01a2471b-dc9c-7075-b0d7-30ec93e3b6b4"), "93e3b6b4");
+        assert_eq!(run_ref("abc"), "abc");
     }
 }

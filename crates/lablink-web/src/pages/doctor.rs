@@ -9,12 +9,12 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use lablink_service::doctor::{Code, Report, TestDelivery};
+use lablink_service::doctor::{Code, Outcome, Report};
 use serde::Deserialize;
 
 use super::{badges, when};
 use crate::layout::{ProjectNav, ProjectTab};
-use crate::{AppState, Chrome, CurrentUser, HtmlError, render};
+use crate::{AppState, Chrome, CurrentUser, HtmlError, flash, render};
 
 /// How long "Send test delivery" waits for the delivery to arrive.
 const DELIVERY_WAIT: Duration = Duration::from_secs(15);
@@ -38,13 +38,6 @@ struct Row {
     repairable: bool,
 }
 
-/// A repair as the panel shows it.
-struct Done {
-    code: String,
-    outcome: &'static str,
-    message: String,
-}
-
 #[derive(Template)]
 #[template(path = "doctor.html")]
 struct ConnectionPage {
@@ -55,16 +48,9 @@ struct ConnectionPage {
     path: Option<String>,
     last_delivery: Option<String>,
     rows: Vec<Row>,
-    repairs: Vec<Done>,
-    delivery: Option<TestDelivery>,
 }
 
-fn page(
-    user: &CurrentUser,
-    nav: ProjectNav,
-    report: Report,
-    delivery: Option<TestDelivery>,
-) -> ConnectionPage {
+fn page(user: &CurrentUser, nav: ProjectNav, report: Report) -> ConnectionPage {
     let rows = report
         .findings
         .into_iter()
@@ -79,19 +65,6 @@ fn page(
             repairable: f.repairable,
         })
         .collect();
-    let repairs = report
-        .repairs
-        .into_iter()
-        .map(|r| Done {
-            code: r.code.as_str(),
-            outcome: match r.outcome {
-                lablink_service::doctor::Outcome::Repaired => "repaired",
-                lablink_service::doctor::Outcome::Failed => "failed",
-                lablink_service::doctor::Outcome::Manual => "manual",
-            },
-            message: r.message,
-        })
-        .collect();
     ConnectionPage {
         chrome: Chrome::for_user(user),
         nav,
@@ -100,8 +73,6 @@ fn page(
         path: report.path_with_namespace,
         last_delivery: report.last_verified_delivery_at.map(when),
         rows,
-        repairs,
-        delivery,
     }
 }
 
@@ -115,7 +86,7 @@ async fn show(
         .check_project_connection(&user.principal, &id, false)
         .await?;
     let nav = super::project_nav(&state, &user, &id, ProjectTab::Connection).await?;
-    Ok(render(&page(&user, nav, report, None))?.into_response())
+    Ok(render(&page(&user, nav, report))?.into_response())
 }
 
 #[derive(Deserialize)]
@@ -146,13 +117,35 @@ async fn fix(
                 .await?
         }
     };
-    // Show what was done, and the connection as it is now.
-    let mut report = services
-        .check_project_connection(&user.principal, &id, false)
-        .await?;
-    report.repairs = repaired.repairs;
-    let nav = super::project_nav(&state, &user, &id, ProjectTab::Connection).await?;
-    Ok(render(&page(&user, nav, report, None))?.into_response())
+    // Say what was done; the panel then shows the connection as it is now.
+    let said: Vec<String> = repaired
+        .repairs
+        .iter()
+        .map(|r| {
+            let how = match r.outcome {
+                Outcome::Repaired => "Repaired",
+                Outcome::Failed => "Could not repair",
+                Outcome::Manual => "Needs a person",
+            };
+            format!("{how}: {}", r.message)
+        })
+        .collect();
+    let failed = repaired
+        .repairs
+        .iter()
+        .any(|r| r.outcome == Outcome::Failed);
+    let message = if said.is_empty() {
+        "Nothing needed repairing.".to_owned()
+    } else {
+        said.join(" ")
+    };
+    let to = format!("/projects/{id}/connection");
+    let secure = state.services.settings.secure_cookies();
+    Ok(if failed {
+        flash::redirect_problem(&to, message, secure)
+    } else {
+        flash::redirect(&to, message, secure)
+    })
 }
 
 #[derive(Deserialize)]
@@ -171,10 +164,11 @@ async fn test_delivery(
         .services
         .send_test_delivery(&user.principal, &id, DELIVERY_WAIT)
         .await?;
-    let report = state
-        .services
-        .check_project_connection(&user.principal, &id, false)
-        .await?;
-    let nav = super::project_nav(&state, &user, &id, ProjectTab::Connection).await?;
-    Ok(render(&page(&user, nav, report, Some(delivery)))?.into_response())
+    let to = format!("/projects/{id}/connection");
+    let secure = state.services.settings.secure_cookies();
+    Ok(if delivery.received {
+        flash::redirect(&to, delivery.message, secure)
+    } else {
+        flash::redirect_problem(&to, delivery.message, secure)
+    })
 }

@@ -35,6 +35,13 @@ struct LinkedAccountsPage {
     error: Option<String>,
 }
 
+impl LinkedAccountsPage {
+    /// A link exists (working or dead): it can be unlinked.
+    fn has_link(&self) -> bool {
+        !matches!(self.view, LinkView::NotLinked)
+    }
+}
+
 async fn page(
     state: &AppState,
     user: &CurrentUser,

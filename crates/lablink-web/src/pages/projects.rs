@@ -4,7 +4,7 @@
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Form, Router};
 use lablink_service::ServiceError;
@@ -130,7 +130,14 @@ async fn create(
         .create_project(&user.principal, &form.input())
         .await
     {
-        Ok(project) => Ok(Redirect::to(&format!("/projects/{}", project.id)).into_response()),
+        Ok(project) => Ok(flash::redirect(
+            &format!("/projects/{}", project.id),
+            format!(
+                "Created the project {}. Next, connect its GitLab repository.",
+                project.name
+            ),
+            state.services.settings.secure_cookies(),
+        )),
         Err(e) => match shown_on_page(&e) {
             Some(status) => {
                 let page = list_page(&state, &user, Some(e.to_string()), form).await?;

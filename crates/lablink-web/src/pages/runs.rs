@@ -258,7 +258,7 @@ async fn show(
     let nav = super::project_nav(&state, &user, &project_id, ProjectTab::Runs)
         .await?
         .then("Runs", Some(format!("/projects/{project_id}/runs")))
-        .then(format!("Run {}", badges::short(&detail.run.id, 8)), None);
+        .then(format!("Run {}", badges::run_ref(&detail.run.id)), None);
     render(&RunPage {
         chrome: Chrome::for_user(&user),
         nav,

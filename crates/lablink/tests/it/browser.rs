@@ -106,7 +106,13 @@ async fn admin_and_developer_flows_in_chromium(backend: Backend) {
     sign_in_to_gitlab_and_authorize(&chromium, &dana).await;
     chromium.wait_for_text("Linked as @dana").await;
     assert!(chromium.url().await.ends_with("/profile/linked-accounts"));
+    // Unlinking asks first: the button is behind its disclosure; afterwards the page says what
+    // was done.
+    chromium.find("details.confirm summary").await.click().await;
     chromium.find("#unlink").await.click().await;
+    chromium
+        .wait_for_text("lablink's access was revoked at GitLab")
+        .await;
     chromium.wait_for_text("No connected account").await;
     chromium.quit().await;
 }

@@ -167,6 +167,37 @@ impl World {
             .unwrap()
     }
 
+    /// A merge request from a fork, opened by GitLab's webhook: returns its commit and iid. The
+    /// fork's commit is where GitLab keeps it in the target project
+    /// (refs/merge-requests/<iid>/head); a draft merge request of the target project puts it
+    /// there and starts nothing.
+    pub(crate) async fn fork_merge_request(&self) -> (String, i64) {
+        use crate::support::webhooks;
+        use secrecy::ExposeSecret;
+        let sha = self.commit("from-fork", &[(MODEL_PATH, GOOD_MODEL)]).await;
+        let iid = self.open_mr("from-fork", "Draft: from a fork").await;
+        let secrets = self
+            .app
+            .db
+            .hook_secrets(&self.app.keys, &self.repository_id)
+            .await
+            .unwrap()
+            .unwrap();
+        let event =
+            webhooks::merge_request_opened(self.gitlab_project, 999_999, iid, &sha, "fork-branch");
+        let status = webhooks::deliver(
+            &self.app.base,
+            &self.repository_id,
+            "Merge Request Hook",
+            &event,
+            secrets.secret.expose_secret(),
+            secrets.signing_token.as_ref().map(|s| s.expose_secret()),
+        )
+        .await;
+        assert!(status < 300, "{status}");
+        (sha, iid)
+    }
+
     pub(crate) async fn mr_action(&self, iid: i64, action: &str) {
         self.gitlab
             .control(
@@ -1127,35 +1158,12 @@ async fn runs_past_their_limits_end_with_the_reason() {
 /// the job's secrets until a Maintainer of the target project approves that commit in lablink;
 /// a Developer cannot. A job set to run forks without secrets parses them at once.
 async fn merge_requests_from_forks_wait_for_a_maintainers_approval(backend: Backend) {
-    use crate::support::webhooks;
-    use secrecy::ExposeSecret;
     let w = World::start(backend).await;
     let mut parse_only = duckdb_job("parse");
     parse_only["forks"] = json!("without_secrets");
     parse_only["env"] = json!({"DBT_ENV_SECRET_TOKEN": "fork-must-not-see-this"});
     w.create_job(parse_only).await;
-    // The fork's commit, as GitLab keeps it in the target project (refs/merge-requests/<iid>/head);
-    // a draft merge request of the target project puts it there and starts nothing.
-    let sha = w.commit("from-fork", &[(MODEL_PATH, GOOD_MODEL)]).await;
-    let iid = w.open_mr("from-fork", "Draft: from a fork").await;
-    let secrets = w
-        .app
-        .db
-        .hook_secrets(&w.app.keys, &w.repository_id)
-        .await
-        .unwrap()
-        .unwrap();
-    let event = webhooks::merge_request_opened(w.gitlab_project, 999_999, iid, &sha, "fork-branch");
-    let status = webhooks::deliver(
-        &w.app.base,
-        &w.repository_id,
-        "Merge Request Hook",
-        &event,
-        secrets.secret.expose_secret(),
-        secrets.signing_token.as_ref().map(|s| s.expose_secret()),
-    )
-    .await;
-    assert!(status < 300, "{status}");
+    let (sha, iid) = w.fork_merge_request().await;
 
     // The full job waits, with a pending status that says so; the parse-only job runs at once.
     let pending = w.wait_for_status(&sha, "pending").await;

@@ -92,7 +92,7 @@ async fn rules_are_enforced_everywhere_and_cannot_lock_the_admin_out(backend: Ba
         "{}",
         bad.body
     );
-    assert!(bad.body.contains("from 0 to 32") && bad.body.contains("`example.com`"));
+    assert!(bad.body.contains("from 0 to 32") && bad.body.contains("<code>example.com</code>"));
     assert!(
         bad.body.contains("10.0.0.0/33\nexample.com</textarea>"),
         "{}",

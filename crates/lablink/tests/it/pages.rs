@@ -5,7 +5,7 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::ci::{GOOD_MODEL, MODEL_PATH, World};
+use crate::ci::World;
 use crate::support::Backend;
 use crate::support::connected::{Connected, create_project};
 
@@ -209,30 +209,9 @@ async fn a_repository_has_one_project(backend: Backend) {
 }
 
 async fn a_person_cancels_a_waiting_run(backend: Backend) {
-    use crate::support::webhooks;
-    use secrecy::ExposeSecret;
     let w = World::start(backend).await;
     // A fork's commit waits for an approval: a run nobody holds, as long as no one acts.
-    let sha = w.commit("from-fork", &[(MODEL_PATH, GOOD_MODEL)]).await;
-    let iid = w.open_mr("from-fork", "Draft: from a fork").await;
-    let secrets = w
-        .app
-        .db
-        .hook_secrets(&w.app.keys, &w.repository_id)
-        .await
-        .unwrap()
-        .unwrap();
-    let event = webhooks::merge_request_opened(w.gitlab_project, 999_999, iid, &sha, "fork-branch");
-    let status = webhooks::deliver(
-        &w.app.base,
-        &w.repository_id,
-        "Merge Request Hook",
-        &event,
-        secrets.secret.expose_secret(),
-        secrets.signing_token.as_ref().map(|s| s.expose_secret()),
-    )
-    .await;
-    assert!(status < 300, "{status}");
+    let (sha, _) = w.fork_merge_request().await;
     w.wait_for_status(&sha, "pending").await;
     let run_id = w.runs_at(&sha).await[0]["id"].as_str().unwrap().to_owned();
 

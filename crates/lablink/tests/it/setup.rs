@@ -121,7 +121,11 @@ async fn setup_link_creates_the_account_and_its_admin(app: TestApp) {
         )
         .await;
     assert_eq!(bad_plan.status, 422);
-    assert!(bad_plan.body.contains("`gold` is not a valid plan"));
+    assert!(
+        bad_plan
+            .body
+            .contains("<code>gold</code> is not a valid plan")
+    );
     assert_eq!(app.db.count_accounts().await.unwrap(), 0);
 
     let done = b

@@ -380,7 +380,10 @@ pub async fn link(browser: &Browser, gitlab: &GitLab, user: &SimUser) -> Page {
 /// A page's HTML with the entities askama escapes turned back into characters, for matching
 /// messages.
 pub fn text(html: &str) -> String {
-    html.replace("&#x27;", "'")
+    // Pages show the names a message marks as `code` in <code>; read them back as the words.
+    html.replace("<code>", "`")
+        .replace("</code>", "`")
+        .replace("&#x27;", "'")
         .replace("&#39;", "'")
         .replace("&quot;", "\"")
         .replace("&#x2f;", "/")
