@@ -91,6 +91,9 @@ pub enum RunEvent {
     Approved { by: String },
     /// The run found nothing to do (the text says why).
     Skipped { why: String },
+    /// A person runs an ended run again; a fork's commit that nobody approved waits for an
+    /// approval again.
+    Rerun { by: String, wait_for_approval: bool },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +136,17 @@ impl fmt::Display for RunEvent {
             Self::LeaseExpired => f.write_str("the worker stopped responding; queued again"),
             Self::Approved { by } => write!(f, "from a fork: approved by {by}; queued"),
             Self::Skipped { why } => write!(f, "skipped: {why}"),
+            Self::Rerun {
+                by,
+                wait_for_approval: false,
+            } => write!(f, "run again by {by}; queued"),
+            Self::Rerun {
+                by,
+                wait_for_approval: true,
+            } => write!(
+                f,
+                "run again by {by}; from a fork: waiting for a Maintainer's approval"
+            ),
         }
     }
 }
@@ -181,6 +195,7 @@ impl RunEvent {
             Self::LeaseExpired => "expire the lease of",
             Self::Approved { .. } => "approve",
             Self::Skipped { .. } => "skip",
+            Self::Rerun { .. } => "run again",
         }
     }
 }
@@ -215,6 +230,18 @@ pub fn transition(state: RunState, event: &RunEvent) -> Result<RunState, Transit
         (Starting | Running, RunEvent::Failed(_)) => Error,
         (Queued | Starting | Running, RunEvent::Cancelled(_)) => Cancelled,
         (Starting | Running, RunEvent::LeaseExpired) => Queued,
+        (
+            Success | Error | Cancelled | Skipped,
+            RunEvent::Rerun {
+                wait_for_approval, ..
+            },
+        ) => {
+            if *wait_for_approval {
+                AwaitingApproval
+            } else {
+                Queued
+            }
+        }
         (state, event) if state.is_terminal() => {
             return Err(TransitionError::AlreadyEnded {
                 state,
@@ -256,7 +283,16 @@ mod tests {
             RunEvent::LeaseExpired,
             approved(),
             skipped(),
+            rerun(false),
+            rerun(true),
         ]
+    }
+
+    fn rerun(wait_for_approval: bool) -> RunEvent {
+        RunEvent::Rerun {
+            by: "ada".into(),
+            wait_for_approval,
+        }
     }
 
     fn skipped() -> RunEvent {
@@ -286,6 +322,14 @@ mod tests {
             (Running, failed(), Error),
             (Running, cancelled(), Cancelled),
             (Running, RunEvent::LeaseExpired, Queued),
+            (Success, rerun(false), Queued),
+            (Error, rerun(false), Queued),
+            (Cancelled, rerun(false), Queued),
+            (Skipped, rerun(false), Queued),
+            (Success, rerun(true), AwaitingApproval),
+            (Error, rerun(true), AwaitingApproval),
+            (Cancelled, rerun(true), AwaitingApproval),
+            (Skipped, rerun(true), AwaitingApproval),
         ];
         table
             .into_iter()

@@ -28,6 +28,8 @@ pub struct Run {
     pub mode: RunMode,
     /// Who approved a fork's commit to run (`@username`).
     pub approved_by: Option<String>,
+    /// The run had to wait for an approval when it was made (`None`: not recorded, older runs).
+    pub needs_approval: Option<bool>,
     /// A merge request's target branch.
     pub target_branch: Option<String>,
     pub reason: Option<String>,
@@ -43,8 +45,9 @@ pub struct Run {
 }
 
 const COLUMNS: &str = "id, ci_job_id, account_id, project_id, repository_id, sha, ref_name, \
-    mr_iid, triggered_by, state, mode, approved_by, target_branch, reason, attempts, locked_by, locked_until, \
-    cancel_requested, cancel_reason, status_note, created_at, started_at, finished_at";
+    mr_iid, triggered_by, state, mode, approved_by, needs_approval, target_branch, reason, attempts, \
+    locked_by, locked_until, cancel_requested, cancel_reason, status_note, created_at, started_at, \
+    finished_at";
 
 lablink_core::text_enum! {
     /// What created a run.
@@ -252,8 +255,9 @@ impl Db {
             let n = sqlx::query(
                 "INSERT INTO runs (id, ci_job_id, account_id, project_id, repository_id, sha, \
                  ref_name, mr_iid, triggered_by, state, reason, attempts, cancel_requested, \
-                 created_at, updated_at, mode, target_branch) VALUES ($1, $2, $3, $4, $5, $6, $7, \
-                 $8, $9, $12, $10, 0, FALSE, $11, $11, $13, $14) ON CONFLICT (ci_job_id, sha) DO NOTHING",
+                 created_at, updated_at, mode, target_branch, needs_approval) VALUES ($1, $2, $3, \
+                 $4, $5, $6, $7, $8, $9, $12, $10, 0, FALSE, $11, $11, $13, $14, $15) \
+                 ON CONFLICT (ci_job_id, sha) DO NOTHING",
             )
             .bind(&id)
             .bind(new.ci_job_id)
@@ -269,6 +273,7 @@ impl Db {
             .bind(new.state().as_str())
             .bind(new.mode.as_str())
             .bind(new.target_branch)
+            .bind(new.awaits_approval)
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -380,6 +385,54 @@ impl Db {
                     .bind(run_id)
                     .bind(transition.to.commit_status().as_str())
                     .bind(transition.reason)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok::<bool, sqlx::Error>(n == 1)
+        })?;
+        Ok(moved)
+    }
+
+    /// Starts an ended run again from the beginning (`to`: queued, or waiting for an approval):
+    /// its steps, log and artifacts go, its attempts start over, and GitLab gets a `pending`
+    /// status. `false` when the run is no longer in `from`.
+    pub async fn rerun_run(
+        &self,
+        run_id: &str,
+        from: RunState,
+        to: RunState,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let moved = crate::on_db!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let n = sqlx::query(
+                "UPDATE runs SET state = $1, reason = $2, updated_at = $3, attempts = 0, \
+                 started_at = NULL, finished_at = NULL, locked_by = NULL, locked_until = NULL, \
+                 cancel_requested = FALSE, cancel_reason = NULL, status_note = NULL \
+                 WHERE id = $4 AND state = $5",
+            )
+            .bind(to.as_str())
+            .bind(reason)
+            .bind(now)
+            .bind(run_id)
+            .bind(from.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n == 1 {
+                for table in ["run_steps", "run_logs", "run_artifacts"] {
+                    sqlx::query(&format!("DELETE FROM {table} WHERE run_id = $1"))
+                        .bind(run_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                sqlx::query(OUTBOX_UPSERT)
+                    .bind(run_id)
+                    .bind(to.commit_status().as_str())
+                    .bind(reason)
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;

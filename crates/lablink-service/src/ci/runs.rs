@@ -221,6 +221,72 @@ impl Services {
         Ok(())
     }
 
+    /// A person runs an ended run again, from the beginning (a flaky warehouse, a cancelled
+    /// run): its log and artifacts are replaced and GitLab's status goes back to pending. A
+    /// fork's commit that nobody approved waits for a Maintainer's approval again.
+    pub async fn rerun_run(
+        &self,
+        caller: &Principal,
+        run_id: &str,
+        client_ip: Option<&str>,
+    ) -> Result<RunSummary, ServiceError> {
+        require(
+            caller.role.can_write(),
+            "Read-only users cannot run CI jobs again.",
+        )?;
+        let run = self.run_of_account(caller, run_id).await?;
+        if !run.state.is_terminal() {
+            return Err(ServiceError::Conflict(format!(
+                "This run has not ended yet ({}): cancel it first, or wait for it to end.",
+                run.state
+            )));
+        }
+        let job = self
+            .db
+            .ci_job(&self.keys, run.ci_job_id)
+            .await?
+            .filter(|job| job.input.enabled)
+            .ok_or_else(|| {
+                ServiceError::Conflict(
+                    "The run's CI job was deleted or disabled: it cannot run again.".into(),
+                )
+            })?;
+        let event = RunEvent::Rerun {
+            by: caller.username.clone(),
+            // Unknown (older runs) counts as needing one: a fork's code never gets the secrets
+            // without a Maintainer's say.
+            wait_for_approval: run.needs_approval != Some(false) && run.approved_by.is_none(),
+        };
+        let to = lablink_core::run::transition(run.state, &event)
+            .map_err(|e| ServiceError::Conflict(format!("run {run_id}: {e}")))?;
+        if !self
+            .db
+            .rerun_run(&run.id, run.state, to, &event.to_string())
+            .await?
+        {
+            return Err(ServiceError::Conflict(
+                "This run changed meanwhile; reload the page and try again.".into(),
+            ));
+        }
+        self.audit(AuditEvent {
+            account_id: Some(&caller.account_id),
+            actor_user_id: Some(&caller.user_id),
+            action: "ci.run.rerun",
+            target: Some(format!("run {}", run.id)),
+            detail: format!(
+                "run {} of {} at {} run again by {}",
+                run.id, job.input.name, run.sha, caller.username
+            ),
+            client_ip,
+            ..AuditEvent::default()
+        })
+        .await?;
+        self.wake.runs.notify_one();
+        self.wake.statuses.notify_one();
+        let again = self.run_of_account(caller, run_id).await?;
+        self.summary(again).await
+    }
+
     /// A Maintainer of the target project in GitLab (checked now, with the caller's own GitLab
     /// account) lets a fork's commit run with the job's secrets. One approval is for one commit:
     /// a newer commit of the merge request waits again.

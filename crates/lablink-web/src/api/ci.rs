@@ -196,6 +196,26 @@ pub async fn cancel_run(
     Ok(StatusCode::ACCEPTED)
 }
 
+/// Runs an ended run again from the beginning (its log and artifacts are replaced); 409 while
+/// it is active. A fork's commit nobody approved waits for an approval again.
+#[utoipa::path(post, path = "/api/v1/runs/{id}/rerun", tag = "ci",
+    params(("id" = String, Path, description = "run id")),
+    responses((status = 200, body = RunSummary), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn rerun_run(
+    State(state): State<AppState>,
+    user: ApiUser,
+    ip: ClientIp,
+    Path(id): Path<String>,
+) -> Result<Json<RunSummary>, ApiError> {
+    Ok(Json(
+        state
+            .services
+            .rerun_run(&user.principal, &id, ip.0.as_deref())
+            .await?,
+    ))
+}
+
 /// Drops the warehouse schemas of the run's merge request and job now (in the background; 202).
 #[utoipa::path(post, path = "/api/v1/runs/{id}/drop-schemas", tag = "ci",
     params(("id" = String, Path, description = "run id")),

@@ -105,6 +105,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(ci::get_run))
         .routes(routes!(ci::approve_run))
         .routes(routes!(ci::cancel_run))
+        .routes(routes!(ci::rerun_run))
         .routes(routes!(ci::drop_run_schemas))
         .routes(routes!(ci::run_log))
         .routes(routes!(ci::run_artifact))
@@ -204,6 +205,7 @@ mod tests {
                 "POST /api/v1/runs/{id}/approve",
                 "POST /api/v1/runs/{id}/cancel",
                 "POST /api/v1/runs/{id}/drop-schemas",
+                "POST /api/v1/runs/{id}/rerun",
                 "POST /api/v1/tokens",
                 "POST /api/v1/users",
                 "PUT /api/v1/ci-jobs/{id}",

@@ -25,6 +25,7 @@ pub fn routes() -> Router<AppState> {
         .route("/runs/{id}", get(show))
         .route("/runs/{id}/approve", post(approve))
         .route("/runs/{id}/cancel", post(cancel))
+        .route("/runs/{id}/rerun", post(rerun))
         .route("/runs/{id}/drop-schemas", post(drop_schemas))
 }
 
@@ -70,6 +71,31 @@ async fn cancel(
     Ok(flash::redirect(
         &format!("/runs/{id}"),
         "Cancelling the run: a queued run stops at once, a running one within a few seconds.",
+        state.services.settings.secure_cookies(),
+    ))
+}
+
+/// Runs an ended run again (the use case checks the role; a fork's commit waits for an
+/// approval again).
+async fn rerun(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ip: ClientIp,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfOnly>,
+) -> Result<impl IntoResponse, HtmlError> {
+    user.check_csrf(&form.csrf_token)?;
+    let run = state
+        .services
+        .rerun_run(&user.principal, &id, ip.0.as_deref())
+        .await?;
+    Ok(flash::redirect(
+        &format!("/runs/{id}"),
+        if run.awaits_approval() {
+            "Running it again: from a fork, so it waits for a Maintainer's approval first."
+        } else {
+            "Running it again: queued; GitLab shows the commit's status as pending."
+        },
         state.services.settings.secure_cookies(),
     ))
 }

@@ -175,7 +175,7 @@ async fn every_security_action_is_in_the_audit_trail(backend: Backend) {
             ],
         )
         .await;
-    assert_eq!(fixed.status, 200, "{}", fixed.body);
+    assert_eq!(fixed.status, 303, "{}", fixed.body);
 
     // IP restrictions: a rule, enforcement, a refusal from elsewhere, and back off.
     let rule = admin

@@ -5,7 +5,7 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::ci::World;
+use crate::ci::{GOOD_MODEL, MODEL_PATH, World};
 use crate::support::Backend;
 use crate::support::connected::{Connected, create_project};
 
@@ -13,6 +13,7 @@ crate::on_both_backends!(
     a_form_mistake_is_shown_by_its_field_and_loses_nothing,
     a_repository_has_one_project,
     a_person_cancels_a_waiting_run,
+    an_ended_run_runs_again_from_the_beginning,
 );
 
 async fn a_form_mistake_is_shown_by_its_field_and_loses_nothing(backend: Backend) {
@@ -253,4 +254,73 @@ async fn a_person_cancels_a_waiting_run(backend: Backend) {
     assert_eq!(again.status, 409, "{}", again.body);
     let audit = w.app.table_text("audit_log").await;
     assert!(audit.contains("ci.run.cancelled"), "{audit}");
+
+    // Run again: a fork's commit nobody approved waits for a Maintainer again, never runs with
+    // the job's secrets by itself.
+    let page = w.browser.get(&format!("/runs/{run_id}")).await;
+    assert!(page.body.contains("id=\"rerun\""), "{}", page.body);
+    let again = w
+        .browser
+        .post_form(
+            &format!("/runs/{run_id}/rerun"),
+            &[("csrf_token", &page.csrf())],
+        )
+        .await;
+    assert_eq!(again.status, 303, "{}", again.body);
+    let page = w.browser.get(&format!("/runs/{run_id}")).await;
+    assert!(
+        page.body.contains("waits for a Maintainer"),
+        "{}",
+        page.body
+    );
+    assert_eq!(w.runs_at(&sha).await[0]["state"], "awaiting_approval");
+    w.wait_for_status(&sha, "pending").await;
+    assert!(w.app.table_text("audit_log").await.contains("ci.run.rerun"));
+}
+
+async fn an_ended_run_runs_again_from_the_beginning(backend: Backend) {
+    let w = World::start(backend).await;
+    let sha = w.commit("feature", &[(MODEL_PATH, GOOD_MODEL)]).await;
+    w.open_mr("feature", "Count orders").await;
+    w.wait_for_status(&sha, "success").await;
+    let first = w.runs_at(&sha).await[0].clone();
+    let run_id = first["id"].as_str().unwrap().to_owned();
+    // A run that has not ended cannot run again; an ended one can, from the beginning.
+    let again = w
+        .browser
+        .api(
+            Method::POST,
+            &format!("/api/v1/runs/{run_id}/rerun"),
+            None,
+            Some(&w.csrf),
+        )
+        .await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.json()["state"], "queued");
+    let rerun = tokio::time::timeout(crate::ci::PATIENCE, async {
+        loop {
+            let run = w.runs_at(&sha).await[0].clone();
+            if run["state"] == "success"
+                && run["started_at"].as_i64() > first["finished_at"].as_i64()
+            {
+                return run;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+    })
+    .await
+    .expect("the run ran again");
+    assert_eq!(rerun["id"], first["id"], "the same run, run again");
+    // GitLab got a new status for the commit: pending, then success again.
+    let statuses = w.sim_state().await["commit_statuses"].clone();
+    let ours = statuses
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["sha"] == sha && s["name"] == "lablink/ci")
+        .count();
+    assert!(ours >= 2, "{statuses:#}");
+    // The log is the new attempt's alone.
+    let log = w.run_log(&run_id).await;
+    assert_eq!(log.matches("Running with dbt=").count(), 1, "{log}");
 }
