@@ -283,8 +283,17 @@ impl Services {
         .await?;
         self.wake.runs.notify_one();
         self.wake.statuses.notify_one();
-        let again = self.run_of_account(caller, run_id).await?;
-        self.summary(again).await
+        // The run as it was made to run again (a worker may already have moved it on).
+        self.summary(Run {
+            state: to,
+            reason: Some(event.to_string()),
+            attempts: 0,
+            started_at: None,
+            finished_at: None,
+            status_note: None,
+            ..run
+        })
+        .await
     }
 
     /// A Maintainer of the target project in GitLab (checked now, with the caller's own GitLab

@@ -434,6 +434,47 @@ impl Services {
         Ok(())
     }
 
+    /// Refreshes the workspace's view of GitLab (the dbt IDE's "Refresh git state" and "Prune
+    /// branches"): fetches the repository, which drops the branches deleted in GitLab, and says
+    /// what changed, including when the workspace's own branch is not in GitLab.
+    pub async fn refresh_workspace(
+        &self,
+        caller: &Principal,
+        project_id: &str,
+    ) -> Result<String, ServiceError> {
+        let o = self.open(caller, project_id).await?;
+        let git = self.workspace_git();
+        let internal = |e: ExecError| ServiceError::Internal(format!("git: {e}"));
+        let cache = self.repository_cache_path(&o.repo.id);
+        let before = git.branches(&cache).await.map_err(internal)?;
+        let cache = self.fetch_repository(&o.repo.id).await?;
+        let after = git.branches(&cache).await.map_err(internal)?;
+        let pruned: Vec<&str> = before
+            .iter()
+            .filter(|b| !after.contains(b))
+            .map(String::as_str)
+            .collect();
+        let mut said = format!(
+            "Refreshed from GitLab: {} branch{}.",
+            after.len(),
+            if after.len() == 1 { "" } else { "es" }
+        );
+        if !pruned.is_empty() {
+            said.push_str(&format!(
+                " Pruned the branches deleted in GitLab: {}.",
+                pruned.join(", ")
+            ));
+        }
+        if !after.contains(&o.ws.branch) {
+            said.push_str(&format!(
+                " Your branch {} is not in GitLab (deleted there, or not pushed yet): commit and \
+                 sync to push it, or change to another branch.",
+                o.ws.branch
+            ));
+        }
+        Ok(said)
+    }
+
     /// Brings the branch up to GitLab's (fast-forward); needs no uncommitted changes.
     pub async fn pull_workspace(
         &self,

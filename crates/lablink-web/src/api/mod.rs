@@ -71,6 +71,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(workspace::checkout))
         .routes(routes!(workspace::commit))
         .routes(routes!(workspace::pull))
+        .routes(routes!(workspace::refresh))
         .routes(routes!(workspace::rollback))
         .routes(routes!(workspace::merge_default_branch))
         .routes(routes!(workspace::abort_merge))
@@ -198,6 +199,7 @@ mod tests {
                 "POST /api/v1/projects/{id}/workspace/merge-default-branch",
                 "POST /api/v1/projects/{id}/workspace/merge-request",
                 "POST /api/v1/projects/{id}/workspace/pull",
+                "POST /api/v1/projects/{id}/workspace/refresh",
                 "POST /api/v1/projects/{id}/workspace/rename",
                 "POST /api/v1/projects/{id}/workspace/revert",
                 "POST /api/v1/projects/{id}/workspace/revert-commit",

@@ -367,6 +367,22 @@ pub async fn pull(
     Ok(Json(MessageJson { message }))
 }
 
+/// Refreshes the workspace's view of GitLab: fetches, prunes the branches deleted there, and
+/// says what changed.
+#[utoipa::path(post, path = "/api/v1/projects/{id}/workspace/refresh", tag = "workspace",
+    responses((status = 200, body = MessageJson), (status = 404, body = ErrorBody)))]
+pub async fn refresh(
+    State(state): State<AppState>,
+    user: ApiUser,
+    Path(id): Path<String>,
+) -> Result<Json<MessageJson>, ApiError> {
+    let message = state
+        .services
+        .refresh_workspace(&user.principal, &id)
+        .await?;
+    Ok(Json(MessageJson { message }))
+}
+
 /// Makes the workspace exactly GitLab's branch, dropping every uncommitted change.
 #[utoipa::path(post, path = "/api/v1/projects/{id}/workspace/rollback", tag = "workspace",
     responses((status = 204), (status = 404, body = ErrorBody)))]

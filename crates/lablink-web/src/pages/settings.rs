@@ -10,7 +10,7 @@ use axum::{Form, Router};
 use lablink_core::Role;
 use lablink_service::ServiceError;
 use lablink_service::accounts::UserInput;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::{AppState, Chrome, CurrentUser, HtmlError, flash, render};
@@ -46,12 +46,24 @@ struct SettingsPage {
     users: Vec<UserRow>,
     roles: [Role; 3],
     error: Option<String>,
+    /// The add-a-user form as typed, after a refusal (the password stays in its masked field).
+    new_user: NewUser,
+}
+
+/// What the add-a-user form shows.
+#[derive(Debug, Default)]
+struct NewUser {
+    email: String,
+    username: String,
+    password: String,
+    role: String,
 }
 
 async fn page(
     state: &AppState,
     user: &CurrentUser,
     error: Option<String>,
+    new_user: NewUser,
 ) -> Result<SettingsPage, HtmlError> {
     let p = &user.principal;
     let users = state
@@ -77,6 +89,7 @@ async fn page(
         users,
         roles: Role::ALL,
         error,
+        new_user,
     })
 }
 
@@ -85,7 +98,7 @@ async fn settings(
     user: CurrentUser,
 ) -> Result<impl IntoResponse, HtmlError> {
     user.require(Role::can_manage_account, ADMINS_ONLY)?;
-    render(&page(&state, &user, None).await?)
+    render(&page(&state, &user, None, NewUser::default()).await?)
 }
 
 fn parse_role(text: &str) -> Result<Role, ServiceError> {
@@ -99,6 +112,7 @@ async fn or_show_error(
     state: &AppState,
     user: &CurrentUser,
     result: Result<String, ServiceError>,
+    typed: NewUser,
 ) -> Result<Response, HtmlError> {
     match result {
         Ok(done) => Ok(flash::redirect(
@@ -108,7 +122,7 @@ async fn or_show_error(
         )),
         Err(ServiceError::BadInput(msg) | ServiceError::Conflict(msg)) => Ok((
             StatusCode::UNPROCESSABLE_ENTITY,
-            render(&page(state, user, Some(msg)).await?)?,
+            render(&page(state, user, Some(msg), typed).await?)?,
         )
             .into_response()),
         Err(e) => Err(e.into()),
@@ -132,6 +146,12 @@ async fn add_user(
 ) -> Result<Response, HtmlError> {
     user.check_csrf(&form.csrf_token)?;
     user.require(Role::can_manage_account, ADMINS_ONLY)?;
+    let typed = NewUser {
+        email: form.email.clone(),
+        username: form.username.clone(),
+        password: form.password.expose_secret().to_owned(),
+        role: form.role.clone(),
+    };
     let result = match parse_role(&form.role) {
         Ok(role) => state
             .services
@@ -148,7 +168,7 @@ async fn add_user(
             .map(|added| format!("Added {} as {}.", added.username, role.label())),
         Err(e) => Err(e),
     };
-    or_show_error(&state, &user, result).await
+    or_show_error(&state, &user, result, typed).await
 }
 
 #[derive(Deserialize)]
@@ -174,7 +194,7 @@ async fn change_role(
             .map(|changed| format!("{} is now {}.", changed.username, role.label())),
         Err(e) => Err(e),
     };
-    or_show_error(&state, &user, result).await
+    or_show_error(&state, &user, result, NewUser::default()).await
 }
 
 #[derive(Deserialize)]
@@ -205,5 +225,5 @@ async fn local_git(
             }
             .to_owned()
         });
-    or_show_error(&state, &user, result).await
+    or_show_error(&state, &user, result, NewUser::default()).await
 }

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use crate::layout::{ProjectNav, ProjectTab};
 use crate::middleware::StyleNonce;
 use crate::render::filters;
-use crate::{AppState, Chrome, CurrentUser, HtmlError, render};
+use crate::{AppState, Chrome, CurrentUser, HtmlError, flash, render};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -425,6 +425,16 @@ async fn act(
             }
         }
         "pull" => s.pull_workspace(p, &id).await.map(|_| "pulled"),
+        "refresh" => match s.refresh_workspace(p, &id).await {
+            Ok(said) => {
+                return Ok(flash::redirect(
+                    &format!("/projects/{id}/workspace"),
+                    said,
+                    state.services.settings.secure_cookies(),
+                ));
+            }
+            Err(e) => Err(e),
+        },
         "rollback" => s.rollback_workspace(p, &id).await.map(|()| "rolled_back"),
         "merge" => s
             .merge_default_branch(p, &id)

@@ -2,6 +2,7 @@
 //! message, a form mistake shown next to its field with everything typed kept, error pages that
 //! keep the navigation, repositories already connected marked and refused, cancelling a run.
 
+use lablink_core::{Plan, Role};
 use reqwest::Method;
 use serde_json::json;
 
@@ -149,6 +150,43 @@ async fn a_form_mistake_is_shown_by_its_field_and_loses_nothing(backend: Backend
         "{}",
         shown.body
     );
+
+    // The same on an admin's form: a refused new user comes back as typed.
+    c.app
+        .create_user(
+            "acme",
+            Plan::Enterprise,
+            "admin@acme.test",
+            Role::AccountAdmin,
+        )
+        .await;
+    let admin = c.app.login("admin@acme.test").await;
+    let settings = admin.get("/settings").await;
+    let refused = admin
+        .post_form(
+            "/settings/users",
+            &[
+                ("csrf_token", &settings.csrf()),
+                ("email", "erin@acme.test"),
+                ("username", "erin"),
+                ("password", "short"),
+                ("role", "read_only"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    for kept in [
+        "value=\"erin@acme.test\"",
+        "value=\"erin\"",
+        "value=\"short\"",
+        "value=\"read_only\" selected",
+    ] {
+        assert!(
+            refused.body.contains(kept),
+            "{kept} lost:\n{}",
+            refused.body
+        );
+    }
 
     // Error pages keep the signed-in navigation.
     let missing = c.browser.get("/projects/no-such-project").await;

@@ -19,6 +19,7 @@ on_both_backends!(
     a_developer_edits_commits_and_pushes_as_themselves,
     developer_plans_push_with_the_shared_credential,
     a_conflict_with_the_default_branch_is_resolved_in_the_workspace,
+    branches_deleted_in_gitlab_are_pruned_on_refresh,
 );
 
 /// The workspace page in Chromium: the editor is CodeMirror (loaded under the page's Content
@@ -670,4 +671,71 @@ async fn a_conflict_with_the_default_branch_is_resolved_in_the_workspace(backend
         .await
         .json();
     assert_eq!(again["outcome"], "up_to_date");
+}
+
+/// "Refresh git state" prunes the branches deleted in GitLab, says which, and says when the
+/// workspace's own branch is not in GitLab.
+async fn branches_deleted_in_gitlab_are_pruned_on_refresh(backend: Backend) {
+    let seed = dbt_project();
+    let c = Connected::start(backend, &[], Some(seed.path())).await;
+    let ws = Ws { c: &c };
+    as_alice(
+        &c,
+        Method::POST,
+        "/repository/branches",
+        Some(json!({"branch": "old-feature", "ref": "main"})),
+    )
+    .await;
+    let refreshed = ws.call(Method::POST, "/refresh", None).await;
+    assert_eq!(refreshed.status, 200, "{}", refreshed.body);
+    assert!(
+        refreshed.json()["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Refreshed from GitLab: 2 branches."),
+        "{}",
+        refreshed.body
+    );
+    assert!(
+        ws.view().await["branches"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("old-feature"))
+    );
+
+    // Someone deletes the branch in GitLab (a merged merge request's source branch).
+    let pat = c.gitlab.personal_token(c.alice.id, "delete").await;
+    let deleted = reqwest::Client::new()
+        .delete(format!(
+            "{}/api/v4/projects/{}/repository/branches/old-feature",
+            c.gitlab.base, c.gitlab_project
+        ))
+        .header("PRIVATE-TOKEN", pat)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status().as_u16(), 204);
+    let refreshed = ws.call(Method::POST, "/refresh", None).await;
+    let said = refreshed.json()["message"].as_str().unwrap().to_owned();
+    assert!(
+        said.contains("Pruned the branches deleted in GitLab: old-feature."),
+        "{said}"
+    );
+    assert!(
+        !ws.view().await["branches"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("old-feature"))
+    );
+
+    // A branch made in the workspace and not pushed yet is not in GitLab: the refresh says so.
+    let created = ws
+        .call(Method::POST, "/branches", Some(json!({"name": "wip"})))
+        .await;
+    assert!(created.status < 300, "{}", created.body);
+    let said = ws.call(Method::POST, "/refresh", None).await.json()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(said.contains("Your branch wip is not in GitLab"), "{said}");
 }
