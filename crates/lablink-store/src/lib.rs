@@ -20,6 +20,7 @@ pub mod ip_rules;
 pub mod ledger;
 pub mod links;
 pub mod login_throttle;
+pub mod periodic;
 pub mod projects;
 pub mod queue;
 pub mod repositories;
