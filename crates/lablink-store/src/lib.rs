@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod api_tokens;
 pub mod audit;
+pub mod backlog;
 pub mod ci_jobs;
 pub mod connection_checks;
 pub mod crypto;

@@ -11,6 +11,7 @@ mod config;
 mod credential;
 mod demo;
 mod doctor;
+mod fleet;
 mod intake_crash;
 mod integration_flow;
 mod ip_restrictions;
