@@ -18,6 +18,7 @@ mod ip_restrictions;
 mod layering;
 mod linked_accounts;
 mod master_key;
+mod metrics;
 mod operations;
 mod pages;
 mod repositories;

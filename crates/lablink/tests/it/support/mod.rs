@@ -6,11 +6,13 @@ mod browser;
 pub mod connected;
 mod database;
 pub mod gitlab;
+mod serve_process;
 pub mod webdriver;
 pub mod webhooks;
 
 pub use browser::{Browser, Page};
 pub use database::{Backend, TestDatabase};
+pub use serve_process::sample;
 
 use lablink::startup::Application;
 use lablink_core::{Plan, Role};
