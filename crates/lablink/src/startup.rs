@@ -198,6 +198,8 @@ impl Application {
         tracing::info!(
             public_url = %self.services.settings.public_url,
             roles = %roles,
+            // The name this replica's leases carry (`locked_by` in the database).
+            worker = %self.runtime.worker_id,
             "lablink is serving"
         );
         // Every replica writes (intake alone does), so every replica keeps the log short.

@@ -25,6 +25,7 @@ mod repositories;
 mod rotation;
 mod secrets_at_rest;
 mod setup;
+mod soak;
 mod support;
 mod token_refresh;
 mod web_security;

@@ -23,7 +23,7 @@ async fn a_workers_metrics_show_its_runs_backlog_and_gitlab_calls(backend: Backe
             json!({"rate_limit": {"limit": 100000, "period_secs": 60}}),
         )
         .await;
-    let worker = w.app.serve_process(&[("roles", "worker, scheduler")]).await;
+    let mut worker = w.app.serve_process(&[("roles", "worker, scheduler")]).await;
     let good = w.commit("good", &[(MODEL_PATH, GOOD_MODEL)]).await;
     w.open_mr("good", "Good").await;
     w.wait_for_status(&good, "success").await;

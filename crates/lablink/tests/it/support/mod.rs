@@ -12,7 +12,7 @@ pub mod webhooks;
 
 pub use browser::{Browser, Page};
 pub use database::{Backend, TestDatabase};
-pub use serve_process::sample;
+pub use serve_process::{ServeProcess, sample};
 
 use lablink::startup::Application;
 use lablink_core::{Plan, Role};

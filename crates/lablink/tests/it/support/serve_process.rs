@@ -11,16 +11,23 @@ use super::TestApp;
 /// A running `lablink serve` process, killed when dropped.
 pub struct ServeProcess {
     child: Child,
+    /// Pages, API and intake (when its roles serve them).
+    pub base: String,
     pub metrics_base: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl TestApp {
     /// Starts `lablink serve` with this server's settings and `extra` on top (e.g. its
-    /// `roles`), its own data directory and ports; returns once its metrics answer.
+    /// `roles`, or a `listen` to take over), its own data directory and metrics port; returns
+    /// once its metrics answer.
     pub async fn serve_process(&self, extra: &[(&str, &str)]) -> ServeProcess {
         let dir = tempfile::tempdir().unwrap();
         let metrics_port = lablink_testkit::free_port();
+        let listen = extra.iter().find(|(k, _)| *k == "listen").map_or_else(
+            || format!("127.0.0.1:{}", lablink_testkit::free_port()),
+            |(_, v)| v.to_string(),
+        );
         let mut settings: Vec<(String, String)> = self
             .settings
             .iter()
@@ -32,10 +39,7 @@ impl TestApp {
         command
             .arg("serve")
             .current_dir(dir.path())
-            .env(
-                "LABLINK_LISTEN",
-                format!("127.0.0.1:{}", lablink_testkit::free_port()),
-            )
+            .env("LABLINK_LISTEN", &listen)
             .env(
                 "LABLINK_METRICS_LISTEN",
                 format!("127.0.0.1:{metrics_port}"),
@@ -50,15 +54,16 @@ impl TestApp {
         }
         let process = ServeProcess {
             child: command.spawn().unwrap(),
+            base: format!("http://{listen}"),
             metrics_base: format!("http://127.0.0.1:{metrics_port}"),
-            _dir: dir,
+            dir,
         };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         while process.metrics().await.is_none() {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "lablink serve did not start: {}",
-                std::fs::read_to_string(process._dir.path().join("serve.err")).unwrap_or_default()
+                process.log()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -78,9 +83,19 @@ impl ServeProcess {
         res.text().await.ok()
     }
 
-    /// Kills the process at once (SIGKILL), as a machine dies.
-    pub async fn kill(mut self) {
+    /// Kills the process at once (SIGKILL), as a machine dies; its data directory stays.
+    pub async fn kill(&mut self) {
         self.child.kill().await.unwrap();
+    }
+
+    /// What it logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("serve.err")).unwrap_or_default()
+    }
+
+    /// Its data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 }
 
