@@ -21,8 +21,18 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::ci::World;
 use crate::support::{Backend, ServeProcess};
 
-/// Upper bound for waiting on the fleet; not a timing assertion.
-const PATIENCE: Duration = Duration::from_secs(600);
+/// Upper bound for waiting on the fleet (per wait); not a timing assertion.
+fn patience() -> Duration {
+    if long() {
+        Duration::from_secs(3 * 3600)
+    } else {
+        Duration::from_secs(600)
+    }
+}
+
+fn long() -> bool {
+    std::env::var("LABLINK_SOAK").as_deref() == Ok("long")
+}
 
 struct Sizes {
     merge_requests: usize,
@@ -32,7 +42,7 @@ struct Sizes {
 }
 
 fn sizes() -> Sizes {
-    if std::env::var("LABLINK_SOAK").as_deref() == Ok("long") {
+    if long() {
         Sizes {
             merge_requests: 200,
             deliveries: 2_000,
@@ -134,19 +144,21 @@ async fn a_fleet_survives_kill_9_of_a_worker_and_a_web_replica() {
 
     // Merge requests, each with its own marker.
     let mut shas = HashMap::new();
+    let mut opened_at = HashMap::new();
     for i in 0..sizes.merge_requests {
         let token = format!("mr{i}");
         let branch = format!("soak-{i}");
         let sha = w
             .commit(&branch, &[("models/marker.py", &marker_model(&token))])
             .await;
+        opened_at.insert(sha.clone(), chrono::Utc::now());
         w.open_mr(&branch, &token).await;
         shas.insert(token, sha);
     }
 
     // Worker 1 dies in the middle of a run, and comes back.
     let dead = worker_name(&worker_1);
-    let deadline = Instant::now() + PATIENCE;
+    let deadline = Instant::now() + patience();
     let killed_run = loop {
         let held = w
             .app
@@ -178,10 +190,17 @@ async fn a_fleet_survives_kill_9_of_a_worker_and_a_web_replica() {
     };
 
     // Every merge request ends with its status, every run once.
+    // How long each merge request waited for its final status (GitLab's finished_at).
+    let mut latencies = Vec::new();
     for sha in shas.values() {
-        wait_for_success(&w, sha).await;
+        let status = wait_for_success(&w, sha).await;
+        let at =
+            chrono::DateTime::parse_from_rfc3339(status["finished_at"].as_str().unwrap()).unwrap();
+        latencies.push((at.to_utc() - opened_at[sha]).as_seconds_f64());
     }
     let all_done = started.elapsed();
+    latencies.sort_by(f64::total_cmp);
+    let percentile = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
     let taken_up = wait_for_state(&w, &killed_run, "success").await;
     w.wait_until_settled().await;
 
@@ -232,11 +251,14 @@ async fn a_fleet_survives_kill_9_of_a_worker_and_a_web_replica() {
         );
     }
     eprintln!(
-        "soak: {} merge requests in {:.1} s ({:.1} runs/min); the killed worker's run ended \
-         {:.1} s after the kill; {} of {} deliveries acknowledged around the web replica's kill",
+        "soak: {} merge requests in {:.1} s ({:.1} runs/min); merge request to final status \
+         p50 {:.1} s, p99 {:.1} s; the killed worker's run ended {:.1} s after the kill; {} of \
+         {} deliveries acknowledged around the web replica's kill",
         sizes.merge_requests,
         all_done.as_secs_f64(),
         sizes.merge_requests as f64 * 60.0 / all_done.as_secs_f64(),
+        percentile(0.5),
+        percentile(0.99),
         taken_up.duration_since(killed_at).as_secs_f64(),
         acknowledged.len(),
         sizes.deliveries
@@ -265,8 +287,8 @@ fn glob_markers(data_dir: &std::path::Path) -> Vec<String> {
 
 /// Waits for the merge request's run at `sha` to succeed and its status to reach GitLab; a
 /// failed run fails the test at once, with its log.
-async fn wait_for_success(w: &World, sha: &str) {
-    let deadline = Instant::now() + PATIENCE;
+async fn wait_for_success(w: &World, sha: &str) -> serde_json::Value {
+    let deadline = Instant::now() + patience();
     loop {
         let runs = w.runs_at(sha).await;
         if let Some(failed) = runs.iter().find(|r| r["state"] == "error") {
@@ -274,8 +296,7 @@ async fn wait_for_success(w: &World, sha: &str) {
             panic!("run {id} failed: {}", w.run_log(id).await);
         }
         if runs.iter().any(|r| r["state"] == "success") {
-            w.wait_for_status(sha, "success").await;
-            return;
+            return w.wait_for_status(sha, "success").await;
         }
         assert!(Instant::now() < deadline, "{runs:#?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -283,7 +304,7 @@ async fn wait_for_success(w: &World, sha: &str) {
 }
 
 async fn wait_for_state(w: &World, run: &str, state: &str) -> Instant {
-    let deadline = Instant::now() + PATIENCE;
+    let deadline = Instant::now() + patience();
     loop {
         let now = w.run(run).await;
         if now["run"]["state"] == state {
@@ -295,7 +316,7 @@ async fn wait_for_state(w: &World, run: &str, state: &str) -> Instant {
 }
 
 async fn wait_for_none(w: &World, what: &str, sql: &str) {
-    let deadline = Instant::now() + PATIENCE;
+    let deadline = Instant::now() + patience();
     loop {
         let left = w.app.column(sql).await;
         if left.is_empty() {
@@ -390,7 +411,7 @@ async fn burst(w: &World, sizes: &Sizes, web_a: &mut ServeProcess, web_b: &str) 
             }
         }));
     }
-    let deadline = Instant::now() + PATIENCE;
+    let deadline = Instant::now() + patience();
     while acknowledged.lock().unwrap().len() < sizes.kill_after {
         assert!(Instant::now() < deadline, "the burst stalled");
         tokio::time::sleep(Duration::from_millis(5)).await;
