@@ -87,6 +87,9 @@ pub enum RunEvent {
     Cancelled(CancelReason),
     /// The worker holding the run lost its lease (crashed or stalled); another one may retry it.
     LeaseExpired,
+    /// The worker was stopping and gave the run back unfinished (its grace period ran out);
+    /// another worker takes it from the queue.
+    HandedBack,
     /// A Maintainer approved a fork's commit to run with the job's secrets.
     Approved { by: String },
     /// The run found nothing to do (the text says why).
@@ -134,6 +137,7 @@ impl fmt::Display for RunEvent {
             Self::Failed(reason) => reason.fmt(f),
             Self::Cancelled(reason) => reason.fmt(f),
             Self::LeaseExpired => f.write_str("the worker stopped responding; queued again"),
+            Self::HandedBack => f.write_str("the worker was shutting down; queued again"),
             Self::Approved { by } => write!(f, "from a fork: approved by {by}; queued"),
             Self::Skipped { why } => write!(f, "skipped: {why}"),
             Self::Rerun {
@@ -193,6 +197,7 @@ impl RunEvent {
             Self::Failed(_) => "fail",
             Self::Cancelled(_) => "cancel",
             Self::LeaseExpired => "expire the lease of",
+            Self::HandedBack => "hand back",
             Self::Approved { .. } => "approve",
             Self::Skipped { .. } => "skip",
             Self::Rerun { .. } => "run again",
@@ -229,7 +234,7 @@ pub fn transition(state: RunState, event: &RunEvent) -> Result<RunState, Transit
         (Running, RunEvent::Succeeded) => Success,
         (Starting | Running, RunEvent::Failed(_)) => Error,
         (Queued | Starting | Running, RunEvent::Cancelled(_)) => Cancelled,
-        (Starting | Running, RunEvent::LeaseExpired) => Queued,
+        (Starting | Running, RunEvent::LeaseExpired | RunEvent::HandedBack) => Queued,
         (
             Success | Error | Cancelled | Skipped,
             RunEvent::Rerun {
@@ -281,6 +286,7 @@ mod tests {
             failed(),
             cancelled(),
             RunEvent::LeaseExpired,
+            RunEvent::HandedBack,
             approved(),
             skipped(),
             rerun(false),
@@ -318,10 +324,12 @@ mod tests {
             (Starting, failed(), Error),
             (Starting, cancelled(), Cancelled),
             (Starting, RunEvent::LeaseExpired, Queued),
+            (Starting, RunEvent::HandedBack, Queued),
             (Running, RunEvent::Succeeded, Success),
             (Running, failed(), Error),
             (Running, cancelled(), Cancelled),
             (Running, RunEvent::LeaseExpired, Queued),
+            (Running, RunEvent::HandedBack, Queued),
             (Success, rerun(false), Queued),
             (Error, rerun(false), Queued),
             (Cancelled, rerun(false), Queued),
@@ -468,6 +476,10 @@ mod tests {
             (
                 RunEvent::LeaseExpired,
                 "the worker stopped responding; queued again",
+            ),
+            (
+                RunEvent::HandedBack,
+                "the worker was shutting down; queued again",
             ),
         ];
         for (event, text) in cases {

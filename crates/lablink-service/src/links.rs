@@ -495,6 +495,12 @@ impl std::fmt::Debug for FreshToken {
     }
 }
 
+/// Counts a call to GitLab's token refresh by how it ended: `refreshed`, `lease_lost` (another
+/// replica's pair won), `refused` (GitLab no longer accepts the refresh token), `failed`.
+fn refreshes(outcome: &'static str) {
+    metrics::counter!("lablink_gitlab_token_refreshes_total", "outcome" => outcome).increment(1);
+}
+
 /// The single-flight table of token refreshes in this process.
 #[derive(Debug)]
 pub struct RefreshFlights {
@@ -639,10 +645,12 @@ impl Services {
                     )
                     .await?;
                 if !stored {
+                    refreshes("lease_lost");
                     // Our lease ran out and someone else refreshed; their pair is the valid one.
                     tracing::warn!(link_id = %link.id, "refresh lease lost; using the stored token");
                     return Ok(None);
                 }
+                refreshes("refreshed");
                 tracing::info!(link_id = %link.id, version = link.token_version + 1, "GitLab token refreshed");
                 Ok(Some(FreshToken {
                     token: set.access_token,
@@ -653,6 +661,7 @@ impl Services {
                 }))
             }
             Err(e) if e.oauth_code() == Some(&OAuthErrorCode::InvalidGrant) => {
+                refreshes("refused");
                 // Dead only if nobody stored a newer pair meanwhile; otherwise use theirs.
                 let reason = "GitLab no longer accepts its refresh token (access was revoked in GitLab, \
                               or the application was deleted)";
@@ -674,6 +683,7 @@ impl Services {
                 Ok(None)
             }
             Err(e) => {
+                refreshes("failed");
                 self.db
                     .release_gitlab_refresh_lease(&link.id, owner)
                     .await?;

@@ -1,6 +1,7 @@
 //! Retention: how long lablink keeps what grows with use, and the pass that prunes the rest
-//! (every hour on each replica with background work; passes on several replicas are harmless,
-//! each deletes what the others left).
+//! (once an hour across the fleet, by a scheduler: [`crate::scheduler`]). Workspace checkouts
+//! are files of one replica: each replica with the `web` role reclaims its own
+//! ([`checkout_reclaim_loop`]).
 
 use std::time::Duration;
 
@@ -46,13 +47,10 @@ fn ms(d: Duration) -> i64 {
 }
 
 impl Services {
-    /// Prunes everything older than `retention` allows, and this replica's checkouts of idle
-    /// workspaces.
+    /// Prunes every record older than `retention` allows.
     pub async fn prune_old_records(&self, retention: Retention) -> Result<Pruned, ServiceError> {
         let now = now_ms();
         let before = |keep: Duration| now.saturating_sub(ms(keep));
-        self.reclaim_idle_checkouts(before(retention.workspace_checkouts))
-            .await?;
         Ok(self
             .db
             .prune(PruneBefore {
@@ -64,22 +62,24 @@ impl Services {
             })
             .await?)
     }
+
+    /// Deletes this replica's checkouts of workspaces nobody changed for `idle`.
+    pub async fn reclaim_workspace_checkouts(&self, idle: Duration) -> Result<(), ServiceError> {
+        self.reclaim_idle_checkouts(now_ms().saturating_sub(ms(idle)))
+            .await
+    }
 }
 
-/// Prunes at start and then every `every` until `stop`.
-pub async fn retention_loop(
+/// Reclaims this replica's idle workspace checkouts at start and then every `every` until `stop`.
+pub async fn checkout_reclaim_loop(
     services: Services,
-    retention: Retention,
+    idle: Duration,
     every: Duration,
     stop: CancellationToken,
 ) {
     loop {
-        match services.prune_old_records(retention).await {
-            Ok(pruned) if pruned != Pruned::default() => {
-                tracing::info!(?pruned, "old records pruned");
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "pruning old records failed"),
+        if let Err(e) = services.reclaim_workspace_checkouts(idle).await {
+            tracing::warn!(error = %e, "reclaiming idle workspace checkouts failed");
         }
         tokio::select! {
             () = stop.cancelled() => break,

@@ -43,26 +43,6 @@ pub enum Rotation {
     NeedsAction(String),
 }
 
-/// Enqueues the due rotations every `every` until `shutdown`; the jobs run on the job workers.
-pub async fn rotation_scheduler(
-    services: Services,
-    margin_days: i64,
-    every: std::time::Duration,
-    shutdown: tokio_util::sync::CancellationToken,
-) {
-    loop {
-        match services.schedule_token_rotations(margin_days).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(due = n, "project access token rotations enqueued"),
-            Err(e) => tracing::warn!(error = %e, "scheduling token rotations failed"),
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            () = tokio::time::sleep(every) => {}
-        }
-    }
-}
-
 /// The day a token created or rotated today should expire.
 pub(crate) fn new_expiry(days: u32) -> NaiveDate {
     (Utc::now() + Duration::days(i64::from(days.clamp(1, MAX_TOKEN_DAYS)))).date_naive()

@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod api_tokens;
 pub mod audit;
+pub mod backlog;
 pub mod ci_jobs;
 pub mod connection_checks;
 pub mod crypto;
@@ -20,6 +21,7 @@ pub mod ip_rules;
 pub mod ledger;
 pub mod links;
 pub mod login_throttle;
+pub mod periodic;
 pub mod projects;
 pub mod queue;
 pub mod repositories;

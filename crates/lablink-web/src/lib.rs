@@ -51,35 +51,52 @@ pub use layout::Chrome;
 pub use render::render;
 pub use state::AppState;
 
-/// The whole HTTP application: pages, API, health checks and the protective layers.
-pub fn router(state: AppState) -> Router {
-    let routes = Router::new()
+/// Which of lablink's faces a replica serves (its `web` and `intake` roles).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Faces {
+    /// Pages, the JSON API and the assets.
+    pub web: bool,
+    /// GitLab's webhook deliveries.
+    pub intake: bool,
+}
+
+/// The HTTP application for `faces`: health checks always, pages, API and webhook intake as
+/// asked, and the protective layers. A path of a face this replica does not serve is not found
+/// here: the reverse proxy sends it to a replica that does.
+pub fn router(state: AppState, faces: Faces) -> Router {
+    let mut routes = Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(pages::health::readyz))
-        .route(
-            "/assets/lablink.css",
-            get(|| async {
-                asset(
-                    "text/css; charset=utf-8",
-                    include_str!("../assets/lablink.css"),
-                )
-            }),
-        )
-        .route(
-            "/assets/lablink.js",
-            get(|| async { asset(JAVASCRIPT, include_str!("../assets/lablink.js")) }),
-        )
-        .route(
-            "/assets/icon.svg",
-            get(|| async { asset("image/svg+xml", include_str!("../assets/icon.svg")) }),
-        )
-        .route(
-            "/assets/workspace.js",
-            get(|| async { asset(JAVASCRIPT, include_str!("../assets/workspace.js")) }),
-        )
-        .merge(pages::routes())
-        .merge(hooks_intake::routes())
-        .merge(api::routes())
+        .route("/readyz", get(pages::health::readyz));
+    if faces.web {
+        routes = routes
+            .route(
+                "/assets/lablink.css",
+                get(|| async {
+                    asset(
+                        "text/css; charset=utf-8",
+                        include_str!("../assets/lablink.css"),
+                    )
+                }),
+            )
+            .route(
+                "/assets/lablink.js",
+                get(|| async { asset(JAVASCRIPT, include_str!("../assets/lablink.js")) }),
+            )
+            .route(
+                "/assets/icon.svg",
+                get(|| async { asset("image/svg+xml", include_str!("../assets/icon.svg")) }),
+            )
+            .route(
+                "/assets/workspace.js",
+                get(|| async { asset(JAVASCRIPT, include_str!("../assets/workspace.js")) }),
+            )
+            .merge(pages::routes())
+            .merge(api::routes());
+    }
+    if faces.intake {
+        routes = routes.merge(hooks_intake::routes());
+    }
+    let routes = routes
         .fallback(pages::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -4,6 +4,7 @@
 //!
 //! Run: `cargo bench -p lablink --bench import_list` (results go to BENCHMARKS.md by hand).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gitlab_sim::state::{Fault, Namespace, NewGroup, NewUser, Project, Visibility};
@@ -11,6 +12,7 @@ use gitlab_sim::{Sim, SimConfig};
 use lablink_core::{Plan, Role};
 use lablink_gitlab::{Api, Instance, InstanceConfig, NetworkPolicy};
 use lablink_service::accounts::UserInput;
+use lablink_service::ci::executor::CiRuntime;
 use lablink_service::ci::worker::{CiWorkerConfig, spawn_ci_workers};
 use lablink_service::repositories::import_list::ImportQuery;
 use lablink_service::settings::{RepositorySettings, RunSettings};
@@ -262,7 +264,8 @@ async fn main() {
     let stop = CancellationToken::new();
     let workers = spawn_ci_workers(
         services.clone(),
-        CiWorkerConfig::new(dir.path().join("ci")),
+        Arc::new(CiRuntime::new(dir.path().join("ci"), "bench".into())),
+        CiWorkerConfig::default(),
         stop.clone(),
     );
     let api = Api::bearer(&instance(sim.base_url()), SecretString::from(token));

@@ -71,7 +71,7 @@ async fn main() {
         ("metrics_listen", "127.0.0.1:0"),
         ("data_dir", &data_dir),
         ("secret_key", &key),
-        ("background_work", "false"),
+        ("roles", "web, intake"),
     ])
     .unwrap();
     let app = Application::build(settings).await.unwrap();

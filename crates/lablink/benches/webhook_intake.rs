@@ -1,5 +1,5 @@
 //! Webhook intake of the real server, all in one (CI loops processing the deliveries meanwhile)
-//! and as an intake replica (`background_work = false`): durable intake throughput as a ratio
+//! and as an intake replica (`roles = ["web", "intake"]`): durable intake throughput as a ratio
 //! to a no-op 200 route of the same server (`GET /healthz` sent the same headers and 8 KiB body,
 //! measured in the same run), and intake
 //! latency at a steady 500 deliveries/s, before and after the throughput windows. 8 KiB merge request payloads (a real GitLab capture),
@@ -62,7 +62,7 @@ async fn exec(db: &Db, sql: &str, text: &[&str], blob: Option<Vec<u8>>) {
 
 /// `gitlab_project_id` is the payload's project, so that processing goes all the way to the
 /// CI decision.
-async fn start(postgres: bool, gitlab_project_id: i64, background_work: bool) -> Server {
+async fn start(postgres: bool, gitlab_project_id: i64, all_roles: bool) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let postgres = match postgres {
         true => Some(pg_database().await),
@@ -81,8 +81,12 @@ async fn start(postgres: bool, gitlab_project_id: i64, background_work: bool) ->
         ("data_dir", &data_dir),
         ("secret_key", &key),
         (
-            "background_work",
-            if background_work { "true" } else { "false" },
+            "roles",
+            if all_roles {
+                "web, intake, worker, scheduler"
+            } else {
+                "web, intake"
+            },
         ),
     ])
     .unwrap();
@@ -312,7 +316,7 @@ async fn sign_in(base: &str) -> bool {
 }
 
 /// Intake latency at the steady rate, alone and during a burst of sign-ins.
-async fn login_burst(postgres: bool, background_work: bool, intake: Arc<Load>, base: &str) {
+async fn login_burst(postgres: bool, all_roles: bool, intake: Arc<Load>, base: &str) {
     let [alone_p50, alone_p99, ..] = latency_at_rate(Arc::clone(&intake)).await;
     let stop = CancellationToken::new();
     let signed_in = Arc::new(AtomicU64::new(0));
@@ -341,7 +345,7 @@ async fn login_burst(postgres: bool, background_work: bool, intake: Arc<Load>, b
         "{} {}: intake at {RATE_PER_SEC}/s p50 {} p99 {} alone; p50 {} p99 {} during a login \
          burst ({LOGIN_CLIENTS} clients, {rate:.0} sign-ins/s)",
         if postgres { "PostgreSQL" } else { "SQLite" },
-        if background_work {
+        if all_roles {
             "all in one"
         } else {
             "intake replica"
@@ -381,10 +385,10 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
-/// One server: with `background_work`, the whole of lablink on one machine (CI loops process
+/// One server: with `all_roles`, the whole of lablink on one machine (CI loops process
 /// the deliveries while intake runs); without, an intake replica whose deliveries are processed
 /// by other replicas (not running here, so the stored deliveries just wait).
-async fn bench(postgres: bool, background_work: bool, burst: bool) {
+async fn bench(postgres: bool, all_roles: bool, burst: bool) {
     let body: &'static [u8] = Box::leak(payload().into_boxed_slice());
     let project: serde_json::Value = serde_json::from_slice(body).unwrap();
     let server = start(
@@ -392,7 +396,7 @@ async fn bench(postgres: bool, background_work: bool, burst: bool) {
         project["object_attributes"]["target_project_id"]
             .as_i64()
             .unwrap(),
-        background_work,
+        all_roles,
     )
     .await;
     let client = reqwest::Client::builder()
@@ -420,7 +424,7 @@ async fn bench(postgres: bool, background_work: bool, burst: bool) {
         intake.one().await;
     }
     if burst {
-        login_burst(postgres, background_work, Arc::clone(&intake), &server.base).await;
+        login_burst(postgres, all_roles, Arc::clone(&intake), &server.base).await;
         server.stop.cancel();
         if let Some(database) = server.postgres {
             drop_pg_database(database).await;
@@ -432,7 +436,7 @@ async fn bench(postgres: bool, background_work: bool, burst: bool) {
     // measurement taken after them, below).
     let [steady_p50, steady_p99, steady_p999, steady_max] =
         latency_at_rate(Arc::clone(&intake)).await;
-    if background_work {
+    if all_roles {
         drain(&server).await;
     }
     let mut baseline = Vec::new();
@@ -440,13 +444,13 @@ async fn bench(postgres: bool, background_work: bool, burst: bool) {
     let mut ratios = Vec::new();
     let mut drains = Vec::new();
     for _ in 0..REPETITIONS {
-        if background_work {
+        if all_roles {
             drain(&server).await;
         }
         let b = throughput(Arc::clone(&noop)).await;
         let d = throughput(Arc::clone(&intake)).await;
         // Processing of what that window stored, at the end of the window.
-        if background_work {
+        if all_roles {
             drains.push(drain(&server).await.as_secs_f64());
         }
         baseline.push(b);
@@ -454,7 +458,7 @@ async fn bench(postgres: bool, background_work: bool, burst: bool) {
         ratios.push(d / b);
     }
     let [p50, p99, p999, slowest] = latency_at_rate(Arc::clone(&intake)).await;
-    let backlog_after_latency_window = if background_work {
+    let backlog_after_latency_window = if all_roles {
         ms(drain(&server).await)
     } else {
         "n/a".into()
@@ -466,7 +470,7 @@ async fn bench(postgres: bool, background_work: bool, burst: bool) {
          at {RATE_PER_SEC}/s intake p50 {} p99 {} p99.9 {} max {} before the windows, \
          p50 {} p99 {} p99.9 {} max {} after them (processing caught up {} after), \
          no-op p50 {} p99 {}",
-        match (postgres, background_work) {
+        match (postgres, all_roles) {
             (false, true) => "SQLite, all in one",
             (false, false) => "SQLite, intake replica",
             (true, true) => "PostgreSQL, all in one",
@@ -522,19 +526,10 @@ async fn main() {
         ) {
             continue;
         }
-        for background_work in [true, false] {
-            let name = if background_work {
-                "all-in-one"
-            } else {
-                "replica"
-            };
+        for all_roles in [true, false] {
+            let name = if all_roles { "all-in-one" } else { "replica" };
             if wanted(name, &["all-in-one", "replica"]) {
-                bench(
-                    postgres,
-                    background_work,
-                    args.iter().any(|a| a == "login-burst"),
-                )
-                .await;
+                bench(postgres, all_roles, args.iter().any(|a| a == "login-burst")).await;
                 // The previous server's files are being deleted and its dirty pages written
                 // back; without a pause that showed as a stall in the next server's first
                 // latency window.

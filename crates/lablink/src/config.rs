@@ -3,6 +3,7 @@
 //! documented in `docs/configuration.md`; a bad value gives an error naming the setting.
 
 mod field_names;
+pub mod roles;
 mod values;
 
 use std::net::SocketAddr;
@@ -20,6 +21,8 @@ use lablink_service::settings::RunSettings;
 use secrecy::SecretString;
 use serde::Deserialize;
 use url::Url;
+
+pub use roles::Roles;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -104,8 +107,18 @@ struct Values {
     token_rotation_margin_days: u32,
     #[serde(default, deserialize_with = "values::boolean")]
     repository_deploy_keys: bool,
-    #[serde(default = "defaults::yes", deserialize_with = "values::boolean")]
-    background_work: bool,
+    #[serde(default = "defaults::roles", deserialize_with = "values::roles")]
+    roles: Roles,
+    #[serde(
+        default = "defaults::max_concurrent_runs",
+        deserialize_with = "values::positive"
+    )]
+    max_concurrent_runs: u64,
+    #[serde(
+        default = "defaults::shutdown_grace_seconds",
+        deserialize_with = "values::seconds"
+    )]
+    shutdown_grace_seconds: u64,
     #[serde(
         default = "defaults::isolation",
         deserialize_with = "values::isolation"
@@ -197,8 +210,14 @@ mod defaults {
     pub fn rotation_margin_days() -> u32 {
         30
     }
-    pub fn yes() -> bool {
-        true
+    pub fn roles() -> Roles {
+        Roles::ALL
+    }
+    pub fn max_concurrent_runs() -> u64 {
+        2
+    }
+    pub fn shutdown_grace_seconds() -> u64 {
+        60
     }
     pub fn isolation() -> Isolation {
         Isolation::Bubblewrap
@@ -263,9 +282,13 @@ pub struct Settings {
     pub token_rotation_margin_days: u32,
     /// Also create an ed25519 SSH deploy key with write access when connecting.
     pub repository_deploy_keys: bool,
-    /// Run the background loops (webhook processing, CI runs, commit statuses, token rotation)
-    /// on this replica; `false` for a replica that only serves pages, the API and webhook intake.
-    pub background_work: bool,
+    /// What this replica does: pages and API, webhook intake, the workers, the fleet's
+    /// periodic passes.
+    pub roles: Roles,
+    /// How many runs a worker executes at once.
+    pub max_concurrent_runs: usize,
+    /// How long a stopping worker lets its runs go on before it hands them back to the queue.
+    pub shutdown_grace: Duration,
     /// How dbt processes are isolated and limited, and where DuckDB warehouses live.
     pub runs: RunSettings,
     /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` headers tell the client's address.
@@ -374,7 +397,9 @@ impl Settings {
             project_token_days: v.project_token_days,
             token_rotation_margin_days: v.token_rotation_margin_days,
             repository_deploy_keys: v.repository_deploy_keys,
-            background_work: v.background_work,
+            roles: v.roles,
+            max_concurrent_runs: usize::try_from(v.max_concurrent_runs).unwrap_or(usize::MAX),
+            shutdown_grace: Duration::from_secs(v.shutdown_grace_seconds),
             runs: RunSettings {
                 isolation: v.run_isolation,
                 limits: Limits {
@@ -427,7 +452,7 @@ mod tests {
         let names = setting_names();
         assert_eq!(names.first(), Some(&"database_url"));
         assert_eq!(names.last(), Some(&"trusted_proxies"));
-        assert_eq!(names.len(), 32);
+        assert_eq!(names.len(), 34);
     }
 
     #[test]
@@ -439,13 +464,17 @@ mod tests {
         assert_eq!(s.log_format, LogFormat::Pretty);
         assert!(s.operator_gitlab.is_none());
         assert!(!s.allow_http_loopback_gitlab);
-        assert!(s.background_work);
+        assert_eq!(s.roles, Roles::ALL);
+        assert_eq!(s.max_concurrent_runs, 2);
+        assert_eq!(s.shutdown_grace, Duration::from_secs(60));
         assert_eq!(s.retention, Retention::default());
-        assert!(
-            !from_pairs(&[("background_work", "false")])
-                .unwrap()
-                .background_work
-        );
+        let worker = from_pairs(&[("roles", "worker"), ("shutdown_grace_seconds", "0")]).unwrap();
+        assert_eq!(worker.roles.to_string(), "worker");
+        assert_eq!(worker.shutdown_grace, Duration::ZERO);
+        let toml = figment::Figment::from(figment::providers::Toml::string(
+            "roles = [\"web\", \"intake\"]",
+        ));
+        assert_eq!(extract(toml).unwrap().roles.to_string(), "web, intake");
     }
 
     #[test]
@@ -470,7 +499,14 @@ mod tests {
             err(&[("allow_private_network_gitlab", "2")])
                 .contains("`allow_private_network_gitlab`")
         );
-        assert!(err(&[("background_work", "sometimes")]).contains("`background_work`"));
+        assert!(err(&[("roles", "web, cron")]).contains(
+            "setting `roles` (LABLINK_ROLES): `cron` is not a role; the roles are web, \
+                 intake, worker, scheduler"
+        ));
+        assert!(err(&[("roles", "")]).contains("give at least one role"));
+        assert!(err(&[("max_concurrent_runs", "0")]).contains("`max_concurrent_runs`"));
+        assert!(err(&[("shutdown_grace_seconds", "-1")]).contains("`shutdown_grace_seconds`"));
+        assert!(err(&[("background_work", "false")]).contains("unknown setting"));
         assert!(err(&[("session_idle_minutes", "0")]).contains("`session_idle_minutes`"));
         assert!(err(&[("session_absolute_hours", "x")]).contains("`session_absolute_hours`"));
         assert!(

@@ -1,12 +1,18 @@
-//! Wiring: open the database, apply migrations, load the master key, bind the listeners, serve
-//! until told to stop, then shut down gracefully (stop accepting, finish in-flight requests,
-//! stop workers).
+//! Wiring: open the database, apply migrations, load the master key, bind the listeners, start
+//! what the replica's roles ask for, serve until told to stop, then shut down gracefully (stop
+//! accepting, finish in-flight requests; workers stop claiming and finish their runs within the
+//! grace period, then hand back what is left).
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use lablink_exec::sandbox::Isolation;
+use lablink_service::ci::executor::CiRuntime;
+use lablink_service::ci::worker::CiWorkerConfig;
+use lablink_service::scheduler::SchedulerConfig;
 use lablink_service::settings::RepositorySettings;
 use lablink_service::setup::SetupLink;
 use lablink_service::{ServiceSettings, Services};
@@ -16,12 +22,19 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use crate::config::Settings;
+use crate::config::{Roles, Settings};
 use crate::telemetry;
+
+/// How long a stopping worker waits, after its grace period, for its runs to be handed back.
+const HAND_BACK_WAIT: Duration = Duration::from_secs(10);
+/// How often a web replica reclaims its idle workspace checkouts.
+const RECLAIM_CHECKOUTS_EVERY: Duration = Duration::from_secs(3600);
 
 /// A lablink server with its listeners bound, ready to run.
 pub struct Application {
-    listener: TcpListener,
+    /// `None` on a replica with neither the `web` nor the `intake` role: it serves no HTTP but
+    /// its metrics.
+    listener: Option<TcpListener>,
     metrics_listener: TcpListener,
     services: Services,
     /// The same database the services use, for the loops this binary runs and the final close.
@@ -29,8 +42,11 @@ pub struct Application {
     setup_link: SetupLink,
     trusted_proxies: lablink_web::TrustedProxies,
     retention: lablink_service::retention::Retention,
-    /// `None` on a replica without background work (setting `background_work = false`).
-    ci: Option<lablink_service::ci::worker::CiWorkerConfig>,
+    roles: Roles,
+    worker: CiWorkerConfig,
+    shutdown_grace: Duration,
+    /// This replica's runs, worktrees and schema drops (`worker` and `scheduler` roles).
+    runtime: Arc<CiRuntime>,
 }
 
 /// Opens the database named by the settings, creating the SQLite file's directory if needed.
@@ -79,9 +95,14 @@ impl Application {
         db.migrate()
             .await
             .context("cannot apply database migrations")?;
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .with_context(|| format!("cannot listen on {} (setting `listen`)", settings.listen))?;
+        let roles = settings.roles;
+        let listener = if roles.web || roles.intake {
+            Some(TcpListener::bind(settings.listen).await.with_context(|| {
+                format!("cannot listen on {} (setting `listen`)", settings.listen)
+            })?)
+        } else {
+            None
+        };
         let metrics_listener = TcpListener::bind(settings.metrics_listen)
             .await
             .with_context(|| {
@@ -90,9 +111,10 @@ impl Application {
                     settings.metrics_listen
                 )
             })?;
-        let public_url = match &settings.public_url {
-            Some(u) => u.clone(),
-            None => Url::parse(&format!("http://{}", listener.local_addr()?))?,
+        let public_url = match (&settings.public_url, &listener) {
+            (Some(u), _) => u.clone(),
+            (None, Some(listener)) => Url::parse(&format!("http://{}", listener.local_addr()?))?,
+            (None, None) => Url::parse(&format!("http://{}", settings.listen))?,
         };
         let services = services(&settings, db.clone(), keys, public_url);
         let setup_link = services.setup_link_if_empty().await?;
@@ -109,14 +131,25 @@ impl Application {
             setup_link,
             trusted_proxies: lablink_web::TrustedProxies::new(settings.trusted_proxies.clone()),
             retention: settings.retention,
-            ci: settings.background_work.then(|| {
-                lablink_service::ci::worker::CiWorkerConfig::new(settings.data_dir.join("ci"))
-            }),
+            roles,
+            worker: CiWorkerConfig {
+                max_concurrent_runs: settings.max_concurrent_runs,
+                ..CiWorkerConfig::default()
+            },
+            shutdown_grace: settings.shutdown_grace,
+            runtime: Arc::new(CiRuntime::new(
+                settings.data_dir.join("ci"),
+                format!("ci-{}", uuid::Uuid::new_v4()),
+            )),
         })
     }
 
+    /// The port of pages, API and intake (0 on a replica that serves none of them).
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map_or(0, |a| a.port())
+        self.listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map_or(0, |a| a.port())
     }
 
     pub fn metrics_port(&self) -> u16 {
@@ -140,18 +173,35 @@ impl Application {
         }
     }
 
-    /// Serves until `stop` is cancelled, then drains in-flight requests and returns.
+    /// Serves until `stop` is cancelled, then drains in-flight requests, lets the worker's runs
+    /// end within the grace period (handing back the rest) and returns.
     pub async fn run_until_stopped(self, stop: CancellationToken) -> anyhow::Result<()> {
-        let app = lablink_web::router(lablink_web::AppState::new(
-            self.services.clone(),
-            self.trusted_proxies,
-        ))
-        .into_make_service_with_connect_info::<SocketAddr>();
-        let main =
-            axum::serve(self.listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
+        let roles = self.roles;
+        let main = async {
+            let Some(listener) = self.listener else {
+                stop.cancelled().await;
+                return Ok(());
+            };
+            let faces = lablink_web::Faces {
+                web: roles.web,
+                intake: roles.intake,
+            };
+            let state = lablink_web::AppState::new(self.services.clone(), self.trusted_proxies);
+            let app = lablink_web::router(state, faces)
+                .into_make_service_with_connect_info::<SocketAddr>();
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop.clone().cancelled_owned())
+                .await
+        };
         let metrics = axum::serve(self.metrics_listener, telemetry::metrics_app())
             .with_graceful_shutdown(stop.clone().cancelled_owned());
-        tracing::info!(public_url = %self.services.settings.public_url, "lablink is serving");
+        tracing::info!(
+            public_url = %self.services.settings.public_url,
+            roles = %roles,
+            // The name this replica's leases carry (`locked_by` in the database).
+            worker = %self.runtime.worker_id,
+            "lablink is serving"
+        );
         // Every replica writes (intake alone does), so every replica keeps the log short.
         let mut background = vec![
             tokio::spawn(checkpoint_loop(self.db.clone(), stop.clone())),
@@ -160,40 +210,93 @@ impl Application {
                 stop.clone(),
             )),
         ];
-        if let Some(ci) = self.ci {
+        if roles.web {
+            background.push(tokio::spawn(
+                lablink_service::retention::checkout_reclaim_loop(
+                    self.services.clone(),
+                    self.retention.workspace_checkouts,
+                    RECLAIM_CHECKOUTS_EVERY,
+                    stop.clone(),
+                ),
+            ));
+        }
+        if roles.worker || roles.scheduler {
             check_run_isolation(self.services.settings.runs.isolation).await;
-            background.extend(lablink_service::ci::worker::spawn_ci_workers(
+        }
+        if roles.scheduler {
+            background.extend(lablink_service::scheduler::spawn_scheduler(
                 self.services.clone(),
-                ci,
+                Arc::clone(&self.runtime),
+                SchedulerConfig::new(self.runtime.worker_id.clone(), self.retention),
                 stop.clone(),
             ));
-            background.push(tokio::spawn(lablink_service::rotation::rotation_scheduler(
-                self.services.clone(),
-                self.services
-                    .settings
-                    .repositories
-                    .token_rotation_margin_days
-                    .into(),
-                std::time::Duration::from_secs(60 * 60),
-                stop.clone(),
-            )));
-            background.push(tokio::spawn(lablink_service::retention::retention_loop(
-                self.services.clone(),
-                self.retention,
-                std::time::Duration::from_secs(60 * 60),
-                stop.clone(),
-            )));
-        } else {
-            tracing::info!("background work is off on this replica (setting `background_work`)");
         }
-        let (main, metrics) = tokio::join!(main, metrics);
-        // A run cut short here is resumed by another replica (or this one) when its lease expires.
+        let workers = if roles.worker {
+            lablink_service::ci::worker::spawn_ci_workers(
+                self.services.clone(),
+                Arc::clone(&self.runtime),
+                self.worker.clone(),
+                stop.clone(),
+            )
+        } else {
+            Vec::new()
+        };
+        let drained = async {
+            stop.cancelled().await;
+            finish_or_hand_back(workers, &self.runtime, self.shutdown_grace).await;
+        };
+        let (main, metrics, ()) = tokio::join!(main, metrics, drained);
+        // A pass cut short here is taken over by another scheduler when its lease runs out.
         background.iter().for_each(tokio::task::JoinHandle::abort);
         main.context("the HTTP server failed")?;
         metrics.context("the metrics server failed")?;
         self.db.close().await;
         tracing::info!("lablink stopped");
         Ok(())
+    }
+}
+
+/// Waits for the worker loops, which take no new work once stopping, for `grace`; then hands
+/// back the runs still under way (stopped, queued again for another worker) and waits a little
+/// for that. What is still busy after that is dropped: its leases run out and another worker
+/// takes it up.
+async fn finish_or_hand_back(
+    mut workers: Vec<tokio::task::JoinHandle<()>>,
+    runtime: &CiRuntime,
+    grace: Duration,
+) {
+    if workers.is_empty() {
+        return;
+    }
+    tracing::info!(
+        grace_seconds = grace.as_secs(),
+        "stopping: workers finish what they run"
+    );
+    if tokio::time::timeout(grace, wait_all(&mut workers))
+        .await
+        .is_err()
+    {
+        tracing::info!("stopping: the grace period is over, handing back the runs under way");
+        runtime.hand_back.cancel();
+        // A handle already awaited to its end must not be awaited again.
+        workers.retain(|w| !w.is_finished());
+        if tokio::time::timeout(HAND_BACK_WAIT, wait_all(&mut workers))
+            .await
+            .is_err()
+        {
+            tracing::warn!("stopping: some work was not handed back; its leases will run out");
+        }
+    }
+    workers.iter().for_each(tokio::task::JoinHandle::abort);
+}
+
+async fn wait_all(workers: &mut [tokio::task::JoinHandle<()>]) {
+    for worker in workers {
+        if let Err(e) = worker.await
+            && e.is_panic()
+        {
+            tracing::error!(error = %e, "a worker loop panicked");
+        }
     }
 }
 

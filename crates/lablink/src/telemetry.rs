@@ -4,7 +4,7 @@ use std::sync::OnceLock;
 
 use axum::Router;
 use axum::routing::get;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -23,12 +23,23 @@ pub fn init_logs(format: LogFormat) {
     };
 }
 
+/// Buckets of `lablink_run_duration_seconds`: dbt runs take seconds to an hour.
+const RUN_SECONDS: &[f64] = &[
+    1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
+
 /// The process-wide Prometheus recorder, installed on first use.
 pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
             PrometheusBuilder::new()
+                // A histogram (not a summary): quantiles across replicas need buckets.
+                .set_buckets_for_metric(
+                    Matcher::Full("lablink_run_duration_seconds".into()),
+                    RUN_SECONDS,
+                )
+                .expect("the buckets are not empty")
                 .install_recorder()
                 .expect("the Prometheus recorder is installed once per process")
         })

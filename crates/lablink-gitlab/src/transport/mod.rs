@@ -2,6 +2,7 @@
 //! timeouts, and mapping transport failures to [`GitLabError`].
 
 mod base_url;
+mod call_metrics;
 pub use base_url::parse as parse_base_url;
 mod policy;
 pub(crate) mod response;
@@ -185,9 +186,21 @@ impl Instance {
         &self.client
     }
 
-    /// Sends a request, turning transport failures into plain-words errors.
+    /// Sends a request, turning transport failures into plain-words errors; counts it
+    /// ([`call_metrics`]).
     pub(crate) async fn send(&self, request: RequestBuilder) -> Result<Response, GitLabError> {
-        request.send().await.map_err(|e| self.transport_error(&e))
+        let (client, request) = request.build_split();
+        let request = request.map_err(|e| self.transport_error(&e))?;
+        let endpoint = call_metrics::endpoint(&self.base_url, request.url());
+        let method = request.method().clone();
+        let host = self.base_url.host_str().unwrap_or_default();
+        let sent = client.execute(request).await;
+        let status = sent.as_ref().ok().map(|r| r.status().as_u16());
+        call_metrics::record(endpoint, method.as_str(), status, host);
+        if let Ok(response) = &sent {
+            call_metrics::record_rate_limit(response.headers(), host);
+        }
+        sent.map_err(|e| self.transport_error(&e))
     }
 
     fn transport_error(&self, err: &reqwest::Error) -> GitLabError {

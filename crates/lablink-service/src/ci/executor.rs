@@ -51,6 +51,9 @@ pub struct CiRuntime {
     /// Set once a sandbox started on this host; until then every run checks (and a run that
     /// cannot have one fails with the reason).
     sandbox_works: tokio::sync::OnceCell<()>,
+    /// Cancelled when this replica stops and its grace period ran out: runs under way are
+    /// stopped and given back to the queue for another worker.
+    pub hand_back: CancellationToken,
 }
 
 impl CiRuntime {
@@ -64,6 +67,7 @@ impl CiRuntime {
             cache_locks: Mutex::default(),
             warehouse_locks: Mutex::default(),
             sandbox_works: tokio::sync::OnceCell::new(),
+            hand_back: CancellationToken::new(),
         }
     }
 
@@ -249,6 +253,7 @@ impl Services {
     }
 
     async fn execute(&self, rt: &CiRuntime, run: Run) -> Result<(), ServiceError> {
+        let started = Instant::now();
         let cancel = CancellationToken::new();
         let lost = CancellationToken::new();
         let heartbeat = tokio::spawn(heartbeat(
@@ -259,6 +264,14 @@ impl Services {
             cancel.clone(),
             lost.clone(),
         ));
+        // Handing back stops the run like a cancellation; what is recorded differs (below).
+        let stop_for_hand_back = {
+            let (hand_back, cancel) = (rt.hand_back.clone(), cancel.clone());
+            tokio::spawn(async move {
+                hand_back.cancelled().await;
+                cancel.cancel();
+            })
+        };
         let (sink, lines) = mpsc::channel::<LogLine>(1024);
         let first_seq = self.db.next_log_seq(&run.id).await?;
         let writer = tokio::spawn(write_logs(self.clone(), run.id.clone(), first_seq, lines));
@@ -289,9 +302,22 @@ impl Services {
             tracing::warn!(run = %run.id, error = %e, "the run's log writer stopped");
         }
         heartbeat.abort();
+        stop_for_hand_back.abort();
 
         if lost.is_cancelled() {
             tracing::warn!(run = %run.id, "lost the run's lease; another worker owns it now");
+            return Ok(());
+        }
+        if rt.hand_back.is_cancelled() && cancel.is_cancelled() {
+            tracing::info!(run = %run.id, "stopping: the run goes back to the queue");
+            self.apply_run_event(
+                &run.id,
+                state,
+                Holder::Worker(&rt.worker_id),
+                &RunEvent::HandedBack,
+            )
+            .await?;
+            record_run_end("handed_back", started.elapsed());
             return Ok(());
         }
         // Whatever step a cancellation interrupted (git, dbt) fails in its own way; the cause is
@@ -316,8 +342,11 @@ impl Services {
             }
             Err(setup) => RunEvent::Failed(FailureReason::Setup(setup.to_string())),
         };
+        let ended_as =
+            lablink_core::run::transition(state, &event).map_or("unknown", RunState::as_str);
         self.apply_run_event(&run.id, state, Holder::Worker(&rt.worker_id), &event)
             .await?;
+        record_run_end(ended_as, started.elapsed());
         Ok(())
     }
 
@@ -368,7 +397,9 @@ impl Services {
             return Ok(Outcome::Skipped(why));
         }
         let isolation = self.settings.runs.isolation;
-        rt.sandbox_ready(isolation).await?;
+        rt.sandbox_ready(isolation).await.inspect_err(|_| {
+            metrics::counter!("lablink_sandbox_failures_total").increment(1);
+        })?;
         if isolation == Isolation::None {
             say(log, NOT_ISOLATED).await;
         }
@@ -688,6 +719,14 @@ pub(crate) fn run_schema(job: &CiJob, mr_iid: Option<i64>) -> String {
         Some(iid) => ci_schema_name(job.id, iid),
         None => format!("lablink_merge_{}", job.id),
     }
+}
+
+/// Counts one execution of a run (an attempt, on this worker) by the state it ended in
+/// (`success`, `error`, `cancelled`, `skipped`, or `handed_back`), with how long it took.
+fn record_run_end(outcome: &'static str, took: Duration) {
+    metrics::counter!("lablink_runs_finished_total", "outcome" => outcome).increment(1);
+    metrics::histogram!("lablink_run_duration_seconds", "outcome" => outcome)
+        .record(took.as_secs_f64());
 }
 
 /// Renews the lease every third of it; cancels the run when a cancellation was asked for, and

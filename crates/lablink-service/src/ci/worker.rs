@@ -1,9 +1,8 @@
-//! The background loops of CI, started by `lablink serve`: the job queue (delivery processing
-//! and schema cleanup), run executors, the status outbox, lease reaping and reconciliation.
-//! Every loop polls the database, so any replica picks up any work; this replica's own new work
-//! also wakes the loop at once ([`super::wake`]).
+//! The worker's loops, started by `lablink serve` on replicas with the `worker` role: delivery
+//! processing, the task queue, run executors, the status outbox, lease reaping and this
+//! replica's worktree housekeeping. Every loop polls the database, so any replica picks up any
+//! work; this replica's own new work also wakes the loop at once ([`super::wake`]).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,52 +18,49 @@ use crate::{ServiceError, Services};
 /// A run whose worker vanished this many times is failed instead of queued again.
 pub const MAX_RUN_ATTEMPTS: i64 = 3;
 
-/// How this replica runs CI.
+/// How this replica works: how fast it looks for work and how much it takes on.
 #[derive(Debug, Clone)]
 pub struct CiWorkerConfig {
-    /// Bare caches, worktrees and run directories (e.g. `<data_dir>/ci`).
-    pub work_dir: PathBuf,
-    /// Unique per replica; used in leases.
-    pub worker_id: String,
     /// How long an idle loop waits before looking again.
     pub poll: Duration,
-    /// How many runs execute at once on this replica.
-    pub run_slots: usize,
-    /// How often reconciliation runs.
-    pub reconcile_every: Duration,
+    /// How many runs execute at once on this replica (setting `max_concurrent_runs`): one loop
+    /// per run, each claiming its next run only when its last one ended.
+    pub max_concurrent_runs: usize,
+    /// How often this replica removes its worktrees of deleted CI jobs and its spares of
+    /// disconnected repositories.
+    pub tidy_every: Duration,
 }
 
-impl CiWorkerConfig {
-    pub fn new(work_dir: PathBuf) -> CiWorkerConfig {
+impl Default for CiWorkerConfig {
+    fn default() -> CiWorkerConfig {
         CiWorkerConfig {
-            work_dir,
-            worker_id: format!("ci-{}", uuid::Uuid::new_v4()),
             poll: Duration::from_millis(50),
-            run_slots: 2,
-            reconcile_every: Duration::from_secs(120),
+            max_concurrent_runs: 2,
+            tidy_every: Duration::from_secs(120),
         }
     }
 }
 
-/// Starts every CI loop; they stop when `shutdown` is cancelled.
+/// Starts the worker loops on `rt` (this replica's runtime). When `stop_claiming` is cancelled
+/// they take no new work; a run under way goes on until it ends or `rt.hand_back` is cancelled,
+/// so the caller decides how long to wait for them.
 pub fn spawn_ci_workers(
     services: Services,
+    rt: Arc<CiRuntime>,
     config: CiWorkerConfig,
-    shutdown: CancellationToken,
+    stop_claiming: CancellationToken,
 ) -> Vec<JoinHandle<()>> {
-    let rt = Arc::new(CiRuntime::new(
-        config.work_dir.clone(),
-        config.worker_id.clone(),
-    ));
     let poll = config.poll;
     let wake = Arc::clone(&services.wake);
+    let worker_id = rt.worker_id.clone();
+    let shutdown = stop_claiming;
     let mut handles = vec![
         spawn_loop(
             "webhook deliveries",
             poll,
             Some(Arc::clone(&wake.deliveries)),
             shutdown.clone(),
-            each_time(&services, &config.worker_id, |s, worker| async move {
+            each_time(&services, &worker_id, |s, worker| async move {
                 s.process_next_deliveries(&worker).await
             }),
         ),
@@ -82,7 +78,7 @@ pub fn spawn_ci_workers(
             poll,
             Some(Arc::clone(&wake.statuses)),
             shutdown.clone(),
-            each_time(&services, &config.worker_id, |s, worker| async move {
+            each_time(&services, &worker_id, |s, worker| async move {
                 s.deliver_next_status(&worker).await
             }),
         ),
@@ -99,7 +95,7 @@ pub fn spawn_ci_workers(
             }),
         ),
     ];
-    for _ in 0..config.run_slots.max(1) {
+    for _ in 0..config.max_concurrent_runs.max(1) {
         handles.push(spawn_loop(
             "ci runs",
             poll * 4,
@@ -116,10 +112,10 @@ pub fn spawn_ci_workers(
             }),
         ));
     }
-    handles.push(tokio::spawn(reconcile_loop(
+    handles.push(tokio::spawn(tidy_loop(
         services,
         rt,
-        config.reconcile_every,
+        config.tidy_every,
         shutdown,
     )));
     handles
@@ -173,17 +169,15 @@ where
     })
 }
 
-/// Reconciliation, and the housekeeping that runs as rarely: worktrees of deleted CI jobs and
-/// spares of disconnected repositories.
-async fn reconcile_loop(
+/// This replica's own housekeeping: worktrees of deleted CI jobs and spares of disconnected
+/// repositories (reconciliation and schema sweeps are the fleet's, see [`crate::scheduler`]).
+async fn tidy_loop(
     services: Services,
     rt: Arc<CiRuntime>,
     every: Duration,
     shutdown: CancellationToken,
 ) {
-    let mut since = None;
     loop {
-        let started = chrono::Utc::now();
         let kept = tokio::try_join!(
             services.db.ci_job_ids(),
             services.db.connected_repository_ids()
@@ -206,23 +200,6 @@ async fn reconcile_loop(
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot list CI jobs and repositories"),
-        }
-        match services.reconcile(since).await {
-            Ok(report) => {
-                for error in &report.errors {
-                    tracing::warn!(error = %error, "reconciliation");
-                }
-                // Overlap one period so a merge request updated during the pass is seen again.
-                since = Some(started - chrono::Duration::from_std(every).unwrap_or_default());
-            }
-            Err(e) => tracing::warn!(error = %e, "reconciliation failed"),
-        }
-        // Right after a start too, and after reconciliation found merge requests closed
-        // meanwhile: what leaked while lablink was down goes now.
-        match services.sweep_schemas(&rt).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(schemas = n, "swept merge request schemas that were due"),
-            Err(e) => tracing::warn!(error = %e, "some schemas due could not be dropped"),
         }
         tokio::select! {
             () = shutdown.cancelled() => break,

@@ -4,5 +4,6 @@ mod accounts;
 mod ci;
 mod gitlab;
 mod keys;
+mod periodic;
 mod queue;
 mod support;

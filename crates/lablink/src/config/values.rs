@@ -15,6 +15,7 @@ use lablink_core::ip_range::{IpNet, parse_ip_range};
 use lablink_exec::sandbox::Isolation;
 
 use super::LogFormat;
+use super::roles::Roles;
 
 /// Any scalar, as text.
 fn scalar<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -85,6 +86,11 @@ fn texts<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     })
 }
 
+/// The roles of a replica, as a list (see [`texts`]).
+pub fn roles<'de, D: Deserializer<'de>>(d: D) -> Result<Roles, D::Error> {
+    Roles::from_names(&texts(d)?).map_err(D::Error::custom)
+}
+
 /// Address ranges, as a list (see [`texts`]).
 pub fn ip_ranges<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
     texts(d)?
@@ -139,6 +145,16 @@ fn whole_number<'de, D: Deserializer<'de>>(d: D, max: u64, why: &str) -> Result<
         return Err(D::Error::custom(why));
     }
     Ok(n)
+}
+
+/// A whole number of seconds, 0 included.
+pub fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let v = scalar(d)?;
+    v.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n <= u64::MAX / 1000)
+        .ok_or_else(|| D::Error::custom(format!("`{v}` is not a whole number of seconds")))
 }
 
 pub fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {

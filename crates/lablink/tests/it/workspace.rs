@@ -232,7 +232,7 @@ async fn a_developer_edits_commits_and_pushes_as_themselves(backend: Backend) {
         assert_eq!(res.status, 422, "{bad}: {}", res.body);
     }
 
-    // Nothing saved is lost with the checkout: the retention pass reclaims idle checkouts (here
+    // Nothing saved is lost with the checkout: the replica reclaims idle checkouts (here
     // every one), as a restart on a new machine or another replica would have none.
     let workspace_dir = c
         .app
@@ -242,10 +242,7 @@ async fn a_developer_edits_commits_and_pushes_as_themselves(backend: Backend) {
     assert!(workspace_dir.is_dir());
     c.app
         .services
-        .prune_old_records(lablink_service::retention::Retention {
-            workspace_checkouts: std::time::Duration::ZERO,
-            ..Default::default()
-        })
+        .reclaim_workspace_checkouts(std::time::Duration::ZERO)
         .await
         .unwrap();
     assert!(!workspace_dir.exists());

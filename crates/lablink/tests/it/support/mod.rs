@@ -6,11 +6,13 @@ mod browser;
 pub mod connected;
 mod database;
 pub mod gitlab;
+mod serve_process;
 pub mod webdriver;
 pub mod webhooks;
 
 pub use browser::{Browser, Page};
 pub use database::{Backend, TestDatabase};
+pub use serve_process::{ServeProcess, sample};
 
 use lablink::startup::Application;
 use lablink_core::{Plan, Role};
@@ -275,6 +277,60 @@ impl TestApp {
         self.services = app.services().clone();
         self.stop = CancellationToken::new();
         self.server = Some(tokio::spawn(app.run_until_stopped(self.stop.clone())));
+    }
+}
+
+/// Another replica of a [`TestApp`]'s lablink: the same database and master key, its own data
+/// directory and ports, in this process.
+pub struct Replica {
+    pub base: String,
+    stop: CancellationToken,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    /// Starts a replica with this server's settings and `extra` on top (e.g. its `roles`).
+    pub async fn replica(&self, extra: &[(&str, &str)]) -> Replica {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().display().to_string();
+        let mut pairs: Vec<(&str, &str)> = self
+            .settings
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        pairs.extend([
+            ("listen", "127.0.0.1:0"),
+            ("metrics_listen", "127.0.0.1:0"),
+            ("data_dir", data_dir.as_str()),
+        ]);
+        pairs.extend_from_slice(extra);
+        // Later pairs win.
+        let settings = lablink::config::from_pairs(&pairs).unwrap();
+        let app = Application::build(settings).await.unwrap();
+        let stop = CancellationToken::new();
+        Replica {
+            base: format!("http://127.0.0.1:{}", app.port()),
+            stop: stop.clone(),
+            server: Some(tokio::spawn(app.run_until_stopped(stop))),
+            _dir: dir,
+        }
+    }
+}
+
+impl Replica {
+    /// Stops the replica as SIGTERM does, and waits until it stopped.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.stop.cancel();
     }
 }
 
