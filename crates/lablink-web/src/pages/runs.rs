@@ -6,7 +6,7 @@ use askama::Template;
 use axum::Form;
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::response::{IntoResponse, Redirect};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use lablink_service::ci::runs::{RunDetail, RunSummary};
 use serde::Deserialize;
@@ -23,10 +23,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/projects/{id}/runs", get(list))
         .route("/runs/{id}", get(show))
-        .route("/runs/{id}/approve", post(approve))
-        .route("/runs/{id}/cancel", post(cancel))
-        .route("/runs/{id}/rerun", post(rerun))
-        .route("/runs/{id}/drop-schemas", post(drop_schemas))
+        .route("/runs/{id}/{action}", post(act))
 }
 
 /// A form that carries nothing but its CSRF token.
@@ -35,85 +32,45 @@ struct CsrfOnly {
     csrf_token: String,
 }
 
-/// A Maintainer approves a fork's commit (the use case checks their GitLab role).
-async fn approve(
+/// One of the run page's actions; the use cases check who may: `approve` (a Maintainer in
+/// GitLab approves a fork's commit), `cancel`, `rerun` (a fork's commit waits for an approval
+/// again), `drop-schemas` (queued; the page shows the ledger's state).
+async fn act(
     State(state): State<AppState>,
     user: CurrentUser,
     ip: ClientIp,
-    Path(id): Path<String>,
+    Path((id, action)): Path<(String, String)>,
     Form(form): Form<CsrfOnly>,
-) -> Result<impl IntoResponse, HtmlError> {
+) -> Result<Response, HtmlError> {
     user.check_csrf(&form.csrf_token)?;
-    state
-        .services
-        .approve_fork_run(&user.principal, &id, ip.0.as_deref())
-        .await?;
+    let (services, caller, ip) = (&state.services, &user.principal, ip.0.as_deref());
+    let said = match action.as_str() {
+        "approve" => {
+            services.approve_fork_run(caller, &id, ip).await?;
+            "Approved: the run is queued with the job's warehouse and variables."
+        }
+        "cancel" => {
+            services.cancel_run_by_user(caller, &id, ip).await?;
+            "Cancelling the run: a queued run stops at once, a running one within a few seconds."
+        }
+        "rerun" => {
+            if services.rerun_run(caller, &id, ip).await?.awaits_approval() {
+                "Running it again: from a fork, so it waits for a Maintainer's approval first."
+            } else {
+                "Running it again: queued; GitLab shows the commit's status as pending."
+            }
+        }
+        "drop-schemas" => {
+            services.drop_run_schemas(caller, &id, ip).await?;
+            return Ok(Redirect::to(&format!("/runs/{id}?dropping=1#schemas")).into_response());
+        }
+        _ => return Err(HtmlError::not_found()),
+    };
     Ok(flash::redirect(
         &format!("/runs/{id}"),
-        "Approved: the run is queued with the job's warehouse and variables.",
-        state.services.settings.secure_cookies(),
+        said,
+        services.settings.secure_cookies(),
     ))
-}
-
-/// Stops an active run (the use case checks the role; GitLab's status becomes `canceled`).
-async fn cancel(
-    State(state): State<AppState>,
-    user: CurrentUser,
-    ip: ClientIp,
-    Path(id): Path<String>,
-    Form(form): Form<CsrfOnly>,
-) -> Result<impl IntoResponse, HtmlError> {
-    user.check_csrf(&form.csrf_token)?;
-    state
-        .services
-        .cancel_run_by_user(&user.principal, &id, ip.0.as_deref())
-        .await?;
-    Ok(flash::redirect(
-        &format!("/runs/{id}"),
-        "Cancelling the run: a queued run stops at once, a running one within a few seconds.",
-        state.services.settings.secure_cookies(),
-    ))
-}
-
-/// Runs an ended run again (the use case checks the role; a fork's commit waits for an
-/// approval again).
-async fn rerun(
-    State(state): State<AppState>,
-    user: CurrentUser,
-    ip: ClientIp,
-    Path(id): Path<String>,
-    Form(form): Form<CsrfOnly>,
-) -> Result<impl IntoResponse, HtmlError> {
-    user.check_csrf(&form.csrf_token)?;
-    let run = state
-        .services
-        .rerun_run(&user.principal, &id, ip.0.as_deref())
-        .await?;
-    Ok(flash::redirect(
-        &format!("/runs/{id}"),
-        if run.awaits_approval() {
-            "Running it again: from a fork, so it waits for a Maintainer's approval first."
-        } else {
-            "Running it again: queued; GitLab shows the commit's status as pending."
-        },
-        state.services.settings.secure_cookies(),
-    ))
-}
-
-/// Drops the merge request's schemas now (queued; the page shows the ledger's state).
-async fn drop_schemas(
-    State(state): State<AppState>,
-    user: CurrentUser,
-    ip: ClientIp,
-    Path(id): Path<String>,
-    Form(form): Form<CsrfOnly>,
-) -> Result<impl IntoResponse, HtmlError> {
-    user.check_csrf(&form.csrf_token)?;
-    state
-        .services
-        .drop_run_schemas(&user.principal, &id, ip.0.as_deref())
-        .await?;
-    Ok(Redirect::to(&format!("/runs/{id}?dropping=1#schemas")))
 }
 
 /// A run with its times formatted for the page.
