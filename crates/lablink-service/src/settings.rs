@@ -112,4 +112,12 @@ impl RunSettings {
             .join(format!("project-{project_id}"))
             .join("warehouse.duckdb")
     }
+
+    /// The DuckDB file a user's workspace commands of a project build into: a directory of its
+    /// own, so a command's sandbox never reaches the project's CI warehouse.
+    pub fn dev_duckdb_file(&self, project_id: &str, user_id: &str) -> PathBuf {
+        self.warehouse_root
+            .join(format!("project-{project_id}-dev-{user_id}"))
+            .join("warehouse.duckdb")
+    }
 }

@@ -35,6 +35,7 @@ mod sqlite_busy;
 pub mod status_outbox;
 pub mod users;
 pub mod webhook_refusals;
+pub mod workspace_commands;
 pub mod workspaces;
 
 pub use db::Db;

@@ -94,11 +94,14 @@ pub fn all() -> Vec<SealedColumn> {
     columns
 }
 
-/// Binary columns that hold no secret: compressed webhook bodies, and files saved in a workspace
-/// (repository content, kept in plain text in the git caches too).
+/// Binary columns that hold no secret: compressed webhook bodies, files saved in a workspace
+/// (repository content, kept in plain text in the git caches too), and what a workspace's dbt
+/// command wrote to its target path (compiled SQL and dbt's artifacts, as CI runs keep them;
+/// dbt writes no profile secret and no `DBT_ENV_SECRET_` value there).
 pub const NOT_SECRET: &[(&str, &str)] = &[
     ("webhook_deliveries", "body"),
     ("workspace_changes", "content"),
+    ("workspace_command_files", "content"),
 ];
 
 /// What one column holds, by the key each value is sealed with.

@@ -8,6 +8,7 @@
 //! another replica, after another replica changed it — so nothing saved is lost with a machine.
 //! The checkout is a repository of its own that borrows the bare cache's objects (no copy).
 
+mod dbt;
 mod files;
 mod paths;
 mod sync;
@@ -20,6 +21,7 @@ use lablink_exec::{FileState, Git, GitConfig};
 use lablink_store::repositories::{Repository, RepositoryStatus};
 use lablink_store::workspaces::{NewWorkspace, Workspace};
 
+pub use dbt::{DevCommand, DevCommands};
 pub use files::FileContent;
 pub use sync::{Merged, Synced, new_merge_request_url};
 

@@ -15,6 +15,7 @@ mod repositories;
 mod tokens;
 mod users;
 mod workspace;
+mod workspace_dbt;
 
 use std::sync::Arc;
 
@@ -78,6 +79,13 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(workspace::fix_gitignore))
         .routes(routes!(workspace::merge_request))
         .routes(routes!(workspace::revert_commit))
+        .routes(routes!(
+            workspace_dbt::list_commands,
+            workspace_dbt::start_command
+        ))
+        .routes(routes!(workspace_dbt::get_command))
+        .routes(routes!(workspace_dbt::cancel_command))
+        .routes(routes!(workspace_dbt::target_file))
         .routes(routes!(users::list_users, users::create_user))
         .routes(routes!(users::change_role))
         .routes(routes!(tokens::list_tokens, tokens::create_token))
@@ -176,6 +184,9 @@ mod tests {
                 "GET /api/v1/projects/{id}/repository",
                 "GET /api/v1/projects/{id}/runs",
                 "GET /api/v1/projects/{id}/workspace",
+                "GET /api/v1/projects/{id}/workspace/dbt",
+                "GET /api/v1/projects/{id}/workspace/dbt/{command}",
+                "GET /api/v1/projects/{id}/workspace/dbt/{command}/target",
                 "GET /api/v1/projects/{id}/workspace/diff",
                 "GET /api/v1/projects/{id}/workspace/files",
                 "GET /api/v1/runs/{id}",
@@ -194,6 +205,8 @@ mod tests {
                 "POST /api/v1/projects/{id}/workspace/branches",
                 "POST /api/v1/projects/{id}/workspace/checkout",
                 "POST /api/v1/projects/{id}/workspace/commit",
+                "POST /api/v1/projects/{id}/workspace/dbt",
+                "POST /api/v1/projects/{id}/workspace/dbt/{command}/cancel",
                 "POST /api/v1/projects/{id}/workspace/files",
                 "POST /api/v1/projects/{id}/workspace/fix-gitignore",
                 "POST /api/v1/projects/{id}/workspace/merge-default-branch",

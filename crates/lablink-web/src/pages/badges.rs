@@ -41,6 +41,19 @@ pub fn run(state: RunState) -> Badge {
     }
 }
 
+/// A workspace dbt command's state (`DevCommand::state`).
+pub fn dev_command(state: &str) -> Badge {
+    match state {
+        "running" => badge("busy", "●", "Running"),
+        "succeeded" => badge("ok", "✓", "Succeeded"),
+        "cancelled" => badge("muted", "⊘", "Cancelled"),
+        "timed_out" => badge("bad", "⧗", "Timed out"),
+        "stopped" => badge("bad", "✗", "Stopped at a limit"),
+        "lost" => badge("warn", "!", "Lost"),
+        _ => badge("bad", "✗", "Failed"),
+    }
+}
+
 /// A connection's health after its last check.
 pub fn connection(errors: i64, warnings: i64) -> Badge {
     if errors > 0 {

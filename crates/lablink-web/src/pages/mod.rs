@@ -10,6 +10,7 @@ pub mod health;
 mod integration;
 mod ip_restrictions;
 mod linked_accounts;
+mod log_view;
 mod profile;
 mod projects;
 mod repositories;
@@ -17,6 +18,7 @@ mod runs;
 mod settings;
 mod setup;
 mod workspace;
+mod workspace_dbt;
 
 use axum::Router;
 
@@ -40,6 +42,7 @@ pub fn routes() -> Router<AppState> {
         .merge(ci_jobs::routes())
         .merge(doctor::routes())
         .merge(workspace::routes())
+        .merge(workspace_dbt::routes())
 }
 
 pub async fn not_found() -> HtmlError {

@@ -11,6 +11,7 @@ use axum::routing::{get, post};
 use lablink_service::ci::runs::{RunDetail, RunSummary};
 use serde::Deserialize;
 
+use super::log_view::{LogSection, log_sections};
 use super::{badges, when};
 use crate::layout::{ProjectNav, ProjectTab};
 use crate::render::filters;
@@ -161,51 +162,6 @@ struct RunPage {
     gitlab: Option<String>,
 }
 
-/// The log lines of one step (`$ command`, as lablink writes before running it), or of what came
-/// before the first.
-struct LogSection {
-    title: String,
-    /// The title is a command (not the setup before the first).
-    command: bool,
-    outcome: Option<String>,
-    /// Shown unfolded: a step that did not succeed.
-    open: bool,
-    lines: Vec<String>,
-}
-
-/// lablink's own log line that starts each command.
-const STEP_MARK: &str = "[lablink] $ ";
-
-fn log_sections(detail: &RunDetail) -> Vec<LogSection> {
-    let mut sections = vec![LogSection {
-        title: "Preparing the run".into(),
-        command: false,
-        outcome: None,
-        open: false,
-        lines: Vec::new(),
-    }];
-    for line in &detail.log_tail {
-        if let Some(command) = line.line.strip_prefix(STEP_MARK) {
-            let outcome = detail
-                .steps
-                .iter()
-                .find(|s| s.command == command)
-                .map(|s| s.outcome.clone().unwrap_or_else(|| "running".into()));
-            sections.push(LogSection {
-                title: command.to_owned(),
-                command: true,
-                open: outcome.as_deref().is_some_and(|o| o != "success"),
-                outcome,
-                lines: Vec::new(),
-            });
-        } else if let Some(last) = sections.last_mut() {
-            last.lines.push(line.line.clone());
-        }
-    }
-    sections.retain(|s| s.command || !s.lines.is_empty());
-    sections
-}
-
 /// The project's repository page in GitLab, when one is connected.
 async fn gitlab_page(
     state: &AppState,
@@ -246,7 +202,17 @@ async fn show(
         chrome: Chrome::for_user(&user),
         nav,
         gitlab: gitlab_page(&state, &user, &project_id).await?,
-        log: log_sections(&detail),
+        log: log_sections(
+            detail.log_tail.iter().map(|l| l.line.as_str()),
+            "Preparing the run",
+            |command, _| {
+                detail
+                    .steps
+                    .iter()
+                    .find(|s| s.command == command)
+                    .map(|s| s.outcome.clone().unwrap_or_else(|| "running".into()))
+            },
+        ),
         started: detail.run.started_at.map(when).unwrap_or_default(),
         finished: detail.run.finished_at.map(when).unwrap_or_default(),
         live: !detail.run.state.is_terminal(),

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use lablink_core::{Plan, Role};
+use reqwest::Method;
 use serde_json::json;
 
 use crate::ci::{GOOD_MODEL, MODEL_PATH, World, duckdb_job};
@@ -187,6 +188,8 @@ async fn every_page_passes_axe_and_fits_narrow_screens() {
     create_token(&w.browser, "laptop CLI").await;
     // Someone changed the webhook in GitLab: Check connection lists problems and fixes.
     break_webhook(&w).await;
+    // The developer ran dbt in their workspace: the command box shows its output and target/.
+    run_in_workspace(&w, "dbt build").await;
 
     // The signed-out pages: sign-in, an unknown page, and first-time setup (on a server of its
     // own, whose database is still empty).
@@ -232,6 +235,11 @@ async fn every_page_passes_axe_and_fits_narrow_screens() {
             "workspace",
             format!("/projects/{project}/workspace?file={MODEL_PATH}"),
             "Workspace",
+        ),
+        (
+            "workspace-dbt",
+            format!("/projects/{project}/workspace/dbt"),
+            "Run dbt in your workspace",
         ),
         ("run", format!("/runs/{run}"), "lablink/ci"),
         (
@@ -580,6 +588,35 @@ async fn create_token(browser: &Browser, name: &str) {
 /// docs/guide.md shows pages as this test sees them: every picture it names is a screenshot taken
 /// here, and present in docs/guide/. With `LABLINK_GUIDE_SCREENSHOTS=1` the pictures are renewed
 /// from this run.
+/// Runs `command` in the developer's workspace of the project and waits for it to end.
+async fn run_in_workspace(w: &World, command: &str) {
+    let base = format!("/api/v1/projects/{}/workspace/dbt", w.project);
+    let started = w
+        .browser
+        .api(
+            Method::POST,
+            &base,
+            Some(json!({"command": command})),
+            Some(&w.csrf),
+        )
+        .await;
+    assert_eq!(started.status, 202, "{}", started.body);
+    let id = started.json()["id"].as_str().unwrap().to_owned();
+    for _ in 0..600 {
+        let now = w
+            .browser
+            .api(Method::GET, &format!("{base}/{id}"), None, None)
+            .await
+            .json();
+        if now["state"] != "running" {
+            assert_eq!(now["state"], "succeeded", "{now}");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("`{command}` did not end in the workspace");
+}
+
 fn guide_pictures(shots: &Path) {
     let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs");
     let guide = std::fs::read_to_string(docs.join("guide.md")).expect("docs/guide.md");

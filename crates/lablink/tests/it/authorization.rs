@@ -330,6 +330,19 @@ async fn pages_and_endpoints_check_who_calls(app: TestApp) {
             Method::POST,
             workspace("/commit"),
             Some(json!({"message": "m"})),
+            no_workspace.clone(),
+        ),
+        (
+            Method::POST,
+            workspace("/refresh"),
+            None,
+            no_workspace.clone(),
+        ),
+        (Method::GET, workspace("/dbt"), None, no_workspace.clone()),
+        (
+            Method::POST,
+            workspace("/dbt"),
+            Some(json!({"command": "dbt build"})),
             no_workspace,
         ),
         // Local git: Acme (Enterprise) users have no linked GitLab account (404); Globex

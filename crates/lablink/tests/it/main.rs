@@ -31,4 +31,5 @@ mod token_refresh;
 mod web_security;
 mod what_changed;
 mod workspace;
+mod workspace_dbt;
 mod worktrees;

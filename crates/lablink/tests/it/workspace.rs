@@ -97,7 +97,7 @@ async fn the_workspace_page_edits_and_commits_in_a_real_browser() {
 const DEVELOPER: u8 = 30;
 const REPORTER: u8 = 20;
 
-fn dbt_project() -> tempfile::TempDir {
+pub(crate) fn dbt_project() -> tempfile::TempDir {
     let seed = tempfile::tempdir().unwrap();
     let write = |path: &str, text: &str| {
         let full = seed.path().join(path);
@@ -110,8 +110,8 @@ fn dbt_project() -> tempfile::TempDir {
     seed
 }
 
-struct Ws<'a> {
-    c: &'a Connected,
+pub(crate) struct Ws<'a> {
+    pub(crate) c: &'a Connected,
 }
 
 impl Ws<'_> {
@@ -119,20 +119,20 @@ impl Ws<'_> {
         format!("/api/v1/projects/{}/workspace{rest}", self.c.project)
     }
 
-    async fn call(&self, method: Method, rest: &str, body: Option<Value>) -> Page {
+    pub(crate) async fn call(&self, method: Method, rest: &str, body: Option<Value>) -> Page {
         self.c
             .browser
             .api(method, &self.path(rest), body, Some(&self.c.csrf))
             .await
     }
 
-    async fn view(&self) -> Value {
+    pub(crate) async fn view(&self) -> Value {
         let res = self.call(Method::GET, "", None).await;
         assert_eq!(res.status, 200, "{}", res.body);
         res.json()
     }
 
-    async fn save(&self, path: &str, text: &str) {
+    pub(crate) async fn save(&self, path: &str, text: &str) {
         let res = self
             .call(
                 Method::PUT,
