@@ -164,4 +164,31 @@ impl Db {
         })?;
         Ok(())
     }
+
+    /// The account's cap on its workspaces' disk use, in megabytes (`None`: lablink's default).
+    pub async fn workspace_disk_cap_mb(&self, account_id: &str) -> Result<Option<i64>, StoreError> {
+        let cap: Option<Option<i64>> = on_db!(self, |pool| {
+            sqlx::query_scalar("SELECT workspace_disk_cap_mb FROM accounts WHERE id = $1")
+                .bind(account_id)
+                .fetch_optional(pool)
+                .await
+        })?;
+        Ok(cap.flatten())
+    }
+
+    pub async fn set_workspace_disk_cap_mb(
+        &self,
+        account_id: &str,
+        cap_mb: Option<i64>,
+    ) -> Result<(), StoreError> {
+        on_db!(self, |pool| {
+            sqlx::query("UPDATE accounts SET workspace_disk_cap_mb = $1 WHERE id = $2")
+                .bind(cap_mb)
+                .bind(account_id)
+                .execute(pool)
+                .await
+                .map(drop)
+        })?;
+        Ok(())
+    }
 }

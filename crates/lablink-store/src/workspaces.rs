@@ -18,6 +18,8 @@ pub struct Workspace {
     pub version: i64,
     pub created_at: i64,
     pub used_at: i64,
+    /// The checkout's size when last measured (0 while no replica holds one).
+    pub disk_bytes: i64,
 }
 
 /// A saved, uncommitted file: its content, or `None` when it was deleted.
@@ -38,7 +40,19 @@ pub struct NewWorkspace<'a> {
 }
 
 const COLUMNS: &str = "id, account_id, project_id, user_id, repository_id, branch, head_sha, \
-     merging_sha, version, created_at, used_at";
+     merging_sha, version, created_at, used_at, disk_bytes";
+
+/// A workspace of an account with whose it is and its disk use, for the account's admins.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct WorkspaceUse {
+    pub workspace_id: String,
+    pub project_id: String,
+    pub project_name: String,
+    pub username: String,
+    pub branch: String,
+    pub disk_bytes: i64,
+    pub used_at: i64,
+}
 
 /// Marks a change of the workspace and returns its new version.
 const BUMP: &str =
@@ -282,5 +296,65 @@ impl Db {
                 .fetch_all(pool)
                 .await
         })?)
+    }
+
+    /// Records the size of the workspace's checkout.
+    pub async fn set_workspace_disk_bytes(
+        &self,
+        workspace_id: &str,
+        bytes: i64,
+    ) -> Result<(), StoreError> {
+        on_db!(self, |pool| {
+            sqlx::query("UPDATE workspaces SET disk_bytes = $1 WHERE id = $2")
+                .bind(bytes)
+                .bind(workspace_id)
+                .execute(pool)
+                .await
+                .map(drop)
+        })?;
+        Ok(())
+    }
+
+    /// The account's workspaces, the largest first.
+    pub async fn account_workspace_use(
+        &self,
+        account_id: &str,
+    ) -> Result<Vec<WorkspaceUse>, StoreError> {
+        Ok(on_db!(self, |pool| {
+            sqlx::query_as(
+                "SELECT w.id AS workspace_id, w.project_id, p.name AS project_name, \
+                 u.username, w.branch, w.disk_bytes, w.used_at FROM workspaces w \
+                 JOIN projects p ON p.id = w.project_id JOIN users u ON u.id = w.user_id \
+                 WHERE w.account_id = $1 ORDER BY w.disk_bytes DESC, w.used_at DESC",
+            )
+            .bind(account_id)
+            .fetch_all(pool)
+            .await
+        })?)
+    }
+
+    /// The sum of the account's workspaces' last measured sizes.
+    pub async fn account_workspace_bytes(&self, account_id: &str) -> Result<i64, StoreError> {
+        Ok(on_db!(self, |pool| {
+            sqlx::query_scalar(
+                "SELECT CAST(COALESCE(SUM(disk_bytes), 0) AS BIGINT) FROM workspaces \
+                 WHERE account_id = $1",
+            )
+            .bind(account_id)
+            .fetch_one(pool)
+            .await
+        })?)
+    }
+
+    /// Deletes a workspace with its saved files and commands.
+    pub async fn delete_workspace(&self, workspace_id: &str) -> Result<(), StoreError> {
+        on_db!(self, |pool| {
+            sqlx::query("DELETE FROM workspaces WHERE id = $1")
+                .bind(workspace_id)
+                .execute(pool)
+                .await
+                .map(drop)
+        })?;
+        Ok(())
     }
 }

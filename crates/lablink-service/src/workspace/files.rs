@@ -18,6 +18,9 @@ pub struct FileContent {
 impl Services {
     /// Saves the change to the database, then to the checkout, which then holds the new version.
     async fn record(&self, o: &Opened, changes: Vec<SavedChange>) -> Result<(), ServiceError> {
+        if changes.iter().any(|c| c.content.is_some()) {
+            self.check_workspace_cap(&o.ws.account_id).await?;
+        }
         let version = self.db.save_workspace_changes(&o.ws.id, &changes).await?;
         for change in &changes {
             match &change.content {

@@ -9,6 +9,7 @@
 //! The checkout is a repository of its own that borrows the bare cache's objects (no copy).
 
 mod dbt;
+mod disk;
 mod files;
 mod paths;
 mod sync;
@@ -22,6 +23,7 @@ use lablink_store::repositories::{Repository, RepositoryStatus};
 use lablink_store::workspaces::{NewWorkspace, Workspace};
 
 pub use dbt::{DevCommand, DevCommands};
+pub use disk::{DEFAULT_CAP_MB, WorkspacesDiskUse, human_bytes};
 pub use files::FileContent;
 pub use sync::{Merged, Synced, new_merge_request_url};
 
@@ -119,6 +121,8 @@ pub struct WorkspaceView {
     pub gitignore: Option<GitignoreAdvice>,
     /// The branch's last commits (SHA, subject), newest first.
     pub recent_commits: Vec<(String, String)>,
+    /// The checkout's size when last measured (bytes).
+    pub disk_bytes: i64,
 }
 
 /// A workspace with its repository and this replica's up-to-date checkout.
@@ -177,6 +181,7 @@ impl Services {
                     .await?
             }
             None => {
+                self.check_workspace_cap(&caller.account_id).await?;
                 self.start_workspace(caller, &project.id, &repo, None)
                     .await?
             }
@@ -308,8 +313,11 @@ impl Services {
             if dir.exists() {
                 let lock = checkout_lock(&id);
                 let _guard = lock.lock().await;
-                if let Err(e) = std::fs::remove_dir_all(&dir) {
-                    tracing::warn!(workspace = %id, error = %e, "removing an idle checkout failed");
+                match std::fs::remove_dir_all(&dir) {
+                    Ok(()) => self.checkout_removed(&id).await?,
+                    Err(e) => {
+                        tracing::warn!(workspace = %id, error = %e, "removing an idle checkout failed")
+                    }
                 }
             }
         }
@@ -384,6 +392,7 @@ impl Services {
         project_id: &str,
     ) -> Result<WorkspaceView, ServiceError> {
         let o = self.open(caller, project_id).await?;
+        self.measure_workspace(&o.ws.id, o.ws.version, o.dir.clone());
         let git = self.workspace_git();
         let internal = |e: lablink_exec::ExecError| ServiceError::Internal(format!("git: {e}"));
         let tracked = git.tracked_files(&o.dir).await.map_err(internal)?;
@@ -437,6 +446,7 @@ impl Services {
             gitignore,
             recent_commits: git.recent_commits(&o.dir, 10).await.map_err(internal)?,
             pushes_as: self.pushes_as(caller, &o.repo).await,
+            disk_bytes: o.ws.disk_bytes,
         })
     }
 }

@@ -16,6 +16,7 @@ mod tokens;
 mod users;
 mod workspace;
 mod workspace_dbt;
+mod workspaces;
 
 use std::sync::Arc;
 
@@ -58,7 +59,12 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(me::me))
         .routes(routes!(audit::list_audit))
         .routes(routes!(git_credential::setup, git_credential::issue))
-        .routes(routes!(workspace::get_workspace))
+        .routes(routes!(
+            workspace::get_workspace,
+            workspace::delete_workspace
+        ))
+        .routes(routes!(workspaces::list_workspaces))
+        .routes(routes!(workspaces::set_disk_cap))
         .routes(routes!(
             workspace::get_file,
             workspace::save_file,
@@ -167,6 +173,7 @@ mod tests {
                 "DELETE /api/v1/ip-restrictions/{id}",
                 "DELETE /api/v1/linked-accounts/gitlab",
                 "DELETE /api/v1/projects/{id}/repository",
+                "DELETE /api/v1/projects/{id}/workspace",
                 "DELETE /api/v1/projects/{id}/workspace/files",
                 "DELETE /api/v1/tokens/{id}",
                 "GET /api/v1/audit",
@@ -194,6 +201,7 @@ mod tests {
                 "GET /api/v1/runs/{id}/log",
                 "GET /api/v1/tokens",
                 "GET /api/v1/users",
+                "GET /api/v1/workspaces",
                 "PATCH /api/v1/users/{id}",
                 "POST /api/v1/git-credential",
                 "POST /api/v1/ip-restrictions",
@@ -231,6 +239,7 @@ mod tests {
                 "PUT /api/v1/projects/{id}/repository",
                 "PUT /api/v1/projects/{id}/repository/post-as",
                 "PUT /api/v1/projects/{id}/workspace/files",
+                "PUT /api/v1/workspaces/disk-cap",
             ]
         );
     }

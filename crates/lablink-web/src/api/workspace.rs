@@ -51,6 +51,8 @@ pub struct WorkspaceJson {
     pub gitignore: Option<GitignoreJson>,
     /// The branch's last commits, newest first.
     pub recent_commits: Vec<CommitSummaryJson>,
+    /// The checkout's size on the lablink server when last measured, in bytes.
+    pub disk_bytes: i64,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -85,6 +87,7 @@ impl From<WorkspaceView> for WorkspaceJson {
                 .into_iter()
                 .map(|(sha, title)| CommitSummaryJson { sha, title })
                 .collect(),
+            disk_bytes: v.disk_bytes,
             gitignore: v.gitignore.map(|g| GitignoreJson {
                 missing: g.missing.iter().map(|f| format!("{f}/")).collect(),
                 tracked: g.tracked.iter().map(|f| format!("{f}/")).collect(),
@@ -104,6 +107,22 @@ pub async fn get_workspace(
     Ok(Json(
         state.services.workspace(&user.principal, &id).await?.into(),
     ))
+}
+
+/// Deletes the caller's workspace of the project with its uncommitted changes and dbt commands,
+/// giving its disk back; the next use starts a new one.
+#[utoipa::path(delete, path = "/api/v1/projects/{id}/workspace", tag = "workspace",
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn delete_workspace(
+    State(state): State<AppState>,
+    user: ApiUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .services
+        .delete_workspace(&user.principal, &id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -10,6 +10,7 @@ use axum::{Form, Router};
 use lablink_core::Role;
 use lablink_service::ServiceError;
 use lablink_service::accounts::UserInput;
+use lablink_service::workspace::{DEFAULT_CAP_MB, WorkspacesDiskUse, human_bytes};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -21,6 +22,7 @@ pub fn routes() -> Router<AppState> {
         .route("/settings/users", post(add_user))
         .route("/settings/users/{id}/role", post(change_role))
         .route("/settings/local-git", post(local_git))
+        .route("/settings/workspaces", post(workspace_cap))
 }
 
 const ADMINS_ONLY: &str = "Account settings are for account admins. Ask an admin of your account.";
@@ -48,6 +50,24 @@ struct SettingsPage {
     error: Option<String>,
     /// The add-a-user form as typed, after a refusal (the password stays in its masked field).
     new_user: NewUser,
+    workspaces: WorkspacesDiskUse,
+    /// The disk limit field: as stored, or as typed before a refusal.
+    cap_typed: String,
+    cap_error: Option<String>,
+}
+
+impl SettingsPage {
+    fn size(&self, bytes: &i64) -> String {
+        human_bytes(*bytes)
+    }
+
+    fn when(&self, ms: &i64) -> String {
+        super::when(*ms)
+    }
+
+    fn limit(&self) -> String {
+        human_bytes(self.workspaces.cap_mb.saturating_mul(1024 * 1024))
+    }
 }
 
 /// What the add-a-user form shows.
@@ -79,6 +99,7 @@ async fn page(
             role: u.role,
         })
         .collect();
+    let workspaces = state.services.workspaces_disk_use(p).await?;
     Ok(SettingsPage {
         chrome: Chrome::for_user(user),
         account_name: p.account_name.clone(),
@@ -90,6 +111,9 @@ async fn page(
         roles: Role::ALL,
         error,
         new_user,
+        cap_typed: workspaces.cap_mb.to_string(),
+        cap_error: None,
+        workspaces,
     })
 }
 
@@ -226,4 +250,57 @@ async fn local_git(
             .to_owned()
         });
     or_show_error(&state, &user, result, NewUser::default()).await
+}
+
+#[derive(Deserialize)]
+struct WorkspaceCapForm {
+    #[serde(default)]
+    csrf_token: String,
+    /// Megabytes; empty for the default.
+    cap_mb: String,
+}
+
+async fn workspace_cap(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Form(form): Form<WorkspaceCapForm>,
+) -> Result<Response, HtmlError> {
+    user.check_csrf(&form.csrf_token)?;
+    user.require(Role::can_manage_account, ADMINS_ONLY)?;
+    let typed = form.cap_mb.trim();
+    let cap = if typed.is_empty() {
+        Ok(None)
+    } else {
+        typed.replace([',', '_', ' '], "").parse::<i64>().map(Some).map_err(|_| {
+            format!(
+                "“{typed}” is not a whole number of megabytes; leave it empty for the default of \
+                 {DEFAULT_CAP_MB}."
+            )
+        })
+    };
+    let result = match cap {
+        Ok(cap) => state
+            .services
+            .set_workspace_disk_cap(&user.principal, cap)
+            .await
+            .map_err(|e| match e {
+                ServiceError::InvalidField { message, .. } => Ok(message),
+                other => Err(other),
+            }),
+        Err(why) => Err(Ok(why)),
+    };
+    match result {
+        Ok(()) => Ok(flash::redirect(
+            "/settings#workspaces",
+            "The workspaces' disk limit is saved.",
+            state.services.settings.secure_cookies(),
+        )),
+        Err(Ok(why)) => {
+            let mut page = page(&state, &user, None, NewUser::default()).await?;
+            page.cap_typed = form.cap_mb.clone();
+            page.cap_error = Some(why);
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response())
+        }
+        Err(Err(e)) => Err(e.into()),
+    }
 }

@@ -13,7 +13,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use lablink_service::ServiceError;
-use lablink_service::workspace::{FileContent, Merged, WorkspaceView, new_merge_request_url};
+use lablink_service::workspace::{
+    FileContent, Merged, WorkspaceView, human_bytes, new_merge_request_url,
+};
 use serde::Deserialize;
 
 use crate::layout::{ProjectNav, ProjectTab};
@@ -77,6 +79,8 @@ struct WorkspacePage {
     /// A merge request just opened through lablink.
     opened_merge_request: Option<String>,
     commit_message: String,
+    /// The checkout's last measured size, in words.
+    disk: String,
 }
 
 fn language(path: &str) -> &'static str {
@@ -287,6 +291,11 @@ async fn page(
         merge_request_url,
         opened_merge_request: query.mr.clone(),
         commit_message: typed.commit_message,
+        disk: if ws.disk_bytes > 0 {
+            human_bytes(ws.disk_bytes)
+        } else {
+            "(being measured)".to_owned()
+        },
         ws,
     })
 }
@@ -436,6 +445,16 @@ async fn act(
             Err(e) => Err(e),
         },
         "rollback" => s.rollback_workspace(p, &id).await.map(|()| "rolled_back"),
+        "delete-workspace" => match s.delete_workspace(p, &id).await {
+            Ok(()) => {
+                return Ok(flash::redirect(
+                    &format!("/projects/{id}"),
+                    "Your workspace was deleted; opening the workspace again starts a new one.",
+                    state.services.settings.secure_cookies(),
+                ));
+            }
+            Err(e) => Err(e),
+        },
         "merge" => s
             .merge_default_branch(p, &id)
             .await

@@ -339,6 +339,31 @@ async fn pages_and_endpoints_check_who_calls(app: TestApp) {
             no_workspace.clone(),
         ),
         (Method::GET, workspace("/dbt"), None, no_workspace.clone()),
+        (Method::DELETE, workspace(""), None, no_workspace.clone()),
+        (
+            Method::GET,
+            "/api/v1/workspaces".into(),
+            None,
+            Expect {
+                anonymous: 401,
+                read_only: 403,
+                developer: 403,
+                admin: 200,
+                other_admin: 200,
+            },
+        ),
+        (
+            Method::PUT,
+            "/api/v1/workspaces/disk-cap".into(),
+            Some(json!({"cap_mb": 20480})),
+            Expect {
+                anonymous: 401,
+                read_only: 403,
+                developer: 403,
+                admin: 200,
+                other_admin: 200,
+            },
+        ),
         (
             Method::POST,
             workspace("/dbt"),

@@ -4,7 +4,7 @@
 //! roles, protected branches and push rules cause (in GitLab's words, nothing lost), pull,
 //! change branch with uncommitted changes, rollback, and paths that try to leave the checkout.
 
-use lablink_core::Plan;
+use lablink_core::{Plan, Role};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -20,6 +20,7 @@ on_both_backends!(
     developer_plans_push_with_the_shared_credential,
     a_conflict_with_the_default_branch_is_resolved_in_the_workspace,
     branches_deleted_in_gitlab_are_pruned_on_refresh,
+    disk_use_is_measured_capped_and_given_back,
 );
 
 /// The workspace page in Chromium: the editor is CodeMirror (loaded under the page's Content
@@ -735,4 +736,127 @@ async fn branches_deleted_in_gitlab_are_pruned_on_refresh(backend: Backend) {
         .unwrap()
         .to_owned();
     assert!(said.contains("Your branch wip is not in GitLab"), "{said}");
+}
+
+/// The workspace's size once it was measured at `at_least` bytes or more.
+async fn measured(ws: &Ws<'_>, at_least: i64) -> i64 {
+    for _ in 0..100 {
+        let bytes = ws.view().await["disk_bytes"].as_i64().unwrap();
+        if bytes >= at_least {
+            return bytes;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the workspace was not measured at {at_least} bytes or more");
+}
+
+/// Disk use: each checkout is measured after it changed, the account's admin sees every
+/// workspace's and sets the account's cap; past it saving is refused in words (nothing saved is
+/// lost), and deleting a workspace gives its disk back.
+async fn disk_use_is_measured_capped_and_given_back(backend: Backend) {
+    let seed = dbt_project();
+    let c = Connected::start(backend, &[], Some(seed.path())).await;
+    let ws = Ws { c: &c };
+    let first = measured(&ws, 1).await;
+
+    c.app
+        .create_user(
+            "acme",
+            Plan::Enterprise,
+            "admin@acme.test",
+            Role::AccountAdmin,
+        )
+        .await;
+    let admin = c.app.login("admin@acme.test").await;
+    let admin_csrf = admin.get("/profile").await.csrf();
+    let listed = admin
+        .api(Method::GET, "/api/v1/workspaces", None, None)
+        .await
+        .json();
+    assert_eq!(listed["default_cap"], true, "{listed}");
+    assert_eq!(listed["cap_mb"], 10_240);
+    assert_eq!(listed["workspaces"][0]["disk_bytes"], first, "{listed}");
+    assert_eq!(listed["workspaces"][0]["project"], "Analytics");
+    // Only admins see every workspace and set the cap.
+    let refused = c
+        .browser
+        .api(Method::GET, "/api/v1/workspaces", None, None)
+        .await;
+    assert_eq!(refused.status, 403);
+    let cap = |cap_mb: Value| {
+        let admin = &admin;
+        let csrf = admin_csrf.clone();
+        async move {
+            admin
+                .api(
+                    Method::PUT,
+                    "/api/v1/workspaces/disk-cap",
+                    Some(json!({ "cap_mb": cap_mb })),
+                    Some(&csrf),
+                )
+                .await
+        }
+    };
+    let zero = cap(json!(0)).await;
+    assert_eq!(zero.status, 422, "{}", zero.body);
+    assert!(zero.body.contains("from 1 to"), "{}", zero.body);
+    assert_eq!(cap(json!(1)).await.status, 200);
+
+    // Saving is allowed while the account is under its cap of 1 MB, and can take it over.
+    let rows = "id\n1\n".repeat(140_000);
+    ws.save("seeds/big.csv", &rows).await;
+    measured(&ws, 700_000).await;
+    ws.save("seeds/bigger.csv", &rows).await;
+    measured(&ws, 1024 * 1024).await;
+    let res = ws
+        .call(
+            Method::PUT,
+            "/files",
+            Some(json!({"path": "models/more.sql", "text": "select 3"})),
+        )
+        .await;
+    assert_eq!(res.status, 409, "{}", res.body);
+    assert!(
+        res.body.contains("of their 1.0 MB limit") && res.body.contains("Settings → Workspaces"),
+        "{}",
+        res.body
+    );
+    let view = ws.view().await;
+    assert_eq!(state_of(&view, "models/more.sql"), "absent");
+    assert_eq!(view["changes"], 2, "what was saved before is kept");
+    let settings = admin.get("/settings").await;
+    assert!(
+        settings.body.contains("of a limit of 1.0 MB"),
+        "settings page"
+    );
+
+    // Deleting the workspace gives the disk back; the next visit starts a new one.
+    let dir = c
+        .app
+        .data_dir()
+        .join("workspaces")
+        .join(view["id"].as_str().unwrap());
+    assert!(dir.is_dir());
+    let deleted = ws.call(Method::DELETE, "", None).await;
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+    assert!(!dir.exists());
+    let listed = admin
+        .api(Method::GET, "/api/v1/workspaces", None, None)
+        .await
+        .json();
+    assert_eq!(listed["total_bytes"], 0, "{listed}");
+    let fresh = ws.view().await;
+    assert_ne!(fresh["id"], view["id"]);
+    assert_eq!(fresh["changes"], 0);
+    let audit = admin
+        .api(
+            Method::GET,
+            "/api/v1/audit?action=workspace.deleted",
+            None,
+            None,
+        )
+        .await;
+    assert!(audit.body.contains("workspace.deleted"), "{}", audit.body);
+    // Back under the cap: saving works again.
+    ws.save("models/more.sql", "select 3").await;
 }
