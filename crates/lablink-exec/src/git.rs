@@ -67,7 +67,8 @@ impl GitCredential {
     }
 }
 
-/// A remote repository: an `http(s)` URL without userinfo, and the credential to use with it.
+/// A remote repository: an `http(s)` URL without userinfo, and the credential to use with it;
+/// or an `ssh://` URL reached with a private key.
 #[derive(Clone, Debug)]
 pub struct Remote {
     url: String,
@@ -75,6 +76,30 @@ pub struct Remote {
     /// `host:port:address,…` for `http.curloptResolve`: git connects only to these addresses,
     /// checked by the caller's network policy, whatever DNS answers at connection time.
     resolve: Option<String>,
+    ssh: Option<SshAccess>,
+}
+
+/// How git reaches an SSH remote: the private key's file (mode 0600, the caller's to remove)
+/// and the file of known host keys. A host not in it is learnt on first use and pinned after
+/// (`StrictHostKeyChecking=accept-new`); a changed host key is refused.
+#[derive(Clone, Debug)]
+pub struct SshAccess {
+    pub key_file: PathBuf,
+    pub known_hosts: PathBuf,
+}
+
+impl SshAccess {
+    /// `GIT_SSH_COMMAND`: only this key, no agent, no user or system configuration, no prompt.
+    fn command(&self) -> String {
+        let quote = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', r"'\''"));
+        format!(
+            "ssh -F /dev/null -i {} -o IdentitiesOnly=yes -o IdentityAgent=none \
+             -o UserKnownHostsFile={} -o GlobalKnownHostsFile=/dev/null \
+             -o StrictHostKeyChecking=accept-new -o BatchMode=yes -o ConnectTimeout=20",
+            quote(&self.key_file),
+            quote(&self.known_hosts)
+        )
+    }
 }
 
 impl Remote {
@@ -96,6 +121,30 @@ impl Remote {
             url: url.to_owned(),
             credential,
             resolve: None,
+            ssh: None,
+        })
+    }
+
+    /// An `ssh://user@host[:port]/path` remote reached with `access`.
+    pub fn ssh(url: &str, access: SshAccess) -> Result<Self, ExecError> {
+        let parsed = url::Url::parse(url).map_err(|_| ExecError::InvalidInput {
+            what: "remote URL",
+            value: url.to_owned(),
+        })?;
+        if parsed.scheme() != "ssh" || parsed.host_str().is_none() {
+            return Err(ExecError::InvalidInput {
+                what: "remote URL scheme",
+                value: parsed.scheme().to_owned(),
+            });
+        }
+        if parsed.password().is_some() {
+            return Err(ExecError::CredentialsInUrl);
+        }
+        Ok(Self {
+            url: url.to_owned(),
+            credential: None,
+            resolve: None,
+            ssh: Some(access),
         })
     }
 
@@ -772,6 +821,10 @@ impl Git {
         if let Some(resolve) = remote.and_then(|r| r.resolve.clone()) {
             config.push(("http.curloptResolve".into(), resolve));
         }
+        let ssh = remote.and_then(|r| r.ssh.as_ref());
+        if ssh.is_some() {
+            config.push(("protocol.ssh.allow".into(), "always".into()));
+        }
         config.extend(self.config.tuning.iter().cloned());
         let mut secrets = Vec::new();
         if let Some(credential) = remote.and_then(|r| r.credential.as_ref().map(|c| (r, c))) {
@@ -800,6 +853,9 @@ impl Git {
             spec = spec
                 .env(format!("GIT_CONFIG_KEY_{i}"), key)
                 .env(format!("GIT_CONFIG_VALUE_{i}"), value);
+        }
+        if let Some(ssh) = ssh {
+            spec = spec.env("GIT_SSH_COMMAND", ssh.command());
         }
         spec.env.extend(env.iter().cloned());
         spec.inherit_env = vec!["PATH".into()];

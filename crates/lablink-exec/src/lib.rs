@@ -15,7 +15,7 @@ pub mod sandbox;
 pub mod slot;
 
 pub use error::ExecError;
-pub use git::{Git, GitConfig, GitCredential, Identity, Remote, WorktreeState};
+pub use git::{Git, GitConfig, GitCredential, Identity, Remote, SshAccess, WorktreeState};
 pub use git_objects::{CommitMessage, TreeEdit, TreeEntry};
 pub use git_workspace::{FileState, MergeOutcome, StatusEntry};
 pub use process::{LogLine, ProcessSpec, Stream, Termination, run};

@@ -14,10 +14,12 @@ pub use lablink_store::repositories::{Repository, RepositoryStatus};
 pub mod fetch;
 pub mod import_list;
 pub mod posting;
+pub mod ssh_address;
 pub mod ssh_key;
 
 use crate::rotation::new_expiry;
 use base64::Engine as _;
+use lablink_core::Plan;
 use lablink_core::names::project_access_token_name;
 use lablink_gitlab::api::{HookSpec, NewAccessToken};
 use lablink_gitlab::{Api, GitLabError};
@@ -299,6 +301,10 @@ impl Services {
             .default_branch
             .clone()
             .unwrap_or_else(|| "main".into());
+        let ssh_url = found
+            .ssh_url_to_repo
+            .as_deref()
+            .and_then(|given| ssh_address::checked(&gitlab.instance_url, given));
         let row = self
             .db
             .begin_repository_connection(&NewRepository {
@@ -309,12 +315,16 @@ impl Services {
                 path_with_namespace: &found.path_with_namespace,
                 default_branch: &default_branch,
                 http_url_to_repo: &found.http_url_to_repo,
+                ssh_url_to_repo: ssh_url.as_deref(),
                 web_url: &found.web_url,
                 connected_by: &caller.user_id,
             })
             .await?;
         let mut created = Vec::new();
-        let connected = match self.create_in_gitlab(api, &row, &mut created).await {
+        let connected = match self
+            .create_in_gitlab(api, &row, caller.plan, &mut created)
+            .await
+        {
             Ok(connected) => connected,
             Err(interrupted) => {
                 return Err(self
@@ -400,6 +410,7 @@ impl Services {
         &self,
         api: &Api,
         row: &Repository,
+        plan: Plan,
         created: &mut Vec<Created>,
     ) -> Result<Connected, Interrupted> {
         let hook_secret = SecretString::from(random_secret());
@@ -411,8 +422,17 @@ impl Services {
             .map_err(|e| Interrupted::Step(Step::DeployToken, e))?;
         self.keep(row, Created::DeployToken(deploy.info.id), created)
             .await?;
-        let deploy_key = if self.settings.repositories.deploy_keys {
-            Some(self.create_deploy_key(api, row, created).await?)
+        // Where GitLab has no project access tokens (gitlab.com Free), the workspace of a plan
+        // that pushes with the repository's shared credential pushes with a deploy key: only
+        // then does the key get write access.
+        let pushes_with_key = project_token.is_none()
+            && !plan.allows_own_gitlab_app()
+            && row.ssh_url_to_repo.is_some();
+        let deploy_key = if self.settings.repositories.deploy_keys || pushes_with_key {
+            Some(
+                self.create_deploy_key(api, row, pushes_with_key, created)
+                    .await?,
+            )
         } else {
             None
         };
@@ -505,16 +525,22 @@ impl Services {
         Ok((Some(token), None))
     }
 
-    /// An ed25519 SSH deploy key with write access.
+    /// An ed25519 SSH deploy key, with write access when `can_push`.
     async fn create_deploy_key(
         &self,
         api: &Api,
         row: &Repository,
+        can_push: bool,
         created: &mut Vec<Created>,
     ) -> Result<DeployKey, Interrupted> {
         let key = ssh_key::generate();
         let added = api
-            .create_deploy_key(row.gitlab_project_id, DEPLOY_KEY_TITLE, &key.public, true)
+            .create_deploy_key(
+                row.gitlab_project_id,
+                DEPLOY_KEY_TITLE,
+                &key.public,
+                can_push,
+            )
             .await
             .map_err(|e| Interrupted::Step(Step::DeployKey, e))?;
         self.keep(row, Created::DeployKey(added.id), created)

@@ -94,6 +94,8 @@ pub struct Repository {
     pub post_as_username: Option<String>,
     /// Why posting through a user's account stopped (they unlinked it).
     pub post_as_warning: Option<String>,
+    /// `ssh://` address of the repository, for pushes with the SSH deploy key.
+    pub ssh_url_to_repo: Option<String>,
 }
 
 const COLUMNS: &str = "id, account_id, project_id, gitlab_instance_url, gitlab_project_id, \
@@ -101,7 +103,7 @@ const COLUMNS: &str = "id, account_id, project_id, gitlab_instance_url, gitlab_p
      project_token_id, project_token_expires_on, project_token_user_id, project_token_username, \
      status_reporting, status_warning, deploy_token_id, deploy_token_username, deploy_key_id, \
      deploy_key_public, deploy_key_fingerprint, connected_by, connected_at, disconnected_at, \
-     created_at, updated_at, post_as_user_id, post_as_username, post_as_warning";
+     created_at, updated_at, post_as_user_id, post_as_username, post_as_warning, ssh_url_to_repo";
 
 /// Something a connection creates in GitLab, by the column that keeps its GitLab id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +135,8 @@ pub struct NewRepository<'a> {
     pub path_with_namespace: &'a str,
     pub default_branch: &'a str,
     pub http_url_to_repo: &'a str,
+    /// `ssh://` address (checked by the caller), when GitLab gave one.
+    pub ssh_url_to_repo: Option<&'a str>,
     pub web_url: &'a str,
     pub connected_by: &'a str,
 }
@@ -225,7 +229,8 @@ impl Db {
             sqlx::query(
                 "INSERT INTO repositories (id, account_id, project_id, gitlab_instance_url, gitlab_project_id, \
                  path_with_namespace, default_branch, http_url_to_repo, web_url, status, connected_by, \
-                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
+                 created_at, updated_at, ssh_url_to_repo) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13)",
             )
             .bind(&id)
             .bind(new.account_id)
@@ -239,6 +244,7 @@ impl Db {
             .bind(RepositoryStatus::Connecting.as_str())
             .bind(new.connected_by)
             .bind(now)
+            .bind(new.ssh_url_to_repo)
             .execute(pool)
             .await
             .map(drop)

@@ -208,8 +208,16 @@ impl Services {
 
     async fn recreate_deploy_key(&self, repo: &Repository, api: &Api) -> Fixed {
         let key = ssh_key::generate();
+        // Write access as connecting gave it: only where there is no project access token to
+        // push with.
+        let can_push = repo.project_token_id.is_none() && repo.ssh_url_to_repo.is_some();
         let added = api
-            .create_deploy_key(repo.gitlab_project_id, DEPLOY_KEY_TITLE, &key.public, true)
+            .create_deploy_key(
+                repo.gitlab_project_id,
+                DEPLOY_KEY_TITLE,
+                &key.public,
+                can_push,
+            )
             .await?;
         self.db
             .replace_deploy_key(

@@ -9,6 +9,7 @@
 //! The checkout is a repository of its own that borrows the bare cache's objects (no copy).
 
 mod dbt;
+mod deploy_key;
 mod disk;
 mod files;
 mod paths;
@@ -123,6 +124,8 @@ pub struct WorkspaceView {
     pub recent_commits: Vec<(String, String)>,
     /// The checkout's size when last measured (bytes).
     pub disk_bytes: i64,
+    /// Pushes go over SSH with the repository's deploy key (its repair is offered).
+    pub pushes_with_deploy_key: bool,
 }
 
 /// A workspace with its repository and this replica's up-to-date checkout.
@@ -447,6 +450,7 @@ impl Services {
             recent_commits: git.recent_commits(&o.dir, 10).await.map_err(internal)?,
             pushes_as: self.pushes_as(caller, &o.repo).await,
             disk_bytes: o.ws.disk_bytes,
+            pushes_with_deploy_key: deploy_key::pushes_with_deploy_key(caller.plan, &o.repo),
         })
     }
 }

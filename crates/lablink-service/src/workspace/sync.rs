@@ -10,6 +10,7 @@ use lablink_store::audit::{AuditEvent, AuditOutcome};
 use lablink_store::repositories::Repository;
 use lablink_store::workspaces::SavedChange;
 
+use super::deploy_key::{KeyFile, key_refused, out_of_date, pushes_with_deploy_key};
 use super::{Opened, has_conflict_markers, paths};
 use crate::{Principal, ServiceError, Services};
 
@@ -52,6 +53,22 @@ struct Pusher {
     author: Identity,
     /// Who GitLab sees, in words.
     identity: String,
+    /// The deploy key's file while the remote is SSH.
+    key: Option<KeyFile>,
+}
+
+impl Pusher {
+    /// GitLab refusing the deploy key, as the dbt IDE's "GitLab Authentication is out of date".
+    fn key_trouble(&self, repo: &Repository, words: &str) -> Option<ServiceError> {
+        (self.key.is_some() && key_refused(words)).then(|| out_of_date(repo, words))
+    }
+
+    /// A failed fetch or push in words, the deploy key's refusal named as such.
+    fn failed(&self, repo: &Repository, what: &str, e: ExecError) -> ServiceError {
+        let words = e.to_string();
+        self.key_trouble(repo, &words)
+            .unwrap_or_else(|| git_failed(what)(e))
+    }
 }
 
 fn git_failed(what: &str) -> impl Fn(ExecError) -> ServiceError + '_ {
@@ -119,6 +136,11 @@ impl Services {
                         .into(),
                 }
             }
+            Plan::Developer | Plan::Starter if pushes_with_deploy_key(caller.plan, repo) => {
+                "the repository's SSH deploy key, over SSH (GitLab sees the key, not you, so \
+                 its push rules may refuse it)"
+                    .into()
+            }
             Plan::Developer | Plan::Starter => format!(
                 "the repository's shared project access token{} (GitLab's push rules may refuse \
                  it, as it is not you)",
@@ -155,16 +177,30 @@ impl Services {
                             .unwrap_or_else(|| caller.email.clone()),
                     },
                     identity: format!("your GitLab account @{}", gitlab.username),
+                    key: None,
                 })
             }
             Plan::Developer | Plan::Starter => {
+                let author = Identity {
+                    name: caller.username.clone(),
+                    email: caller.email.clone(),
+                };
                 let secrets = self.db.repository_secrets(&self.keys, &repo.id).await?;
                 let Some(token) = secrets.project_token else {
-                    return Err(ServiceError::Conflict(format!(
-                        "{} has no project access token (GitLab.com Free namespaces have none), \
-                         and the workspace cannot push with its SSH deploy key yet.",
-                        repo.path_with_namespace
-                    )));
+                    let Some((remote, key)) = self.deploy_key_remote(repo).await? else {
+                        return Err(ServiceError::Conflict(format!(
+                            "{} has no project access token (GitLab.com Free namespaces have \
+                             none) and no SSH deploy key with write access: disconnect the \
+                             repository and connect it again, so lablink adds one.",
+                            repo.path_with_namespace
+                        )));
+                    };
+                    return Ok(Pusher {
+                        remote,
+                        author,
+                        identity: "the repository's SSH deploy key".into(),
+                        key: Some(key),
+                    });
                 };
                 let bot = repo
                     .project_token_username
@@ -179,11 +215,9 @@ impl Services {
                     .await?;
                 Ok(Pusher {
                     remote,
-                    author: Identity {
-                        name: caller.username.clone(),
-                        email: caller.email.clone(),
-                    },
+                    author,
                     identity: format!("the shared project access token @{bot}"),
+                    key: None,
                 })
             }
         }
@@ -339,6 +373,9 @@ impl Services {
             };
             self.audit_push(caller, &o, AuditOutcome::Denied, words.clone())
                 .await?;
+            if let Some(trouble) = pusher.key_trouble(&o.repo, &words) {
+                return Err(trouble);
+            }
             return Err(ServiceError::Forbidden(format!(
                 "GitLab refused the push of {} as {}: {words}\nYour changes are still saved \
                  here. If GitLab names a push rule or a protected branch, fix what it says (or \
@@ -497,7 +534,7 @@ impl Services {
                     o.ws.branch
                 )));
             }
-            Err(e) => return Err(git_failed("Fetching from GitLab")(e)),
+            Err(e) => return Err(pusher.failed(&o.repo, "Fetching from GitLab", e)),
         };
         if remote_head == o.ws.head_sha {
             return Ok(format!("{} is up to date with GitLab.", o.ws.branch));
@@ -571,7 +608,7 @@ impl Services {
                             ExecError::PushRejected { message, .. } => ServiceError::Forbidden(
                                 format!("GitLab refused the push of the merge: {message}"),
                             ),
-                            other => git_failed("Pushing the merge")(other),
+                            other => pusher.failed(&o.repo, "Pushing the merge", other),
                         }),
                     Err(e) => Err(e),
                 };
@@ -776,10 +813,10 @@ impl Services {
                 ExecError::PushRejected { message, .. } => message,
                 other => other.to_string(),
             };
-            return undo(ServiceError::Forbidden(format!(
-                "GitLab refused the push of the revert: {words}"
-            )))
-            .await;
+            let refused = pusher.key_trouble(&o.repo, &words).unwrap_or_else(|| {
+                ServiceError::Forbidden(format!("GitLab refused the push of the revert: {words}"))
+            });
+            return undo(refused).await;
         }
         let version = self
             .db

@@ -107,6 +107,7 @@ async fn seed(db: &Db, keys: &KeyRing) -> (String, Vec<String>, i64, String) {
             path_with_namespace: "acme/analytics",
             default_branch: "main",
             http_url_to_repo: "https://gitlab.example.com/acme/analytics.git",
+            ssh_url_to_repo: None,
             web_url: "https://gitlab.example.com/acme/analytics",
             connected_by: &users[0],
         })

@@ -80,6 +80,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(workspace::pull))
         .routes(routes!(workspace::refresh))
         .routes(routes!(workspace::rollback))
+        .routes(routes!(workspace::repair_deploy_key))
         .routes(routes!(workspace::merge_default_branch))
         .routes(routes!(workspace::abort_merge))
         .routes(routes!(workspace::fix_gitignore))
@@ -222,6 +223,7 @@ mod tests {
                 "POST /api/v1/projects/{id}/workspace/pull",
                 "POST /api/v1/projects/{id}/workspace/refresh",
                 "POST /api/v1/projects/{id}/workspace/rename",
+                "POST /api/v1/projects/{id}/workspace/repair-deploy-key",
                 "POST /api/v1/projects/{id}/workspace/revert",
                 "POST /api/v1/projects/{id}/workspace/revert-commit",
                 "POST /api/v1/projects/{id}/workspace/rollback",

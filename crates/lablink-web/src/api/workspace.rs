@@ -53,6 +53,9 @@ pub struct WorkspaceJson {
     pub recent_commits: Vec<CommitSummaryJson>,
     /// The checkout's size on the lablink server when last measured, in bytes.
     pub disk_bytes: i64,
+    /// Pushes go over SSH with the repository's deploy key (gitlab.com Free on Developer and
+    /// Starter plans); `.../workspace/repair-deploy-key` repairs it.
+    pub pushes_with_deploy_key: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -88,6 +91,7 @@ impl From<WorkspaceView> for WorkspaceJson {
                 .map(|(sha, title)| CommitSummaryJson { sha, title })
                 .collect(),
             disk_bytes: v.disk_bytes,
+            pushes_with_deploy_key: v.pushes_with_deploy_key,
             gitignore: v.gitignore.map(|g| GitignoreJson {
                 missing: g.missing.iter().map(|f| format!("{f}/")).collect(),
                 tracked: g.tracked.iter().map(|f| format!("{f}/")).collect(),
@@ -398,6 +402,22 @@ pub async fn refresh(
     let message = state
         .services
         .refresh_workspace(&user.principal, &id)
+        .await?;
+    Ok(Json(MessageJson { message }))
+}
+
+/// "GitLab Authentication is out of date": checks the repository's SSH deploy key against GitLab
+/// and adds a new one when GitLab's is missing or another (workspaces that push with it).
+#[utoipa::path(post, path = "/api/v1/projects/{id}/workspace/repair-deploy-key", tag = "workspace",
+    responses((status = 200, body = MessageJson), (status = 409, body = ErrorBody)))]
+pub async fn repair_deploy_key(
+    State(state): State<AppState>,
+    user: ApiUser,
+    Path(id): Path<String>,
+) -> Result<Json<MessageJson>, ApiError> {
+    let message = state
+        .services
+        .repair_workspace_deploy_key(&user.principal, &id)
         .await?;
     Ok(Json(MessageJson { message }))
 }

@@ -83,6 +83,15 @@ struct WorkspacePage {
     disk: String,
 }
 
+impl WorkspacePage {
+    /// The refusal is GitLab not taking the deploy key: its repair is shown open.
+    fn key_trouble(&self) -> bool {
+        self.error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("GitLab Authentication is out of date"))
+    }
+}
+
 fn language(path: &str) -> &'static str {
     match path.rsplit('.').next() {
         Some("sql") => "sql",
@@ -434,6 +443,16 @@ async fn act(
             }
         }
         "pull" => s.pull_workspace(p, &id).await.map(|_| "pulled"),
+        "repair-deploy-key" => match s.repair_workspace_deploy_key(p, &id).await {
+            Ok(said) => {
+                return Ok(flash::redirect(
+                    &format!("/projects/{id}/workspace"),
+                    said,
+                    state.services.settings.secure_cookies(),
+                ));
+            }
+            Err(e) => Err(e),
+        },
         "refresh" => match s.refresh_workspace(p, &id).await {
             Ok(said) => {
                 return Ok(flash::redirect(

@@ -21,6 +21,7 @@ on_both_backends!(
     a_conflict_with_the_default_branch_is_resolved_in_the_workspace,
     branches_deleted_in_gitlab_are_pruned_on_refresh,
     disk_use_is_measured_capped_and_given_back,
+    on_gitlab_com_free_the_workspace_pushes_with_the_deploy_key,
 );
 
 /// The workspace page in Chromium: the editor is CodeMirror (loaded under the page's Content
@@ -859,4 +860,86 @@ async fn disk_use_is_measured_capped_and_given_back(backend: Backend) {
     assert!(audit.body.contains("workspace.deleted"), "{}", audit.body);
     // Back under the cap: saving works again.
     ws.save("models/more.sql", "select 3").await;
+}
+
+/// Replaces the key material of the project's one deploy key in GitLab with another key's (an
+/// administrator replaced it); returns the key's id.
+fn replace_deploy_key_in_gitlab(c: &Connected) -> u64 {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("other");
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "other", "-f"])
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let public = std::fs::read_to_string(file.with_extension("pub")).unwrap();
+    let other = gitlab_sim::ssh_key::parse(&public).unwrap();
+    let mut state = c.gitlab.sim().lock();
+    let (id, key) = state.deploy_keys.iter_mut().next().expect("a deploy key");
+    key.key = other.normalized;
+    key.fingerprint = other.fingerprint;
+    key.fingerprint_sha256 = other.fingerprint_sha256;
+    *id
+}
+
+/// gitlab.com Free on a Developer plan: GitLab has no project access tokens, so connecting adds
+/// a deploy key with write access and the workspace pushes with it over SSH (the user named as
+/// the author). When GitLab's key is replaced, pushing says "GitLab Authentication is out of
+/// date" with nothing lost, and the workspace's repair puts a new key in GitLab.
+async fn on_gitlab_com_free_the_workspace_pushes_with_the_deploy_key(backend: Backend) {
+    let seed = dbt_project();
+    let c = Connected::start_as(backend, &[], Some(seed.path()), true, Plan::Developer).await;
+    {
+        let state = c.gitlab.sim().lock();
+        let links: Vec<_> = state.deploy_key_links.iter().collect();
+        assert_eq!(links.len(), 1);
+        assert!(links[0].can_push, "the key was made with write access");
+    }
+    let ws = Ws { c: &c };
+    let view = ws.view().await;
+    assert_eq!(view["pushes_with_deploy_key"], true, "{view}");
+    assert!(
+        view["pushes_as"]
+            .as_str()
+            .unwrap()
+            .contains("SSH deploy key"),
+        "{view}"
+    );
+    let res = ws
+        .call(Method::POST, "/branches", Some(json!({"name": "keyed"})))
+        .await;
+    assert_eq!(res.status, 204, "{}", res.body);
+    ws.save("models/orders.sql", "select 8 as id\n").await;
+    let res = ws.commit("Over SSH").await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    let commit = gitlab_branch(&c, "keyed").await["commit"].clone();
+    assert_eq!(commit["author_email"], "dev@acme.test", "{commit}");
+    assert_eq!(commit["title"], "Over SSH");
+
+    let old = replace_deploy_key_in_gitlab(&c);
+    ws.save("models/orders.sql", "select 9 as id\n").await;
+    let refused = ws.commit("After the key changed").await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(
+        refused
+            .body
+            .contains("GitLab Authentication is out of date"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(ws.view().await["changes"], 1, "the change is still saved");
+    let repaired = ws.call(Method::POST, "/repair-deploy-key", None).await;
+    assert_eq!(repaired.status, 200, "{}", repaired.body);
+    assert!(repaired.body.contains("Repaired"), "{}", repaired.body);
+    assert!(!c.gitlab.sim().lock().deploy_keys.contains_key(&old));
+    let res = ws.commit("After the repair").await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(
+        gitlab_branch(&c, "keyed").await["commit"]["title"],
+        "After the repair"
+    );
+    // Nothing left to repair now.
+    let again = ws.call(Method::POST, "/repair-deploy-key", None).await;
+    assert!(again.body.contains("nothing to repair"), "{}", again.body);
 }

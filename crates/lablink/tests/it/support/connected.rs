@@ -45,6 +45,17 @@ impl Connected {
         seed: Option<&Path>,
         gitlab_com_free: bool,
     ) -> Self {
+        Connected::start_as(backend, settings, seed, gitlab_com_free, Plan::Enterprise).await
+    }
+
+    /// Like [`Connected::start_on`], with the account `acme` on `plan` when it connects.
+    pub async fn start_as(
+        backend: Backend,
+        settings: &[(&str, &str)],
+        seed: Option<&Path>,
+        gitlab_com_free: bool,
+        plan: Plan,
+    ) -> Self {
         let gitlab = GitLab::start().await;
         if gitlab_com_free {
             gitlab
@@ -65,7 +76,10 @@ impl Connected {
                 )
                 .await;
         }
-        let linked = Linked::new(&app, &gitlab, "dev@acme.test", Role::Developer, &alice).await;
+        let user = app
+            .create_user("acme", plan, "dev@acme.test", Role::Developer)
+            .await;
+        let linked = Linked::of(&app, &gitlab, user, &alice).await;
         let project = create_project(&linked.browser, &linked.csrf, "Analytics", "").await;
         let res = connect(&linked.browser, &linked.csrf, &project, gitlab_project).await;
         assert_eq!(res.status, 200, "connect failed: {}", res.body);
@@ -100,7 +114,17 @@ impl Linked {
         gitlab_user: &SimUser,
     ) -> Linked {
         let user = app.create_user("acme", Plan::Enterprise, email, role).await;
-        let browser = app.login(email).await;
+        Linked::of(app, gitlab, user, gitlab_user).await
+    }
+
+    /// `user`, signed in and linked to `gitlab_user`.
+    pub async fn of(
+        app: &TestApp,
+        gitlab: &GitLab,
+        user: TestUser,
+        gitlab_user: &SimUser,
+    ) -> Linked {
+        let browser = app.login(&user.email).await;
         link(&browser, gitlab, gitlab_user).await;
         let csrf = browser.get("/profile/linked-accounts").await.csrf();
         Linked {
