@@ -14,6 +14,7 @@ pub mod connection_checks;
 pub mod crypto;
 mod db;
 pub mod deliveries;
+pub mod dev_credentials;
 pub mod doctor;
 mod error;
 pub mod integrations;

@@ -55,6 +55,7 @@ pub const LINK_REFRESH_TOKEN: SealedColumn = SealedColumn::new("gitlab_links", "
 pub const JOB_ENV: SealedColumn = SealedColumn::new("ci_jobs", "env_enc").with_integer_id();
 pub const JOB_WAREHOUSE_SECRET: SealedColumn =
     SealedColumn::new("ci_jobs", "warehouse_secret_enc").with_integer_id();
+pub const DEV_PASSWORD: SealedColumn = SealedColumn::new("dev_credentials", "password_enc");
 
 /// The sealed columns of a repository row, by column name.
 pub const REPOSITORY_COLUMNS: [&str; 6] = [
@@ -85,6 +86,7 @@ pub fn all() -> Vec<SealedColumn> {
         LINK_REFRESH_TOKEN,
         JOB_ENV,
         JOB_WAREHOUSE_SECRET,
+        DEV_PASSWORD,
     ];
     columns.extend(
         REPOSITORY_COLUMNS

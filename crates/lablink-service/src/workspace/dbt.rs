@@ -12,17 +12,20 @@ use std::time::Duration;
 
 use lablink_core::names::dev_schema_name;
 use lablink_exec::dbt::{
-    DbtCommand, DbtInstall, DbtRunSetup, DbtTarget, DbtWorkspace, WarehouseProfile,
+    DbtCommand, DbtInstall, DbtRunSetup, DbtTarget, DbtWorkspace, PostgresProfile, WarehouseProfile,
 };
 use lablink_exec::sandbox::Isolation;
 use lablink_exec::{LogLine, Termination};
 use lablink_store::audit::{AuditEvent, AuditOutcome};
 use lablink_store::ci_jobs::CiJob;
+use lablink_store::dev_credentials::DevCredential;
 use lablink_store::workspace_commands::{LOST_AFTER_MS, NewWorkspaceCommand, WorkspaceCommand};
+use secrecy::{ExposeSecret as _, SecretString};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::ci::jobs::warehouse_profile;
+use crate::error::require;
 use crate::{Principal, ServiceError, Services};
 
 /// The dbt subcommands the command box runs: those that read the project or build into the
@@ -94,11 +97,16 @@ pub struct DevCommands {
     /// (job id, job name) of the project's CI jobs.
     pub jobs: Vec<(i64, String)>,
     pub schema: String,
+    /// The warehouse user of the caller's own development credentials, when they saved some.
+    pub dev_user: Option<String>,
     /// The latest command with its output and files.
     pub latest: Option<DevCommand>,
     /// Earlier commands, newest first, without output.
     pub earlier: Vec<DevCommand>,
 }
+
+/// The longest warehouse user name kept (PostgreSQL's limit).
+const MAX_DEV_USER: usize = 63;
 
 /// Parses a typed command and checks it is one the box runs.
 fn checked_command(line: &str) -> Result<DbtCommand, ServiceError> {
@@ -276,8 +284,14 @@ impl Services {
             },
             None => None,
         };
+        let dev_user = self
+            .db
+            .dev_credential(&self.keys, &caller.user_id, &o.ws.project_id)
+            .await?
+            .map(|c| c.username);
         Ok(DevCommands {
             jobs,
+            dev_user,
             schema: dev_schema_name(&caller.username),
             latest,
             earlier: stored.map(|c| DevCommand::of(c, Vec::new())).collect(),
@@ -354,6 +368,10 @@ impl Services {
                 })?,
             };
         let schema = dev_schema_name(&caller.username);
+        let own = self
+            .db
+            .dev_credential(&self.keys, &caller.user_id, &o.ws.project_id)
+            .await?;
         let warehouse = match warehouse_profile(&job, &self.settings.runs)? {
             WarehouseProfile::DuckDb { .. } => WarehouseProfile::DuckDb {
                 path: self
@@ -361,7 +379,15 @@ impl Services {
                     .runs
                     .dev_duckdb_file(&o.ws.project_id, &caller.user_id),
             },
-            other => other,
+            WarehouseProfile::Postgres(job_profile) => match own {
+                Some(own) => WarehouseProfile::Postgres(PostgresProfile {
+                    user: own.username,
+                    password: own.password,
+                    ..job_profile
+                }),
+                None => WarehouseProfile::Postgres(job_profile),
+            },
+            WarehouseProfile::None => WarehouseProfile::None,
         };
         let shown = command.to_string();
         let stored = self
@@ -414,6 +440,96 @@ impl Services {
         let services = self.clone();
         tokio::spawn(async move { services.drive_dev_command(started).await });
         Ok(DevCommand::of(stored, Vec::new()))
+    }
+
+    /// Saves the caller's own warehouse credentials for the project's workspace commands on
+    /// PostgreSQL jobs; an empty `password` keeps the saved one.
+    pub async fn save_dev_credentials(
+        &self,
+        caller: &Principal,
+        project_id: &str,
+        username: &str,
+        password: &SecretString,
+    ) -> Result<(), ServiceError> {
+        require(
+            caller.role.can_write(),
+            "Read-only users run no dbt commands; ask an admin for the Developer role.",
+        )?;
+        let project = self.project(caller, project_id).await?;
+        let username = username.trim();
+        if username.is_empty()
+            || username.len() > MAX_DEV_USER
+            || username
+                .chars()
+                .any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err(ServiceError::InvalidField {
+                field: "username",
+                message: format!(
+                    "The warehouse user is 1 to {MAX_DEV_USER} characters, without spaces."
+                ),
+            });
+        }
+        let password = if password.expose_secret().is_empty() {
+            self.db
+                .dev_credential(&self.keys, &caller.user_id, &project.id)
+                .await?
+                .map(|saved| saved.password)
+                .ok_or_else(|| ServiceError::InvalidField {
+                    field: "password",
+                    message: "Type the warehouse user's password.".into(),
+                })?
+        } else {
+            password.clone()
+        };
+        self.db
+            .save_dev_credential(
+                &self.keys,
+                &caller.user_id,
+                &project.id,
+                &DevCredential {
+                    username: username.to_owned(),
+                    password,
+                },
+            )
+            .await?;
+        self.audit(AuditEvent {
+            account_id: Some(&caller.account_id),
+            actor_user_id: Some(&caller.user_id),
+            action: "workspace.dev_credentials_saved",
+            outcome: AuditOutcome::Success,
+            target: Some(format!(
+                "development credentials for project {}",
+                project.name
+            )),
+            detail: format!("warehouse user {username}"),
+            ..AuditEvent::default()
+        })
+        .await
+    }
+
+    /// Forgets the caller's own warehouse credentials for the project (commands use the job's).
+    pub async fn remove_dev_credentials(
+        &self,
+        caller: &Principal,
+        project_id: &str,
+    ) -> Result<(), ServiceError> {
+        let project = self.project(caller, project_id).await?;
+        self.db
+            .delete_dev_credential(&caller.user_id, &project.id)
+            .await?;
+        self.audit(AuditEvent {
+            account_id: Some(&caller.account_id),
+            actor_user_id: Some(&caller.user_id),
+            action: "workspace.dev_credentials_removed",
+            outcome: AuditOutcome::Success,
+            target: Some(format!(
+                "development credentials for project {}",
+                project.name
+            )),
+            ..AuditEvent::default()
+        })
+        .await
     }
 
     /// Asks the workspace's running command to stop (any replica stops it within a second).
@@ -519,10 +635,14 @@ impl Services {
         if runs.isolation == Isolation::None {
             say(sink, crate::ci::executor::NOT_ISOLATED).await;
         }
+        let user = match &s.target.warehouse {
+            WarehouseProfile::Postgres(p) => format!(" as warehouse user {}", p.user),
+            _ => String::new(),
+        };
         say(
             sink,
             format!(
-                "building into schema {} with the warehouse of CI job {}",
+                "building into schema {} with the warehouse of CI job {}{user}",
                 s.target.schema, s.job.input.name
             ),
         )

@@ -91,6 +91,10 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             workspace_dbt::start_command
         ))
         .routes(routes!(workspace_dbt::get_command))
+        .routes(routes!(
+            workspace_dbt::save_credentials,
+            workspace_dbt::remove_credentials
+        ))
         .routes(routes!(workspace_dbt::cancel_command))
         .routes(routes!(workspace_dbt::target_file))
         .routes(routes!(users::list_users, users::create_user))
@@ -175,6 +179,7 @@ mod tests {
                 "DELETE /api/v1/linked-accounts/gitlab",
                 "DELETE /api/v1/projects/{id}/repository",
                 "DELETE /api/v1/projects/{id}/workspace",
+                "DELETE /api/v1/projects/{id}/workspace/dbt/credentials",
                 "DELETE /api/v1/projects/{id}/workspace/files",
                 "DELETE /api/v1/tokens/{id}",
                 "GET /api/v1/audit",
@@ -240,6 +245,7 @@ mod tests {
                 "PUT /api/v1/projects/{id}",
                 "PUT /api/v1/projects/{id}/repository",
                 "PUT /api/v1/projects/{id}/repository/post-as",
+                "PUT /api/v1/projects/{id}/workspace/dbt/credentials",
                 "PUT /api/v1/projects/{id}/workspace/files",
                 "PUT /api/v1/workspaces/disk-cap",
             ]

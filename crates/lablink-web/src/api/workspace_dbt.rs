@@ -7,6 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use lablink_service::workspace::{DevCommand, DevCommands};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -67,6 +68,8 @@ impl From<DevCommand> for DevCommandJson {
 pub struct DevCommandsJson {
     /// The development schema commands build into.
     pub schema: String,
+    /// The warehouse user of the caller's own development credentials (null: the job's).
+    pub dev_user: Option<String>,
     /// The commands, newest first; the first with its output and files.
     pub commands: Vec<DevCommandJson>,
 }
@@ -75,6 +78,7 @@ impl From<DevCommands> for DevCommandsJson {
     fn from(b: DevCommands) -> Self {
         DevCommandsJson {
             schema: b.schema,
+            dev_user: b.dev_user,
             commands: b
                 .latest
                 .into_iter()
@@ -188,4 +192,47 @@ pub async fn target_file(
         content,
     )
         .into_response())
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct DevCredentialsBody {
+    /// The warehouse user the caller's commands on PostgreSQL jobs run as.
+    pub username: String,
+    /// Its password; empty keeps the saved one.
+    #[serde(default)]
+    #[schema(value_type = String, format = Password)]
+    pub password: SecretString,
+}
+
+/// Saves the caller's own warehouse credentials for the project's workspace commands on
+/// PostgreSQL jobs (the job's host, port and database; this user and password).
+#[utoipa::path(put, path = "/api/v1/projects/{id}/workspace/dbt/credentials", tag = "workspace",
+    request_body = DevCredentialsBody,
+    responses((status = 204), (status = 422, body = ErrorBody)))]
+pub async fn save_credentials(
+    State(state): State<AppState>,
+    user: ApiUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<DevCredentialsBody>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .services
+        .save_dev_credentials(&user.principal, &id, &body.username, &body.password)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Forgets the caller's own warehouse credentials: commands use the job's again.
+#[utoipa::path(delete, path = "/api/v1/projects/{id}/workspace/dbt/credentials",
+    tag = "workspace", responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn remove_credentials(
+    State(state): State<AppState>,
+    user: ApiUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .services
+        .remove_dev_credentials(&user.principal, &id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -29,6 +29,10 @@ pub fn routes() -> Router<AppState> {
             "/projects/{id}/workspace/dbt/{command}/target/{*path}",
             get(target_file),
         )
+        .route(
+            "/projects/{id}/workspace/dbt-credentials/{action}",
+            post(credentials),
+        )
 }
 
 #[derive(Template)]
@@ -45,6 +49,8 @@ struct DbtPage {
     typed: String,
     job_id: Option<i64>,
     error: Option<(Option<&'static str>, String)>,
+    /// The credentials form's user, as saved or as typed before a refusal.
+    typed_user: String,
 }
 
 impl DbtPage {
@@ -77,6 +83,11 @@ impl DbtPage {
 
     fn chosen(&self, job: &i64) -> bool {
         self.job_id == Some(*job)
+    }
+
+    /// The credentials form is shown open: it was refused.
+    fn credentials_open(&self) -> bool {
+        self.field_error("username").is_some() || self.field_error("password").is_some()
     }
 
     fn live(&self) -> bool {
@@ -129,6 +140,7 @@ async fn page(
             .then("dbt", None),
         project_id: id.to_owned(),
         job_id: job_id.or_else(|| shown.as_ref().map(|c| c.job_id)),
+        typed_user: box_.dev_user.clone().unwrap_or_default(),
         box_,
         shown,
         output,
@@ -263,4 +275,59 @@ async fn target_file(
         content,
     )
         .into_response())
+}
+
+#[derive(Deserialize)]
+struct CredentialsForm {
+    csrf_token: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// Saves or removes the caller's own warehouse credentials for the project.
+async fn credentials(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path((id, action)): Path<(String, String)>,
+    axum::Form(form): axum::Form<CredentialsForm>,
+) -> Result<Response, HtmlError> {
+    user.check_csrf(&form.csrf_token)?;
+    let services = &state.services;
+    let result = match action.as_str() {
+        "save" => services
+            .save_dev_credentials(
+                &user.principal,
+                &id,
+                &form.username,
+                &secrecy::SecretString::from(form.password.clone()),
+            )
+            .await
+            .map(|()| {
+                format!(
+                    "Saved: your commands on PostgreSQL jobs now run as warehouse user `{}`.",
+                    form.username.trim()
+                )
+            }),
+        "remove" => services
+            .remove_dev_credentials(&user.principal, &id)
+            .await
+            .map(|()| "Removed: your commands use the CI job's warehouse user again.".to_owned()),
+        _ => return Err(HtmlError::not_found()),
+    };
+    let error = match result {
+        Ok(said) => {
+            return Ok(flash::redirect(
+                &format!("/projects/{id}/workspace/dbt"),
+                said,
+                services.settings.secure_cookies(),
+            ));
+        }
+        Err(ServiceError::InvalidField { field, message }) => (Some(field), message),
+        Err(e) => return Err(e.into()),
+    };
+    let mut page = page(&state, &user, &id, None, String::new(), None, Some(error)).await?;
+    page.typed_user = form.username;
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response())
 }

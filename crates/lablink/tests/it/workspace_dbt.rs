@@ -13,7 +13,9 @@ use serde_json::{Value, json};
 use crate::ci::duckdb_job;
 use crate::on_both_backends;
 use crate::support::connected::Connected;
-use crate::support::{Backend, Page};
+use sqlx::postgres::PgPool;
+
+use crate::support::{Backend, Page, TestDatabase};
 use crate::workspace::{Ws, dbt_project};
 
 on_both_backends!(a_dbt_command_builds_the_saved_files_into_the_development_schema);
@@ -216,4 +218,103 @@ async fn a_dbt_command_builds_the_saved_files_into_the_development_schema(backen
         )
         .await;
     assert_eq!(gone.status, 404);
+}
+
+/// On a PostgreSQL job, a developer's own warehouse credentials (the password sealed) make their
+/// commands run as their own warehouse user, with the job's host and database; removed, the
+/// commands use the job's user again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_development_credentials_run_commands_as_the_developer() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = TestDatabase::create(Backend::Postgres, dir.path()).await;
+    let dbname = warehouse.url.rsplit('/').next().unwrap().to_owned();
+    let pg = PgPool::connect(&warehouse.url).await.unwrap();
+    let role = format!("dev_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    sqlx::query(&format!(
+        "CREATE ROLE {role} LOGIN PASSWORD 'not-used-with-trust'"
+    ))
+    .execute(&pg)
+    .await
+    .unwrap();
+    sqlx::query(&format!("GRANT CREATE ON DATABASE \"{dbname}\" TO {role}"))
+        .execute(&pg)
+        .await
+        .unwrap();
+
+    let seed = dbt_project();
+    let c = Connected::start(Backend::Sqlite, &[], Some(seed.path())).await;
+    let ws = Ws { c: &c };
+    let job = c
+        .browser
+        .api(
+            Method::POST,
+            &format!("/api/v1/projects/{}/ci-jobs", c.project),
+            Some(json!({"name": "ci", "timeout_secs": 600, "mr_note": false,
+                        "warehouse": {"type": "postgres", "host": "127.0.0.1", "port": 5432,
+                                      "user": "postgres", "dbname": dbname},
+                        "warehouse_password": "job-secret"})),
+            Some(&c.csrf),
+        )
+        .await;
+    assert_eq!(job.status, 201, "{}", job.body);
+
+    // A first save needs the password; the refusal names the field.
+    let credentials = |body: Value| ws.call(Method::PUT, "/dbt/credentials", Some(body));
+    let refused = credentials(json!({"username": role, "password": ""})).await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert!(refused.body.contains("password"), "{}", refused.body);
+    let saved = credentials(json!({"username": role, "password": "s3cret-dev-pw"})).await;
+    assert_eq!(saved.status, 204, "{}", saved.body);
+    let stored = crate::secrets_at_rest::database_bytes(&c.app).await;
+    assert!(
+        !crate::secrets_at_rest::contains(&stored, "s3cret-dev-pw"),
+        "sealed at rest"
+    );
+    let listed = ws.call(Method::GET, "/dbt", None).await.json();
+    assert_eq!(listed["dev_user"], role.as_str());
+
+    let run = start(&ws, "dbt run").await;
+    assert_eq!(run.status, 202, "{}", run.body);
+    let run = run.json();
+    let done = ended(&ws, run["id"].as_str().unwrap()).await;
+    assert_eq!(done["state"], "succeeded", "{}", done["output"]);
+    assert!(
+        done["output"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("as warehouse user {role}")),
+        "{}",
+        done["output"]
+    );
+    let schema = run["schema"].as_str().unwrap();
+    let owner: String =
+        sqlx::query_scalar("SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = $1")
+            .bind(schema)
+            .fetch_one(&pg)
+            .await
+            .unwrap();
+    assert_eq!(owner, role, "the developer's own user made the schema");
+
+    // Removed: the job's user again.
+    let removed = ws.call(Method::DELETE, "/dbt/credentials", None).await;
+    assert_eq!(removed.status, 204);
+    let again = start(&ws, "dbt compile").await.json();
+    let done = ended(&ws, again["id"].as_str().unwrap()).await;
+    assert!(
+        done["output"]
+            .as_str()
+            .unwrap()
+            .contains("as warehouse user postgres"),
+        "{}",
+        done["output"]
+    );
+    let _ = sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .execute(&pg)
+        .await;
+    let _ = sqlx::query(&format!(
+        "REVOKE CREATE ON DATABASE \"{dbname}\" FROM {role}"
+    ))
+    .execute(&pg)
+    .await;
+    let _ = sqlx::query(&format!("DROP ROLE {role}")).execute(&pg).await;
 }
