@@ -18,6 +18,7 @@ use serde_json::json;
 
 use crate::ci::{GOOD_MODEL, MODEL_PATH, World, duckdb_job};
 use crate::support::connected::create_project;
+use crate::support::guide;
 use crate::support::webdriver::Browser as Chromium;
 use crate::support::{Backend, Browser, PASSWORD, TestApp};
 
@@ -45,19 +46,6 @@ fn axe_source() -> String {
             path.display()
         )
     })
-}
-
-/// `target/screenshots/accessibility` (the target directory of this build, wherever
-/// `CARGO_TARGET_DIR` puts it), emptied first.
-fn screenshot_dir() -> PathBuf {
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("the target directory")
-        .to_path_buf();
-    let dir = target.join("screenshots/accessibility");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("screenshot directory");
-    dir
 }
 
 /// One page to check: who looks at it, where, and a text its `<h1>` must contain (so a sign-in
@@ -158,7 +146,7 @@ return {refresh: document.querySelector('[data-live]') !== null,
 async fn every_page_passes_axe_and_fits_narrow_screens() {
     let started = Instant::now();
     let axe = axe_source();
-    let shots = screenshot_dir();
+    let shots = guide::screenshot_dir("accessibility");
 
     // The account: the developer `dev@acme.test` (linked to alice in GitLab) has the project
     // Analytics connected with the CI job `ci`; production is built by the merge job `prod`, and
@@ -618,26 +606,20 @@ async fn run_in_workspace(w: &World, command: &str) {
 }
 
 fn guide_pictures(shots: &Path) {
-    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs");
-    let guide = std::fs::read_to_string(docs.join("guide.md")).expect("docs/guide.md");
-    let renew = std::env::var_os("LABLINK_GUIDE_SCREENSHOTS").is_some();
+    let guide = std::fs::read_to_string(guide::docs().join("guide.md")).expect("docs/guide.md");
     let mut named = 0;
     for link in guide.split("](guide/").skip(1) {
         let picture = &link[..link.find(')').expect("a closed link")];
+        // The walks' pictures are taken and kept by their own tests.
+        if picture.starts_with("walks/") {
+            continue;
+        }
         let taken = shots.join(picture);
         assert!(
             taken.exists(),
             "docs/guide.md shows {picture}, which this test does not take"
         );
-        let kept = docs.join("guide").join(picture);
-        if renew {
-            std::fs::create_dir_all(kept.parent().unwrap()).unwrap();
-            std::fs::copy(&taken, &kept).unwrap();
-        }
-        assert!(
-            kept.exists(),
-            "docs/guide/{picture} is missing: run this test with LABLINK_GUIDE_SCREENSHOTS=1"
-        );
+        guide::keep(&taken, picture);
         named += 1;
     }
     assert!(named > 0, "docs/guide.md shows no picture");

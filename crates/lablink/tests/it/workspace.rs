@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use crate::browser::sign_in_to_lablink;
 use crate::on_both_backends;
 use crate::support::connected::Connected;
+use crate::support::guide;
 use crate::support::webdriver::Browser as Chromium;
 use crate::support::webhooks::last_pusher;
 use crate::support::{Backend, Page};
@@ -513,6 +514,16 @@ async fn the_seeds_gitignore_fix_is_one_action_in_the_workspace() {
     );
 
     let chromium = Chromium::start().await;
+    chromium.set_viewport(1280, 900).await;
+    let shots = guide::screenshot_dir("gitignore-fix");
+    let shoot = |name: &'static str| {
+        let (chromium, shots) = (&chromium, &shots);
+        async move {
+            let taken = shots.join(name);
+            chromium.screenshot(&taken).await;
+            guide::keep(&taken, &format!("walks/gitignore-fix/{name}"));
+        }
+    };
     sign_in_to_lablink(&chromium, &c.app, "dev@acme.test").await;
     chromium
         .goto(&format!("{}/projects/{}/workspace", c.app.base, c.project))
@@ -521,11 +532,13 @@ async fn the_seeds_gitignore_fix_is_one_action_in_the_workspace() {
         .wait_for_text(".gitignore needs dbt's build folders")
         .await;
     assert!(page.contains("target/ is committed to git"), "{page}");
+    shoot("1-banner.png").await;
     chromium.find("#fix-gitignore").await.click().await;
     chromium
         .wait_for_text("Fixed .gitignore on lablink/fix-gitignore and pushed it")
         .await;
     chromium.find("#ws-new-mr").await;
+    shoot("2-fixed-on-a-branch.png").await;
     let view = ws.view().await;
     assert_eq!(view["branch"], "lablink/fix-gitignore");
     assert_eq!(view["gitignore"], Value::Null);
@@ -542,7 +555,19 @@ async fn the_seeds_gitignore_fix_is_one_action_in_the_workspace() {
         gitlab_branch(&c, "lablink/fix-gitignore").await["name"],
         "lablink/fix-gitignore"
     );
-    // Back to main, as the seed's last step says (the merge request is merged in GitLab).
+    // The merge request, opened from the page, and merged in GitLab by a Maintainer.
+    chromium.find("#open-mr").await.click().await;
+    chromium.wait_for_text("is open in GitLab").await;
+    let state = c.gitlab.project_state(c.gitlab_project).await;
+    let iid = state["merge_requests"][0]["iid"].as_u64().unwrap();
+    as_alice(
+        &c,
+        Method::PUT,
+        &format!("/merge_requests/{iid}/merge"),
+        None,
+    )
+    .await;
+    // Back to main and pull, as the seed's last step says: the banner is gone there too.
     chromium
         .find("#checkout-branch option[value='main']")
         .await
@@ -554,6 +579,22 @@ async fn the_seeds_gitignore_fix_is_one_action_in_the_workspace() {
         .click()
         .await;
     chromium.wait_for_text("You are on main.").await;
+    chromium
+        .find("#ws-git form[action$='/pull'] button")
+        .await
+        .click()
+        .await;
+    let page = chromium
+        .wait_for_text("main is up to date with GitLab.")
+        .await;
+    assert!(
+        !page.contains(".gitignore needs dbt's build folders"),
+        "{page}"
+    );
+    shoot("3-main-pulled.png").await;
+    let view = ws.view().await;
+    assert_eq!(view["gitignore"], Value::Null);
+    assert_eq!(state_of(&view, "target/run_results.json"), "absent");
     chromium.quit().await;
 }
 

@@ -6,6 +6,7 @@ mod browser;
 pub mod connected;
 mod database;
 pub mod gitlab;
+pub mod guide;
 mod serve_process;
 pub mod webdriver;
 pub mod webhooks;
