@@ -443,26 +443,24 @@ async fn act(
             }
         }
         "pull" => s.pull_workspace(p, &id).await.map(|_| "pulled"),
-        "repair-deploy-key" => match s.repair_workspace_deploy_key(p, &id).await {
-            Ok(said) => {
-                return Ok(flash::redirect(
-                    &format!("/projects/{id}/workspace"),
-                    said,
-                    state.services.settings.secure_cookies(),
-                ));
+        // Actions whose result is a sentence of their own.
+        "refresh" | "repair-deploy-key" => {
+            let said = if action == "refresh" {
+                s.refresh_workspace(p, &id).await
+            } else {
+                s.repair_workspace_deploy_key(p, &id).await
+            };
+            match said {
+                Ok(said) => {
+                    return Ok(flash::redirect(
+                        &format!("/projects/{id}/workspace"),
+                        said,
+                        state.services.settings.secure_cookies(),
+                    ));
+                }
+                Err(e) => Err(e),
             }
-            Err(e) => Err(e),
-        },
-        "refresh" => match s.refresh_workspace(p, &id).await {
-            Ok(said) => {
-                return Ok(flash::redirect(
-                    &format!("/projects/{id}/workspace"),
-                    said,
-                    state.services.settings.secure_cookies(),
-                ));
-            }
-            Err(e) => Err(e),
-        },
+        }
         "rollback" => s.rollback_workspace(p, &id).await.map(|()| "rolled_back"),
         "delete-workspace" => match s.delete_workspace(p, &id).await {
             Ok(()) => {

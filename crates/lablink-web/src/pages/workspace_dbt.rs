@@ -44,7 +44,8 @@ struct DbtPage {
     box_: DevCommands,
     /// The command shown: the latest, or one chosen from the earlier ones.
     shown: Option<DevCommand>,
-    output: Vec<LogSection>,
+    /// The shown command's output, folded per dbt command.
+    log: Vec<LogSection>,
     /// What was typed, kept after a refusal.
     typed: String,
     job_id: Option<i64>,
@@ -115,7 +116,7 @@ async fn page(
         Some(command) => Some(services.workspace_command(caller, id, command).await?),
         None => box_.latest.clone(),
     };
-    let output = shown.as_ref().map_or_else(Vec::new, |c| {
+    let log = shown.as_ref().map_or_else(Vec::new, |c| {
         log_sections(c.output.lines(), "Preparing", |_, last| {
             Some(if !last || c.state == "succeeded" {
                 "success".into()
@@ -143,7 +144,7 @@ async fn page(
         typed_user: box_.dev_user.clone().unwrap_or_default(),
         box_,
         shown,
-        output,
+        log,
         typed,
         error,
     })

@@ -373,30 +373,9 @@ impl World {
 
     /// Like [`World::schemas`]; `None` while a dbt process holds the warehouse's lock.
     pub(crate) fn try_schemas(&self) -> Option<Vec<String>> {
-        let venv = std::env::var("LABLINK_DBT_VENV").map_or_else(
-            |_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/lablink/venv"),
-            PathBuf::from,
-        );
-        let out = std::process::Command::new(venv.join("bin/python"))
-            .arg("-c")
-            .arg(
-                "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True); \
-                 print('\\n'.join(r[0] for r in c.execute(\
-                 'select schema_name from information_schema.schemata').fetchall()))",
-            )
-            .arg(self.app.duckdb_file(&self.project))
-            .output()
-            .unwrap();
-        if String::from_utf8_lossy(&out.stderr).contains("Could not set lock") {
-            return None;
-        }
-        assert!(out.status.success(), "{out:?}");
-        Some(
-            String::from_utf8(out.stdout)
-                .unwrap()
-                .lines()
-                .map(str::to_owned)
-                .collect(),
+        crate::support::duckdb_rows(
+            &self.app.duckdb_file(&self.project),
+            "select schema_name from information_schema.schemata",
         )
     }
 

@@ -705,23 +705,7 @@ async fn a_replaced_deploy_key_is_out_of_date_and_replaced(backend: Backend) {
     let repo = w.repository().await;
     let old = repo.deploy_key_id.unwrap();
     // GitLab now holds another key under lablink's deploy key (an administrator replaced it).
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("other");
-    let made = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "other", "-f"])
-        .arg(&file)
-        .status()
-        .unwrap();
-    assert!(made.success());
-    let public = std::fs::read_to_string(file.with_extension("pub")).unwrap();
-    let other = gitlab_sim::ssh_key::parse(&public).unwrap();
-    {
-        let mut state = w.gitlab.sim().lock();
-        let key = state.deploy_keys.get_mut(&(old as u64)).unwrap();
-        key.key = other.normalized;
-        key.fingerprint = other.fingerprint;
-        key.fingerprint_sha256 = other.fingerprint_sha256;
-    }
+    w.gitlab.replace_deploy_key(old as u64);
     let report = w.doctor(false).await;
     assert_eq!(
         codes(&report),

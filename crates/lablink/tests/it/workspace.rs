@@ -903,27 +903,6 @@ async fn disk_use_is_measured_capped_and_given_back(backend: Backend) {
     ws.save("models/more.sql", "select 3").await;
 }
 
-/// Replaces the key material of the project's one deploy key in GitLab with another key's (an
-/// administrator replaced it); returns the key's id.
-fn replace_deploy_key_in_gitlab(c: &Connected) -> u64 {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("other");
-    let made = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "other", "-f"])
-        .arg(&file)
-        .status()
-        .unwrap();
-    assert!(made.success());
-    let public = std::fs::read_to_string(file.with_extension("pub")).unwrap();
-    let other = gitlab_sim::ssh_key::parse(&public).unwrap();
-    let mut state = c.gitlab.sim().lock();
-    let (id, key) = state.deploy_keys.iter_mut().next().expect("a deploy key");
-    key.key = other.normalized;
-    key.fingerprint = other.fingerprint;
-    key.fingerprint_sha256 = other.fingerprint_sha256;
-    *id
-}
-
 /// gitlab.com Free on a Developer plan: GitLab has no project access tokens, so connecting adds
 /// a deploy key with write access and the workspace pushes with it over SSH (the user named as
 /// the author). When GitLab's key is replaced, pushing says "GitLab Authentication is out of
@@ -958,7 +937,15 @@ async fn on_gitlab_com_free_the_workspace_pushes_with_the_deploy_key(backend: Ba
     assert_eq!(commit["author_email"], "dev@acme.test", "{commit}");
     assert_eq!(commit["title"], "Over SSH");
 
-    let old = replace_deploy_key_in_gitlab(&c);
+    let old = *c
+        .gitlab
+        .sim()
+        .lock()
+        .deploy_keys
+        .keys()
+        .next()
+        .expect("a deploy key");
+    c.gitlab.replace_deploy_key(old);
     ws.save("models/orders.sql", "select 9 as id\n").await;
     let refused = ws.commit("After the key changed").await;
     assert_eq!(refused.status, 409, "{}", refused.body);

@@ -4,7 +4,6 @@
 //! what a command may not be is refused in words — while the checkout the user commits from
 //! stays exactly as it was.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use reqwest::Method;
@@ -38,30 +37,6 @@ async fn ended(ws: &Ws<'_>, id: &str) -> Value {
 async fn start(ws: &Ws<'_>, command: &str) -> Page {
     ws.call(Method::POST, "/dbt", Some(json!({"command": command})))
         .await
-}
-
-/// The tables of the DuckDB file, as `schema.table`.
-fn duckdb_tables(file: &PathBuf) -> Vec<String> {
-    let venv = std::env::var("LABLINK_DBT_VENV").map_or_else(
-        |_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/lablink/venv"),
-        PathBuf::from,
-    );
-    let out = std::process::Command::new(venv.join("bin/python"))
-        .arg("-c")
-        .arg(
-            "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True); \
-             print('\\n'.join(f'{s}.{t}' for s, t in c.execute(\
-             'select table_schema, table_name from information_schema.tables').fetchall()))",
-        )
-        .arg(file)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
 }
 
 async fn a_dbt_command_builds_the_saved_files_into_the_development_schema(backend: Backend) {
@@ -148,7 +123,11 @@ async fn a_dbt_command_builds_the_saved_files_into_the_development_schema(backen
         "warehouses/project-{}-dev-{}/warehouse.duckdb",
         c.project, c.user.id
     ));
-    assert_eq!(duckdb_tables(&dev_file), [format!("{schema}.orders")]);
+    let tables = crate::support::duckdb_rows(
+        &dev_file,
+        "select table_schema, table_name from information_schema.tables",
+    );
+    assert_eq!(tables, Some(vec![format!("{schema}.orders")]));
     assert!(!c.app.duckdb_file(&c.project).exists());
 
     // The checkout the user commits from is unchanged: no target/, logs/ or dbt_packages/

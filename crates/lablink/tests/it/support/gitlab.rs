@@ -52,6 +52,26 @@ impl GitLab {
         self.sim.handle()
     }
 
+    /// Puts another key's material under deploy key `key_id` (an administrator replaced it), so
+    /// the private key lablink holds no longer matches it.
+    pub fn replace_deploy_key(&self, key_id: u64) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("other");
+        let made = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "other", "-f"])
+            .arg(&file)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let public = std::fs::read_to_string(file.with_extension("pub")).unwrap();
+        let other = gitlab_sim::ssh_key::parse(&public).unwrap();
+        let mut state = self.sim().lock();
+        let key = state.deploy_keys.get_mut(&key_id).expect("the deploy key");
+        key.key = other.normalized;
+        key.fingerprint = other.fingerprint;
+        key.fingerprint_sha256 = other.fingerprint_sha256;
+    }
+
     /// A call to the simulator's control API (`/-/sim/...`).
     /// A new personal access token of GitLab user `user` with the `api` scope.
     pub async fn personal_token(&self, user: u64, name: &str) -> String {

@@ -364,3 +364,33 @@ macro_rules! on_both {
         }
     };
 }
+
+/// The rows of `sql` on the DuckDB file `file` (read-only), each row's values joined with `.`;
+/// `None` while a dbt process holds the file's lock.
+pub fn duckdb_rows(file: &std::path::Path, sql: &str) -> Option<Vec<String>> {
+    let venv = std::env::var("LABLINK_DBT_VENV").map_or_else(
+        |_| std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/lablink/venv"),
+        std::path::PathBuf::from,
+    );
+    let out = std::process::Command::new(venv.join("bin/python"))
+        .arg("-c")
+        .arg(
+            "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True); \
+             print('\\n'.join('.'.join(str(v) for v in r) for r in c.execute(sys.argv[2]).fetchall()))",
+        )
+        .arg(file)
+        .arg(sql)
+        .output()
+        .unwrap();
+    if String::from_utf8_lossy(&out.stderr).contains("Could not set lock") {
+        return None;
+    }
+    assert!(out.status.success(), "{out:?}");
+    Some(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect(),
+    )
+}
