@@ -1,10 +1,14 @@
 //! The soak: a fleet of real `lablink serve` processes on one PostgreSQL and one gitlab-sim,
 //! two with the roles web and intake behind a round-robin proxy (the address GitLab's webhook
-//! and the test's browser use), two workers (one also the scheduler). Merge requests are opened
-//! while a worker is killed (SIGKILL) in the middle of a run and restarted, and a web replica is
-//! killed in the middle of a burst of deliveries and restarted. Afterwards every merge request's
-//! final status in the simulator is right, every run ran to its end once (its dbt model leaves
-//! a marker file, counted), no lease is left, and every delivery that got a 2xx was processed.
+//! and the test's browser use), two workers (one also the scheduler), building into one
+//! PostgreSQL warehouse. Merge requests are opened, some get new commits and some are closed,
+//! while a worker is killed (SIGKILL) in the middle of a run and restarted, the developer's
+//! linked GitLab token is refreshed by concurrent requests on both web replicas, and a web
+//! replica is killed in the middle of a burst of deliveries and restarted. Afterwards every merge
+//! request's final status in the simulator is right, every run ran to its end once (its dbt
+//! model leaves a marker row in the same transaction as its table, counted), every closed merge
+//! request's schema is dropped, the link still works, no lease is left, and every delivery that
+//! got a 2xx was processed.
 //!
 //! The default test command runs the short version; `LABLINK_SOAK=long` runs the issue's sizes
 //! and prints the figures kept in BENCHMARKS.md.
@@ -18,8 +22,10 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 
+use sqlx::postgres::PgPool;
+
 use crate::ci::World;
-use crate::support::{Backend, ServeProcess};
+use crate::support::{Backend, Browser, ServeProcess, TestDatabase};
 
 /// Upper bound for waiting on the fleet (per wait); not a timing assertion.
 fn patience() -> Duration {
@@ -58,18 +64,13 @@ fn sizes() -> Sizes {
 }
 
 /// The merge request's one model: it waits (so that a worker can be killed in the middle of
-/// it), then leaves a marker named after `token` next to the DuckDB warehouse of the worker
-/// that ran it to its end.
+/// it), and its post-hook leaves a row named after `token` in `soak_markers` in the model's own
+/// transaction: a run killed before its end leaves none.
 fn marker_model(token: &str) -> String {
     format!(
-        "import os, time, uuid\n\
-         def model(dbt, session):\n\
-         \x20   time.sleep(3)\n\
-         \x20   path = session.execute(\"select path from duckdb_databases() where database_name = current_database()\").fetchall()[0][0]\n\
-         \x20   markers = os.path.join(os.path.dirname(path), 'markers')\n\
-         \x20   os.makedirs(markers, exist_ok=True)\n\
-         \x20   open(os.path.join(markers, '{token}.' + uuid.uuid4().hex), 'w').close()\n\
-         \x20   return session.sql('select 1 as ran')\n"
+        "{{{{ config(materialized='table', \
+         post_hook=\"insert into public.soak_markers (token) values ('{token}')\") }}}}\n\
+         select '{token}' as token from pg_sleep(3)\n"
     )
 }
 
@@ -109,8 +110,18 @@ fn worker_name(process: &ServeProcess) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_fleet_survives_kill_9_of_a_worker_and_a_web_replica() {
     let sizes = sizes();
-    let job = json!({"name": "ci", "timeout_secs": 600, "warehouse": {"type": "duckdb"},
-                     "mr_note": false, "commands": ["dbt run --select marker"]});
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = TestDatabase::create(Backend::Postgres, dir.path()).await;
+    let dbname = warehouse.url.rsplit('/').next().unwrap().to_owned();
+    let pg = PgPool::connect(&warehouse.url).await.unwrap();
+    sqlx::query("CREATE TABLE soak_markers (token TEXT NOT NULL, at TIMESTAMPTZ DEFAULT now())")
+        .execute(&pg)
+        .await
+        .unwrap();
+    let job = json!({"name": "ci", "timeout_secs": 600, "mr_note": false,
+                     "warehouse": {"type": "postgres", "host": "127.0.0.1", "port": 5432,
+                                   "user": "postgres", "dbname": dbname},
+                     "warehouse_password": "soak", "commands": ["dbt run --select marker"]});
     let mut w = World::with_job_and(Backend::Postgres, job, &[("roles", "web, intake")]).await;
     let front = w.app.base.trim_start_matches("http://").to_owned();
     // From here the fleet serves: the test's own server only set things up.
@@ -129,7 +140,10 @@ async fn a_fleet_survives_kill_9_of_a_worker_and_a_web_replica() {
         .await;
     let mut worker_1 = w
         .app
-        .serve_process(&with(&[("roles", "worker, scheduler")]))
+        .serve_process(&with(&[
+            ("roles", "worker, scheduler"),
+            ("max_concurrent_runs", "1"),
+        ]))
         .await;
     let worker_2 = w.app.serve_process(&with(&[("roles", "worker")])).await;
     let backends = vec![
@@ -142,32 +156,62 @@ async fn a_fleet_survives_kill_9_of_a_worker_and_a_web_replica() {
     ));
     let started = Instant::now();
 
-    // Merge requests, each with its own marker.
+    // Merge requests, each with its own marker; every third gets a new commit (its first
+    // commit's run may end or be superseded: at most one marker), every fourth is closed once
+    // it has its status.
     let mut shas = HashMap::new();
     let mut opened_at = HashMap::new();
+    let mut iids = HashMap::new();
+    let mut superseded = Vec::new();
     for i in 0..sizes.merge_requests {
         let token = format!("mr{i}");
         let branch = format!("soak-{i}");
         let sha = w
-            .commit(&branch, &[("models/marker.py", &marker_model(&token))])
+            .commit(&branch, &[("models/marker.sql", &marker_model(&token))])
             .await;
         opened_at.insert(sha.clone(), chrono::Utc::now());
-        w.open_mr(&branch, &token).await;
+        iids.insert(token.clone(), w.open_mr(&branch, &token).await);
         shas.insert(token, sha);
     }
+    for i in (0..sizes.merge_requests).filter(|i| i % 3 == 1) {
+        let (first, token) = (format!("mr{i}"), format!("mr{i}-2"));
+        let sha = w
+            .commit(
+                &format!("soak-{i}"),
+                &[("models/marker.sql", &marker_model(&token))],
+            )
+            .await;
+        opened_at.insert(sha.clone(), chrono::Utc::now());
+        iids.insert(token.clone(), iids[&first]);
+        shas.remove(&first);
+        shas.insert(token, sha);
+        superseded.push(first);
+    }
+    let final_shas = shas
+        .values()
+        .map(|sha| format!("'{sha}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
 
-    // Worker 1 dies in the middle of a run, and comes back.
+    // Worker 1 dies in the middle of a run (of a merge request's latest commit), and comes back.
     let dead = worker_name(&worker_1);
     let deadline = Instant::now() + patience();
+    // It is killed while its model sleeps (started, not yet committed): a kill after the
+    // warehouse committed and before lablink recorded the end would run it again, which no
+    // system can tell from a run that never reached the warehouse.
     let killed_run = loop {
         let held = w
             .app
             .column(&format!(
-                "SELECT id FROM runs WHERE state = 'running' AND locked_by = '{dead}'"
+                "SELECT id FROM runs WHERE state = 'running' AND locked_by = '{dead}' \
+                 AND sha IN ({final_shas})"
             ))
             .await;
         if let Some(id) = held.into_iter().next() {
-            break id;
+            let log = w.run_log(&id).await;
+            if log.contains("START sql table model") && !log.contains("OK created") {
+                break id;
+            }
         }
         assert!(Instant::now() < deadline, "worker 1 never ran anything");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -176,8 +220,17 @@ async fn a_fleet_survives_kill_9_of_a_worker_and_a_web_replica() {
     let killed_at = Instant::now();
     let worker_1_again = w
         .app
-        .serve_process(&with(&[("roles", "worker, scheduler")]))
+        .serve_process(&with(&[
+            ("roles", "worker, scheduler"),
+            ("max_concurrent_runs", "1"),
+        ]))
         .await;
+
+    // The developer's linked GitLab token is due: concurrent requests on both web replicas
+    // need it, and exactly one refresh reaches GitLab (a second would spend a refresh token
+    // GitLab already rotated, and the link would be dead).
+    let refreshes = refresh_race(&w).await;
+    assert_eq!(refreshes, 1, "one refresh for the whole fleet");
 
     // A burst of deliveries over both web replicas; one of them dies in the middle of it.
     let mut web_a = web_a;
@@ -202,17 +255,65 @@ async fn a_fleet_survives_kill_9_of_a_worker_and_a_web_replica() {
     latencies.sort_by(f64::total_cmp);
     let percentile = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
     let taken_up = wait_for_state(&w, &killed_run, "success").await;
+
+    // Closed merge requests lose their schema; open ones keep theirs.
+    let closed: Vec<i64> = (0..sizes.merge_requests)
+        .filter(|i| i % 4 == 0)
+        .map(|i| iids[&format!("mr{i}")])
+        .collect();
+    for iid in &closed {
+        w.mr_action(*iid, "close").await;
+    }
+    let schema_of = |iid: i64| format!("lablink_pr_{}_{iid}", w.job_id);
+    let deadline = Instant::now() + patience();
+    loop {
+        let left: Vec<String> =
+            sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname = ANY($1)")
+                .bind(closed.iter().map(|iid| schema_of(*iid)).collect::<Vec<_>>())
+                .fetch_all(&pg)
+                .await
+                .unwrap();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "closed merge requests' schemas left: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let open_iid = iids["mr1-2"];
+    let kept: Option<String> =
+        sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname = $1")
+            .bind(schema_of(open_iid))
+            .fetch_optional(&pg)
+            .await
+            .unwrap();
+    assert!(kept.is_some(), "an open merge request keeps its schema");
     w.wait_until_settled().await;
 
-    let mut markers: HashMap<String, usize> = HashMap::new();
-    for process in [&worker_1, &worker_2, &worker_1_again] {
-        for dir in glob_markers(process.data_dir()) {
-            let token = dir.split('.').next().unwrap().to_owned();
-            *markers.entry(token).or_default() += 1;
+    let markers: HashMap<String, i64> =
+        sqlx::query_as("SELECT token, COUNT(*) FROM soak_markers GROUP BY token")
+            .fetch_all(&pg)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    for (token, sha) in &shas {
+        if markers.get(token) != Some(&1) {
+            let runs = w.runs_at(sha).await;
+            let mut seen = Vec::new();
+            for r in &runs {
+                seen.push(w.run(r["id"].as_str().unwrap()).await);
+            }
+            panic!("{token}: {markers:?}; killed run {killed_run}; its runs: {seen:#?}");
         }
     }
-    for token in shas.keys() {
-        assert_eq!(markers.get(token), Some(&1), "{token}: {markers:?}");
+    for token in &superseded {
+        assert!(
+            markers.get(token).copied().unwrap_or(0) <= 1,
+            "{token} ran twice: {markers:?}"
+        );
     }
     let run = &w.run(&killed_run).await["run"];
     assert_eq!(run["attempts"], 2, "{run:#}");
@@ -271,18 +372,59 @@ fn leak(text: String) -> &'static str {
     Box::leak(text.into_boxed_str())
 }
 
-/// The marker files under a worker's data directory.
-fn glob_markers(data_dir: &std::path::Path) -> Vec<String> {
-    let Ok(projects) = std::fs::read_dir(data_dir.join("warehouses")) else {
-        return Vec::new();
-    };
-    projects
-        .flatten()
-        .filter_map(|p| std::fs::read_dir(p.path().join("markers")).ok())
-        .flatten()
-        .flatten()
-        .map(|f| f.file_name().to_string_lossy().into_owned())
-        .collect()
+/// Makes the developer's linked GitLab token due and sends 20 concurrent requests that need it
+/// through the front proxy (both web replicas); each must work. Returns how many refreshes
+/// reached GitLab (new OAuth tokens of the linked GitLab user).
+async fn refresh_race(w: &World) -> usize {
+    let before = w.gitlab.oauth_tokens_of(w.alice.id).await.len();
+    let issued = w
+        .browser
+        .api(
+            reqwest::Method::POST,
+            "/api/v1/tokens",
+            Some(json!({"name": "soak"})),
+            Some(&w.csrf),
+        )
+        .await;
+    assert_eq!(issued.status, 201, "{}", issued.body);
+    let token = issued.json()["value"].as_str().unwrap().to_owned();
+    w.app
+        .execute(&format!(
+            "UPDATE gitlab_links SET expires_at = {}",
+            chrono::Utc::now().timestamp_millis()
+        ))
+        .await;
+    let checks: Vec<_> = (0..20)
+        .map(|_| {
+            let (base, token) = (w.app.base.clone(), token.clone());
+            tokio::spawn(async move {
+                Browser::bearer(
+                    &base,
+                    &token,
+                    reqwest::Method::POST,
+                    "/api/v1/linked-accounts/gitlab/check",
+                    None,
+                )
+                .await
+            })
+        })
+        .collect();
+    for check in checks {
+        let page = check.await.unwrap();
+        assert_eq!(page.status, 200, "a request lost the link: {}", page.body);
+    }
+    let status = w
+        .browser
+        .api(
+            reqwest::Method::GET,
+            "/api/v1/linked-accounts/gitlab",
+            None,
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(status["status"], "linked", "{status}");
+    w.gitlab.oauth_tokens_of(w.alice.id).await.len() - before
 }
 
 /// Waits for the merge request's run at `sha` to succeed and its status to reach GitLab; a

@@ -92,11 +92,6 @@ impl ServeProcess {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("serve.err")).unwrap_or_default()
     }
-
-    /// Its data directory.
-    pub fn data_dir(&self) -> &std::path::Path {
-        self.dir.path()
-    }
 }
 
 /// The value of the series `name` whose labels include `labels`, in Prometheus' text format.
