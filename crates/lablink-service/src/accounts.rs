@@ -43,6 +43,10 @@ pub(crate) fn bad(e: validate::Invalid) -> ServiceError {
 
 impl Services {
     /// An admin adds a user to their own account.
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %admin.account_id, user_id = %admin.user_id),
+    )]
     pub async fn add_user(
         &self,
         admin: &Principal,
@@ -82,6 +86,7 @@ impl Services {
 
     /// The operator creates a user from a shell (`lablink admin create-user`). The account is
     /// created with `plan_if_new` when no account has that name yet.
+    #[tracing::instrument(skip_all)]
     pub async fn create_user_in_account(
         &self,
         account_name: &str,
@@ -107,6 +112,10 @@ impl Services {
     }
 
     /// The users of the admin's account.
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %admin.account_id, user_id = %admin.user_id),
+    )]
     pub async fn list_users(&self, admin: &Principal) -> Result<Vec<User>, ServiceError> {
         require(
             admin.role.can_manage_account(),
@@ -117,6 +126,10 @@ impl Services {
 
     /// An admin changes the role of a user of their account. The last admin cannot step down,
     /// so an account never loses its administration.
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %admin.account_id, user_id = %admin.user_id, target_user_id = %user_id),
+    )]
     pub async fn change_role(
         &self,
         admin: &Principal,
@@ -158,6 +171,10 @@ impl Services {
     }
 
     /// The account of the caller.
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %principal.account_id, user_id = %principal.user_id),
+    )]
     pub async fn account(&self, principal: &Principal) -> Result<Account, ServiceError> {
         self.db
             .account_by_id(&principal.account_id)

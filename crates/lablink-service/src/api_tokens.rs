@@ -30,6 +30,10 @@ pub struct CreatedToken {
 }
 
 impl Services {
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %principal.account_id, user_id = %principal.user_id),
+    )]
     pub async fn create_api_token(
         &self,
         principal: &Principal,
@@ -73,6 +77,10 @@ impl Services {
         })
     }
 
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %principal.account_id, user_id = %principal.user_id),
+    )]
     pub async fn list_api_tokens(
         &self,
         principal: &Principal,
@@ -81,6 +89,14 @@ impl Services {
     }
 
     /// Revokes one of the caller's own tokens.
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %principal.account_id,
+            user_id = %principal.user_id,
+            token_id = %token_id,
+        ),
+    )]
     pub async fn revoke_api_token(
         &self,
         principal: &Principal,

@@ -53,6 +53,10 @@ impl Services {
     }
 
     /// The account's entries matching `filter`, newest first (account admins).
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %admin.account_id, user_id = %admin.user_id),
+    )]
     pub async fn audit_log(
         &self,
         admin: &Principal,

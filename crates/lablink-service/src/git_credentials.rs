@@ -78,6 +78,10 @@ fn relative_root(instance_url: &str) -> String {
 
 impl Services {
     /// A credential for `request`, or why there is none; audited either way.
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %caller.account_id, user_id = %caller.user_id),
+    )]
     pub async fn issue_git_credential(
         &self,
         caller: &Principal,
@@ -265,6 +269,10 @@ impl Services {
     }
 
     /// Whether the account's developers' local git may use repositories' shared credential.
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %caller.account_id, user_id = %caller.user_id),
+    )]
     pub async fn local_git_shared_credential(
         &self,
         caller: &Principal,
@@ -276,6 +284,10 @@ impl Services {
     }
 
     /// Lets (or stops letting) the account's local git use repositories' shared credential.
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %admin.account_id, user_id = %admin.user_id),
+    )]
     pub async fn set_local_git_shared_credential(
         &self,
         admin: &Principal,
@@ -308,6 +320,10 @@ impl Services {
 impl Services {
     /// The GitLab whose git remotes the caller's local git should ask lablink about: the
     /// account's application's instance.
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %caller.account_id, user_id = %caller.user_id),
+    )]
     pub async fn local_git_gitlab_url(&self, caller: &Principal) -> Result<String, ServiceError> {
         Ok(self
             .app_for_new_links(&caller.account_id, caller.plan)

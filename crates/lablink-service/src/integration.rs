@@ -353,6 +353,10 @@ fn require_plan(caller: &Principal) -> Result<(), ServiceError> {
 /// The admin's use cases.
 impl Services {
     /// The page's content.
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %caller.account_id, user_id = %caller.user_id),
+    )]
     pub async fn gitlab_integration_view(
         &self,
         caller: &Principal,
@@ -393,6 +397,10 @@ impl Services {
 
     /// Validates and saves the application, disconnects links made with another one, and
     /// starts the admin's authorization at GitLab.
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %caller.account_id, user_id = %caller.user_id),
+    )]
     pub async fn save_gitlab_integration(
         &self,
         caller: &Principal,
@@ -514,6 +522,10 @@ impl Services {
     }
 
     /// Sends the admin to GitLab again for a saved integration (for example after declining).
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %caller.account_id, user_id = %caller.user_id),
+    )]
     pub async fn authorize_gitlab_integration(
         &self,
         caller: &Principal,
@@ -543,6 +555,10 @@ impl Services {
 
     /// Removes the account's application: every link made with it is revoked at GitLab (as far
     /// as GitLab answers) and deleted; the account falls back to the operator's application.
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %caller.account_id, user_id = %caller.user_id),
+    )]
     pub async fn remove_gitlab_integration(
         &self,
         caller: &Principal,

@@ -268,6 +268,10 @@ impl Services {
     }
 
     /// The account's rules, and how the caller's own address fares under them.
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %admin.account_id, user_id = %admin.user_id),
+    )]
     pub async fn ip_restrictions(
         &self,
         admin: &Principal,
@@ -300,6 +304,10 @@ impl Services {
 
     /// Restricts (or stops restricting) where the account's webhook deliveries may come from.
     /// Enabling needs at least one range; a delivery from outside is then refused and counted.
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %admin.account_id, user_id = %admin.user_id),
+    )]
     pub async fn set_webhook_sources(
         &self,
         admin: &Principal,
@@ -350,6 +358,10 @@ impl Services {
     }
 
     /// Which rule decides for `address` under the account's saved rules.
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %admin.account_id, user_id = %admin.user_id),
+    )]
     pub async fn test_ip_address(
         &self,
         admin: &Principal,
@@ -386,6 +398,10 @@ impl Services {
 
     /// Adds a rule; refused when its ranges are bad, its range is on the other list already, or
     /// it would deny the admin's own address.
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %admin.account_id, user_id = %admin.user_id),
+    )]
     pub async fn create_ip_rule(
         &self,
         admin: &Principal,
@@ -416,6 +432,10 @@ impl Services {
     }
 
     /// Replaces a rule, with the same checks as [`Services::create_ip_rule`].
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %admin.account_id, user_id = %admin.user_id, rule_id = %id),
+    )]
     pub async fn update_ip_rule(
         &self,
         admin: &Principal,
@@ -464,6 +484,10 @@ impl Services {
     }
 
     /// Deletes a rule; refused when the remaining rules would deny the admin's own address.
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %admin.account_id, user_id = %admin.user_id, rule_id = %id),
+    )]
     pub async fn delete_ip_rule(
         &self,
         admin: &Principal,
@@ -529,6 +553,10 @@ impl Services {
     }
 
     /// Turns enforcement on (refused when it would deny the admin's own address) or off.
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %admin.account_id, user_id = %admin.user_id),
+    )]
     pub async fn set_ip_restrictions_enabled(
         &self,
         admin: &Principal,
@@ -565,6 +593,7 @@ impl Services {
 
     /// The operator's way back in (`lablink admin ip-restrictions disable`): turns an account's
     /// restrictions off from a shell.
+    #[tracing::instrument(skip_all)]
     pub async fn disable_ip_restrictions_of_account(
         &self,
         account_name: &str,

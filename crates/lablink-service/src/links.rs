@@ -120,6 +120,10 @@ pub struct Unlinked {
 
 /// The linked-account use cases.
 impl Services {
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %caller.account_id, user_id = %caller.user_id),
+    )]
     pub async fn gitlab_link_view(&self, caller: &Principal) -> Result<LinkView, ServiceError> {
         let link = self
             .db
@@ -142,6 +146,10 @@ impl Services {
     }
 
     /// Starts linking: the URL of GitLab's consent page.
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %caller.account_id, user_id = %caller.user_id),
+    )]
     pub async fn start_gitlab_link(
         &self,
         caller: &Principal,
@@ -160,6 +168,10 @@ impl Services {
 
     /// Finishes an authorization from GitLab's redirect. Nothing is stored unless GitLab gave
     /// tokens and `GET /user` with them succeeded.
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %caller.account_id, user_id = %caller.user_id),
+    )]
     pub async fn complete_gitlab_authorization(
         &self,
         caller: &Principal,
@@ -343,6 +355,10 @@ impl Services {
 
     /// Revokes the link's tokens at GitLab (a failure there is reported, not fatal) and deletes
     /// the link here.
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %caller.account_id, user_id = %caller.user_id),
+    )]
     pub async fn unlink_gitlab(&self, caller: &Principal) -> Result<Unlinked, ServiceError> {
         let db = &self.db;
         let Some(link) = db.gitlab_link_of_user(&self.keys, &caller.user_id).await? else {
@@ -396,6 +412,10 @@ impl Services {
 
     /// Proves the link works now: `GET /user` with a fresh token (refreshing, and retrying once
     /// when GitLab refuses the token as expired or revoked). Returns the GitLab username.
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %caller.account_id, user_id = %caller.user_id),
+    )]
     pub async fn check_gitlab_link(&self, caller: &Principal) -> Result<String, ServiceError> {
         let fresh = self.gitlab_access_token(&caller.user_id).await?;
         match Api::bearer(&fresh.app.instance, fresh.token.clone())
@@ -562,6 +582,7 @@ impl Services {
     }
 
     /// GitLab refused the token of `version` (401): replace it, unless someone already did.
+    #[tracing::instrument(skip_all, fields(user_id = %user_id))]
     pub async fn replace_rejected_gitlab_token(
         &self,
         user_id: &str,

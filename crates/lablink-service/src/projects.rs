@@ -68,10 +68,18 @@ fn target_branch(input: &str) -> Result<Option<String>, ServiceError> {
 }
 
 impl Services {
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %caller.account_id, user_id = %caller.user_id),
+    )]
     pub async fn list_projects(&self, caller: &Principal) -> Result<Vec<Project>, ServiceError> {
         Ok(self.db.projects_of_account(&caller.account_id).await?)
     }
 
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %caller.account_id, user_id = %caller.user_id, project_id = %id),
+    )]
     pub async fn project(&self, caller: &Principal, id: &str) -> Result<Project, ServiceError> {
         self.db
             .project(&caller.account_id, id)
@@ -79,6 +87,10 @@ impl Services {
             .ok_or_else(|| ServiceError::NotFound("No such project in this account.".to_owned()))
     }
 
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %caller.account_id, user_id = %caller.user_id),
+    )]
     pub async fn create_project(
         &self,
         caller: &Principal,
@@ -96,9 +108,15 @@ impl Services {
             subdirectory: &subdirectory,
             target_branch: branch.as_deref(),
         };
-        Ok(self.db.create_project(&caller.account_id, &fields).await?)
+        let project = self.db.create_project(&caller.account_id, &fields).await?;
+        tracing::info!(project_id = %project.id, "project created");
+        Ok(project)
     }
 
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %caller.account_id, user_id = %caller.user_id, project_id = %id),
+    )]
     pub async fn update_project(
         &self,
         caller: &Principal,

@@ -60,6 +60,11 @@ impl Services {
         Ok(true)
     }
 
+    #[tracing::instrument(
+        name = "queue_item",
+        skip_all,
+        fields(item_id = %item.id, kind = %item.task.kind()),
+    )]
     async fn dispatch(&self, rt: &CiRuntime, item: &QueueItem) -> Result<(), ServiceError> {
         match &item.task {
             Task::RotateProjectToken {

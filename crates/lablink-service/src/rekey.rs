@@ -53,6 +53,7 @@ impl Services {
     /// Re-seals under the current key every value an older key sealed. `progress` hears about
     /// each column after every chunk and when it is done. Running it again after a crash or an
     /// interruption picks up what is left.
+    #[tracing::instrument(skip_all)]
     pub async fn rekey(
         &self,
         mut progress: impl FnMut(&ColumnRekeyed),

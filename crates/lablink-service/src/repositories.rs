@@ -241,6 +241,14 @@ impl Services {
     }
 
     /// The project's current connection, if any.
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %caller.account_id,
+            user_id = %caller.user_id,
+            project_id = %project_id,
+        ),
+    )]
     pub async fn project_repository(
         &self,
         caller: &Principal,
@@ -251,6 +259,14 @@ impl Services {
     }
 
     /// Every connection the project ever had, newest first (history kept across moves).
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %caller.account_id,
+            user_id = %caller.user_id,
+            project_id = %project_id,
+        ),
+    )]
     pub async fn project_repository_history(
         &self,
         caller: &Principal,
@@ -261,6 +277,15 @@ impl Services {
     }
 
     /// Connects the project to GitLab project `gitlab_project_id`, all or nothing.
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %caller.account_id,
+            user_id = %caller.user_id,
+            project_id = %project_id,
+            gitlab_project_id = gitlab_project_id,
+        ),
+    )]
     pub async fn connect_repository(
         &self,
         caller: &Principal,
@@ -556,6 +581,14 @@ impl Services {
     /// Disconnects the project's repository: removes the webhook, revokes the project access
     /// token, deletes the deploy token and key in GitLab (already gone is fine), deletes the
     /// secrets here, and keeps the project with its jobs and runs.
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %caller.account_id,
+            user_id = %caller.user_id,
+            project_id = %project_id,
+        ),
+    )]
     pub async fn disconnect_repository(
         &self,
         caller: &Principal,
@@ -612,6 +645,7 @@ impl Services {
     /// the row ends `failed` without secrets, so the project can be connected again, and what
     /// it had created in GitLab is removed as the connecting user. What could not be removed is
     /// listed on the row (`status_warning`) for an admin. Returns how many were rolled back.
+    #[tracing::instrument(skip_all)]
     pub async fn recover_stale_connections(
         &self,
         older_than: std::time::Duration,

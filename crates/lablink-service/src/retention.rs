@@ -48,6 +48,7 @@ fn ms(d: Duration) -> i64 {
 
 impl Services {
     /// Prunes every record older than `retention` allows.
+    #[tracing::instrument(skip_all)]
     pub async fn prune_old_records(&self, retention: Retention) -> Result<Pruned, ServiceError> {
         let now = now_ms();
         let before = |keep: Duration| now.saturating_sub(ms(keep));
@@ -64,6 +65,7 @@ impl Services {
     }
 
     /// Deletes this replica's checkouts of workspaces nobody changed for `idle`.
+    #[tracing::instrument(skip_all)]
     pub async fn reclaim_workspace_checkouts(&self, idle: Duration) -> Result<(), ServiceError> {
         self.reclaim_idle_checkouts(now_ms().saturating_sub(ms(idle)))
             .await

@@ -80,6 +80,7 @@ impl Services {
 
     /// Enqueues one rotation job per connected token expiring within `margin_days`. Costs work
     /// proportional to the tokens due. Returns how many jobs were enqueued.
+    #[tracing::instrument(skip_all)]
     pub async fn schedule_token_rotations(&self, margin_days: i64) -> Result<usize, ServiceError> {
         let due_on = format_day((Utc::now() + Duration::days(margin_days)).date_naive());
         let due = self
@@ -146,6 +147,7 @@ impl Services {
     }
 
     /// Rotates the repository's project access token `token_id` (the job's work).
+    #[tracing::instrument(skip_all, fields(repository_id = %repository_id, token_id = token_id))]
     pub async fn rotate_project_token(
         &self,
         repository_id: &str,

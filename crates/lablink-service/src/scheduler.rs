@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use lablink_store::now_ms;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::Services;
 use crate::ci::executor::CiRuntime;
@@ -145,7 +146,10 @@ impl Pass {
                         .and_then(DateTime::<Utc>::from_timestamp_millis);
                     let renewal =
                         tokio::spawn(renew(self.services.clone(), self.name, self.holder.clone()));
-                    body(self.services.clone(), last_started).await;
+                    // What the pass logs names it, whichever scheduler took it.
+                    body(self.services.clone(), last_started)
+                        .instrument(tracing::info_span!("periodic_pass", pass = self.name))
+                        .await;
                     renewal.abort();
                     metrics::counter!("lablink_periodic_passes_total", "pass" => self.name)
                         .increment(1);

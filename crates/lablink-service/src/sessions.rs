@@ -102,6 +102,7 @@ impl Services {
     }
 
     /// Signs a user in with email and password, throttled per email and client address.
+    #[tracing::instrument(skip_all)]
     pub async fn login(
         &self,
         email: &str,
@@ -231,6 +232,7 @@ impl Services {
     }
 
     /// Ends one session (sign out of this browser).
+    #[tracing::instrument(skip_all)]
     pub async fn logout(&self, session: &ActiveSession) -> Result<(), ServiceError> {
         self.db.delete_session(&session.id_hash).await?;
         self.audit(AuditEvent {
@@ -243,6 +245,10 @@ impl Services {
     }
 
     /// Ends every session of the user, on every device.
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %principal.account_id, user_id = %principal.user_id),
+    )]
     pub async fn logout_everywhere(&self, principal: &Principal) -> Result<u64, ServiceError> {
         let n = self.db.delete_sessions_of_user(&principal.user_id).await?;
         self.audit(AuditEvent {

@@ -72,6 +72,7 @@ impl Services {
     }
 
     /// Checks a setup token before showing the form.
+    #[tracing::instrument(skip_all)]
     pub async fn check_setup_token(&self, token: &str) -> Result<(), ServiceError> {
         if self
             .db
@@ -85,6 +86,7 @@ impl Services {
     }
 
     /// Uses the setup token: creates the account and its first admin and signs the admin in.
+    #[tracing::instrument(skip_all)]
     pub async fn complete_setup(
         &self,
         token: &str,

@@ -40,6 +40,11 @@ impl Task {
         )
     }
 
+    /// The kind's name, as stored and as logged (e.g. `ci.drop_schema`).
+    pub fn kind(&self) -> String {
+        self.columns().0
+    }
+
     fn from_columns(kind: &str, payload: &str) -> Result<Task, StoreError> {
         let payload: serde_json::Value = serde_json::from_str(payload)
             .map_err(|e| StoreError::Corrupt(format!("queue item of kind {kind}: {e}")))?;

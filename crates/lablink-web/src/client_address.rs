@@ -22,7 +22,7 @@ impl TrustedProxies {
         TrustedProxies(ranges.into())
     }
 
-    fn trusts(&self, addr: IpAddr) -> bool {
+    pub(crate) fn trusts(&self, addr: IpAddr) -> bool {
         let addr = canonical(addr);
         self.0.iter().any(|net| net.contains(&addr))
     }

@@ -95,6 +95,8 @@ struct ErrorPage<'a> {
     chrome: crate::Chrome,
     title: &'a str,
     message: &'a str,
+    /// The request's id, which names its log lines: what to give an operator.
+    reference: Option<String>,
 }
 
 impl HtmlError {
@@ -160,6 +162,7 @@ fn error_page(status: StatusCode, message: &str, chrome: crate::Chrome) -> Respo
         chrome,
         title: status.canonical_reason().unwrap_or("Error"),
         message,
+        reference: crate::request_id::current(),
     };
     match page.render() {
         Ok(html) => (status, Html(html)).into_response(),

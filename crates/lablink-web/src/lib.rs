@@ -37,6 +37,7 @@ mod layout;
 mod middleware;
 pub mod pages;
 mod render;
+mod request_id;
 mod state;
 
 use axum::Router;

@@ -1,7 +1,8 @@
-//! The protective layers around every route: body size limit, request timeout, panics turned
-//! into a 500 page, request metrics and tracing with sensitive headers hidden, the headers that
-//! tell browsers what a page may do, and the request's origin (client address, user agent) for
-//! the audit trail.
+//! The protective layers around every route: the request's id and log span (outermost, so that
+//! every other layer's log lines and responses have it), body size limit, request timeout,
+//! panics turned into a 500 page, request metrics and tracing with sensitive headers hidden, the
+//! headers that tell browsers what a page may do, and the request's origin (client address, user
+//! agent) for the audit trail.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -18,6 +19,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::client_address::{TrustedProxies, client_address};
+use crate::request_id;
 use crate::{AppState, HtmlError};
 
 /// Largest request body accepted (forms and JSON are small).
@@ -42,6 +44,7 @@ pub struct StyleNonce(pub String);
 pub fn apply(router: Router<AppState>, state: &AppState) -> Router<AppState> {
     let https = state.services.settings.secure_cookies();
     let trusted = state.trusted_proxies.clone();
+    let proxies = state.trusted_proxies.clone();
     router
         .layer(axum::middleware::from_fn(move |req, next| {
             browser_headers(req, next, https)
@@ -59,7 +62,9 @@ pub fn apply(router: Router<AppState>, state: &AppState) -> Router<AppState> {
             HtmlError::internal("handler panicked".into()).into_response()
         }))
         .layer(axum::middleware::from_fn(record_metrics))
-        .layer(TraceLayer::new_for_http())
+        // Its events (a failed response, latencies at debug level) go into the request's own
+        // span (`request_id`); its span would repeat it with the raw URI, queries and all.
+        .layer(TraceLayer::new_for_http().make_span_with(|_: &Request| tracing::Span::none()))
         .layer(SetSensitiveHeadersLayer::new([
             header::AUTHORIZATION,
             header::COOKIE,
@@ -68,6 +73,9 @@ pub fn apply(router: Router<AppState>, state: &AppState) -> Router<AppState> {
             header::HeaderName::from_static("x-gitlab-token"),
             header::HeaderName::from_static("webhook-signature"),
         ]))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            request_id::scope(req, next, proxies.clone())
+        }))
 }
 
 /// Runs the request with its origin known to the use cases, which record it in audit entries.

@@ -119,6 +119,11 @@ impl Services {
         Ok(true)
     }
 
+    #[tracing::instrument(
+        name = "delivery",
+        skip_all,
+        fields(delivery_id = %delivery.id, repository_id = %delivery.repository_id)
+    )]
     async fn handle_delivery(
         &self,
         delivery: &lablink_store::deliveries::Delivery,

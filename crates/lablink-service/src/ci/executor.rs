@@ -28,6 +28,7 @@ use lablink_store::ci_jobs::CiJob;
 use lablink_store::runs::{CiRepository, Holder, ProductionRun, Run, StepOutcome};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::jobs::warehouse_profile;
 use super::report::ReportInput;
@@ -252,18 +253,28 @@ impl Services {
         Ok(true)
     }
 
+    // Every line the run's execution logs, on whichever worker, names the run.
+    #[tracing::instrument(
+        name = "run",
+        skip_all,
+        fields(run_id = %run.id, ci_job_id = run.ci_job_id),
+    )]
     async fn execute(&self, rt: &CiRuntime, run: Run) -> Result<(), ServiceError> {
         let started = Instant::now();
         let cancel = CancellationToken::new();
         let lost = CancellationToken::new();
-        let heartbeat = tokio::spawn(heartbeat(
-            self.clone(),
-            run.id.clone(),
-            rt.worker_id.clone(),
-            rt.lease,
-            cancel.clone(),
-            lost.clone(),
-        ));
+        let heartbeat = tokio::spawn(
+            heartbeat(
+                self.clone(),
+                run.id.clone(),
+                rt.worker_id.clone(),
+                rt.lease,
+                cancel.clone(),
+                lost.clone(),
+            )
+            // Its warnings (a lease that could not be renewed) name the run too.
+            .in_current_span(),
+        );
         // Handing back stops the run like a cancellation; what is recorded differs (below).
         let stop_for_hand_back = {
             let (hand_back, cancel) = (rt.hand_back.clone(), cancel.clone());
@@ -274,7 +285,9 @@ impl Services {
         };
         let (sink, lines) = mpsc::channel::<LogLine>(1024);
         let first_seq = self.db.next_log_seq(&run.id).await?;
-        let writer = tokio::spawn(write_logs(self.clone(), run.id.clone(), first_seq, lines));
+        let writer = tokio::spawn(
+            write_logs(self.clone(), run.id.clone(), first_seq, lines).in_current_span(),
+        );
 
         let run_dir = rt.work_dir.join("runs").join(&run.id);
         let mut state = RunState::Starting;

@@ -56,6 +56,7 @@ fn ignored_reason(event: Option<&str>) -> Option<String> {
 impl Services {
     /// Checks what can be checked of a delivery before its body is read (the token, the
     /// signature's headers), so that strangers cannot make lablink read large bodies.
+    #[tracing::instrument(skip_all, fields(repository_id = %repository_id))]
     pub async fn precheck_webhook(
         &self,
         repository_id: &str,
@@ -75,6 +76,7 @@ impl Services {
 
     /// Accepts a delivery for `repository_id` if it proves it comes from the repository's hook
     /// (and, where the account restricts webhook sources, from inside them).
+    #[tracing::instrument(skip_all, fields(repository_id = %repository_id))]
     pub async fn receive_webhook(
         &self,
         repository_id: &str,

@@ -345,6 +345,14 @@ impl Services {
             .ok_or_else(|| ServiceError::NotFound("No such project.".into()))
     }
 
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %caller.account_id,
+            user_id = %caller.user_id,
+            project_id = %project_id,
+        ),
+    )]
     pub async fn list_ci_jobs(
         &self,
         caller: &Principal,
@@ -355,6 +363,10 @@ impl Services {
         jobs.iter().map(CiJobView::from_job).collect()
     }
 
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %caller.account_id, user_id = %caller.user_id, ci_job_id = job_id),
+    )]
     pub async fn get_ci_job(
         &self,
         caller: &Principal,
@@ -363,6 +375,14 @@ impl Services {
         CiJobView::from_job(&self.job_of_account(caller, job_id).await?)
     }
 
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %caller.account_id,
+            user_id = %caller.user_id,
+            project_id = %project_id,
+        ),
+    )]
     pub async fn create_ci_job(
         &self,
         caller: &Principal,
@@ -384,6 +404,10 @@ impl Services {
         self.get_ci_job(caller, id).await
     }
 
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %caller.account_id, user_id = %caller.user_id, ci_job_id = job_id),
+    )]
     pub async fn update_ci_job(
         &self,
         caller: &Principal,
@@ -402,6 +426,10 @@ impl Services {
         self.get_ci_job(caller, job_id).await
     }
 
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %caller.account_id, user_id = %caller.user_id, ci_job_id = job_id),
+    )]
     pub async fn delete_ci_job(&self, caller: &Principal, job_id: i64) -> Result<(), ServiceError> {
         require(
             caller.role.can_write(),

@@ -40,6 +40,7 @@ fn hook_warning(alert_status: Option<&str>) -> Option<String> {
 impl Services {
     /// One pass over every connected repository; merge requests updated before `since` are
     /// skipped (the previous pass saw them).
+    #[tracing::instrument(skip_all)]
     pub async fn reconcile(
         &self,
         since: Option<DateTime<Utc>>,

@@ -184,6 +184,10 @@ impl Services {
 
     /// A person stops an active run (queued, waiting for approval, starting or running); its
     /// commit status becomes `canceled` in GitLab like any cancelled run's.
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %caller.account_id, user_id = %caller.user_id, run_id = %run_id),
+    )]
     pub async fn cancel_run_by_user(
         &self,
         caller: &Principal,
@@ -224,6 +228,10 @@ impl Services {
     /// A person runs an ended run again, from the beginning (a flaky warehouse, a cancelled
     /// run): its log and artifacts are replaced and GitLab's status goes back to pending. A
     /// fork's commit that nobody approved waits for a Maintainer's approval again.
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %caller.account_id, user_id = %caller.user_id, run_id = %run_id),
+    )]
     pub async fn rerun_run(
         &self,
         caller: &Principal,
@@ -299,6 +307,10 @@ impl Services {
     /// A Maintainer of the target project in GitLab (checked now, with the caller's own GitLab
     /// account) lets a fork's commit run with the job's secrets. One approval is for one commit:
     /// a newer commit of the merge request waits again.
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %caller.account_id, user_id = %caller.user_id, run_id = %run_id),
+    )]
     pub async fn approve_fork_run(
         &self,
         caller: &Principal,
@@ -376,6 +388,14 @@ impl Services {
     }
 
     /// The newest runs of a project, or of one of its merge requests.
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %caller.account_id,
+            user_id = %caller.user_id,
+            project_id = %project_id,
+        ),
+    )]
     pub async fn list_runs(
         &self,
         caller: &Principal,
@@ -398,6 +418,10 @@ impl Services {
     }
 
     /// The account's newest runs across its projects (the dashboard's recent activity).
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %caller.account_id, user_id = %caller.user_id),
+    )]
     pub async fn recent_runs(
         &self,
         caller: &Principal,
@@ -414,6 +438,10 @@ impl Services {
         Ok(out)
     }
 
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %caller.account_id, user_id = %caller.user_id, run_id = %run_id),
+    )]
     pub async fn run_detail(
         &self,
         caller: &Principal,
@@ -462,6 +490,10 @@ impl Services {
 
     /// Drops the schemas of the run's merge request and job now instead of at its close or the
     /// sweep (queued: the drop happens in the background). The next run makes them again.
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %caller.account_id, user_id = %caller.user_id, run_id = %run_id),
+    )]
     pub async fn drop_run_schemas(
         &self,
         caller: &Principal,
@@ -501,6 +533,10 @@ impl Services {
     }
 
     /// Log lines from `after` on (sequence numbers), at most `limit`.
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %caller.account_id, user_id = %caller.user_id, run_id = %run_id),
+    )]
     pub async fn run_log(
         &self,
         caller: &Principal,
@@ -517,6 +553,10 @@ impl Services {
     }
 
     /// `run_results.json` or `manifest.json` of a run.
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %caller.account_id, user_id = %caller.user_id, run_id = %run_id),
+    )]
     pub async fn run_artifact(
         &self,
         caller: &Principal,

@@ -99,6 +99,7 @@ impl Services {
         Ok(true)
     }
 
+    #[tracing::instrument(name = "commit_status", skip_all, fields(run_id = %status.run_id))]
     async fn post_status(&self, status: &PendingStatus) -> Result<(), NotPosted> {
         let Some(run) = self
             .db

@@ -42,6 +42,14 @@ impl ConnectionHealth {
 impl Services {
     /// The project's connection health; starts a background check when the last one is older
     /// than 15 minutes (or there is none) and a repository is connected.
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %caller.account_id,
+            user_id = %caller.user_id,
+            project_id = %project_id,
+        ),
+    )]
     pub async fn connection_health(
         &self,
         caller: &Principal,
@@ -59,6 +67,10 @@ impl Services {
     }
 
     /// The account's projects whose last check found an error.
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %caller.account_id, user_id = %caller.user_id),
+    )]
     pub async fn broken_connections(
         &self,
         caller: &Principal,

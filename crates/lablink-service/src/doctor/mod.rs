@@ -41,6 +41,14 @@ const REFUSALS_REPORTED_FOR_MS: i64 = 7 * 24 * 3600 * 1000;
 
 impl Services {
     /// Checks (and with `fix`, repairs) the caller's project's connection.
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %caller.account_id,
+            user_id = %caller.user_id,
+            project_id = %project_id,
+        ),
+    )]
     pub async fn check_project_connection(
         &self,
         caller: &Principal,
@@ -65,6 +73,14 @@ impl Services {
     }
 
     /// Repairs only the findings with `code` (the panel's Fix button of one finding).
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %caller.account_id,
+            user_id = %caller.user_id,
+            project_id = %project_id,
+        ),
+    )]
     pub async fn fix_project_finding(
         &self,
         caller: &Principal,
@@ -88,6 +104,7 @@ impl Services {
 
     /// Checks (and with `fix`, repairs) one project (by id) or every project with a connected
     /// repository: the operator's entry (CLI), across accounts.
+    #[tracing::instrument(skip_all, fields(project_id = project_id))]
     pub async fn check_connections(
         &self,
         project_id: Option<&str>,
@@ -178,6 +195,7 @@ impl Services {
     }
 
     /// Checks (and with `fix`, repairs) a project's connection.
+    #[tracing::instrument(skip_all, fields(account_id = %account_id, project_id = %project_id))]
     pub async fn check_connection(
         &self,
         account_id: &str,
@@ -390,6 +408,14 @@ impl Services {
 
     /// Asks GitLab to send the webhook's test delivery and waits up to `wait` for lablink to
     /// receive and verify it (intake stores only verified deliveries).
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %caller.account_id,
+            user_id = %caller.user_id,
+            project_id = %project_id,
+        ),
+    )]
     pub async fn send_test_delivery(
         &self,
         caller: &Principal,

@@ -48,6 +48,7 @@ impl Services {
 
     /// Creates or updates the repository's bare cache from GitLab (branches and merge request
     /// heads; later fetches transfer only what changed) and returns its path.
+    #[tracing::instrument(skip_all, fields(repository_id = %repository_id))]
     pub async fn fetch_repository(&self, repository_id: &str) -> Result<PathBuf, ServiceError> {
         let repo = self
             .db

@@ -115,6 +115,10 @@ fn row_of(item: ListItem) -> ImportRow {
 
 impl Services {
     /// A page of the caller's import list; starts loading it when there is no usable cache.
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %caller.account_id, user_id = %caller.user_id),
+    )]
     pub async fn gitlab_import_list(
         &self,
         caller: &Principal,
@@ -180,6 +184,10 @@ impl Services {
     }
 
     /// How far loading the caller's list is (for the progress indicator), without GitLab calls.
+    #[tracing::instrument(
+        skip_all,
+        fields(account_id = %caller.account_id, user_id = %caller.user_id),
+    )]
     pub async fn gitlab_import_progress(
         &self,
         caller: &Principal,

@@ -71,6 +71,14 @@ impl Services {
     /// Turns posting through the caller's own linked GitLab account on (`true`) or off for the
     /// project's repository. On needs a repository without a project access token and the
     /// caller a Maintainer of it in GitLab (checked now); any writer may turn it off.
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %caller.account_id,
+            user_id = %caller.user_id,
+            project_id = %project_id,
+        ),
+    )]
     pub async fn set_posting_as_me(
         &self,
         caller: &Principal,

@@ -31,6 +31,14 @@ impl Services {
         Self::checkout_is_at(&o.dir, version)
     }
 
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %caller.account_id,
+            user_id = %caller.user_id,
+            project_id = %project_id,
+        ),
+    )]
     pub async fn workspace_file(
         &self,
         caller: &Principal,
@@ -49,6 +57,14 @@ impl Services {
     }
 
     /// Saves a file (creating it and its folders when new).
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %caller.account_id,
+            user_id = %caller.user_id,
+            project_id = %project_id,
+        ),
+    )]
     pub async fn save_workspace_file(
         &self,
         caller: &Principal,
@@ -74,6 +90,14 @@ impl Services {
     }
 
     /// Creates a new file; refused when one exists at that path.
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %caller.account_id,
+            user_id = %caller.user_id,
+            project_id = %project_id,
+        ),
+    )]
     pub async fn create_workspace_file(
         &self,
         caller: &Principal,
@@ -98,6 +122,14 @@ impl Services {
         .await
     }
 
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %caller.account_id,
+            user_id = %caller.user_id,
+            project_id = %project_id,
+        ),
+    )]
     pub async fn delete_workspace_file(
         &self,
         caller: &Principal,
@@ -122,6 +154,14 @@ impl Services {
     }
 
     /// Renames (moves) a file; refused when the new path is taken.
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %caller.account_id,
+            user_id = %caller.user_id,
+            project_id = %project_id,
+        ),
+    )]
     pub async fn rename_workspace_file(
         &self,
         caller: &Principal,
@@ -155,6 +195,14 @@ impl Services {
     }
 
     /// Drops saved changes (of `paths`, or all): the files are as the branch's commit has them.
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %caller.account_id,
+            user_id = %caller.user_id,
+            project_id = %project_id,
+        ),
+    )]
     pub async fn revert_workspace_changes(
         &self,
         caller: &Principal,
@@ -177,6 +225,14 @@ impl Services {
     }
 
     /// The file's changes against the branch's commit, as a unified diff.
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %caller.account_id,
+            user_id = %caller.user_id,
+            project_id = %project_id,
+        ),
+    )]
     pub async fn workspace_diff(
         &self,
         caller: &Principal,
@@ -193,6 +249,14 @@ impl Services {
 
     /// Every uncommitted change of the workspace as one patch (`git apply`-able), for keeping
     /// a copy before a rollback.
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %caller.account_id,
+            user_id = %caller.user_id,
+            project_id = %project_id,
+        ),
+    )]
     pub async fn workspace_patch(
         &self,
         caller: &Principal,

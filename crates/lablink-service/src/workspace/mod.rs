@@ -389,6 +389,14 @@ impl Services {
 
     /// The caller's workspace of the project: branch, files with their git state, and who
     /// GitLab will see on a push.
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %caller.account_id,
+            user_id = %caller.user_id,
+            project_id = %project_id,
+        ),
+    )]
     pub async fn workspace(
         &self,
         caller: &Principal,

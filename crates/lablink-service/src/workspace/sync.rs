@@ -287,6 +287,14 @@ impl Services {
     }
 
     /// Commits the saved changes (of `paths`, or all) with `message` and pushes the branch.
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %caller.account_id,
+            user_id = %caller.user_id,
+            project_id = %project_id,
+        ),
+    )]
     pub async fn commit_and_sync(
         &self,
         caller: &Principal,
@@ -416,6 +424,14 @@ impl Services {
     /// A new branch off GitLab's default branch. Saved changes come along: then the branch starts
     /// at the commit they were made on, so that committing them never undoes what others
     /// changed in those files meanwhile.
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %caller.account_id,
+            user_id = %caller.user_id,
+            project_id = %project_id,
+        ),
+    )]
     pub async fn create_workspace_branch(
         &self,
         caller: &Principal,
@@ -446,6 +462,14 @@ impl Services {
 
     /// Changes to another of GitLab's branches. With uncommitted changes it is refused unless
     /// `discard` says to drop them.
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %caller.account_id,
+            user_id = %caller.user_id,
+            project_id = %project_id,
+        ),
+    )]
     pub async fn switch_workspace_branch(
         &self,
         caller: &Principal,
@@ -474,6 +498,14 @@ impl Services {
     /// Refreshes the workspace's view of GitLab (the dbt IDE's "Refresh git state" and "Prune
     /// branches"): fetches the repository, which drops the branches deleted in GitLab, and says
     /// what changed, including when the workspace's own branch is not in GitLab.
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %caller.account_id,
+            user_id = %caller.user_id,
+            project_id = %project_id,
+        ),
+    )]
     pub async fn refresh_workspace(
         &self,
         caller: &Principal,
@@ -513,6 +545,14 @@ impl Services {
     }
 
     /// Brings the branch up to GitLab's (fast-forward); needs no uncommitted changes.
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %caller.account_id,
+            user_id = %caller.user_id,
+            project_id = %project_id,
+        ),
+    )]
     pub async fn pull_workspace(
         &self,
         caller: &Principal,
@@ -559,6 +599,14 @@ impl Services {
     /// Merges GitLab's default branch into the workspace's branch (needs no uncommitted
     /// changes): pushed when clean; on conflicts the files hold git's markers, to be resolved
     /// in the editor and committed with "Commit and resolve" (or the merge aborted).
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %caller.account_id,
+            user_id = %caller.user_id,
+            project_id = %project_id,
+        ),
+    )]
     pub async fn merge_default_branch(
         &self,
         caller: &Principal,
@@ -653,6 +701,14 @@ impl Services {
     /// The seed's "Fix in the Studio IDE" in one action: on a new branch off the default branch,
     /// `.gitignore` gets the missing build folders and the tracked ones leave git; the change is
     /// committed and pushed, ready for a merge request. Needs no uncommitted changes.
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %caller.account_id,
+            user_id = %caller.user_id,
+            project_id = %project_id,
+        ),
+    )]
     pub async fn fix_gitignore_in_workspace(
         &self,
         caller: &Principal,
@@ -709,6 +765,14 @@ impl Services {
     /// Opens a merge request of the workspace's branch into the default branch, with the
     /// user's own GitLab account (Enterprise) or the repository's project access token; returns
     /// its page in GitLab.
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %caller.account_id,
+            user_id = %caller.user_id,
+            project_id = %project_id,
+        ),
+    )]
     pub async fn open_merge_request(
         &self,
         caller: &Principal,
@@ -761,6 +825,14 @@ impl Services {
 
     /// Commits the reversal of commit `sha` of the branch and pushes it (needs no uncommitted
     /// changes, and not the protected default branch).
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %caller.account_id,
+            user_id = %caller.user_id,
+            project_id = %project_id,
+        ),
+    )]
     pub async fn revert_workspace_commit(
         &self,
         caller: &Principal,
@@ -842,6 +914,14 @@ impl Services {
     }
 
     /// Abandons a merge waiting for its conflicts: back to the branch's commit.
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %caller.account_id,
+            user_id = %caller.user_id,
+            project_id = %project_id,
+        ),
+    )]
     pub async fn abort_workspace_merge(
         &self,
         caller: &Principal,
@@ -856,6 +936,14 @@ impl Services {
     }
 
     /// Makes the workspace exactly GitLab's branch: every uncommitted change is dropped.
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %caller.account_id,
+            user_id = %caller.user_id,
+            project_id = %project_id,
+        ),
+    )]
     pub async fn rollback_workspace(
         &self,
         caller: &Principal,

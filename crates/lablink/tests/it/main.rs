@@ -28,6 +28,7 @@ mod setup;
 mod soak;
 mod support;
 mod token_refresh;
+mod traces;
 mod web_security;
 mod what_changed;
 mod workspace;
