@@ -7,7 +7,17 @@ use sqlx::{PgPool, SqlitePool};
 
 use crate::StoreError;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// This release's migrations. A database may hold migrations this release does not know: while
+/// a fleet rolls to the next release, the first new replica applies the next release's
+/// migrations and the replicas of this release keep running on that database (they are written
+/// to allow it: add first, remove in a later release; `migrations/RELEASED`). sqlx refuses such
+/// a database unless told to ignore them ("migration N was previously applied but is missing in
+/// the resolved migrations"); a migration this release knows that was changed, or a newer one
+/// that failed half-way, is still refused.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate::Migrator {
+    ignore_missing: true,
+    ..sqlx::migrate!("./migrations")
+};
 
 /// The database, SQLite or PostgreSQL, chosen by the URL scheme.
 #[derive(Clone, Debug)]
