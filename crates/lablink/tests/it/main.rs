@@ -29,6 +29,7 @@ mod soak;
 mod support;
 mod token_refresh;
 mod traces;
+mod upgrade;
 mod web_security;
 mod what_changed;
 mod workspace;

@@ -1,6 +1,7 @@
 //! `lablink serve` as its own process (the real binary) on a [`TestApp`]'s database: a replica
 //! whose metrics are its own, and that can be killed like a machine dies.
 
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -22,6 +23,12 @@ impl TestApp {
     /// `roles`, or a `listen` to take over), its own data directory and metrics port; returns
     /// once its metrics answer.
     pub async fn serve_process(&self, extra: &[(&str, &str)]) -> ServeProcess {
+        self.serve_binary(Path::new(env!("CARGO_BIN_EXE_lablink")), extra)
+            .await
+    }
+
+    /// Like [`TestApp::serve_process`], with another `lablink` binary (an earlier release's).
+    pub async fn serve_binary(&self, binary: &Path, extra: &[(&str, &str)]) -> ServeProcess {
         let dir = tempfile::tempdir().unwrap();
         let metrics_port = lablink_testkit::free_port();
         let listen = extra.iter().find(|(k, _)| *k == "listen").map_or_else(
@@ -35,7 +42,7 @@ impl TestApp {
             .cloned()
             .collect();
         settings.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_lablink"));
+        let mut command = Command::new(binary);
         command
             .arg("serve")
             .current_dir(dir.path())
