@@ -4,11 +4,15 @@
 # in a target directory of its own (`<target>/previous-release`), so neither this checkout nor
 # its build is touched; the binary is kept there per commit, and built once.
 #
-#   bash scripts/previous-binary.sh <git-revision>
+#   bash scripts/previous-binary.sh [<git-revision>]
+#
+# Without a revision: the last release, which is the commit that last changed
+# crates/lablink-store/migrations/RELEASED (written at each release; there are no tags).
 set -euo pipefail
 
-revision=${1:?usage: scripts/previous-binary.sh <git-revision>}
 repo=$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel)
+revision=${1:-$(git -C "$repo" log -1 --format=%H -- crates/lablink-store/migrations/RELEASED)}
+[ -n "$revision" ] || { echo "no revision given and RELEASED has no history" >&2; exit 2; }
 commit=$(git -C "$repo" rev-parse --verify --quiet "$revision^{commit}") ||
   { echo "no such revision: $revision" >&2; exit 2; }
 target=${CARGO_TARGET_DIR:-$repo/target}/previous-release

@@ -6,12 +6,13 @@
 # status in gitlab-sim (docs/deploy.md, "Upgrading a fleet"). Needs what `bash scripts/test.sh`
 # installs (PostgreSQL on 127.0.0.1:5432, dbt in ~/.cache/lablink/venv).
 #
-#   bash scripts/upgrade-test.sh <previous-git-revision>
+#   bash scripts/upgrade-test.sh [<previous-git-revision>]
+#
+# Without a revision: the last release (scripts/previous-binary.sh says which).
 set -euo pipefail
 
-revision=${1:?usage: scripts/upgrade-test.sh <previous-git-revision>}
 cd "$(dirname "$0")/.."
-binary=$(bash scripts/previous-binary.sh "$revision")
-echo "previous release: $revision ($binary)"
+binary=$(bash scripts/previous-binary.sh "$@")
+echo "previous release: $binary"
 LABLINK_SOAK=long LABLINK_PREVIOUS_BINARY=$binary \
   cargo test -p lablink --test it -- upgrade:: --nocapture

@@ -10,8 +10,9 @@
 //!   further (one more, additive migration): what this release must survive when it is the
 //!   previous one;
 //! - with `LABLINK_SOAK=long` (the long soak's flag), a binary of an earlier revision:
-//!   `LABLINK_PREVIOUS_BINARY`, or else one built from `LABLINK_PREVIOUS_REVISION` (default
-//!   `main`) by `scripts/previous-binary.sh`. `scripts/upgrade-test.sh <revision>` does both.
+//!   `LABLINK_PREVIOUS_BINARY`, or else one built by `scripts/previous-binary.sh` from
+//!   `LABLINK_PREVIOUS_REVISION` (by default the last release: the commit that last changed
+//!   `migrations/RELEASED`). `scripts/upgrade-test.sh [<revision>]` does both.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -44,16 +45,17 @@ fn previous() -> Previous {
             this_checkout: false,
         };
     }
-    let revision = std::env::var("LABLINK_PREVIOUS_REVISION").unwrap_or_else(|_| "main".to_owned());
+    let revision = std::env::var("LABLINK_PREVIOUS_REVISION").unwrap_or_default();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = Command::new("bash")
-        .arg(root.join("scripts/previous-binary.sh"))
-        .arg(&revision)
-        .output()
-        .unwrap();
+    let mut build = Command::new("bash");
+    build.arg(root.join("scripts/previous-binary.sh"));
+    if !revision.is_empty() {
+        build.arg(&revision);
+    }
+    let out = build.output().unwrap();
     assert!(
         out.status.success(),
-        "cannot build lablink at {revision}: {}",
+        "cannot build the previous release ({revision:?}): {}",
         String::from_utf8_lossy(&out.stderr)
     );
     Previous {
