@@ -11,7 +11,8 @@
 //! got a 2xx was processed.
 //!
 //! The default test command runs the short version; `LABLINK_SOAK=long` runs the sizes
-//! and prints the figures kept in BENCHMARKS.md.
+//! and prints the figures kept in BENCHMARKS.md. The same flag has the upgrade test
+//! (`upgrade.rs`) run an earlier revision's binary.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
