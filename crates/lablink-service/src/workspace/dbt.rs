@@ -23,6 +23,7 @@ use lablink_store::workspace_commands::{LOST_AFTER_MS, NewWorkspaceCommand, Work
 use secrecy::{ExposeSecret as _, SecretString};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::ci::jobs::warehouse_profile;
 use crate::error::require;
@@ -260,6 +261,14 @@ struct Started {
 
 impl Services {
     /// The command box of the caller's workspace.
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %caller.account_id,
+            user_id = %caller.user_id,
+            project_id = %project_id,
+        ),
+    )]
     pub async fn workspace_commands(
         &self,
         caller: &Principal,
@@ -299,6 +308,15 @@ impl Services {
     }
 
     /// One command of the caller's workspace, with its output and files.
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %caller.account_id,
+            user_id = %caller.user_id,
+            project_id = %project_id,
+            command_id = %command_id,
+        ),
+    )]
     pub async fn workspace_command(
         &self,
         caller: &Principal,
@@ -316,6 +334,15 @@ impl Services {
     }
 
     /// A file a command's dbt wrote to its target path.
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %caller.account_id,
+            user_id = %caller.user_id,
+            project_id = %project_id,
+            command_id = %command_id,
+        ),
+    )]
     pub async fn workspace_command_file(
         &self,
         caller: &Principal,
@@ -338,6 +365,14 @@ impl Services {
 
     /// Starts `line` in the caller's workspace with the warehouse settings of CI job `job_id`
     /// (the project's first job when `None`); it runs in the background.
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %caller.account_id,
+            user_id = %caller.user_id,
+            project_id = %project_id,
+        ),
+    )]
     pub async fn start_workspace_command(
         &self,
         caller: &Principal,
@@ -438,12 +473,21 @@ impl Services {
             command,
         };
         let services = self.clone();
-        tokio::spawn(async move { services.drive_dev_command(started).await });
+        // Under the request's span: what the command logs names the request that started it.
+        tokio::spawn(services.drive_dev_command(started).in_current_span());
         Ok(DevCommand::of(stored, Vec::new()))
     }
 
     /// Saves the caller's own warehouse credentials for the project's workspace commands on
     /// PostgreSQL jobs; an empty `password` keeps the saved one.
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %caller.account_id,
+            user_id = %caller.user_id,
+            project_id = %project_id,
+        ),
+    )]
     pub async fn save_dev_credentials(
         &self,
         caller: &Principal,
@@ -509,6 +553,14 @@ impl Services {
     }
 
     /// Forgets the caller's own warehouse credentials for the project (commands use the job's).
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %caller.account_id,
+            user_id = %caller.user_id,
+            project_id = %project_id,
+        ),
+    )]
     pub async fn remove_dev_credentials(
         &self,
         caller: &Principal,
@@ -533,6 +585,15 @@ impl Services {
     }
 
     /// Asks the workspace's running command to stop (any replica stops it within a second).
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %caller.account_id,
+            user_id = %caller.user_id,
+            project_id = %project_id,
+            command_id = %command_id,
+        ),
+    )]
     pub async fn cancel_workspace_command(
         &self,
         caller: &Principal,
@@ -550,6 +611,7 @@ impl Services {
     }
 
     /// Runs a started command to its end and records how it ended.
+    #[tracing::instrument(name = "workspace_command", skip_all, fields(command_id = %started.id))]
     async fn drive_dev_command(self, started: Started) {
         let id = started.id.clone();
         let base = started.base.clone();

@@ -115,6 +115,14 @@ impl Services {
     /// "GitLab Authentication is out of date": checks the project's deploy key against GitLab
     /// and, when GitLab's is missing or another, adds a new one with the connection's Maintainer
     /// credentials (as Check connection's Fix does). Returns what was done, in words.
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %caller.account_id,
+            user_id = %caller.user_id,
+            project_id = %project_id,
+        ),
+    )]
     pub async fn repair_workspace_deploy_key(
         &self,
         caller: &Principal,

@@ -129,6 +129,13 @@ impl Services {
     }
 
     /// The account's workspaces with their disk use and the cap (account admins).
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %admin.account_id,
+            user_id = %admin.user_id,
+        ),
+    )]
     pub async fn workspaces_disk_use(
         &self,
         admin: &Principal,
@@ -148,6 +155,13 @@ impl Services {
     }
 
     /// Sets the account's cap on its workspaces' disk use, in megabytes (`None`: the default).
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %admin.account_id,
+            user_id = %admin.user_id,
+        ),
+    )]
     pub async fn set_workspace_disk_cap(
         &self,
         admin: &Principal,
@@ -190,6 +204,14 @@ impl Services {
     /// Deletes the caller's workspace of the project: its saved changes, its commands and every
     /// checkout of it on this replica (others rebuild nothing: the workspace is gone). The next
     /// visit starts a new one at the default branch.
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            account_id = %caller.account_id,
+            user_id = %caller.user_id,
+            project_id = %project_id,
+        ),
+    )]
     pub async fn delete_workspace(
         &self,
         caller: &Principal,
