@@ -59,7 +59,7 @@ impl TestApp {
         for (key, value) in settings {
             command.env(format!("LABLINK_{}", key.to_uppercase()), value);
         }
-        let process = ServeProcess {
+        let mut process = ServeProcess {
             child: command.spawn().unwrap(),
             base: format!("http://{listen}"),
             metrics_base: format!("http://127.0.0.1:{metrics_port}"),
@@ -67,6 +67,11 @@ impl TestApp {
         };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         while process.metrics().await.is_none() {
+            // A process that refused to start (an earlier release on a database it refuses)
+            // says why at once.
+            if let Ok(Some(status)) = process.child.try_wait() {
+                panic!("lablink serve exited ({status}): {}", process.log());
+            }
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "lablink serve did not start: {}",
