@@ -190,6 +190,7 @@ impl Services {
             }
         };
         let dir = self.checkout(&ws, &repo).await?;
+        self.measure_workspace(&ws.id, ws.version, dir.clone());
         Ok(Opened {
             ws,
             repo,
@@ -403,7 +404,6 @@ impl Services {
         project_id: &str,
     ) -> Result<WorkspaceView, ServiceError> {
         let o = self.open(caller, project_id).await?;
-        self.measure_workspace(&o.ws.id, o.ws.version, o.dir.clone());
         let git = self.workspace_git();
         let internal = |e: lablink_exec::ExecError| ServiceError::Internal(format!("git: {e}"));
         let tracked = git.tracked_files(&o.dir).await.map_err(internal)?;

@@ -246,8 +246,8 @@ async fn a_fleet_survives_kill_9_of_a_worker_and_a_web_replica() {
     // Every merge request ends with its status, every run once.
     // How long each merge request waited for its final status (GitLab's finished_at).
     let mut latencies = Vec::new();
-    for sha in shas.values() {
-        let status = wait_for_success(&w, sha).await;
+    for (token, sha) in &shas {
+        let status = wait_for_success(&w, iids[token], sha).await;
         let at =
             chrono::DateTime::parse_from_rfc3339(status["finished_at"].as_str().unwrap()).unwrap();
         latencies.push((at.to_utc() - opened_at[sha]).as_seconds_f64());
@@ -428,12 +428,28 @@ async fn refresh_race(w: &World) -> usize {
     w.gitlab.oauth_tokens_of(w.alice.id).await.len() - before
 }
 
-/// Waits for the merge request's run at `sha` to succeed and its status to reach GitLab; a
-/// failed run fails the test at once, with its log.
-async fn wait_for_success(w: &World, sha: &str) -> serde_json::Value {
+/// Waits for merge request `iid`'s run at `sha` to succeed and its status to reach GitLab; a
+/// failed run fails the test at once, with its log. (The project's run list shows the latest
+/// runs only: with 200 merge requests, older ones are found through their merge request.)
+async fn wait_for_success(w: &World, iid: i64, sha: &str) -> serde_json::Value {
     let deadline = Instant::now() + patience();
     loop {
-        let runs = w.runs_at(sha).await;
+        let runs: Vec<serde_json::Value> = w
+            .browser
+            .api(
+                reqwest::Method::GET,
+                &format!("/api/v1/projects/{}/runs?mr_iid={iid}", w.project),
+                None,
+                None,
+            )
+            .await
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["sha"] == sha)
+            .cloned()
+            .collect();
         if let Some(failed) = runs.iter().find(|r| r["state"] == "error") {
             let id = failed["id"].as_str().unwrap();
             panic!("run {id} failed: {}", w.run_log(id).await);
