@@ -20,11 +20,13 @@ use lablink_store::audit::{AuditEvent, AuditOutcome};
 use lablink_store::ci_jobs::CiJob;
 use lablink_store::dev_credentials::DevCredential;
 use lablink_store::workspace_commands::{LOST_AFTER_MS, NewWorkspaceCommand, WorkspaceCommand};
+use lablink_store::workspaces::Workspace;
 use secrecy::{ExposeSecret as _, SecretString};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::ci::executor::say;
 use crate::ci::jobs::warehouse_profile;
 use crate::error::require;
 use crate::{Principal, ServiceError, Services};
@@ -124,6 +126,10 @@ fn checked_command(line: &str) -> Result<DbtCommand, ServiceError> {
         )));
     }
     Ok(command)
+}
+
+fn no_such_command() -> ServiceError {
+    ServiceError::NotFound("There is no such command.".into())
 }
 
 /// What a command's process ending means for the command.
@@ -274,28 +280,26 @@ impl Services {
         caller: &Principal,
         project_id: &str,
     ) -> Result<DevCommands, ServiceError> {
-        let o = self.open(caller, project_id).await?;
+        let (project, ws) = match self.stored_workspace(caller, project_id).await? {
+            (project, Some(ws)) => (project, ws),
+            // First use: the workspace is made as the workspace page makes it.
+            (project, None) => (project, self.open(caller, project_id).await?.ws),
+        };
         let jobs = self
             .db
-            .ci_jobs_of_project(&self.keys, &o.ws.project_id)
+            .ci_jobs_of_project(&self.keys, &project.id)
             .await?
             .into_iter()
             .map(|job| (job.id, job.input.name))
             .collect();
-        let mut stored = self.db.workspace_commands(&o.ws.id).await?.into_iter();
+        let mut stored = self.db.workspace_commands(&ws.id).await?.into_iter();
         let latest = match stored.next() {
-            Some(first) => match self.db.workspace_command(&first.id).await? {
-                Some(full) => {
-                    let files = self.db.workspace_command_files(&first.id).await?;
-                    Some(DevCommand::of(full, files))
-                }
-                None => None,
-            },
+            Some(first) => Some(self.command_of(&ws, &first.id).await?),
             None => None,
         };
         let dev_user = self
             .db
-            .dev_credential(&self.keys, &caller.user_id, &o.ws.project_id)
+            .dev_credential(&self.keys, &caller.user_id, &project.id)
             .await?
             .map(|c| c.username);
         Ok(DevCommands {
@@ -323,13 +327,24 @@ impl Services {
         project_id: &str,
         command_id: &str,
     ) -> Result<DevCommand, ServiceError> {
-        let o = self.open(caller, project_id).await?;
+        match self.stored_workspace(caller, project_id).await? {
+            (_, Some(ws)) => self.command_of(&ws, command_id).await,
+            (_, None) => Err(no_such_command()),
+        }
+    }
+
+    /// Command `command_id` of workspace `ws`, with its output and files.
+    async fn command_of(
+        &self,
+        ws: &Workspace,
+        command_id: &str,
+    ) -> Result<DevCommand, ServiceError> {
         match self.db.workspace_command(command_id).await? {
-            Some(stored) if stored.workspace_id == o.ws.id => {
+            Some(stored) if stored.workspace_id == ws.id => {
                 let files = self.db.workspace_command_files(command_id).await?;
                 Ok(DevCommand::of(stored, files))
             }
-            _ => Err(ServiceError::NotFound("There is no such command.".into())),
+            _ => Err(no_such_command()),
         }
     }
 
@@ -566,6 +581,10 @@ impl Services {
         caller: &Principal,
         project_id: &str,
     ) -> Result<(), ServiceError> {
+        require(
+            caller.role.can_write(),
+            "Read-only users run no dbt commands; ask an admin for the Developer role.",
+        )?;
         let project = self.project(caller, project_id).await?;
         self.db
             .delete_dev_credential(&caller.user_id, &project.id)
@@ -742,11 +761,6 @@ impl Services {
             .unwrap_or_default();
         Ok((end.0, end.1, files))
     }
-}
-
-/// A line of lablink's own in the command's output.
-async fn say(sink: &mpsc::Sender<LogLine>, text: impl Into<String>) {
-    crate::ci::executor::say(sink, text).await;
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use lablink_store::repositories::Repository;
 use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::doctor::{Code, Outcome};
+use crate::error::require;
 use crate::{Principal, ServiceError, Services};
 
 /// The private key in a file of its own (mode 0600) for one git invocation; removed when dropped.
@@ -128,9 +129,19 @@ impl Services {
         caller: &Principal,
         project_id: &str,
     ) -> Result<String, ServiceError> {
+        require(
+            caller.role.can_write(),
+            "Read-only users cannot repair connections.",
+        )?;
         let report = self
             .check_project_connection(caller, project_id, false)
             .await?;
+        if report.repository_id.is_none() {
+            return Err(ServiceError::NotFound(
+                "This project has no connected repository: connect one under Repository first."
+                    .into(),
+            ));
+        }
         let Some(code) = report
             .findings
             .iter()

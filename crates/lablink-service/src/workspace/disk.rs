@@ -217,16 +217,8 @@ impl Services {
         caller: &Principal,
         project_id: &str,
     ) -> Result<(), ServiceError> {
-        require(
-            caller.role.can_write(),
-            "Read-only users have no workspace; ask an admin for the Developer role.",
-        )?;
-        let project = self.project(caller, project_id).await?;
-        let ws = self
-            .db
-            .workspace_of(&project.id, &caller.user_id)
-            .await?
-            .ok_or_else(|| ServiceError::NotFound("You have no workspace here.".into()))?;
+        let (project, ws) = self.stored_workspace(caller, project_id).await?;
+        let ws = ws.ok_or_else(|| ServiceError::NotFound("You have no workspace here.".into()))?;
         let changes = self.db.workspace_changes(&ws.id).await?.len();
         self.db.delete_workspace(&ws.id).await?;
         let root = &self.settings.repositories.workspace_dir;

@@ -151,6 +151,23 @@ impl Services {
         Git::new(GitConfig::new(&self.settings.repositories.git_home))
     }
 
+    /// The project and the caller's workspace of it as stored (`None` before its first use),
+    /// without touching a checkout: for what needs only the database (the dbt commands' list
+    /// and output, which the page polls, and deleting the workspace).
+    pub(crate) async fn stored_workspace(
+        &self,
+        caller: &Principal,
+        project_id: &str,
+    ) -> Result<(lablink_store::projects::Project, Option<Workspace>), ServiceError> {
+        require(
+            caller.role.can_write(),
+            "Read-only users have no workspace; ask an admin for the Developer role.",
+        )?;
+        let project = self.project(caller, project_id).await?;
+        let ws = self.db.workspace_of(&project.id, &caller.user_id).await?;
+        Ok((project, ws))
+    }
+
     /// The caller's workspace of the project (created at the default branch on first use), with
     /// a checkout of this replica at the workspace's current version.
     pub(crate) async fn open(
@@ -158,11 +175,7 @@ impl Services {
         caller: &Principal,
         project_id: &str,
     ) -> Result<Opened, ServiceError> {
-        require(
-            caller.role.can_write(),
-            "Read-only users have no workspace; ask an admin for the Developer role.",
-        )?;
-        let project = self.project(caller, project_id).await?;
+        let (project, stored) = self.stored_workspace(caller, project_id).await?;
         let repo = self
             .db
             .live_repository_of_project(&project.id)
@@ -175,7 +188,7 @@ impl Services {
                         .into(),
                 )
             })?;
-        let ws = match self.db.workspace_of(&project.id, &caller.user_id).await? {
+        let ws = match stored {
             Some(ws) if ws.repository_id == repo.id => ws,
             // The project was connected to another repository since: the workspace moves to its
             // default branch, keeping what was saved.

@@ -339,6 +339,42 @@ async fn pages_and_endpoints_check_who_calls(app: TestApp) {
             no_workspace.clone(),
         ),
         (Method::GET, workspace("/dbt"), None, no_workspace.clone()),
+        (
+            Method::GET,
+            workspace("/dbt/01a24800-0000-7000-8000-000000000000"),
+            None,
+            no_workspace.clone(),
+        ),
+        (
+            Method::POST,
+            workspace("/repair-deploy-key"),
+            None,
+            no_workspace.clone(),
+        ),
+        (
+            Method::PUT,
+            workspace("/dbt/credentials"),
+            Some(json!({"username": "dev_user", "password": "pw"})),
+            Expect {
+                anonymous: 401,
+                read_only: 403,
+                developer: 204,
+                admin: 204,
+                other_admin: 404,
+            },
+        ),
+        (
+            Method::DELETE,
+            workspace("/dbt/credentials"),
+            None,
+            Expect {
+                anonymous: 401,
+                read_only: 403,
+                developer: 204,
+                admin: 204,
+                other_admin: 404,
+            },
+        ),
         (Method::DELETE, workspace(""), None, no_workspace.clone()),
         (
             Method::GET,
